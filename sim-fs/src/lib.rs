@@ -1,0 +1,20 @@
+//! A deterministic simulated filesystem and clock that can fail at any
+//! syscall, and a bridge that runs real SQLite on it.
+//!
+//! - [`Fs`] / [`FileHandle`]: the syscall surface a store may use.
+//! - [`RealFs`]: that surface over the kernel, for production.
+//! - [`SimFs`]: an in-memory filesystem that models exactly what the kernel
+//!   promises about durability, and no more, driven by one seed.
+//! - [`Clock`], [`SystemClock`], [`SimClock`]: wall-clock time, real or virtual.
+
+pub mod clock;
+pub mod errno;
+pub mod fs;
+pub mod real;
+
+pub use clock::{Clock, SimClock, SystemClock};
+pub use fs::{
+    ByteRange, DirEntry, FileHandle, FileHandleExt, FileIdentity, FileKind, Fs, FsExt, LockGuard, Metadata, OpenOptions,
+    RangeLockMode,
+};
+pub use real::RealFs;
