@@ -11,6 +11,7 @@ pub mod clock;
 pub mod errno;
 pub mod fs;
 pub mod real;
+pub mod sim;
 
 pub use clock::{Clock, SimClock, SystemClock};
 pub use fs::{
@@ -18,3 +19,8 @@ pub use fs::{
     RangeLockMode,
 };
 pub use real::RealFs;
+pub use sim::durability::SyncDataPolicy;
+pub use sim::faults::{Fault, FaultPlan, SyscallFilter, Trigger};
+pub use sim::persistence::{CrashChoice, Fate, PersistenceModel};
+pub use sim::trace::{Outcome, SyscallKind, Trace, TraceEntry};
+pub use sim::{HaltKind, Halted, Mount, SimConfig, SimFs, SimSnapshot, halted};

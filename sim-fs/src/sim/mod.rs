@@ -1,0 +1,1433 @@
+//! [`SimFs`]: an in-memory filesystem that models what a kernel promises about
+//! durability and no more, fails where a [`FaultPlan`] says, and records every
+//! syscall in a [`Trace`].
+//!
+//! # Model
+//!
+//! - **One machine, several processes.** A [`SimFs`] value is one simulated
+//!   process's view of one simulated machine; [`SimFs::spawn_process`] starts
+//!   another process on the same machine. Each process has its own open files
+//!   and locks.
+//! - **Durability** (see [`durability`]): the page cache, the durable image
+//!   and the pending operations between them are kept apart. `fsync` makes a
+//!   file's bytes durable, directory fsync makes names durable.
+//! - **Process crash** ([`SimFs::crash_process`] or [`Fault::ProcessCrash`]):
+//!   the process's handles and locks vanish; the page cache, and so every write
+//!   it made, stays.
+//! - **Power cut** ([`SimFs::power_cut`] or [`Fault::PowerCut`]): every process
+//!   stops. [`SimFs::reboot`] then builds the disk from the durable image plus
+//!   the pending operations a [`PersistenceModel`] lets survive, with coin flips
+//!   from an RNG seeded per crash point.
+//! - **Devices**: the root device and any [`Mount`]s, chosen by longest path
+//!   prefix. Rename and hard link across devices fail with `EXDEV`; a write
+//!   that would exceed a device's capacity fails with `ENOSPC` and changes
+//!   nothing.
+//! - **Time**: a [`SimClock`] starting at a fixed epoch, advanced by a fixed
+//!   cost per syscall.
+//! - **Determinism**: the only randomness is [`SimConfig::seed`], split into
+//!   one stream for faults and one for crash outcomes. Same seed, same
+//!   workload: same trace, byte for byte.
+//! - **Snapshots** ([`SimFs::snapshot`], [`SimFs::record_snapshots`]): the state
+//!   is held in persistent (structurally shared) maps, so a snapshot is O(1)
+//!   and the disk after a power cut at syscall k can be derived from the
+//!   snapshot taken at k, without re-running the workload up to k.
+//!
+//! Not modelled: symlinks, permissions, `..` in paths, file holes (gaps read
+//! as zeros and count as used space), and `mmap`.
+
+pub mod durability;
+pub mod faults;
+mod image;
+pub mod persistence;
+pub mod trace;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::clock::{Clock, SimClock};
+use crate::errno;
+use crate::fs::{
+    ByteRange, DirEntry, FileHandle, FileIdentity, FileKind, Fs, LockGuard, Metadata, OpenOptions, RangeLockMode,
+};
+use durability::{PendingOp, State, SyncDataPolicy};
+use faults::{Fault, FaultPlan};
+use image::{DeviceId, Image, Ino, NewNode, Node, ROOT_INO};
+use persistence::{CrashChoice, PersistenceModel};
+use trace::{Outcome, SyscallKind, Trace, TraceEntry};
+
+/// A device mounted at a path prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mount {
+    /// Where it is mounted (absolute). The directory is created at start.
+    pub path: PathBuf,
+    /// Its capacity in bytes (the sum of its files' lengths may not exceed it).
+    pub capacity_bytes: u64,
+}
+
+/// How a simulation is set up. Every field has a documented default.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// The one seed everything random derives from. Default 0.
+    pub seed: u64,
+    /// What survives a power cut when [`SimFs::reboot`] chooses. Default
+    /// [`PersistenceModel::Prefix`].
+    pub persistence: PersistenceModel,
+    /// What `fdatasync` makes durable. Default [`SyncDataPolicy::Linux`].
+    pub sync_data: SyncDataPolicy,
+    /// Capacity of the root device in bytes. Default `u64::MAX` (unlimited).
+    pub root_capacity_bytes: u64,
+    /// Further devices. Default none.
+    pub mounts: Vec<Mount>,
+    /// Virtual time each syscall takes. Default 10 µs.
+    pub syscall_time: Duration,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            persistence: PersistenceModel::Prefix,
+            sync_data: SyncDataPolicy::Linux,
+            root_capacity_bytes: u64::MAX,
+            mounts: Vec::new(),
+            syscall_time: Duration::from_micros(10),
+        }
+    }
+}
+
+impl SimConfig {
+    /// The default configuration with this seed.
+    pub fn with_seed(seed: u64) -> Self {
+        Self {
+            seed,
+            ..Self::default()
+        }
+    }
+}
+
+/// Why a simulated process stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HaltKind {
+    /// The machine lost power.
+    PowerCut,
+    /// The process was killed.
+    ProcessCrash,
+}
+
+/// The error every syscall of a stopped process returns. It is not an errno:
+/// a real process would not run at all; this only unwinds the workload. Find
+/// it with [`halted`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Halted {
+    /// Power cut or process crash.
+    pub kind: HaltKind,
+    /// The index of the syscall at which it happened.
+    pub at_syscall: u64,
+}
+
+impl fmt::Display for Halted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            HaltKind::PowerCut => "the simulated machine lost power",
+            HaltKind::ProcessCrash => "the simulated process was killed",
+        };
+        write!(f, "{what} at syscall {}", self.at_syscall)
+    }
+}
+
+impl std::error::Error for Halted {}
+
+/// If `err` is a simulated halt (power cut or process crash), which one.
+pub fn halted(err: &io::Error) -> Option<Halted> {
+    err.get_ref()?.downcast_ref::<Halted>().copied()
+}
+
+fn halt_error(halt: Halted) -> io::Error {
+    io::Error::other(halt)
+}
+
+/// A simulated machine's state at one moment: enough to derive the disk a
+/// power cut at that moment would leave. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SimSnapshot {
+    state: State,
+    /// The index the next syscall would have had.
+    syscall_index: u64,
+    boot: u32,
+    now: SystemTime,
+    next_ino: Ino,
+}
+
+impl SimSnapshot {
+    /// The index of the syscall this snapshot was taken before.
+    pub fn syscall_index(&self) -> u64 {
+        self.syscall_index
+    }
+
+    /// How many operations were not yet durable.
+    pub fn pending_ops(&self) -> usize {
+        self.state.pending.len()
+    }
+
+    /// Descriptions of the pending operations, in issue order.
+    pub fn describe_pending(&self) -> Vec<String> {
+        self.state.pending.iter().map(PendingOp::describe).collect()
+    }
+
+    /// One outcome of a power cut here under `model`, drawn from `seed`
+    /// mixed with this snapshot's syscall index (so points do not share coin
+    /// flips).
+    pub fn sample_crash(&self, model: PersistenceModel, seed: u64) -> CrashChoice {
+        let mut rng = ChaCha8Rng::seed_from_u64(mix(seed, self.syscall_index, u64::from(self.boot)));
+        model.sample(&self.state.pending, &mut rng)
+    }
+
+    /// Every outcome of a power cut here under `model` that leaves a distinct
+    /// disk, or `None` if there are more than `limit` outcomes to try.
+    pub fn distinct_crashes(&self, model: PersistenceModel, limit: usize) -> Option<Vec<CrashChoice>> {
+        let all = model.enumerate(&self.state.pending, limit)?;
+        let mut seen = std::collections::BTreeSet::new();
+        Some(
+            all.into_iter()
+                .filter(|choice| seen.insert(fingerprint(&self.state.crash_image(choice, model.sector_size()))))
+                .collect(),
+        )
+    }
+
+    /// Boots a new machine from the disk a power cut here leaves under
+    /// `choice` (torn writes at `model`'s sector size). Its trace starts
+    /// empty, its syscall indices continue from this snapshot's.
+    pub fn boot(&self, config: SimConfig, model: PersistenceModel, choice: &CrashChoice) -> SimFs {
+        let image = self.state.crash_image(choice, model.sector_size());
+        let clock = SimClock::new();
+        clock.advance(self.now.duration_since(SimClock::epoch()).unwrap_or_default());
+        let mut world = World::new(config, clock);
+        world.state = State::from_image(image);
+        world.boot = self.boot + 1;
+        world.syscall_index = self.syscall_index;
+        world.next_ino = self.next_ino;
+        world.refresh_used();
+        let world = Arc::new(Mutex::new(world));
+        let pid = lock_world(&world).spawn();
+        SimFs { world, pid }
+    }
+}
+
+/// SplitMix64-style mixing of three words into one seed.
+fn mix(a: u64, b: u64, c: u64) -> u64 {
+    let mut z = a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ c.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A stable hash of the names and contents reachable from the root.
+fn fingerprint(image: &Image) -> u64 {
+    let mut text = Vec::new();
+    let mut stack = vec![(String::new(), ROOT_INO)];
+    while let Some((path, ino)) = stack.pop() {
+        match image.node(ino) {
+            Some(Node::Dir(entries)) => {
+                text.extend_from_slice(format!("d {path}\n").as_bytes());
+                for (name, child) in entries.iter() {
+                    stack.push((format!("{path}/{name}"), *child));
+                }
+            }
+            Some(Node::File(data)) => {
+                text.extend_from_slice(format!("f {path} {}\n", data.len()).as_bytes());
+                text.extend_from_slice(&data.to_vec());
+            }
+            None => {}
+        }
+    }
+    trace::fnv1a(&text)
+}
+
+type Pid = u32;
+type HandleId = u64;
+
+#[derive(Debug)]
+struct Process {
+    death: Option<Halted>,
+}
+
+#[derive(Debug)]
+struct OpenFile {
+    pid: Pid,
+    ino: Ino,
+    path: String,
+    writable: bool,
+}
+
+#[derive(Debug)]
+struct RangeLock {
+    handle: HandleId,
+    range: ByteRange,
+    exclusive: bool,
+}
+
+#[derive(Debug)]
+struct FileLock {
+    pid: Pid,
+    guard: u64,
+}
+
+/// Gives each simulated machine an identity for [`FileIdentity`] only; it
+/// never reaches a trace or a report.
+static NEXT_MACHINE: AtomicU64 = AtomicU64::new(1);
+
+struct World {
+    machine: u64,
+    config: SimConfig,
+    state: State,
+    boot: u32,
+    syscall_index: u64,
+    next_ino: Ino,
+    next_pid: Pid,
+    next_handle: HandleId,
+    processes: BTreeMap<Pid, Process>,
+    handles: BTreeMap<HandleId, OpenFile>,
+    file_locks: BTreeMap<Ino, FileLock>,
+    range_locks: BTreeMap<Ino, Vec<RangeLock>>,
+    power_cut: Option<PowerCut>,
+    used: BTreeMap<DeviceId, u64>,
+    trace: Trace,
+    faults: FaultPlan,
+    fault_rng: ChaCha8Rng,
+    clock: SimClock,
+    snapshots: Option<Vec<SimSnapshot>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct PowerCut {
+    halt: Halted,
+    /// A torn write's surviving part: the last pending op, forced to survive.
+    keep_last: bool,
+}
+
+fn lock_world(world: &Mutex<World>) -> MutexGuard<'_, World> {
+    world.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Splits an absolute path into its names; `EINVAL` for relative paths, `..`
+/// or names that are not UTF-8.
+fn components(path: &Path) -> io::Result<Vec<&str>> {
+    if !path.is_absolute() {
+        return Err(errno::einval());
+    }
+    let mut names = Vec::new();
+    for component in path.components() {
+        match component {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(name) => names.push(name.to_str().ok_or_else(errno::einval)?),
+            Component::ParentDir | Component::Prefix(_) => return Err(errno::einval()),
+        }
+    }
+    Ok(names)
+}
+
+impl World {
+    fn new(config: SimConfig, clock: SimClock) -> Self {
+        let fault_rng = ChaCha8Rng::seed_from_u64(mix(config.seed, 1, 0));
+        let mut world = Self {
+            machine: NEXT_MACHINE.fetch_add(1, Ordering::Relaxed),
+            config,
+            state: State::new(),
+            boot: 0,
+            syscall_index: 0,
+            next_ino: ROOT_INO + 1,
+            next_pid: 1,
+            next_handle: 1,
+            processes: BTreeMap::new(),
+            handles: BTreeMap::new(),
+            file_locks: BTreeMap::new(),
+            range_locks: BTreeMap::new(),
+            power_cut: None,
+            used: BTreeMap::new(),
+            trace: Trace::default(),
+            faults: FaultPlan::none(),
+            fault_rng,
+            clock,
+            snapshots: None,
+        };
+        world.create_mount_points();
+        world
+    }
+
+    /// Creates every mount point directory (and its parents), durably.
+    fn create_mount_points(&mut self) {
+        let mounts: Vec<PathBuf> = self.config.mounts.iter().map(|m| m.path.clone()).collect();
+        for mount in mounts {
+            let Ok(names) = components(&mount) else { continue };
+            let mut dir = ROOT_INO;
+            for name in names {
+                dir = match self.state.current.lookup(dir, name) {
+                    Some(ino) => ino,
+                    None => {
+                        let ino = self.alloc_ino();
+                        self.state.record(PendingOp::Link {
+                            dir,
+                            name: name.to_string(),
+                            ino,
+                            kind: NewNode::Dir,
+                        });
+                        self.state.sync_dir(dir);
+                        ino
+                    }
+                };
+            }
+        }
+    }
+
+    fn spawn(&mut self) -> Pid {
+        let pid = self.next_pid;
+        self.next_pid += 1;
+        self.processes.insert(pid, Process { death: None });
+        pid
+    }
+
+    fn alloc_ino(&mut self) -> Ino {
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        ino
+    }
+
+    fn device_of(&self, path: &Path) -> DeviceId {
+        self.config
+            .mounts
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| path.starts_with(&m.path))
+            .max_by_key(|(_, m)| m.path.components().count())
+            .map_or(0, |(i, _)| DeviceId::try_from(i + 1).unwrap_or(DeviceId::MAX))
+    }
+
+    fn capacity(&self, device: DeviceId) -> u64 {
+        match device {
+            0 => self.config.root_capacity_bytes,
+            d => self
+                .config
+                .mounts
+                .get(d as usize - 1)
+                .map_or(u64::MAX, |m| m.capacity_bytes),
+        }
+    }
+
+    fn refresh_used(&mut self) {
+        let devices = 0..=DeviceId::try_from(self.config.mounts.len()).unwrap_or(DeviceId::MAX);
+        self.used = devices.map(|d| (d, self.state.current.used_bytes(d))).collect();
+    }
+
+    /// `ENOSPC` unless `device` has room for a file to grow from `old` to `new` bytes.
+    fn reserve(&self, device: DeviceId, old: u64, new: u64) -> io::Result<()> {
+        let used = self.used.get(&device).copied().unwrap_or(0);
+        if new > old && used.saturating_add(new - old) > self.capacity(device) {
+            return Err(errno::enospc());
+        }
+        Ok(())
+    }
+
+    fn account(&mut self, device: DeviceId, old: u64, new: u64) {
+        let used = self.used.entry(device).or_insert(0);
+        *used = used.saturating_add(new).saturating_sub(old);
+    }
+
+    /// The inode a path names.
+    fn resolve(&self, path: &Path) -> io::Result<Ino> {
+        let mut ino = ROOT_INO;
+        for name in components(path)? {
+            let entries = self.state.current.dir(ino).ok_or_else(errno::enotdir)?;
+            ino = *entries.get(name).ok_or_else(errno::enoent)?;
+        }
+        Ok(ino)
+    }
+
+    /// The directory holding a path's last name, and that name.
+    fn resolve_parent<'p>(&self, path: &'p Path) -> io::Result<(Ino, &'p str)> {
+        let mut names = components(path)?;
+        let name = names.pop().ok_or_else(errno::einval)?;
+        let mut dir = ROOT_INO;
+        for part in names {
+            let entries = self.state.current.dir(dir).ok_or_else(errno::enotdir)?;
+            dir = *entries.get(part).ok_or_else(errno::enoent)?;
+        }
+        if self.state.current.dir(dir).is_none() {
+            return Err(errno::enotdir());
+        }
+        Ok((dir, name))
+    }
+
+    fn is_mount_point(&self, path: &Path) -> bool {
+        self.config.mounts.iter().any(|m| m.path == path)
+    }
+
+    fn node_kind(&self, ino: Ino) -> NewNode {
+        match self.state.current.node(ino) {
+            Some(Node::File(data)) => NewNode::File(data.device),
+            _ => NewNode::Dir,
+        }
+    }
+
+    /// Drops page-cache inodes that no name and no open handle reaches.
+    fn collect_garbage(&mut self) {
+        let open: std::collections::BTreeSet<Ino> = self.handles.values().map(|h| h.ino).collect();
+        self.state.current.collect_garbage(&|ino| open.contains(&ino));
+        self.refresh_used();
+    }
+
+    fn snapshot(&self) -> SimSnapshot {
+        SimSnapshot {
+            state: self.state.clone(),
+            syscall_index: self.syscall_index,
+            boot: self.boot,
+            now: self.clock.now(),
+            next_ino: self.next_ino,
+        }
+    }
+
+    /// Why `pid` cannot make syscalls, if it cannot.
+    fn stopped(&self, pid: Pid) -> Option<Halted> {
+        if let Some(cut) = self.power_cut {
+            return Some(cut.halt);
+        }
+        match self.processes.get(&pid) {
+            Some(Process { death: Some(halt) }) => Some(*halt),
+            Some(_) => None,
+            None => Some(Halted {
+                kind: HaltKind::PowerCut,
+                at_syscall: self.syscall_index,
+            }),
+        }
+    }
+
+    fn kill(&mut self, pid: Pid, halt: Halted) {
+        if let Some(process) = self.processes.get_mut(&pid) {
+            process.death.get_or_insert(halt);
+        }
+        let dead: Vec<HandleId> = self
+            .handles
+            .iter()
+            .filter(|(_, h)| h.pid == pid)
+            .map(|(id, _)| *id)
+            .collect();
+        for handle in dead {
+            self.close(handle);
+        }
+        self.file_locks.retain(|_, lock| lock.pid != pid);
+    }
+
+    fn close(&mut self, handle: HandleId) {
+        if let Some(file) = self.handles.remove(&handle) {
+            if let Some(locks) = self.range_locks.get_mut(&file.ino) {
+                locks.retain(|l| l.handle != handle);
+            }
+            self.collect_garbage();
+        }
+    }
+
+    /// Records a trace entry.
+    fn log(&mut self, index: u64, pid: Pid, op: SyscallKind, path: &str, args: String, outcome: Outcome, fault: Option<Fault>) {
+        self.trace.push(TraceEntry {
+            index,
+            boot: self.boot,
+            pid,
+            op,
+            path: path.to_string(),
+            args,
+            outcome,
+            fault,
+        });
+    }
+
+    /// Boots again after a power cut: the disk becomes `choice` applied to
+    /// the state at the cut; every process and handle of the old boot is gone.
+    fn reboot(&mut self, model: PersistenceModel, choice: &CrashChoice) {
+        let image = self.state.crash_image(choice, model.sector_size());
+        let halt = self.power_cut.map(|c| c.halt).unwrap_or(Halted {
+            kind: HaltKind::PowerCut,
+            at_syscall: self.syscall_index,
+        });
+        let pids: Vec<Pid> = self.processes.keys().copied().collect();
+        for pid in pids {
+            self.kill(pid, halt);
+        }
+        self.state = State::from_image(image);
+        self.handles.clear();
+        self.file_locks.clear();
+        self.range_locks.clear();
+        self.power_cut = None;
+        self.boot += 1;
+        self.refresh_used();
+        let kept = choice.fates().iter().filter(|f| **f != persistence::Fate::Lost).count();
+        let args = format!("model={model} survived={kept}/{} choice={choice}", choice.fates().len());
+        let index = self.syscall_index;
+        self.log(index, 0, SyscallKind::Reboot, "/", args, Outcome::Ok, None);
+    }
+}
+
+/// One simulated process on a simulated machine. Cloning gives another handle
+/// to the same process; [`SimFs::spawn_process`] starts a new one.
+#[derive(Clone)]
+pub struct SimFs {
+    world: Arc<Mutex<World>>,
+    pid: Pid,
+}
+
+impl fmt::Debug for SimFs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimFs").field("pid", &self.pid).finish_non_exhaustive()
+    }
+}
+
+/// What a fault does to the one syscall it strikes, once the generic faults
+/// (power cut, crash, errno, clock jump) are handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WriteFault {
+    Short,
+    Torn,
+}
+
+impl SimFs {
+    /// A new machine with an empty root directory, and its first process.
+    pub fn new(config: SimConfig) -> Self {
+        let mut world = World::new(config, SimClock::new());
+        let pid = world.spawn();
+        Self {
+            world: Arc::new(Mutex::new(world)),
+            pid,
+        }
+    }
+
+    fn world(&self) -> MutexGuard<'_, World> {
+        lock_world(&self.world)
+    }
+
+    /// This process's id (1 for a machine's first process).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Starts another process on the same machine.
+    pub fn spawn_process(&self) -> SimFs {
+        let pid = self.world().spawn();
+        SimFs {
+            world: Arc::clone(&self.world),
+            pid,
+        }
+    }
+
+    /// The machine's clock (shared: every clone sees the same time).
+    pub fn clock(&self) -> SimClock {
+        self.world().clock.clone()
+    }
+
+    /// Replaces the fault plan. Rules see syscalls from now on.
+    pub fn set_fault_plan(&self, plan: FaultPlan) {
+        self.world().faults = plan;
+    }
+
+    /// Kills this process now (SIGKILL): its handles and locks go, its writes stay.
+    pub fn crash_process(&self) {
+        let mut world = self.world();
+        let halt = Halted {
+            kind: HaltKind::ProcessCrash,
+            at_syscall: world.syscall_index,
+        };
+        world.kill(self.pid, halt);
+    }
+
+    /// Cuts the power now: every process stops until [`SimFs::reboot`].
+    pub fn power_cut(&self) {
+        let mut world = self.world();
+        let halt = Halted {
+            kind: HaltKind::PowerCut,
+            at_syscall: world.syscall_index,
+        };
+        world.power_cut.get_or_insert(PowerCut { halt, keep_last: false });
+    }
+
+    /// Why this process cannot run, if it cannot (dead, or the power is off).
+    pub fn halted(&self) -> Option<Halted> {
+        self.world().stopped(self.pid)
+    }
+
+    /// The power-cut outcome [`SimFs::reboot`] would pick: drawn under the
+    /// configured model from the seed, mixed with the syscall index and boot.
+    pub fn pending_crash_choice(&self) -> CrashChoice {
+        let world = self.world();
+        let model = world.config.persistence;
+        let seed = mix(world.config.seed, 2, 0);
+        let mut rng = ChaCha8Rng::seed_from_u64(mix(seed, world.syscall_index, u64::from(world.boot)));
+        let mut choice = model.sample(&world.state.pending, &mut rng);
+        if world.power_cut.is_some_and(|c| c.keep_last) {
+            let mut fates = choice.fates().to_vec();
+            if let Some(last) = fates.last_mut() {
+                *last = persistence::Fate::Kept;
+            }
+            choice = CrashChoice::from_fates(fates);
+        }
+        choice
+    }
+
+    /// Cuts the power (if it is still on) and boots again, keeping what the
+    /// configured persistence model and the seed choose. Returns the first
+    /// process of the new boot; every older handle is dead.
+    pub fn reboot(&self) -> SimFs {
+        let choice = self.pending_crash_choice();
+        let model = self.world().config.persistence;
+        self.reboot_with(model, &choice)
+    }
+
+    /// Cuts the power (if it is still on) and boots again with an explicit
+    /// outcome (torn writes at `model`'s sector size).
+    pub fn reboot_with(&self, model: PersistenceModel, choice: &CrashChoice) -> SimFs {
+        let mut world = self.world();
+        world.reboot(model, choice);
+        let pid = world.spawn();
+        SimFs {
+            world: Arc::clone(&self.world),
+            pid,
+        }
+    }
+
+    /// The machine's state now.
+    pub fn snapshot(&self) -> SimSnapshot {
+        self.world().snapshot()
+    }
+
+    /// Starts (or stops) keeping a snapshot before every syscall, for
+    /// [`SimFs::take_snapshots`]. Each is O(1) in time and small in memory.
+    pub fn record_snapshots(&self, on: bool) {
+        self.world().snapshots = on.then(Vec::new);
+    }
+
+    /// The snapshots recorded so far (one per syscall, in order); recording
+    /// goes on.
+    pub fn take_snapshots(&self) -> Vec<SimSnapshot> {
+        self.world().snapshots.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// A copy of the trace so far.
+    pub fn trace(&self) -> Trace {
+        self.world().trace.clone()
+    }
+
+    /// The index the next syscall will get (= syscalls made so far).
+    pub fn syscall_count(&self) -> u64 {
+        self.world().syscall_index
+    }
+
+    /// A stable hash of every name and byte the processes see now (the page
+    /// cache), for comparing runs.
+    pub fn fingerprint(&self) -> u64 {
+        fingerprint(&self.world().state.current)
+    }
+
+    /// Runs one syscall: checks the process may run, numbers it, advances the
+    /// clock, consults the fault plan, runs `body` unless a fault pre-empts
+    /// it, and traces the result. `describe` renders a successful result.
+    fn syscall<T>(
+        &self,
+        op: SyscallKind,
+        path: &str,
+        args: String,
+        body: impl FnOnce(&mut World, Option<WriteFault>) -> io::Result<T>,
+        describe: impl FnOnce(&T) -> Outcome,
+    ) -> io::Result<T> {
+        let mut guard = self.world();
+        let world = &mut *guard;
+        if let Some(halt) = world.stopped(self.pid) {
+            return Err(halt_error(halt));
+        }
+        let index = world.syscall_index;
+        world.syscall_index += 1;
+        world.clock.advance(world.config.syscall_time);
+        if world.snapshots.is_some() {
+            let snapshot = world.snapshot();
+            if let Some(list) = world.snapshots.as_mut() {
+                list.push(SimSnapshot {
+                    syscall_index: index,
+                    ..snapshot
+                });
+            }
+        }
+        let fault = world.faults.check(index, op, path, &mut world.fault_rng);
+        let halt = |kind| Halted { kind, at_syscall: index };
+        let write_fault = match fault {
+            Some(Fault::PowerCut) => {
+                world.power_cut = Some(PowerCut {
+                    halt: halt(HaltKind::PowerCut),
+                    keep_last: false,
+                });
+                world.log(index, self.pid, op, path, args, Outcome::PowerCut, fault);
+                return Err(halt_error(halt(HaltKind::PowerCut)));
+            }
+            Some(Fault::ProcessCrash) => {
+                world.kill(self.pid, halt(HaltKind::ProcessCrash));
+                world.log(index, self.pid, op, path, args, Outcome::ProcessCrash, fault);
+                return Err(halt_error(halt(HaltKind::ProcessCrash)));
+            }
+            Some(Fault::Errno(code)) => {
+                world.log(index, self.pid, op, path, args, Outcome::Errno(code), fault);
+                return Err(io::Error::from_raw_os_error(code));
+            }
+            Some(Fault::ClockJumpBack(by)) => {
+                world.clock.jump_back(by);
+                None
+            }
+            Some(Fault::ShortWrite) => Some(WriteFault::Short),
+            Some(Fault::TornWrite) => Some(WriteFault::Torn),
+            None => None,
+        };
+        let result = body(world, write_fault);
+        let outcome = match (&result, world.power_cut) {
+            (_, Some(cut)) if cut.halt.at_syscall == index => Outcome::PowerCut,
+            (Ok(value), _) => describe(value),
+            (Err(e), _) => Outcome::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
+        };
+        world.log(index, self.pid, op, path, args, outcome, fault);
+        result
+    }
+
+    fn handle(&self, path: &Path, ino: Ino, writable: bool) -> Box<dyn FileHandle> {
+        let mut world = self.world();
+        let id = world.next_handle;
+        world.next_handle += 1;
+        world.handles.insert(
+            id,
+            OpenFile {
+                pid: self.pid,
+                ino,
+                path: path.display().to_string(),
+                writable,
+            },
+        );
+        Box::new(SimFile { fs: self.clone(), id })
+    }
+}
+
+fn ok<T>(_: &T) -> Outcome {
+    Outcome::Ok
+}
+
+impl Fs for SimFs {
+    fn open(&self, path: &Path, options: &OpenOptions) -> io::Result<Box<dyn FileHandle>> {
+        let flags = format!(
+            "{}{}{}",
+            if options.write { "rw" } else { "r" },
+            if options.create_new { ",excl" } else if options.create { ",create" } else { "" },
+            if options.truncate { ",trunc" } else { "" },
+        );
+        let ino = self.syscall(
+            SyscallKind::Open,
+            &path.display().to_string(),
+            flags,
+            |world, _| {
+                options.validate()?;
+                let (dir, name) = world.resolve_parent(path)?;
+                let ino = match world.state.current.lookup(dir, name) {
+                    Some(ino) => {
+                        if options.create_new {
+                            return Err(errno::eexist());
+                        }
+                        let file = world.state.current.file(ino).ok_or_else(errno::eisdir)?;
+                        if options.truncate && file.len() > 0 {
+                            let (device, len) = (file.device, file.len());
+                            let mtime = world.clock.now();
+                            world.state.record(PendingOp::SetLen {
+                                ino,
+                                device,
+                                len: 0,
+                                mtime,
+                            });
+                            world.account(device, len, 0);
+                        }
+                        ino
+                    }
+                    None if options.create || options.create_new => {
+                        let device = world.device_of(path);
+                        let ino = world.alloc_ino();
+                        world.state.record(PendingOp::Link {
+                            dir,
+                            name: name.to_string(),
+                            ino,
+                            kind: NewNode::File(device),
+                        });
+                        ino
+                    }
+                    None => return Err(errno::enoent()),
+                };
+                Ok(ino)
+            },
+            ok,
+        )?;
+        Ok(self.handle(path, ino, options.write))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.syscall(
+            SyscallKind::Rename,
+            &from.display().to_string(),
+            format!("to={}", to.display()),
+            |world, _| {
+                let (from_dir, from_name) = world.resolve_parent(from)?;
+                let ino = world.state.current.lookup(from_dir, from_name).ok_or_else(errno::enoent)?;
+                let (to_dir, to_name) = world.resolve_parent(to)?;
+                if world.device_of(from) != world.device_of(to) || world.is_mount_point(from) {
+                    return Err(errno::exdev());
+                }
+                let moving_dir = world.state.current.dir(ino).is_some();
+                if moving_dir && to.starts_with(from) && to != from {
+                    return Err(errno::einval());
+                }
+                if let Some(target) = world.state.current.lookup(to_dir, to_name) {
+                    if target == ino {
+                        return Ok(());
+                    }
+                    match (moving_dir, world.state.current.dir(target)) {
+                        (false, Some(_)) => return Err(errno::eisdir()),
+                        (true, None) => return Err(errno::enotdir()),
+                        (true, Some(entries)) if !entries.is_empty() => return Err(errno::enotempty()),
+                        _ => {}
+                    }
+                }
+                let kind = world.node_kind(ino);
+                world.state.record(PendingOp::Rename {
+                    ino,
+                    kind,
+                    from_dir,
+                    from_name: from_name.to_string(),
+                    to_dir,
+                    to_name: to_name.to_string(),
+                    from_pending: true,
+                    to_pending: true,
+                });
+                world.collect_garbage();
+                Ok(())
+            },
+            ok,
+        )
+    }
+
+    fn hard_link(&self, original: &Path, link: &Path) -> io::Result<()> {
+        self.syscall(
+            SyscallKind::HardLink,
+            &original.display().to_string(),
+            format!("link={}", link.display()),
+            |world, _| {
+                let ino = world.resolve(original)?;
+                let device = match world.state.current.node(ino) {
+                    Some(Node::File(data)) => data.device,
+                    _ => return Err(errno::eperm()),
+                };
+                let (dir, name) = world.resolve_parent(link)?;
+                if world.state.current.lookup(dir, name).is_some() {
+                    return Err(errno::eexist());
+                }
+                if world.device_of(original) != world.device_of(link) {
+                    return Err(errno::exdev());
+                }
+                world.state.record(PendingOp::Link {
+                    dir,
+                    name: name.to_string(),
+                    ino,
+                    kind: NewNode::File(device),
+                });
+                Ok(())
+            },
+            ok,
+        )
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.syscall(
+            SyscallKind::RemoveFile,
+            &path.display().to_string(),
+            String::new(),
+            |world, _| {
+                let (dir, name) = world.resolve_parent(path)?;
+                let ino = world.state.current.lookup(dir, name).ok_or_else(errno::enoent)?;
+                if world.state.current.dir(ino).is_some() {
+                    return Err(errno::eisdir());
+                }
+                world.state.record(PendingOp::Unlink {
+                    dir,
+                    name: name.to_string(),
+                });
+                world.collect_garbage();
+                Ok(())
+            },
+            ok,
+        )
+    }
+
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        self.syscall(
+            SyscallKind::CreateDir,
+            &path.display().to_string(),
+            String::new(),
+            |world, _| {
+                let (dir, name) = world.resolve_parent(path)?;
+                if world.state.current.lookup(dir, name).is_some() {
+                    return Err(errno::eexist());
+                }
+                let ino = world.alloc_ino();
+                world.state.record(PendingOp::Link {
+                    dir,
+                    name: name.to_string(),
+                    ino,
+                    kind: NewNode::Dir,
+                });
+                Ok(())
+            },
+            ok,
+        )
+    }
+
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        self.syscall(
+            SyscallKind::RemoveDir,
+            &path.display().to_string(),
+            String::new(),
+            |world, _| {
+                let (dir, name) = world.resolve_parent(path)?;
+                let ino = world.state.current.lookup(dir, name).ok_or_else(errno::enoent)?;
+                let entries = world.state.current.dir(ino).ok_or_else(errno::enotdir)?;
+                if !entries.is_empty() {
+                    return Err(errno::enotempty());
+                }
+                if world.is_mount_point(path) {
+                    return Err(errno::ebusy());
+                }
+                world.state.record(PendingOp::Unlink {
+                    dir,
+                    name: name.to_string(),
+                });
+                world.collect_garbage();
+                Ok(())
+            },
+            ok,
+        )
+    }
+
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
+        self.syscall(
+            SyscallKind::ReadDir,
+            &path.display().to_string(),
+            String::new(),
+            |world, _| {
+                let ino = world.resolve(path)?;
+                let entries = world.state.current.dir(ino).ok_or_else(errno::enotdir)?;
+                Ok(entries
+                    .iter()
+                    .map(|(name, child)| DirEntry {
+                        name: name.clone(),
+                        kind: match world.state.current.node(*child) {
+                            Some(Node::Dir(_)) => FileKind::Dir,
+                            _ => FileKind::File,
+                        },
+                    })
+                    .collect())
+            },
+            |entries: &Vec<DirEntry>| Outcome::Count(entries.len() as u64),
+        )
+    }
+
+    fn metadata(&self, path: &Path) -> io::Result<Metadata> {
+        self.syscall(
+            SyscallKind::Metadata,
+            &path.display().to_string(),
+            String::new(),
+            |world, _| {
+                let ino = world.resolve(path)?;
+                Ok(match world.state.current.node(ino) {
+                    Some(Node::File(data)) => Metadata {
+                        kind: FileKind::File,
+                        len: data.len(),
+                        modified: data.mtime,
+                        links: world.state.current.link_count(ino),
+                    },
+                    _ => Metadata {
+                        kind: FileKind::Dir,
+                        len: 0,
+                        modified: SimClock::epoch(),
+                        links: 1,
+                    },
+                })
+            },
+            ok,
+        )
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.syscall(
+            SyscallKind::SyncDir,
+            &path.display().to_string(),
+            String::new(),
+            |world, _| {
+                let ino = world.resolve(path)?;
+                if world.state.current.dir(ino).is_none() {
+                    return Err(errno::enotdir());
+                }
+                world.state.sync_dir(ino);
+                Ok(())
+            },
+            ok,
+        )
+    }
+
+    fn try_lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
+        let pid = self.pid;
+        let (ino, guard) = self.syscall(
+            SyscallKind::Lock,
+            &path.display().to_string(),
+            "exclusive".to_string(),
+            |world, _| {
+                let (dir, name) = world.resolve_parent(path)?;
+                let ino = match world.state.current.lookup(dir, name) {
+                    Some(ino) if world.state.current.dir(ino).is_some() => return Err(errno::eisdir()),
+                    Some(ino) => ino,
+                    None => {
+                        let device = world.device_of(path);
+                        let ino = world.alloc_ino();
+                        world.state.record(PendingOp::Link {
+                            dir,
+                            name: name.to_string(),
+                            ino,
+                            kind: NewNode::File(device),
+                        });
+                        ino
+                    }
+                };
+                if world.file_locks.contains_key(&ino) {
+                    return Err(errno::ewouldblock());
+                }
+                let guard = world.next_handle;
+                world.next_handle += 1;
+                world.file_locks.insert(ino, FileLock { pid, guard });
+                Ok((ino, guard))
+            },
+            ok,
+        )?;
+        Ok(Box::new(SimLock {
+            world: Arc::clone(&self.world),
+            path: path.to_path_buf(),
+            ino,
+            guard,
+        }))
+    }
+
+    fn free_space(&self, path: &Path) -> io::Result<u64> {
+        self.syscall(
+            SyscallKind::FreeSpace,
+            &path.display().to_string(),
+            String::new(),
+            |world, _| {
+                world.resolve(path)?;
+                let device = world.device_of(path);
+                let used = world.used.get(&device).copied().unwrap_or(0);
+                Ok(world.capacity(device).saturating_sub(used))
+            },
+            |free: &u64| Outcome::Count(*free),
+        )
+    }
+}
+
+/// An exclusive lock on a simulated file.
+struct SimLock {
+    world: Arc<Mutex<World>>,
+    path: PathBuf,
+    ino: Ino,
+    guard: u64,
+}
+
+impl fmt::Debug for SimLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimLock").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl LockGuard for SimLock {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for SimLock {
+    fn drop(&mut self) {
+        let mut world = lock_world(&self.world);
+        if world.file_locks.get(&self.ino).is_some_and(|lock| lock.guard == self.guard) {
+            world.file_locks.remove(&self.ino);
+        }
+    }
+}
+
+/// An open simulated file.
+struct SimFile {
+    fs: SimFs,
+    id: HandleId,
+}
+
+impl fmt::Debug for SimFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimFile").field("handle", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl Drop for SimFile {
+    fn drop(&mut self) {
+        self.fs.world().close(self.id);
+    }
+}
+
+impl SimFile {
+    /// The path this handle was opened as (for the trace), or empty if it is gone.
+    fn path(&self) -> String {
+        self.fs.world().handles.get(&self.id).map(|h| h.path.clone()).unwrap_or_default()
+    }
+
+    /// Runs a syscall on this handle's inode. A handle of a dead process
+    /// reports the process's halt; `EBADF` if closed otherwise.
+    fn call<T>(
+        &self,
+        op: SyscallKind,
+        args: String,
+        body: impl FnOnce(&mut World, &OpenFileView, Option<WriteFault>) -> io::Result<T>,
+        describe: impl FnOnce(&T) -> Outcome,
+    ) -> io::Result<T> {
+        let path = self.path();
+        let id = self.id;
+        self.fs.syscall(
+            op,
+            &path,
+            args,
+            |world, fault| {
+                let view = world
+                    .handles
+                    .get(&id)
+                    .map(|h| OpenFileView {
+                        ino: h.ino,
+                        writable: h.writable,
+                    })
+                    .ok_or_else(errno::ebadf)?;
+                body(world, &view, fault)
+            },
+            describe,
+        )
+    }
+}
+
+/// The parts of an open file a syscall body needs.
+struct OpenFileView {
+    ino: Ino,
+    writable: bool,
+}
+
+fn count(n: &usize) -> Outcome {
+    Outcome::Count(*n as u64)
+}
+
+impl FileHandle for SimFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let len = buf.len();
+        self.call(
+            SyscallKind::Read,
+            format!("off={offset} len={len}"),
+            |world, file, _| {
+                let data = world.state.current.file(file.ino).ok_or_else(errno::ebadf)?;
+                Ok(data.read_at(buf, offset))
+            },
+            count,
+        )
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+        self.call(
+            SyscallKind::Write,
+            format!("off={offset} len={}", buf.len()),
+            |world, file, fault| {
+                if !file.writable {
+                    return Err(errno::ebadf());
+                }
+                let (device, old_len) = {
+                    let data = world.state.current.file(file.ino).ok_or_else(errno::ebadf)?;
+                    (data.device, data.len())
+                };
+                let written = match fault {
+                    Some(WriteFault::Short) if buf.len() > 1 => world.fault_rng.random_range(1..buf.len()),
+                    Some(WriteFault::Torn) => {
+                        let sector = world.config.persistence.sector_size() as usize;
+                        let sectors = buf.len().div_ceil(sector);
+                        world.fault_rng.random_range(0..sectors.max(1)) * sector
+                    }
+                    _ => buf.len(),
+                };
+                let new_len = old_len.max(offset + written as u64);
+                world.reserve(device, old_len, new_len)?;
+                if written > 0 {
+                    let mtime = world.clock.now();
+                    world.state.record(PendingOp::Write {
+                        ino: file.ino,
+                        device,
+                        offset,
+                        data: Arc::from(&buf[..written]),
+                        mtime,
+                    });
+                    world.account(device, old_len, new_len);
+                }
+                if fault == Some(WriteFault::Torn) {
+                    let halt = Halted {
+                        kind: HaltKind::PowerCut,
+                        at_syscall: world.syscall_index - 1,
+                    };
+                    world.power_cut = Some(PowerCut {
+                        halt,
+                        keep_last: written > 0,
+                    });
+                    return Err(halt_error(halt));
+                }
+                Ok(written)
+            },
+            count,
+        )
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.call(
+            SyscallKind::SetLen,
+            format!("len={len}"),
+            |world, file, _| {
+                if !file.writable {
+                    return Err(errno::einval());
+                }
+                let (device, old_len) = {
+                    let data = world.state.current.file(file.ino).ok_or_else(errno::ebadf)?;
+                    (data.device, data.len())
+                };
+                world.reserve(device, old_len, len)?;
+                let mtime = world.clock.now();
+                world.state.record(PendingOp::SetLen {
+                    ino: file.ino,
+                    device,
+                    len,
+                    mtime,
+                });
+                world.account(device, old_len, len);
+                Ok(())
+            },
+            ok,
+        )
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        self.call(
+            SyscallKind::Fstat,
+            "len".to_string(),
+            |world, file, _| Ok(world.state.current.file(file.ino).ok_or_else(errno::ebadf)?.len()),
+            |len: &u64| Outcome::Count(*len),
+        )
+    }
+
+    fn sync_all(&self) -> io::Result<()> {
+        self.call(
+            SyscallKind::SyncAll,
+            String::new(),
+            |world, file, _| {
+                world.state.sync_file(file.ino);
+                Ok(())
+            },
+            ok,
+        )
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.call(
+            SyscallKind::SyncData,
+            String::new(),
+            |world, file, _| {
+                let policy = world.config.sync_data;
+                world.state.sync_data(file.ino, policy);
+                Ok(())
+            },
+            ok,
+        )
+    }
+
+    fn lock_range(&self, range: ByteRange, mode: RangeLockMode) -> io::Result<()> {
+        let id = self.id;
+        self.call(
+            SyscallKind::LockRange,
+            format!("{mode:?} start={} len={}", range.start, range.len),
+            |world, file, _| {
+                if range.len == 0 {
+                    return Err(errno::einval());
+                }
+                let locks = world.range_locks.entry(file.ino).or_default();
+                let exclusive = mode == RangeLockMode::Exclusive;
+                if mode != RangeLockMode::Unlock
+                    && locks
+                        .iter()
+                        .any(|l| l.handle != id && l.range.overlaps(&range) && (l.exclusive || exclusive))
+                {
+                    return Err(errno::ewouldblock());
+                }
+                // Remove this handle's coverage of the range, splitting as needed.
+                let mut kept = Vec::with_capacity(locks.len() + 1);
+                for lock in locks.drain(..) {
+                    if lock.handle != id || !lock.range.overlaps(&range) {
+                        kept.push(lock);
+                        continue;
+                    }
+                    if lock.range.start < range.start {
+                        kept.push(RangeLock {
+                            range: ByteRange::new(lock.range.start, range.start - lock.range.start),
+                            ..lock
+                        });
+                    }
+                    if lock.range.end() > range.end() {
+                        kept.push(RangeLock {
+                            range: ByteRange::new(range.end(), lock.range.end() - range.end()),
+                            ..lock
+                        });
+                    }
+                }
+                if mode != RangeLockMode::Unlock {
+                    kept.push(RangeLock {
+                        handle: id,
+                        range,
+                        exclusive,
+                    });
+                }
+                *locks = kept;
+                Ok(())
+            },
+            ok,
+        )
+    }
+
+    fn identity(&self) -> io::Result<FileIdentity> {
+        self.call(
+            SyscallKind::Fstat,
+            "identity".to_string(),
+            |world, file, _| {
+                let device = match world.state.current.node(file.ino) {
+                    Some(Node::File(data)) => data.device,
+                    _ => 0,
+                };
+                Ok(FileIdentity {
+                    device: (world.machine << 32) | ((u64::from(world.boot) & 0xFF_FFFF) << 8) | u64::from(device & 0xFF),
+                    inode: file.ino,
+                })
+            },
+            ok,
+        )
+    }
+}

@@ -1,0 +1,287 @@
+//! The simulator checked against reality: every test body here runs once on
+//! `SimFs` and once on a real temporary directory through `RealFs`, with no
+//! fault injected, and must pass on both.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use tearline_sim_fs::{
+    ByteRange, FileHandleExt, FileKind, Fs, FsExt, OpenOptions, RangeLockMode, RealFs, SimConfig, SimFs,
+};
+
+/// A filesystem under test and a fresh, empty directory on it. `other` is a
+/// second process on the same machine (for RealFs, the same process: its
+/// locks are per open file, so they exclude each other all the same).
+struct Env {
+    fs: Box<dyn Fs>,
+    other: Box<dyn Fs>,
+    root: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Env {
+    fn sim() -> Env {
+        let fs = SimFs::new(SimConfig::with_seed(1));
+        fs.create_dir(Path::new("/work")).expect("mkdir /work");
+        Env {
+            other: Box::new(fs.spawn_process()),
+            fs: Box::new(fs),
+            root: PathBuf::from("/work"),
+            _tmp: None,
+        }
+    }
+
+    fn real() -> Env {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        Env {
+            fs: Box::new(RealFs),
+            other: Box::new(RealFs),
+            root: tmp.path().to_path_buf(),
+            _tmp: Some(tmp),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn on_simfs() {
+                    super::$name(&super::Env::sim());
+                }
+                #[test]
+                fn on_realfs() {
+                    super::$name(&super::Env::real());
+                }
+            }
+        )*
+    };
+}
+
+conformance!(
+    reads_see_writes,
+    set_len_truncates_and_zero_extends,
+    rename_replaces_the_target,
+    hard_links_share_one_file,
+    missing_and_existing_paths_give_the_kernels_errors,
+    directories_follow_the_kernels_rules,
+    read_dir_is_sorted_and_typed,
+    an_unlinked_file_stays_readable_through_open_handles,
+    whole_file_locks_exclude_other_holders,
+    range_locks_follow_ofd_semantics,
+    conveniences_compose_the_primitives,
+);
+
+fn reads_see_writes(env: &Env) {
+    let path = env.path("a");
+    let file = env.fs.open(&path, &OpenOptions::create()).expect("create");
+    file.write_all_at(b"hello world", 0).expect("write");
+    file.write_all_at(b"HELLO", 0).expect("overwrite");
+    file.write_all_at(b"!", 20).expect("write past the end");
+    assert_eq!(file.len().expect("len"), 21);
+    let mut buf = [0xFFu8; 32];
+    let n = file.read_at(&mut buf, 0).expect("read");
+    assert_eq!(n, 21);
+    assert_eq!(&buf[..11], b"HELLO world");
+    assert_eq!(&buf[11..20], &[0u8; 9], "a gap reads as zeros");
+    assert_eq!(buf[20], b'!');
+    assert_eq!(file.read_at(&mut buf, 21).expect("read at end"), 0);
+    assert_eq!(file.read_at(&mut buf, 1000).expect("read past end"), 0);
+    let meta = env.fs.metadata(&path).expect("stat");
+    assert_eq!((meta.kind, meta.len), (FileKind::File, 21));
+    let reader = env.fs.open(&path, &OpenOptions::read_only()).expect("open read-only");
+    let err = reader.write_at(b"x", 0).expect_err("write on a read-only handle");
+    assert_eq!(err.raw_os_error(), Some(libc::EBADF));
+    assert!(env.fs.free_space(&env.root).expect("statvfs") > 0);
+}
+
+fn set_len_truncates_and_zero_extends(env: &Env) {
+    let path = env.path("f");
+    env.fs.write_file(&path, &[7u8; 5000]).expect("write");
+    let file = env.fs.open(&path, &OpenOptions::read_write()).expect("open");
+    file.set_len(3).expect("truncate");
+    file.set_len(5000).expect("extend");
+    let data = env.fs.read_file(&path).expect("read");
+    assert_eq!(&data[..3], &[7u8; 3]);
+    assert!(data[3..].iter().all(|&b| b == 0), "bytes after a truncate-then-extend read as zeros");
+    drop(file);
+    env.fs.open(&path, &OpenOptions::create_truncate()).expect("open with O_TRUNC");
+    assert_eq!(env.fs.metadata(&path).expect("stat").len, 0);
+}
+
+fn rename_replaces_the_target(env: &Env) {
+    let (a, b) = (env.path("a"), env.path("b"));
+    env.fs.write_file(&a, b"new").expect("write a");
+    env.fs.write_file(&b, b"old").expect("write b");
+    env.fs.rename(&a, &b).expect("rename over");
+    assert_eq!(env.fs.read_file(&b).expect("read b"), b"new");
+    assert_eq!(env.fs.metadata(&a).expect_err("a is gone").kind(), ErrorKind::NotFound);
+    let err = env.fs.rename(&a, &b).expect_err("rename of a missing file");
+    assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+    env.fs.rename(&b, &b).expect("rename onto itself is a no-op");
+    assert_eq!(env.fs.read_file(&b).expect("read b"), b"new");
+}
+
+fn hard_links_share_one_file(env: &Env) {
+    let (a, b) = (env.path("a"), env.path("b"));
+    env.fs.write_file(&a, b"one").expect("write");
+    env.fs.hard_link(&a, &b).expect("link");
+    assert_eq!(env.fs.metadata(&a).expect("stat").links, 2);
+    env.fs
+        .open(&b, &OpenOptions::read_write())
+        .expect("open b")
+        .write_all_at(b"two", 0)
+        .expect("write through b");
+    assert_eq!(env.fs.read_file(&a).expect("read a"), b"two");
+    assert_eq!(
+        env.fs.hard_link(&a, &b).expect_err("link onto an existing name").raw_os_error(),
+        Some(libc::EEXIST)
+    );
+    env.fs.remove_file(&a).expect("unlink a");
+    assert_eq!(env.fs.read_file(&b).expect("b survives"), b"two");
+    assert_eq!(env.fs.metadata(&b).expect("stat").links, 1);
+    let dir = env.path("d");
+    env.fs.create_dir(&dir).expect("mkdir");
+    assert_eq!(
+        env.fs.hard_link(&dir, &env.path("d2")).expect_err("link a directory").raw_os_error(),
+        Some(libc::EPERM)
+    );
+}
+
+fn missing_and_existing_paths_give_the_kernels_errors(env: &Env) {
+    let missing = env.path("missing");
+    let code = |r: std::io::Result<()>| r.expect_err("should fail").raw_os_error();
+    assert_eq!(
+        code(env.fs.open(&missing, &OpenOptions::read_only()).map(drop)),
+        Some(libc::ENOENT)
+    );
+    assert_eq!(
+        code(env.fs.open(&env.path("no/such/file"), &OpenOptions::create()).map(drop)),
+        Some(libc::ENOENT)
+    );
+    assert_eq!(code(env.fs.remove_file(&missing)), Some(libc::ENOENT));
+    assert_eq!(code(env.fs.metadata(&missing).map(drop)), Some(libc::ENOENT));
+    let existing = env.path("e");
+    env.fs.write_file(&existing, b"x").expect("write");
+    assert_eq!(
+        code(env.fs.open(&existing, &OpenOptions::create_new()).map(drop)),
+        Some(libc::EEXIST)
+    );
+    assert_eq!(code(env.fs.create_dir(&existing)), Some(libc::EEXIST));
+    assert_eq!(
+        code(env.fs.open(&existing.join("child"), &OpenOptions::create()).map(drop)),
+        Some(libc::ENOTDIR)
+    );
+}
+
+fn directories_follow_the_kernels_rules(env: &Env) {
+    let (dir, sub) = (env.path("d"), env.path("d/sub"));
+    env.fs.create_dir(&dir).expect("mkdir");
+    env.fs.create_dir(&sub).expect("mkdir sub");
+    let code = |r: std::io::Result<()>| r.expect_err("should fail").raw_os_error();
+    assert_eq!(code(env.fs.remove_dir(&dir)), Some(libc::ENOTEMPTY));
+    assert_eq!(code(env.fs.remove_file(&sub)), Some(libc::EISDIR));
+    assert_eq!(code(env.fs.open(&sub, &OpenOptions::read_write()).map(drop)), Some(libc::EISDIR));
+    let file = env.path("d/f");
+    env.fs.write_file(&file, b"x").expect("write");
+    assert_eq!(code(env.fs.remove_dir(&file)), Some(libc::ENOTDIR));
+    assert_eq!(code(env.fs.rename(&file, &sub)), Some(libc::EISDIR));
+    let other = env.path("other");
+    env.fs.create_dir(&other).expect("mkdir other");
+    assert_eq!(code(env.fs.rename(&other, &file)), Some(libc::ENOTDIR));
+    assert_eq!(code(env.fs.rename(&other, &dir)), Some(libc::ENOTEMPTY));
+    env.fs.rename(&other, &env.path("d/moved")).expect("move a directory");
+    env.fs.remove_dir(&env.path("d/moved")).expect("rmdir");
+    env.fs.remove_file(&file).expect("unlink");
+    env.fs.remove_dir(&sub).expect("rmdir sub");
+    env.fs.remove_dir(&dir).expect("rmdir d");
+    assert!(!env.fs.exists(&dir).expect("exists"));
+}
+
+fn read_dir_is_sorted_and_typed(env: &Env) {
+    for name in ["zeta", "alpha", "Mid", "beta"] {
+        env.fs.write_file(&env.path(name), b"").expect("write");
+    }
+    env.fs.create_dir(&env.path("dir")).expect("mkdir");
+    let listing: Vec<(String, FileKind)> = env
+        .fs
+        .read_dir(&env.root)
+        .expect("readdir")
+        .into_iter()
+        .map(|e| (e.name, e.kind))
+        .collect();
+    let expected = [
+        ("Mid", FileKind::File),
+        ("alpha", FileKind::File),
+        ("beta", FileKind::File),
+        ("dir", FileKind::Dir),
+        ("zeta", FileKind::File),
+    ];
+    let expected: Vec<(String, FileKind)> = expected.iter().map(|(n, k)| (n.to_string(), *k)).collect();
+    assert_eq!(listing, expected);
+}
+
+fn an_unlinked_file_stays_readable_through_open_handles(env: &Env) {
+    let path = env.path("f");
+    env.fs.write_file(&path, b"still here").expect("write");
+    let file = env.fs.open(&path, &OpenOptions::read_write()).expect("open");
+    env.fs.remove_file(&path).expect("unlink");
+    assert!(!env.fs.exists(&path).expect("exists"));
+    file.write_all_at(b"STILL", 0).expect("write after unlink");
+    let mut buf = [0u8; 10];
+    assert_eq!(file.read_at(&mut buf, 0).expect("read after unlink"), 10);
+    assert_eq!(&buf, b"STILL here");
+}
+
+fn whole_file_locks_exclude_other_holders(env: &Env) {
+    let path = env.path("store.lock");
+    let guard = env.fs.try_lock(&path).expect("first lock");
+    assert_eq!(guard.path(), path);
+    let err = env.other.try_lock(&path).expect_err("second holder");
+    assert_eq!(err.kind(), ErrorKind::WouldBlock);
+    assert!(env.fs.try_lock(&path).is_err(), "a second lock in the same process conflicts too");
+    drop(guard);
+    let again = env.other.try_lock(&path).expect("lock after release");
+    drop(again);
+}
+
+fn range_locks_follow_ofd_semantics(env: &Env) {
+    let path = env.path("db");
+    env.fs.write_file(&path, b"").expect("create");
+    let a = env.fs.open(&path, &OpenOptions::read_write()).expect("open a");
+    let b = env.other.open(&path, &OpenOptions::read_write()).expect("open b");
+    let range = ByteRange::new(100, 10);
+    a.lock_range(range, RangeLockMode::Shared).expect("a shared");
+    b.lock_range(range, RangeLockMode::Shared).expect("b shared");
+    let busy = b.lock_range(range, RangeLockMode::Exclusive).expect_err("upgrade while a shares");
+    assert_eq!(busy.kind(), ErrorKind::WouldBlock);
+    a.lock_range(range, RangeLockMode::Unlock).expect("a unlocks");
+    b.lock_range(range, RangeLockMode::Exclusive).expect("b upgrades");
+    assert!(a.lock_range(ByteRange::new(105, 1), RangeLockMode::Shared).is_err());
+    a.lock_range(ByteRange::new(110, 5), RangeLockMode::Exclusive)
+        .expect("an adjacent range is free");
+    // Unlocking the middle of b's range frees only the middle.
+    b.lock_range(ByteRange::new(103, 2), RangeLockMode::Unlock).expect("partial unlock");
+    a.lock_range(ByteRange::new(103, 2), RangeLockMode::Shared).expect("freed middle");
+    assert!(a.lock_range(ByteRange::new(102, 1), RangeLockMode::Shared).is_err());
+    drop(b);
+    a.lock_range(range, RangeLockMode::Exclusive).expect("closing b released its locks");
+}
+
+fn conveniences_compose_the_primitives(env: &Env) {
+    let deep = env.path("x/y/z");
+    env.fs.create_dir_all(&deep).expect("mkdir -p");
+    env.fs.create_dir_all(&deep).expect("mkdir -p again is fine");
+    assert!(env.fs.metadata(&deep).expect("stat").is_dir());
+    let file = deep.join("f");
+    env.fs.write_file_atomic(&file, b"first").expect("atomic write");
+    env.fs.write_file_atomic(&file, b"second").expect("atomic replace");
+    assert_eq!(env.fs.read_file(&file).expect("read"), b"second");
+    let names: Vec<String> = env.fs.read_dir(&deep).expect("readdir").into_iter().map(|e| e.name).collect();
+    assert_eq!(names, ["f"], "no temp file is left behind");
+}
