@@ -15,8 +15,8 @@ pub mod sim;
 
 pub use clock::{Clock, SimClock, SystemClock};
 pub use fs::{
-    ByteRange, DirEntry, FileHandle, FileHandleExt, FileIdentity, FileKind, Fs, FsExt, LockGuard, Metadata, OpenOptions,
-    RangeLockMode,
+    ByteRange, DirEntry, FileHandle, FileHandleExt, FileIdentity, FileKind, Fs, FsExt, LockGuard, Metadata,
+    OpenOptions, RangeLockMode,
 };
 pub use real::RealFs;
 pub use sim::durability::SyncDataPolicy;

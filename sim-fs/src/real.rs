@@ -38,7 +38,11 @@ impl LockGuard for RealLock {
 }
 
 fn kind_of(file_type: fs::FileType) -> FileKind {
-    if file_type.is_dir() { FileKind::Dir } else { FileKind::File }
+    if file_type.is_dir() {
+        FileKind::Dir
+    } else {
+        FileKind::File
+    }
 }
 
 impl FileHandle for RealFile {
@@ -169,7 +173,12 @@ impl Fs for RealFs {
     }
 
     fn try_lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
-        let file = fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
         match file.try_lock() {
             Ok(()) => Ok(Box::new(RealLock {
                 path: path.to_path_buf(),

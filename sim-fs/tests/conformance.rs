@@ -108,9 +108,14 @@ fn set_len_truncates_and_zero_extends(env: &Env) {
     file.set_len(5000).expect("extend");
     let data = env.fs.read_file(&path).expect("read");
     assert_eq!(&data[..3], &[7u8; 3]);
-    assert!(data[3..].iter().all(|&b| b == 0), "bytes after a truncate-then-extend read as zeros");
+    assert!(
+        data[3..].iter().all(|&b| b == 0),
+        "bytes after a truncate-then-extend read as zeros"
+    );
     drop(file);
-    env.fs.open(&path, &OpenOptions::create_truncate()).expect("open with O_TRUNC");
+    env.fs
+        .open(&path, &OpenOptions::create_truncate())
+        .expect("open with O_TRUNC");
     assert_eq!(env.fs.metadata(&path).expect("stat").len, 0);
 }
 
@@ -139,7 +144,10 @@ fn hard_links_share_one_file(env: &Env) {
         .expect("write through b");
     assert_eq!(env.fs.read_file(&a).expect("read a"), b"two");
     assert_eq!(
-        env.fs.hard_link(&a, &b).expect_err("link onto an existing name").raw_os_error(),
+        env.fs
+            .hard_link(&a, &b)
+            .expect_err("link onto an existing name")
+            .raw_os_error(),
         Some(libc::EEXIST)
     );
     env.fs.remove_file(&a).expect("unlink a");
@@ -148,7 +156,10 @@ fn hard_links_share_one_file(env: &Env) {
     let dir = env.path("d");
     env.fs.create_dir(&dir).expect("mkdir");
     assert_eq!(
-        env.fs.hard_link(&dir, &env.path("d2")).expect_err("link a directory").raw_os_error(),
+        env.fs
+            .hard_link(&dir, &env.path("d2"))
+            .expect_err("link a directory")
+            .raw_os_error(),
         Some(libc::EPERM)
     );
 }
@@ -186,7 +197,10 @@ fn directories_follow_the_kernels_rules(env: &Env) {
     let code = |r: std::io::Result<()>| r.expect_err("should fail").raw_os_error();
     assert_eq!(code(env.fs.remove_dir(&dir)), Some(libc::ENOTEMPTY));
     assert_eq!(code(env.fs.remove_file(&sub)), Some(libc::EISDIR));
-    assert_eq!(code(env.fs.open(&sub, &OpenOptions::read_write()).map(drop)), Some(libc::EISDIR));
+    assert_eq!(
+        code(env.fs.open(&sub, &OpenOptions::read_write()).map(drop)),
+        Some(libc::EISDIR)
+    );
     let file = env.path("d/f");
     env.fs.write_file(&file, b"x").expect("write");
     assert_eq!(code(env.fs.remove_dir(&file)), Some(libc::ENOTDIR));
@@ -244,7 +258,10 @@ fn whole_file_locks_exclude_other_holders(env: &Env) {
     assert_eq!(guard.path(), path);
     let err = env.other.try_lock(&path).expect_err("second holder");
     assert_eq!(err.kind(), ErrorKind::WouldBlock);
-    assert!(env.fs.try_lock(&path).is_err(), "a second lock in the same process conflicts too");
+    assert!(
+        env.fs.try_lock(&path).is_err(),
+        "a second lock in the same process conflicts too"
+    );
     drop(guard);
     let again = env.other.try_lock(&path).expect("lock after release");
     drop(again);
@@ -258,7 +275,9 @@ fn range_locks_follow_ofd_semantics(env: &Env) {
     let range = ByteRange::new(100, 10);
     a.lock_range(range, RangeLockMode::Shared).expect("a shared");
     b.lock_range(range, RangeLockMode::Shared).expect("b shared");
-    let busy = b.lock_range(range, RangeLockMode::Exclusive).expect_err("upgrade while a shares");
+    let busy = b
+        .lock_range(range, RangeLockMode::Exclusive)
+        .expect_err("upgrade while a shares");
     assert_eq!(busy.kind(), ErrorKind::WouldBlock);
     a.lock_range(range, RangeLockMode::Unlock).expect("a unlocks");
     b.lock_range(range, RangeLockMode::Exclusive).expect("b upgrades");
@@ -266,11 +285,14 @@ fn range_locks_follow_ofd_semantics(env: &Env) {
     a.lock_range(ByteRange::new(110, 5), RangeLockMode::Exclusive)
         .expect("an adjacent range is free");
     // Unlocking the middle of b's range frees only the middle.
-    b.lock_range(ByteRange::new(103, 2), RangeLockMode::Unlock).expect("partial unlock");
-    a.lock_range(ByteRange::new(103, 2), RangeLockMode::Shared).expect("freed middle");
+    b.lock_range(ByteRange::new(103, 2), RangeLockMode::Unlock)
+        .expect("partial unlock");
+    a.lock_range(ByteRange::new(103, 2), RangeLockMode::Shared)
+        .expect("freed middle");
     assert!(a.lock_range(ByteRange::new(102, 1), RangeLockMode::Shared).is_err());
     drop(b);
-    a.lock_range(range, RangeLockMode::Exclusive).expect("closing b released its locks");
+    a.lock_range(range, RangeLockMode::Exclusive)
+        .expect("closing b released its locks");
 }
 
 fn conveniences_compose_the_primitives(env: &Env) {
@@ -282,6 +304,12 @@ fn conveniences_compose_the_primitives(env: &Env) {
     env.fs.write_file_atomic(&file, b"first").expect("atomic write");
     env.fs.write_file_atomic(&file, b"second").expect("atomic replace");
     assert_eq!(env.fs.read_file(&file).expect("read"), b"second");
-    let names: Vec<String> = env.fs.read_dir(&deep).expect("readdir").into_iter().map(|e| e.name).collect();
+    let names: Vec<String> = env
+        .fs
+        .read_dir(&deep)
+        .expect("readdir")
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     assert_eq!(names, ["f"], "no temp file is left behind");
 }

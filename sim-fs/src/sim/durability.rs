@@ -148,7 +148,11 @@ pub(crate) fn apply(image: &mut Image, op: &PendingOp, tear: Option<Tear<'_>>) {
         } => {
             let file = image.file_mut(*ino, *device, *mtime);
             file.mtime = *mtime;
-            let Some(Tear { sector_size, keep_sector }) = tear else {
+            let Some(Tear {
+                sector_size,
+                keep_sector,
+            }) = tear
+            else {
                 file.write_at(data, *offset);
                 return;
             };
@@ -171,7 +175,12 @@ pub(crate) fn apply(image: &mut Image, op: &PendingOp, tear: Option<Tear<'_>>) {
                 file.set_len(end);
             }
         }
-        PendingOp::SetLen { ino, device, len, mtime } => {
+        PendingOp::SetLen {
+            ino,
+            device,
+            len,
+            mtime,
+        } => {
             let file = image.file_mut(*ino, *device, *mtime);
             file.mtime = *mtime;
             file.set_len(*len);
@@ -360,7 +369,14 @@ impl State {
                 Fate::Kept => apply(&mut image, op, None),
                 Fate::Torn(sectors) => {
                     let keep_sector = |i: usize| sectors.get(i).copied().unwrap_or(false);
-                    apply(&mut image, op, Some(Tear { sector_size, keep_sector: &keep_sector }));
+                    apply(
+                        &mut image,
+                        op,
+                        Some(Tear {
+                            sector_size,
+                            keep_sector: &keep_sector,
+                        }),
+                    );
                 }
             }
         }
@@ -471,7 +487,10 @@ mod tests {
         state.sync_data(2, SyncDataPolicy::SizeNotDurable);
         let lost = content(&state.crash_image(&CrashChoice::nothing(state.pending.len()), 512), "f");
         assert_eq!(lost.as_deref(), Some(&b"xyz"[..]));
-        let kept = content(&state.crash_image(&CrashChoice::everything(state.pending.len()), 512), "f");
+        let kept = content(
+            &state.crash_image(&CrashChoice::everything(state.pending.len()), 512),
+            "f",
+        );
         assert_eq!(kept.as_deref(), Some(&b"xyz-extended"[..]));
         state.sync_data(2, SyncDataPolicy::Linux);
         assert!(state.pending.is_empty());

@@ -85,7 +85,10 @@ impl Fault {
             "torn-write" => Some(Fault::TornWrite),
             other => {
                 if let Some(ms) = other.strip_prefix("clock-back-").and_then(|r| r.strip_suffix("ms")) {
-                    return ms.parse().ok().map(|ms| Fault::ClockJumpBack(Duration::from_millis(ms)));
+                    return ms
+                        .parse()
+                        .ok()
+                        .map(|ms| Fault::ClockJumpBack(Duration::from_millis(ms)));
                 }
                 errno_from_name(other).map(Fault::Errno)
             }
@@ -200,7 +203,11 @@ impl FaultPlan {
     /// Adds `fault` at each syscall matching `filter` with `probability`
     /// (clamped to `[0, 1]`).
     pub fn random(self, filter: SyscallFilter, probability: f64, fault: Fault) -> Self {
-        let probability = if probability.is_nan() { 0.0 } else { probability.clamp(0.0, 1.0) };
+        let probability = if probability.is_nan() {
+            0.0
+        } else {
+            probability.clamp(0.0, 1.0)
+        };
         self.with(Trigger::Random { filter, probability }, fault)
     }
 

@@ -289,7 +289,10 @@ mod tests {
         f.set_len(6000);
         let all = f.to_vec();
         assert_eq!(&all[..10], &[7u8; 10]);
-        assert!(all[10..].iter().all(|&b| b == 0), "bytes past a truncation must read as zeros");
+        assert!(
+            all[10..].iter().all(|&b| b == 0),
+            "bytes past a truncation must read as zeros"
+        );
     }
 
     #[test]

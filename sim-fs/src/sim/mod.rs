@@ -534,7 +534,16 @@ impl World {
     }
 
     /// Records a trace entry.
-    fn log(&mut self, index: u64, pid: Pid, op: SyscallKind, path: &str, args: String, outcome: Outcome, fault: Option<Fault>) {
+    fn log(
+        &mut self,
+        index: u64,
+        pid: Pid,
+        op: SyscallKind,
+        path: &str,
+        args: String,
+        outcome: Outcome,
+        fault: Option<Fault>,
+    ) {
         self.trace.push(TraceEntry {
             index,
             boot: self.boot,
@@ -760,7 +769,10 @@ impl SimFs {
             }
         }
         let fault = world.faults.check(index, op, path, &mut world.fault_rng);
-        let halt = |kind| Halted { kind, at_syscall: index };
+        let halt = |kind| Halted {
+            kind,
+            at_syscall: index,
+        };
         let write_fault = match fault {
             Some(Fault::PowerCut) => {
                 world.power_cut = Some(PowerCut {
@@ -823,7 +835,13 @@ impl Fs for SimFs {
         let flags = format!(
             "{}{}{}",
             if options.write { "rw" } else { "r" },
-            if options.create_new { ",excl" } else if options.create { ",create" } else { "" },
+            if options.create_new {
+                ",excl"
+            } else if options.create {
+                ",create"
+            } else {
+                ""
+            },
             if options.truncate { ",trunc" } else { "" },
         );
         let ino = self.syscall(
@@ -879,7 +897,11 @@ impl Fs for SimFs {
             format!("to={}", to.display()),
             |world, _| {
                 let (from_dir, from_name) = world.resolve_parent(from)?;
-                let ino = world.state.current.lookup(from_dir, from_name).ok_or_else(errno::enoent)?;
+                let ino = world
+                    .state
+                    .current
+                    .lookup(from_dir, from_name)
+                    .ok_or_else(errno::enoent)?;
                 let (to_dir, to_name) = world.resolve_parent(to)?;
                 if world.device_of(from) != world.device_of(to) || world.is_mount_point(from) {
                     return Err(errno::exdev());
@@ -1151,7 +1173,9 @@ struct SimLock {
 
 impl fmt::Debug for SimLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SimLock").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("SimLock")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -1164,7 +1188,11 @@ impl LockGuard for SimLock {
 impl Drop for SimLock {
     fn drop(&mut self) {
         let mut world = lock_world(&self.world);
-        if world.file_locks.get(&self.ino).is_some_and(|lock| lock.guard == self.guard) {
+        if world
+            .file_locks
+            .get(&self.ino)
+            .is_some_and(|lock| lock.guard == self.guard)
+        {
             world.file_locks.remove(&self.ino);
         }
     }
@@ -1178,7 +1206,9 @@ struct SimFile {
 
 impl fmt::Debug for SimFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SimFile").field("handle", &self.id).finish_non_exhaustive()
+        f.debug_struct("SimFile")
+            .field("handle", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -1191,7 +1221,12 @@ impl Drop for SimFile {
 impl SimFile {
     /// The path this handle was opened as (for the trace), or empty if it is gone.
     fn path(&self) -> String {
-        self.fs.world().handles.get(&self.id).map(|h| h.path.clone()).unwrap_or_default()
+        self.fs
+            .world()
+            .handles
+            .get(&self.id)
+            .map(|h| h.path.clone())
+            .unwrap_or_default()
     }
 
     /// Runs a syscall on this handle's inode. A handle of a dead process
@@ -1423,7 +1458,9 @@ impl FileHandle for SimFile {
                     _ => 0,
                 };
                 Ok(FileIdentity {
-                    device: (world.machine << 32) | ((u64::from(world.boot) & 0xFF_FFFF) << 8) | u64::from(device & 0xFF),
+                    device: (world.machine << 32)
+                        | ((u64::from(world.boot) & 0xFF_FFFF) << 8)
+                        | u64::from(device & 0xFF),
                     inode: file.ino,
                 })
             },

@@ -288,7 +288,10 @@ mod tests {
             assert!(nothing.fates().iter().all(|f| *f == Fate::Lost));
             let prefix = PersistenceModel::Prefix.sample(&pending, &mut rng);
             let kept = prefix.fates().iter().take_while(|f| **f == Fate::Kept).count();
-            assert!(prefix.fates()[kept..].iter().all(|f| *f == Fate::Lost), "not a prefix: {prefix}");
+            assert!(
+                prefix.fates()[kept..].iter().all(|f| *f == Fate::Lost),
+                "not a prefix: {prefix}"
+            );
             let subset = PersistenceModel::AnySubset.sample(&pending, &mut rng);
             assert!(subset.fates().iter().all(|f| !matches!(f, Fate::Torn(_))));
         }
@@ -313,8 +316,14 @@ mod tests {
     #[test]
     fn enumeration_counts_every_outcome_and_respects_the_limit() {
         let pending = writes(4, 512);
-        assert_eq!(PersistenceModel::Prefix.enumerate(&pending, 100).map(|c| c.len()), Some(5));
-        assert_eq!(PersistenceModel::AnySubset.enumerate(&pending, 100).map(|c| c.len()), Some(16));
+        assert_eq!(
+            PersistenceModel::Prefix.enumerate(&pending, 100).map(|c| c.len()),
+            Some(5)
+        );
+        assert_eq!(
+            PersistenceModel::AnySubset.enumerate(&pending, 100).map(|c| c.len()),
+            Some(16)
+        );
         assert_eq!(PersistenceModel::AnySubset.enumerate(&pending, 15), None);
         let torn = PersistenceModel::Torn { sector_size: 256 };
         // Each 512-byte write spans two 256-byte sectors: 4 fates each.
@@ -323,7 +332,10 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for model in PersistenceModel::ALL.into_iter().chain([PersistenceModel::Torn { sector_size: 4096 }]) {
+        for model in PersistenceModel::ALL
+            .into_iter()
+            .chain([PersistenceModel::Torn { sector_size: 4096 }])
+        {
             assert_eq!(PersistenceModel::parse(&model.to_string()), Some(model));
         }
         assert_eq!(PersistenceModel::parse("torn-0"), None);

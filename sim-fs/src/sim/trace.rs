@@ -103,7 +103,10 @@ impl SyscallKind {
 
     /// `true` for the syscalls that make something durable.
     pub fn is_sync(&self) -> bool {
-        matches!(self, SyscallKind::SyncAll | SyscallKind::SyncData | SyscallKind::SyncDir)
+        matches!(
+            self,
+            SyscallKind::SyncAll | SyscallKind::SyncData | SyscallKind::SyncDir
+        )
     }
 }
 
@@ -208,7 +211,11 @@ pub struct TraceEntry {
 impl fmt::Display for TraceEntry {
     /// `#000042 b0 p1 write /db/main.db off=4096 len=512 -> ENOSPC [fault=ENOSPC]`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{:06} b{} p{} {} {}", self.index, self.boot, self.pid, self.op, self.path)?;
+        write!(
+            f,
+            "#{:06} b{} p{} {} {}",
+            self.index, self.boot, self.pid, self.op, self.path
+        )?;
         if !self.args.is_empty() {
             write!(f, " {}", self.args)?;
         }
