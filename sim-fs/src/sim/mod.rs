@@ -284,6 +284,15 @@ struct FileLock {
 /// never reaches a trace or a report.
 static NEXT_MACHINE: AtomicU64 = AtomicU64::new(1);
 
+/// One syscall being made, for the trace.
+struct Call<'a> {
+    index: u64,
+    pid: Pid,
+    op: SyscallKind,
+    path: &'a str,
+    args: String,
+}
+
 struct World {
     machine: u64,
     config: SimConfig,
@@ -533,24 +542,15 @@ impl World {
         }
     }
 
-    /// Records a trace entry.
-    fn log(
-        &mut self,
-        index: u64,
-        pid: Pid,
-        op: SyscallKind,
-        path: &str,
-        args: String,
-        outcome: Outcome,
-        fault: Option<Fault>,
-    ) {
+    /// Records a trace entry for `call`.
+    fn log(&mut self, call: &Call<'_>, outcome: Outcome, fault: Option<Fault>) {
         self.trace.push(TraceEntry {
-            index,
+            index: call.index,
             boot: self.boot,
-            pid,
-            op,
-            path: path.to_string(),
-            args,
+            pid: call.pid,
+            op: call.op,
+            path: call.path.to_string(),
+            args: call.args.clone(),
             outcome,
             fault,
         });
@@ -577,8 +577,14 @@ impl World {
         self.refresh_used();
         let kept = choice.fates().iter().filter(|f| **f != persistence::Fate::Lost).count();
         let args = format!("model={model} survived={kept}/{} choice={choice}", choice.fates().len());
-        let index = self.syscall_index;
-        self.log(index, 0, SyscallKind::Reboot, "/", args, Outcome::Ok, None);
+        let call = Call {
+            index: self.syscall_index,
+            pid: 0,
+            op: SyscallKind::Reboot,
+            path: "/",
+            args,
+        };
+        self.log(&call, Outcome::Ok, None);
     }
 }
 
@@ -769,6 +775,13 @@ impl SimFs {
             }
         }
         let fault = world.faults.check(index, op, path, &mut world.fault_rng);
+        let call = Call {
+            index,
+            pid: self.pid,
+            op,
+            path,
+            args,
+        };
         let halt = |kind| Halted {
             kind,
             at_syscall: index,
@@ -779,16 +792,16 @@ impl SimFs {
                     halt: halt(HaltKind::PowerCut),
                     keep_last: false,
                 });
-                world.log(index, self.pid, op, path, args, Outcome::PowerCut, fault);
+                world.log(&call, Outcome::PowerCut, fault);
                 return Err(halt_error(halt(HaltKind::PowerCut)));
             }
             Some(Fault::ProcessCrash) => {
                 world.kill(self.pid, halt(HaltKind::ProcessCrash));
-                world.log(index, self.pid, op, path, args, Outcome::ProcessCrash, fault);
+                world.log(&call, Outcome::ProcessCrash, fault);
                 return Err(halt_error(halt(HaltKind::ProcessCrash)));
             }
             Some(Fault::Errno(code)) => {
-                world.log(index, self.pid, op, path, args, Outcome::Errno(code), fault);
+                world.log(&call, Outcome::Errno(code), fault);
                 return Err(io::Error::from_raw_os_error(code));
             }
             Some(Fault::ClockJumpBack(by)) => {
@@ -805,7 +818,7 @@ impl SimFs {
             (Ok(value), _) => describe(value),
             (Err(e), _) => Outcome::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
         };
-        world.log(index, self.pid, op, path, args, outcome, fault);
+        world.log(&call, outcome, fault);
         result
     }
 
