@@ -221,6 +221,11 @@ impl SimSnapshot {
     }
 }
 
+/// The crash-outcome stream's seed for a run seed.
+fn crash_seed(seed: u64) -> u64 {
+    mix(seed, 2, 0)
+}
+
 /// SplitMix64-style mixing of three words into one seed.
 fn mix(a: u64, b: u64, c: u64) -> u64 {
     let mut z = a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ c.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
@@ -492,10 +497,13 @@ impl World {
         self.refresh_used();
     }
 
+    /// A snapshot now. After a power cut, it is indexed by the syscall the
+    /// power went at (the state is the one before that syscall), so it equals
+    /// the snapshot a recording run took at that index.
     fn snapshot(&self) -> SimSnapshot {
         SimSnapshot {
             state: self.state.clone(),
-            syscall_index: self.syscall_index,
+            syscall_index: self.power_cut.map_or(self.syscall_index, |c| c.halt.at_syscall),
             boot: self.boot,
             now: self.clock.now(),
             next_ino: self.next_ino,
@@ -674,14 +682,13 @@ impl SimFs {
         self.world().stopped(self.pid)
     }
 
-    /// The power-cut outcome [`SimFs::reboot`] would pick: drawn under the
-    /// configured model from the seed, mixed with the syscall index and boot.
-    pub fn pending_crash_choice(&self) -> CrashChoice {
+    /// A power-cut outcome under `model`, drawn from the seed mixed with the
+    /// crash point and boot: the same one the snapshot taken at that point
+    /// draws ([`SimSnapshot::sample_crash`] with the seed [`SimFs::crash_seed`]).
+    /// The durable part of a torn write always survives.
+    pub fn crash_choice(&self, model: PersistenceModel) -> CrashChoice {
         let world = self.world();
-        let model = world.config.persistence;
-        let seed = mix(world.config.seed, 2, 0);
-        let mut rng = ChaCha8Rng::seed_from_u64(mix(seed, world.syscall_index, u64::from(world.boot)));
-        let mut choice = model.sample(&world.state.pending, &mut rng);
+        let mut choice = world.snapshot().sample_crash(model, crash_seed(world.config.seed));
         if world.power_cut.is_some_and(|c| c.keep_last) {
             let mut fates = choice.fates().to_vec();
             if let Some(last) = fates.last_mut() {
@@ -692,12 +699,18 @@ impl SimFs {
         choice
     }
 
+    /// The seed crash outcomes are drawn from: derived from
+    /// [`SimConfig::seed`], separate from the fault stream.
+    pub fn crash_seed(&self) -> u64 {
+        crash_seed(self.world().config.seed)
+    }
+
     /// Cuts the power (if it is still on) and boots again, keeping what the
     /// configured persistence model and the seed choose. Returns the first
     /// process of the new boot; every older handle is dead.
     pub fn reboot(&self) -> SimFs {
-        let choice = self.pending_crash_choice();
         let model = self.world().config.persistence;
+        let choice = self.crash_choice(model);
         self.reboot_with(model, &choice)
     }
 
