@@ -191,6 +191,6 @@ impl Fs for RealFs {
         if rc != 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize)))
+        Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
     }
 }
