@@ -6,11 +6,13 @@
 //! - [`SimFs`]: an in-memory filesystem that models exactly what the kernel
 //!   promises about durability, and no more, driven by one seed.
 //! - [`Clock`], [`SystemClock`], [`SimClock`]: wall-clock time, real or virtual.
+//! - [`SqliteVfs`]: a SQLite VFS over any [`Fs`], so real SQLite runs on it.
 
 pub mod clock;
 pub mod errno;
 pub mod fs;
 pub mod real;
+pub mod sqlite;
 
 pub use clock::{Clock, SimClock, SystemClock};
 pub use fs::{
@@ -18,3 +20,4 @@ pub use fs::{
     RangeLockMode,
 };
 pub use real::RealFs;
+pub use sqlite::{SqliteVfs, VfsOptions, reseed_sqlite_prng};
