@@ -16,8 +16,8 @@ pub mod sqlite;
 
 pub use clock::{Clock, SimClock, SystemClock};
 pub use fs::{
-    ByteRange, DirEntry, FileHandle, FileHandleExt, FileIdentity, FileKind, Fs, FsExt, LockGuard, Metadata, OpenOptions,
-    RangeLockMode,
+    ByteRange, DirEntry, FileHandle, FileHandleExt, FileIdentity, FileKind, Fs, FsExt, LockGuard, Metadata,
+    OpenOptions, RangeLockMode,
 };
 pub use real::RealFs;
 pub use sqlite::{SqliteVfs, VfsOptions, reseed_sqlite_prng};
