@@ -27,7 +27,11 @@ impl Expectation {
             Expectation::Breaks(_) if report.failures.is_empty() => {
                 Err("expected a violation, but every case passed: the check has no teeth".to_string())
             }
-            Expectation::Breaks(allowed) => match report.failures.iter().find(|f| !allowed.contains(&f.violation.invariant)) {
+            Expectation::Breaks(allowed) => match report
+                .failures
+                .iter()
+                .find(|f| !allowed.contains(&f.violation.invariant))
+            {
                 Some(other) => Err(format!(
                     "expected only {} to break, but {} broke at {}",
                     names(allowed),
@@ -99,7 +103,14 @@ pub fn catalogue(scale: u32) -> Vec<Scenario> {
         ),
         scenario(
             no_sync,
-            Expectation::Breaks([Invariant::CompleteDatabase, Invariant::AtomicOp, Invariant::CommittedDurable].into()),
+            Expectation::Breaks(
+                [
+                    Invariant::CompleteDatabase,
+                    Invariant::AtomicOp,
+                    Invariant::CommittedDurable,
+                ]
+                .into(),
+            ),
             "A broken setup: the VFS drops every fsync. The matrix must catch it — proof the checks have teeth.",
         ),
     ]

@@ -18,7 +18,11 @@ const EXIT_VIOLATION: u8 = 1;
 const EXIT_HARNESS_ERROR: u8 = 2;
 
 #[derive(Parser)]
-#[command(name = "tearline", version, about = "Deterministic crash-matrix testing for storage code")]
+#[command(
+    name = "tearline",
+    version,
+    about = "Deterministic crash-matrix testing for storage code"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -164,7 +168,11 @@ fn print_summary(rows: &[(Scenario, MatrixReport, Result<(), String>, std::time:
     );
     for (scenario, report, verdict, time) in rows {
         let secs = time.as_secs_f64();
-        let rate = if secs > 0.0 { report.states_checked as f64 / secs } else { 0.0 };
+        let rate = if secs > 0.0 {
+            report.states_checked as f64 / secs
+        } else {
+            0.0
+        };
         let verdict = match (verdict, &scenario.expect) {
             (Ok(()), Expectation::Pass) => "pass".to_string(),
             (Ok(()), Expectation::Breaks(_)) => "pass (broke as expected)".to_string(),
@@ -232,7 +240,12 @@ fn repro(line: &str) -> u8 {
         let marker = if entry.index == case.syscall { ">>" } else { "  " };
         println!("{marker} {entry}");
     }
-    for entry in outcome.trace.entries().iter().filter(|e| e.op == tearline_sim_fs::SyscallKind::Reboot) {
+    for entry in outcome
+        .trace
+        .entries()
+        .iter()
+        .filter(|e| e.op == tearline_sim_fs::SyscallKind::Reboot)
+    {
         println!("   {entry}");
     }
     let recovery = outcome.trace.entries().iter().filter(|e| e.boot > 0).count();
@@ -243,7 +256,10 @@ fn repro(line: &str) -> u8 {
             EXIT_PASS
         }
         Err(violation) => {
-            println!("\nresult: {} broke\nevidence: {}", violation.invariant, violation.evidence);
+            println!(
+                "\nresult: {} broke\nevidence: {}",
+                violation.invariant, violation.evidence
+            );
             EXIT_VIOLATION
         }
     }

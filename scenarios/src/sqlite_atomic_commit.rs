@@ -265,10 +265,6 @@ fn machine(seed: u64) -> io::Result<SimFs> {
     Ok(fs)
 }
 
-fn sql_err(e: rusqlite::Error) -> io::Error {
-    io::Error::other(e)
-}
-
 fn vfs_for(fs: &SimFs, seed: u64, skip_sync: bool) -> io::Result<SqliteVfs> {
     reseed_sqlite_prng(seed);
     SqliteVfs::register(
@@ -364,12 +360,18 @@ fn check(fs: &SimFs, workload: &AtomicCommitWorkload, seed: u64, acked: usize) -
     let vfs = vfs_for(fs, seed, false)
         .map_err(|e| broken(Invariant::CompleteDatabase, format!("VFS registration failed: {e}")))?;
     let conn = vfs
-        .open(Path::new(DB), OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)
+        .open(
+            Path::new(DB),
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )
         .map_err(|e| broken(Invariant::CompleteDatabase, format!("open failed: {e}")))?;
     let integrity =
         pragma(&conn, "PRAGMA integrity_check").map_err(|e| broken(Invariant::CompleteDatabase, e.to_string()))?;
     if integrity != "ok" {
-        return Err(broken(Invariant::CompleteDatabase, format!("integrity_check: {integrity}")));
+        return Err(broken(
+            Invariant::CompleteDatabase,
+            format!("integrity_check: {integrity}"),
+        ));
     }
     let has_table: i64 = conn
         .query_row("SELECT count(*) FROM sqlite_master WHERE name = 't'", [], |r| r.get(0))
@@ -395,7 +397,10 @@ fn check(fs: &SimFs, workload: &AtomicCommitWorkload, seed: u64, acked: usize) -
         if *count != workload.rows_per_transaction {
             return Err(broken(
                 Invariant::AtomicOp,
-                format!("transaction {txn} is partial: {count} of {} rows", workload.rows_per_transaction),
+                format!(
+                    "transaction {txn} is partial: {count} of {} rows",
+                    workload.rows_per_transaction
+                ),
             ));
         }
     }
@@ -437,7 +442,12 @@ fn probe(workload: &AtomicCommitWorkload, seed: u64) -> io::Result<Probe> {
     let mut snapshots = fs.take_snapshots();
     snapshots.push(fs.snapshot());
     let trace = fs.trace();
-    let ops = trace.entries().iter().filter(|e| e.index >= start).map(|e| e.op).collect();
+    let ops = trace
+        .entries()
+        .iter()
+        .filter(|e| e.index >= start)
+        .map(|e| e.op)
+        .collect();
     let end = fs.syscall_count();
     if acks.at.len() != workload.transactions as usize + 1 {
         return Err(io::Error::other("the fault-free workload did not finish"));
@@ -466,7 +476,12 @@ fn crash_picks(
             .map(|(i, c)| (CrashPick::Distinct(i), c))
             .collect(),
         None => (0..options.samples_per_point)
-            .map(|i| (CrashPick::Sample(i), snapshot.sample_crash(model, crash_seed.wrapping_add(i))))
+            .map(|i| {
+                (
+                    CrashPick::Sample(i),
+                    snapshot.sample_crash(model, crash_seed.wrapping_add(i)),
+                )
+            })
             .collect(),
     }
 }
@@ -509,7 +524,12 @@ pub fn run_matrix(
             }
         }
         if let Some(op) = probe.ops.get((syscall - probe.start) as usize) {
-            let mut faults: Vec<Fault> = options.errno_faults.iter().copied().filter(|f| f.applies_to(*op)).collect();
+            let mut faults: Vec<Fault> = options
+                .errno_faults
+                .iter()
+                .copied()
+                .filter(|f| f.applies_to(*op))
+                .collect();
             if options.torn_writes && *op == SyscallKind::Write {
                 faults.push(Fault::TornWrite);
             }
@@ -576,7 +596,10 @@ fn replay_locked(workload: &AtomicCommitWorkload, seed: u64, case: &Case) -> io:
             // The process that saw the fault gives up; a new one recovers.
             states_checked += 1;
             let restarted = fs.spawn_process();
-            let after_restart = if fs.halted().is_some_and(|h| h.kind == tearline_sim_fs::HaltKind::PowerCut) {
+            let after_restart = if fs
+                .halted()
+                .is_some_and(|h| h.kind == tearline_sim_fs::HaltKind::PowerCut)
+            {
                 Ok(())
             } else {
                 check(&restarted, workload, seed, acked)

@@ -46,7 +46,10 @@ fn run(fs: Arc<dyn Fs>, clock: Arc<dyn Clock>, dir: &Path, workload: &Workload) 
     let vfs = SqliteVfs::register(fs, clock, VfsOptions::default()).expect("register the VFS");
     let started = Instant::now();
     let conn = vfs
-        .open(&dir.join("bench.db"), OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)
+        .open(
+            &dir.join("bench.db"),
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )
         .expect("open");
     let mode: String = conn
         .query_row(&format!("PRAGMA journal_mode={}", workload.journal), [], |r| r.get(0))
@@ -54,27 +57,40 @@ fn run(fs: Arc<dyn Fs>, clock: Arc<dyn Clock>, dir: &Path, workload: &Workload) 
     assert_eq!(mode, workload.journal, "journal mode was not applied");
     conn.execute_batch("PRAGMA synchronous=FULL; CREATE TABLE t(a INTEGER, b TEXT)")
         .expect("schema");
-    let mut row = 0u64;
+    let mut row = 0i64;
     for _ in 0..workload.transactions {
         let tx = conn.unchecked_transaction().expect("begin");
         for _ in 0..workload.rows_per_transaction {
-            tx.execute("INSERT INTO t VALUES (?1, 'some text to make the row a little longer')", [row])
-                .expect("insert");
+            tx.execute(
+                "INSERT INTO t VALUES (?1, 'some text to make the row a little longer')",
+                [row],
+            )
+            .expect("insert");
             row += 1;
         }
         tx.commit().expect("commit");
     }
-    let count: u64 = conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).expect("count");
+    let count: i64 = conn
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .expect("count");
     assert_eq!(count, row);
     drop(conn);
     started.elapsed()
 }
 
 fn main() {
-    println!("{:<42} {:>10} {:>10} {:>12}", "workload", "SimFs ms", "RealFs ms", "Sim/Real");
+    println!(
+        "{:<42} {:>10} {:>10} {:>12}",
+        "workload", "SimFs ms", "RealFs ms", "Sim/Real"
+    );
     for workload in &WORKLOADS {
         let sim = SimFs::new(SimConfig::with_seed(1));
-        let sim_time = run(Arc::new(sim.clone()), Arc::new(sim.clock()), &PathBuf::from("/bench"), workload);
+        let sim_time = run(
+            Arc::new(sim.clone()),
+            Arc::new(sim.clock()),
+            &PathBuf::from("/bench"),
+            workload,
+        );
         let tmp = tempfile::tempdir().expect("tempdir");
         let real_time = run(Arc::new(RealFs), Arc::new(SystemClock), tmp.path(), workload);
         println!(

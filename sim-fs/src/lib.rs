@@ -6,12 +6,14 @@
 //! - [`SimFs`]: an in-memory filesystem that models exactly what the kernel
 //!   promises about durability, and no more, driven by one seed.
 //! - [`Clock`], [`SystemClock`], [`SimClock`]: wall-clock time, real or virtual.
+//! - [`SqliteVfs`]: a SQLite VFS over any [`Fs`], so real SQLite runs on it.
 
 pub mod clock;
 pub mod errno;
 pub mod fs;
 pub mod real;
 pub mod sim;
+pub mod sqlite;
 
 pub use clock::{Clock, SimClock, SystemClock};
 pub use fs::{
@@ -24,3 +26,4 @@ pub use sim::faults::{Fault, FaultPlan, SyscallFilter, Trigger};
 pub use sim::persistence::{CrashChoice, Fate, PersistenceModel};
 pub use sim::trace::{Outcome, SyscallKind, Trace, TraceEntry};
 pub use sim::{HaltKind, Halted, Mount, SimConfig, SimFs, SimSnapshot, halted};
+pub use sqlite::{SqliteVfs, VfsOptions, reseed_sqlite_prng};
