@@ -7,45 +7,76 @@
 
 use std::collections::BTreeSet;
 
-use crate::sqlite_atomic_commit::{AtomicCommitWorkload, Invariant, JournalMode, MatrixReport, Synchronous};
+use tearline_sim_fs::{Fault, SyscallKind};
 
-/// What a scenario must show.
+use crate::sqlite_atomic_commit::{AtomicCommitWorkload, Failure, Invariant, JournalMode, MatrixReport, Synchronous};
+
+/// A known way a scenario breaks an invariant: a documented finding, or the
+/// point of a deliberately broken setup.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Expectation {
-    /// No invariant may break.
-    Pass,
-    /// At least one violation, and only of these invariants.
-    Breaks(BTreeSet<Invariant>),
+pub struct Finding {
+    /// Which invariants it breaks.
+    pub invariants: BTreeSet<Invariant>,
+    /// Under which faults (empty: any).
+    pub faults: Vec<Fault>,
+    /// At which syscall the fault strikes (`None`: any).
+    pub at: Option<SyscallKind>,
+    /// What it is, in a sentence.
+    pub summary: &'static str,
 }
 
-impl Expectation {
-    /// Whether a report meets the expectation, and if not, why.
-    pub fn judge(&self, report: &MatrixReport) -> Result<(), String> {
-        match self {
-            Expectation::Pass if report.failures.is_empty() => Ok(()),
-            Expectation::Pass => Err(format!("{} cases broke an invariant", report.failures.len())),
-            Expectation::Breaks(_) if report.failures.is_empty() => {
-                Err("expected a violation, but every case passed: the check has no teeth".to_string())
-            }
-            Expectation::Breaks(allowed) => match report
-                .failures
-                .iter()
-                .find(|f| !allowed.contains(&f.violation.invariant))
-            {
-                Some(other) => Err(format!(
-                    "expected only {} to break, but {} broke at {}",
-                    names(allowed),
-                    other.violation.invariant,
-                    other.case
-                )),
-                None => Ok(()),
-            },
-        }
+impl Finding {
+    /// Whether a failed case is an instance of this finding.
+    pub fn explains(&self, failure: &Failure) -> bool {
+        self.invariants.contains(&failure.violation.invariant)
+            && (self.faults.is_empty() || self.faults.contains(&failure.case.fault))
+            && self.at.is_none_or(|op| failure.op == Some(op))
     }
 }
 
-fn names(set: &BTreeSet<Invariant>) -> String {
-    set.iter().map(|i| i.name()).collect::<Vec<_>>().join(", ")
+/// What a scenario must show: the known findings it reproduces. No findings
+/// means every invariant must hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Expectation {
+    /// The findings; each must be reproduced, and nothing else may break.
+    pub findings: Vec<Finding>,
+}
+
+impl Expectation {
+    /// Every invariant must hold.
+    pub fn pass() -> Self {
+        Self::default()
+    }
+
+    /// Whether a report meets the expectation, and if not, why.
+    pub fn judge(&self, report: &MatrixReport) -> Result<(), String> {
+        if let Some(unexplained) = report
+            .failures
+            .iter()
+            .find(|f| !self.findings.iter().any(|finding| finding.explains(f)))
+        {
+            return Err(format!(
+                "{} broke unexpectedly at {} ({}): {}",
+                unexplained.violation.invariant,
+                unexplained.case,
+                unexplained
+                    .op
+                    .map_or("after the last syscall".to_string(), |op| op.to_string()),
+                unexplained.violation.evidence
+            ));
+        }
+        if let Some(lost) = self
+            .findings
+            .iter()
+            .find(|finding| !report.failures.iter().any(|f| finding.explains(f)))
+        {
+            return Err(format!(
+                "a known finding no longer reproduces (the checks may have lost their teeth): {}",
+                lost.summary
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// One scenario of the catalogue.
@@ -80,37 +111,71 @@ pub fn catalogue(scale: u32) -> Vec<Scenario> {
     };
     let mut no_sync = sized(JournalMode::Delete, Synchronous::Full);
     no_sync.skip_sync = true;
+    let ignored_dir_sync_error = |invariant, summary| Finding {
+        invariants: [invariant].into(),
+        faults: vec![Fault::EIO, Fault::ENOSPC],
+        at: Some(SyscallKind::SyncDir),
+        summary,
+    };
     vec![
         scenario(
             sized(JournalMode::Delete, Synchronous::Full),
-            Expectation::Breaks([Invariant::CommittedDurable].into()),
+            Expectation {
+                findings: vec![
+                    Finding {
+                        invariants: [Invariant::CommittedDurable].into(),
+                        faults: Vec::new(),
+                        at: None,
+                        summary: "the journal's unlink is never made durable, so a power cut after COMMIT \
+                                  returned can bring the journal back and roll the commit back",
+                    },
+                    ignored_dir_sync_error(
+                        Invariant::CompleteDatabase,
+                        "an error from the directory fsync that makes a new journal's name durable is \
+                         ignored; after a power cut a stale journal of an earlier transaction is played back \
+                         over newer pages and the database is malformed",
+                    ),
+                ],
+            },
             "SQLite rollback journal with synchronous=FULL. A finding: SQLite commits by unlinking the \
              journal and does not fsync the directory, so a power cut can bring the journal back and roll \
              back a transaction SQLite reported committed. Atomicity and integrity hold; durability of the \
-             last commit does not.",
+             last commit does not. Second finding: SQLite ignores an error from its directory fsync.",
         ),
         scenario(
             sized(JournalMode::Delete, Synchronous::Extra),
-            Expectation::Pass,
+            Expectation::pass(),
             "SQLite rollback journal with synchronous=EXTRA, which fsyncs the directory after deleting the \
              journal: every acknowledged commit survives every fault.",
         ),
         scenario(
             sized(JournalMode::Wal, Synchronous::Full),
-            Expectation::Pass,
+            Expectation {
+                findings: vec![ignored_dir_sync_error(
+                    Invariant::CommittedDurable,
+                    "an error from the directory fsync that makes the new WAL's name durable is ignored; \
+                     commits are acknowledged, and a power cut loses the WAL and the database file's name",
+                )],
+            },
             "SQLite write-ahead log with synchronous=FULL and a checkpoint every 4 pages: every acknowledged \
-             commit survives every fault.",
+             commit survives power cuts, torn writes and errors, except an error from the one directory \
+             fsync SQLite makes, which it ignores.",
         ),
         scenario(
             no_sync,
-            Expectation::Breaks(
-                [
-                    Invariant::CompleteDatabase,
-                    Invariant::AtomicOp,
-                    Invariant::CommittedDurable,
-                ]
-                .into(),
-            ),
+            Expectation {
+                findings: vec![Finding {
+                    invariants: [
+                        Invariant::CompleteDatabase,
+                        Invariant::AtomicOp,
+                        Invariant::CommittedDurable,
+                    ]
+                    .into(),
+                    faults: Vec::new(),
+                    at: None,
+                    summary: "without fsync nothing is durable: power cuts lose and corrupt data",
+                }],
+            },
             "A broken setup: the VFS drops every fsync. The matrix must catch it — proof the checks have teeth.",
         ),
     ]

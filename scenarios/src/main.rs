@@ -7,7 +7,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use tearline::catalogue::{self, Expectation, Scenario};
+use tearline::catalogue::{self, Scenario};
 use tearline::sqlite_atomic_commit::{self, Case, MatrixOptions, MatrixReport};
 
 /// Exit code when every scenario met its expectation.
@@ -48,6 +48,9 @@ enum Command {
         /// Sampled post-crash states per point and model, where not enumerable, 1 to 64.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=64))]
         samples: u64,
+        /// Violations to print per scenario, with their repro lines.
+        #[arg(long, default_value_t = 5)]
+        show: usize,
     },
     /// Replay one case from the line a failure printed, with its trace.
     Repro {
@@ -67,7 +70,8 @@ fn main() -> ExitCode {
             scale,
             stride,
             samples,
-        } => run(&scenarios, seed, scale, stride, samples),
+            show,
+        } => run(&scenarios, seed, scale, stride, samples, show),
         Command::Repro { line } => repro(&line),
     };
     ExitCode::from(code)
@@ -75,19 +79,20 @@ fn main() -> ExitCode {
 
 fn list() -> u8 {
     for scenario in catalogue::catalogue(1) {
-        let expect = match &scenario.expect {
-            Expectation::Pass => "must pass".to_string(),
-            Expectation::Breaks(set) => format!(
-                "must break: {}",
-                set.iter().map(|i| i.name()).collect::<Vec<_>>().join(", ")
-            ),
-        };
-        println!("{}  ({expect})\n    {}\n", scenario.name, scenario.description);
+        println!("{}\n    {}", scenario.name, scenario.description);
+        if scenario.expect.findings.is_empty() {
+            println!("    must pass every invariant");
+        }
+        for finding in &scenario.expect.findings {
+            let invariants: Vec<&str> = finding.invariants.iter().map(|i| i.name()).collect();
+            println!("    must reproduce ({}): {}", invariants.join(", "), finding.summary);
+        }
+        println!();
     }
     EXIT_PASS
 }
 
-fn run(names: &[String], seed: u64, scale: u32, stride: u64, samples: u64) -> u8 {
+fn run(names: &[String], seed: u64, scale: u32, stride: u64, samples: u64, show: usize) -> u8 {
     let all = catalogue::catalogue(scale);
     let chosen: Vec<Scenario> = if names.is_empty() {
         all
@@ -139,10 +144,11 @@ fn run(names: &[String], seed: u64, scale: u32, stride: u64, samples: u64) -> u8
         if let Err(why) = &verdict {
             exit = EXIT_VIOLATION;
             eprintln!("FAIL {}: {why}", scenario.name);
-            for failure in report.failures.iter().take(5) {
+            for failure in report.failures.iter().take(show) {
                 eprintln!(
-                    "  {} broke: {}\n    reproduce: tearline repro {}",
+                    "  {} broke at {}: {}\n    reproduce: tearline repro {}",
                     failure.violation.invariant,
+                    failure.op.map_or("the end".to_string(), |op| op.to_string()),
                     failure.violation.evidence,
                     repro_line(scenario, seed, scale, &failure.case)
                 );
@@ -173,10 +179,10 @@ fn print_summary(rows: &[(Scenario, MatrixReport, Result<(), String>, std::time:
         } else {
             0.0
         };
-        let verdict = match (verdict, &scenario.expect) {
-            (Ok(()), Expectation::Pass) => "pass".to_string(),
-            (Ok(()), Expectation::Breaks(_)) => "pass (broke as expected)".to_string(),
-            (Err(_), _) => "FAIL".to_string(),
+        let verdict = match verdict {
+            Ok(()) if scenario.expect.findings.is_empty() => "pass".to_string(),
+            Ok(()) => format!("pass ({} known findings reproduced)", scenario.expect.findings.len()),
+            Err(_) => "FAIL".to_string(),
         };
         println!(
             "{:<28} {:>9} {:>8} {:>8} {:>9} {:>8.1} {:>10.0}  {verdict}",
@@ -190,15 +196,27 @@ fn print_summary(rows: &[(Scenario, MatrixReport, Result<(), String>, std::time:
         );
     }
     for (scenario, report, verdict, _) in rows {
-        if let (Ok(()), Expectation::Breaks(_), Some(example)) = (verdict, &scenario.expect, report.failures.first()) {
-            println!(
-                "\n{}: {} (e.g. {}: {})\n  reproduce: tearline repro {}",
-                scenario.name,
-                example.violation.invariant,
-                example.case,
-                example.violation.evidence,
-                repro_line(scenario, seed, scale, &example.case)
-            );
+        if verdict.is_err() {
+            continue;
+        }
+        for finding in &scenario.expect.findings {
+            let instances: Vec<_> = report.failures.iter().filter(|f| finding.explains(f)).collect();
+            // A power cut is the plainest example of a finding, where there is one.
+            let example = instances
+                .iter()
+                .find(|f| f.case.fault == tearline_sim_fs::Fault::PowerCut)
+                .or(instances.first());
+            if let Some(example) = example {
+                println!(
+                    "\n{} reproduced a known finding at {} cases: {}\n  e.g. {} broke: {}\n  reproduce: tearline repro {}",
+                    scenario.name,
+                    instances.len(),
+                    finding.summary,
+                    example.violation.invariant,
+                    example.violation.evidence,
+                    repro_line(scenario, seed, scale, &example.case)
+                );
+            }
         }
     }
 }
