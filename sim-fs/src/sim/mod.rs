@@ -408,6 +408,19 @@ impl World {
         pid
     }
 
+    /// Creates an empty file named `name` in `dir` (reached as `path`).
+    fn create_file(&mut self, dir: Ino, name: &str, path: &Path) -> Ino {
+        let device = self.device_of(path);
+        let ino = self.alloc_ino();
+        self.state.record(PendingOp::Link {
+            dir,
+            name: name.to_string(),
+            ino,
+            kind: NewNode::File(device),
+        });
+        ino
+    }
+
     fn alloc_ino(&mut self) -> Ino {
         let ino = self.next_ino;
         self.next_ino += 1;
@@ -835,6 +848,22 @@ impl SimFs {
         result
     }
 
+    /// A syscall on one path, with no other arguments, traced as `ok` on success.
+    fn path_call<T>(
+        &self,
+        op: SyscallKind,
+        path: &Path,
+        body: impl FnOnce(&mut World) -> io::Result<T>,
+    ) -> io::Result<T> {
+        self.syscall(
+            op,
+            &path.display().to_string(),
+            String::new(),
+            |world, _| body(world),
+            ok,
+        )
+    }
+
     fn handle(&self, path: &Path, ino: Ino, writable: bool) -> Box<dyn FileHandle> {
         let mut world = self.world();
         let id = world.next_handle;
@@ -896,17 +925,7 @@ impl Fs for SimFs {
                         }
                         ino
                     }
-                    None if options.create || options.create_new => {
-                        let device = world.device_of(path);
-                        let ino = world.alloc_ino();
-                        world.state.record(PendingOp::Link {
-                            dir,
-                            name: name.to_string(),
-                            ino,
-                            kind: NewNode::File(device),
-                        });
-                        ino
-                    }
+                    None if options.create || options.create_new => world.create_file(dir, name, path),
                     None => return Err(errno::enoent()),
                 };
                 Ok(ino)
@@ -996,74 +1015,56 @@ impl Fs for SimFs {
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.syscall(
-            SyscallKind::RemoveFile,
-            &path.display().to_string(),
-            String::new(),
-            |world, _| {
-                let (dir, name) = world.resolve_parent(path)?;
-                let ino = world.state.current.lookup(dir, name).ok_or_else(errno::enoent)?;
-                if world.state.current.dir(ino).is_some() {
-                    return Err(errno::eisdir());
-                }
-                world.state.record(PendingOp::Unlink {
-                    dir,
-                    name: name.to_string(),
-                });
-                world.collect_garbage();
-                Ok(())
-            },
-            ok,
-        )
+        self.path_call(SyscallKind::RemoveFile, path, |world| {
+            let (dir, name) = world.resolve_parent(path)?;
+            let ino = world.state.current.lookup(dir, name).ok_or_else(errno::enoent)?;
+            if world.state.current.dir(ino).is_some() {
+                return Err(errno::eisdir());
+            }
+            world.state.record(PendingOp::Unlink {
+                dir,
+                name: name.to_string(),
+            });
+            world.collect_garbage();
+            Ok(())
+        })
     }
 
     fn create_dir(&self, path: &Path) -> io::Result<()> {
-        self.syscall(
-            SyscallKind::CreateDir,
-            &path.display().to_string(),
-            String::new(),
-            |world, _| {
-                let (dir, name) = world.resolve_parent(path)?;
-                if world.state.current.lookup(dir, name).is_some() {
-                    return Err(errno::eexist());
-                }
-                let ino = world.alloc_ino();
-                world.state.record(PendingOp::Link {
-                    dir,
-                    name: name.to_string(),
-                    ino,
-                    kind: NewNode::Dir,
-                });
-                Ok(())
-            },
-            ok,
-        )
+        self.path_call(SyscallKind::CreateDir, path, |world| {
+            let (dir, name) = world.resolve_parent(path)?;
+            if world.state.current.lookup(dir, name).is_some() {
+                return Err(errno::eexist());
+            }
+            let ino = world.alloc_ino();
+            world.state.record(PendingOp::Link {
+                dir,
+                name: name.to_string(),
+                ino,
+                kind: NewNode::Dir,
+            });
+            Ok(())
+        })
     }
 
     fn remove_dir(&self, path: &Path) -> io::Result<()> {
-        self.syscall(
-            SyscallKind::RemoveDir,
-            &path.display().to_string(),
-            String::new(),
-            |world, _| {
-                let (dir, name) = world.resolve_parent(path)?;
-                let ino = world.state.current.lookup(dir, name).ok_or_else(errno::enoent)?;
-                let entries = world.state.current.dir(ino).ok_or_else(errno::enotdir)?;
-                if !entries.is_empty() {
-                    return Err(errno::enotempty());
-                }
-                if world.is_mount_point(path) {
-                    return Err(errno::ebusy());
-                }
-                world.state.record(PendingOp::Unlink {
-                    dir,
-                    name: name.to_string(),
-                });
-                world.collect_garbage();
-                Ok(())
-            },
-            ok,
-        )
+        self.path_call(SyscallKind::RemoveDir, path, |world| {
+            let (dir, name) = world.resolve_parent(path)?;
+            let ino = world.state.current.lookup(dir, name).ok_or_else(errno::enoent)?;
+            let entries = world.state.current.dir(ino).ok_or_else(errno::enotdir)?;
+            if !entries.is_empty() {
+                return Err(errno::enotempty());
+            }
+            if world.is_mount_point(path) {
+                return Err(errno::ebusy());
+            }
+            world.state.record(PendingOp::Unlink {
+                dir,
+                name: name.to_string(),
+            });
+            world.collect_garbage();
+            Ok(())
+        })
     }
 
     fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
@@ -1090,46 +1091,34 @@ impl Fs for SimFs {
     }
 
     fn metadata(&self, path: &Path) -> io::Result<Metadata> {
-        self.syscall(
-            SyscallKind::Metadata,
-            &path.display().to_string(),
-            String::new(),
-            |world, _| {
-                let ino = world.resolve(path)?;
-                Ok(match world.state.current.node(ino) {
-                    Some(Node::File(data)) => Metadata {
-                        kind: FileKind::File,
-                        len: data.len(),
-                        modified: data.mtime,
-                        links: world.state.current.link_count(ino),
-                    },
-                    _ => Metadata {
-                        kind: FileKind::Dir,
-                        len: 0,
-                        modified: SimClock::epoch(),
-                        links: 1,
-                    },
-                })
-            },
-            ok,
-        )
+        self.path_call(SyscallKind::Metadata, path, |world| {
+            let ino = world.resolve(path)?;
+            Ok(match world.state.current.node(ino) {
+                Some(Node::File(data)) => Metadata {
+                    kind: FileKind::File,
+                    len: data.len(),
+                    modified: data.mtime,
+                    links: world.state.current.link_count(ino),
+                },
+                _ => Metadata {
+                    kind: FileKind::Dir,
+                    len: 0,
+                    modified: SimClock::epoch(),
+                    links: 1,
+                },
+            })
+        })
     }
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        self.syscall(
-            SyscallKind::SyncDir,
-            &path.display().to_string(),
-            String::new(),
-            |world, _| {
-                let ino = world.resolve(path)?;
-                if world.state.current.dir(ino).is_none() {
-                    return Err(errno::enotdir());
-                }
-                world.state.sync_dir(ino);
-                Ok(())
-            },
-            ok,
-        )
+        self.path_call(SyscallKind::SyncDir, path, |world| {
+            let ino = world.resolve(path)?;
+            if world.state.current.dir(ino).is_none() {
+                return Err(errno::enotdir());
+            }
+            world.state.sync_dir(ino);
+            Ok(())
+        })
     }
 
     fn try_lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
@@ -1143,17 +1132,7 @@ impl Fs for SimFs {
                 let ino = match world.state.current.lookup(dir, name) {
                     Some(ino) if world.state.current.dir(ino).is_some() => return Err(errno::eisdir()),
                     Some(ino) => ino,
-                    None => {
-                        let device = world.device_of(path);
-                        let ino = world.alloc_ino();
-                        world.state.record(PendingOp::Link {
-                            dir,
-                            name: name.to_string(),
-                            ino,
-                            kind: NewNode::File(device),
-                        });
-                        ino
-                    }
+                    None => world.create_file(dir, name, path),
                 };
                 if world.file_locks.contains_key(&ino) {
                     return Err(errno::ewouldblock());
