@@ -4,3 +4,5 @@
 //! separate non-transactional vector store) written only against the `Fs` and
 //! `Clock` traits of `tearline-sim-fs`, so it runs unchanged on the real
 //! filesystem in production and on the simulated one under the harness.
+
+pub mod vectors;
