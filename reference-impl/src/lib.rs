@@ -4,5 +4,29 @@
 //! separate non-transactional vector store) written only against the `Fs` and
 //! `Clock` traits of `tearline-sim-fs`, so it runs unchanged on the real
 //! filesystem in production and on the simulated one under the harness.
+//!
+//! - [`store`]: opening (lock, generation, schema, recovery), reading, search, verify.
+//! - [`dual_write`]: the two-phase protocol across index and vector store, and recovery.
+//! - [`schema`]: the versioned schema and its migration registry.
+//! - [`lock`]: the write lock and the permission to wipe only it hands out.
+//! - [`generation`]: building an index beside the live one and switching atomically.
+//! - [`vectors`]: the vector store contract and its local, segment-file implementation.
+//! - [`embed`]: summaries, chunks and the deterministic embedder.
+//! - [`layout`]: where everything lives under the root.
 
+pub mod dual_write;
+pub mod embed;
+pub mod error;
+pub(crate) mod generation;
+mod index;
+pub mod layout;
+pub mod lock;
+pub mod schema;
+pub mod store;
 pub mod vectors;
+
+pub use dual_write::{AddOutcome, RecoveryReport};
+pub use error::StoreError;
+pub use index::FileRow;
+pub use layout::{DocName, Generation, Layout};
+pub use store::{Access, Document, Hit, OpenReport, Status, Store, StoreOptions, VerifyReport};

@@ -346,12 +346,13 @@ pub trait FsExt: Fs {
         file.write_all_at(data, 0)
     }
 
-    /// Durably replaces `path` with `data`: write a temp file beside it, fsync
-    /// it, rename it over `path`, fsync the directory. A crash at any point
+    /// Durably replaces `path` with `data`: write a temp file beside it
+    /// (`.<name>.tmp`), fsync it, rename it over `path`, fsync the directory. A crash at any point
     /// leaves either the old or the new content at `path`, never a mix.
     fn write_file_atomic(&self, path: &Path, data: &[u8]) -> io::Result<()> {
         let parent = parent_dir(path)?;
-        let mut tmp_name = path.file_name().ok_or_else(crate::errno::einval)?.to_owned();
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(path.file_name().ok_or_else(crate::errno::einval)?);
         tmp_name.push(".tmp");
         let tmp = parent.join(tmp_name);
         {

@@ -1,0 +1,174 @@
+//! `refstore`: the reference store on the real filesystem.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use tearline_refstore::{Store, StoreError, StoreOptions};
+use tearline_sim_fs::{Clock, Fs, RealFs, SystemClock};
+
+#[derive(Parser)]
+#[command(name = "refstore", version, about = "The Tearline reference document store")]
+struct Cli {
+    /// The store's root directory.
+    #[arg(long, global = true, default_value = ".")]
+    root: PathBuf,
+    /// Print results as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create an empty store at --root.
+    Init,
+    /// Add (or replace) documents: each FILE is stored under its file name.
+    Add {
+        /// Files to add.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Remove a document.
+    Rm {
+        /// The document's name.
+        name: String,
+    },
+    /// Print a document.
+    Get {
+        /// The document's name.
+        name: String,
+    },
+    /// Find the documents whose summaries are nearest to TEXT.
+    Search {
+        /// The query.
+        text: String,
+        /// How many results.
+        #[arg(short, default_value_t = 5)]
+        k: usize,
+    },
+    /// Check the index, the vectors and the sources agree (exit 1 if not).
+    Verify,
+    /// Show the store's generation, schema, counts and pending work.
+    Status,
+    /// Rebuild the index from the source files if its schema requires it.
+    Upgrade,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("refstore: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print<T: serde::Serialize + std::fmt::Debug>(json: bool, value: &T) -> Result<(), StoreError> {
+    if json {
+        let text = serde_json::to_string_pretty(value).map_err(|e| StoreError::Io {
+            context: "writing JSON".to_string(),
+            source: std::io::Error::other(e),
+        })?;
+        println!("{text}");
+    } else {
+        println!("{value:#?}");
+    }
+    Ok(())
+}
+
+fn run(cli: &Cli) -> Result<ExitCode, StoreError> {
+    let fs: Arc<dyn Fs> = Arc::new(RealFs);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let root = cli.root.as_path();
+    let open = |options| Store::open(Arc::clone(&fs), Arc::clone(&clock), root, options);
+    match &cli.command {
+        Command::Init => {
+            Store::init(Arc::clone(&fs), Arc::clone(&clock), root)?;
+            println!("initialised an empty store at {}", root.display());
+        }
+        Command::Add { files } => {
+            let mut store = open(StoreOptions::default())?;
+            report_recovery(&store);
+            for file in files {
+                let name = file_name(file)?;
+                let content = std::fs::read(file).map_err(|source| StoreError::Io {
+                    context: format!("reading {}", file.display()),
+                    source,
+                })?;
+                let outcome = store.add(&name, &content)?;
+                let verb = if outcome.replaced { "replaced" } else { "added" };
+                println!("{verb} {name} (vector {})", outcome.vector_id);
+            }
+        }
+        Command::Rm { name } => {
+            let mut store = open(StoreOptions::default())?;
+            report_recovery(&store);
+            store.remove(name)?;
+            println!("removed {name}");
+        }
+        Command::Get { name } => {
+            let store = open(StoreOptions::read_only())?;
+            match store.get(name)? {
+                Some(doc) if cli.json => print(true, &doc)?,
+                Some(doc) => print!("{}", doc.content),
+                None => {
+                    return Err(StoreError::NotFound { name: name.clone() });
+                }
+            }
+        }
+        Command::Search { text, k } => {
+            let store = open(StoreOptions::read_only())?;
+            let hits = store.search(text, *k)?;
+            if cli.json {
+                print(true, &hits)?;
+            } else {
+                for hit in hits {
+                    println!("{:.3}  {}  {}", hit.score, hit.name, hit.summary);
+                }
+            }
+        }
+        Command::Verify => {
+            let store = open(StoreOptions::read_only())?;
+            let report = store.verify()?;
+            print(cli.json, &report)?;
+            if !report.is_clean() {
+                eprintln!("refstore: the store is not consistent (a writable open recovers pending work)");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Status => {
+            let store = open(StoreOptions::read_only())?;
+            print(cli.json, &store.status()?)?;
+        }
+        Command::Upgrade => {
+            let store = open(StoreOptions {
+                rebuild_if_needed: true,
+                ..StoreOptions::default()
+            })?;
+            print(cli.json, store.open_report())?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report_recovery(store: &Store) {
+    let report = &store.open_report().recovery;
+    if !report.is_empty() {
+        eprintln!("refstore: recovered interrupted work: {report:?}");
+    }
+}
+
+fn file_name(path: &Path) -> Result<String, StoreError> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_string)
+        .ok_or_else(|| StoreError::InvalidName {
+            name: path.display().to_string(),
+            reason: "the file has no UTF-8 file name",
+        })
+}

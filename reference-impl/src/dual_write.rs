@@ -1,0 +1,303 @@
+//! Two-phase writes across the SQLite index and the non-transactional vector
+//! store, and the recovery that resolves them.
+//!
+//! The vector store has no transactions and may fail, be unreachable, or time
+//! out after applying a write (an ambiguous outcome). So the index never
+//! points at a vector it has not seen stored, and every vector the store may
+//! hold is named by the index first:
+//!
+//! **Add** (or replace) a document:
+//! 1. commit an `add` intent naming the new vector id and the content's hash;
+//! 2. write the source file (temp + fsync + rename + directory fsync);
+//! 3. write the vector;
+//! 4. in one transaction write the document's rows pointing at the vector,
+//!    delete the intent, and, if the document had an older vector, commit a
+//!    `drop` intent for it. **The add is acknowledged here.**
+//! 5. delete the older vector, then its `drop` intent.
+//!
+//! **Remove** a document: commit a `remove` intent; delete the source file
+//! (and fsync the directory); delete the rows; delete the vector; delete the
+//! intent.
+//!
+//! **Recovery** (on every writable open, before any mutation) resolves each
+//! intent by what is really there, never by guessing:
+//! - `add`: if the source file has the intent's hash, the add reached step 2:
+//!   complete it (store the vector again if the vector store lacks it, write
+//!   the rows); otherwise undo it (delete the vector if present). Either way
+//!   the document is entirely the new one or entirely the old one (or absent).
+//! - `remove`: if the source file is still there, the removal never started:
+//!   forget it; otherwise complete it.
+//! - `drop`: delete the vector.
+//!
+//! Then it sweeps: a vector no summary names is deleted; a summary whose
+//! vector is missing gets it recomputed from its source. Afterwards there are
+//! no orphans in either direction.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+use tearline_sim_fs::FsExt;
+
+use crate::error::{Context, Result, StoreError};
+use crate::index::{Intent, IntentOp};
+use crate::layout::DocName;
+use crate::store::{Store, content_hash};
+use crate::vectors::VectorId;
+
+/// What an add did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct AddOutcome {
+    /// The document's new vector.
+    pub vector_id: VectorId,
+    /// Whether it replaced an earlier version.
+    pub replaced: bool,
+}
+
+/// What recovery did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RecoveryReport {
+    /// Interrupted adds and removals that were completed.
+    pub completed: Vec<String>,
+    /// Interrupted adds and removals that were undone.
+    pub undone: Vec<String>,
+    /// Vectors deleted for `drop` intents.
+    pub dropped_vectors: Vec<VectorId>,
+    /// Vectors no summary named, deleted by the sweep.
+    pub orphan_vectors_removed: Vec<VectorId>,
+    /// Documents whose missing vector was recomputed from the source.
+    pub vectors_restored: Vec<String>,
+    /// Temporary files of interrupted source writes, removed.
+    pub temp_files_removed: Vec<String>,
+}
+
+impl RecoveryReport {
+    /// True if recovery found nothing to do.
+    pub fn is_empty(&self) -> bool {
+        *self == RecoveryReport::default()
+    }
+}
+
+/// How many rounds recovery makes over the intents (completing an add can
+/// leave one `drop` intent, resolved in the next round).
+const RECOVERY_ROUNDS: usize = 3;
+
+impl Store {
+    /// Adds a document, or replaces the one of that name. On `Ok` the
+    /// document, its index rows and its vector are durable. On `Err` it is
+    /// either entirely the new version or entirely as before, once recovery
+    /// has run (which this call tries at once, and every writable open does).
+    pub fn add(&mut self, name: &str, content: &[u8]) -> Result<AddOutcome> {
+        self.require_writable()?;
+        let name = DocName::new(name)?;
+        if std::str::from_utf8(content).is_err() {
+            return Err(StoreError::NotText {
+                name: name.as_str().to_string(),
+            });
+        }
+        let intent = self
+            .index
+            .begin(IntentOp::Add, name.as_str(), &content_hash(content), None)?;
+        let result = self.finish_add(&name, content, &intent);
+        if result.is_err() {
+            // Best effort: resolve the intent now; the next open will if this fails.
+            let _ = self.recover();
+        }
+        result
+    }
+
+    fn finish_add(&mut self, name: &DocName, content: &[u8], intent: &Intent) -> Result<AddOutcome> {
+        let path = self.layout.source_file(name);
+        self.fs
+            .write_file_atomic(&path, content)
+            .context(|| format!("writing {}", path.display()))?;
+        let (doc, vector) = self.prepare(name, content, intent.vector_id)?;
+        self.vectors
+            .upsert(intent.vector_id, &vector)
+            .context(|| format!("storing the vector of {name}"))?;
+        let dropped = self.index.link(intent, &doc)?;
+        if let Some(drop) = &dropped {
+            // The add is acknowledged; a failure here leaves a `drop` intent
+            // that recovery finishes.
+            let _ = self.finish_drop(drop);
+        }
+        Ok(AddOutcome {
+            vector_id: intent.vector_id,
+            replaced: dropped.is_some(),
+        })
+    }
+
+    fn finish_drop(&mut self, drop: &Intent) -> Result<()> {
+        self.vectors
+            .delete(drop.vector_id)
+            .context(|| format!("deleting the old vector {} of {}", drop.vector_id, drop.path))?;
+        self.index.clear(drop)
+    }
+
+    /// Removes a document: its source file, its rows and its vector.
+    pub fn remove(&mut self, name: &str) -> Result<()> {
+        self.require_writable()?;
+        let name = DocName::new(name)?;
+        let Some((_, vector_id)) = self.index.summary(name.as_str())? else {
+            return Err(StoreError::NotFound {
+                name: name.as_str().to_string(),
+            });
+        };
+        let intent = self.index.begin(IntentOp::Remove, name.as_str(), "", Some(vector_id))?;
+        let result = self.finish_remove(&name, &intent);
+        if result.is_err() {
+            let _ = self.recover();
+        }
+        result
+    }
+
+    fn finish_remove(&mut self, name: &DocName, intent: &Intent) -> Result<()> {
+        let path = self.layout.source_file(name);
+        match self.fs.remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(StoreError::Io {
+                    context: format!("removing {}", path.display()),
+                    source,
+                });
+            }
+        }
+        let dir = self.layout.source_dir();
+        self.fs.sync_dir(&dir).context(|| format!("syncing {}", dir.display()))?;
+        self.complete_removal(intent)
+    }
+
+    /// Deletes a removed document's rows, then its vector, then the intent.
+    fn complete_removal(&mut self, intent: &Intent) -> Result<()> {
+        self.index.unlink(&intent.path, None)?;
+        self.vectors
+            .delete(intent.vector_id)
+            .context(|| format!("deleting the vector of {}", intent.path))?;
+        self.index.clear(intent)
+    }
+
+    /// Resolves every pending intent, removes temporary files of interrupted
+    /// writes, and sweeps orphans both ways. See the module docs.
+    pub fn recover(&mut self) -> Result<RecoveryReport> {
+        self.require_writable()?;
+        let mut report = RecoveryReport::default();
+        self.remove_temp_files(&mut report)?;
+        for _ in 0..RECOVERY_ROUNDS {
+            let intents = self.index.intents()?;
+            if intents.is_empty() {
+                break;
+            }
+            for intent in intents {
+                self.resolve(&intent, &mut report)?;
+            }
+        }
+        let left = self.index.intents()?.len();
+        if left > 0 {
+            return Err(StoreError::Corrupt {
+                what: format!("{left} dual-write intents are still pending after recovery"),
+            });
+        }
+        self.sweep(&mut report)?;
+        Ok(report)
+    }
+
+    fn resolve(&mut self, intent: &Intent, report: &mut RecoveryReport) -> Result<()> {
+        let Ok(name) = DocName::new(&intent.path) else {
+            return Err(StoreError::Corrupt {
+                what: format!("intent {} names an invalid document {:?}", intent.id, intent.path),
+            });
+        };
+        match intent.op {
+            IntentOp::Add => match self.read_source(&name)? {
+                Some(content) if content_hash(&content) == intent.hash => {
+                    let (doc, vector) = self.prepare(&name, &content, intent.vector_id)?;
+                    let stored = self
+                        .vectors
+                        .get(intent.vector_id)
+                        .context(|| format!("checking the vector of {name}"))?;
+                    if stored.as_deref() != Some(&vector[..]) {
+                        self.vectors
+                            .upsert(intent.vector_id, &vector)
+                            .context(|| format!("storing the vector of {name}"))?;
+                    }
+                    if let Some(drop) = self.index.link(intent, &doc)? {
+                        self.finish_drop(&drop)?;
+                        report.dropped_vectors.push(drop.vector_id);
+                    }
+                    report.completed.push(intent.path.clone());
+                }
+                _ => {
+                    self.vectors
+                        .delete(intent.vector_id)
+                        .context(|| format!("deleting the unlinked vector of {name}"))?;
+                    self.index.clear(intent)?;
+                    report.undone.push(intent.path.clone());
+                }
+            },
+            IntentOp::Remove => {
+                if self.read_source(&name)?.is_some() {
+                    self.index.clear(intent)?;
+                    report.undone.push(intent.path.clone());
+                } else {
+                    self.complete_removal(intent)?;
+                    report.completed.push(intent.path.clone());
+                }
+            }
+            IntentOp::Drop => {
+                self.finish_drop(intent)?;
+                report.dropped_vectors.push(intent.vector_id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes `source/.<name>.tmp` files left by interrupted writes.
+    fn remove_temp_files(&mut self, report: &mut RecoveryReport) -> Result<()> {
+        let dir = self.layout.source_dir();
+        let entries = self.fs.read_dir(&dir).context(|| format!("listing {}", dir.display()))?;
+        let mut removed = false;
+        for entry in entries {
+            if entry.name.starts_with('.') && entry.name.ends_with(".tmp") {
+                let path = dir.join(&entry.name);
+                self.fs
+                    .remove_file(&path)
+                    .context(|| format!("removing {}", path.display()))?;
+                report.temp_files_removed.push(entry.name);
+                removed = true;
+            }
+        }
+        if removed {
+            self.fs.sync_dir(&dir).context(|| format!("syncing {}", dir.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes vectors no summary names; recomputes missing vectors.
+    fn sweep(&mut self, report: &mut RecoveryReport) -> Result<()> {
+        let stored: BTreeSet<VectorId> = self
+            .vectors
+            .ids()
+            .context(|| "listing the vector store".to_string())?
+            .into_iter()
+            .collect();
+        let summaries = self.index.summary_vectors()?;
+        let referenced: BTreeSet<VectorId> = summaries.iter().map(|(_, id)| *id).collect();
+        for orphan in stored.difference(&referenced) {
+            self.vectors
+                .delete(*orphan)
+                .context(|| format!("deleting the orphan vector {orphan}"))?;
+            report.orphan_vectors_removed.push(*orphan);
+        }
+        for (path, id) in summaries.iter().filter(|(_, id)| !stored.contains(id)) {
+            let name = DocName::new(path)?;
+            if let Some(content) = self.read_source(&name)? {
+                let (_, vector) = self.prepare(&name, &content, *id)?;
+                self.vectors
+                    .upsert(*id, &vector)
+                    .context(|| format!("restoring the vector of {path}"))?;
+                report.vectors_restored.push(path.clone());
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,168 @@
+//! The reference store's errors: what went wrong, in words a caller can act on.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use crate::vectors::VectorError;
+
+/// Why a store operation failed. Every variant says what to do next.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Another process holds the store's write lock.
+    Locked {
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// There is no store at this root (run `init`).
+    NotInitialized {
+        /// The root looked at.
+        root: PathBuf,
+    },
+    /// A store already exists at this root.
+    AlreadyInitialized {
+        /// The root.
+        root: PathBuf,
+    },
+    /// The index's schema cannot be used as it is and must be rebuilt from
+    /// the source files, which only a writable open that asks for it may do.
+    RebuildRequired {
+        /// The schema version found on disk.
+        found: u32,
+        /// The version this build uses.
+        expected: u32,
+        /// Why a rebuild is needed.
+        reason: String,
+    },
+    /// A document name the store cannot hold.
+    InvalidName {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A document that is not UTF-8 text.
+    NotText {
+        /// The document's name.
+        name: String,
+    },
+    /// No document of that name.
+    NotFound {
+        /// The name asked for.
+        name: String,
+    },
+    /// The store's own files are damaged in a way it cannot repair.
+    Corrupt {
+        /// What is damaged and how.
+        what: String,
+    },
+    /// The filesystem failed.
+    Io {
+        /// What the store was doing.
+        context: String,
+        /// The error.
+        source: io::Error,
+    },
+    /// SQLite failed.
+    Sqlite {
+        /// What the store was doing.
+        context: String,
+        /// The error.
+        source: rusqlite::Error,
+    },
+    /// The vector store failed.
+    Vectors {
+        /// What the store was doing.
+        context: String,
+        /// The error.
+        source: VectorError,
+    },
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Locked { lock } => write!(
+                f,
+                "the store is locked by another process ({}); wait for it to finish, or open read-only",
+                lock.display()
+            ),
+            StoreError::NotInitialized { root } => {
+                write!(f, "no store at {} (run `refstore init` there first)", root.display())
+            }
+            StoreError::AlreadyInitialized { root } => write!(f, "a store already exists at {}", root.display()),
+            StoreError::RebuildRequired { found, expected, reason } => write!(
+                f,
+                "the index has schema version {found}, this build uses {expected}: {reason}; \
+                 open it writable with rebuild allowed to rebuild it from the source files"
+            ),
+            StoreError::InvalidName { name, reason } => write!(f, "invalid document name {name:?}: {reason}"),
+            StoreError::NotText { name } => write!(f, "document {name:?} is not UTF-8 text"),
+            StoreError::NotFound { name } => write!(f, "no document named {name:?}"),
+            StoreError::Corrupt { what } => write!(f, "the store is damaged: {what}"),
+            StoreError::Io { context, source } => write!(f, "{context}: {source}"),
+            StoreError::Sqlite { context, source } => write!(f, "{context}: {source}"),
+            StoreError::Vectors { context, source } => write!(f, "{context}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Io { source, .. } => Some(source),
+            StoreError::Sqlite { source, .. } => Some(source),
+            StoreError::Vectors { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Attaches what the store was doing to a lower-level error.
+pub(crate) trait Context<T> {
+    /// Wraps the error with `context`.
+    fn context(self, context: impl FnOnce() -> String) -> Result<T, StoreError>;
+}
+
+impl<T> Context<T> for io::Result<T> {
+    fn context(self, context: impl FnOnce() -> String) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Io {
+            context: context(),
+            source,
+        })
+    }
+}
+
+impl<T> Context<T> for rusqlite::Result<T> {
+    fn context(self, context: impl FnOnce() -> String) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Sqlite {
+            context: context(),
+            source,
+        })
+    }
+}
+
+impl<T> Context<T> for Result<T, VectorError> {
+    fn context(self, context: impl FnOnce() -> String) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Vectors {
+            context: context(),
+            source,
+        })
+    }
+}
+
+/// The store's result type.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn errors_cross_threads() {
+        assert_send_sync::<StoreError>();
+    }
+}

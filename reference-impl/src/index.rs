@@ -1,0 +1,393 @@
+//! The SQLite index of one generation: files, chunks, summaries with their
+//! vector ids, and the dual-write intents.
+//!
+//! SQLite runs on the store's [`Fs`] through the VFS bridge, in rollback-journal
+//! mode with `synchronous=EXTRA`: Tearline's SQLite matrix shows that `FULL`
+//! can lose the last acknowledged commit (the journal's unlink is never made
+//! durable), and `EXTRA` survives every power cut.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use tearline_sim_fs::{Clock, Fs, SqliteVfs, VfsOptions};
+
+use crate::error::{Context, Result};
+use crate::schema;
+use crate::vectors::VectorId;
+
+/// How an index is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IndexAccess {
+    /// Read and write; create the file if missing.
+    ReadWrite,
+    /// Read only: nothing on disk is changed.
+    ReadOnly,
+}
+
+/// What the index knows about one source file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileRow {
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of the content, hex.
+    pub hash: String,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+}
+
+/// What an intent was recorded for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IntentOp {
+    /// A document is being added or replaced: its vector is `vector_id`, and
+    /// its source will have content hash `hash`.
+    Add,
+    /// A document is being removed; its vector is `vector_id`.
+    Remove,
+    /// The vector `vector_id` is no longer referenced and must be deleted.
+    Drop,
+}
+
+impl IntentOp {
+    fn as_str(&self) -> &'static str {
+        match self {
+            IntentOp::Add => "add",
+            IntentOp::Remove => "remove",
+            IntentOp::Drop => "drop",
+        }
+    }
+
+    fn parse(text: &str) -> Option<IntentOp> {
+        match text {
+            "add" => Some(IntentOp::Add),
+            "remove" => Some(IntentOp::Remove),
+            "drop" => Some(IntentOp::Drop),
+            _ => None,
+        }
+    }
+}
+
+/// A pending dual-write step, committed before the vector store is touched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Intent {
+    pub(crate) id: i64,
+    pub(crate) op: IntentOp,
+    pub(crate) path: String,
+    pub(crate) hash: String,
+    pub(crate) vector_id: VectorId,
+}
+
+/// Everything the index holds for one document, ready to be written.
+#[derive(Clone, Debug)]
+pub(crate) struct IndexedDocument {
+    pub(crate) path: String,
+    pub(crate) row: FileRow,
+    pub(crate) chunks: Vec<String>,
+    pub(crate) summary: String,
+    pub(crate) vector_id: VectorId,
+    pub(crate) indexed_at_ms: i64,
+}
+
+/// One generation's SQLite index.
+#[derive(Debug)]
+pub(crate) struct Index {
+    // Declared before the VFS so the connection closes first.
+    conn: Connection,
+    _vfs: SqliteVfs,
+}
+
+fn vector_id(value: i64) -> VectorId {
+    VectorId::try_from(value).unwrap_or(0)
+}
+
+fn sql_id(id: VectorId) -> i64 {
+    i64::try_from(id).unwrap_or(i64::MAX)
+}
+
+impl Index {
+    /// Opens the index at `path`. Sets no PRAGMA that writes: the version can
+    /// be checked before anything on disk changes.
+    pub(crate) fn open(fs: Arc<dyn Fs>, clock: Arc<dyn Clock>, path: &Path, access: IndexAccess) -> Result<Index> {
+        let vfs = SqliteVfs::register(fs, clock, VfsOptions::default())
+            .context(|| format!("registering the SQLite VFS for {}", path.display()))?;
+        let flags = match access {
+            IndexAccess::ReadWrite => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+            IndexAccess::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
+        };
+        let conn = vfs
+            .open(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .context(|| format!("opening the index {}", path.display()))?;
+        // Connection-level settings only: neither writes to the file.
+        conn.execute_batch("PRAGMA synchronous=EXTRA; PRAGMA busy_timeout=5000;")
+            .context(|| format!("configuring the index {}", path.display()))?;
+        Ok(Index { conn, _vfs: vfs })
+    }
+
+    /// `PRAGMA user_version`, and whether any table exists.
+    pub(crate) fn version(&self) -> Result<(u32, bool)> {
+        let version: u32 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .context(|| "reading the index's schema version".to_string())?;
+        let tables: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))
+            .context(|| "reading the index's tables".to_string())?;
+        Ok((version, tables > 0))
+    }
+
+    /// Creates the schema on a fresh index.
+    pub(crate) fn create_schema(&mut self) -> Result<()> {
+        schema::create(&mut self.conn).context(|| "creating the index schema".to_string())
+    }
+
+    /// Applies in-place migration steps.
+    pub(crate) fn migrate(&mut self, steps: &[schema::Migration]) -> Result<()> {
+        schema::migrate(&mut self.conn, steps).context(|| "migrating the index schema in place".to_string())
+    }
+
+    /// `PRAGMA integrity_check`, all its lines joined.
+    pub(crate) fn integrity_check(&self) -> Result<String> {
+        let mut stmt = self
+            .conn
+            .prepare("PRAGMA integrity_check")
+            .context(|| "checking the index".to_string())?;
+        let lines: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .context(|| "checking the index".to_string())?;
+        Ok(lines.join("; "))
+    }
+
+    pub(crate) fn file(&self, path: &str) -> Result<Option<FileRow>> {
+        self.conn
+            .query_row("SELECT size, hash, mtime_ns FROM files WHERE path = ?1", [path], |r| {
+                Ok(FileRow {
+                    size: r.get::<_, i64>(0)?.max(0) as u64,
+                    hash: r.get(1)?,
+                    mtime_ns: r.get(2)?,
+                })
+            })
+            .optional()
+            .context(|| format!("reading the index entry of {path}"))
+    }
+
+    /// Every indexed file, by path.
+    pub(crate) fn files(&self) -> Result<Vec<(String, FileRow)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT path, size, hash, mtime_ns FROM files ORDER BY path")
+            .context(|| "listing indexed files".to_string())?;
+        stmt.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                FileRow {
+                    size: r.get::<_, i64>(1)?.max(0) as u64,
+                    hash: r.get(2)?,
+                    mtime_ns: r.get(3)?,
+                },
+            ))
+        })
+        .and_then(|rows| rows.collect())
+        .context(|| "listing indexed files".to_string())
+    }
+
+    /// A document's summary and vector id.
+    pub(crate) fn summary(&self, path: &str) -> Result<Option<(String, VectorId)>> {
+        self.conn
+            .query_row("SELECT summary, vector_id FROM summaries WHERE path = ?1", [path], |r| {
+                Ok((r.get(0)?, vector_id(r.get(1)?)))
+            })
+            .optional()
+            .context(|| format!("reading the summary of {path}"))
+    }
+
+    /// The document a vector belongs to, with its summary.
+    pub(crate) fn summary_of_vector(&self, id: VectorId) -> Result<Option<(String, String)>> {
+        self.conn
+            .query_row(
+                "SELECT path, summary FROM summaries WHERE vector_id = ?1",
+                [sql_id(id)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .context(|| format!("looking up vector {id}"))
+    }
+
+    /// Every (path, vector id) of the summaries, by path.
+    pub(crate) fn summary_vectors(&self) -> Result<Vec<(String, VectorId)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT path, vector_id FROM summaries ORDER BY path")
+            .context(|| "listing summaries".to_string())?;
+        stmt.query_map([], |r| Ok((r.get(0)?, vector_id(r.get(1)?))))
+            .and_then(|rows| rows.collect())
+            .context(|| "listing summaries".to_string())
+    }
+
+    /// Every vector id an intent still refers to.
+    pub(crate) fn intent_vectors(&self) -> Result<BTreeSet<VectorId>> {
+        Ok(self.intents()?.into_iter().map(|i| i.vector_id).collect())
+    }
+
+    /// The pending intents, oldest first.
+    pub(crate) fn intents(&self) -> Result<Vec<Intent>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, op, path, hash, vector_id FROM intents ORDER BY id")
+            .context(|| "listing intents".to_string())?;
+        let rows: Vec<(i64, String, String, String, i64)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .and_then(|rows| rows.collect())
+            .context(|| "listing intents".to_string())?;
+        rows.into_iter()
+            .map(|(id, op, path, hash, vid)| {
+                let op = IntentOp::parse(&op).ok_or_else(|| crate::error::StoreError::Corrupt {
+                    what: format!("intent {id} has an unknown operation {op:?}"),
+                })?;
+                Ok(Intent {
+                    id,
+                    op,
+                    path,
+                    hash,
+                    vector_id: vector_id(vid),
+                })
+            })
+            .collect()
+    }
+
+    /// Commits an intent; for an `Add`, allocates its new vector id in the
+    /// same transaction. Returns the intent.
+    pub(crate) fn begin(&mut self, op: IntentOp, path: &str, hash: &str, vector: Option<VectorId>) -> Result<Intent> {
+        let context = || format!("recording the {} intent for {path}", op.as_str());
+        let tx = self.conn.transaction().context(context)?;
+        let vector_id = match vector {
+            Some(id) => id,
+            None => {
+                let next: i64 = tx
+                    .query_row("SELECT value FROM meta WHERE key = 'next_vector_id'", [], |r| r.get(0))
+                    .context(context)?;
+                tx.execute("UPDATE meta SET value = value + 1 WHERE key = 'next_vector_id'", [])
+                    .context(context)?;
+                vector_id(next)
+            }
+        };
+        tx.execute(
+            "INSERT INTO intents(op, path, hash, vector_id) VALUES (?1, ?2, ?3, ?4)",
+            params![op.as_str(), path, hash, sql_id(vector_id)],
+        )
+        .context(context)?;
+        let id = tx.last_insert_rowid();
+        tx.commit().context(context)?;
+        Ok(Intent {
+            id,
+            op,
+            path: path.to_string(),
+            hash: hash.to_string(),
+            vector_id,
+        })
+    }
+
+    /// In one transaction: writes the document's rows (replacing any), clears
+    /// `intent`, and if the document had another vector, records a `Drop`
+    /// intent for it. Returns that intent.
+    pub(crate) fn link(&mut self, intent: &Intent, doc: &IndexedDocument) -> Result<Option<Intent>> {
+        let context = || format!("linking {} to vector {}", doc.path, doc.vector_id);
+        let tx = self.conn.transaction().context(context)?;
+        let old: Option<i64> = tx
+            .query_row("SELECT vector_id FROM summaries WHERE path = ?1", [&doc.path], |r| r.get(0))
+            .optional()
+            .context(context)?;
+        write_rows(&tx, doc).context(context)?;
+        tx.execute("DELETE FROM intents WHERE id = ?1", [intent.id]).context(context)?;
+        let dropped = match old.map(vector_id) {
+            Some(old) if old != doc.vector_id => {
+                tx.execute(
+                    "INSERT INTO intents(op, path, hash, vector_id) VALUES ('drop', ?1, '', ?2)",
+                    params![doc.path, sql_id(old)],
+                )
+                .context(context)?;
+                Some(Intent {
+                    id: tx.last_insert_rowid(),
+                    op: IntentOp::Drop,
+                    path: doc.path.clone(),
+                    hash: String::new(),
+                    vector_id: old,
+                })
+            }
+            _ => None,
+        };
+        tx.commit().context(context)?;
+        Ok(dropped)
+    }
+
+    /// Writes a document's rows without any intent (building a generation
+    /// that is not live yet).
+    pub(crate) fn put(&mut self, doc: &IndexedDocument) -> Result<()> {
+        let context = || format!("indexing {}", doc.path);
+        let tx = self.conn.transaction().context(context)?;
+        write_rows(&tx, doc).context(context)?;
+        tx.execute(
+            "UPDATE meta SET value = max(value, ?1 + 1) WHERE key = 'next_vector_id'",
+            [sql_id(doc.vector_id)],
+        )
+        .context(context)?;
+        tx.commit().context(context)
+    }
+
+    /// In one transaction: removes a document's rows and, if given, an intent.
+    pub(crate) fn unlink(&mut self, path: &str, intent: Option<&Intent>) -> Result<()> {
+        let context = || format!("removing {path} from the index");
+        let tx = self.conn.transaction().context(context)?;
+        for table in ["files", "chunks", "summaries"] {
+            tx.execute(&format!("DELETE FROM {table} WHERE path = ?1"), [path])
+                .context(context)?;
+        }
+        if let Some(intent) = intent {
+            tx.execute("DELETE FROM intents WHERE id = ?1", [intent.id]).context(context)?;
+        }
+        tx.commit().context(context)
+    }
+
+    /// Deletes an intent.
+    pub(crate) fn clear(&mut self, intent: &Intent) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM intents WHERE id = ?1", [intent.id])
+            .map(drop)
+            .context(|| format!("clearing intent {}", intent.id))
+    }
+
+    /// The number of chunks of a document.
+    pub(crate) fn chunk_count(&self, path: &str) -> Result<u64> {
+        self.conn
+            .query_row("SELECT count(*) FROM chunks WHERE path = ?1", [path], |r| r.get::<_, i64>(0))
+            .map(|n| n.max(0) as u64)
+            .context(|| format!("counting the chunks of {path}"))
+    }
+}
+
+fn write_rows(tx: &rusqlite::Transaction<'_>, doc: &IndexedDocument) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT OR REPLACE INTO files(path, size, hash, mtime_ns, indexed_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            doc.path,
+            i64::try_from(doc.row.size).unwrap_or(i64::MAX),
+            doc.row.hash,
+            doc.row.mtime_ns,
+            doc.indexed_at_ms
+        ],
+    )?;
+    tx.execute("DELETE FROM chunks WHERE path = ?1", [&doc.path])?;
+    for (ord, body) in doc.chunks.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO chunks(path, ord, body) VALUES (?1, ?2, ?3)",
+            params![doc.path, ord as i64, body],
+        )?;
+    }
+    tx.execute(
+        "INSERT OR REPLACE INTO summaries(path, summary, vector_id) VALUES (?1, ?2, ?3)",
+        params![doc.path, doc.summary, sql_id(doc.vector_id)],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! Where everything lives under a store's root.
+//!
+//! ```text
+//! <root>/store.lock                 the exclusive write lock
+//! <root>/source/<name>              the documents: the source of truth
+//! <root>/CURRENT                    the live generation's name, e.g. "gen-000001\n"
+//! <root>/generations/gen-000001/    one generation: a complete index
+//!     index.db                        SQLite: files, chunks, summaries, intents
+//!     vectors/                        the vector store's segment files
+//! ```
+//!
+//! A generation is complete before `CURRENT` names it: `CURRENT` is replaced
+//! by temp file + fsync + rename + directory fsync, so at every instant it
+//! names a complete generation.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Result, StoreError};
+
+/// The paths of one store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    /// The layout of the store at `root`.
+    pub fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_path_buf(),
+        }
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The lock file.
+    pub fn lock_file(&self) -> PathBuf {
+        self.root.join("store.lock")
+    }
+
+    /// The documents' directory.
+    pub fn source_dir(&self) -> PathBuf {
+        self.root.join("source")
+    }
+
+    /// A document's source file.
+    pub fn source_file(&self, name: &DocName) -> PathBuf {
+        self.source_dir().join(name.as_str())
+    }
+
+    /// The generation pointer.
+    pub fn current_file(&self) -> PathBuf {
+        self.root.join("CURRENT")
+    }
+
+    /// The directory holding every generation.
+    pub fn generations_dir(&self) -> PathBuf {
+        self.root.join("generations")
+    }
+
+    /// One generation's directory.
+    pub fn generation_dir(&self, generation: Generation) -> PathBuf {
+        self.generations_dir().join(generation.dir_name())
+    }
+
+    /// A generation's SQLite index.
+    pub fn index_file(&self, generation: Generation) -> PathBuf {
+        self.generation_dir(generation).join("index.db")
+    }
+
+    /// A generation's vector store directory.
+    pub fn vectors_dir(&self, generation: Generation) -> PathBuf {
+        self.generation_dir(generation).join("vectors")
+    }
+}
+
+/// A generation number (1 for the first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Generation(pub u64);
+
+impl Generation {
+    /// The directory name, `gen-000001`.
+    pub fn dir_name(&self) -> String {
+        format!("gen-{:06}", self.0)
+    }
+
+    /// Parses a directory name or the content of `CURRENT` (trailing newline allowed).
+    pub fn parse(text: &str) -> Option<Generation> {
+        let digits = text.trim_end_matches('\n').strip_prefix("gen-")?;
+        if digits.len() < 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse().ok().filter(|n| *n > 0).map(Generation)
+    }
+
+    /// The next generation.
+    pub fn next(&self) -> Generation {
+        Generation(self.0 + 1)
+    }
+}
+
+/// A valid document name: 1 to 200 bytes of ASCII letters, digits, `.`, `_`
+/// and `-`, not starting with `.` (names starting with `.` are the store's
+/// temporary files).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DocName(String);
+
+impl DocName {
+    /// Checks `name`.
+    pub fn new(name: &str) -> Result<DocName> {
+        let invalid = |reason| StoreError::InvalidName {
+            name: name.to_string(),
+            reason,
+        };
+        if name.is_empty() {
+            return Err(invalid("it is empty"));
+        }
+        if name.len() > 200 {
+            return Err(invalid("it is longer than 200 bytes"));
+        }
+        if name.starts_with('.') {
+            return Err(invalid("names starting with '.' are reserved for the store's temporary files"));
+        }
+        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+            return Err(invalid("only ASCII letters, digits, '.', '_' and '-' are allowed"));
+        }
+        Ok(DocName(name.to_string()))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for DocName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generation_names_round_trip() {
+        assert_eq!(Generation(7).dir_name(), "gen-000007");
+        assert_eq!(Generation::parse("gen-000007\n"), Some(Generation(7)));
+        assert_eq!(Generation::parse("gen-1234567"), Some(Generation(1_234_567)));
+        for bad in ["", "gen-", "gen-00000x", "gen-000000", "foo-000001", "gen-12"] {
+            assert_eq!(Generation::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn document_names_are_checked() {
+        assert!(DocName::new("notes-2024_v1.md").is_ok());
+        for bad in ["", ".hidden", "a/b", "..", "sp ace", "é", &"x".repeat(201)] {
+            assert!(DocName::new(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+}

@@ -1,0 +1,546 @@
+//! The store: opening (lock, generation, schema, vector store, recovery),
+//! reading, searching and verifying. Mutations and recovery are in
+//! [`crate::dual_write`]; building a generation is in [`crate::generation`].
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tearline_sim_fs::{Clock, FileKind, Fs, FsExt};
+
+use crate::dual_write::RecoveryReport;
+use crate::embed::{Embedder, HashingEmbedder, chunk, summarise};
+use crate::error::{Context, Result, StoreError};
+use crate::generation;
+use crate::index::{FileRow, Index, IndexAccess, IndexedDocument};
+use crate::layout::{DocName, Generation, Layout};
+use crate::lock::StoreLock;
+use crate::schema::{self, Plan};
+use crate::vectors::local::{LocalVectorStore, OpenMode, OpenReport as VectorOpenReport};
+use crate::vectors::{VectorId, VectorStore};
+
+/// Whether a store is opened for writing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Takes the write lock, migrates, recovers; may mutate.
+    Writable,
+    /// Takes no lock and changes nothing on disk; sees the last complete state.
+    ReadOnly,
+}
+
+/// Wraps the vector store a store opens (to model a remote one that fails).
+pub type VectorWrapper = Box<dyn Fn(Box<dyn VectorStore>) -> Box<dyn VectorStore> + Send + Sync>;
+
+/// How to open a store.
+pub struct StoreOptions {
+    /// Writable or read-only. Default writable.
+    pub access: Access,
+    /// Rebuild the index from the source files if its schema requires it.
+    /// Only a writable open (which holds the lock) can. Default false: such
+    /// an open fails with [`StoreError::RebuildRequired`] and changes nothing.
+    pub rebuild_if_needed: bool,
+    /// Wraps the local vector store (tests and the harness use it to inject
+    /// vector-store failures). Default none.
+    pub wrap_vectors: Option<VectorWrapper>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            access: Access::Writable,
+            rebuild_if_needed: false,
+            wrap_vectors: None,
+        }
+    }
+}
+
+impl StoreOptions {
+    /// A read-only open.
+    pub fn read_only() -> Self {
+        Self {
+            access: Access::ReadOnly,
+            ..Self::default()
+        }
+    }
+}
+
+/// What opening the store did.
+#[derive(Clone, Debug, Serialize)]
+pub struct OpenReport {
+    /// The live generation.
+    pub generation: u64,
+    /// In-place migration: the schema version found, if one ran.
+    pub migrated_from: Option<u32>,
+    /// Rebuild: the schema version found, if the index was rebuilt.
+    pub rebuilt_from: Option<u32>,
+    /// Leftover generations of interrupted rebuilds that were removed.
+    pub removed_generations: Vec<String>,
+    /// What the vector store repaired when it opened.
+    pub vector_repair: VectorRepair,
+    /// What recovery did (empty for a read-only open).
+    pub recovery: RecoveryReport,
+}
+
+/// What the vector store dropped when it opened (torn tails).
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct VectorRepair {
+    /// Records dropped.
+    pub dropped_records: u64,
+    /// Bytes dropped.
+    pub dropped_bytes: u64,
+}
+
+impl VectorRepair {
+    fn from_report(report: &VectorOpenReport) -> Self {
+        Self {
+            dropped_records: report.dropped_records as u64,
+            dropped_bytes: report.dropped_bytes,
+        }
+    }
+}
+
+/// A document as the store holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Document {
+    /// Its name.
+    pub name: String,
+    /// Its content (from the source file).
+    pub content: String,
+    /// Its summary.
+    pub summary: String,
+    /// Its vector's id.
+    pub vector_id: VectorId,
+    /// How many chunks it was split into.
+    pub chunks: u64,
+}
+
+/// One search result.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Hit {
+    /// The document's name.
+    pub name: String,
+    /// Its summary.
+    pub summary: String,
+    /// Cosine similarity of its summary to the query.
+    pub score: f32,
+}
+
+/// What `verify` found. [`VerifyReport::is_clean`] is true when nothing is wrong.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// SQLite's `integrity_check` ("ok" when sound).
+    pub integrity: String,
+    /// Vectors no summary (and no pending intent) refers to.
+    pub orphan_vectors: Vec<VectorId>,
+    /// Documents whose summary's vector is missing from the vector store.
+    pub missing_vectors: Vec<String>,
+    /// Source files the index does not know.
+    pub unindexed_sources: Vec<String>,
+    /// Indexed documents whose source file is gone.
+    pub missing_sources: Vec<String>,
+    /// Indexed documents whose source file changed since.
+    pub stale: Vec<String>,
+    /// Dual-write intents not yet resolved.
+    pub pending_intents: usize,
+}
+
+impl VerifyReport {
+    /// True when the index is sound and agrees with the vectors and the sources.
+    pub fn is_clean(&self) -> bool {
+        self.integrity == "ok"
+            && self.orphan_vectors.is_empty()
+            && self.missing_vectors.is_empty()
+            && self.unindexed_sources.is_empty()
+            && self.missing_sources.is_empty()
+            && self.stale.is_empty()
+            && self.pending_intents == 0
+    }
+}
+
+/// A short status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Status {
+    /// The live generation.
+    pub generation: u64,
+    /// The index's schema version.
+    pub schema_version: u32,
+    /// Indexed documents.
+    pub documents: usize,
+    /// Vectors in the vector store.
+    pub vectors: usize,
+    /// Dual-write intents not yet resolved.
+    pub pending_intents: usize,
+    /// Whether this handle may write.
+    pub writable: bool,
+}
+
+/// A document store: source files, a SQLite index, a vector store.
+pub struct Store {
+    pub(crate) fs: Arc<dyn Fs>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) layout: Layout,
+    pub(crate) generation: Generation,
+    pub(crate) index: Index,
+    pub(crate) vectors: Box<dyn VectorStore>,
+    pub(crate) embedder: HashingEmbedder,
+    pub(crate) lock: Option<StoreLock>,
+    report: OpenReport,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("root", &self.layout.root())
+            .field("generation", &self.generation)
+            .field("writable", &self.lock.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// SHA-256 of `content`, hex.
+pub(crate) fn content_hash(content: &[u8]) -> String {
+    Sha256::digest(content).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Reads the generation pointer.
+pub(crate) fn read_current(fs: &dyn Fs, layout: &Layout) -> Result<Option<Generation>> {
+    let path = layout.current_file();
+    let bytes = match fs.read_file(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(StoreError::Io {
+                context: format!("reading {}", path.display()),
+                source,
+            });
+        }
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    Generation::parse(&text).map(Some).ok_or_else(|| StoreError::Corrupt {
+        what: format!("{} holds {text:?}, not a generation name", path.display()),
+    })
+}
+
+impl Store {
+    /// Creates an empty store at `root`: its directories, generation 1 with an
+    /// empty index and vector store, and the pointer to it.
+    pub fn init(fs: Arc<dyn Fs>, clock: Arc<dyn Clock>, root: &Path) -> Result<()> {
+        let layout = Layout::new(root);
+        fs.create_dir_all(root).context(|| format!("creating {}", root.display()))?;
+        let lock = StoreLock::acquire(fs.as_ref(), &layout)?;
+        if read_current(fs.as_ref(), &layout)?.is_some() {
+            return Err(StoreError::AlreadyInitialized {
+                root: root.to_path_buf(),
+            });
+        }
+        for dir in [layout.source_dir(), layout.generations_dir()] {
+            fs.create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
+        }
+        fs.sync_dir(root).context(|| format!("syncing {}", root.display()))?;
+        let first = Generation(1);
+        generation::build(&fs, &clock, &layout, first, &lock.wipe_permission(), &[])?;
+        generation::switch_to(fs.as_ref(), &layout, first)
+    }
+
+    /// Opens the store at `root`. A writable open takes the lock (failing with
+    /// [`StoreError::Locked`] if another process has it), removes leftovers of
+    /// interrupted rebuilds, migrates or (if allowed) rebuilds the schema,
+    /// and recovers every pending dual write before returning.
+    pub fn open(fs: Arc<dyn Fs>, clock: Arc<dyn Clock>, root: &Path, options: StoreOptions) -> Result<Store> {
+        let layout = Layout::new(root);
+        let writable = options.access == Access::Writable;
+        let lock = if writable {
+            Some(StoreLock::acquire(fs.as_ref(), &layout)?)
+        } else {
+            None
+        };
+        let mut generation = read_current(fs.as_ref(), &layout)?.ok_or_else(|| StoreError::NotInitialized {
+            root: root.to_path_buf(),
+        })?;
+        let mut removed_generations = Vec::new();
+        if let Some(lock) = &lock {
+            removed_generations = generation::remove_others(fs.as_ref(), &layout, generation, &lock.wipe_permission())?;
+        }
+        let access = if writable { IndexAccess::ReadWrite } else { IndexAccess::ReadOnly };
+        let index_path = layout.index_file(generation);
+        let mut index = Index::open(Arc::clone(&fs), Arc::clone(&clock), &index_path, access)?;
+        let (found, has_tables) = index.version()?;
+        let mut migrated_from = None;
+        let mut rebuilt_from = None;
+        match schema::plan(found, has_tables) {
+            Plan::Current => {}
+            Plan::Migrate(steps) if writable => {
+                index.migrate(&steps)?;
+                migrated_from = Some(found);
+            }
+            Plan::Migrate(_) => {
+                return Err(StoreError::RebuildRequired {
+                    found,
+                    expected: schema::SCHEMA_VERSION,
+                    reason: "the index needs an in-place migration, which only a writable open runs".to_string(),
+                });
+            }
+            Plan::Create | Plan::Rebuild(_) => {
+                let reason = match schema::plan(found, has_tables) {
+                    Plan::Rebuild(reason) => reason,
+                    _ => "the live index is empty".to_string(),
+                };
+                let (Some(lock), true) = (&lock, options.rebuild_if_needed) else {
+                    return Err(StoreError::RebuildRequired {
+                        found,
+                        expected: schema::SCHEMA_VERSION,
+                        reason,
+                    });
+                };
+                drop(index);
+                let next = generation::rebuild(&fs, &clock, &layout, generation, &lock.wipe_permission())?;
+                generation = next;
+                rebuilt_from = Some(found);
+                index = Index::open(Arc::clone(&fs), Arc::clone(&clock), &layout.index_file(next), access)?;
+            }
+        }
+        let mode = if writable { OpenMode::ReadWrite } else { OpenMode::ReadOnly };
+        let embedder = HashingEmbedder::default();
+        let (local, vector_report) = LocalVectorStore::open(
+            Arc::clone(&fs),
+            &layout.vectors_dir(generation),
+            embedder.dimension(),
+            mode,
+        )
+        .context(|| format!("opening the vector store of {}", generation.dir_name()))?;
+        let local: Box<dyn VectorStore> = Box::new(local);
+        let vectors = match &options.wrap_vectors {
+            Some(wrap) => wrap(local),
+            None => local,
+        };
+        let mut store = Store {
+            fs,
+            clock,
+            layout,
+            generation,
+            index,
+            vectors,
+            embedder,
+            lock,
+            report: OpenReport {
+                generation: generation.0,
+                migrated_from,
+                rebuilt_from,
+                removed_generations,
+                vector_repair: VectorRepair::from_report(&vector_report),
+                recovery: RecoveryReport::default(),
+            },
+        };
+        if writable {
+            store.report.recovery = store.recover()?;
+        }
+        Ok(store)
+    }
+
+    /// What opening did.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.report
+    }
+
+    /// The store's root.
+    pub fn root(&self) -> &Path {
+        self.layout.root()
+    }
+
+    pub(crate) fn require_writable(&self) -> Result<()> {
+        match self.lock {
+            Some(_) => Ok(()),
+            None => Err(StoreError::Io {
+                context: "this store was opened read-only".to_string(),
+                source: tearline_sim_fs::errno::ebadf(),
+            }),
+        }
+    }
+
+    /// Reads a document's source file, if it exists.
+    pub(crate) fn read_source(&self, name: &DocName) -> Result<Option<Vec<u8>>> {
+        let path = self.layout.source_file(name);
+        match self.fs.read_file(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Io {
+                context: format!("reading {}", path.display()),
+                source,
+            }),
+        }
+    }
+
+    /// Everything the index keeps for `content`, with its vector.
+    pub(crate) fn prepare(&self, name: &DocName, content: &[u8], vector_id: VectorId) -> Result<(IndexedDocument, Vec<f32>)> {
+        prepare(self.fs.as_ref(), self.clock.as_ref(), &self.layout, &self.embedder, name, content, vector_id)
+    }
+
+    /// A document, with its content from the source file.
+    pub fn get(&self, name: &str) -> Result<Option<Document>> {
+        let name = DocName::new(name)?;
+        let Some((summary, vector_id)) = self.index.summary(name.as_str())? else {
+            return Ok(None);
+        };
+        let Some(content) = self.read_source(&name)? else {
+            return Ok(None);
+        };
+        Ok(Some(Document {
+            name: name.as_str().to_string(),
+            content: String::from_utf8_lossy(&content).into_owned(),
+            summary,
+            vector_id,
+            chunks: self.index.chunk_count(name.as_str())?,
+        }))
+    }
+
+    /// The indexed documents' names, sorted.
+    pub fn list(&self) -> Result<Vec<String>> {
+        Ok(self.index.files()?.into_iter().map(|(path, _)| path).collect())
+    }
+
+    /// The `k` documents whose summaries are nearest to `text`.
+    pub fn search(&self, text: &str, k: usize) -> Result<Vec<Hit>> {
+        let query = self.embedder.embed(text);
+        let neighbours = self
+            .vectors
+            .nearest(&query, k)
+            .context(|| "searching the vector store".to_string())?;
+        let mut hits = Vec::with_capacity(neighbours.len());
+        for neighbour in neighbours {
+            if let Some((name, summary)) = self.index.summary_of_vector(neighbour.id)? {
+                hits.push(Hit {
+                    name,
+                    summary,
+                    score: neighbour.score,
+                });
+            }
+        }
+        Ok(hits)
+    }
+
+    /// Source files, by name (temporary files excluded).
+    pub(crate) fn source_names(&self) -> Result<Vec<DocName>> {
+        source_names(self.fs.as_ref(), &self.layout)
+    }
+
+    /// Checks the index's integrity, that vectors and summaries match both
+    /// ways, and that every source file is indexed and up to date.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let mut report = VerifyReport {
+            integrity: self.index.integrity_check()?,
+            pending_intents: self.index.intents()?.len(),
+            ..VerifyReport::default()
+        };
+        let stored: BTreeSet<VectorId> = self
+            .vectors
+            .ids()
+            .context(|| "listing the vector store".to_string())?
+            .into_iter()
+            .collect();
+        let summaries = self.index.summary_vectors()?;
+        let referenced: BTreeSet<VectorId> = summaries.iter().map(|(_, id)| *id).collect();
+        let in_flight = self.index.intent_vectors()?;
+        report.orphan_vectors = stored
+            .iter()
+            .filter(|id| !referenced.contains(id) && !in_flight.contains(id))
+            .copied()
+            .collect();
+        report.missing_vectors = summaries
+            .iter()
+            .filter(|(_, id)| !stored.contains(id))
+            .map(|(path, _)| path.clone())
+            .collect();
+        let indexed: Vec<(String, FileRow)> = self.index.files()?;
+        let sources = self.source_names()?;
+        let source_set: BTreeSet<&str> = sources.iter().map(DocName::as_str).collect();
+        let indexed_set: BTreeSet<&str> = indexed.iter().map(|(p, _)| p.as_str()).collect();
+        report.unindexed_sources = source_set
+            .difference(&indexed_set)
+            .map(|s| s.to_string())
+            .collect();
+        for (path, row) in &indexed {
+            if !source_set.contains(path.as_str()) {
+                report.missing_sources.push(path.clone());
+                continue;
+            }
+            let name = DocName::new(path)?;
+            if let Some(content) = self.read_source(&name)?
+                && content_hash(&content) != row.hash
+            {
+                report.stale.push(path.clone());
+            }
+        }
+        Ok(report)
+    }
+
+    /// A short status.
+    pub fn status(&self) -> Result<Status> {
+        Ok(Status {
+            generation: self.generation.0,
+            schema_version: self.index.version()?.0,
+            documents: self.index.files()?.len(),
+            vectors: self.vectors.ids().context(|| "listing the vector store".to_string())?.len(),
+            pending_intents: self.index.intents()?.len(),
+            writable: self.lock.is_some(),
+        })
+    }
+}
+
+/// Source file names in `source/`, sorted, skipping the store's temporary
+/// files (names starting with `.`) and anything that is not a valid name.
+pub(crate) fn source_names(fs: &dyn Fs, layout: &Layout) -> Result<Vec<DocName>> {
+    let dir = layout.source_dir();
+    let entries = fs.read_dir(&dir).context(|| format!("listing {}", dir.display()))?;
+    Ok(entries
+        .into_iter()
+        .filter(|e| e.kind == FileKind::File)
+        .filter_map(|e| DocName::new(&e.name).ok())
+        .collect())
+}
+
+/// Everything the index keeps for a document, and its vector.
+pub(crate) fn prepare(
+    fs: &dyn Fs,
+    clock: &dyn Clock,
+    layout: &Layout,
+    embedder: &HashingEmbedder,
+    name: &DocName,
+    content: &[u8],
+    vector_id: VectorId,
+) -> Result<(IndexedDocument, Vec<f32>)> {
+    let text = std::str::from_utf8(content).map_err(|_| StoreError::NotText {
+        name: name.as_str().to_string(),
+    })?;
+    let summary = summarise(text);
+    let vector = embedder.embed(&summary);
+    let path = layout.source_file(name);
+    let mtime_ns = match fs.metadata(&path) {
+        Ok(meta) => meta
+            .modified
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+        Err(_) => 0,
+    };
+    let indexed_at_ms = clock
+        .now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    Ok((
+        IndexedDocument {
+            path: name.as_str().to_string(),
+            row: FileRow {
+                size: content.len() as u64,
+                hash: content_hash(content),
+                mtime_ns,
+            },
+            chunks: chunk(text),
+            summary,
+            vector_id,
+            indexed_at_ms,
+        },
+        vector,
+    ))
+}

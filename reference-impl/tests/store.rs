@@ -1,0 +1,213 @@
+//! The reference store's operations, on `SimFs` and on a real temporary
+//! directory: the same test bodies must pass on both.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tearline_refstore::{Store, StoreError, StoreOptions};
+use tearline_sim_fs::{Clock, Fs, RealFs, SimConfig, SimFs, SystemClock};
+
+/// A filesystem, a clock, and a root for a store on it.
+struct Env {
+    fs: Arc<dyn Fs>,
+    other_process: Arc<dyn Fs>,
+    clock: Arc<dyn Clock>,
+    root: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Env {
+    fn sim() -> Env {
+        let sim = SimFs::new(SimConfig::with_seed(7));
+        Env {
+            other_process: Arc::new(sim.spawn_process()),
+            clock: Arc::new(sim.clock()),
+            fs: Arc::new(sim),
+            root: PathBuf::from("/store"),
+            _tmp: None,
+        }
+    }
+
+    fn real() -> Env {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        Env {
+            fs: Arc::new(RealFs),
+            other_process: Arc::new(RealFs),
+            clock: Arc::new(SystemClock),
+            root: tmp.path().join("store"),
+            _tmp: Some(tmp),
+        }
+    }
+
+    fn init(&self) {
+        Store::init(Arc::clone(&self.fs), Arc::clone(&self.clock), &self.root).expect("init");
+    }
+
+    fn open(&self, options: StoreOptions) -> Result<Store, StoreError> {
+        Store::open(Arc::clone(&self.fs), Arc::clone(&self.clock), &self.root, options)
+    }
+
+    fn open_in_other_process(&self, options: StoreOptions) -> Result<Store, StoreError> {
+        Store::open(Arc::clone(&self.other_process), Arc::clone(&self.clock), &self.root, options)
+    }
+}
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn on_simfs() {
+                    super::$name(&super::Env::sim());
+                }
+                #[test]
+                fn on_realfs() {
+                    super::$name(&super::Env::real());
+                }
+            }
+        )*
+    };
+}
+
+on_both!(
+    documents_round_trip,
+    search_finds_the_nearest_summary,
+    replacing_a_document_drops_its_old_vector,
+    removing_a_document_removes_everything,
+    a_second_writer_is_refused_and_readers_are_not,
+    a_read_only_store_refuses_to_write,
+    bad_input_gets_a_clear_error,
+    init_twice_is_refused_and_open_needs_init,
+    data_survives_reopening,
+);
+
+const CRASH: &str = "Crash safety\n\nWrite to a temp file, fsync it, rename it over the target, fsync the directory.";
+const CAKE: &str = "Lemon cake\n\nButter, sugar, eggs, flour and the zest of two lemons.";
+const FSYNC: &str = "Fsync semantics\n\nAn fsync makes a file's data durable but not its name in the directory.";
+
+fn documents_round_trip(env: &Env) {
+    env.init();
+    let mut store = env.open(StoreOptions::default()).expect("open");
+    let outcome = store.add("crash.md", CRASH.as_bytes()).expect("add");
+    assert!(!outcome.replaced);
+    let doc = store.get("crash.md").expect("get").expect("present");
+    assert_eq!(doc.content, CRASH);
+    assert_eq!(doc.summary, "Crash safety");
+    assert_eq!(doc.vector_id, outcome.vector_id);
+    assert_eq!(doc.chunks, 1);
+    assert_eq!(store.get("absent.md").expect("get"), None);
+    assert_eq!(store.list().expect("list"), ["crash.md"]);
+    let verify = store.verify().expect("verify");
+    assert!(verify.is_clean(), "{verify:?}");
+    let status = store.status().expect("status");
+    assert_eq!((status.documents, status.vectors, status.pending_intents), (1, 1, 0));
+    assert!(status.writable);
+}
+
+fn search_finds_the_nearest_summary(env: &Env) {
+    env.init();
+    let mut store = env.open(StoreOptions::default()).expect("open");
+    for (name, text) in [("crash.md", CRASH), ("cake.md", CAKE), ("fsync.md", FSYNC)] {
+        store.add(name, text.as_bytes()).expect("add");
+    }
+    let hits = store.search("lemon cake recipe", 2).expect("search");
+    assert_eq!(hits[0].name, "cake.md");
+    assert_eq!(hits.len(), 2);
+    assert!(hits[0].score > hits[1].score);
+    let hits = store.search("fsync semantics", 1).expect("search");
+    assert_eq!(hits[0].name, "fsync.md");
+}
+
+fn replacing_a_document_drops_its_old_vector(env: &Env) {
+    env.init();
+    let mut store = env.open(StoreOptions::default()).expect("open");
+    let first = store.add("doc.md", CRASH.as_bytes()).expect("add");
+    let second = store.add("doc.md", CAKE.as_bytes()).expect("replace");
+    assert!(second.replaced);
+    assert_ne!(first.vector_id, second.vector_id);
+    let status = store.status().expect("status");
+    assert_eq!((status.documents, status.vectors), (1, 1), "the old vector is gone");
+    assert_eq!(store.get("doc.md").expect("get").expect("present").content, CAKE);
+    assert!(store.verify().expect("verify").is_clean());
+}
+
+fn removing_a_document_removes_everything(env: &Env) {
+    env.init();
+    let mut store = env.open(StoreOptions::default()).expect("open");
+    store.add("a.md", CRASH.as_bytes()).expect("add");
+    store.add("b.md", CAKE.as_bytes()).expect("add");
+    store.remove("a.md").expect("remove");
+    assert_eq!(store.get("a.md").expect("get"), None);
+    assert_eq!(store.list().expect("list"), ["b.md"]);
+    assert!(!env.fs.metadata(&env.root.join("source/a.md")).is_ok());
+    let status = store.status().expect("status");
+    assert_eq!((status.documents, status.vectors), (1, 1));
+    assert!(store.verify().expect("verify").is_clean());
+    assert!(matches!(store.remove("a.md"), Err(StoreError::NotFound { .. })));
+}
+
+fn a_second_writer_is_refused_and_readers_are_not(env: &Env) {
+    env.init();
+    let mut writer = env.open(StoreOptions::default()).expect("open");
+    writer.add("a.md", CRASH.as_bytes()).expect("add");
+    let err = env.open_in_other_process(StoreOptions::default()).expect_err("second writer");
+    assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+    assert!(err.to_string().contains("locked by another process"));
+    let reader = env.open_in_other_process(StoreOptions::read_only()).expect("reader");
+    assert_eq!(reader.list().expect("list"), ["a.md"]);
+    assert!(reader.verify().expect("verify").is_clean());
+    drop(writer);
+    env.open_in_other_process(StoreOptions::default()).expect("writer after the first closed");
+}
+
+fn a_read_only_store_refuses_to_write(env: &Env) {
+    env.init();
+    let mut reader = env.open(StoreOptions::read_only()).expect("open");
+    assert!(reader.add("a.md", CRASH.as_bytes()).is_err());
+    assert!(reader.recover().is_err());
+    assert!(!reader.status().expect("status").writable);
+}
+
+fn bad_input_gets_a_clear_error(env: &Env) {
+    env.init();
+    let mut store = env.open(StoreOptions::default()).expect("open");
+    for bad in ["", ".hidden", "a/b.md", "../x"] {
+        let err = store.add(bad, b"text").expect_err("invalid name");
+        assert!(matches!(err, StoreError::InvalidName { .. }), "{bad:?}: {err}");
+    }
+    let err = store.add("binary.bin", &[0xff, 0xfe, 0x00]).expect_err("not text");
+    assert!(matches!(err, StoreError::NotText { .. }), "{err}");
+    assert!(store.verify().expect("verify").is_clean(), "refused input leaves nothing behind");
+    assert_eq!(store.status().expect("status").documents, 0);
+}
+
+fn init_twice_is_refused_and_open_needs_init(env: &Env) {
+    let err = env.open(StoreOptions::default()).expect_err("not initialised");
+    assert!(matches!(err, StoreError::NotInitialized { .. }), "{err}");
+    env.init();
+    let err = Store::init(Arc::clone(&env.fs), Arc::clone(&env.clock), &env.root).expect_err("twice");
+    assert!(matches!(err, StoreError::AlreadyInitialized { .. }), "{err}");
+}
+
+fn data_survives_reopening(env: &Env) {
+    env.init();
+    {
+        let mut store = env.open(StoreOptions::default()).expect("open");
+        store.add("a.md", CRASH.as_bytes()).expect("add");
+        store.add("b.md", CAKE.as_bytes()).expect("add");
+    }
+    let store = env.open(StoreOptions::default()).expect("reopen");
+    assert!(store.open_report().recovery.is_empty(), "{:?}", store.open_report());
+    assert_eq!(store.list().expect("list"), ["a.md", "b.md"]);
+    assert_eq!(store.search("lemon", 1).expect("search")[0].name, "b.md");
+}
+
+#[test]
+fn a_corrupt_generation_pointer_is_a_clear_error() {
+    let env = Env::sim();
+    env.init();
+    tearline_sim_fs::FsExt::write_file(env.fs.as_ref(), &env.root.join("CURRENT"), b"garbage").expect("write");
+    let err = env.open(StoreOptions::default()).expect_err("corrupt pointer");
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("CURRENT"));
+}
