@@ -72,8 +72,12 @@ impl Env {
         LocalVectorStore::open_with(Arc::clone(&self.fs), &self.dir, DIM, mode, small_segments())
     }
 
+    fn open_with(&self, mode: OpenMode, options: LocalOptions) -> Result<(LocalVectorStore, OpenReport), VectorError> {
+        LocalVectorStore::open_with(Arc::clone(&self.fs), &self.dir, DIM, mode, options)
+    }
+
     fn open_matrix(&self, mode: OpenMode) -> Result<(LocalVectorStore, OpenReport), VectorError> {
-        LocalVectorStore::open_with(Arc::clone(&self.fs), &self.dir, DIM, mode, matrix_segments())
+        self.open_with(mode, matrix_segments())
     }
 
     fn segment(&self, number: u64) -> PathBuf {
@@ -126,6 +130,7 @@ use on_both;
 fn small_segments() -> LocalOptions {
     LocalOptions {
         segment_target_bytes: HEADER + 3 * UPSERT + 1,
+        ..LocalOptions::default()
     }
 }
 
@@ -135,6 +140,7 @@ fn small_segments() -> LocalOptions {
 fn matrix_segments() -> LocalOptions {
     LocalOptions {
         segment_target_bytes: 600,
+        ..LocalOptions::default()
     }
 }
 
@@ -231,11 +237,17 @@ fn model_after(ops: &[Op], n: usize) -> Contents {
 const SEED: u64 = 0x7EA2;
 
 /// Runs `ops` in two sessions (open, the first half, close, open again, the
-/// rest) on [`matrix_segments`], recording each op's syscall span `[start, end)`.
+/// rest) with `options`, recording each op's syscall span `[start, end)`.
 /// Stops at the first error (a halt, under a fault plan).
-fn run_sessions(env: &Env, sim: &SimFs, ops: &[Op], spans: &mut Vec<(u64, u64)>) -> Result<(), VectorError> {
+fn run_sessions(
+    env: &Env,
+    sim: &SimFs,
+    ops: &[Op],
+    options: LocalOptions,
+    spans: &mut Vec<(u64, u64)>,
+) -> Result<(), VectorError> {
     for session in ops.chunks(ops.len().div_ceil(2)) {
-        let (mut store, _) = env.open_matrix(OpenMode::ReadWrite)?;
+        let (mut store, _) = env.open_with(OpenMode::ReadWrite, options)?;
         for op in session {
             let start = sim.syscall_count();
             op.apply(&mut store)?;

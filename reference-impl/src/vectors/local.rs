@@ -21,9 +21,11 @@
 //! # Write protocol
 //!
 //! - `upsert`/`delete` append one record at the end of the active segment and
-//!   `sync_data` it before returning `Ok`. That relies on `fdatasync` making
-//!   the file's new length durable along with the bytes, as Linux does
-//!   ([`tearline_sim_fs::SyncDataPolicy::Linux`]).
+//!   sync it before returning `Ok`: by default with `sync_data`, which relies
+//!   on `fdatasync` making the file's new length durable along with the
+//!   bytes, as Linux does ([`tearline_sim_fs::SyncDataPolicy::Linux`]); with
+//!   [`AppendSync::All`], `sync_all`, for a filesystem that promises only
+//!   what POSIX does ([`tearline_sim_fs::SyncDataPolicy::SizeNotDurable`]).
 //! - A new segment is created (`seg-N+1`), its header written and `sync_all`ed
 //!   and the directory `sync_dir`ed before any record goes in. The active
 //!   segment is sealed, and a new one started, at the first append after it
@@ -110,14 +112,29 @@ pub struct LocalOptions {
     /// least this many bytes (header included). Default 4 MiB; at least 1 (a
     /// value no larger than the 20-byte header gives one record per segment).
     pub segment_target_bytes: u64,
+    /// How each append is made durable. Default [`AppendSync::Data`].
+    pub append_sync: AppendSync,
 }
 
 impl Default for LocalOptions {
     fn default() -> Self {
         Self {
             segment_target_bytes: 4 << 20,
+            append_sync: AppendSync::Data,
         }
     }
+}
+
+/// The sync that makes an appended record durable. Every append extends the
+/// file, so the sync must cover the new length as well as the bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum AppendSync {
+    /// `fdatasync`: enough where it makes a new length durable too (Linux).
+    #[default]
+    Data,
+    /// `fsync`: enough everywhere POSIX holds; one more metadata write per
+    /// append where `fdatasync` would do.
+    All,
 }
 
 /// What [`LocalVectorStore::open`] found, and what it repaired.
@@ -271,6 +288,7 @@ struct Writer {
     dir: PathBuf,
     header: [u8; HEADER_LEN as usize],
     segment_target_bytes: u64,
+    append_sync: AppendSync,
     /// `None` until the first segment is created.
     active: Option<ActiveSegment>,
     next_number: u64,
@@ -321,6 +339,7 @@ impl Writer {
             dir: dir.to_path_buf(),
             header,
             segment_target_bytes: options.segment_target_bytes,
+            append_sync: options.append_sync,
             active,
             next_number,
             tail_unknown: false,
@@ -331,11 +350,15 @@ impl Writer {
     /// back to its acknowledged length, so the record is not applied.
     fn append(&mut self, record: &[u8]) -> io::Result<()> {
         self.settle()?;
+        let append_sync = self.append_sync;
         let segment = self.segment_with_room()?;
         let written = segment
             .file
             .write_all_at(record, segment.len)
-            .and_then(|()| segment.file.sync_data());
+            .and_then(|()| match append_sync {
+                AppendSync::Data => segment.file.sync_data(),
+                AppendSync::All => segment.file.sync_all(),
+            });
         match written {
             Ok(()) => {
                 segment.len += record.len() as u64;

@@ -17,7 +17,7 @@ pub mod local;
 mod search;
 
 pub use faulty::{FaultMode, FaultSwitch, FaultyVectorStore};
-pub use local::{LocalOptions, LocalVectorStore, MAX_DIMENSION, OpenMode, OpenReport};
+pub use local::{AppendSync, LocalOptions, LocalVectorStore, MAX_DIMENSION, OpenMode, OpenReport};
 
 use std::fmt;
 use std::io;

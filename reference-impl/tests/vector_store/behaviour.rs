@@ -111,6 +111,7 @@ fn bad_input_is_refused_and_changes_nothing(env: &Env) {
         OpenMode::ReadWrite,
         tearline_refstore::vectors::LocalOptions {
             segment_target_bytes: 0,
+            ..Default::default()
         },
     );
     assert!(matches!(zero_segments, Err(VectorError::Invalid(_))));

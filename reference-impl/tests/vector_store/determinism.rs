@@ -4,7 +4,7 @@
 use tearline_refstore::vectors::{OpenMode, VectorStore};
 use tearline_sim_fs::{Fault, FaultPlan, SimConfig, SimFs};
 
-use crate::{Env, SEED, contents, run_sessions, workload};
+use crate::{Env, SEED, contents, matrix_segments, run_sessions, workload};
 
 /// Runs `ops`, cuts the power at syscall 60, reboots (the outcome drawn from
 /// the seed), recovers, searches, and returns the trace's hash.
@@ -12,7 +12,8 @@ fn traced_run(seed: u64, ops_len: usize) -> u64 {
     let ops = workload(seed, ops_len);
     let fs = SimFs::new(SimConfig::with_seed(seed));
     fs.set_fault_plan(FaultPlan::none().at(60, Fault::PowerCut));
-    run_sessions(&Env::on_sim(fs.clone()), &fs, &ops, &mut Vec::new()).expect_err("the power is cut");
+    run_sessions(&Env::on_sim(fs.clone()), &fs, &ops, matrix_segments(), &mut Vec::new())
+        .expect_err("the power is cut");
     let rebooted = fs.reboot();
     let (store, _) = Env::on_sim(rebooted.clone())
         .open_matrix(OpenMode::ReadWrite)

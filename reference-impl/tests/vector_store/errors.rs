@@ -3,10 +3,10 @@
 //! after a reopen, after a power cut), nothing acknowledged is lost, and the
 //! store goes on taking writes.
 
-use tearline_refstore::vectors::{LocalVectorStore, OpenMode, VectorError};
+use tearline_refstore::vectors::{LocalVectorStore, OpenMode, VectorError, VectorStore};
 use tearline_sim_fs::{CrashChoice, Fault, FaultPlan, PersistenceModel, SimConfig, SimFs};
 
-use crate::{Contents, Env, MATRIX_OPS, SEED, contents, run_sessions, workload};
+use crate::{Contents, Env, MATRIX_OPS, SEED, contents, matrix_segments, run_sessions, workload};
 
 /// Checks `error` is the injected one.
 fn expect_injected(error: &VectorError, code: i32, what: &str) {
@@ -35,7 +35,14 @@ fn an_injected_errno_at_every_syscall_loses_nothing_acknowledged() {
     eprintln!("SEED={SEED}");
     let ops = workload(SEED, MATRIX_OPS);
     let probe = SimFs::new(SimConfig::with_seed(SEED));
-    run_sessions(&Env::on_sim(probe.clone()), &probe, &ops, &mut Vec::new()).expect("probe run");
+    run_sessions(
+        &Env::on_sim(probe.clone()),
+        &probe,
+        &ops,
+        matrix_segments(),
+        &mut Vec::new(),
+    )
+    .expect("probe run");
     for fault in [Fault::EIO, Fault::ENOSPC] {
         let Fault::Errno(code) = fault else {
             unreachable!("errno faults")
@@ -82,4 +89,29 @@ fn an_injected_errno_at_every_syscall_loses_nothing_acknowledged() {
         );
         assert!(fired_total > 0, "{fault} never fired");
     }
+}
+
+#[test]
+fn a_cut_back_that_fails_is_retried_before_the_next_write_reports_success() {
+    let fs = SimFs::new(SimConfig::with_seed(SEED));
+    let env = Env::on_sim(fs.clone());
+    let (mut store, _) = env.open(OpenMode::ReadWrite).expect("open");
+    store.upsert(1, &[1.0; crate::DIM]).expect("upsert");
+    // upsert(2): its write, then EIO at its sync_data and at the set_len
+    // that would cut it back, so the record stays in the page cache.
+    let write = fs.syscall_count();
+    fs.set_fault_plan(FaultPlan::none().at(write + 1, Fault::EIO).at(write + 2, Fault::EIO));
+    store.upsert(2, &[2.0; crate::DIM]).expect_err("EIO at sync_data");
+    assert_eq!(store.get(2).expect("get"), None);
+    // Deleting the id the store does not hold must still remove that record.
+    store.delete(2).expect("the cut back is retried first");
+    let pending = fs.snapshot().pending_ops();
+    let after = fs.reboot_with(PersistenceModel::AnySubset, &CrashChoice::everything(pending));
+    let (store, report) = Env::on_sim(after).open(OpenMode::ReadWrite).expect("reboot");
+    assert!(!report.repaired(), "{report:?}");
+    assert_eq!(
+        store.ids().expect("ids"),
+        vec![1],
+        "a delete reported success and the record came back"
+    );
 }
