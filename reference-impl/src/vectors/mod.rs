@@ -6,6 +6,18 @@
 //! [`tearline_sim_fs::Fs`]. Because the store is not transactional, the index
 //! never trusts it blindly: every write to it is bracketed by an intent in
 //! SQLite (see `crate::dual_write`), and recovery checks what it really holds.
+//!
+//! - [`local`]: [`LocalVectorStore`], the segment files (format and repair
+//!   rules in its docs).
+//! - [`faulty`]: [`FaultyVectorStore`], a wrapper that makes any store behave
+//!   like an unreliable remote one, switched at run time.
+
+pub mod faulty;
+pub mod local;
+mod search;
+
+pub use faulty::{FaultMode, FaultSwitch, FaultyVectorStore};
+pub use local::{AppendSync, LocalOptions, LocalVectorStore, MAX_DIMENSION, OpenMode, OpenReport};
 
 use std::fmt;
 use std::io;
@@ -56,7 +68,11 @@ impl fmt::Display for VectorError {
             VectorError::Timeout => f.write_str("vector store timed out; the write may or may not have been applied"),
             VectorError::Io(e) => write!(f, "vector store I/O error: {e}"),
             VectorError::Corrupt { file, offset, reason } => {
-                write!(f, "vector segment {} is corrupt at byte {offset}: {reason}", file.display())
+                write!(
+                    f,
+                    "vector segment {} is corrupt at byte {offset}: {reason}",
+                    file.display()
+                )
             }
             VectorError::Invalid(why) => write!(f, "invalid vector: {why}"),
         }
@@ -101,4 +117,19 @@ pub trait VectorStore: Send + fmt::Debug {
     /// The `k` stored vectors most similar (cosine) to `query`, nearest first;
     /// ties broken by ascending id.
     fn nearest(&self, query: &[f32], k: usize) -> Result<Vec<Neighbour>, VectorError>;
+}
+
+/// Checks `vector` can be stored in (or searched for in) a store of
+/// `dimension`: the right length, every component finite.
+pub(crate) fn check_vector(dimension: usize, vector: &[f32]) -> Result<(), VectorError> {
+    if vector.len() != dimension {
+        return Err(VectorError::Invalid(format!(
+            "expected {dimension} components, got {}",
+            vector.len()
+        )));
+    }
+    match vector.iter().position(|x| !x.is_finite()) {
+        Some(i) => Err(VectorError::Invalid(format!("component {i} is {}", vector[i]))),
+        None => Ok(()),
+    }
 }
