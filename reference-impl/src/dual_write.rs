@@ -22,11 +22,13 @@
 //! **Recovery** (on every writable open, before any mutation) resolves each
 //! intent by what is really there, never by guessing:
 //! - `add`: if the source file has the intent's hash, the add reached step 2:
-//!   complete it (store the vector again if the vector store lacks it, write
-//!   the rows); otherwise undo it (delete the vector if present). Either way
+//!   make that durable (fsync the file and the directory: the page cache may
+//!   show a rename whose directory fsync failed) and complete it (store the
+//!   vector again if the vector store lacks it, write the rows); otherwise
+//!   undo it (delete the vector if present). Either way
 //!   the document is entirely the new one or entirely the old one (or absent).
 //! - `remove`: if the source file is still there, the removal never started:
-//!   forget it; otherwise complete it.
+//!   forget it; otherwise make its absence durable and complete it.
 //! - `drop`: delete the vector.
 //!
 //! Then it sweeps: a vector no summary names is deleted; a summary whose
@@ -163,7 +165,9 @@ impl Store {
             }
         }
         let dir = self.layout.source_dir();
-        self.fs.sync_dir(&dir).context(|| format!("syncing {}", dir.display()))?;
+        self.fs
+            .sync_dir(&dir)
+            .context(|| format!("syncing {}", dir.display()))?;
         self.complete_removal(intent)
     }
 
@@ -210,6 +214,10 @@ impl Store {
         match intent.op {
             IntentOp::Add => match self.read_source(&name)? {
                 Some(content) if content_hash(&content) == intent.hash => {
+                    // Decide on what is durable, not on what the page cache
+                    // shows: a rename whose directory fsync failed may still
+                    // be undone by a power cut.
+                    self.make_source_durable(Some(&name))?;
                     let (doc, vector) = self.prepare(&name, &content, intent.vector_id)?;
                     let stored = self
                         .vectors
@@ -239,6 +247,7 @@ impl Store {
                     self.index.clear(intent)?;
                     report.undone.push(intent.path.clone());
                 } else {
+                    self.make_source_durable(None)?;
                     self.complete_removal(intent)?;
                     report.completed.push(intent.path.clone());
                 }
@@ -251,10 +260,27 @@ impl Store {
         Ok(())
     }
 
+    /// Makes the source directory's entries durable, and a document's
+    /// content too if named, before recovery acts on what it saw there.
+    fn make_source_durable(&self, name: Option<&DocName>) -> Result<()> {
+        if let Some(name) = name {
+            let path = self.layout.source_file(name);
+            self.fs
+                .open(&path, &tearline_sim_fs::OpenOptions::read_only())
+                .and_then(|file| file.sync_all())
+                .context(|| format!("syncing {}", path.display()))?;
+        }
+        let dir = self.layout.source_dir();
+        self.fs.sync_dir(&dir).context(|| format!("syncing {}", dir.display()))
+    }
+
     /// Removes `source/.<name>.tmp` files left by interrupted writes.
     fn remove_temp_files(&mut self, report: &mut RecoveryReport) -> Result<()> {
         let dir = self.layout.source_dir();
-        let entries = self.fs.read_dir(&dir).context(|| format!("listing {}", dir.display()))?;
+        let entries = self
+            .fs
+            .read_dir(&dir)
+            .context(|| format!("listing {}", dir.display()))?;
         let mut removed = false;
         for entry in entries {
             if entry.name.starts_with('.') && entry.name.ends_with(".tmp") {
@@ -267,7 +293,9 @@ impl Store {
             }
         }
         if removed {
-            self.fs.sync_dir(&dir).context(|| format!("syncing {}", dir.display()))?;
+            self.fs
+                .sync_dir(&dir)
+                .context(|| format!("syncing {}", dir.display()))?;
         }
         Ok(())
     }

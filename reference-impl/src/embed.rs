@@ -82,11 +82,7 @@ pub const CHUNK_MAX_BYTES: usize = 1000;
 /// A document's summary: its first non-blank paragraph, cut at a character
 /// boundary to at most [`SUMMARY_MAX_BYTES`].
 pub fn summarise(text: &str) -> String {
-    let paragraph = text
-        .split("\n\n")
-        .map(str::trim)
-        .find(|p| !p.is_empty())
-        .unwrap_or("");
+    let paragraph = text.split("\n\n").map(str::trim).find(|p| !p.is_empty()).unwrap_or("");
     let flat: String = paragraph.split_whitespace().collect::<Vec<_>>().join(" ");
     cut(&flat, SUMMARY_MAX_BYTES).to_string()
 }
@@ -117,7 +113,11 @@ pub fn chunk(text: &str) -> Vec<String> {
                 rest = "";
             } else if current.is_empty() {
                 let piece = cut(rest, CHUNK_MAX_BYTES);
-                let piece = if piece.is_empty() { &rest[..rest.chars().next().map_or(0, char::len_utf8)] } else { piece };
+                let piece = if piece.is_empty() {
+                    &rest[..rest.chars().next().map_or(0, char::len_utf8)]
+                } else {
+                    piece
+                };
                 chunks.push(piece.to_string());
                 rest = &rest[piece.len()..];
             } else {
@@ -145,7 +145,12 @@ mod tests {
         let a = embedder.embed("crash safe storage with fsync and rename");
         let b = embedder.embed("storage that is crash safe: fsync, then rename");
         let c = embedder.embed("a recipe for lemon cake");
-        assert!(cosine(&a, &b) > cosine(&a, &c) + 0.3, "{} vs {}", cosine(&a, &b), cosine(&a, &c));
+        assert!(
+            cosine(&a, &b) > cosine(&a, &c) + 0.3,
+            "{} vs {}",
+            cosine(&a, &b),
+            cosine(&a, &c)
+        );
         assert!((cosine(&a, &a) - 1.0).abs() < 1e-5, "vectors are normalised");
         assert_eq!(embedder.embed("  ,;  "), vec![0.0; 64]);
         assert_eq!(embedder.embed("same words"), embedder.embed("SAME words"));
@@ -153,7 +158,10 @@ mod tests {
 
     #[test]
     fn summaries_take_the_first_paragraph_within_bounds() {
-        assert_eq!(summarise("\n\n  Title line\nsecond   line\n\nbody"), "Title line second line");
+        assert_eq!(
+            summarise("\n\n  Title line\nsecond   line\n\nbody"),
+            "Title line second line"
+        );
         let long = "é".repeat(500);
         let summary = summarise(&long);
         assert!(summary.len() <= SUMMARY_MAX_BYTES && summary.chars().all(|c| c == 'é'));

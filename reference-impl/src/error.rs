@@ -92,7 +92,11 @@ impl fmt::Display for StoreError {
                 write!(f, "no store at {} (run `refstore init` there first)", root.display())
             }
             StoreError::AlreadyInitialized { root } => write!(f, "a store already exists at {}", root.display()),
-            StoreError::RebuildRequired { found, expected, reason } => write!(
+            StoreError::RebuildRequired {
+                found,
+                expected,
+                reason,
+            } => write!(
                 f,
                 "the index has schema version {found}, this build uses {expected}: {reason}; \
                  open it writable with rebuild allowed to rebuild it from the source files"

@@ -43,10 +43,16 @@ pub(crate) fn build(
             .remove_tree(fs.as_ref(), &dir)
             .context(|| format!("removing the leftover {}", dir.display()))?;
     }
-    fs.create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
+    fs.create_dir_all(&dir)
+        .context(|| format!("creating {}", dir.display()))?;
     let embedder = HashingEmbedder::default();
     {
-        let mut index = Index::open(Arc::clone(fs), Arc::clone(clock), &layout.index_file(generation), IndexAccess::ReadWrite)?;
+        let mut index = Index::open(
+            Arc::clone(fs),
+            Arc::clone(clock),
+            &layout.index_file(generation),
+            IndexAccess::ReadWrite,
+        )?;
         index.create_schema()?;
         let (mut vectors, _) = LocalVectorStore::open(
             Arc::clone(fs),
@@ -59,7 +65,15 @@ pub(crate) fn build(
             let path = layout.source_file(name);
             let content = fs.read_file(&path).context(|| format!("reading {}", path.display()))?;
             let vector_id = position as u64 + 1;
-            let (doc, vector) = prepare(fs.as_ref(), clock.as_ref(), layout, &embedder, name, &content, vector_id)?;
+            let (doc, vector) = prepare(
+                fs.as_ref(),
+                clock.as_ref(),
+                layout,
+                &embedder,
+                name,
+                &content,
+                vector_id,
+            )?;
             vectors
                 .upsert(vector_id, &vector)
                 .context(|| format!("storing the vector of {name}"))?;

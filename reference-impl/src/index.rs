@@ -132,7 +132,9 @@ impl Index {
             .context(|| "reading the index's schema version".to_string())?;
         let tables: i64 = self
             .conn
-            .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))
+            .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| {
+                r.get(0)
+            })
             .context(|| "reading the index's tables".to_string())?;
         Ok((version, tables > 0))
     }
@@ -160,19 +162,6 @@ impl Index {
         Ok(lines.join("; "))
     }
 
-    pub(crate) fn file(&self, path: &str) -> Result<Option<FileRow>> {
-        self.conn
-            .query_row("SELECT size, hash, mtime_ns FROM files WHERE path = ?1", [path], |r| {
-                Ok(FileRow {
-                    size: r.get::<_, i64>(0)?.max(0) as u64,
-                    hash: r.get(1)?,
-                    mtime_ns: r.get(2)?,
-                })
-            })
-            .optional()
-            .context(|| format!("reading the index entry of {path}"))
-    }
-
     /// Every indexed file, by path.
     pub(crate) fn files(&self) -> Result<Vec<(String, FileRow)>> {
         let mut stmt = self
@@ -196,9 +185,11 @@ impl Index {
     /// A document's summary and vector id.
     pub(crate) fn summary(&self, path: &str) -> Result<Option<(String, VectorId)>> {
         self.conn
-            .query_row("SELECT summary, vector_id FROM summaries WHERE path = ?1", [path], |r| {
-                Ok((r.get(0)?, vector_id(r.get(1)?)))
-            })
+            .query_row(
+                "SELECT summary, vector_id FROM summaries WHERE path = ?1",
+                [path],
+                |r| Ok((r.get(0)?, vector_id(r.get(1)?))),
+            )
             .optional()
             .context(|| format!("reading the summary of {path}"))
     }
@@ -296,11 +287,14 @@ impl Index {
         let context = || format!("linking {} to vector {}", doc.path, doc.vector_id);
         let tx = self.conn.transaction().context(context)?;
         let old: Option<i64> = tx
-            .query_row("SELECT vector_id FROM summaries WHERE path = ?1", [&doc.path], |r| r.get(0))
+            .query_row("SELECT vector_id FROM summaries WHERE path = ?1", [&doc.path], |r| {
+                r.get(0)
+            })
             .optional()
             .context(context)?;
         write_rows(&tx, doc).context(context)?;
-        tx.execute("DELETE FROM intents WHERE id = ?1", [intent.id]).context(context)?;
+        tx.execute("DELETE FROM intents WHERE id = ?1", [intent.id])
+            .context(context)?;
         let dropped = match old.map(vector_id) {
             Some(old) if old != doc.vector_id => {
                 tx.execute(
@@ -345,7 +339,8 @@ impl Index {
                 .context(context)?;
         }
         if let Some(intent) = intent {
-            tx.execute("DELETE FROM intents WHERE id = ?1", [intent.id]).context(context)?;
+            tx.execute("DELETE FROM intents WHERE id = ?1", [intent.id])
+                .context(context)?;
         }
         tx.commit().context(context)
     }
@@ -361,7 +356,9 @@ impl Index {
     /// The number of chunks of a document.
     pub(crate) fn chunk_count(&self, path: &str) -> Result<u64> {
         self.conn
-            .query_row("SELECT count(*) FROM chunks WHERE path = ?1", [path], |r| r.get::<_, i64>(0))
+            .query_row("SELECT count(*) FROM chunks WHERE path = ?1", [path], |r| {
+                r.get::<_, i64>(0)
+            })
             .map(|n| n.max(0) as u64)
             .context(|| format!("counting the chunks of {path}"))
     }

@@ -122,7 +122,9 @@ impl DocName {
             return Err(invalid("it is longer than 200 bytes"));
         }
         if name.starts_with('.') {
-            return Err(invalid("names starting with '.' are reserved for the store's temporary files"));
+            return Err(invalid(
+                "names starting with '.' are reserved for the store's temporary files",
+            ));
         }
         if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
             return Err(invalid("only ASCII letters, digits, '.', '_' and '-' are allowed"));

@@ -153,8 +153,14 @@ mod tests {
     fn the_registry_reaches_the_current_version_one_step_at_a_time() {
         let versions: Vec<u32> = MIGRATIONS.iter().map(|m| m.version).collect();
         let expected: Vec<u32> = (1..=SCHEMA_VERSION).collect();
-        assert_eq!(versions, expected, "MIGRATIONS must hold exactly one step per version up to SCHEMA_VERSION");
-        assert!(matches!(MIGRATIONS[0].strategy, Strategy::InPlace(_)), "version 1 creates the schema");
+        assert_eq!(
+            versions, expected,
+            "MIGRATIONS must hold exactly one step per version up to SCHEMA_VERSION"
+        );
+        assert!(
+            matches!(MIGRATIONS[0].strategy, Strategy::InPlace(_)),
+            "version 1 creates the schema"
+        );
     }
 
     #[test]
@@ -164,7 +170,10 @@ mod tests {
         assert!(matches!(plan(SCHEMA_VERSION + 1, true), Plan::Rebuild(why) if why.contains("newer")));
         assert!(matches!(plan(1, true), Plan::Rebuild(why) if why.contains("version 2")));
         assert!(matches!(plan(2, true), Plan::Migrate(steps) if steps.len() == 1 && steps[0].version == 3));
-        assert!(matches!(plan(0, true), Plan::Rebuild(_)), "tables without a version cannot be trusted");
+        assert!(
+            matches!(plan(0, true), Plan::Rebuild(_)),
+            "tables without a version cannot be trusted"
+        );
     }
 
     #[test]
@@ -172,13 +181,19 @@ mod tests {
         let mut fresh = Connection::open_in_memory().expect("memory db");
         create(&mut fresh).expect("create");
         let mut migrated = Connection::open_in_memory().expect("memory db");
-        let Strategy::InPlace(v1) = MIGRATIONS[0].strategy else { unreachable!() };
+        let Strategy::InPlace(v1) = MIGRATIONS[0].strategy else {
+            unreachable!()
+        };
         migrated.execute_batch(v1).expect("v1");
         migrated.pragma_update(None, "user_version", 2).expect("stamp");
-        let Plan::Migrate(steps) = plan(2, true) else { panic!("v2 migrates in place") };
+        let Plan::Migrate(steps) = plan(2, true) else {
+            panic!("v2 migrates in place")
+        };
         migrate(&mut migrated, &steps).expect("migrate");
         let schema = |c: &Connection| -> Vec<String> {
-            let mut stmt = c.prepare("SELECT sql FROM sqlite_master ORDER BY name").expect("prepare");
+            let mut stmt = c
+                .prepare("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name")
+                .expect("prepare");
             stmt.query_map([], |r| r.get::<_, String>(0))
                 .expect("query")
                 .collect::<rusqlite::Result<_>>()
@@ -193,12 +208,17 @@ mod tests {
     #[test]
     fn a_failed_step_leaves_the_version_unstamped() {
         let mut conn = Connection::open_in_memory().expect("memory db");
-        let Strategy::InPlace(v1) = MIGRATIONS[0].strategy else { unreachable!() };
+        let Strategy::InPlace(v1) = MIGRATIONS[0].strategy else {
+            unreachable!()
+        };
         conn.execute_batch(v1).expect("v1");
         conn.pragma_update(None, "user_version", 2).expect("stamp");
         // The column the step adds already exists: the step fails.
-        conn.execute_batch("ALTER TABLE files ADD COLUMN indexed_at_ms INTEGER").expect("sabotage");
-        let Plan::Migrate(steps) = plan(2, true) else { panic!("v2 migrates in place") };
+        conn.execute_batch("ALTER TABLE files ADD COLUMN indexed_at_ms INTEGER")
+            .expect("sabotage");
+        let Plan::Migrate(steps) = plan(2, true) else {
+            panic!("v2 migrates in place")
+        };
         assert!(migrate(&mut conn, &steps).is_err());
         let version: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).expect("v");
         assert_eq!(version, 2);

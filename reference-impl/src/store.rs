@@ -229,7 +229,8 @@ impl Store {
     /// empty index and vector store, and the pointer to it.
     pub fn init(fs: Arc<dyn Fs>, clock: Arc<dyn Clock>, root: &Path) -> Result<()> {
         let layout = Layout::new(root);
-        fs.create_dir_all(root).context(|| format!("creating {}", root.display()))?;
+        fs.create_dir_all(root)
+            .context(|| format!("creating {}", root.display()))?;
         let lock = StoreLock::acquire(fs.as_ref(), &layout)?;
         if read_current(fs.as_ref(), &layout)?.is_some() {
             return Err(StoreError::AlreadyInitialized {
@@ -237,7 +238,8 @@ impl Store {
             });
         }
         for dir in [layout.source_dir(), layout.generations_dir()] {
-            fs.create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
+            fs.create_dir_all(&dir)
+                .context(|| format!("creating {}", dir.display()))?;
         }
         fs.sync_dir(root).context(|| format!("syncing {}", root.display()))?;
         let first = Generation(1);
@@ -252,6 +254,11 @@ impl Store {
     pub fn open(fs: Arc<dyn Fs>, clock: Arc<dyn Clock>, root: &Path, options: StoreOptions) -> Result<Store> {
         let layout = Layout::new(root);
         let writable = options.access == Access::Writable;
+        if !fs.exists(root).context(|| format!("looking for {}", root.display()))? {
+            return Err(StoreError::NotInitialized {
+                root: root.to_path_buf(),
+            });
+        }
         let lock = if writable {
             Some(StoreLock::acquire(fs.as_ref(), &layout)?)
         } else {
@@ -264,7 +271,11 @@ impl Store {
         if let Some(lock) = &lock {
             removed_generations = generation::remove_others(fs.as_ref(), &layout, generation, &lock.wipe_permission())?;
         }
-        let access = if writable { IndexAccess::ReadWrite } else { IndexAccess::ReadOnly };
+        let access = if writable {
+            IndexAccess::ReadWrite
+        } else {
+            IndexAccess::ReadOnly
+        };
         let index_path = layout.index_file(generation);
         let mut index = Index::open(Arc::clone(&fs), Arc::clone(&clock), &index_path, access)?;
         let (found, has_tables) = index.version()?;
@@ -302,7 +313,11 @@ impl Store {
                 index = Index::open(Arc::clone(&fs), Arc::clone(&clock), &layout.index_file(next), access)?;
             }
         }
-        let mode = if writable { OpenMode::ReadWrite } else { OpenMode::ReadOnly };
+        let mode = if writable {
+            OpenMode::ReadWrite
+        } else {
+            OpenMode::ReadOnly
+        };
         let embedder = HashingEmbedder::default();
         let (local, vector_report) = LocalVectorStore::open(
             Arc::clone(&fs),
@@ -374,8 +389,21 @@ impl Store {
     }
 
     /// Everything the index keeps for `content`, with its vector.
-    pub(crate) fn prepare(&self, name: &DocName, content: &[u8], vector_id: VectorId) -> Result<(IndexedDocument, Vec<f32>)> {
-        prepare(self.fs.as_ref(), self.clock.as_ref(), &self.layout, &self.embedder, name, content, vector_id)
+    pub(crate) fn prepare(
+        &self,
+        name: &DocName,
+        content: &[u8],
+        vector_id: VectorId,
+    ) -> Result<(IndexedDocument, Vec<f32>)> {
+        prepare(
+            self.fs.as_ref(),
+            self.clock.as_ref(),
+            &self.layout,
+            &self.embedder,
+            name,
+            content,
+            vector_id,
+        )
     }
 
     /// A document, with its content from the source file.
@@ -457,10 +485,7 @@ impl Store {
         let sources = self.source_names()?;
         let source_set: BTreeSet<&str> = sources.iter().map(DocName::as_str).collect();
         let indexed_set: BTreeSet<&str> = indexed.iter().map(|(p, _)| p.as_str()).collect();
-        report.unindexed_sources = source_set
-            .difference(&indexed_set)
-            .map(|s| s.to_string())
-            .collect();
+        report.unindexed_sources = source_set.difference(&indexed_set).map(|s| s.to_string()).collect();
         for (path, row) in &indexed {
             if !source_set.contains(path.as_str()) {
                 report.missing_sources.push(path.clone());
@@ -482,7 +507,11 @@ impl Store {
             generation: self.generation.0,
             schema_version: self.index.version()?.0,
             documents: self.index.files()?.len(),
-            vectors: self.vectors.ids().context(|| "listing the vector store".to_string())?.len(),
+            vectors: self
+                .vectors
+                .ids()
+                .context(|| "listing the vector store".to_string())?
+                .len(),
             pending_intents: self.index.intents()?.len(),
             writable: self.lock.is_some(),
         })

@@ -54,7 +54,8 @@ fn version(fs: &SimFs, generation: u64) -> u32 {
     let conn = vfs
         .open(&index_path(generation), OpenFlags::SQLITE_OPEN_READ_ONLY)
         .expect("open index");
-    conn.pragma_query_value(None, "user_version", |r| r.get(0)).expect("version")
+    conn.pragma_query_value(None, "user_version", |r| r.get(0))
+        .expect("version")
 }
 
 /// Every open that may not rebuild refuses, and changes no byte anywhere.
@@ -71,7 +72,11 @@ fn assert_refused_untouched(fs: &SimFs, found: u32) {
         }
         assert!(err.to_string().contains("rebuild"), "{err}");
     }
-    assert_eq!(fs.read_file(&index_path(1)).expect("read index"), index_before, "index bytes changed");
+    assert_eq!(
+        fs.read_file(&index_path(1)).expect("read index"),
+        index_before,
+        "index bytes changed"
+    );
     assert_eq!(fs.fingerprint(), before, "something on disk changed");
 }
 
@@ -94,7 +99,10 @@ fn a_fresh_store_is_stamped_with_the_current_version() {
 #[test]
 fn an_older_index_is_migrated_in_place_by_a_writable_open_only() {
     let fs = store_with_documents();
-    tamper(&fs, "ALTER TABLE files DROP COLUMN indexed_at_ms; PRAGMA user_version = 2;");
+    tamper(
+        &fs,
+        "ALTER TABLE files DROP COLUMN indexed_at_ms; PRAGMA user_version = 2;",
+    );
     let before = fs.fingerprint();
     let err = open(&fs, StoreOptions::read_only()).expect_err("read-only cannot migrate");
     assert!(matches!(err, StoreError::RebuildRequired { found: 2, .. }), "{err}");
@@ -110,8 +118,13 @@ fn an_older_index_is_migrated_in_place_by_a_writable_open_only() {
 #[test]
 fn a_failed_in_place_step_leaves_the_version_unstamped() {
     let fs = store_with_documents();
-    tamper(&fs, "ALTER TABLE files DROP COLUMN indexed_at_ms; PRAGMA user_version = 2;");
-    let journal_writes = SyscallFilter::ops(&[SyscallKind::Write]).path("*index.db-journal").expect("glob");
+    tamper(
+        &fs,
+        "ALTER TABLE files DROP COLUMN indexed_at_ms; PRAGMA user_version = 2;",
+    );
+    let journal_writes = SyscallFilter::ops(&[SyscallKind::Write])
+        .path("*index.db-journal")
+        .expect("glob");
     fs.set_fault_plan(FaultPlan::none().nth(journal_writes, 1, Fault::EIO));
     let err = open(&fs, StoreOptions::default()).expect_err("the migration's journal write fails");
     assert!(err.to_string().contains("migrat"), "{err}");
@@ -172,10 +185,15 @@ fn a_rebuild_interrupted_anywhere_leaves_a_store_that_opens() {
         let model = tearline_sim_fs::PersistenceModel::NothingUnsynced;
         let choice = snapshot.sample_crash(model, 0);
         let after = snapshot.boot(SimConfig::with_seed(3), model, &choice);
-        let store = open(&after, rebuild_allowed())
-            .unwrap_or_else(|e| panic!("cut at {}: {e}", snapshot.syscall_index()));
+        let store =
+            open(&after, rebuild_allowed()).unwrap_or_else(|e| panic!("cut at {}: {e}", snapshot.syscall_index()));
         assert_documents_intact(&store);
         let generations = after.read_dir(Path::new("/store/generations")).expect("list");
-        assert_eq!(generations.len(), 1, "cut at {}: {generations:?}", snapshot.syscall_index());
+        assert_eq!(
+            generations.len(),
+            1,
+            "cut at {}: {generations:?}",
+            snapshot.syscall_index()
+        );
     }
 }

@@ -48,7 +48,12 @@ impl Env {
     }
 
     fn open_in_other_process(&self, options: StoreOptions) -> Result<Store, StoreError> {
-        Store::open(Arc::clone(&self.other_process), Arc::clone(&self.clock), &self.root, options)
+        Store::open(
+            Arc::clone(&self.other_process),
+            Arc::clone(&self.clock),
+            &self.root,
+            options,
+        )
     }
 }
 
@@ -150,14 +155,17 @@ fn a_second_writer_is_refused_and_readers_are_not(env: &Env) {
     env.init();
     let mut writer = env.open(StoreOptions::default()).expect("open");
     writer.add("a.md", CRASH.as_bytes()).expect("add");
-    let err = env.open_in_other_process(StoreOptions::default()).expect_err("second writer");
+    let err = env
+        .open_in_other_process(StoreOptions::default())
+        .expect_err("second writer");
     assert!(matches!(err, StoreError::Locked { .. }), "{err}");
     assert!(err.to_string().contains("locked by another process"));
     let reader = env.open_in_other_process(StoreOptions::read_only()).expect("reader");
     assert_eq!(reader.list().expect("list"), ["a.md"]);
     assert!(reader.verify().expect("verify").is_clean());
     drop(writer);
-    env.open_in_other_process(StoreOptions::default()).expect("writer after the first closed");
+    env.open_in_other_process(StoreOptions::default())
+        .expect("writer after the first closed");
 }
 
 fn a_read_only_store_refuses_to_write(env: &Env) {
@@ -177,7 +185,10 @@ fn bad_input_gets_a_clear_error(env: &Env) {
     }
     let err = store.add("binary.bin", &[0xff, 0xfe, 0x00]).expect_err("not text");
     assert!(matches!(err, StoreError::NotText { .. }), "{err}");
-    assert!(store.verify().expect("verify").is_clean(), "refused input leaves nothing behind");
+    assert!(
+        store.verify().expect("verify").is_clean(),
+        "refused input leaves nothing behind"
+    );
     assert_eq!(store.status().expect("status").documents, 0);
 }
 
@@ -210,4 +221,37 @@ fn a_corrupt_generation_pointer_is_a_clear_error() {
     let err = env.open(StoreOptions::default()).expect_err("corrupt pointer");
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
     assert!(err.to_string().contains("CURRENT"));
+}
+
+/// `verify` sees orphans both ways, and recovery repairs both.
+#[test]
+fn verify_reports_orphans_both_ways_and_recovery_repairs_them() {
+    use tearline_refstore::vectors::{LocalVectorStore, OpenMode, VectorStore};
+    let env = Env::sim();
+    env.init();
+    let linked = {
+        let mut store = env.open(StoreOptions::default()).expect("open");
+        store.add("a.md", CRASH.as_bytes()).expect("add");
+        store.get("a.md").expect("get").expect("present").vector_id
+    };
+    // Behind the store's back: plant an orphan and delete a linked vector.
+    {
+        let dir = env.root.join("generations/gen-000001/vectors");
+        let (mut vectors, _) =
+            LocalVectorStore::open(Arc::clone(&env.fs), &dir, 64, OpenMode::ReadWrite).expect("vectors");
+        vectors.upsert(999, &[0.125; 64]).expect("plant an orphan");
+        vectors.delete(linked).expect("delete a linked vector");
+    }
+    let reader = env.open(StoreOptions::read_only()).expect("read-only");
+    let report = reader.verify().expect("verify");
+    assert_eq!(report.orphan_vectors, [999]);
+    assert_eq!(report.missing_vectors, ["a.md"]);
+    assert!(!report.is_clean());
+    drop(reader);
+    let store = env.open(StoreOptions::default()).expect("writable open recovers");
+    let recovery = &store.open_report().recovery;
+    assert_eq!(recovery.orphan_vectors_removed, [999]);
+    assert_eq!(recovery.vectors_restored, ["a.md"]);
+    assert!(store.verify().expect("verify").is_clean());
+    assert_eq!(store.search("crash safety", 1).expect("search")[0].name, "a.md");
 }

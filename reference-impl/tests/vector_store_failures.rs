@@ -21,7 +21,9 @@ fn machine() -> SimFs {
 fn open(fs: &SimFs, switch: &FaultSwitch) -> Result<Store, StoreError> {
     let switch = switch.clone();
     let options = StoreOptions {
-        wrap_vectors: Some(Box::new(move |inner| Box::new(FaultyVectorStore::new(inner, switch.clone())))),
+        wrap_vectors: Some(Box::new(move |inner| {
+            Box::new(FaultyVectorStore::new(inner, switch.clone()))
+        })),
         ..StoreOptions::default()
     };
     Store::open(Arc::new(fs.clone()), Arc::new(fs.clock()), Path::new(ROOT), options)
@@ -41,11 +43,16 @@ fn a_timeout_after_the_write_was_applied_is_resolved_by_what_the_store_holds() {
     switch.set(FaultMode::TimeoutAfterApply);
     let err = store.add("doc.md", TEXT.as_bytes()).expect_err("the add times out");
     assert!(err.to_string().contains("timed out"), "{err}");
-    // Recovery could not look at the vector store either: the intent waits.
-    assert_eq!(store.status().expect("status").pending_intents, 1);
+    // Recovery could not read the vector store either (reads time out too):
+    // the intent waits.
     switch.set(FaultMode::Healthy);
+    assert_eq!(store.status().expect("status").pending_intents, 1);
     let report = store.recover().expect("recover");
-    assert_eq!(report.completed, ["doc.md"], "the vector was there: the add is completed");
+    assert_eq!(
+        report.completed,
+        ["doc.md"],
+        "the vector was there: the add is completed"
+    );
     assert_clean_with(&store, &["doc.md"]);
     assert_eq!(store.get("doc.md").expect("get").expect("present").content, TEXT);
 }
@@ -109,14 +116,23 @@ fn a_failed_delete_of_a_replaced_vector_is_finished_by_recovery() {
     let first = store.add("doc.md", TEXT.as_bytes()).expect("add");
     // The replacement writes two vector records: the new vector, then the old
     // one's tombstone. Fail the second: the add is already acknowledged.
-    let vector_writes = SyscallFilter::ops(&[SyscallKind::Write]).path("*/vectors/*").expect("glob");
+    let vector_writes = SyscallFilter::ops(&[SyscallKind::Write])
+        .path("*/vectors/*")
+        .expect("glob");
     fs.set_fault_plan(FaultPlan::none().nth(vector_writes, 2, Fault::EIO));
     let outcome = store.add("doc.md", b"Second\n\nA replacement.").expect("acknowledged");
     fs.set_fault_plan(FaultPlan::none());
     assert!(outcome.replaced);
     let status = store.status().expect("status");
-    assert_eq!((status.vectors, status.pending_intents), (2, 1), "the old vector waits on a drop intent");
-    assert!(store.verify().expect("verify").orphan_vectors.is_empty(), "an intent names it: not an orphan");
+    assert_eq!(
+        (status.vectors, status.pending_intents),
+        (2, 1),
+        "the old vector waits on a drop intent"
+    );
+    assert!(
+        store.verify().expect("verify").orphan_vectors.is_empty(),
+        "an intent names it: not an orphan"
+    );
     drop(store);
     let store = open(&fs, &switch).expect("reopen recovers");
     assert_eq!(store.open_report().recovery.dropped_vectors, [first.vector_id]);
