@@ -96,7 +96,7 @@ pub struct VectorRepair {
 impl VectorRepair {
     fn from_report(report: &VectorOpenReport) -> Self {
         Self {
-            dropped_records: report.dropped_records as u64,
+            dropped_records: report.dropped_records,
             dropped_bytes: report.dropped_bytes,
         }
     }

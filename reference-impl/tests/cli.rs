@@ -1,0 +1,98 @@
+//! The `refstore` binary on the real filesystem: every command, and a clear
+//! message with a non-zero exit for every error.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn refstore(root: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_refstore"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .output()
+        .expect("run refstore")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn the_cli_runs_the_store_end_to_end() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("store");
+    let docs = tmp.path().join("docs");
+    std::fs::create_dir(&docs).expect("mkdir");
+    std::fs::write(docs.join("cake.md"), "Lemon cake\n\nButter, sugar, lemons.").expect("write");
+    std::fs::write(docs.join("fsync.md"), "Fsync\n\nMakes data durable, not names.").expect("write");
+
+    let init = refstore(&root, &["init"]);
+    assert!(init.status.success(), "{}", stderr(&init));
+    let add = refstore(
+        &root,
+        &[
+            "add",
+            docs.join("cake.md").to_str().expect("utf8"),
+            docs.join("fsync.md").to_str().expect("utf8"),
+        ],
+    );
+    assert!(add.status.success(), "{}", stderr(&add));
+    assert!(stdout(&add).contains("added cake.md"));
+
+    let search = refstore(&root, &["search", "lemon cake", "-k", "1"]);
+    assert!(search.status.success(), "{}", stderr(&search));
+    assert!(stdout(&search).contains("cake.md"), "{}", stdout(&search));
+
+    let get = refstore(&root, &["get", "fsync.md"]);
+    assert_eq!(stdout(&get), "Fsync\n\nMakes data durable, not names.");
+
+    let status = refstore(&root, &["--json", "status"]);
+    let status: serde_json::Value = serde_json::from_str(&stdout(&status)).expect("status is JSON");
+    assert_eq!(status["documents"], 2);
+    assert_eq!(status["pending_intents"], 0);
+
+    let verify = refstore(&root, &["verify"]);
+    assert!(verify.status.success(), "{}", stderr(&verify));
+
+    let rm = refstore(&root, &["rm", "cake.md"]);
+    assert!(rm.status.success(), "{}", stderr(&rm));
+    let search = refstore(&root, &["search", "lemon cake"]);
+    assert!(!stdout(&search).contains("cake.md"));
+}
+
+#[test]
+fn every_error_is_a_clear_message_and_a_failing_exit() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("store");
+    let missing = refstore(&root, &["status"]);
+    assert!(!missing.status.success());
+    assert!(stderr(&missing).contains("no store at"), "{}", stderr(&missing));
+
+    assert!(refstore(&root, &["init"]).status.success());
+    let again = refstore(&root, &["init"]);
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("already exists"), "{}", stderr(&again));
+
+    let rm = refstore(&root, &["rm", "nothing.md"]);
+    assert!(!rm.status.success());
+    assert!(stderr(&rm).contains("no document named"), "{}", stderr(&rm));
+
+    let absent_file = refstore(&root, &["add", tmp.path().join("absent.md").to_str().expect("utf8")]);
+    assert!(!absent_file.status.success());
+    assert!(stderr(&absent_file).contains("absent.md"), "{}", stderr(&absent_file));
+
+    let binary = tmp.path().join("blob.bin");
+    std::fs::write(&binary, [0xff, 0xfe, 0x00]).expect("write");
+    let not_text = refstore(&root, &["add", binary.to_str().expect("utf8")]);
+    assert!(!not_text.status.success());
+    assert!(stderr(&not_text).contains("not UTF-8 text"), "{}", stderr(&not_text));
+
+    std::fs::write(root.join("CURRENT"), "garbage").expect("corrupt the pointer");
+    let corrupt = refstore(&root, &["status"]);
+    assert!(!corrupt.status.success());
+    assert!(stderr(&corrupt).contains("damaged"), "{}", stderr(&corrupt));
+}
