@@ -43,7 +43,7 @@ pub(crate) fn build(
             .remove_tree(fs.as_ref(), &dir)
             .context(|| format!("removing the leftover {}", dir.display()))?;
     }
-    fs.create_dir_all(&dir)
+    fs.create_dir_all_durable(&dir)
         .context(|| format!("creating {}", dir.display()))?;
     let embedder = HashingEmbedder::default();
     {

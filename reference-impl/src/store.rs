@@ -229,7 +229,7 @@ impl Store {
     /// empty index and vector store, and the pointer to it.
     pub fn init(fs: Arc<dyn Fs>, clock: Arc<dyn Clock>, root: &Path) -> Result<()> {
         let layout = Layout::new(root);
-        fs.create_dir_all(root)
+        fs.create_dir_all_durable(root)
             .context(|| format!("creating {}", root.display()))?;
         let lock = StoreLock::acquire(fs.as_ref(), &layout)?;
         if read_current(fs.as_ref(), &layout)?.is_some() {
@@ -238,10 +238,9 @@ impl Store {
             });
         }
         for dir in [layout.source_dir(), layout.generations_dir()] {
-            fs.create_dir_all(&dir)
+            fs.create_dir_all_durable(&dir)
                 .context(|| format!("creating {}", dir.display()))?;
         }
-        fs.sync_dir(root).context(|| format!("syncing {}", root.display()))?;
         let first = Generation(1);
         generation::build(&fs, &clock, &layout, first, &lock.wipe_permission(), &[])?;
         generation::switch_to(fs.as_ref(), &layout, first)

@@ -132,7 +132,7 @@ fn power_cut_at_every_syscall(op: Op) {
     let mut states = 0;
     for (i, snapshot) in snapshots.iter().enumerate() {
         for (model, choice) in crash_states(snapshot) {
-            let after = snapshot.boot(SimConfig::with_seed(21), model, &choice);
+            let after = snapshot.boot(model, &choice);
             let what = format!(
                 "{op:?}, power cut at syscall {} under {model} ({choice})",
                 snapshot.syscall_index()

@@ -184,7 +184,7 @@ fn a_rebuild_interrupted_anywhere_leaves_a_store_that_opens() {
     for snapshot in &snapshots {
         let model = tearline_sim_fs::PersistenceModel::NothingUnsynced;
         let choice = snapshot.sample_crash(model, 0);
-        let after = snapshot.boot(SimConfig::with_seed(3), model, &choice);
+        let after = snapshot.boot(model, &choice);
         let store =
             open(&after, rebuild_allowed()).unwrap_or_else(|e| panic!("cut at {}: {e}", snapshot.syscall_index()));
         assert_documents_intact(&store);

@@ -511,7 +511,7 @@ pub fn run_matrix(
         for &model in &options.models {
             report.crash_points += 1;
             for (pick, choice) in crash_picks(snapshot, model, options, probe.crash_seed) {
-                let rebooted = snapshot.boot(SimConfig::with_seed(options.seed), model, &choice);
+                let rebooted = snapshot.boot(model, &choice);
                 report.states_checked += 1;
                 if let Err(violation) = check(&rebooted, workload, options.seed, acked) {
                     report.failures.push(Failure {

@@ -330,6 +330,20 @@ pub trait FsExt: Fs {
         Ok(())
     }
 
+    /// Creates `path` and every missing ancestor, then fsyncs it and every
+    /// ancestor up to the root, so the whole path survives a power cut. (An
+    /// ancestor may exist only in the page cache, left by a crashed process:
+    /// a name is durable only once its parent directory is synced.)
+    fn create_dir_all_durable(&self, path: &Path) -> io::Result<()> {
+        self.create_dir_all(path)?;
+        let mut cursor = Some(path);
+        while let Some(dir) = cursor.filter(|p| !p.as_os_str().is_empty()) {
+            self.sync_dir(dir)?;
+            cursor = dir.parent();
+        }
+        Ok(())
+    }
+
     /// Reads a whole file.
     fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
         let file = self.open(path, &OpenOptions::read_only())?;

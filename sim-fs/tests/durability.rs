@@ -215,7 +215,7 @@ fn exhaustive_enumeration_yields_every_distinct_state() {
     assert_eq!(subset.len(), 8);
     let mut states: Vec<Vec<u8>> = subset
         .iter()
-        .map(|choice| records(&snapshot.boot(SimConfig::default(), PersistenceModel::AnySubset, choice)))
+        .map(|choice| records(&snapshot.boot(PersistenceModel::AnySubset, choice)))
         .collect();
     states.sort();
     states.dedup();
@@ -247,7 +247,7 @@ fn a_state_derived_from_a_snapshot_equals_a_rerun_to_that_point() {
     let model = PersistenceModel::AnySubset;
     for snapshot in &snapshots {
         let choice = snapshot.sample_crash(model, 9);
-        let derived = snapshot.boot(SimConfig::with_seed(9), model, &choice);
+        let derived = snapshot.boot(model, &choice);
         let rerun = machine(9);
         rerun.set_fault_plan(
             tearline_sim_fs::FaultPlan::none().at(snapshot.syscall_index(), tearline_sim_fs::Fault::PowerCut),

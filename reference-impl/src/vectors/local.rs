@@ -220,7 +220,7 @@ impl LocalVectorStore {
             return Err(VectorError::Invalid("segment_target_bytes must be at least 1".into()));
         }
         if mode == OpenMode::ReadWrite {
-            make_path_durable(&*fs, dir)?;
+            fs.create_dir_all_durable(dir)?;
         }
         let recovered = recovery::recover(&*fs, dir, dimension)?;
         let report = report_of(&recovered);
@@ -258,20 +258,6 @@ fn report_of(recovered: &Recovered) -> OpenReport {
         truncated: repair.map(|r| r.path.clone()).into_iter().collect(),
         ignored: recovered.ignored.clone(),
     }
-}
-
-/// Creates `dir` (and any missing ancestor), then syncs it and every
-/// ancestor up to the root: an ancestor may exist only in the page cache (a
-/// crashed process, or an earlier failed open, created it), and a name is
-/// durable only once its parent is synced.
-fn make_path_durable(fs: &dyn Fs, dir: &Path) -> io::Result<()> {
-    fs.create_dir_all(dir)?;
-    let mut cursor = Some(dir);
-    while let Some(path) = cursor.filter(|p| !p.as_os_str().is_empty()) {
-        fs.sync_dir(path)?;
-        cursor = path.parent();
-    }
-    Ok(())
 }
 
 /// The segment being appended to.

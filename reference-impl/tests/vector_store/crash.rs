@@ -98,7 +98,7 @@ fn power_cut_matrix(
             let coverage = per_model.entry(model.to_string()).or_default();
             coverage.crash_points += 1;
             for choice in choices(snapshot, model) {
-                let booted = snapshot.boot(config.clone(), model, &choice);
+                let booted = snapshot.boot(model, &choice);
                 let what = format!("seed {SEED}, power cut at syscall {at}, model {model}, choice {choice}");
                 check_recovered(&booted, options, &allowed, &what, coverage);
             }

@@ -158,6 +158,7 @@ fn halt_error(halt: Halted) -> io::Error {
 /// power cut at that moment would leave. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct SimSnapshot {
+    config: Arc<SimConfig>,
     state: State,
     /// The index the next syscall would have had.
     syscall_index: u64,
@@ -202,14 +203,15 @@ impl SimSnapshot {
         )
     }
 
-    /// Boots a new machine from the disk a power cut here leaves under
-    /// `choice` (torn writes at `model`'s sector size). Its trace starts
-    /// empty, its syscall indices continue from this snapshot's.
-    pub fn boot(&self, config: SimConfig, model: PersistenceModel, choice: &CrashChoice) -> SimFs {
+    /// Boots a new machine, configured as the one the snapshot was taken on,
+    /// from the disk a power cut here leaves under `choice` (torn writes at
+    /// `model`'s sector size). Its trace starts empty, its syscall indices
+    /// continue from this snapshot's.
+    pub fn boot(&self, model: PersistenceModel, choice: &CrashChoice) -> SimFs {
         let image = self.state.crash_image(choice, model.sector_size());
         let clock = SimClock::new();
         clock.advance(self.now.duration_since(SimClock::epoch()).unwrap_or_default());
-        let mut world = World::new(config, clock);
+        let mut world = World::new(Arc::clone(&self.config), clock);
         world.state = State::from_image(image);
         world.boot = self.boot + 1;
         world.syscall_index = self.syscall_index;
@@ -300,7 +302,7 @@ struct Call<'a> {
 
 struct World {
     machine: u64,
-    config: SimConfig,
+    config: Arc<SimConfig>,
     state: State,
     boot: u32,
     syscall_index: u64,
@@ -349,7 +351,7 @@ fn components(path: &Path) -> io::Result<Vec<&str>> {
 }
 
 impl World {
-    fn new(config: SimConfig, clock: SimClock) -> Self {
+    fn new(config: Arc<SimConfig>, clock: SimClock) -> Self {
         let fault_rng = ChaCha8Rng::seed_from_u64(mix(config.seed, 1, 0));
         let mut world = Self {
             machine: NEXT_MACHINE.fetch_add(1, Ordering::Relaxed),
@@ -515,6 +517,7 @@ impl World {
     /// the snapshot a recording run took at that index.
     fn snapshot(&self) -> SimSnapshot {
         SimSnapshot {
+            config: Arc::clone(&self.config),
             state: self.state.clone(),
             syscall_index: self.power_cut.map_or(self.syscall_index, |c| c.halt.at_syscall),
             boot: self.boot,
@@ -634,7 +637,7 @@ enum WriteFault {
 impl SimFs {
     /// A new machine with an empty root directory, and its first process.
     pub fn new(config: SimConfig) -> Self {
-        let mut world = World::new(config, SimClock::new());
+        let mut world = World::new(Arc::new(config), SimClock::new());
         let pid = world.spawn();
         Self {
             world: Arc::new(Mutex::new(world)),
