@@ -79,6 +79,16 @@ impl RecoveryReport {
     }
 }
 
+/// `NotText` unless `content` is UTF-8.
+fn check_text(name: &DocName, content: &[u8]) -> Result<()> {
+    match std::str::from_utf8(content) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(StoreError::NotText {
+            name: name.as_str().to_string(),
+        }),
+    }
+}
+
 /// How many rounds recovery makes over the intents (completing an add can
 /// leave one `drop` intent, resolved in the next round).
 const RECOVERY_ROUNDS: usize = 3;
@@ -91,27 +101,61 @@ impl Store {
     pub fn add(&mut self, name: &str, content: &[u8]) -> Result<AddOutcome> {
         self.require_writable()?;
         let name = DocName::new(name)?;
-        if std::str::from_utf8(content).is_err() {
-            return Err(StoreError::NotText {
-                name: name.as_str().to_string(),
-            });
-        }
+        check_text(&name, content)?;
         let intent = self
             .index
             .begin(IntentOp::Add, name.as_str(), &content_hash(content), None)?;
-        let result = self.finish_add(&name, content, &intent);
+        let path = self.layout.source_file(&name);
+        let result = self
+            .fs
+            .write_file_atomic(&path, content)
+            .context(|| format!("writing {}", path.display()))
+            .and_then(|()| self.link_source(&name, content, &intent));
+        self.recover_after(result)
+    }
+
+    /// Brings the index entry of one document in line with its source file,
+    /// through the same two-phase protocol, without touching the file: index
+    /// it (again) if the file exists, drop its entry if not. Returns what an
+    /// add would, or `None` when nothing is left indexed.
+    pub fn reindex(&mut self, name: &str) -> Result<Option<AddOutcome>> {
+        self.require_writable()?;
+        let name = DocName::new(name)?;
+        match self.read_source(&name)? {
+            Some(content) => {
+                check_text(&name, &content)?;
+                let intent = self
+                    .index
+                    .begin(IntentOp::Add, name.as_str(), &content_hash(&content), None)?;
+                let result = self
+                    .make_source_durable(Some(&name))
+                    .and_then(|()| self.link_source(&name, &content, &intent));
+                self.recover_after(result).map(Some)
+            }
+            None => {
+                if let Some((_, vector_id)) = self.index.summary(name.as_str())? {
+                    let intent = self.index.begin(IntentOp::Remove, name.as_str(), "", Some(vector_id))?;
+                    let result = self
+                        .make_source_durable(None)
+                        .and_then(|()| self.complete_removal(&intent));
+                    self.recover_after(result)?;
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// After a failed step, resolves the intent now if it can (best effort:
+    /// the next writable open will otherwise), and returns `result`.
+    fn recover_after<T>(&mut self, result: Result<T>) -> Result<T> {
         if result.is_err() {
-            // Best effort: resolve the intent now; the next open will if this fails.
             let _ = self.recover();
         }
         result
     }
 
-    fn finish_add(&mut self, name: &DocName, content: &[u8], intent: &Intent) -> Result<AddOutcome> {
-        let path = self.layout.source_file(name);
-        self.fs
-            .write_file_atomic(&path, content)
-            .context(|| format!("writing {}", path.display()))?;
+    /// Steps 3 to 5 of an add, once the source file holds `content` durably.
+    fn link_source(&mut self, name: &DocName, content: &[u8], intent: &Intent) -> Result<AddOutcome> {
         let (doc, vector) = self.prepare(name, content, intent.vector_id)?;
         self.vectors
             .upsert(intent.vector_id, &vector)
@@ -146,10 +190,7 @@ impl Store {
         };
         let intent = self.index.begin(IntentOp::Remove, name.as_str(), "", Some(vector_id))?;
         let result = self.finish_remove(&name, &intent);
-        if result.is_err() {
-            let _ = self.recover();
-        }
-        result
+        self.recover_after(result)
     }
 
     fn finish_remove(&mut self, name: &DocName, intent: &Intent) -> Result<()> {

@@ -353,6 +353,17 @@ impl Index {
             .context(|| format!("clearing intent {}", intent.id))
     }
 
+    /// A document's chunks, in order.
+    pub(crate) fn chunks(&self, path: &str) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT body FROM chunks WHERE path = ?1 ORDER BY ord")
+            .context(|| format!("reading the chunks of {path}"))?;
+        stmt.query_map([path], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .context(|| format!("reading the chunks of {path}"))
+    }
+
     /// The number of chunks of a document.
     pub(crate) fn chunk_count(&self, path: &str) -> Result<u64> {
         self.conn

@@ -29,4 +29,4 @@ pub use dual_write::{AddOutcome, RecoveryReport};
 pub use error::StoreError;
 pub use index::FileRow;
 pub use layout::{DocName, Generation, Layout};
-pub use store::{Access, Document, Hit, OpenReport, Status, Store, StoreOptions, VerifyReport};
+pub use store::{Access, Document, Dump, DumpedDocument, Hit, OpenReport, Status, Store, StoreOptions, VerifyReport};

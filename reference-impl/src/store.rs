@@ -160,6 +160,31 @@ impl VerifyReport {
     }
 }
 
+/// The store's logical content in a canonical, comparable form: what it
+/// holds, not how (no vector ids, no generation, no timestamps).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Dump {
+    /// Every indexed document, by name.
+    pub documents: Vec<DumpedDocument>,
+}
+
+/// One document of a [`Dump`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DumpedDocument {
+    /// Its name.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// SHA-256 of its content, hex.
+    pub hash: String,
+    /// Its summary.
+    pub summary: String,
+    /// Its chunks, in order.
+    pub chunks: Vec<String>,
+    /// Its vector, or `None` if the vector store lacks it.
+    pub vector: Option<Vec<f32>>,
+}
+
 /// A short status.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Status {
@@ -498,6 +523,28 @@ impl Store {
             }
         }
         Ok(report)
+    }
+
+    /// The logical content, canonically: two stores holding the same
+    /// documents dump equal, whatever their history.
+    pub fn dump(&self) -> Result<Dump> {
+        let mut documents = Vec::new();
+        for (name, row) in self.index.files()? {
+            let (summary, vector_id) = self.index.summary(&name)?.unwrap_or_default();
+            let vector = self
+                .vectors
+                .get(vector_id)
+                .context(|| format!("reading the vector of {name}"))?;
+            documents.push(DumpedDocument {
+                chunks: self.index.chunks(&name)?,
+                name,
+                size: row.size,
+                hash: row.hash,
+                summary,
+                vector,
+            });
+        }
+        Ok(Dump { documents })
     }
 
     /// A short status.

@@ -255,3 +255,32 @@ fn verify_reports_orphans_both_ways_and_recovery_repairs_them() {
     assert!(store.verify().expect("verify").is_clean());
     assert_eq!(store.search("crash safety", 1).expect("search")[0].name, "a.md");
 }
+
+/// `reindex` follows the source file: an edit behind the store's back is
+/// picked up, a deleted file's entry goes, and the dump shows the content.
+#[test]
+fn reindex_brings_one_entry_in_line_with_its_source() {
+    use tearline_sim_fs::FsExt;
+    let env = Env::sim();
+    env.init();
+    let mut store = env.open(StoreOptions::default()).expect("open");
+    store.add("a.md", CRASH.as_bytes()).expect("add");
+    store.add("b.md", CAKE.as_bytes()).expect("add");
+    env.fs
+        .write_file(&env.root.join("source/a.md"), FSYNC.as_bytes())
+        .expect("edit behind its back");
+    assert_eq!(store.verify().expect("verify").stale, ["a.md"]);
+    let outcome = store.reindex("a.md").expect("reindex").expect("still indexed");
+    assert!(outcome.replaced);
+    env.fs
+        .remove_file(&env.root.join("source/b.md"))
+        .expect("delete behind its back");
+    assert_eq!(store.reindex("b.md").expect("reindex"), None);
+    assert!(store.verify().expect("verify").is_clean());
+    let dump = store.dump().expect("dump");
+    assert_eq!(dump.documents.len(), 1);
+    assert_eq!(dump.documents[0].name, "a.md");
+    assert_eq!(dump.documents[0].summary, "Fsync semantics");
+    assert!(dump.documents[0].vector.is_some());
+    assert_eq!(store.reindex("absent.md").expect("nothing to do"), None);
+}
