@@ -52,6 +52,11 @@ pub enum StoreError {
         /// The name asked for.
         name: String,
     },
+    /// A destructive operation was asked for without `force`.
+    ForceRequired {
+        /// The operation (e.g. the reconcile mode).
+        mode: String,
+    },
     /// The store's own files are damaged in a way it cannot repair.
     Corrupt {
         /// What is damaged and how.
@@ -104,6 +109,10 @@ impl fmt::Display for StoreError {
             StoreError::InvalidName { name, reason } => write!(f, "invalid document name {name:?}: {reason}"),
             StoreError::NotText { name } => write!(f, "document {name:?} is not UTF-8 text"),
             StoreError::NotFound { name } => write!(f, "no document named {name:?}"),
+            StoreError::ForceRequired { mode } => write!(
+                f,
+                "{mode} deletes index records and needs --force (preview it with --dry-run); nothing was changed"
+            ),
             StoreError::Corrupt { what } => write!(f, "the store is damaged: {what}"),
             StoreError::Io { context, source } => write!(f, "{context}: {source}"),
             StoreError::Sqlite { context, source } => write!(f, "{context}: {source}"),

@@ -7,6 +7,7 @@
 //!
 //! - [`store`]: opening (lock, generation, schema, recovery), reading, search, verify.
 //! - [`dual_write`]: the two-phase protocol across index and vector store, and recovery.
+//! - [`reconcile`]: audit / sync / clean / full against the source files (the filesystem wins).
 //! - [`schema`]: the versioned schema and its migration registry.
 //! - [`lock`]: the write lock and the permission to wipe only it hands out.
 //! - [`generation`]: building an index beside the live one and switching atomically.
@@ -21,6 +22,7 @@ pub(crate) mod generation;
 mod index;
 pub mod layout;
 pub mod lock;
+pub mod reconcile;
 pub mod schema;
 pub mod store;
 pub mod vectors;
@@ -29,4 +31,5 @@ pub use dual_write::{AddOutcome, RecoveryReport};
 pub use error::StoreError;
 pub use index::FileRow;
 pub use layout::{DocName, Generation, Layout};
+pub use reconcile::{ReconcileMode, ReconcileOptions, ReconcileStats};
 pub use store::{Access, Document, Dump, DumpedDocument, Hit, OpenReport, Status, Store, StoreOptions, VerifyReport};

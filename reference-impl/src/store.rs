@@ -18,6 +18,7 @@ use crate::generation;
 use crate::index::{FileRow, Index, IndexAccess, IndexedDocument};
 use crate::layout::{DocName, Generation, Layout};
 use crate::lock::StoreLock;
+use crate::reconcile::{ReconcileOptions, ReconcileStats};
 use crate::schema::{self, Plan};
 use crate::vectors::local::{LocalVectorStore, OpenMode, OpenReport as VectorOpenReport};
 use crate::vectors::{VectorId, VectorStore};
@@ -82,6 +83,9 @@ pub struct OpenReport {
     pub vector_repair: VectorRepair,
     /// What recovery did (empty for a read-only open).
     pub recovery: RecoveryReport,
+    /// The audit a writable open runs: where the index and the files
+    /// disagree. Reported, never acted on (see [`Store::reconcile`]).
+    pub audit: Option<ReconcileStats>,
 }
 
 /// What the vector store dropped when it opened (torn tails).
@@ -371,10 +375,12 @@ impl Store {
                 removed_generations,
                 vector_repair: VectorRepair::from_report(&vector_report),
                 recovery: RecoveryReport::default(),
+                audit: None,
             },
         };
         if writable {
             store.report.recovery = store.recover()?;
+            store.report.audit = Some(store.reconcile(ReconcileOptions::audit())?);
         }
         Ok(store)
     }

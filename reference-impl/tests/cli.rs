@@ -58,6 +58,18 @@ fn the_cli_runs_the_store_end_to_end() {
     let verify = refstore(&root, &["verify"]);
     assert!(verify.status.success(), "{}", stderr(&verify));
 
+    std::fs::remove_file(root.join("source/fsync.md")).expect("delete behind its back");
+    let audit = refstore(&root, &["--json", "reconcile"]);
+    let audit: serde_json::Value = serde_json::from_str(&stdout(&audit)).expect("stats are JSON");
+    assert_eq!(audit["orphaned"][0], "fsync.md");
+    let refused = refstore(&root, &["reconcile", "--mode", "clean"]);
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("--force"), "{}", stderr(&refused));
+    let clean = refstore(&root, &["--json", "reconcile", "--mode", "clean", "--force"]);
+    assert!(clean.status.success(), "{}", stderr(&clean));
+    let clean: serde_json::Value = serde_json::from_str(&stdout(&clean)).expect("stats are JSON");
+    assert_eq!(clean["deleted"], 1);
+
     let rm = refstore(&root, &["rm", "cake.md"]);
     assert!(rm.status.success(), "{}", stderr(&rm));
     let search = refstore(&root, &["search", "lemon cake"]);

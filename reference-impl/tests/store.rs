@@ -1,78 +1,13 @@
 //! The reference store's operations, on `SimFs` and on a real temporary
 //! directory: the same test bodies must pass on both.
 
-use std::path::PathBuf;
+#[macro_use]
+mod common;
+
 use std::sync::Arc;
 
+use common::Env;
 use tearline_refstore::{Store, StoreError, StoreOptions};
-use tearline_sim_fs::{Clock, Fs, RealFs, SimConfig, SimFs, SystemClock};
-
-/// A filesystem, a clock, and a root for a store on it.
-struct Env {
-    fs: Arc<dyn Fs>,
-    other_process: Arc<dyn Fs>,
-    clock: Arc<dyn Clock>,
-    root: PathBuf,
-    _tmp: Option<tempfile::TempDir>,
-}
-
-impl Env {
-    fn sim() -> Env {
-        let sim = SimFs::new(SimConfig::with_seed(7));
-        Env {
-            other_process: Arc::new(sim.spawn_process()),
-            clock: Arc::new(sim.clock()),
-            fs: Arc::new(sim),
-            root: PathBuf::from("/store"),
-            _tmp: None,
-        }
-    }
-
-    fn real() -> Env {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        Env {
-            fs: Arc::new(RealFs),
-            other_process: Arc::new(RealFs),
-            clock: Arc::new(SystemClock),
-            root: tmp.path().join("store"),
-            _tmp: Some(tmp),
-        }
-    }
-
-    fn init(&self) {
-        Store::init(Arc::clone(&self.fs), Arc::clone(&self.clock), &self.root).expect("init");
-    }
-
-    fn open(&self, options: StoreOptions) -> Result<Store, StoreError> {
-        Store::open(Arc::clone(&self.fs), Arc::clone(&self.clock), &self.root, options)
-    }
-
-    fn open_in_other_process(&self, options: StoreOptions) -> Result<Store, StoreError> {
-        Store::open(
-            Arc::clone(&self.other_process),
-            Arc::clone(&self.clock),
-            &self.root,
-            options,
-        )
-    }
-}
-
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[test]
-                fn on_simfs() {
-                    super::$name(&super::Env::sim());
-                }
-                #[test]
-                fn on_realfs() {
-                    super::$name(&super::Env::real());
-                }
-            }
-        )*
-    };
-}
 
 on_both!(
     documents_round_trip,

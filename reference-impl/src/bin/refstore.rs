@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use tearline_refstore::{Store, StoreError, StoreOptions};
+use tearline_refstore::{ReconcileMode, ReconcileOptions, Store, StoreError, StoreOptions};
 use tearline_sim_fs::{Clock, Fs, RealFs, SystemClock};
 
 #[derive(Parser)]
@@ -55,6 +55,20 @@ enum Command {
     Status,
     /// Rebuild the index from the source files if its schema requires it.
     Upgrade,
+    /// Compare the index with the source files (the filesystem wins) and,
+    /// depending on the mode, bring it in line.
+    Reconcile {
+        /// audit: report only; sync: add missing, refresh stale; clean: delete
+        /// entries whose file is gone (needs --force); full: sync + clean (needs --force).
+        #[arg(long, value_parser = ["audit", "sync", "clean", "full"], default_value = "audit")]
+        mode: String,
+        /// Report what would be done; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Allow the modes that delete index entries.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -144,6 +158,28 @@ fn run(cli: &Cli) -> Result<ExitCode, StoreError> {
         Command::Status => {
             let store = open(StoreOptions::read_only())?;
             print(cli.json, &store.status()?)?;
+        }
+        Command::Reconcile { mode, dry_run, force } => {
+            let mode = ReconcileMode::parse(mode).ok_or_else(|| StoreError::InvalidName {
+                name: mode.clone(),
+                reason: "not a reconcile mode",
+            })?;
+            let options = if mode == ReconcileMode::Audit || *dry_run {
+                StoreOptions::read_only()
+            } else {
+                StoreOptions::default()
+            };
+            let mut store = open(options)?;
+            let stats = store.reconcile(ReconcileOptions {
+                mode,
+                dry_run: *dry_run,
+                force: *force,
+            })?;
+            print(cli.json, &stats)?;
+            if !stats.errors.is_empty() {
+                eprintln!("refstore: {} documents could not be reconciled", stats.errors.len());
+                return Ok(ExitCode::FAILURE);
+            }
         }
         Command::Upgrade => {
             let store = open(StoreOptions {
