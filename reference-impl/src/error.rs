@@ -83,6 +83,36 @@ pub enum StoreError {
         /// The error.
         source: VectorError,
     },
+    /// A full rebuild failed before its new generation went live. The live
+    /// generation is unchanged and still serves; the new one was removed
+    /// (or, if removing it failed too, the next writable open removes it).
+    /// Fix the cause and rebuild again.
+    RebuildFailed {
+        /// The live generation, unchanged.
+        live: String,
+        /// The generation that was being built.
+        attempted: String,
+        /// Why it failed.
+        cause: Box<StoreError>,
+    },
+    /// A generation just built did not pass verification, so it never went live.
+    GenerationInvalid {
+        /// The generation.
+        generation: String,
+        /// What is wrong with it.
+        problems: Vec<String>,
+    },
+    /// Making a rebuilt generation live failed half-way and could not be
+    /// undone: `CURRENT` may name either generation after a crash (both are
+    /// complete). The handle no longer writes; reopen the store.
+    SwitchUncertain {
+        /// The generation that was live.
+        live: String,
+        /// The generation being made live.
+        attempted: String,
+        /// Why the switch failed.
+        cause: Box<StoreError>,
+    },
 }
 
 impl fmt::Display for StoreError {
@@ -117,6 +147,20 @@ impl fmt::Display for StoreError {
             StoreError::Io { context, source } => write!(f, "{context}: {source}"),
             StoreError::Sqlite { context, source } => write!(f, "{context}: {source}"),
             StoreError::Vectors { context, source } => write!(f, "{context}: {source}"),
+            StoreError::RebuildFailed { live, attempted, cause } => write!(
+                f,
+                "rebuilding the index as {attempted} failed, so {live} is still live and unchanged: {cause}"
+            ),
+            StoreError::GenerationInvalid { generation, problems } => write!(
+                f,
+                "the rebuilt {generation} failed verification and was not made live: {}",
+                problems.join("; ")
+            ),
+            StoreError::SwitchUncertain { live, attempted, cause } => write!(
+                f,
+                "switching from {live} to {attempted} failed and could not be undone ({cause}); \
+                 either may be live after a crash, both are complete; reopen the store to continue"
+            ),
         }
     }
 }
@@ -127,6 +171,7 @@ impl std::error::Error for StoreError {
             StoreError::Io { source, .. } => Some(source),
             StoreError::Sqlite { source, .. } => Some(source),
             StoreError::Vectors { source, .. } => Some(source),
+            StoreError::RebuildFailed { cause, .. } | StoreError::SwitchUncertain { cause, .. } => Some(cause.as_ref()),
             _ => None,
         }
     }

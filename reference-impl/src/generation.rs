@@ -1,29 +1,64 @@
 //! Generations: a complete index and vector store built beside the live one,
-//! and the one atomic step that makes it live.
+//! the one atomic step that makes it live, and the removal of the others.
 //!
 //! A generation is built in its own directory, made durable (the files by
 //! SQLite's and the vector store's syncs, the directories by explicit
-//! fsyncs), and only then named by `CURRENT`, which is replaced by temp file +
-//! fsync + rename + directory fsync. A crash at any point leaves `CURRENT`
-//! naming a complete generation; a half-built one is removed by the next
-//! writable open.
+//! fsyncs), marked complete by its `CREATED` file (written last, atomically),
+//! and only then named by `CURRENT`, which is replaced by temp file + fsync +
+//! rename + directory fsync. A crash at any point leaves `CURRENT` naming a
+//! complete generation.
+//!
+//! The other generations are of two kinds (see [`clean_up`]):
+//! - **leftovers**, removed by every writable open: generations newer than
+//!   the live one (an interrupted rebuild), older ones without a valid
+//!   `CREATED` (an interrupted removal: `CREATED` is removed, durably, before
+//!   anything else), and anything in `generations/` that is not a
+//!   generation;
+//! - **backups**, older complete generations, kept or removed by the
+//!   [`RetentionPolicy`].
 
+use std::collections::BTreeMap;
+use std::io;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
 
-use tearline_sim_fs::{Clock, FileKind, Fs, FsExt};
+use tearline_sim_fs::{Clock, FileHandleExt, FileKind, Fs, FsExt, OpenOptions};
 
 use crate::embed::{Embedder, HashingEmbedder};
 use crate::error::{Context, Result};
-use crate::index::{Index, IndexAccess};
-use crate::layout::{DocName, Generation, Layout};
+use crate::index::{Index, IndexAccess, IndexedDocument};
+use crate::layout::{CREATED_FILE_NAME, DocName, Generation, INDEX_FILE_NAME, Layout, VECTORS_DIR_NAME};
 use crate::lock::WipePermission;
-use crate::store::{prepare, source_names};
+use crate::rebuild::{RebuildProgress, RetentionPolicy};
+use crate::store::{content_hash, prepare};
 use crate::vectors::VectorStore;
 use crate::vectors::local::{LocalVectorStore, OpenMode};
 
+/// Documents written to the index per SQLite transaction while building.
+const BUILD_BATCH: usize = 256;
+
+/// What a build indexed: each document's name and content hash (SHA-256, hex).
+pub(crate) type Manifest = BTreeMap<String, String>;
+
 fn sync_dir(fs: &dyn Fs, dir: &Path) -> Result<()> {
     fs.sync_dir(dir).context(|| format!("syncing {}", dir.display()))
+}
+
+/// Reads a source file and makes its content durable (the index must not
+/// describe bytes a power cut could still take back). `None` if it is gone.
+fn read_durable(fs: &dyn Fs, path: &Path) -> io::Result<Option<Vec<u8>>> {
+    let file = match fs.open(path, &OpenOptions::read_only()) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let len = usize::try_from(file.len()?).map_err(|_| tearline_sim_fs::errno::efbig())?;
+    let mut content = vec![0u8; len];
+    let read = file.read_exact_at_most(&mut content, 0)?;
+    content.truncate(read);
+    file.sync_all()?;
+    Ok(Some(content))
 }
 
 /// Builds `generation` from the source files `docs` (any earlier directory
@@ -36,52 +71,119 @@ pub(crate) fn build(
     generation: Generation,
     permission: &WipePermission<'_>,
     docs: &[DocName],
-) -> Result<()> {
-    let dir = layout.generation_dir(generation);
-    if fs.exists(&dir).context(|| format!("looking for {}", dir.display()))? {
+    progress: &mut dyn FnMut(&RebuildProgress),
+) -> Result<Manifest> {
+    build_at(
+        fs,
+        clock,
+        layout,
+        &layout.generation_dir(generation),
+        permission,
+        docs,
+        progress,
+    )
+}
+
+/// Builds a generation in `dir` (a directory of `generations/`): see [`build`].
+pub(crate) fn build_at(
+    fs: &Arc<dyn Fs>,
+    clock: &Arc<dyn Clock>,
+    layout: &Layout,
+    dir: &Path,
+    permission: &WipePermission<'_>,
+    docs: &[DocName],
+    progress: &mut dyn FnMut(&RebuildProgress),
+) -> Result<Manifest> {
+    if fs.exists(dir).context(|| format!("looking for {}", dir.display()))? {
         permission
-            .remove_tree(fs.as_ref(), &dir)
+            .remove_tree(fs.as_ref(), dir)
             .context(|| format!("removing the leftover {}", dir.display()))?;
     }
-    fs.create_dir_all_durable(&dir)
+    fs.create_dir_all_durable(dir)
         .context(|| format!("creating {}", dir.display()))?;
+    if !docs.is_empty() {
+        // The names listed must survive a power cut as long as the index does.
+        sync_dir(fs.as_ref(), &layout.source_dir())?;
+    }
     let embedder = HashingEmbedder::default();
+    let mut manifest = Manifest::new();
     {
         let mut index = Index::open(
             Arc::clone(fs),
             Arc::clone(clock),
-            &layout.index_file(generation),
+            &dir.join(INDEX_FILE_NAME),
             IndexAccess::ReadWrite,
         )?;
         index.create_schema()?;
         let (mut vectors, _) = LocalVectorStore::open(
             Arc::clone(fs),
-            &layout.vectors_dir(generation),
+            &dir.join(VECTORS_DIR_NAME),
             embedder.dimension(),
             OpenMode::ReadWrite,
         )
-        .context(|| format!("creating the vector store of {}", generation.dir_name()))?;
+        .context(|| format!("creating the vector store in {}", dir.display()))?;
+        let mut batch: Vec<IndexedDocument> = Vec::new();
         for (position, name) in docs.iter().enumerate() {
             let path = layout.source_file(name);
-            let content = fs.read_file(&path).context(|| format!("reading {}", path.display()))?;
-            let vector_id = position as u64 + 1;
-            let (doc, vector) = prepare(
-                fs.as_ref(),
-                clock.as_ref(),
-                layout,
-                &embedder,
-                name,
-                &content,
-                vector_id,
-            )?;
-            vectors
-                .upsert(vector_id, &vector)
-                .context(|| format!("storing the vector of {name}"))?;
-            index.put(&doc)?;
+            let content = read_durable(fs.as_ref(), &path).context(|| format!("reading {}", path.display()))?;
+            // A file removed since the listing is simply not indexed.
+            if let Some(content) = content {
+                let vector_id = position as u64 + 1;
+                let (doc, vector) = prepare(
+                    fs.as_ref(),
+                    clock.as_ref(),
+                    layout,
+                    &embedder,
+                    name,
+                    &content,
+                    vector_id,
+                )?;
+                vectors
+                    .upsert(vector_id, &vector)
+                    .context(|| format!("storing the vector of {name}"))?;
+                manifest.insert(name.as_str().to_string(), content_hash(&content));
+                batch.push(doc);
+                if batch.len() >= BUILD_BATCH {
+                    index.put_batch(&batch)?;
+                    batch.clear();
+                }
+            }
+            progress(&RebuildProgress {
+                done: position + 1,
+                total: docs.len(),
+                name: name.as_str().to_string(),
+            });
         }
+        index.put_batch(&batch)?;
     }
-    sync_dir(fs.as_ref(), &dir)?;
-    sync_dir(fs.as_ref(), &layout.generations_dir())
+    sync_dir(fs.as_ref(), dir)?;
+    // Last: the mark that the generation is complete.
+    let created_ms = clock
+        .now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let created = dir.join(CREATED_FILE_NAME);
+    fs.write_file_atomic(&created, format!("{created_ms}\n").as_bytes())
+        .context(|| format!("writing {}", created.display()))?;
+    sync_dir(fs.as_ref(), &layout.generations_dir())?;
+    Ok(manifest)
+}
+
+/// When the generation in `dir` was built, from its `CREATED` file: `None`
+/// if it has none or it does not hold a time (the generation is incomplete).
+pub(crate) fn created_at(fs: &dyn Fs, dir: &Path) -> Result<Option<Duration>> {
+    let path = dir.join(CREATED_FILE_NAME);
+    let bytes = match fs.read_file(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).context(|| format!("reading {}", path.display())),
+    };
+    Ok(std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|text| text.strip_suffix('\n'))
+        .filter(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|digits| digits.parse().ok())
+        .map(Duration::from_millis))
 }
 
 /// Makes `generation` live: one atomic replacement of `CURRENT`.
@@ -91,48 +193,111 @@ pub(crate) fn switch_to(fs: &dyn Fs, layout: &Layout, generation: Generation) ->
         .context(|| format!("writing {}", path.display()))
 }
 
-/// Removes every generation directory but `keep` (leftovers of interrupted
-/// rebuilds, and replaced generations). Returns their names.
-pub(crate) fn remove_others(
-    fs: &dyn Fs,
-    layout: &Layout,
-    keep: Generation,
-    permission: &WipePermission<'_>,
-) -> Result<Vec<String>> {
+/// The generations in `generations/`, ascending (other entries left out).
+pub(crate) fn existing(fs: &dyn Fs, layout: &Layout) -> Result<Vec<Generation>> {
     let dir = layout.generations_dir();
     let entries = fs.read_dir(&dir).context(|| format!("listing {}", dir.display()))?;
-    let mut removed = Vec::new();
+    let mut generations: Vec<Generation> = entries
+        .into_iter()
+        .filter(|e| e.kind == FileKind::Dir)
+        .filter_map(|e| Generation::parse(&e.name))
+        .collect();
+    generations.sort();
+    Ok(generations)
+}
+
+/// Removes one generation's directory so that a crash half-way leaves it
+/// recognisably incomplete: `CREATED` goes first, durably.
+fn remove_dir(fs: &dyn Fs, dir: &Path, permission: &WipePermission<'_>) -> Result<()> {
+    let created = dir.join(CREATED_FILE_NAME);
+    match fs.remove_file(&created) {
+        Ok(()) => sync_dir(fs, dir)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).context(|| format!("removing {}", created.display())),
+    }
+    permission
+        .remove_tree(fs, dir)
+        .context(|| format!("removing {}", dir.display()))
+}
+
+/// Removes `generation` (a failed build), durably. Absent is fine.
+pub(crate) fn remove(
+    fs: &dyn Fs,
+    layout: &Layout,
+    generation: Generation,
+    permission: &WipePermission<'_>,
+) -> Result<()> {
+    remove_path(fs, layout, &layout.generation_dir(generation), permission)
+}
+
+/// Removes a directory of `generations/` (absent is fine), then makes its
+/// removal durable.
+pub(crate) fn remove_path(fs: &dyn Fs, layout: &Layout, dir: &Path, permission: &WipePermission<'_>) -> Result<()> {
+    if !fs.exists(dir).context(|| format!("looking for {}", dir.display()))? {
+        return Ok(());
+    }
+    remove_dir(fs, dir, permission)?;
+    sync_dir(fs, &layout.generations_dir())
+}
+
+/// What [`clean_up`] removed, by directory name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Removed {
+    /// Leftovers of interrupted rebuilds and removals.
+    pub(crate) leftovers: Vec<String>,
+    /// Backups the retention policy no longer keeps.
+    pub(crate) backups: Vec<String>,
+}
+
+/// Removes every leftover (see the module docs) and the backups `retention`
+/// does not keep (beyond the newest `keep_backups`, or built more than
+/// `max_age` before `clock`'s now). Never touches `live`.
+pub(crate) fn clean_up(
+    fs: &dyn Fs,
+    clock: &dyn Clock,
+    layout: &Layout,
+    live: Generation,
+    retention: &RetentionPolicy,
+    permission: &WipePermission<'_>,
+) -> Result<Removed> {
+    let dir = layout.generations_dir();
+    let entries = fs.read_dir(&dir).context(|| format!("listing {}", dir.display()))?;
+    let now = clock.now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let mut removed = Removed::default();
+    let mut backups: Vec<(Generation, Duration)> = Vec::new();
     for entry in entries {
-        if entry.name == keep.dir_name() {
+        let path = dir.join(&entry.name);
+        let generation = Generation::parse(&entry.name).filter(|_| entry.kind == FileKind::Dir);
+        match generation {
+            Some(generation) if generation == live => continue,
+            Some(generation) if generation < live => {
+                if let Some(created) = created_at(fs, &path)? {
+                    backups.push((generation, created));
+                    continue;
+                }
+                remove_dir(fs, &path, permission)?;
+            }
+            Some(_) => remove_dir(fs, &path, permission)?,
+            None => match entry.kind {
+                FileKind::Dir => remove_dir(fs, &path, permission)?,
+                FileKind::File => fs
+                    .remove_file(&path)
+                    .context(|| format!("removing {}", path.display()))?,
+            },
+        }
+        removed.leftovers.push(entry.name);
+    }
+    backups.sort_by_key(|(generation, _)| std::cmp::Reverse(*generation));
+    for (rank, (generation, created)) in backups.into_iter().enumerate() {
+        let age = now.saturating_sub(created);
+        if rank < retention.keep_backups && age <= retention.max_age {
             continue;
         }
-        let path = dir.join(&entry.name);
-        let result = match entry.kind {
-            FileKind::Dir => permission.remove_tree(fs, &path),
-            FileKind::File => fs.remove_file(&path),
-        };
-        result.context(|| format!("removing {}", path.display()))?;
-        removed.push(entry.name);
+        remove_dir(fs, &layout.generation_dir(generation), permission)?;
+        removed.backups.push(generation.dir_name());
     }
-    if !removed.is_empty() {
+    if !removed.leftovers.is_empty() || !removed.backups.is_empty() {
         sync_dir(fs, &dir)?;
     }
     Ok(removed)
-}
-
-/// Rebuilds the index from the source files as the generation after
-/// `current`, makes it live, and removes the others. Returns it.
-pub(crate) fn rebuild(
-    fs: &Arc<dyn Fs>,
-    clock: &Arc<dyn Clock>,
-    layout: &Layout,
-    current: Generation,
-    permission: &WipePermission<'_>,
-) -> Result<Generation> {
-    let next = current.next();
-    let docs = source_names(fs.as_ref(), layout)?;
-    build(fs, clock, layout, next, permission, &docs)?;
-    switch_to(fs.as_ref(), layout, next)?;
-    remove_others(fs.as_ref(), layout, next, permission)?;
-    Ok(next)
 }

@@ -316,17 +316,23 @@ impl Index {
         Ok(dropped)
     }
 
-    /// Writes a document's rows without any intent (building a generation
-    /// that is not live yet).
-    pub(crate) fn put(&mut self, doc: &IndexedDocument) -> Result<()> {
-        let context = || format!("indexing {}", doc.path);
+    /// Writes documents' rows without any intent, all in one transaction
+    /// (building a generation that is not live yet: one commit, and so one
+    /// round of syncs, per batch instead of per document).
+    pub(crate) fn put_batch(&mut self, docs: &[IndexedDocument]) -> Result<()> {
+        let (Some(first), Some(last)) = (docs.first(), docs.last()) else {
+            return Ok(());
+        };
+        let context = || format!("indexing {} to {}", first.path, last.path);
         let tx = self.conn.transaction().context(context)?;
-        write_rows(&tx, doc).context(context)?;
-        tx.execute(
-            "UPDATE meta SET value = max(value, ?1 + 1) WHERE key = 'next_vector_id'",
-            [sql_id(doc.vector_id)],
-        )
-        .context(context)?;
+        for doc in docs {
+            write_rows(&tx, doc).context(|| format!("indexing {}", doc.path))?;
+            tx.execute(
+                "UPDATE meta SET value = max(value, ?1 + 1) WHERE key = 'next_vector_id'",
+                [sql_id(doc.vector_id)],
+            )
+            .context(|| format!("indexing {}", doc.path))?;
+        }
         tx.commit().context(context)
     }
 

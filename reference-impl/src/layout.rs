@@ -7,11 +7,15 @@
 //! <root>/generations/gen-000001/    one generation: a complete index
 //!     index.db                        SQLite: files, chunks, summaries, intents
 //!     vectors/                        the vector store's segment files
+//!     CREATED                         when it was built (ms since the Unix epoch),
+//!                                     written last: the generation is complete
 //! ```
 //!
 //! A generation is complete before `CURRENT` names it: `CURRENT` is replaced
 //! by temp file + fsync + rename + directory fsync, so at every instant it
-//! names a complete generation.
+//! names a complete generation. Older generations are backups (see
+//! [`crate::rebuild::RetentionPolicy`]); newer ones are leftovers of
+//! interrupted rebuilds.
 
 use std::path::{Path, PathBuf};
 
@@ -68,14 +72,26 @@ impl Layout {
 
     /// A generation's SQLite index.
     pub fn index_file(&self, generation: Generation) -> PathBuf {
-        self.generation_dir(generation).join("index.db")
+        self.generation_dir(generation).join(INDEX_FILE_NAME)
     }
 
     /// A generation's vector store directory.
     pub fn vectors_dir(&self, generation: Generation) -> PathBuf {
-        self.generation_dir(generation).join("vectors")
+        self.generation_dir(generation).join(VECTORS_DIR_NAME)
+    }
+
+    /// A generation's creation record (and completion marker).
+    pub fn created_file(&self, generation: Generation) -> PathBuf {
+        self.generation_dir(generation).join(CREATED_FILE_NAME)
     }
 }
+
+/// The name of a generation's SQLite index inside its directory.
+pub(crate) const INDEX_FILE_NAME: &str = "index.db";
+/// The name of a generation's vector store directory inside its directory.
+pub(crate) const VECTORS_DIR_NAME: &str = "vectors";
+/// The name of a generation's creation record inside its directory.
+pub(crate) const CREATED_FILE_NAME: &str = "CREATED";
 
 /// A generation number (1 for the first).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -10,7 +10,10 @@
 //! - [`reconcile`]: audit / sync / clean / full against the source files (the filesystem wins).
 //! - [`schema`]: the versioned schema and its migration registry.
 //! - [`lock`]: the write lock and the permission to wipe only it hands out.
-//! - [`generation`]: building an index beside the live one and switching atomically.
+//! - [`rebuild`]: full (a new, verified generation, switched atomically, the
+//!   old one kept as a backup) and incremental rebuilds, and backup retention.
+//! - `generation`: building an index beside the live one, switching
+//!   atomically, removing leftovers and old backups.
 //! - [`vectors`]: the vector store contract and its local, segment-file implementation.
 //! - [`embed`]: summaries, chunks and the deterministic embedder.
 //! - [`layout`]: where everything lives under the root.
@@ -22,6 +25,7 @@ pub(crate) mod generation;
 mod index;
 pub mod layout;
 pub mod lock;
+pub mod rebuild;
 pub mod reconcile;
 pub mod schema;
 pub mod store;
@@ -31,5 +35,8 @@ pub use dual_write::{AddOutcome, RecoveryReport};
 pub use error::StoreError;
 pub use index::FileRow;
 pub use layout::{DocName, Generation, Layout};
+#[cfg(feature = "flawed-variants")]
+pub use rebuild::Swap;
+pub use rebuild::{RebuildMode, RebuildProgress, RebuildStats, RetentionPolicy};
 pub use reconcile::{ReconcileMode, ReconcileOptions, ReconcileStats};
 pub use store::{Access, Document, Dump, DumpedDocument, Hit, OpenReport, Status, Store, StoreOptions, VerifyReport};

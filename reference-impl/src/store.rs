@@ -1,6 +1,7 @@
 //! The store: opening (lock, generation, schema, vector store, recovery),
 //! reading, searching and verifying. Mutations and recovery are in
-//! [`crate::dual_write`]; building a generation is in [`crate::generation`].
+//! [`crate::dual_write`]; rebuilding is in [`crate::rebuild`], building and
+//! switching a generation in `crate::generation`.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -18,6 +19,7 @@ use crate::generation;
 use crate::index::{FileRow, Index, IndexAccess, IndexedDocument};
 use crate::layout::{DocName, Generation, Layout};
 use crate::lock::StoreLock;
+use crate::rebuild::RetentionPolicy;
 use crate::reconcile::{ReconcileOptions, ReconcileStats};
 use crate::schema::{self, Plan};
 use crate::vectors::local::{LocalVectorStore, OpenMode, OpenReport as VectorOpenReport};
@@ -46,6 +48,14 @@ pub struct StoreOptions {
     /// Wraps the local vector store (tests and the harness use it to inject
     /// vector-store failures). Default none.
     pub wrap_vectors: Option<VectorWrapper>,
+    /// Which backup generations a writable open and a full rebuild keep.
+    /// Default [`RetentionPolicy::default`]: one backup, at most 7 days old.
+    pub retention: RetentionPolicy,
+    /// How a full rebuild makes its generation live. Default
+    /// [`crate::rebuild::Swap::Pointer`], the only correct one; the other is
+    /// a known-bad design kept to prove the crash tests catch it.
+    #[cfg(feature = "flawed-variants")]
+    pub swap: crate::rebuild::Swap,
 }
 
 impl Default for StoreOptions {
@@ -54,6 +64,9 @@ impl Default for StoreOptions {
             access: Access::Writable,
             rebuild_if_needed: false,
             wrap_vectors: None,
+            retention: RetentionPolicy::default(),
+            #[cfg(feature = "flawed-variants")]
+            swap: crate::rebuild::Swap::default(),
         }
     }
 }
@@ -77,8 +90,11 @@ pub struct OpenReport {
     pub migrated_from: Option<u32>,
     /// Rebuild: the schema version found, if the index was rebuilt.
     pub rebuilt_from: Option<u32>,
-    /// Leftover generations of interrupted rebuilds that were removed.
+    /// Leftovers of interrupted rebuilds (and of interrupted removals) that
+    /// were removed.
     pub removed_generations: Vec<String>,
+    /// Backup generations the retention policy no longer keeps, removed.
+    pub removed_backups: Vec<String>,
     /// What the vector store repaired when it opened.
     pub vector_repair: VectorRepair,
     /// What recovery did (empty for a read-only open).
@@ -216,6 +232,10 @@ pub struct Store {
     pub(crate) vectors: Box<dyn VectorStore>,
     pub(crate) embedder: HashingEmbedder,
     pub(crate) lock: Option<StoreLock>,
+    pub(crate) wrap_vectors: Option<VectorWrapper>,
+    pub(crate) retention: RetentionPolicy,
+    #[cfg(feature = "flawed-variants")]
+    pub(crate) swap: crate::rebuild::Swap,
     report: OpenReport,
 }
 
@@ -271,13 +291,14 @@ impl Store {
                 .context(|| format!("creating {}", dir.display()))?;
         }
         let first = Generation(1);
-        generation::build(&fs, &clock, &layout, first, &lock.wipe_permission(), &[])?;
+        generation::build(&fs, &clock, &layout, first, &lock.wipe_permission(), &[], &mut |_| {})?;
         generation::switch_to(fs.as_ref(), &layout, first)
     }
 
     /// Opens the store at `root`. A writable open takes the lock (failing with
     /// [`StoreError::Locked`] if another process has it), removes leftovers of
-    /// interrupted rebuilds, migrates or (if allowed) rebuilds the schema,
+    /// interrupted rebuilds and the backups [`StoreOptions::retention`] does
+    /// not keep, migrates or (if allowed) rebuilds the schema,
     /// and recovers every pending dual write before returning.
     pub fn open(fs: Arc<dyn Fs>, clock: Arc<dyn Clock>, root: &Path, options: StoreOptions) -> Result<Store> {
         let layout = Layout::new(root);
@@ -295,9 +316,18 @@ impl Store {
         let mut generation = read_current(fs.as_ref(), &layout)?.ok_or_else(|| StoreError::NotInitialized {
             root: root.to_path_buf(),
         })?;
-        let mut removed_generations = Vec::new();
+        // Leftovers of interrupted rebuilds go; backups as the policy says.
+        let mut removed = generation::Removed::default();
         if let Some(lock) = &lock {
-            removed_generations = generation::remove_others(fs.as_ref(), &layout, generation, &lock.wipe_permission())?;
+            let permission = lock.wipe_permission();
+            removed = generation::clean_up(
+                fs.as_ref(),
+                clock.as_ref(),
+                &layout,
+                generation,
+                &options.retention,
+                &permission,
+            )?;
         }
         let access = if writable {
             IndexAccess::ReadWrite
@@ -335,7 +365,17 @@ impl Store {
                     });
                 };
                 drop(index);
-                let next = generation::rebuild(&fs, &clock, &layout, generation, &lock.wipe_permission())?;
+                let permission = lock.wipe_permission();
+                let (next, more) = crate::rebuild::rebuild_for_schema(
+                    &fs,
+                    &clock,
+                    &layout,
+                    generation,
+                    &options.retention,
+                    &permission,
+                )?;
+                removed.leftovers.extend(more.leftovers);
+                removed.backups.extend(more.backups);
                 generation = next;
                 rebuilt_from = Some(found);
                 index = Index::open(Arc::clone(&fs), Arc::clone(&clock), &layout.index_file(next), access)?;
@@ -368,11 +408,16 @@ impl Store {
             vectors,
             embedder,
             lock,
+            wrap_vectors: options.wrap_vectors,
+            retention: options.retention,
+            #[cfg(feature = "flawed-variants")]
+            swap: options.swap,
             report: OpenReport {
                 generation: generation.0,
                 migrated_from,
                 rebuilt_from,
-                removed_generations,
+                removed_generations: removed.leftovers,
+                removed_backups: removed.backups,
                 vector_repair: VectorRepair::from_report(&vector_report),
                 recovery: RecoveryReport::default(),
                 audit: None,

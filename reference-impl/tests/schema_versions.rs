@@ -144,7 +144,9 @@ fn an_index_needing_a_rebuild_is_rebuilt_only_with_the_lock_and_permission() {
     assert_eq!(store.open_report().generation, 2);
     assert_documents_intact(&store);
     drop(store);
-    assert!(!fs.exists(Path::new("/store/generations/gen-000001")).expect("exists"));
+    // The replaced generation is kept as the backup, untouched.
+    assert!(fs.exists(Path::new("/store/generations/gen-000001")).expect("exists"));
+    assert_eq!(version(&fs, 1), 1);
     assert_eq!(version(&fs, 2), SCHEMA_VERSION);
 }
 
@@ -174,7 +176,8 @@ fn a_read_only_open_cannot_rebuild_even_when_asked() {
 #[test]
 fn a_rebuild_interrupted_anywhere_leaves_a_store_that_opens() {
     // Power cut at every syscall of the rebuild: the old or the new generation
-    // is live and complete, and the next writable open cleans up.
+    // is live and complete, and the next writable open cleans up (keeping the
+    // replaced generation as the backup).
     let fs = store_with_documents();
     tamper(&fs, "PRAGMA user_version = 1;");
     fs.record_snapshots(true);
@@ -188,11 +191,18 @@ fn a_rebuild_interrupted_anywhere_leaves_a_store_that_opens() {
         let store =
             open(&after, rebuild_allowed()).unwrap_or_else(|e| panic!("cut at {}: {e}", snapshot.syscall_index()));
         assert_documents_intact(&store);
-        let generations = after.read_dir(Path::new("/store/generations")).expect("list");
-        assert_eq!(
-            generations.len(),
-            1,
-            "cut at {}: {generations:?}",
+        // The live generation and at most the one backup the default
+        // retention keeps; nothing newer than the live one.
+        let generations: Vec<String> = after
+            .read_dir(Path::new("/store/generations"))
+            .expect("list")
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        let live = format!("gen-{:06}", store.open_report().generation);
+        assert!(
+            generations.len() <= 2 && generations.last() == Some(&live),
+            "cut at {}: {generations:?}, live {live}",
             snapshot.syscall_index()
         );
     }
