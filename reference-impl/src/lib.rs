@@ -7,6 +7,7 @@
 //!
 //! - [`store`]: opening (lock, generation, schema, recovery), reading, search, verify.
 //! - [`dual_write`]: the two-phase protocol across index and vector store, and recovery.
+//! - [`journal`]: journaled mutations (add, remove, import): all or nothing, drained on open.
 //! - [`schema`]: the versioned schema and its migration registry.
 //! - [`lock`]: the write lock and the permission to wipe only it hands out.
 //! - [`generation`]: building an index beside the live one and switching atomically.
@@ -19,6 +20,7 @@ pub mod embed;
 pub mod error;
 pub(crate) mod generation;
 mod index;
+pub mod journal;
 pub mod layout;
 pub mod lock;
 pub mod schema;
@@ -28,5 +30,6 @@ pub mod vectors;
 pub use dual_write::{AddOutcome, RecoveryReport};
 pub use error::StoreError;
 pub use index::FileRow;
+pub use journal::{ImportStats, JournalReport, QuarantinedJournal};
 pub use layout::{DocName, Generation, Layout};
 pub use store::{Access, Document, Dump, DumpedDocument, Hit, OpenReport, Status, Store, StoreOptions, VerifyReport};

@@ -16,6 +16,7 @@ use crate::embed::{Embedder, HashingEmbedder, chunk, summarise};
 use crate::error::{Context, Result, StoreError};
 use crate::generation;
 use crate::index::{FileRow, Index, IndexAccess, IndexedDocument};
+use crate::journal::JournalReport;
 use crate::layout::{DocName, Generation, Layout};
 use crate::lock::StoreLock;
 use crate::schema::{self, Plan};
@@ -82,6 +83,8 @@ pub struct OpenReport {
     pub vector_repair: VectorRepair,
     /// What recovery did (empty for a read-only open).
     pub recovery: RecoveryReport,
+    /// What draining the mutation journals did (empty for a read-only open).
+    pub journals: JournalReport,
 }
 
 /// What the vector store dropped when it opened (torn tails).
@@ -274,7 +277,8 @@ impl Store {
     /// Opens the store at `root`. A writable open takes the lock (failing with
     /// [`StoreError::Locked`] if another process has it), removes leftovers of
     /// interrupted rebuilds, migrates or (if allowed) rebuilds the schema,
-    /// and recovers every pending dual write before returning.
+    /// recovers every pending dual write and drains every pending mutation
+    /// journal before returning.
     pub fn open(fs: Arc<dyn Fs>, clock: Arc<dyn Clock>, root: &Path, options: StoreOptions) -> Result<Store> {
         let layout = Layout::new(root);
         let writable = options.access == Access::Writable;
@@ -371,10 +375,14 @@ impl Store {
                 removed_generations,
                 vector_repair: VectorRepair::from_report(&vector_report),
                 recovery: RecoveryReport::default(),
+                journals: JournalReport::default(),
             },
         };
         if writable {
             store.report.recovery = store.recover()?;
+            // Journaled mutations: roll back or finish every pending journal
+            // before anything can mutate (see `crate::journal`).
+            store.report.journals = store.drain_journals()?;
         }
         Ok(store)
     }
