@@ -19,8 +19,9 @@
 //!    name and whether its source file existed, written durably (temp file +
 //!    fsync + rename + directory fsync).
 //! 2. **Snapshot** every touched file that exists: a hard link
-//!    `journal/<id>.snap/<name>` (a copy + fsync where links are refused, e.g.
-//!    EXDEV), the file fsynced and the directory synced. Hard-link snapshots are
+//!    `journal/<id>.snap/<name>` (where links are refused, e.g. EXDEV, a copy
+//!    to a temp name, fsynced, renamed), the file fsynced and the directory
+//!    synced. Hard-link snapshots are
 //!    safe only because the store never writes a source file in place: every
 //!    new version is a new inode renamed over the old name.
 //! 3. **Stage** the new contents in `staging/<id>/<name>`, each fsynced.
@@ -627,11 +628,17 @@ impl Store {
                     .and_then(|file| file.sync_all())
                     .context(|| format!("syncing the snapshot {}", snap.display()))?,
                 Err(e) if link_refused(&e) => {
+                    // A copy gets its final name only once it is complete and
+                    // durable: a rollback must never restore half a file.
                     let content = self
                         .fs
                         .read_file(&source)
                         .context(|| format!("reading {}", source.display()))?;
-                    self.write_synced(&snap, &content)?;
+                    let temp = dir.join(format!(".{}.tmp", path.name));
+                    self.write_synced(&temp, &content)?;
+                    self.fs
+                        .rename(&temp, &snap)
+                        .context(|| format!("renaming {} to {}", temp.display(), snap.display()))?;
                 }
                 Err(source_err) => {
                     return Err(StoreError::Io {
