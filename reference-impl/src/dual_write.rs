@@ -6,18 +6,20 @@
 //! points at a vector it has not seen stored, and every vector the store may
 //! hold is named by the index first:
 //!
-//! **Add** (or replace) a document:
+//! **Index** a document whose source file is in place ([`Store::reindex`];
+//! the journaled mutations of [`crate::journal`] publish the file first, then
+//! call it):
 //! 1. commit an `add` intent naming the new vector id and the content's hash;
-//! 2. write the source file (temp + fsync + rename + directory fsync);
+//! 2. make the source file and its directory entry durable;
 //! 3. write the vector;
 //! 4. in one transaction write the document's rows pointing at the vector,
 //!    delete the intent, and, if the document had an older vector, commit a
-//!    `drop` intent for it. **The add is acknowledged here.**
+//!    `drop` intent for it. **The index follows the file here.**
 //! 5. delete the older vector, then its `drop` intent.
 //!
-//! **Remove** a document: commit a `remove` intent; delete the source file
-//! (and fsync the directory); delete the rows; delete the vector; delete the
-//! intent.
+//! **Drop** a document whose source file is gone (`reindex` again): commit a
+//! `remove` intent; make the directory durable; delete the rows; delete the
+//! vector; delete the intent.
 //!
 //! **Recovery** (on every writable open, before any mutation) resolves each
 //! intent by what is really there, never by guessing:
@@ -38,7 +40,6 @@
 use std::collections::BTreeSet;
 
 use serde::Serialize;
-use tearline_sim_fs::FsExt;
 
 use crate::error::{Context, Result, StoreError};
 use crate::index::{Intent, IntentOp};
@@ -80,7 +81,7 @@ impl RecoveryReport {
 }
 
 /// `NotText` unless `content` is UTF-8.
-fn check_text(name: &DocName, content: &[u8]) -> Result<()> {
+pub(crate) fn check_text(name: &DocName, content: &[u8]) -> Result<()> {
     match std::str::from_utf8(content) {
         Ok(_) => Ok(()),
         Err(_) => Err(StoreError::NotText {
@@ -94,26 +95,6 @@ fn check_text(name: &DocName, content: &[u8]) -> Result<()> {
 const RECOVERY_ROUNDS: usize = 3;
 
 impl Store {
-    /// Adds a document, or replaces the one of that name. On `Ok` the
-    /// document, its index rows and its vector are durable. On `Err` it is
-    /// either entirely the new version or entirely as before, once recovery
-    /// has run (which this call tries at once, and every writable open does).
-    pub fn add(&mut self, name: &str, content: &[u8]) -> Result<AddOutcome> {
-        self.require_writable()?;
-        let name = DocName::new(name)?;
-        check_text(&name, content)?;
-        let intent = self
-            .index
-            .begin(IntentOp::Add, name.as_str(), &content_hash(content), None)?;
-        let path = self.layout.source_file(&name);
-        let result = self
-            .fs
-            .write_file_atomic(&path, content)
-            .context(|| format!("writing {}", path.display()))
-            .and_then(|()| self.link_source(&name, content, &intent));
-        self.recover_after(result)
-    }
-
     /// Brings the index entry of one document in line with its source file,
     /// through the same two-phase protocol, without touching the file: index
     /// it (again) if the file exists, drop its entry if not. Returns what an
@@ -177,39 +158,6 @@ impl Store {
             .delete(drop.vector_id)
             .context(|| format!("deleting the old vector {} of {}", drop.vector_id, drop.path))?;
         self.index.clear(drop)
-    }
-
-    /// Removes a document: its source file, its rows and its vector.
-    pub fn remove(&mut self, name: &str) -> Result<()> {
-        self.require_writable()?;
-        let name = DocName::new(name)?;
-        let Some((_, vector_id)) = self.index.summary(name.as_str())? else {
-            return Err(StoreError::NotFound {
-                name: name.as_str().to_string(),
-            });
-        };
-        let intent = self.index.begin(IntentOp::Remove, name.as_str(), "", Some(vector_id))?;
-        let result = self.finish_remove(&name, &intent);
-        self.recover_after(result)
-    }
-
-    fn finish_remove(&mut self, name: &DocName, intent: &Intent) -> Result<()> {
-        let path = self.layout.source_file(name);
-        match self.fs.remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(StoreError::Io {
-                    context: format!("removing {}", path.display()),
-                    source,
-                });
-            }
-        }
-        let dir = self.layout.source_dir();
-        self.fs
-            .sync_dir(&dir)
-            .context(|| format!("syncing {}", dir.display()))?;
-        self.complete_removal(intent)
     }
 
     /// Deletes a removed document's rows, then its vector, then the intent.

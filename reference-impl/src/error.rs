@@ -113,6 +113,27 @@ pub enum StoreError {
         /// Why the switch failed.
         cause: Box<StoreError>,
     },
+    /// An interrupted mutation could not be rolled back, even after retries.
+    /// Its journal stays `active`; the next writable open (or mutation)
+    /// retries the rollback before anything else.
+    RollbackFailed {
+        /// The journal file.
+        journal: PathBuf,
+        /// How many rollbacks were tried.
+        attempts: u32,
+        /// The failure that made the mutation roll back, if a mutation did
+        /// (`None` when draining a journal left by an earlier process).
+        cause: Option<Box<StoreError>>,
+        /// Why the last rollback failed.
+        last: Box<StoreError>,
+    },
+    /// An import was refused before it changed anything.
+    ImportRefused {
+        /// The directory or file at fault.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl fmt::Display for StoreError {
@@ -161,6 +182,25 @@ impl fmt::Display for StoreError {
                 "switching from {live} to {attempted} failed and could not be undone ({cause}); \
                  either may be live after a crash, both are complete; reopen the store to continue"
             ),
+            StoreError::RollbackFailed {
+                journal,
+                attempts,
+                cause,
+                last,
+            } => {
+                if let Some(cause) = cause {
+                    write!(f, "the mutation failed ({cause}) and ")?;
+                }
+                write!(
+                    f,
+                    "rolling back the mutation of journal {} failed {attempts} times, last with: {last}; \
+                     the journal stays active and the next writable open retries the rollback",
+                    journal.display()
+                )
+            }
+            StoreError::ImportRefused { path, reason } => {
+                write!(f, "import refused, nothing was changed: {}: {reason}", path.display())
+            }
         }
     }
 }
@@ -172,6 +212,7 @@ impl std::error::Error for StoreError {
             StoreError::Sqlite { source, .. } => Some(source),
             StoreError::Vectors { source, .. } => Some(source),
             StoreError::RebuildFailed { cause, .. } | StoreError::SwitchUncertain { cause, .. } => Some(cause.as_ref()),
+            StoreError::RollbackFailed { last, .. } => Some(last.as_ref()),
             _ => None,
         }
     }

@@ -3,6 +3,10 @@
 //! ```text
 //! <root>/store.lock                 the exclusive write lock
 //! <root>/source/<name>              the documents: the source of truth
+//! <root>/journal/<id>.json          a journaled mutation (see `crate::journal`)
+//! <root>/journal/<id>.snap/<name>   its snapshots of the files it touches
+//! <root>/journal/quarantine/        malformed journals, moved aside
+//! <root>/staging/<id>/<name>        its staged new contents (may be another device)
 //! <root>/CURRENT                    the live generation's name, e.g. "gen-000001\n"
 //! <root>/generations/gen-000001/    one generation: a complete index
 //!     index.db                        SQLite: files, chunks, summaries, intents
@@ -53,6 +57,17 @@ impl Layout {
     /// A document's source file.
     pub fn source_file(&self, name: &DocName) -> PathBuf {
         self.source_dir().join(name.as_str())
+    }
+
+    /// The mutation journals' directory.
+    pub fn journal_dir(&self) -> PathBuf {
+        self.root.join("journal")
+    }
+
+    /// The directory new contents are staged in before they are published
+    /// into `source/`. A deployment may mount it on another device.
+    pub fn staging_dir(&self) -> PathBuf {
+        self.root.join("staging")
     }
 
     /// The generation pointer.

@@ -8,6 +8,7 @@
 //! - [`store`]: opening (lock, generation, schema, recovery), reading, search, verify.
 //! - [`dual_write`]: the two-phase protocol across index and vector store, and recovery.
 //! - [`reconcile`]: audit / sync / clean / full against the source files (the filesystem wins).
+//! - [`journal`]: journaled mutations (add, remove, import): all or nothing, drained on open.
 //! - [`schema`]: the versioned schema and its migration registry.
 //! - [`lock`]: the write lock and the permission to wipe only it hands out.
 //! - [`rebuild`]: full (a new, verified generation, switched atomically, the
@@ -23,6 +24,7 @@ pub mod embed;
 pub mod error;
 pub(crate) mod generation;
 mod index;
+pub mod journal;
 pub mod layout;
 pub mod lock;
 pub mod rebuild;
@@ -34,6 +36,7 @@ pub mod vectors;
 pub use dual_write::{AddOutcome, RecoveryReport};
 pub use error::StoreError;
 pub use index::FileRow;
+pub use journal::{ImportStats, JournalReport, QuarantinedJournal};
 pub use layout::{DocName, Generation, Layout};
 #[cfg(feature = "flawed-variants")]
 pub use rebuild::Swap;

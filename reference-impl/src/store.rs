@@ -17,6 +17,7 @@ use crate::embed::{Embedder, HashingEmbedder, chunk, summarise};
 use crate::error::{Context, Result, StoreError};
 use crate::generation;
 use crate::index::{FileRow, Index, IndexAccess, IndexedDocument};
+use crate::journal::JournalReport;
 use crate::layout::{DocName, Generation, Layout};
 use crate::lock::StoreLock;
 use crate::rebuild::RetentionPolicy;
@@ -102,6 +103,8 @@ pub struct OpenReport {
     /// The audit a writable open runs: where the index and the files
     /// disagree. Reported, never acted on (see [`Store::reconcile`]).
     pub audit: Option<ReconcileStats>,
+    /// What draining the mutation journals did (empty for a read-only open).
+    pub journals: JournalReport,
 }
 
 /// What the vector store dropped when it opened (torn tails).
@@ -298,8 +301,9 @@ impl Store {
     /// Opens the store at `root`. A writable open takes the lock (failing with
     /// [`StoreError::Locked`] if another process has it), removes leftovers of
     /// interrupted rebuilds and the backups [`StoreOptions::retention`] does
-    /// not keep, migrates or (if allowed) rebuilds the schema,
-    /// and recovers every pending dual write before returning.
+    /// not keep, migrates or (if allowed) rebuilds the schema, recovers every
+    /// pending dual write, drains every pending mutation journal, and audits
+    /// the index against the source files, before returning.
     pub fn open(fs: Arc<dyn Fs>, clock: Arc<dyn Clock>, root: &Path, options: StoreOptions) -> Result<Store> {
         let layout = Layout::new(root);
         let writable = options.access == Access::Writable;
@@ -421,10 +425,14 @@ impl Store {
                 vector_repair: VectorRepair::from_report(&vector_report),
                 recovery: RecoveryReport::default(),
                 audit: None,
+                journals: JournalReport::default(),
             },
         };
         if writable {
             store.report.recovery = store.recover()?;
+            // Journaled mutations: roll back or finish every pending journal
+            // before anything can mutate (see `crate::journal`).
+            store.report.journals = store.drain_journals()?;
             store.report.audit = Some(store.reconcile(ReconcileOptions::audit())?);
         }
         Ok(store)
