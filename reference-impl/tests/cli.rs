@@ -70,6 +70,24 @@ fn the_cli_runs_the_store_end_to_end() {
     let clean: serde_json::Value = serde_json::from_str(&stdout(&clean)).expect("stats are JSON");
     assert_eq!(clean["deleted"], 1);
 
+    let import_dir = tmp.path().join("import");
+    std::fs::create_dir(&import_dir).expect("mkdir");
+    std::fs::write(import_dir.join("one.md"), "One\n\nImported.").expect("write");
+    std::fs::write(import_dir.join("two.md"), "Two\n\nImported too.").expect("write");
+    let import = refstore(&root, &["--json", "import", import_dir.to_str().expect("utf8")]);
+    assert!(import.status.success(), "{}", stderr(&import));
+    let import: serde_json::Value = serde_json::from_str(&stdout(&import)).expect("stats are JSON");
+    assert_eq!(import["files"], 2);
+
+    let full = refstore(&root, &["--json", "rebuild", "--full"]);
+    assert!(full.status.success(), "{}", stderr(&full));
+    let full: serde_json::Value = serde_json::from_str(&stdout(&full)).expect("stats are JSON");
+    assert_eq!(full["generation"], 2);
+    let incremental = refstore(&root, &["--json", "rebuild", "--incremental"]);
+    assert!(incremental.status.success(), "{}", stderr(&incremental));
+    let verify = refstore(&root, &["verify"]);
+    assert!(verify.status.success(), "{}", stderr(&verify));
+
     let rm = refstore(&root, &["rm", "cake.md"]);
     assert!(rm.status.success(), "{}", stderr(&rm));
     let search = refstore(&root, &["search", "lemon cake"]);

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use tearline_refstore::{ReconcileMode, ReconcileOptions, Store, StoreError, StoreOptions};
+use indicatif::{ProgressBar, ProgressStyle};
+use tearline_refstore::{RebuildMode, ReconcileMode, ReconcileOptions, Store, StoreError, StoreOptions};
 use tearline_sim_fs::{Clock, Fs, RealFs, SystemClock};
 
 #[derive(Parser)]
@@ -55,6 +56,22 @@ enum Command {
     Status,
     /// Rebuild the index from the source files if its schema requires it.
     Upgrade,
+    /// Rebuild the index: --full builds a new generation beside the live one
+    /// and switches to it atomically (the old one stays as a backup);
+    /// --incremental re-indexes only what changed.
+    Rebuild {
+        /// Build a whole new generation (the default).
+        #[arg(long, conflicts_with = "incremental")]
+        full: bool,
+        /// Re-index only changed, new and deleted documents.
+        #[arg(long)]
+        incremental: bool,
+    },
+    /// Import every file of DIR as documents, all or nothing.
+    Import {
+        /// The directory to import (not inside the store).
+        dir: PathBuf,
+    },
     /// Compare the index with the source files (the filesystem wins) and,
     /// depending on the mode, bring it in line.
     Reconcile {
@@ -180,6 +197,33 @@ fn run(cli: &Cli) -> Result<ExitCode, StoreError> {
                 eprintln!("refstore: {} documents could not be reconciled", stats.errors.len());
                 return Ok(ExitCode::FAILURE);
             }
+        }
+        Command::Rebuild { incremental, .. } => {
+            let mode = if *incremental {
+                RebuildMode::Incremental
+            } else {
+                RebuildMode::Full
+            };
+            let mut store = open(StoreOptions::default())?;
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} {wide_msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            let stats = store.rebuild(mode, &mut |progress| {
+                bar.set_length(progress.total as u64);
+                bar.set_position(progress.done as u64);
+                bar.set_message(progress.name.clone());
+            });
+            bar.finish_and_clear();
+            print(cli.json, &stats?)?;
+        }
+        Command::Import { dir } => {
+            let mut store = open(StoreOptions::default())?;
+            report_recovery(&store);
+            let stats = store.import(dir)?;
+            print(cli.json, &stats)?;
         }
         Command::Upgrade => {
             let store = open(StoreOptions {
