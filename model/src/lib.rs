@@ -1,7 +1,23 @@
-//! The abstract model of a store under test.
+//! What Tearline holds a store to.
 //!
-//! This crate will hold the store contract (the trait a store implements to be
-//! tested by Tearline), the abstract operations and the model that says what a
-//! store's state must be after each of them, and the invariant catalogue
-//! (complete-database, committed-durable, atomic-op, no-orphan-vectors, ...).
-//! It depends only on `tearline-sim-fs`.
+//! - [`contract`]: the traits a store implements to be tested
+//!   ([`StoreFactory`], [`StoreUnderTest`]), the abstract [`Operation`]s, the
+//!   canonical [`Observation`] of a store's state, and its [`Capabilities`].
+//! - [`model`]: what the state must be after each operation, keeping the
+//!   acknowledged state apart from the operation in flight.
+//! - [`invariants`]: the named invariants, each with a check that returns
+//!   evidence.
+//!
+//! It depends only on `tearline-sim-fs` (for the trace the lock invariant is
+//! read from).
+
+pub mod contract;
+pub mod invariants;
+pub mod model;
+
+pub use contract::{
+    Access, Capabilities, Env, Observation, Operation, RebuildKind, ReconcileKind, SchemaObservation, StoreFactory,
+    StoreFailure, StoreUnderTest,
+};
+pub use invariants::{Invariant, Violation};
+pub use model::{Model, content_hash};

@@ -62,16 +62,19 @@ impl Fault {
     /// clock jumps anywhere.
     pub fn applies_to(&self, op: SyscallKind) -> bool {
         use SyscallKind::*;
+        if matches!(op, Reboot | Unlock) {
+            return false;
+        }
         match self {
-            Fault::PowerCut | Fault::ProcessCrash | Fault::ClockJumpBack(_) => op != Reboot,
+            Fault::PowerCut | Fault::ProcessCrash | Fault::ClockJumpBack(_) => true,
             Fault::ShortWrite | Fault::TornWrite => op == Write,
             Fault::Errno(code) if *code == libc::ENOSPC => matches!(
                 op,
                 Open | Write | SetLen | SyncAll | SyncData | SyncDir | Rename | HardLink | CreateDir | Lock
             ),
             Fault::Errno(code) if *code == libc::EXDEV => matches!(op, Rename | HardLink),
-            Fault::Errno(code) if *code == libc::EIO => !matches!(op, Lock | LockRange | FreeSpace | Reboot),
-            Fault::Errno(_) => op != Reboot,
+            Fault::Errno(code) if *code == libc::EIO => !matches!(op, Lock | LockRange | FreeSpace),
+            Fault::Errno(_) => true,
         }
     }
 

@@ -1196,13 +1196,24 @@ impl LockGuard for SimLock {
 impl Drop for SimLock {
     fn drop(&mut self) {
         let mut world = lock_world(&self.world);
-        if world
-            .file_locks
-            .get(&self.ino)
-            .is_some_and(|lock| lock.guard == self.guard)
-        {
-            world.file_locks.remove(&self.ino);
+        let Some(lock) = world.file_locks.get(&self.ino) else {
+            return;
+        };
+        if lock.guard != self.guard {
+            return;
         }
+        let pid = lock.pid;
+        world.file_locks.remove(&self.ino);
+        let path = self.path.display().to_string();
+        let call = Call {
+            index: world.syscall_index,
+            pid,
+            op: SyscallKind::Unlock,
+            path: &path,
+            args: String::new(),
+        };
+        world.syscall_index += 1;
+        world.log(&call, Outcome::Ok, None);
     }
 }
 

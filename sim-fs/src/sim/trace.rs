@@ -51,6 +51,9 @@ pub enum SyscallKind {
     FreeSpace,
     /// Not a syscall: the machine booted again after a power cut.
     Reboot,
+    /// A whole-file lock released (its guard dropped). Traced so lock
+    /// holding can be read off the trace; never a fault point.
+    Unlock,
 }
 
 impl SyscallKind {
@@ -98,6 +101,7 @@ impl SyscallKind {
             SyscallKind::LockRange => "fcntl_lock",
             SyscallKind::FreeSpace => "statvfs",
             SyscallKind::Reboot => "reboot",
+            SyscallKind::Unlock => "funlock",
         }
     }
 

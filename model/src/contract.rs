@@ -1,0 +1,264 @@
+//! The contract a store implements to be tested by Tearline.
+//!
+//! A store is written against [`tearline_sim_fs::Fs`] and
+//! [`tearline_sim_fs::Clock`]. To be tested it provides a [`StoreFactory`]
+//! (create an empty store, open it) and a [`StoreUnderTest`] handle (apply an
+//! [`Operation`], [`observe`](StoreUnderTest::observe) its state in the
+//! canonical [`Observation`] form). The harness drives it on a simulated
+//! machine, injects faults, reopens it (a writable open must recover), and
+//! compares observations with the [`crate::model::Model`].
+//!
+//! Capabilities are declared, not guessed: an invariant or scenario that
+//! needs a capability the store lacks is reported as not applicable, never
+//! as passed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tearline_sim_fs::{Clock, Fs};
+
+/// What a store runs on: a filesystem, a clock, and its root directory.
+#[derive(Clone)]
+pub struct Env {
+    /// The filesystem (on the harness: one simulated process's view).
+    pub fs: Arc<dyn Fs>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// The store's root directory.
+    pub root: PathBuf,
+}
+
+impl fmt::Debug for Env {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Env").field("root", &self.root).finish_non_exhaustive()
+    }
+}
+
+/// How a store is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Access {
+    /// Takes the store's lock (if it has one) and recovers before returning.
+    Writable,
+    /// Takes no lock and must change nothing.
+    ReadOnly,
+}
+
+/// What a store supports. The harness skips (and reports as not applicable)
+/// whatever needs a capability that is `false`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// [`Operation::Remove`].
+    pub remove: bool,
+    /// [`Operation::Import`] (all or nothing).
+    pub import: bool,
+    /// [`Operation::Rebuild`] with [`RebuildKind::Full`] (a shadow rebuild
+    /// that keeps a backup).
+    pub full_rebuild: bool,
+    /// [`Operation::Rebuild`] with [`RebuildKind::Incremental`].
+    pub incremental_rebuild: bool,
+    /// [`Operation::Reconcile`].
+    pub reconcile: bool,
+    /// A separate vector store whose agreement with the index is observed.
+    pub vectors: bool,
+    /// A versioned schema ([`Observation::schema`]).
+    pub schema_version: bool,
+    /// An exclusive write lock: a second writer is refused.
+    pub exclusive_lock: bool,
+    /// Source files under [`StoreFactory::source_dir`] are the truth and may
+    /// be edited behind the store's back.
+    pub source_files: bool,
+}
+
+/// How a rebuild is done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RebuildKind {
+    /// A whole new index from the source files, switched in atomically.
+    Full,
+    /// Only what changed.
+    Incremental,
+}
+
+/// A reconcile mode (see the reference store's `reconcile` module).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReconcileKind {
+    /// Report only.
+    Audit,
+    /// Index missing files, refresh stale ones.
+    Sync,
+    /// Drop entries whose file is gone (destructive: needs force).
+    Clean,
+    /// Sync and clean (destructive: needs force).
+    Full,
+}
+
+impl ReconcileKind {
+    /// Whether the mode deletes index entries.
+    pub fn is_destructive(&self) -> bool {
+        matches!(self, ReconcileKind::Clean | ReconcileKind::Full)
+    }
+}
+
+/// An operation the harness asks a store to perform.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Operation {
+    /// Add or replace a document.
+    Add {
+        /// Its name.
+        name: String,
+        /// Its content (UTF-8 text).
+        content: String,
+    },
+    /// Remove a document.
+    Remove {
+        /// Its name.
+        name: String,
+    },
+    /// Add or replace several documents, all or nothing.
+    Import {
+        /// Name and content of each.
+        documents: Vec<(String, String)>,
+    },
+    /// Rebuild the index.
+    Rebuild {
+        /// Full or incremental.
+        kind: RebuildKind,
+    },
+    /// Reconcile the index with the source files.
+    Reconcile {
+        /// The mode.
+        mode: ReconcileKind,
+        /// Allow destructive modes.
+        force: bool,
+        /// Change nothing; report.
+        dry_run: bool,
+    },
+}
+
+impl Operation {
+    /// A short description for traces and reports (`add a.md`, `rebuild full`).
+    pub fn describe(&self) -> String {
+        match self {
+            Operation::Add { name, .. } => format!("add {name}"),
+            Operation::Remove { name } => format!("remove {name}"),
+            Operation::Import { documents } => format!("import {} documents", documents.len()),
+            Operation::Rebuild { kind } => format!("rebuild {kind:?}").to_lowercase(),
+            Operation::Reconcile { mode, force, dry_run } => format!(
+                "reconcile {}{}{}",
+                format!("{mode:?}").to_lowercase(),
+                if *force { " --force" } else { "" },
+                if *dry_run { " --dry-run" } else { "" }
+            ),
+        }
+    }
+}
+
+/// Why a store call failed. The harness does not interpret the message; it
+/// only needs to know the call failed (and that it did not panic).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreFailure {
+    /// The store's own message.
+    pub message: String,
+}
+
+impl StoreFailure {
+    /// A failure with this message.
+    pub fn new(message: impl fmt::Display) -> Self {
+        Self {
+            message: message.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for StoreFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for StoreFailure {}
+
+/// The schema the store reports, for schema-never-mis-stamped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaObservation {
+    /// The version stamped on disk.
+    pub version: u32,
+    /// The version this build writes.
+    pub expected: u32,
+    /// Whether the stored schema really is the one the stamp claims (every
+    /// step up to `version` applied).
+    pub matches_stamp: bool,
+}
+
+/// A store's state in canonical, comparable form.
+///
+/// Content is identified by its SHA-256 (lower-case hex), so observations
+/// stay small and any two stores can be compared.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observation {
+    /// The documents the store's index serves: name → content hash, as indexed.
+    pub indexed: BTreeMap<String, String>,
+    /// The source files: name → content hash. Empty if the store has none.
+    pub sources: BTreeMap<String, String>,
+    /// Whether the index's own integrity check passes.
+    pub integrity_ok: bool,
+    /// What the integrity check said, when it failed.
+    pub integrity_detail: String,
+    /// Vectors no index entry refers to.
+    pub orphan_vectors: usize,
+    /// Index entries whose vector is missing.
+    pub missing_vectors: usize,
+    /// Unfinished work left on disk (dual-write intents, mutation journals).
+    pub pending_work: usize,
+    /// Temporary or staging files left under the root.
+    pub leftover_files: Vec<String>,
+    /// Earlier index generations kept as backups.
+    pub backups: usize,
+    /// The schema, if the store has a versioned one.
+    pub schema: Option<SchemaObservation>,
+}
+
+/// A store, as the harness creates and opens it.
+pub trait StoreFactory: Send + Sync {
+    /// The store's name, for reports.
+    fn name(&self) -> &str;
+
+    /// What it supports.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Creates an empty store at `env.root` (before any fault is injected).
+    fn init(&self, env: &Env) -> Result<(), StoreFailure>;
+
+    /// Opens the store. A writable open must leave it consistent (recovery
+    /// runs here), and a writable open while another process holds the
+    /// store must fail rather than wait.
+    fn open(&self, env: &Env, access: Access) -> Result<Box<dyn StoreUnderTest>, StoreFailure>;
+
+    /// Where the source files live (for stores with
+    /// [`Capabilities::source_files`]): the harness edits them there behind
+    /// the store's back.
+    fn source_dir(&self, env: &Env) -> Option<PathBuf>;
+
+    /// Globs of the paths a process may only destroy (unlink, rename over,
+    /// truncate) while holding the store's lock: its index files.
+    fn protected_paths(&self, env: &Env) -> Vec<String>;
+
+    /// The lock file, if the store has an exclusive lock.
+    fn lock_file(&self, env: &Env) -> Option<PathBuf>;
+}
+
+/// An open store.
+pub trait StoreUnderTest {
+    /// Performs one operation. `Err` is a clean failure (the harness checks
+    /// that the state is then one the model allows); a panic is a violation.
+    fn apply(&mut self, op: &Operation) -> Result<(), StoreFailure>;
+
+    /// The store's state, canonically.
+    fn observe(&self) -> Result<Observation, StoreFailure>;
+}

@@ -1,0 +1,303 @@
+//! The abstract model: what a store's state must be after each operation.
+//!
+//! The model keeps the **acknowledged** state (every operation that returned
+//! `Ok`, and every source edit the harness made durably) and, while an
+//! operation is in flight or after one failed, the state it would lead to.
+//! After a crash the store must equal the acknowledged state, except that
+//! the in-flight operation's documents may each be before or after it: all
+//! together for an operation that is atomic ([`Granularity::Whole`]), each on
+//! its own for one that works document by document
+//! ([`Granularity::PerDocument`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::contract::{Operation, RebuildKind, ReconcileKind};
+
+/// SHA-256 of `content`, lower-case hex: how observations name content.
+pub fn content_hash(content: &[u8]) -> String {
+    Sha256::digest(content).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Name → content hash, for the index and for the source files.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct State {
+    /// What the index serves.
+    pub indexed: BTreeMap<String, String>,
+    /// What the source files hold.
+    pub sources: BTreeMap<String, String>,
+}
+
+/// Whether an interrupted operation is all-or-nothing, or per document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Granularity {
+    /// Every touched document is before, or every one is after.
+    Whole,
+    /// Each touched document is before or after, independently.
+    PerDocument,
+}
+
+/// What an operation must do, from a given state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Expected {
+    /// The state if it succeeds.
+    pub after: State,
+    /// How an interruption may leave it.
+    pub granularity: Granularity,
+    /// It must fail and change nothing (a destructive reconcile without
+    /// force, the removal of an absent document).
+    pub must_fail: bool,
+}
+
+/// The operation in flight, or the last one, which failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+struct Uncertain {
+    op: Operation,
+    expected: Expected,
+}
+
+/// The model of one store through a workload.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Model {
+    acked: State,
+    uncertain: Option<Uncertain>,
+    full_rebuilds: usize,
+}
+
+/// What a recovered store may look like: the acknowledged state, or (for
+/// the documents `touched` by the uncertain operation) the state after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Allowed<'a> {
+    /// Every acknowledged operation applied.
+    pub before: &'a State,
+    /// The uncertain operation applied too (equal to `before` if none).
+    pub after: &'a State,
+    /// The names whose index entry or source file the uncertain operation changes.
+    pub touched: BTreeSet<String>,
+    /// All touched together, or each on its own.
+    pub granularity: Granularity,
+    /// The uncertain operation, described, if there is one.
+    pub op: Option<String>,
+}
+
+impl Model {
+    /// An empty store.
+    pub fn new() -> Model {
+        Model::default()
+    }
+
+    /// The acknowledged state.
+    pub fn acknowledged(&self) -> &State {
+        &self.acked
+    }
+
+    /// How many full rebuilds were acknowledged (a backup must exist after one).
+    pub fn full_rebuilds(&self) -> usize {
+        self.full_rebuilds
+    }
+
+    /// The harness wrote (or, with `None`, deleted) a source file behind the
+    /// store's back, durably.
+    pub fn edit_source(&mut self, name: &str, content: Option<&str>) {
+        match content {
+            Some(content) => self
+                .acked
+                .sources
+                .insert(name.to_string(), content_hash(content.as_bytes())),
+            None => self.acked.sources.remove(name),
+        };
+    }
+
+    /// What `op` must do from the acknowledged state.
+    pub fn expect(&self, op: &Operation) -> Expected {
+        let mut after = self.acked.clone();
+        let mut granularity = Granularity::Whole;
+        let mut must_fail = false;
+        match op {
+            Operation::Add { name, content } => {
+                let hash = content_hash(content.as_bytes());
+                after.indexed.insert(name.clone(), hash.clone());
+                after.sources.insert(name.clone(), hash);
+            }
+            Operation::Remove { name } => {
+                if after.indexed.remove(name).is_none() {
+                    must_fail = true;
+                }
+                after.sources.remove(name);
+                if must_fail {
+                    after = self.acked.clone();
+                }
+            }
+            Operation::Import { documents } => {
+                for (name, content) in documents {
+                    let hash = content_hash(content.as_bytes());
+                    after.indexed.insert(name.clone(), hash.clone());
+                    after.sources.insert(name.clone(), hash);
+                }
+            }
+            Operation::Rebuild { kind } => {
+                after.indexed = after.sources.clone();
+                if *kind == RebuildKind::Incremental {
+                    granularity = Granularity::PerDocument;
+                }
+            }
+            Operation::Reconcile { mode, force, dry_run } => {
+                if *dry_run || *mode == ReconcileKind::Audit {
+                    // Changes nothing.
+                } else if mode.is_destructive() && !*force {
+                    must_fail = true;
+                } else {
+                    granularity = Granularity::PerDocument;
+                    if matches!(mode, ReconcileKind::Sync | ReconcileKind::Full) {
+                        for (name, hash) in &after.sources {
+                            after.indexed.insert(name.clone(), hash.clone());
+                        }
+                    }
+                    if mode.is_destructive() {
+                        let sources = after.sources.clone();
+                        after.indexed.retain(|name, _| sources.contains_key(name));
+                    }
+                }
+            }
+        }
+        Expected {
+            after,
+            granularity,
+            must_fail,
+        }
+    }
+
+    /// Marks `op` as in flight: until it is acknowledged, a crash may leave
+    /// its documents before or after it.
+    pub fn begin(&mut self, op: &Operation) {
+        let expected = self.expect(op);
+        self.uncertain = Some(Uncertain {
+            op: op.clone(),
+            expected,
+        });
+    }
+
+    /// The in-flight operation returned `Ok`: its effect is acknowledged.
+    pub fn acknowledge(&mut self) {
+        if let Some(uncertain) = self.uncertain.take() {
+            if matches!(
+                uncertain.op,
+                Operation::Rebuild {
+                    kind: RebuildKind::Full
+                }
+            ) {
+                self.full_rebuilds += 1;
+            }
+            self.acked = uncertain.expected.after;
+        }
+    }
+
+    /// The in-flight operation returned `Err`: it may or may not have taken
+    /// effect (the uncertainty stays until a check settles it).
+    pub fn fail(&mut self) {}
+
+    /// Settles the uncertainty to whichever state a recovered store was
+    /// found in (after a check passed), so the workload can go on.
+    pub fn settle(&mut self, found_after: bool) {
+        if let Some(uncertain) = self.uncertain.take()
+            && found_after
+        {
+            self.acked = uncertain.expected.after;
+        }
+    }
+
+    /// What a recovered store may look like now.
+    pub fn allowed(&self) -> Allowed<'_> {
+        let (after, granularity, op) = match &self.uncertain {
+            Some(u) => (&u.expected.after, u.expected.granularity, Some(u.op.describe())),
+            None => (&self.acked, Granularity::Whole, None),
+        };
+        let mut touched = BTreeSet::new();
+        for (before, after) in [
+            (&self.acked.indexed, &after.indexed),
+            (&self.acked.sources, &after.sources),
+        ] {
+            for name in before.keys().chain(after.keys()) {
+                if before.get(name) != after.get(name) {
+                    touched.insert(name.clone());
+                }
+            }
+        }
+        Allowed {
+            before: &self.acked,
+            after,
+            touched,
+            granularity,
+            op,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(name: &str, content: &str) -> Operation {
+        Operation::Add {
+            name: name.into(),
+            content: content.into(),
+        }
+    }
+
+    #[test]
+    fn acknowledged_operations_accumulate() {
+        let mut model = Model::new();
+        model.begin(&add("a", "1"));
+        model.acknowledge();
+        model.begin(&add("b", "2"));
+        assert_eq!(model.allowed().touched, BTreeSet::from(["b".to_string()]));
+        model.acknowledge();
+        assert_eq!(model.acknowledged().indexed.len(), 2);
+        assert_eq!(model.allowed().touched, BTreeSet::new());
+    }
+
+    #[test]
+    fn destructive_reconcile_without_force_must_fail() {
+        let model = Model::new();
+        let op = Operation::Reconcile {
+            mode: ReconcileKind::Clean,
+            force: false,
+            dry_run: false,
+        };
+        assert!(model.expect(&op).must_fail);
+        let dry = Operation::Reconcile {
+            mode: ReconcileKind::Full,
+            force: false,
+            dry_run: true,
+        };
+        assert!(!model.expect(&dry).must_fail);
+    }
+
+    #[test]
+    fn a_rebuild_makes_the_index_follow_the_sources() {
+        let mut model = Model::new();
+        model.begin(&add("a", "1"));
+        model.acknowledge();
+        model.edit_source("a", Some("2"));
+        model.edit_source("b", Some("3"));
+        let expected = model.expect(&Operation::Rebuild {
+            kind: RebuildKind::Full,
+        });
+        assert_eq!(expected.after.indexed, expected.after.sources);
+        assert_eq!(expected.granularity, Granularity::Whole);
+        let incremental = model.expect(&Operation::Rebuild {
+            kind: RebuildKind::Incremental,
+        });
+        assert_eq!(incremental.granularity, Granularity::PerDocument);
+    }
+
+    #[test]
+    fn removing_an_absent_document_must_fail_and_change_nothing() {
+        let model = Model::new();
+        let expected = model.expect(&Operation::Remove { name: "x".into() });
+        assert!(expected.must_fail);
+        assert_eq!(expected.after, *model.acknowledged());
+    }
+}
