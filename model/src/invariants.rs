@@ -14,7 +14,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use tearline_sim_fs::{Outcome, SyscallKind, Trace};
 
-use crate::contract::{Capabilities, Observation};
+use crate::contract::{Capabilities, Observation, Operation};
 use crate::model::{Granularity, Model};
 
 /// A named invariant.
@@ -385,6 +385,46 @@ pub fn check_rebuild_idempotent(first: &Observation, second: &Observation) -> Op
     })
 }
 
+/// A destructive reconcile without force (and not a dry run) must fail and
+/// change nothing. `returned_ok` is what the store answered; `before` and
+/// `after` are its observations around the call. `None` for any other
+/// operation.
+pub fn check_no_destructive_without_force(
+    op: &Operation,
+    returned_ok: bool,
+    before: &Observation,
+    after: &Observation,
+) -> Option<Violation> {
+    let Operation::Reconcile { mode, force, dry_run } = op else {
+        return None;
+    };
+    if !mode.is_destructive() || *force || *dry_run {
+        return None;
+    }
+    let mut changed: Vec<&str> = before
+        .indexed
+        .keys()
+        .chain(after.indexed.keys())
+        .filter(|name| before.indexed.get(*name) != after.indexed.get(*name))
+        .map(String::as_str)
+        .collect();
+    changed.sort_unstable();
+    changed.dedup();
+    if !returned_ok && changed.is_empty() {
+        return None;
+    }
+    let answer = if returned_ok { "returned Ok" } else { "failed" };
+    let effect = if changed.is_empty() {
+        "changed nothing".to_string()
+    } else {
+        format!("changed the index entries of {}", changed.join(", "))
+    };
+    Some(Violation::new(
+        Invariant::NoDestructiveWithoutForce,
+        format!("`{}` {answer} and {effect}", op.describe()),
+    ))
+}
+
 /// Reads the trace for destructive syscalls on `protected` paths by a
 /// process that does not hold the lock on `lock_file` at that moment.
 ///
@@ -606,6 +646,41 @@ mod tests {
             .expect("unlink after releasing");
         let violation = check_no_wipe_without_lock(&fs.trace(), lock, &protected).expect("caught");
         assert!(violation.evidence.contains("process 1"), "{}", violation.evidence);
+    }
+
+    #[test]
+    fn a_destructive_reconcile_without_force_must_fail_and_change_nothing() {
+        let clean = |force, dry_run| Operation::Reconcile {
+            mode: crate::contract::ReconcileKind::Clean,
+            force,
+            dry_run,
+        };
+        let before = observation(&[("a", "1"), ("b", "2")]);
+        let after = observation(&[("a", "1")]);
+        assert_eq!(
+            check_no_destructive_without_force(&clean(false, false), false, &before, &before),
+            None
+        );
+        let ok = check_no_destructive_without_force(&clean(false, false), true, &before, &after).expect("caught");
+        assert_eq!(ok.invariant, Invariant::NoDestructiveWithoutForce);
+        assert!(
+            ok.evidence.contains("returned Ok") && ok.evidence.contains('b'),
+            "{}",
+            ok.evidence
+        );
+        assert!(check_no_destructive_without_force(&clean(false, false), false, &before, &after).is_some());
+        assert_eq!(
+            check_no_destructive_without_force(&clean(true, false), true, &before, &after),
+            None
+        );
+        assert_eq!(
+            check_no_destructive_without_force(&clean(false, true), true, &before, &before),
+            None
+        );
+        assert_eq!(
+            check_no_destructive_without_force(&add("a", "1"), true, &before, &after),
+            None
+        );
     }
 
     #[test]

@@ -149,6 +149,83 @@ impl Index {
         schema::migrate(&mut self.conn, steps).context(|| "migrating the index schema in place".to_string())
     }
 
+    /// KNOWN BAD: see [`schema::migrate_stamp_first`].
+    #[cfg(feature = "flawed-variants")]
+    pub(crate) fn migrate_stamp_first(&mut self, steps: &[schema::Migration]) -> Result<()> {
+        schema::migrate_stamp_first(&mut self.conn, steps)
+            .context(|| "migrating the index schema in place (stamp first)".to_string())
+    }
+
+    /// The columns of the `files` table, in order (none if it does not exist).
+    pub(crate) fn files_columns(&self) -> Result<Vec<String>> {
+        let context = || "reading the columns of the files table".to_string();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name FROM pragma_table_info('files')")
+            .context(context)?;
+        stmt.query_map([], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .context(context)
+    }
+
+    /// Whether the stored schema really is the one its version stamp claims
+    /// (see [`schema::stamp_matches`]).
+    pub(crate) fn schema_matches_stamp(&self) -> Result<bool> {
+        let (version, _) = self.version()?;
+        Ok(schema::stamp_matches(version, &self.files_columns()?))
+    }
+
+    /// KNOWN BAD (origins/5, [`crate::flawed::Flaw::WipeWithoutLock`]):
+    /// deletes the index file at `path` (and its rollback journal) and
+    /// creates a fresh one, whoever holds the lock.
+    #[cfg(feature = "flawed-variants")]
+    pub(crate) fn wipe_and_create(fs: Arc<dyn Fs>, clock: Arc<dyn Clock>, path: &Path) -> Result<Index> {
+        let journal = path.with_file_name(format!(
+            "{}-journal",
+            path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+        ));
+        for file in [path, journal.as_path()] {
+            match fs.remove_file(file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).context(|| format!("wiping {}", file.display())),
+            }
+        }
+        let mut index = Index::open(fs, clock, path, IndexAccess::ReadWrite)?;
+        index.create_schema()?;
+        Ok(index)
+    }
+
+    /// KNOWN BAD (origins/1, [`crate::flawed::Flaw::DropAndReindex`]): deletes
+    /// every document's rows in one transaction (the "drop tables" of the
+    /// review; the schema stays). Returns the vectors they referred to.
+    #[cfg(feature = "flawed-variants")]
+    pub(crate) fn drop_all_documents(&mut self) -> Result<Vec<VectorId>> {
+        let context = || "dropping every document from the index".to_string();
+        let vectors = self.summary_vectors()?.into_iter().map(|(_, id)| id).collect();
+        let tx = self.conn.transaction().context(context)?;
+        for table in ["files", "chunks", "summaries"] {
+            tx.execute(&format!("DELETE FROM {table}"), []).context(context)?;
+        }
+        tx.commit().context(context)?;
+        Ok(vectors)
+    }
+
+    /// KNOWN BAD (origins/2, [`crate::flawed::Flaw::NoIntents`]): takes the
+    /// next vector id without recording any intent for it.
+    #[cfg(feature = "flawed-variants")]
+    pub(crate) fn take_vector_id(&mut self) -> Result<VectorId> {
+        let context = || "allocating a vector id".to_string();
+        let tx = self.conn.transaction().context(context)?;
+        let next: i64 = tx
+            .query_row("SELECT value FROM meta WHERE key = 'next_vector_id'", [], |r| r.get(0))
+            .context(context)?;
+        tx.execute("UPDATE meta SET value = value + 1 WHERE key = 'next_vector_id'", [])
+            .context(context)?;
+        tx.commit().context(context)?;
+        Ok(vector_id(next))
+    }
+
     /// `PRAGMA integrity_check`, all its lines joined.
     pub(crate) fn integrity_check(&self) -> Result<String> {
         let mut stmt = self

@@ -228,21 +228,15 @@ pub struct ImportStats {
     pub bytes: u64,
 }
 
-/// Deliberately broken variants of the journal, to show the tests catch them.
-/// Only with the `flawed-variants` cargo feature; per thread, so tests running
-/// in parallel do not see each other's.
+/// The per-thread switch of the journal tests: turns a [`crate::flawed::Flaw`]
+/// on for every store used on this thread (a store selects its own with
+/// [`crate::StoreOptions::flaw`]). Only with the `flawed-variants` cargo
+/// feature; per thread, so tests running in parallel do not see each other's.
 #[cfg(feature = "flawed-variants")]
 pub mod flawed {
     use std::cell::Cell;
 
-    /// One deliberate defect.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub enum Flaw {
-        /// A rollback does not restore any file (it only marks and cleans up).
-        SkipRollback,
-        /// Publishing does not fsync `source/` before the commit.
-        PublishWithoutDirSync,
-    }
+    pub use crate::flawed::Flaw;
 
     thread_local! {
         static FLAW: Cell<Option<Flaw>> = const { Cell::new(None) };
@@ -256,26 +250,6 @@ pub mod flawed {
     pub(crate) fn active(flaw: Flaw) -> bool {
         FLAW.with(|f| f.get()) == Some(flaw)
     }
-}
-
-#[cfg(feature = "flawed-variants")]
-fn skip_rollback() -> bool {
-    flawed::active(flawed::Flaw::SkipRollback)
-}
-
-#[cfg(not(feature = "flawed-variants"))]
-fn skip_rollback() -> bool {
-    false
-}
-
-#[cfg(feature = "flawed-variants")]
-fn skip_publish_sync() -> bool {
-    flawed::active(flawed::Flaw::PublishWithoutDirSync)
-}
-
-#[cfg(not(feature = "flawed-variants"))]
-fn skip_publish_sync() -> bool {
-    false
 }
 
 /// One document of a mutation: new content, or `None` to remove it.
@@ -698,7 +672,15 @@ impl Store {
                             // The staged file is on another device: copy its
                             // content (held in memory) beside the target.
                             let temp = self.source_temp(change.name.as_str());
-                            self.write_synced(&temp, content)?;
+                            if flaw!(self.flaw, CopyWithoutFsync) {
+                                // KNOWN BAD (origins/4): the copy is renamed
+                                // into place before its bytes are durable.
+                                self.fs
+                                    .write_file(&temp, content)
+                                    .context(|| format!("writing {}", temp.display()))?;
+                            } else {
+                                self.write_synced(&temp, content)?;
+                            }
                             self.fs
                                 .rename(&temp, &target)
                                 .context(|| format!("renaming {} to {}", temp.display(), target.display()))?;
@@ -716,7 +698,8 @@ impl Store {
                 }
             }
         }
-        if skip_publish_sync() {
+        if flaw!(self.flaw, PublishWithoutDirSync) {
+            // KNOWN BAD (origins/4): the commit follows a publish that may not be durable.
             return Ok(());
         }
         self.sync_dir(&self.layout.source_dir())
@@ -768,7 +751,7 @@ impl Store {
     /// journal `rolled_back` durably. Idempotent: a retry or a later drain
     /// starts it over.
     fn roll_back(&mut self, record: &mut JournalRecord, reindexed: &mut Vec<String>) -> Result<()> {
-        if !skip_rollback() {
+        if !flaw!(self.flaw, SkipRollback) {
             let snaps = self.snapshot_dir(&record.id);
             for path in &record.paths {
                 let name = DocName::new(&path.name)?;

@@ -18,10 +18,28 @@
 //! - [`vectors`]: the vector store contract and its local, segment-file implementation.
 //! - [`embed`]: summaries, chunks and the deterministic embedder.
 //! - [`layout`]: where everything lives under the root.
+//! - [`under_test`]: the store under Tearline's contract (`tearline-model`),
+//!   with the known-bad designs of the origin documents as test-only variants.
+
+/// `true` when the store runs with the known-bad design `$flaw` (a
+/// [`flawed::Flaw`] variant); always `false` without the `flawed-variants`
+/// feature, where `$selected` (the store's `Option<Flaw>`) is not even
+/// compiled.
+macro_rules! flaw {
+    ($selected:expr, $flaw:ident) => {{
+        #[cfg(feature = "flawed-variants")]
+        let on = crate::flawed::active($selected, crate::flawed::Flaw::$flaw);
+        #[cfg(not(feature = "flawed-variants"))]
+        let on = false;
+        on
+    }};
+}
 
 pub mod dual_write;
 pub mod embed;
 pub mod error;
+#[cfg(feature = "flawed-variants")]
+pub mod flawed;
 pub(crate) mod generation;
 mod index;
 pub mod journal;
@@ -31,10 +49,13 @@ pub mod rebuild;
 pub mod reconcile;
 pub mod schema;
 pub mod store;
+pub mod under_test;
 pub mod vectors;
 
 pub use dual_write::{AddOutcome, RecoveryReport};
 pub use error::StoreError;
+#[cfg(feature = "flawed-variants")]
+pub use flawed::Flaw;
 pub use index::FileRow;
 pub use journal::{ImportStats, JournalReport, QuarantinedJournal};
 pub use layout::{DocName, Generation, Layout};
@@ -43,3 +64,6 @@ pub use rebuild::Swap;
 pub use rebuild::{RebuildMode, RebuildProgress, RebuildStats, RetentionPolicy};
 pub use reconcile::{ReconcileMode, ReconcileOptions, ReconcileStats};
 pub use store::{Access, Document, Dump, DumpedDocument, Hit, OpenReport, Status, Store, StoreOptions, VerifyReport};
+#[cfg(feature = "flawed-variants")]
+pub use under_test::Variant;
+pub use under_test::{RefStore, RefStoreFactory};

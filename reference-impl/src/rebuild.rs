@@ -406,6 +406,10 @@ impl Store {
         if self.swap == Swap::TwoRenames {
             return self.rebuild_two_renames(&before, &docs, progress);
         }
+        #[cfg(feature = "flawed-variants")]
+        if self.flaw == Some(crate::flawed::Flaw::DropAndReindex) {
+            return self.rebuild_drop_and_reindex(&before, &docs, progress);
+        }
         let Some(lock) = self.lock.as_ref() else {
             return Err(read_only());
         };
@@ -564,6 +568,47 @@ impl Store {
             indexed: manifest.len(),
             added: manifest.keys().filter(|name| !before.contains(*name)).count(),
             removed: before.iter().filter(|name| !manifest.contains_key(*name)).count(),
+            unchanged: 0,
+            backups_removed: Vec::new(),
+            leftovers_removed: Vec::new(),
+            cleanup_error: None,
+        })
+    }
+}
+
+#[cfg(feature = "flawed-variants")]
+impl Store {
+    /// KNOWN BAD (origins/1, [`crate::flawed::Flaw::DropAndReindex`]): drops
+    /// every document of the live index, then indexes the source files again
+    /// in place, one commit each. Interrupted, the live index has lost what
+    /// it had and holds only part of the rest: there is no backup and no
+    /// moment-to-moment complete database.
+    fn rebuild_drop_and_reindex(
+        &mut self,
+        before: &BTreeSet<String>,
+        docs: &[DocName],
+        progress: &mut dyn FnMut(&RebuildProgress),
+    ) -> Result<RebuildStats> {
+        for id in self.index.drop_all_documents()? {
+            self.vectors
+                .delete(id)
+                .context(|| format!("deleting the vector {id}"))?;
+        }
+        for (position, name) in docs.iter().enumerate() {
+            self.reindex(name.as_str())?;
+            progress(&RebuildProgress {
+                done: position + 1,
+                total: docs.len(),
+                name: name.as_str().to_string(),
+            });
+        }
+        Ok(RebuildStats {
+            mode: RebuildMode::Full,
+            previous_generation: self.generation.0,
+            generation: self.generation.0,
+            indexed: docs.len(),
+            added: docs.iter().filter(|name| !before.contains(name.as_str())).count(),
+            removed: before.len().saturating_sub(docs.len()),
             unchanged: 0,
             backups_removed: Vec::new(),
             leftovers_removed: Vec::new(),

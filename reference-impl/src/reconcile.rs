@@ -144,7 +144,9 @@ impl Store {
     /// fail with [`StoreError::ForceRequired`] and change nothing.
     pub fn reconcile(&mut self, options: ReconcileOptions) -> Result<ReconcileStats> {
         let ReconcileOptions { mode, dry_run, force } = options;
-        if mode.is_destructive() && !force && !dry_run {
+        // KNOWN BAD with `Flaw::CleanWithoutForce` (origins/3 without its
+        // safety flag): a destructive mode runs without force.
+        if mode.is_destructive() && !force && !dry_run && !flaw!(self.flaw, CleanWithoutForce) {
             return Err(StoreError::ForceRequired { mode: mode.to_string() });
         }
         if mode != ReconcileMode::Audit && !dry_run {

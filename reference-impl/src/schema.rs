@@ -144,6 +144,39 @@ pub(crate) fn migrate(conn: &mut Connection, steps: &[Migration]) -> rusqlite::R
     Ok(())
 }
 
+/// KNOWN BAD (origins/5, [`crate::flawed::Flaw::StampWithoutMigration`]):
+/// stamps each step's version in one transaction and runs its SQL in the
+/// next, so a failure or a crash between them leaves a version stamped whose
+/// migration never ran.
+#[cfg(feature = "flawed-variants")]
+pub(crate) fn migrate_stamp_first(conn: &mut Connection, steps: &[Migration]) -> rusqlite::Result<()> {
+    for step in steps {
+        let Strategy::InPlace(sql) = step.strategy else {
+            continue;
+        };
+        conn.pragma_update(None, "user_version", step.version)?;
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Whether an index stamped `version` really has that version's schema, from
+/// the columns of its `files` table (empty if it has none). Version 0 means
+/// no schema; 1 and 2 have `files` without `indexed_at_ms`; 3 adds it. A
+/// version newer than this build's cannot be judged here and counts as
+/// matching (its mismatch with [`SCHEMA_VERSION`] is reported elsewhere).
+pub(crate) fn stamp_matches(version: u32, files_columns: &[String]) -> bool {
+    let has = |column: &str| files_columns.iter().any(|c| c == column);
+    match version {
+        0 => files_columns.is_empty(),
+        1 | 2 => has("path") && !has("indexed_at_ms"),
+        3 => has("path") && has("indexed_at_ms"),
+        _ => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,6 +194,20 @@ mod tests {
             matches!(MIGRATIONS[0].strategy, Strategy::InPlace(_)),
             "version 1 creates the schema"
         );
+    }
+
+    #[test]
+    fn stamps_are_checked_against_the_files_columns() {
+        let v2: Vec<String> = ["path", "size", "hash", "mtime_ns"].map(String::from).to_vec();
+        let mut v3 = v2.clone();
+        v3.push("indexed_at_ms".to_string());
+        assert!(stamp_matches(0, &[]));
+        assert!(stamp_matches(2, &v2) && stamp_matches(1, &v2));
+        assert!(stamp_matches(3, &v3));
+        assert!(!stamp_matches(3, &v2), "stamped 3 without the column");
+        assert!(!stamp_matches(2, &v3));
+        assert!(!stamp_matches(0, &v2));
+        assert_eq!(SCHEMA_VERSION, 3, "teach stamp_matches the new version");
     }
 
     #[test]

@@ -57,6 +57,10 @@ pub struct StoreOptions {
     /// a known-bad design kept to prove the crash tests catch it.
     #[cfg(feature = "flawed-variants")]
     pub swap: crate::rebuild::Swap,
+    /// A known-bad design to run with (see [`crate::flawed::Flaw`]). Default
+    /// none: the real design.
+    #[cfg(feature = "flawed-variants")]
+    pub flaw: Option<crate::flawed::Flaw>,
 }
 
 impl Default for StoreOptions {
@@ -68,6 +72,8 @@ impl Default for StoreOptions {
             retention: RetentionPolicy::default(),
             #[cfg(feature = "flawed-variants")]
             swap: crate::rebuild::Swap::default(),
+            #[cfg(feature = "flawed-variants")]
+            flaw: None,
         }
     }
 }
@@ -239,6 +245,8 @@ pub struct Store {
     pub(crate) retention: RetentionPolicy,
     #[cfg(feature = "flawed-variants")]
     pub(crate) swap: crate::rebuild::Swap,
+    #[cfg(feature = "flawed-variants")]
+    pub(crate) flaw: Option<crate::flawed::Flaw>,
     report: OpenReport,
 }
 
@@ -345,6 +353,11 @@ impl Store {
         let mut rebuilt_from = None;
         match schema::plan(found, has_tables) {
             Plan::Current => {}
+            #[cfg(feature = "flawed-variants")]
+            Plan::Migrate(steps) if writable && options.flaw == Some(crate::flawed::Flaw::StampWithoutMigration) => {
+                index.migrate_stamp_first(&steps)?;
+                migrated_from = Some(found);
+            }
             Plan::Migrate(steps) if writable => {
                 index.migrate(&steps)?;
                 migrated_from = Some(found);
@@ -355,6 +368,18 @@ impl Store {
                     expected: schema::SCHEMA_VERSION,
                     reason: "the index needs an in-place migration, which only a writable open runs".to_string(),
                 });
+            }
+            #[cfg(feature = "flawed-variants")]
+            Plan::Rebuild(_)
+                if !writable
+                    && found > schema::SCHEMA_VERSION
+                    && options.flaw == Some(crate::flawed::Flaw::WipeWithoutLock) =>
+            {
+                // KNOWN BAD (origins/5): deletes an index another process may
+                // be using, and recreates it empty, without holding the lock.
+                drop(index);
+                index = Index::wipe_and_create(Arc::clone(&fs), Arc::clone(&clock), &index_path)?;
+                rebuilt_from = Some(found);
             }
             Plan::Create | Plan::Rebuild(_) => {
                 let reason = match schema::plan(found, has_tables) {
@@ -416,6 +441,8 @@ impl Store {
             retention: options.retention,
             #[cfg(feature = "flawed-variants")]
             swap: options.swap,
+            #[cfg(feature = "flawed-variants")]
+            flaw: options.flaw,
             report: OpenReport {
                 generation: generation.0,
                 migrated_from,

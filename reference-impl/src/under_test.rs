@@ -1,0 +1,532 @@
+//! The reference store under Tearline's contract ([`tearline_model`]), and
+//! the known-bad designs of the origin documents as test-only variants.
+//!
+//! [`RefStoreFactory`] creates and opens the store ([`Store::init`],
+//! [`Store::open`]; a writable open recovers, and fails at once if another
+//! process holds the lock); its handle, [`RefStore`], maps each
+//! [`Operation`] onto the store's API and reports the store's state as an
+//! [`Observation`].
+//!
+//! # Fault model
+//!
+//! The adapter adds nothing to the store's: every fault is an `Fs` syscall
+//! that fails, or a process crash or power cut at one. The one thing it
+//! writes itself is the scratch directory an import is read from
+//! (`<root>.import-<n>`, beside the root on the same `Fs`); it removes it
+//! after the import, and a writable open removes any an interrupted import
+//! left, so a crash never leaks one.
+//!
+//! # Variants
+//!
+//! [`Variant::Correct`] is the store. With the `flawed-variants` cargo
+//! feature, every other [`Variant`] is one design an origin document
+//! proposed, which must break the invariant [`Variant::breaks`] names: a
+//! harness that does not catch it has no teeth. Never use them to store data.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tearline_model::contract::{Access as ContractAccess, RebuildKind, ReconcileKind};
+use tearline_model::{
+    Capabilities, Env, Invariant, Observation, Operation, SchemaObservation, StoreFactory, StoreFailure,
+    StoreUnderTest, content_hash,
+};
+use tearline_sim_fs::{FileKind, Fs, FsExt};
+
+use crate::generation;
+use crate::layout::{Generation, Layout};
+use crate::rebuild::RebuildMode;
+use crate::reconcile::{ReconcileMode, ReconcileOptions};
+use crate::schema::SCHEMA_VERSION;
+use crate::store::{Access, Store, StoreOptions};
+
+/// Which design of the store runs: the real one, or (with the
+/// `flawed-variants` feature) one of the known-bad designs of the origin
+/// documents, each kept only to prove the harness catches it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Variant {
+    /// The reference store as designed.
+    #[default]
+    Correct,
+    /// origins/1: a full rebuild drops the live index's tables and
+    /// re-indexes in place. Interrupted, the index has lost acknowledged
+    /// documents: breaks committed-durable (complete-database).
+    #[cfg(feature = "flawed-variants")]
+    DropAndReindex,
+    /// origins/1: the shadow rebuild's swap by two renames of generation
+    /// directories, without a directory fsync ([`crate::rebuild::Swap::TwoRenames`]).
+    /// A power cut can leave no live generation, or the old one after an
+    /// acknowledged rebuild: breaks complete-database / committed-durable.
+    #[cfg(feature = "flawed-variants")]
+    TwoRenameSwap,
+    /// origins/2: dual write without intents or recovery (index rows, then
+    /// the vector; a vector-store failure is ignored). Breaks
+    /// no-orphan-vectors.
+    #[cfg(feature = "flawed-variants")]
+    NoIntents,
+    /// origins/4: a mutation's files published by rename without fsyncing
+    /// `source/` before the commit. Breaks atomic-op / committed-durable on a
+    /// power cut.
+    #[cfg(feature = "flawed-variants")]
+    PublishWithoutFsync,
+    /// origins/4: across devices (staging mounted elsewhere), publish by a
+    /// copy that is renamed into place without an fsync. Breaks
+    /// atomic-op / committed-durable on a power cut.
+    #[cfg(feature = "flawed-variants")]
+    CopyWithoutFsync,
+    /// origins/5: a read-only open (no lock) that finds a newer schema wipes
+    /// and recreates the index anyway. Breaks no-wipe-without-lock.
+    #[cfg(feature = "flawed-variants")]
+    WipeWithoutLock,
+    /// origins/5: an in-place migration stamps its version before running
+    /// its SQL. Interrupted between the two: breaks schema-never-mis-stamped.
+    #[cfg(feature = "flawed-variants")]
+    StampWithoutMigration,
+    /// origins/3: reconcile's clean mode without the force requirement.
+    /// Breaks no-destructive-without-force.
+    #[cfg(feature = "flawed-variants")]
+    CleanWithoutForce,
+}
+
+impl Variant {
+    /// Every variant this build has, [`Variant::Correct`] first.
+    pub fn all() -> Vec<Variant> {
+        vec![
+            Variant::Correct,
+            #[cfg(feature = "flawed-variants")]
+            Variant::DropAndReindex,
+            #[cfg(feature = "flawed-variants")]
+            Variant::TwoRenameSwap,
+            #[cfg(feature = "flawed-variants")]
+            Variant::NoIntents,
+            #[cfg(feature = "flawed-variants")]
+            Variant::PublishWithoutFsync,
+            #[cfg(feature = "flawed-variants")]
+            Variant::CopyWithoutFsync,
+            #[cfg(feature = "flawed-variants")]
+            Variant::WipeWithoutLock,
+            #[cfg(feature = "flawed-variants")]
+            Variant::StampWithoutMigration,
+            #[cfg(feature = "flawed-variants")]
+            Variant::CleanWithoutForce,
+        ]
+    }
+
+    /// The store's name with this variant, for reports (`refstore`,
+    /// `refstore/drop-and-reindex`).
+    pub fn store_name(&self) -> &'static str {
+        match self {
+            Variant::Correct => "refstore",
+            #[cfg(feature = "flawed-variants")]
+            Variant::DropAndReindex => "refstore/drop-and-reindex",
+            #[cfg(feature = "flawed-variants")]
+            Variant::TwoRenameSwap => "refstore/two-rename-swap",
+            #[cfg(feature = "flawed-variants")]
+            Variant::NoIntents => "refstore/no-intents",
+            #[cfg(feature = "flawed-variants")]
+            Variant::PublishWithoutFsync => "refstore/publish-without-fsync",
+            #[cfg(feature = "flawed-variants")]
+            Variant::CopyWithoutFsync => "refstore/copy-without-fsync",
+            #[cfg(feature = "flawed-variants")]
+            Variant::WipeWithoutLock => "refstore/wipe-without-lock",
+            #[cfg(feature = "flawed-variants")]
+            Variant::StampWithoutMigration => "refstore/stamp-without-migration",
+            #[cfg(feature = "flawed-variants")]
+            Variant::CleanWithoutForce => "refstore/clean-without-force",
+        }
+    }
+
+    /// The invariants a harness with teeth finds broken by this variant
+    /// (any one of them is a catch); none for [`Variant::Correct`].
+    pub fn breaks(&self) -> &'static [Invariant] {
+        match self {
+            Variant::Correct => &[],
+            #[cfg(feature = "flawed-variants")]
+            Variant::DropAndReindex | Variant::TwoRenameSwap => {
+                &[Invariant::CompleteDatabase, Invariant::CommittedDurable]
+            }
+            #[cfg(feature = "flawed-variants")]
+            Variant::NoIntents => &[Invariant::NoOrphanVectors],
+            #[cfg(feature = "flawed-variants")]
+            Variant::PublishWithoutFsync | Variant::CopyWithoutFsync => {
+                &[Invariant::CommittedDurable, Invariant::AtomicOp]
+            }
+            #[cfg(feature = "flawed-variants")]
+            Variant::WipeWithoutLock => &[Invariant::NoWipeWithoutLock],
+            #[cfg(feature = "flawed-variants")]
+            Variant::StampWithoutMigration => &[Invariant::SchemaNeverMisStamped],
+            #[cfg(feature = "flawed-variants")]
+            Variant::CleanWithoutForce => &[Invariant::NoDestructiveWithoutForce],
+        }
+    }
+
+    /// The store options that select this variant.
+    fn options(&self, access: Access) -> StoreOptions {
+        let writable = access == Access::Writable;
+        #[allow(unused_mut)] // only the flawed variants change it
+        let mut options = StoreOptions {
+            access,
+            // A writable open holds the lock: it may rebuild an index whose
+            // schema requires it, and must leave the current version.
+            rebuild_if_needed: writable,
+            ..StoreOptions::default()
+        };
+        #[cfg(feature = "flawed-variants")]
+        {
+            use crate::flawed::Flaw;
+            match self {
+                Variant::Correct => {}
+                Variant::TwoRenameSwap => options.swap = crate::rebuild::Swap::TwoRenames,
+                Variant::DropAndReindex => options.flaw = Some(Flaw::DropAndReindex),
+                Variant::NoIntents => options.flaw = Some(Flaw::NoIntents),
+                Variant::PublishWithoutFsync => options.flaw = Some(Flaw::PublishWithoutDirSync),
+                Variant::CopyWithoutFsync => options.flaw = Some(Flaw::CopyWithoutFsync),
+                Variant::WipeWithoutLock => options.flaw = Some(Flaw::WipeWithoutLock),
+                Variant::StampWithoutMigration => options.flaw = Some(Flaw::StampWithoutMigration),
+                Variant::CleanWithoutForce => options.flaw = Some(Flaw::CleanWithoutForce),
+            }
+        }
+        options
+    }
+}
+
+/// Creates and opens the reference store (in one [`Variant`]) for the harness.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RefStoreFactory {
+    /// The design to run. Default [`Variant::Correct`].
+    pub variant: Variant,
+}
+
+impl RefStoreFactory {
+    /// The reference store as designed.
+    pub fn correct() -> Self {
+        Self::default()
+    }
+
+    /// The store in `variant`.
+    pub fn new(variant: Variant) -> Self {
+        Self { variant }
+    }
+}
+
+fn failure(error: impl std::fmt::Display) -> StoreFailure {
+    StoreFailure::new(error)
+}
+
+/// The prefix of the import scratch directories' names, beside the root.
+fn scratch_prefix(root: &Path) -> (PathBuf, String) {
+    let parent = root.parent().map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+    let name = root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    (parent, format!("{name}.import-"))
+}
+
+/// The import scratch directories beside `root` (full paths, sorted).
+fn scratch_dirs(fs: &dyn Fs, root: &Path) -> io::Result<Vec<PathBuf>> {
+    let (parent, prefix) = scratch_prefix(root);
+    Ok(list(fs, &parent)?
+        .into_iter()
+        .filter(|e| e.name.starts_with(&prefix))
+        .map(|e| parent.join(e.name))
+        .collect())
+}
+
+/// A directory's entries; none if it does not exist.
+fn list(fs: &dyn Fs, dir: &Path) -> io::Result<Vec<tearline_sim_fs::DirEntry>> {
+    match fs.read_dir(dir) {
+        Ok(entries) => Ok(entries),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes a file or a directory tree; absent is fine.
+fn remove_tree(fs: &dyn Fs, path: &Path) -> io::Result<()> {
+    let entries = match fs.read_dir(path) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(_) => {
+            return match fs.remove_file(path) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                other => other,
+            };
+        }
+    };
+    for entry in entries {
+        let child = path.join(&entry.name);
+        match entry.kind {
+            FileKind::Dir => remove_tree(fs, &child)?,
+            FileKind::File => fs.remove_file(&child)?,
+        }
+    }
+    fs.remove_dir(path)
+}
+
+impl StoreFactory for RefStoreFactory {
+    fn name(&self) -> &str {
+        self.variant.store_name()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            remove: true,
+            import: true,
+            full_rebuild: true,
+            incremental_rebuild: true,
+            reconcile: true,
+            vectors: true,
+            schema_version: true,
+            exclusive_lock: true,
+            source_files: true,
+        }
+    }
+
+    fn init(&self, env: &Env) -> Result<(), StoreFailure> {
+        Store::init(Arc::clone(&env.fs), Arc::clone(&env.clock), &env.root).map_err(failure)
+    }
+
+    fn open(&self, env: &Env, access: ContractAccess) -> Result<Box<dyn StoreUnderTest>, StoreFailure> {
+        let access = match access {
+            ContractAccess::Writable => Access::Writable,
+            ContractAccess::ReadOnly => Access::ReadOnly,
+        };
+        let store = Store::open(
+            Arc::clone(&env.fs),
+            Arc::clone(&env.clock),
+            &env.root,
+            self.variant.options(access),
+        )
+        .map_err(failure)?;
+        if access == Access::Writable {
+            // The adapter's own recovery, under the lock: the scratch
+            // directories of interrupted imports go.
+            let dirs = scratch_dirs(env.fs.as_ref(), &env.root).map_err(failure)?;
+            for dir in &dirs {
+                remove_tree(env.fs.as_ref(), dir).map_err(|e| failure(format!("removing {}: {e}", dir.display())))?;
+            }
+            if !dirs.is_empty() {
+                let (parent, _) = scratch_prefix(&env.root);
+                env.fs.sync_dir(&parent).map_err(failure)?;
+            }
+        }
+        Ok(Box::new(RefStore {
+            store,
+            fs: Arc::clone(&env.fs),
+            imports: 0,
+        }))
+    }
+
+    fn source_dir(&self, env: &Env) -> Option<PathBuf> {
+        Some(Layout::new(&env.root).source_dir())
+    }
+
+    fn protected_paths(&self, env: &Env) -> Vec<String> {
+        let generations = Layout::new(&env.root).generations_dir();
+        vec![
+            format!("{}/*/index.db*", generations.display()),
+            format!("{}/*/vectors/*", generations.display()),
+        ]
+    }
+
+    fn lock_file(&self, env: &Env) -> Option<PathBuf> {
+        Some(Layout::new(&env.root).lock_file())
+    }
+}
+
+/// An open reference store, as the harness drives it.
+#[derive(Debug)]
+pub struct RefStore {
+    store: Store,
+    fs: Arc<dyn Fs>,
+    /// Imports made through this handle (names the next scratch directory).
+    imports: u64,
+}
+
+impl RefStore {
+    /// The store itself.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Writes `documents` into a fresh scratch directory beside the root,
+    /// imports it, and removes it.
+    fn import(&mut self, documents: &[(String, String)]) -> Result<(), StoreFailure> {
+        let fs = Arc::clone(&self.fs);
+        let (parent, prefix) = scratch_prefix(self.store.root());
+        let dir = parent.join(format!("{prefix}{}", self.imports));
+        self.imports += 1;
+        remove_tree(fs.as_ref(), &dir).map_err(failure)?;
+        fs.create_dir(&dir)
+            .map_err(|e| failure(format!("creating {}: {e}", dir.display())))?;
+        let written = documents.iter().try_for_each(|(name, content)| {
+            let path = dir.join(name);
+            fs.write_file(&path, content.as_bytes())
+                .map_err(|e| failure(format!("writing {}: {e}", path.display())))
+        });
+        let result = written.and_then(|()| self.store.import(&dir).map(drop).map_err(failure));
+        // Best effort: a writable open removes what is left.
+        let _ = remove_tree(fs.as_ref(), &dir);
+        result
+    }
+
+    /// Relative paths (from the root) of what an interrupted operation may
+    /// leave and a writable open must remove.
+    fn leftovers(&self, live: Generation) -> Result<Vec<String>, StoreFailure> {
+        let fs = self.fs.as_ref();
+        let layout = Layout::new(self.store.root());
+        let mut found = Vec::new();
+        let listed = |dir: &Path| list(fs, dir).map_err(|e| failure(format!("listing {}: {e}", dir.display())));
+        for entry in listed(layout.root())? {
+            if entry.name.starts_with('.') {
+                found.push(entry.name);
+            }
+        }
+        for entry in listed(&layout.source_dir())? {
+            if entry.name.starts_with('.') || entry.kind == FileKind::Dir {
+                found.push(format!("source/{}", entry.name));
+            }
+        }
+        for entry in listed(&layout.journal_dir())? {
+            let snapshot = entry.kind == FileKind::Dir && entry.name.ends_with(".snap");
+            let temp = entry.kind == FileKind::File && entry.name.starts_with('.');
+            if snapshot || temp {
+                found.push(format!("journal/{}", entry.name));
+            }
+        }
+        for entry in listed(&layout.staging_dir())? {
+            found.push(format!("staging/{}", entry.name));
+        }
+        for entry in listed(&layout.generations_dir())? {
+            let generation = Generation::parse(&entry.name).filter(|_| entry.kind == FileKind::Dir);
+            let leftover = match generation {
+                Some(g) if g == live => false,
+                Some(g) if g < live => generation::created_at(fs, &layout.generation_dir(g))
+                    .map_err(failure)?
+                    .is_none(),
+                _ => true,
+            };
+            if leftover {
+                found.push(format!("generations/{}", entry.name));
+            }
+        }
+        for dir in scratch_dirs(fs, layout.root()).map_err(failure)? {
+            found.push(dir.display().to_string());
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    /// Journal files not yet drained (the quarantine excluded).
+    fn pending_journals(&self) -> Result<usize, StoreFailure> {
+        let dir = Layout::new(self.store.root()).journal_dir();
+        Ok(list(self.fs.as_ref(), &dir)
+            .map_err(failure)?
+            .into_iter()
+            .filter(|e| e.kind == FileKind::File && !e.name.starts_with('.') && e.name.ends_with(".json"))
+            .count())
+    }
+
+    /// Older complete generations.
+    fn backups(&self, live: Generation) -> Result<usize, StoreFailure> {
+        let fs = self.fs.as_ref();
+        let layout = Layout::new(self.store.root());
+        let mut backups = 0;
+        for generation in generation::existing(fs, &layout).map_err(failure)? {
+            if generation < live
+                && generation::created_at(fs, &layout.generation_dir(generation))
+                    .map_err(failure)?
+                    .is_some()
+            {
+                backups += 1;
+            }
+        }
+        Ok(backups)
+    }
+}
+
+impl StoreUnderTest for RefStore {
+    fn apply(&mut self, op: &Operation) -> Result<(), StoreFailure> {
+        let store = &mut self.store;
+        match op {
+            Operation::Add { name, content } => store.add(name, content.as_bytes()).map(drop).map_err(failure),
+            Operation::Remove { name } => store.remove(name).map_err(failure),
+            Operation::Import { documents } => self.import(documents),
+            Operation::Rebuild { kind } => {
+                let mode = match kind {
+                    RebuildKind::Full => RebuildMode::Full,
+                    RebuildKind::Incremental => RebuildMode::Incremental,
+                };
+                store.rebuild(mode, &mut |_| {}).map(drop).map_err(failure)
+            }
+            Operation::Reconcile { mode, force, dry_run } => {
+                let mode = match mode {
+                    ReconcileKind::Audit => ReconcileMode::Audit,
+                    ReconcileKind::Sync => ReconcileMode::Sync,
+                    ReconcileKind::Clean => ReconcileMode::Clean,
+                    ReconcileKind::Full => ReconcileMode::Full,
+                };
+                let stats = store
+                    .reconcile(ReconcileOptions {
+                        mode,
+                        dry_run: *dry_run,
+                        force: *force,
+                    })
+                    .map_err(failure)?;
+                // Reconcile goes on past a document it cannot bring in line;
+                // the operation as a whole did not succeed.
+                match stats.errors.first() {
+                    None => Ok(()),
+                    Some(first) => Err(failure(format!(
+                        "reconcile {mode} failed for {} documents, first: {first}",
+                        stats.errors.len()
+                    ))),
+                }
+            }
+        }
+    }
+
+    fn observe(&self) -> Result<Observation, StoreFailure> {
+        let store = &self.store;
+        let verify = store.verify().map_err(failure)?;
+        let indexed: BTreeMap<String, String> = store
+            .index
+            .files()
+            .map_err(failure)?
+            .into_iter()
+            .map(|(name, row)| (name, row.hash))
+            .collect();
+        let mut sources = BTreeMap::new();
+        for name in store.source_names().map_err(failure)? {
+            if let Some(content) = store.read_source(&name).map_err(failure)? {
+                sources.insert(name.as_str().to_string(), content_hash(&content));
+            }
+        }
+        let (version, _) = store.index.version().map_err(failure)?;
+        let matches_stamp = store.index.schema_matches_stamp().map_err(failure)?;
+        let live = store.generation;
+        Ok(Observation {
+            indexed,
+            sources,
+            integrity_ok: verify.integrity == "ok",
+            integrity_detail: if verify.integrity == "ok" {
+                String::new()
+            } else {
+                verify.integrity.clone()
+            },
+            orphan_vectors: verify.orphan_vectors.len(),
+            missing_vectors: verify.missing_vectors.len(),
+            pending_work: verify.pending_intents + self.pending_journals()?,
+            leftover_files: self.leftovers(live)?,
+            backups: self.backups(live)?,
+            schema: Some(SchemaObservation {
+                version,
+                expected: SCHEMA_VERSION,
+                matches_stamp,
+            }),
+        })
+    }
+}
