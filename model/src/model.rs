@@ -194,10 +194,6 @@ impl Model {
         }
     }
 
-    /// The in-flight operation returned `Err`: it may or may not have taken
-    /// effect (the uncertainty stays until a check settles it).
-    pub fn fail(&mut self) {}
-
     /// Settles the uncertainty to whichever state a recovered store was
     /// found in (after a check passed), so the workload can go on.
     pub fn settle(&mut self, found_after: bool) {

@@ -299,5 +299,17 @@ pub(crate) fn clean_up(
     if !removed.leftovers.is_empty() || !removed.backups.is_empty() {
         sync_dir(fs, &dir)?;
     }
+    // A switch interrupted between writing the new pointer and renaming it
+    // over `CURRENT` leaves its temporary file beside it.
+    let pointer_tmp = layout.current_tmp_file();
+    if fs
+        .exists(&pointer_tmp)
+        .context(|| format!("looking for {}", pointer_tmp.display()))?
+    {
+        fs.remove_file(&pointer_tmp)
+            .context(|| format!("removing {}", pointer_tmp.display()))?;
+        sync_dir(fs, layout.root())?;
+        removed.leftovers.push(".CURRENT.tmp".to_string());
+    }
     Ok(removed)
 }

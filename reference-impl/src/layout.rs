@@ -75,6 +75,12 @@ impl Layout {
         self.root.join("CURRENT")
     }
 
+    /// The temporary file a switch writes before renaming it over `CURRENT`
+    /// (see `FsExt::write_file_atomic`).
+    pub fn current_tmp_file(&self) -> PathBuf {
+        self.root.join(".CURRENT.tmp")
+    }
+
     /// The directory holding every generation.
     pub fn generations_dir(&self) -> PathBuf {
         self.root.join("generations")

@@ -1,5 +1,11 @@
 //! The scenario catalogue: every scenario by name, with what it must show.
 //!
+//! Two kinds of scenario: SQLite's own atomic-commit matrices
+//! ([`catalogue`], fixed workloads on SQLite itself), and store scenarios
+//! ([`store_scenarios`]) run through the contract against whichever
+//! [`StoreFactory`] is plugged in, each named after a failure the origin
+//! documents describe. [`entries`] lists both.
+//!
 //! A scenario either must pass every invariant, or is a documented finding or
 //! a deliberately broken setup that must break a named invariant. A "must
 //! break" scenario that passes is a failure of the harness: it has lost its
@@ -7,9 +13,12 @@
 
 use std::collections::BTreeSet;
 
+use tearline_model::{Capabilities, Invariant, Operation, RebuildKind, ReconcileKind, StoreFactory};
 use tearline_sim_fs::{Fault, SyscallKind};
 
-use crate::sqlite_atomic_commit::{AtomicCommitWorkload, Failure, Invariant, JournalMode, MatrixReport, Synchronous};
+use crate::engine::{Capacity, MountUnderRoot, Step, StoreScenario};
+use crate::report::FailureRecord;
+use crate::sqlite_atomic_commit::{AtomicCommitWorkload, Failure, JournalMode, MatrixReport, Synchronous};
 
 /// A known way a scenario breaks an invariant: a documented finding, or the
 /// point of a deliberately broken setup.
@@ -32,6 +41,15 @@ impl Finding {
             && (self.faults.is_empty() || self.faults.contains(&failure.case.fault))
             && self.at.is_none_or(|op| failure.op == Some(op))
     }
+
+    /// Whether a reported failure is an instance of this finding.
+    pub fn explains_record(&self, failure: &FailureRecord) -> bool {
+        self.invariants.contains(&failure.invariant)
+            && (self.faults.is_empty() || self.faults.iter().any(|f| f.to_string() == failure.fault))
+            && self
+                .at
+                .is_none_or(|op| failure.op.as_deref() == Some(op.to_string().as_str()))
+    }
 }
 
 /// What a scenario must show: the known findings it reproduces. No findings
@@ -46,6 +64,33 @@ impl Expectation {
     /// Every invariant must hold.
     pub fn pass() -> Self {
         Self::default()
+    }
+
+    /// Whether reported failures meet the expectation, and if not, why.
+    pub fn judge_records(&self, failures: &[FailureRecord]) -> Result<(), String> {
+        if let Some(unexplained) = failures
+            .iter()
+            .find(|f| !self.findings.iter().any(|finding| finding.explains_record(f)))
+        {
+            return Err(format!(
+                "{} broke unexpectedly at {} ({}): {}",
+                unexplained.invariant,
+                unexplained.repro,
+                unexplained.op.as_deref().unwrap_or("after the last syscall"),
+                unexplained.evidence
+            ));
+        }
+        if let Some(lost) = self
+            .findings
+            .iter()
+            .find(|finding| !failures.iter().any(|f| finding.explains_record(f)))
+        {
+            return Err(format!(
+                "a known finding no longer reproduces (the checks may have lost their teeth): {}",
+                lost.summary
+            ));
+        }
+        Ok(())
     }
 
     /// Whether a report meets the expectation, and if not, why.
@@ -184,4 +229,393 @@ pub fn catalogue(scale: u32) -> Vec<Scenario> {
 /// The scenario with this name, at the given scale.
 pub fn find(name: &str, scale: u32) -> Option<Scenario> {
     catalogue(scale).into_iter().find(|s| s.name == name)
+}
+
+/// One entry of the catalogue.
+#[derive(Clone, Debug)]
+pub enum Entry {
+    /// SQLite's own atomic-commit matrix.
+    Sqlite(Scenario),
+    /// A scenario run against the store under test.
+    Store {
+        /// The scenario.
+        scenario: StoreScenario,
+        /// What it must show.
+        expect: Expectation,
+    },
+}
+
+impl Entry {
+    /// Its name.
+    pub fn name(&self) -> &str {
+        match self {
+            Entry::Sqlite(s) => &s.name,
+            Entry::Store { scenario, .. } => &scenario.name,
+        }
+    }
+
+    /// What it does.
+    pub fn description(&self) -> &str {
+        match self {
+            Entry::Sqlite(s) => s.description,
+            Entry::Store { scenario, .. } => &scenario.description,
+        }
+    }
+
+    /// What it must show.
+    pub fn expect(&self) -> &Expectation {
+        match self {
+            Entry::Sqlite(s) => &s.expect,
+            Entry::Store { expect, .. } => expect,
+        }
+    }
+}
+
+/// The whole catalogue: SQLite's matrices at `scale`, then the store
+/// scenarios for `factory`.
+pub fn entries(factory: &dyn StoreFactory, scale: u32) -> Vec<Entry> {
+    let mut all: Vec<Entry> = catalogue(scale).into_iter().map(Entry::Sqlite).collect();
+    all.extend(store_scenarios(factory).into_iter().map(|scenario| Entry::Store {
+        scenario,
+        expect: Expectation::pass(),
+    }));
+    all
+}
+
+/// The catalogue entry with this name.
+pub fn find_entry(factory: &dyn StoreFactory, name: &str, scale: u32) -> Option<Entry> {
+    entries(factory, scale).into_iter().find(|e| e.name() == name)
+}
+
+fn add(name: &str, content: &str) -> Step {
+    Step::Op(Operation::Add {
+        name: name.to_string(),
+        content: content.to_string(),
+    })
+}
+
+fn remove(name: &str) -> Step {
+    Step::Op(Operation::Remove { name: name.to_string() })
+}
+
+fn edit(name: &str, content: Option<&str>) -> Step {
+    Step::EditSource {
+        name: name.to_string(),
+        content: content.map(str::to_string),
+    }
+}
+
+fn rebuild() -> Step {
+    Step::Op(Operation::Rebuild {
+        kind: RebuildKind::Full,
+    })
+}
+
+fn reconcile(mode: ReconcileKind, force: bool) -> Step {
+    Step::Op(Operation::Reconcile {
+        mode,
+        force,
+        dry_run: false,
+    })
+}
+
+fn import(docs: &[(&str, &str)]) -> Step {
+    Step::Op(Operation::Import {
+        documents: docs.iter().map(|(n, c)| (n.to_string(), c.to_string())).collect(),
+    })
+}
+
+/// `n` documents `d0.md`… with short distinct contents.
+fn docs(prefix: &str, n: usize, version: u32) -> Vec<Step> {
+    (0..n)
+        .map(|i| {
+            add(
+                &format!("{prefix}{i}.md"),
+                &format!("# {prefix}{i}\nversion {version}\n"),
+            )
+        })
+        .collect()
+}
+
+/// Source edits behind the store's back: one changed, one deleted, one new.
+fn drift() -> Vec<Step> {
+    vec![
+        edit("d0.md", Some("# d0\nedited behind the store's back\n")),
+        edit("d1.md", None),
+        edit("new.md", Some("# new\nwritten behind the store's back\n")),
+    ]
+}
+
+struct Builder {
+    name: &'static str,
+    description: &'static str,
+    setup: Vec<Step>,
+    workload: Vec<Step>,
+    requires: Capabilities,
+}
+
+impl Builder {
+    fn build(self) -> StoreScenario {
+        StoreScenario {
+            name: self.name.to_string(),
+            description: self.description.to_string(),
+            setup: self.setup,
+            workload: self.workload,
+            capacity: Capacity::Unlimited,
+            mounts: Vec::new(),
+            requires: self.requires,
+            fault_free_failure_allowed: false,
+        }
+    }
+}
+
+/// The store scenarios, each small enough for the whole catalogue to run in
+/// minutes. Some adapt to what `factory` supports (the long mixed workload
+/// uses import and rebuild only if the store has them); the others require
+/// capabilities and are not applicable without them.
+pub fn store_scenarios(factory: &dyn StoreFactory) -> Vec<StoreScenario> {
+    let caps = factory.capabilities();
+    let rebuilds = Capabilities {
+        full_rebuild: true,
+        source_files: true,
+        ..Capabilities::default()
+    };
+    let reconciles = Capabilities {
+        reconcile: true,
+        source_files: true,
+        ..Capabilities::default()
+    };
+    let mut scenarios = Vec::new();
+    scenarios.push(
+        Builder {
+            name: "rebuild-crash-midway",
+            description: "A full rebuild of 6 documents, 3 changed behind the store's back, crashed at every \
+                          syscall (so at 50% of the files too): the old index or the new one, never a mix.",
+            setup: [docs("d", 6, 1), drift()].concat(),
+            workload: vec![rebuild()],
+            requires: rebuilds,
+        }
+        .build(),
+    );
+    let mut out_of_space = Builder {
+        name: "rebuild-out-of-space",
+        description: "A full rebuild on a device 1.5 times the size of the store after setup: the rebuild \
+                      runs out of space (or is failed with ENOSPC at every syscall) and must leave the old \
+                      index serving, with its backup and no temp files.",
+        setup: [docs("d", 6, 1), drift()].concat(),
+        workload: vec![rebuild(), add("after.md", "written after the rebuild\n")],
+        requires: rebuilds,
+    }
+    .build();
+    out_of_space.capacity = Capacity::SetupSizePercent(150);
+    out_of_space.fault_free_failure_allowed = true;
+    scenarios.push(out_of_space);
+    scenarios.push(
+        Builder {
+            name: "rebuild-swap-interrupted",
+            description: "Two full rebuilds in a row after an earlier one (so a backup exists): the switch \
+                          to the new generation and the backup rotation are interrupted at every syscall.",
+            setup: [docs("d", 4, 1), vec![rebuild()], drift()].concat(),
+            workload: vec![rebuild(), edit("d2.md", Some("# d2\nchanged again\n")), rebuild()],
+            requires: rebuilds,
+        }
+        .build(),
+    );
+    scenarios.push(
+        Builder {
+            name: "vector-write-failing",
+            description: "Adds and a replace whose vector writes fail (EIO, ENOSPC, crash, power cut at \
+                          every syscall): the index and the vector store must still agree both ways.",
+            setup: docs("d", 2, 1),
+            workload: vec![
+                add("v0.md", "vector zero\n"),
+                add("d0.md", "replaced\n"),
+                add("v1.md", "one\n"),
+            ],
+            requires: Capabilities {
+                vectors: true,
+                ..Capabilities::default()
+            },
+        }
+        .build(),
+    );
+    scenarios.push(
+        Builder {
+            name: "sqlite-write-failing",
+            description: "Adds, a replace and a remove whose index writes fail at every syscall (EIO, ENOSPC, \
+                          torn writes, crashes, power cuts): every acknowledged change survives, the \
+                          interrupted one is all or nothing.",
+            setup: docs("d", 3, 1),
+            workload: [
+                vec![add("w0.md", "zero\n"), add("d1.md", "replaced\n")],
+                if caps.remove { vec![remove("d2.md")] } else { Vec::new() },
+            ]
+            .concat(),
+            requires: Capabilities::default(),
+        }
+        .build(),
+    );
+    for (mode, force, name, description) in [
+        (
+            ReconcileKind::Audit,
+            false,
+            "reconcile-audit",
+            "An audit after changes behind the store's back (one changed, one deleted, one new): reports, \
+             changes nothing.",
+        ),
+        (
+            ReconcileKind::Sync,
+            false,
+            "reconcile-sync",
+            "A sync after changes behind the store's back: indexes the new and changed files, interrupted \
+             at every syscall.",
+        ),
+        (
+            ReconcileKind::Clean,
+            true,
+            "reconcile-clean",
+            "A clean without force (must fail and change nothing), then with force: drops the entry whose \
+             file is gone, interrupted at every syscall.",
+        ),
+        (
+            ReconcileKind::Full,
+            true,
+            "reconcile-full",
+            "A full reconcile without force (must fail), then with force: afterwards the index is exactly \
+             the source files (filesystem-wins).",
+        ),
+    ] {
+        let mut workload = Vec::new();
+        if mode.is_destructive() {
+            workload.push(reconcile(mode, false));
+        }
+        workload.push(reconcile(mode, force));
+        scenarios.push(
+            Builder {
+                name,
+                description,
+                setup: [docs("d", 4, 1), drift()].concat(),
+                workload,
+                requires: reconciles,
+            }
+            .build(),
+        );
+    }
+    scenarios.push(
+        Builder {
+            name: "add-interrupted",
+            description: "Adds of a new document and of a replacement, each interrupted at every syscall: \
+                          the old content or the new, never a torn or lost document.",
+            setup: docs("d", 2, 1),
+            workload: vec![add("a.md", "# a\nnew\n"), add("d0.md", "# d0\nreplaced\n")],
+            requires: Capabilities::default(),
+        }
+        .build(),
+    );
+    scenarios.push(
+        Builder {
+            name: "import-interrupted",
+            description: "An import of 4 documents (2 new, 2 replacing) interrupted at every syscall: all of \
+                          them or none.",
+            setup: docs("d", 2, 1),
+            workload: vec![import(&[
+                ("d0.md", "# d0\nimported\n"),
+                ("d1.md", "# d1\nimported\n"),
+                ("i0.md", "# i0\n"),
+                ("i1.md", "# i1\n"),
+            ])],
+            requires: Capabilities {
+                import: true,
+                ..Capabilities::default()
+            },
+        }
+        .build(),
+    );
+    let mut staging = Builder {
+        name: "staging-across-devices",
+        description: "Imports and an add with the staging directory on its own device: the publish by \
+                      rename fails with EXDEV and must fall back to copy + fsync, atomically.",
+        setup: docs("d", 2, 1),
+        workload: vec![
+            import(&[("d0.md", "# d0\nimported\n"), ("s0.md", "# s0\n")]),
+            add("s1.md", "# s1\n"),
+        ],
+        requires: Capabilities {
+            import: true,
+            ..Capabilities::default()
+        },
+    }
+    .build();
+    staging.mounts = vec![MountUnderRoot {
+        relative: "staging".to_string(),
+        capacity_bytes: 1 << 30,
+    }];
+    scenarios.push(staging);
+    scenarios.push(
+        Builder {
+            name: "index-open-without-and-with-lock",
+            description: "The index opened by another process read-only (no lock: must change nothing) and \
+                          writable (refused while the lock is held), then reopened: no index file is \
+                          destroyed without the lock. (Stamping the index as from a newer build needs a \
+                          store hook the contract does not have yet.)",
+            setup: docs("d", 2, 1),
+            workload: vec![
+                Step::OpenReadOnly,
+                Step::SecondWriter,
+                Step::Reopen,
+                add("l.md", "# l\n"),
+            ],
+            requires: Capabilities {
+                exclusive_lock: true,
+                ..Capabilities::default()
+            },
+        }
+        .build(),
+    );
+    scenarios.push(
+        Builder {
+            name: "two-processes-open",
+            description: "A second process opens the store writable while the first holds it, between and \
+                          around writes: it must be refused and destroy nothing.",
+            setup: docs("d", 1, 1),
+            workload: vec![Step::SecondWriter, add("t.md", "# t\n"), Step::SecondWriter],
+            requires: Capabilities {
+                exclusive_lock: true,
+                ..Capabilities::default()
+            },
+        }
+        .build(),
+    );
+    let mut mixed = docs("m", 3, 1);
+    mixed.push(add("m0.md", "# m0\nversion 2\n"));
+    if caps.remove {
+        mixed.push(remove("m1.md"));
+    }
+    if caps.import {
+        mixed.push(import(&[("m2.md", "# m2\nimported\n"), ("m3.md", "# m3\n")]));
+    }
+    mixed.push(Step::Reopen);
+    if caps.source_files {
+        mixed.push(edit("m0.md", Some("# m0\nedited behind\n")));
+    }
+    if caps.full_rebuild && caps.source_files {
+        mixed.push(rebuild());
+    }
+    mixed.push(add("m4.md", "# m4\n"));
+    if caps.reconcile && caps.source_files {
+        mixed.push(reconcile(ReconcileKind::Sync, false));
+    }
+    scenarios.push(
+        Builder {
+            name: "long-mixed",
+            description: "A longer mixed workload (adds, a replace, and whichever of remove, import, a \
+                          reopen, an edit behind the store's back, rebuild and reconcile the store supports), \
+                          interrupted at every syscall.",
+            setup: Vec::new(),
+            workload: mixed,
+            requires: Capabilities::default(),
+        }
+        .build(),
+    );
+    scenarios
 }

@@ -1,8 +1,22 @@
 //! Tearline's harness: the scenario catalogue, the crash-matrix engine and
 //! its reports, and the `tearline` binary.
 //!
-//! Today the catalogue holds SQLite's own atomic-commit matrix
-//! ([`sqlite_atomic_commit`]), the first use of the simulated filesystem.
+//! - [`engine`]: the crash matrix over the store contract
+//!   ([`tearline_model::StoreFactory`]): probe, every fault at every syscall,
+//!   recovery checks, shrinking, parallel workers.
+//! - [`sqlite_atomic_commit`]: SQLite's own atomic-commit matrix, the first
+//!   use of the simulated filesystem.
+//! - [`catalogue`]: every scenario by name, with what it must show.
+//! - [`case`]: a case and its repro line.
+//! - [`report`]: the JSON and JUnit reports.
+//! - [`run`]: running catalogue entries, split, merged, shrunk and judged.
+//! - [`stores`]: the stores the `tearline` binary knows by name (today a
+//!   tiny file-per-document store and a deliberately broken copy).
 
+pub mod case;
 pub mod catalogue;
+pub mod engine;
+pub mod report;
+pub mod run;
 pub mod sqlite_atomic_commit;
+pub mod stores;

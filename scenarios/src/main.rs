@@ -1,14 +1,21 @@
 //! `tearline`: run the crash matrix over the scenario catalogue, and reproduce
 //! any failure from the one line it printed.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use tearline::catalogue::{self, Scenario};
-use tearline::sqlite_atomic_commit::{self, Case, MatrixOptions, MatrixReport};
+use tearline::case::{Case, ReproLine};
+use tearline::catalogue::{self, Entry};
+use tearline::engine::{self, EngineOptions, Part, WorkerCommand};
+use tearline::report::{InvariantStatus, RunReport, ScenarioResult};
+use tearline::run::{self, RunOptions};
+use tearline::{sqlite_atomic_commit, stores};
+use tearline_model::{Invariant, StoreFactory};
+use tearline_sim_fs::{Fault, SyscallKind};
 
 /// Exit code when every scenario met its expectation.
 const EXIT_PASS: u8 = 0;
@@ -30,77 +37,254 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// List the scenarios and what each must show.
-    List,
+    /// List the scenarios (and what each must show) and the invariants.
+    List {
+        /// The store under test (see the list for the names).
+        #[arg(long, default_value = stores::DEFAULT)]
+        store: String,
+    },
     /// Run the crash matrix over the catalogue (or the named scenarios).
     Run {
         /// Scenarios to run (default: all).
         scenarios: Vec<String>,
+        /// The store under test.
+        #[arg(long, default_value = stores::DEFAULT)]
+        store: String,
         /// The run seed: everything random derives from it.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Workload size multiplier (transactions per scenario = 6 x scale), 1 to 20.
+        /// Faults to inject, comma-separated: power-cut, crash, ENOSPC, EIO, EXDEV, torn-write.
+        #[arg(long, value_delimiter = ',', default_values_t = engine::ALL_FAULTS.iter().map(|f| f.to_string()).collect::<Vec<_>>())]
+        faults: Vec<String>,
+        /// This CI shard, `i/n` (0-based): runs the cases whose number is i modulo n.
+        #[arg(long, default_value = "0/1")]
+        shard: String,
+        /// Local worker processes (default: the number of cores).
+        #[arg(long)]
+        jobs: Option<u64>,
+        /// SQLite matrices' size multiplier (transactions = 6 x scale), 1 to 20.
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=20))]
         scale: u32,
-        /// Check every n-th syscall only (1 = every one).
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
-        stride: u64,
-        /// Sampled post-crash states per point and model, where not enumerable, 1 to 64.
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=64))]
-        samples: u64,
-        /// Violations to print per scenario, with their repro lines.
+        /// Write the JSON report here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write the JUnit XML report here.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        /// Run every case twice and compare trace hashes.
+        #[arg(long)]
+        check_determinism: bool,
+        /// Violations to print per failing scenario.
         #[arg(long, default_value_t = 5)]
         show: usize,
     },
     /// Replay one case from the line a failure printed, with its trace.
     Repro {
-        /// `<scenario>:<seed>:<syscall>:<fault>[:<model>:<pick>]`, optionally
-        /// followed by `@<scale>` if the run used another scale than 2.
+        /// `<scenario>:<seed>:<syscall>:<fault>[:<model>:<pick>]` (SQLite
+        /// matrices: optionally `@<scale>` if the run used another scale than 2).
         line: String,
+        /// The store under test.
+        #[arg(long, default_value = stores::DEFAULT)]
+        store: String,
+    },
+    /// Explain an invariant (`tearline explain committed-durable`).
+    Explain {
+        /// The invariant's name.
+        invariant: String,
+    },
+    /// Run one part of one scenario's matrix and print it as JSON (used by `run --jobs`).
+    #[command(hide = true)]
+    Worker {
+        #[arg(long)]
+        store: String,
+        #[arg(long)]
+        scenario: String,
+        #[arg(long)]
+        seed: u64,
+        #[arg(long, value_delimiter = ',')]
+        faults: Vec<String>,
+        #[arg(long)]
+        scale: u32,
+        #[arg(long)]
+        part: String,
+        #[arg(long)]
+        check_determinism: bool,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::List => list(),
+        Command::List { store } => list(&store),
         Command::Run {
             scenarios,
+            store,
             seed,
+            faults,
+            shard,
+            jobs,
             scale,
-            stride,
-            samples,
+            json,
+            junit,
+            check_determinism,
             show,
-        } => run(&scenarios, seed, scale, stride, samples, show),
-        Command::Repro { line } => repro(&line),
+        } => run(RunArgs {
+            names: scenarios,
+            store,
+            seed,
+            faults,
+            shard,
+            jobs,
+            scale,
+            json,
+            junit,
+            check_determinism,
+            show,
+        }),
+        Command::Repro { line, store } => repro(&line, &store),
+        Command::Explain { invariant } => explain(&invariant),
+        Command::Worker {
+            store,
+            scenario,
+            seed,
+            faults,
+            scale,
+            part,
+            check_determinism,
+        } => worker(&store, &scenario, seed, &faults, scale, &part, check_determinism),
     };
     ExitCode::from(code)
 }
 
-fn list() -> u8 {
-    for scenario in catalogue::catalogue(1) {
-        println!("{}\n    {}", scenario.name, scenario.description);
-        if scenario.expect.findings.is_empty() {
+fn factory(name: &str) -> Result<Box<dyn StoreFactory>, u8> {
+    stores::by_name(name).ok_or_else(|| {
+        eprintln!("error: no store named {name:?} (known: {})", stores::names().join(", "));
+        EXIT_HARNESS_ERROR
+    })
+}
+
+fn parse_faults(names: &[String]) -> Result<Vec<Fault>, u8> {
+    let mut faults = Vec::new();
+    for name in names {
+        match Fault::parse(name.trim()) {
+            Some(fault) if engine::ALL_FAULTS.contains(&fault) => faults.push(fault),
+            _ => {
+                eprintln!(
+                    "error: unknown fault {name:?} (known: {})",
+                    engine::ALL_FAULTS.map(|f| f.to_string()).join(", ")
+                );
+                return Err(EXIT_HARNESS_ERROR);
+            }
+        }
+    }
+    // A fixed order, whatever order they were given in.
+    Ok(engine::ALL_FAULTS.into_iter().filter(|f| faults.contains(f)).collect())
+}
+
+fn list(store: &str) -> u8 {
+    let factory = match factory(store) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    println!("scenarios (store: {}):\n", factory.name());
+    for entry in catalogue::entries(factory.as_ref(), 1) {
+        println!("{}\n    {}", entry.name(), entry.description());
+        if let Entry::Store { scenario, .. } = &entry {
+            let missing = scenario.missing(&factory.capabilities());
+            if !missing.is_empty() {
+                println!("    not applicable to {}: lacks {}", factory.name(), missing.join(", "));
+            }
+        }
+        if entry.expect().findings.is_empty() {
             println!("    must pass every invariant");
         }
-        for finding in &scenario.expect.findings {
+        for finding in &entry.expect().findings {
             let invariants: Vec<&str> = finding.invariants.iter().map(|i| i.name()).collect();
             println!("    must reproduce ({}): {}", invariants.join(", "), finding.summary);
         }
         println!();
     }
+    println!("invariants (`tearline explain NAME` for details):\n");
+    for invariant in Invariant::ALL {
+        let applies = if invariant.applies_to(&factory.capabilities()) {
+            ""
+        } else {
+            " [not applicable to this store]"
+        };
+        println!(
+            "  {:<30} {}{applies}",
+            invariant.name(),
+            first_sentence(invariant.explanation())
+        );
+    }
     EXIT_PASS
 }
 
-fn run(names: &[String], seed: u64, scale: u32, stride: u64, samples: u64, show: usize) -> u8 {
-    let all = catalogue::catalogue(scale);
-    let chosen: Vec<Scenario> = if names.is_empty() {
+fn first_sentence(text: &str) -> &str {
+    text.split_once(". ").map_or(text, |(first, _)| first)
+}
+
+fn explain(name: &str) -> u8 {
+    match Invariant::parse(name) {
+        Some(invariant) => {
+            println!("{invariant}\n\n{}", invariant.explanation());
+            EXIT_PASS
+        }
+        None => {
+            eprintln!(
+                "error: no invariant named {name:?} (known: {})",
+                Invariant::ALL.map(|i| i.name()).join(", ")
+            );
+            EXIT_HARNESS_ERROR
+        }
+    }
+}
+
+struct RunArgs {
+    names: Vec<String>,
+    store: String,
+    seed: u64,
+    faults: Vec<String>,
+    shard: String,
+    jobs: Option<u64>,
+    scale: u32,
+    json: Option<PathBuf>,
+    junit: Option<PathBuf>,
+    check_determinism: bool,
+    show: usize,
+}
+
+fn parse_shard(text: &str) -> Option<(u64, u64)> {
+    let (i, n) = text.split_once('/')?;
+    let (i, n) = (i.parse().ok()?, n.parse().ok()?);
+    (n > 0 && i < n).then_some((i, n))
+}
+
+fn run(args: RunArgs) -> u8 {
+    let factory = match factory(&args.store) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    let faults = match parse_faults(&args.faults) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    let Some(shard) = parse_shard(&args.shard) else {
+        eprintln!("error: --shard takes i/n with i < n, got {:?}", args.shard);
+        return EXIT_HARNESS_ERROR;
+    };
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u64))
+        .max(1);
+    let all = catalogue::entries(factory.as_ref(), args.scale);
+    let chosen: Vec<Entry> = if args.names.is_empty() {
         all
     } else {
         let mut chosen = Vec::new();
-        for name in names {
-            match all.iter().find(|s| &s.name == name) {
-                Some(s) => chosen.push(s.clone()),
+        for name in &args.names {
+            match all.iter().find(|e| e.name() == name) {
+                Some(e) => chosen.push(e.clone()),
                 None => {
                     eprintln!("error: no scenario named {name:?} (see `tearline list`)");
                     return EXIT_HARNESS_ERROR;
@@ -109,119 +293,233 @@ fn run(names: &[String], seed: u64, scale: u32, stride: u64, samples: u64, show:
         }
         chosen
     };
-    println!("SEED={seed} scale={scale} stride={stride} samples={samples}");
-    let options = MatrixOptions {
-        seed,
-        samples_per_point: samples,
-        stride,
-        ..MatrixOptions::default()
+    let fault_names: Vec<String> = faults.iter().map(|f| f.to_string()).collect();
+    println!(
+        "SEED={} store={} faults={} shard={}/{} jobs={jobs} scale={}",
+        args.seed,
+        factory.name(),
+        fault_names.join(","),
+        shard.0,
+        shard.1,
+        args.scale
+    );
+    let worker = match std::env::current_exe() {
+        Ok(program) => {
+            let mut worker_args = vec![
+                "worker".to_string(),
+                "--store".to_string(),
+                args.store.clone(),
+                "--seed".to_string(),
+                args.seed.to_string(),
+                "--faults".to_string(),
+                fault_names.join(","),
+                "--scale".to_string(),
+                args.scale.to_string(),
+            ];
+            if args.check_determinism {
+                worker_args.push("--check-determinism".to_string());
+            }
+            Some(WorkerCommand {
+                program,
+                args: worker_args,
+            })
+        }
+        Err(_) => None,
+    };
+    let options = RunOptions {
+        engine: EngineOptions {
+            seed: args.seed,
+            faults,
+            check_determinism: args.check_determinism,
+            ..EngineOptions::default()
+        },
+        scale: args.scale,
+        shard,
+        jobs,
+        worker,
     };
     let started = Instant::now();
-    let mut rows = Vec::new();
-    let mut exit = EXIT_PASS;
-    for scenario in &chosen {
+    let mut report = RunReport {
+        store: factory.name().to_string(),
+        seed: args.seed,
+        shard: format!("{}/{}", shard.0, shard.1),
+        faults: fault_names,
+        scenarios: Vec::new(),
+    };
+    let mut seconds = Vec::new();
+    for entry in &chosen {
         let bar = ProgressBar::new(0);
         bar.set_style(
-            ProgressStyle::with_template("{msg:28} [{bar:40}] {pos}/{len} points {elapsed}")
+            ProgressStyle::with_template("{msg:32} [{bar:40}] {pos}/{len} cases {elapsed}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
         );
-        bar.set_message(scenario.name.clone());
+        bar.set_message(entry.name().to_string());
         let scenario_start = Instant::now();
-        let result = sqlite_atomic_commit::run_matrix(&scenario.workload, &options, &mut |done, total| {
+        let result = run::run_entry(entry, factory.as_ref(), &options, &|done, total| {
             bar.set_length(total);
             bar.set_position(done);
         });
-        bar.finish();
-        let report = match result {
-            Ok(report) => report,
+        bar.finish_and_clear();
+        let result = match result {
+            Ok(result) => result,
             Err(e) => {
-                eprintln!("error: {}: the harness failed: {e}", scenario.name);
+                eprintln!("error: {}: the harness failed: {e}", entry.name());
                 return EXIT_HARNESS_ERROR;
             }
         };
-        let verdict = scenario.expect.judge(&report);
-        if let Err(why) = &verdict {
-            exit = EXIT_VIOLATION;
-            eprintln!("FAIL {}: {why}", scenario.name);
-            for failure in report.failures.iter().take(show) {
+        seconds.push(scenario_start.elapsed().as_secs_f64());
+        if !result.passed {
+            eprintln!("FAIL {}: {}", result.scenario, result.verdict);
+            for invariant in result
+                .invariants
+                .iter()
+                .filter(|i| i.status == InvariantStatus::Failed)
+                .take(args.show)
+            {
                 eprintln!(
-                    "  {} broke at {}: {}\n    reproduce: tearline repro {}",
-                    failure.violation.invariant,
-                    failure.op.map_or("the end".to_string(), |op| op.to_string()),
-                    failure.violation.evidence,
-                    repro_line(scenario, seed, scale, &failure.case)
+                    "  {} broke at {} cases: {}\n    reproduce: tearline repro {}{}",
+                    invariant.invariant,
+                    invariant.failures,
+                    invariant.evidence.as_deref().unwrap_or(""),
+                    invariant.repro.as_deref().unwrap_or("?"),
+                    store_flag(&args.store, &result)
                 );
             }
         }
-        rows.push((scenario.clone(), report, verdict, scenario_start.elapsed()));
+        report.scenarios.push(result);
     }
-    print_summary(&rows, seed, scale);
+    print_summary(&report, &seconds);
     println!("total wall time {:.1} s", started.elapsed().as_secs_f64());
-    exit
+    if let Some(path) = &args.json
+        && let Err(e) = std::fs::write(path, report.to_json())
+    {
+        eprintln!("error: writing {}: {e}", path.display());
+        return EXIT_HARNESS_ERROR;
+    }
+    if let Some(path) = &args.junit
+        && let Err(e) = std::fs::write(path, report.to_junit(&seconds))
+    {
+        eprintln!("error: writing {}: {e}", path.display());
+        return EXIT_HARNESS_ERROR;
+    }
+    if report.passed() { EXIT_PASS } else { EXIT_VIOLATION }
 }
 
-fn repro_line(scenario: &Scenario, seed: u64, scale: u32, case: &Case) -> String {
-    let suffix = if scale == 2 { String::new() } else { format!("@{scale}") };
-    format!("{}:{seed}:{case}{suffix}", scenario.name)
+fn store_flag(store: &str, result: &ScenarioResult) -> String {
+    if result.kind == "store" && store != stores::DEFAULT {
+        format!(" --store {store}")
+    } else {
+        String::new()
+    }
 }
 
-fn print_summary(rows: &[(Scenario, MatrixReport, Result<(), String>, std::time::Duration)], seed: u64, scale: u32) {
+fn print_summary(report: &RunReport, seconds: &[f64]) {
     println!();
     println!(
-        "{:<28} {:>9} {:>8} {:>8} {:>9} {:>8} {:>10}  verdict",
+        "{:<32} {:>8} {:>7} {:>8} {:>9} {:>8} {:>10}  verdict",
         "scenario", "syscalls", "points", "states", "failures", "time s", "states/s"
     );
-    for (scenario, report, verdict, time) in rows {
-        let secs = time.as_secs_f64();
-        let rate = if secs > 0.0 {
-            report.states_checked as f64 / secs
+    let (mut states, mut time) = (0, 0.0);
+    for (result, secs) in report.scenarios.iter().zip(seconds) {
+        let rate = if *secs > 0.0 {
+            result.states_checked as f64 / secs
         } else {
             0.0
         };
-        let verdict = match verdict {
-            Ok(()) if scenario.expect.findings.is_empty() => "pass".to_string(),
-            Ok(()) => format!("pass ({} known findings reproduced)", scenario.expect.findings.len()),
-            Err(_) => "FAIL".to_string(),
-        };
+        states += result.states_checked;
+        time += secs;
         println!(
-            "{:<28} {:>9} {:>8} {:>8} {:>9} {:>8.1} {:>10.0}  {verdict}",
-            scenario.name,
-            report.workload_syscalls,
-            report.crash_points,
-            report.states_checked,
-            report.failures.len(),
+            "{:<32} {:>8} {:>7} {:>8} {:>9} {:>8.1} {:>10.0}  {}",
+            result.scenario,
+            result.workload_syscalls,
+            result.crash_points,
+            result.states_checked,
+            result.failures.len(),
             secs,
-            rate
+            rate,
+            result.verdict
         );
     }
-    for (scenario, report, verdict, _) in rows {
-        if verdict.is_err() {
-            continue;
-        }
-        for finding in &scenario.expect.findings {
-            let instances: Vec<_> = report.failures.iter().filter(|f| finding.explains(f)).collect();
-            // A power cut is the plainest example of a finding, where there is one.
-            let example = instances
-                .iter()
-                .find(|f| f.case.fault == tearline_sim_fs::Fault::PowerCut)
-                .or(instances.first());
-            if let Some(example) = example {
+    let rate = if time > 0.0 { states as f64 / time } else { 0.0 };
+    println!(
+        "{:<32} {:>8} {:>7} {states:>8} {:>9} {time:>8.1} {rate:>10.0}",
+        "total", "", "", ""
+    );
+    for result in &report.scenarios {
+        for invariant in &result.invariants {
+            if invariant.status == InvariantStatus::KnownFinding {
                 println!(
-                    "\n{} reproduced a known finding at {} cases: {}\n  e.g. {} broke: {}\n  reproduce: tearline repro {}",
-                    scenario.name,
-                    instances.len(),
-                    finding.summary,
-                    example.violation.invariant,
-                    example.violation.evidence,
-                    repro_line(scenario, seed, scale, &example.case)
+                    "\n{} reproduced a known finding ({}) at {} cases\n  e.g. {}\n  reproduce: tearline repro {}",
+                    result.scenario,
+                    invariant.invariant,
+                    invariant.failures,
+                    invariant.evidence.as_deref().unwrap_or(""),
+                    invariant.repro.as_deref().unwrap_or("?")
                 );
             }
         }
     }
 }
 
-fn repro(line: &str) -> u8 {
+fn worker(
+    store: &str,
+    scenario: &str,
+    seed: u64,
+    faults: &[String],
+    scale: u32,
+    part: &str,
+    check_determinism: bool,
+) -> u8 {
+    let factory = match factory(store) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    let faults = match parse_faults(faults) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    let Some(part) = Part::parse_arg(part) else {
+        eprintln!("error: bad --part {part:?}");
+        return EXIT_HARNESS_ERROR;
+    };
+    let Some(entry) = catalogue::find_entry(factory.as_ref(), scenario, scale) else {
+        eprintln!("error: no scenario named {scenario:?}");
+        return EXIT_HARNESS_ERROR;
+    };
+    let options = EngineOptions {
+        seed,
+        faults,
+        check_determinism,
+        ..EngineOptions::default()
+    };
+    let mut last = 0;
+    let result = run::run_part(&entry, factory.as_ref(), &options, scale, part, &mut |done, total| {
+        let step = (total / 100).max(1);
+        if done == total || done >= last + step {
+            last = done;
+            eprintln!("progress {done} {total}");
+        }
+    });
+    match result {
+        Ok(result) => match serde_json::to_string(&result) {
+            Ok(json) => {
+                println!("{json}");
+                EXIT_PASS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                EXIT_HARNESS_ERROR
+            }
+        },
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_HARNESS_ERROR
+        }
+    }
+}
+
+fn repro(line: &str, store: &str) -> u8 {
     let (body, scale) = match line.rsplit_once('@') {
         Some((body, scale)) => match scale.parse::<u32>() {
             Ok(scale) => (body, scale),
@@ -232,21 +530,95 @@ fn repro(line: &str) -> u8 {
         },
         None => (line, 2),
     };
-    let mut parts = body.splitn(3, ':');
-    let (Some(name), Some(seed), Some(case)) = (parts.next(), parts.next(), parts.next()) else {
+    let Some(parsed) = ReproLine::parse(body) else {
         eprintln!("error: expected <scenario>:<seed>:<syscall>:<fault>[:<model>:<pick>], got {line:?}");
         return EXIT_HARNESS_ERROR;
     };
-    let Some(scenario) = catalogue::find(name, scale) else {
-        eprintln!("error: no scenario named {name:?} (see `tearline list`)");
+    let factory = match factory(store) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    let Some(entry) = catalogue::find_entry(factory.as_ref(), &parsed.scenario, scale) else {
+        eprintln!("error: no scenario named {:?} (see `tearline list`)", parsed.scenario);
         return EXIT_HARNESS_ERROR;
     };
-    let (Ok(seed), Some(case)) = (seed.parse::<u64>(), Case::parse(case)) else {
-        eprintln!("error: cannot parse the seed or the case in {line:?}");
-        return EXIT_HARNESS_ERROR;
-    };
-    println!("SEED={seed} scenario={name} case={case}");
-    let outcome = match sqlite_atomic_commit::replay(&scenario.workload, seed, &case) {
+    println!(
+        "SEED={} scenario={} case={} store={}",
+        parsed.seed,
+        parsed.scenario,
+        parsed.case,
+        factory.name()
+    );
+    match entry {
+        Entry::Sqlite(scenario) => repro_sqlite(&scenario.workload, parsed.seed, &parsed.case),
+        Entry::Store { scenario, .. } => {
+            let missing = scenario.missing(&factory.capabilities());
+            if !missing.is_empty() {
+                eprintln!(
+                    "error: {} is not applicable to {}: lacks {}",
+                    scenario.name,
+                    factory.name(),
+                    missing.join(", ")
+                );
+                return EXIT_HARNESS_ERROR;
+            }
+            let (replay, step) = match engine::replay(factory.as_ref(), &scenario, parsed.seed, &parsed.case) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: the harness failed: {e}");
+                    return EXIT_HARNESS_ERROR;
+                }
+            };
+            println!(
+                "workload: syscalls {}..{}; in flight at {}: {}",
+                replay.workload.0,
+                replay.workload.1,
+                parsed.case.syscall,
+                step.as_deref().unwrap_or("nothing (between steps or after the last)")
+            );
+            println!("\ntrace around syscall {} (boot 0):", parsed.case.syscall);
+            for entry in replay.trace.around(parsed.case.syscall, 8).filter(|e| e.boot == 0) {
+                let marker = if entry.index == parsed.case.syscall { ">>" } else { "  " };
+                println!("{marker} {entry}");
+            }
+            print_recovery(&replay.trace);
+            if replay.violations.is_empty() {
+                println!("\nresult: every invariant held");
+                EXIT_PASS
+            } else {
+                for violation in &replay.violations {
+                    println!(
+                        "\nresult: {} broke\nevidence: {}",
+                        violation.invariant, violation.evidence
+                    );
+                }
+                EXIT_VIOLATION
+            }
+        }
+    }
+}
+
+fn print_recovery(trace: &tearline_sim_fs::Trace) {
+    let entries = trace.entries();
+    let first_after = entries
+        .iter()
+        .position(|e| e.op == SyscallKind::Reboot || e.fault.is_some())
+        .unwrap_or(entries.len());
+    let tail: Vec<_> = entries[first_after..].iter().collect();
+    println!(
+        "\nafter the fault ({} syscalls of restart, reboot and recovery):",
+        tail.len()
+    );
+    for entry in tail.iter().take(40) {
+        println!("   {entry}");
+    }
+    if tail.len() > 40 {
+        println!("   ... {} more", tail.len() - 40);
+    }
+}
+
+fn repro_sqlite(workload: &sqlite_atomic_commit::AtomicCommitWorkload, seed: u64, case: &Case) -> u8 {
+    let outcome = match sqlite_atomic_commit::replay(workload, seed, case) {
         Ok(outcome) => outcome,
         Err(e) => {
             eprintln!("error: the harness failed: {e}");
@@ -258,12 +630,7 @@ fn repro(line: &str) -> u8 {
         let marker = if entry.index == case.syscall { ">>" } else { "  " };
         println!("{marker} {entry}");
     }
-    for entry in outcome
-        .trace
-        .entries()
-        .iter()
-        .filter(|e| e.op == tearline_sim_fs::SyscallKind::Reboot)
-    {
+    for entry in outcome.trace.entries().iter().filter(|e| e.op == SyscallKind::Reboot) {
         println!("   {entry}");
     }
     let recovery = outcome.trace.entries().iter().filter(|e| e.boot > 0).count();

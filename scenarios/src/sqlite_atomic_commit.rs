@@ -18,12 +18,15 @@
 //! syscall they apply to (the process then restarts, and later the power
 //! fails too); and a torn write at every write.
 
-use std::fmt;
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rusqlite::{Connection, OpenFlags};
+
+pub use crate::case::{Case, CrashPick};
+pub use tearline_model::Invariant;
+use tearline_model::Violation;
 use tearline_sim_fs::sqlite::{SqliteVfs, VfsOptions, reseed_sqlite_prng};
 use tearline_sim_fs::{
     CrashChoice, Fault, FaultPlan, Fs, FsExt, PersistenceModel, SimConfig, SimFs, SimSnapshot, SyscallKind, Trace,
@@ -89,106 +92,6 @@ impl AtomicCommitWorkload {
     }
 }
 
-/// The invariant a post-crash state broke.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Invariant {
-    /// The database did not open, or failed `integrity_check`.
-    CompleteDatabase,
-    /// A transaction was partly there, or the transactions were not a prefix.
-    AtomicOp,
-    /// An acknowledged transaction was missing.
-    CommittedDurable,
-}
-
-impl Invariant {
-    /// The catalogue name (`committed-durable`).
-    pub fn name(&self) -> &'static str {
-        match self {
-            Invariant::CompleteDatabase => "complete-database",
-            Invariant::AtomicOp => "atomic-op",
-            Invariant::CommittedDurable => "committed-durable",
-        }
-    }
-}
-
-impl fmt::Display for Invariant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A broken invariant and its evidence.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Violation {
-    /// Which invariant.
-    pub invariant: Invariant,
-    /// What was found, in words.
-    pub evidence: String,
-}
-
-/// Where and how one case injects its fault.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Case {
-    /// The syscall index the fault strikes (for a power cut: the syscall
-    /// before which the power goes; the workload's length means "after the
-    /// last syscall").
-    pub syscall: u64,
-    /// The fault.
-    pub fault: Fault,
-    /// For power cuts: the persistence model and which outcome (an index into
-    /// the distinct outcomes, or a sample number).
-    pub crash: Option<(PersistenceModel, CrashPick)>,
-}
-
-/// Which outcome of a power cut a case checks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CrashPick {
-    /// The i-th distinct outcome (exhaustive enumeration).
-    Distinct(usize),
-    /// The outcome drawn from the run seed plus this sample number.
-    Sample(u64),
-}
-
-impl fmt::Display for Case {
-    /// `<syscall>:<fault>[:<model>:<d3|s1>]`, the tail of a repro line.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.syscall, self.fault)?;
-        if let Some((model, pick)) = &self.crash {
-            match pick {
-                CrashPick::Distinct(i) => write!(f, ":{model}:d{i}")?,
-                CrashPick::Sample(i) => write!(f, ":{model}:s{i}")?,
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Case {
-    /// Parses what `Display` prints.
-    pub fn parse(text: &str) -> Option<Case> {
-        let mut parts = text.split(':');
-        let syscall = parts.next()?.parse().ok()?;
-        let fault = Fault::parse(parts.next()?)?;
-        let crash = match (parts.next(), parts.next()) {
-            (None, None) => None,
-            (Some(model), Some(pick)) => {
-                let model = PersistenceModel::parse(model)?;
-                let pick = if let Some(i) = pick.strip_prefix('d') {
-                    CrashPick::Distinct(i.parse().ok()?)
-                } else {
-                    CrashPick::Sample(pick.strip_prefix('s')?.parse().ok()?)
-                };
-                Some((model, pick))
-            }
-            _ => return None,
-        };
-        if parts.next().is_some() {
-            return None;
-        }
-        Some(Case { syscall, fault, crash })
-    }
-}
-
 /// What the matrix tries at each point.
 #[derive(Clone, Debug)]
 pub struct MatrixOptions {
@@ -208,6 +111,9 @@ pub struct MatrixOptions {
     pub torn_writes: bool,
     /// Check only every n-th syscall (1 = every one). Default 1.
     pub stride: u64,
+    /// Run only the points (by ordinal) this part owns: how the matrix is
+    /// split over shards and worker processes. Default: the whole matrix.
+    pub part: crate::engine::Part,
 }
 
 impl Default for MatrixOptions {
@@ -220,6 +126,7 @@ impl Default for MatrixOptions {
             errno_faults: vec![Fault::EIO, Fault::ENOSPC],
             torn_writes: true,
             stride: 1,
+            part: crate::engine::Part::WHOLE,
         }
     }
 }
@@ -506,6 +413,10 @@ pub fn run_matrix(
         .collect();
     let total = points.len() as u64;
     for (done, &syscall) in points.iter().enumerate() {
+        if !options.part.owns(done as u64) {
+            progress(done as u64 + 1, total);
+            continue;
+        }
         let snapshot = &probe.snapshots[(syscall - probe.start) as usize];
         let acked = probe.acks.before(syscall);
         for &model in &options.models {

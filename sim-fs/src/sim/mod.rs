@@ -668,6 +668,30 @@ impl SimFs {
         self.world().clock.clone()
     }
 
+    /// Sets the capacity of the device holding `path` from now on (e.g. to
+    /// leave a store little room after its setup ran). Writes that would
+    /// exceed it fail with `ENOSPC`; nothing already written is removed.
+    pub fn set_capacity(&self, path: &Path, capacity_bytes: u64) {
+        let mut world = self.world();
+        let device = world.device_of(path);
+        let config = Arc::make_mut(&mut world.config);
+        match device {
+            0 => config.root_capacity_bytes = capacity_bytes,
+            d => {
+                if let Some(mount) = config.mounts.get_mut(d as usize - 1) {
+                    mount.capacity_bytes = capacity_bytes;
+                }
+            }
+        }
+    }
+
+    /// Bytes used on the device holding `path`.
+    pub fn used_bytes(&self, path: &Path) -> u64 {
+        let world = self.world();
+        let device = world.device_of(path);
+        world.used.get(&device).copied().unwrap_or(0)
+    }
+
     /// Replaces the fault plan. Rules see syscalls from now on.
     pub fn set_fault_plan(&self, plan: FaultPlan) {
         self.world().faults = plan;
@@ -1212,6 +1236,13 @@ impl Drop for SimLock {
             path: &path,
             args: String::new(),
         };
+        // Every index has its snapshot, this one included.
+        if world.snapshots.is_some() {
+            let snapshot = world.snapshot();
+            if let Some(list) = world.snapshots.as_mut() {
+                list.push(snapshot);
+            }
+        }
         world.syscall_index += 1;
         world.log(&call, Outcome::Ok, None);
     }

@@ -1,0 +1,511 @@
+//! Driving a store through the contract on one simulated machine: every
+//! store call guarded (a panic or a blown syscall budget is a clean-error
+//! violation, never a crash of the harness), the model kept in step, and the
+//! writable reopen + observe + check that follows every fault.
+
+use std::cell::Cell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Once};
+
+use tearline_model::invariants::{check_no_wipe_without_lock, check_recovered};
+use tearline_model::{
+    Access, Capabilities, Env, Invariant, Model, Observation, StoreFactory, StoreUnderTest, Violation,
+};
+use tearline_sim_fs::{Fault, FaultPlan, Fs, FsExt, SimFs, Trace};
+
+use super::HarnessError;
+use super::scenario::{Capacity, Step, StoreScenario, store_root};
+
+thread_local! {
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Installs (once) a panic hook that stays silent while a store call runs
+/// under [`guarded`] (the panic is reported as a violation instead) and
+/// defers to the previous hook otherwise.
+fn install_quiet_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-text payload".to_string()
+    }
+}
+
+/// Runs one store call: a panic, or more syscalls than the budget allows
+/// (a hang), is a clean-error violation.
+pub(crate) fn guarded<T>(fs: &SimFs, budget_end: u64, what: &str, call: impl FnOnce() -> T) -> Result<T, Violation> {
+    install_quiet_hook();
+    QUIET.with(|q| q.set(true));
+    let result = catch_unwind(AssertUnwindSafe(call));
+    QUIET.with(|q| q.set(false));
+    match result {
+        Err(payload) => Err(Violation::new(
+            Invariant::CleanError,
+            format!("{what} panicked: {}", panic_message(payload.as_ref())),
+        )),
+        Ok(_) if fs.syscall_count() > budget_end => Err(Violation::new(
+            Invariant::CleanError,
+            format!("{what} exceeded the syscall budget (syscall {budget_end}): a hang"),
+        )),
+        Ok(value) => Ok(value),
+    }
+}
+
+/// The environment a store sees in one simulated process.
+pub(crate) fn env_for(fs: &SimFs) -> Env {
+    Env {
+        fs: Arc::new(fs.clone()),
+        clock: Arc::new(fs.clock()),
+        root: store_root().to_path_buf(),
+    }
+}
+
+/// The fault plan of a case: the fault (if any) and the budget's guard.
+pub(crate) fn plan(fault: Option<(u64, Fault)>, budget_end: u64) -> FaultPlan {
+    let plan = match fault {
+        Some((at, fault)) => FaultPlan::none().at(at, fault),
+        None => FaultPlan::none(),
+    };
+    plan.at(budget_end, Fault::ProcessCrash)
+}
+
+/// The model as it stood from syscall `at` on.
+#[derive(Clone, Debug)]
+pub(crate) struct Mark {
+    pub at: u64,
+    pub model: Model,
+}
+
+/// Whether the workload goes on after a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Continue,
+    Stop,
+}
+
+/// One process driving a store through steps, with the model.
+pub(crate) struct Driver<'f> {
+    pub factory: &'f dyn StoreFactory,
+    pub caps: Capabilities,
+    pub fs: SimFs,
+    handle: Option<Box<dyn StoreUnderTest>>,
+    pub model: Model,
+    pub marks: Vec<Mark>,
+    pub budget_end: u64,
+    pub violations: Vec<Violation>,
+    /// `(first syscall, step index)` for each workload step, in order.
+    pub step_starts: Vec<(u64, usize)>,
+}
+
+impl<'f> Driver<'f> {
+    /// A fresh machine with an empty store open writable and the setup run.
+    pub fn boot(
+        factory: &'f dyn StoreFactory,
+        scenario: &StoreScenario,
+        fs: SimFs,
+    ) -> Result<Driver<'f>, HarnessError> {
+        let mut driver = Driver {
+            factory,
+            caps: factory.capabilities(),
+            fs,
+            handle: None,
+            model: Model::new(),
+            marks: Vec::new(),
+            budget_end: u64::MAX,
+            violations: Vec::new(),
+            step_starts: Vec::new(),
+        };
+        let env = env_for(&driver.fs);
+        driver
+            .fs
+            .create_dir_all_durable(store_root())
+            .map_err(|e| HarnessError(format!("creating {}: {e}", store_root().display())))?;
+        match guarded(&driver.fs, u64::MAX, "init", || factory.init(&env)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(HarnessError(format!("{}: init failed: {e}", scenario.name))),
+            Err(v) => return Err(HarnessError(format!("{}: init: {v}", scenario.name))),
+        }
+        if driver.reopen()? == Flow::Stop {
+            return Err(HarnessError(format!(
+                "{}: the first writable open failed: {:?}",
+                scenario.name, driver.violations
+            )));
+        }
+        for (i, step) in scenario.setup.iter().enumerate() {
+            let flow = driver.step(step)?;
+            if flow == Flow::Stop || !driver.violations.is_empty() {
+                return Err(HarnessError(format!(
+                    "{}: setup step {i} ({}) failed fault-free: {:?}",
+                    scenario.name,
+                    step.describe(),
+                    driver.violations
+                )));
+            }
+        }
+        // A small device is sized from what the setup left, and only then
+        // enforced: the setup's own transient files must not run it out.
+        if let Capacity::SetupSizePercent(percent) = scenario.capacity {
+            let used = driver.fs.used_bytes(store_root());
+            driver.fs.set_capacity(store_root(), used.saturating_mul(percent) / 100);
+        }
+        Ok(driver)
+    }
+
+    fn mark(&mut self) {
+        self.marks.push(Mark {
+            at: self.fs.syscall_count(),
+            model: self.model.clone(),
+        });
+    }
+
+    fn halted(&self) -> bool {
+        self.fs.halted().is_some()
+    }
+
+    /// Runs the workload until it ends or stops; returns whether it ended.
+    pub fn workload(&mut self, steps: &[Step]) -> Result<bool, HarnessError> {
+        for (i, step) in steps.iter().enumerate() {
+            self.step_starts.push((self.fs.syscall_count(), i));
+            if self.step(step)? == Flow::Stop {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Drops the open store (the process closes it).
+    pub fn close(&mut self) {
+        if let Some(handle) = self.handle.take()
+            && let Err(v) = guarded(&self.fs, self.budget_end, "closing the store", move || drop(handle))
+        {
+            self.violations.push(v);
+        }
+    }
+
+    fn reopen(&mut self) -> Result<Flow, HarnessError> {
+        self.close();
+        let env = env_for(&self.fs);
+        let factory = self.factory;
+        match guarded(&self.fs, self.budget_end, "a writable open", || {
+            factory.open(&env, Access::Writable)
+        }) {
+            Ok(Ok(handle)) => {
+                self.handle = Some(handle);
+                Ok(Flow::Continue)
+            }
+            Ok(Err(_)) => Ok(Flow::Stop),
+            Err(v) => {
+                self.violations.push(v);
+                Ok(Flow::Stop)
+            }
+        }
+    }
+
+    /// Runs one step.
+    pub fn step(&mut self, step: &Step) -> Result<Flow, HarnessError> {
+        match step {
+            Step::Op(op) => {
+                let Some(mut handle) = self.handle.take() else {
+                    return Ok(Flow::Stop);
+                };
+                let expected = self.model.expect(op);
+                self.model.begin(op);
+                self.mark();
+                let what = format!("`{}`", op.describe());
+                let result = guarded(&self.fs, self.budget_end, &what, || handle.apply(op));
+                self.handle = Some(handle);
+                match result {
+                    Err(v) => {
+                        self.violations.push(v);
+                        Ok(Flow::Stop)
+                    }
+                    Ok(Ok(())) => {
+                        self.model.acknowledge();
+                        self.mark();
+                        if expected.must_fail
+                            && let tearline_model::Operation::Reconcile { mode, .. } = op
+                            && mode.is_destructive()
+                        {
+                            self.violations.push(Violation::new(
+                                Invariant::NoDestructiveWithoutForce,
+                                format!("{what} without force returned Ok"),
+                            ));
+                        }
+                        Ok(Flow::Continue)
+                    }
+                    Ok(Err(_)) if self.halted() => Ok(Flow::Stop),
+                    Ok(Err(_)) if expected.must_fail => {
+                        self.model.settle(false);
+                        self.mark();
+                        Ok(Flow::Continue)
+                    }
+                    // A failed operation may or may not have taken effect:
+                    // the model keeps it uncertain until a check settles it.
+                    Ok(Err(_)) => Ok(Flow::Stop),
+                }
+            }
+            Step::EditSource { name, content } => {
+                let env = env_for(&self.fs);
+                let dir = self
+                    .factory
+                    .source_dir(&env)
+                    .ok_or_else(|| HarnessError("a source edit, but the store has no source directory".into()))?;
+                let harness = self.fs.spawn_process();
+                let path = dir.join(name);
+                let result = harness.create_dir_all_durable(&dir).and_then(|()| match content {
+                    Some(content) => harness.write_file_atomic(&path, content.as_bytes()),
+                    None => harness.remove_file(&path).and_then(|()| harness.sync_dir(&dir)),
+                });
+                harness.crash_process();
+                if let Err(e) = result {
+                    if self.halted() {
+                        return Ok(Flow::Stop);
+                    }
+                    return Err(HarnessError(format!("editing source {}: {e}", path.display())));
+                }
+                self.model.edit_source(name, content.as_deref());
+                self.mark();
+                Ok(Flow::Continue)
+            }
+            Step::Reopen => {
+                self.mark();
+                self.reopen()
+            }
+            Step::OpenReadOnly => {
+                self.mark();
+                let other = self.fs.spawn_process();
+                let env = env_for(&other);
+                let factory = self.factory;
+                let opened = guarded(&other, self.budget_end, "a read-only open", || {
+                    factory.open(&env, Access::ReadOnly)
+                });
+                match opened {
+                    Err(v) => self.violations.push(v),
+                    Ok(Err(_)) => {}
+                    Ok(Ok(handle)) => {
+                        match guarded(&other, self.budget_end, "observe (read-only)", || handle.observe()) {
+                            Err(v) => self.violations.push(v),
+                            Ok(Err(_)) => {}
+                            Ok(Ok(observation)) => {
+                                for v in check_recovered(&observation, &self.model, &self.caps) {
+                                    if matches!(v.invariant, Invariant::CommittedDurable | Invariant::AtomicOp) {
+                                        self.violations.push(Violation::new(
+                                            v.invariant,
+                                            format!("seen by a read-only open: {}", v.evidence),
+                                        ));
+                                    }
+                                }
+                            }
+                        }
+                        if let Err(v) = guarded(&other, self.budget_end, "closing a read-only open", move || {
+                            drop(handle)
+                        }) {
+                            self.violations.push(v);
+                        }
+                    }
+                }
+                other.crash_process();
+                Ok(if self.halted() { Flow::Stop } else { Flow::Continue })
+            }
+            Step::SecondWriter => {
+                self.mark();
+                let other = self.fs.spawn_process();
+                let env = env_for(&other);
+                let factory = self.factory;
+                let opened = guarded(&other, self.budget_end, "a second writable open", || {
+                    factory.open(&env, Access::Writable)
+                });
+                match opened {
+                    Err(v) => self.violations.push(v),
+                    Ok(Err(_)) => {}
+                    Ok(Ok(handle)) => {
+                        if self.caps.exclusive_lock && !self.halted() {
+                            self.violations.push(Violation::new(
+                                Invariant::NoWipeWithoutLock,
+                                format!(
+                                    "process {} was let open the store writable while process {} held it",
+                                    other.pid(),
+                                    self.fs.pid()
+                                ),
+                            ));
+                        }
+                        if let Err(v) =
+                            guarded(&other, self.budget_end, "closing a second writer", move || drop(handle))
+                        {
+                            self.violations.push(v);
+                        }
+                    }
+                }
+                other.crash_process();
+                Ok(if self.halted() { Flow::Stop } else { Flow::Continue })
+            }
+        }
+    }
+}
+
+/// What a writable reopen after a fault showed.
+pub(crate) struct Recovered {
+    pub violations: Vec<Violation>,
+    pub observation: Option<Observation>,
+}
+
+/// Opens the store writable in process `fs` (recovery runs), observes it,
+/// and checks the observation against `model`.
+pub(crate) fn recover_and_check(factory: &dyn StoreFactory, fs: &SimFs, model: &Model, budget_end: u64) -> Recovered {
+    let caps = factory.capabilities();
+    let env = env_for(fs);
+    let mut violations = Vec::new();
+    let handle = match guarded(fs, budget_end, "the writable open after the fault", || {
+        factory.open(&env, Access::Writable)
+    }) {
+        Err(v) => {
+            return Recovered {
+                violations: vec![v],
+                observation: None,
+            };
+        }
+        Ok(Err(e)) => {
+            return Recovered {
+                violations: vec![Violation::new(
+                    Invariant::CompleteDatabase,
+                    format!("the writable open after the fault failed: {e}"),
+                )],
+                observation: None,
+            };
+        }
+        Ok(Ok(handle)) => handle,
+    };
+    let observation = match guarded(fs, budget_end, "observe after recovery", || handle.observe()) {
+        Err(v) => {
+            violations.push(v);
+            None
+        }
+        Ok(Err(e)) => {
+            violations.push(Violation::new(
+                Invariant::CompleteDatabase,
+                format!("observing the recovered store failed: {e}"),
+            ));
+            None
+        }
+        Ok(Ok(observation)) => Some(observation),
+    };
+    if let Some(observation) = &observation {
+        violations.extend(check_recovered(observation, model, &caps));
+    }
+    if let Err(v) = guarded(fs, budget_end, "closing the recovered store", move || drop(handle)) {
+        violations.push(v);
+    }
+    Recovered {
+        violations,
+        observation,
+    }
+}
+
+/// Settles the model's uncertainty to what a recovered store showed, when it
+/// showed the in-flight operation wholly before or wholly after.
+pub(crate) fn settle(model: &mut Model, observation: &Observation, caps: &Capabilities) {
+    let (all_after, all_before) = {
+        let allowed = model.allowed();
+        if allowed.op.is_none() {
+            return;
+        }
+        let mut all_after = true;
+        let mut all_before = true;
+        for name in &allowed.touched {
+            let mut sides = vec![(&observation.indexed, &allowed.before.indexed, &allowed.after.indexed)];
+            if caps.source_files {
+                sides.push((&observation.sources, &allowed.before.sources, &allowed.after.sources));
+            }
+            for (found, before, after) in sides {
+                all_after &= found.get(name) == after.get(name);
+                all_before &= found.get(name) == before.get(name);
+            }
+        }
+        (all_after, all_before)
+    };
+    if all_after {
+        model.settle(true);
+    } else if all_before {
+        model.settle(false);
+    }
+}
+
+/// The lock invariant read off a trace, if the store has a lock.
+pub(crate) fn check_trace(factory: &dyn StoreFactory, fs: &SimFs, trace: &Trace) -> Option<Violation> {
+    let caps = factory.capabilities();
+    if !caps.exclusive_lock {
+        return None;
+    }
+    let env = env_for(fs);
+    let lock = factory.lock_file(&env)?;
+    check_no_wipe_without_lock(trace, &lock, &factory.protected_paths(&env))
+}
+
+/// Keeps the first violation of each invariant, in order.
+pub(crate) fn first_of_each(violations: Vec<Violation>) -> Vec<Violation> {
+    let mut seen = std::collections::BTreeSet::new();
+    violations.into_iter().filter(|v| seen.insert(v.invariant)).collect()
+}
+
+/// Fault-free: does the store serve exactly its source files after the
+/// workload's closing full sync, and does a second full rebuild change
+/// nothing?
+pub(crate) fn full_sync_checks(
+    factory: &dyn StoreFactory,
+    scenario: &StoreScenario,
+    fs: SimFs,
+) -> Result<Vec<Violation>, HarnessError> {
+    let caps = factory.capabilities();
+    if !scenario.ends_with_full_sync() || !caps.source_files {
+        return Ok(Vec::new());
+    }
+    let mut driver = Driver::boot(factory, scenario, fs)?;
+    if !driver.workload(&scenario.workload)? {
+        return Ok(driver.violations);
+    }
+    let mut violations = std::mem::take(&mut driver.violations);
+    let observe = |driver: &mut Driver<'_>, violations: &mut Vec<Violation>| -> Option<Observation> {
+        let handle = driver.handle.take()?;
+        let result = guarded(&driver.fs, u64::MAX, "observe", || handle.observe());
+        driver.handle = Some(handle);
+        match result {
+            Ok(Ok(o)) => Some(o),
+            Ok(Err(_)) => None,
+            Err(v) => {
+                violations.push(v);
+                None
+            }
+        }
+    };
+    let Some(first) = observe(&mut driver, &mut violations) else {
+        return Ok(violations);
+    };
+    violations.extend(tearline_model::invariants::check_filesystem_wins(&first));
+    if caps.full_rebuild {
+        let rebuild = Step::Op(tearline_model::Operation::Rebuild {
+            kind: tearline_model::RebuildKind::Full,
+        });
+        if driver.step(&rebuild)? == Flow::Continue
+            && let Some(second) = observe(&mut driver, &mut violations)
+        {
+            violations.extend(tearline_model::invariants::check_rebuild_idempotent(&first, &second));
+        }
+    }
+    driver.close();
+    violations.extend(driver.violations);
+    Ok(violations)
+}

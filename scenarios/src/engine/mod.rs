@@ -1,0 +1,212 @@
+//! The crash-matrix engine over the store contract.
+//!
+//! Fault model (what a store under test must survive), per syscall of the
+//! scenario's workload:
+//! - a **power cut** before the syscall (and after the last one): the disk
+//!   is derived from the probe's snapshot under each [`PersistenceModel`]
+//!   (every distinct outcome where there are at most
+//!   [`EngineOptions::exhaustive_limit`], seeded samples otherwise);
+//! - **ENOSPC, EIO, EXDEV, a process crash, a torn write** wherever
+//!   [`Fault::applies_to`] that syscall: replayed from scratch with the
+//!   fault injected; the process gives up, a new process opens the store
+//!   writable, then the power fails keeping nothing unsynced (but a torn
+//!   write's sectors).
+//!
+//! After each fault: a writable open through the factory (recovery runs),
+//! an observation, and [`tearline_model::invariants::check_recovered`]
+//! against the [`tearline_model::Model`] as it stood at that syscall; the
+//! lock invariant is read off every case's trace; the fault-free probe is
+//! checked for filesystem-wins and rebuild-idempotent when the workload ends
+//! with a full sync. Every store call is guarded: a panic, or more syscalls
+//! than 50 times the probe's (a hang), is a clean-error violation.
+//! Invariants whose capability the store lacks are not applicable.
+//!
+//! Cases are numbered in a fixed order; a [`Part`] (a CI shard, and within
+//! it one of several local worker processes) owns the cases whose number it
+//! selects, so any split gives the same merged results. SQLite's PRNG is
+//! process-global, so parts run in separate processes ([`parallel`]), never
+//! on threads of one.
+
+pub mod driver;
+pub mod matrix;
+pub mod parallel;
+pub mod scenario;
+pub mod shrink;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use tearline_model::StoreFactory;
+use tearline_sim_fs::{Fault, PersistenceModel};
+
+pub use matrix::Replay;
+pub use parallel::{Part, WorkerCommand};
+pub use scenario::{Capacity, MountUnderRoot, Step, StoreScenario};
+
+use crate::case::{Case, ReproLine};
+use crate::report::FailureRecord;
+
+/// The harness itself failed (not the store): bad setup, a fault-free
+/// workload that does not finish, a worker that died.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HarnessError(pub String);
+
+impl fmt::Display for HarnessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for HarnessError {}
+
+/// What the matrix tries. Every field has a documented default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// The run seed. Default 0.
+    pub seed: u64,
+    /// The faults injected (power cuts, process crashes, errnos, torn
+    /// writes). Default: power-cut, crash, ENOSPC, EIO, EXDEV, torn-write.
+    pub faults: Vec<Fault>,
+    /// Persistence models for power cuts. Default: all four.
+    pub models: Vec<PersistenceModel>,
+    /// Enumerate every distinct outcome of a power cut when there are at
+    /// most this many; sample otherwise. Default 16.
+    pub exhaustive_limit: usize,
+    /// Samples per point and model when not enumerating. Default 3.
+    pub samples_per_point: u64,
+    /// Check every case twice and compare trace hashes. Default false.
+    pub check_determinism: bool,
+}
+
+/// Every fault the engine knows, in the order cases are enumerated.
+pub const ALL_FAULTS: [Fault; 6] = [
+    Fault::PowerCut,
+    Fault::ProcessCrash,
+    Fault::ENOSPC,
+    Fault::EIO,
+    Fault::EXDEV,
+    Fault::TornWrite,
+];
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            faults: ALL_FAULTS.to_vec(),
+            models: PersistenceModel::ALL.to_vec(),
+            exhaustive_limit: 16,
+            samples_per_point: 3,
+            check_determinism: false,
+        }
+    }
+}
+
+/// What one part of a scenario's matrix found (a worker's answer).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartResult {
+    /// The scenario.
+    pub scenario: String,
+    /// Syscalls in the fault-free workload.
+    pub workload_syscalls: u64,
+    /// Cases in the whole matrix (every part).
+    pub cases: u64,
+    /// Crash points (syscall, fault, model) whose first case this part owns.
+    pub crash_points: u64,
+    /// Post-fault states this part checked.
+    pub states_checked: u64,
+    /// Every violation found, by case number.
+    pub failures: Vec<FailureRecord>,
+}
+
+impl PartResult {
+    /// Merges parts in a fixed order: the result does not depend on how the
+    /// matrix was split.
+    pub fn merge(parts: Vec<PartResult>) -> PartResult {
+        let mut merged = PartResult::default();
+        for part in parts {
+            merged.scenario = part.scenario;
+            merged.workload_syscalls = merged.workload_syscalls.max(part.workload_syscalls);
+            merged.cases = merged.cases.max(part.cases);
+            merged.crash_points += part.crash_points;
+            merged.states_checked += part.states_checked;
+            merged.failures.extend(part.failures);
+        }
+        merged.failures.sort_by_key(|f| f.case_index);
+        merged
+    }
+}
+
+/// Runs the cases of `part` of a store scenario's matrix in this process.
+pub fn run_store_part(
+    factory: &dyn StoreFactory,
+    scenario: &StoreScenario,
+    options: &EngineOptions,
+    part: Part,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<PartResult, HarnessError> {
+    let probe = matrix::probe(factory, scenario, options.seed)?;
+    let cases = matrix::enumerate(&probe, options);
+    let outcomes = matrix::run_cases(factory, scenario, &probe, &cases, options, part, progress)?;
+    let mut result = PartResult {
+        scenario: scenario.name.clone(),
+        workload_syscalls: probe.end - probe.start,
+        cases: cases.len() as u64,
+        ..PartResult::default()
+    };
+    for (index, outcome) in outcomes {
+        let planned = &cases[index as usize];
+        if planned.first_of_point {
+            result.crash_points += 1;
+        }
+        result.states_checked += outcome.states_checked;
+        for violation in outcome.violations {
+            result.failures.push(failure_record(
+                scenario,
+                options.seed,
+                &probe,
+                index,
+                &planned.case,
+                violation,
+            ));
+        }
+    }
+    Ok(result)
+}
+
+fn failure_record(
+    scenario: &StoreScenario,
+    seed: u64,
+    probe: &matrix::Probe,
+    index: u64,
+    case: &Case,
+    violation: tearline_model::Violation,
+) -> FailureRecord {
+    FailureRecord {
+        case_index: index,
+        repro: ReproLine {
+            scenario: scenario.name.clone(),
+            seed,
+            case: case.clone(),
+        }
+        .to_string(),
+        syscall: case.syscall,
+        fault: case.fault.to_string(),
+        op: probe.op_at(case.syscall).map(|op| op.to_string()),
+        step: probe.step_at(case.syscall).map(|i| scenario.workload[i].describe()),
+        invariant: violation.invariant,
+        evidence: violation.evidence,
+    }
+}
+
+/// Replays one case of a store scenario from scratch, with its trace.
+pub fn replay(
+    factory: &dyn StoreFactory,
+    scenario: &StoreScenario,
+    seed: u64,
+    case: &Case,
+) -> Result<(Replay, Option<String>), HarnessError> {
+    let probe = matrix::probe(factory, scenario, seed)?;
+    let replay = matrix::replay_case(factory, scenario, seed, probe.budget(), probe.end, case)?;
+    let step = probe.step_at(case.syscall).map(|i| scenario.workload[i].describe());
+    Ok((replay, step))
+}

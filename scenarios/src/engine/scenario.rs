@@ -1,0 +1,146 @@
+//! What a store scenario is: a setup run fault-free, a workload run under
+//! faults, the machine it needs, and the capabilities it requires.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use tearline_model::{Capabilities, Operation};
+
+/// One step of a setup or a workload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "kebab-case")]
+pub enum Step {
+    /// Apply an operation through the open store.
+    Op(Operation),
+    /// The harness writes (or, with `None`, deletes) a source file behind
+    /// the store's back, durably (under [`tearline_model::StoreFactory::source_dir`]).
+    /// Its syscalls are the harness's, never a fault point.
+    EditSource {
+        /// The document name (the file name under the source directory).
+        name: String,
+        /// The new content, or `None` to delete it.
+        content: Option<String>,
+    },
+    /// Close the store and open it writable again (recovery runs).
+    Reopen,
+    /// Another process opens the store read-only and observes it, while
+    /// this one keeps it open: it must take no lock, change nothing, and
+    /// see the acknowledged state.
+    OpenReadOnly,
+    /// Another process tries to open the store writable while this one
+    /// holds it: a store with an exclusive lock must refuse it.
+    SecondWriter,
+}
+
+impl Step {
+    /// A short description for traces and reports.
+    pub fn describe(&self) -> String {
+        match self {
+            Step::Op(op) => op.describe(),
+            Step::EditSource { name, content: Some(_) } => format!("edit source {name}"),
+            Step::EditSource { name, content: None } => format!("delete source {name}"),
+            Step::Reopen => "reopen".to_string(),
+            Step::OpenReadOnly => "open read-only in another process".to_string(),
+            Step::SecondWriter => "open writable in another process".to_string(),
+        }
+    }
+
+    /// Whether the store makes this step's syscalls (so they are fault points).
+    pub fn is_store_call(&self) -> bool {
+        !matches!(self, Step::EditSource { .. })
+    }
+}
+
+/// How big the root device is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Capacity {
+    /// Unlimited.
+    #[default]
+    Unlimited,
+    /// The bytes in use after the setup, times `percent` / 100: a device the
+    /// workload can fill. (Measured on a fault-free run of the setup, so it
+    /// fits any store.)
+    SetupSizePercent(u64),
+}
+
+/// A device mounted under the store's root (e.g. `staging` on its own
+/// device, so a publish by rename fails with `EXDEV`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountUnderRoot {
+    /// The path relative to the store's root.
+    pub relative: String,
+    /// Its capacity in bytes.
+    pub capacity_bytes: u64,
+}
+
+/// A scenario run against a store through the contract.
+#[derive(Clone, Debug)]
+pub struct StoreScenario {
+    /// Its name, used on the command line and in repro lines.
+    pub name: String,
+    /// What it does and which failure it is named after.
+    pub description: String,
+    /// Steps run fault-free after `init` and a writable open.
+    pub setup: Vec<Step>,
+    /// Steps run under faults.
+    pub workload: Vec<Step>,
+    /// The root device's size.
+    pub capacity: Capacity,
+    /// Further devices under the root.
+    pub mounts: Vec<MountUnderRoot>,
+    /// Capabilities the store must have for the scenario to apply (the
+    /// `true` fields).
+    pub requires: Capabilities,
+    /// The fault-free workload may stop at a step that fails cleanly (a
+    /// rebuild on a device too small for it). Otherwise such a stop is a
+    /// harness error: the matrix needs a workload that runs to its end.
+    pub fault_free_failure_allowed: bool,
+}
+
+impl StoreScenario {
+    /// The required capabilities the store lacks (empty: the scenario applies).
+    pub fn missing(&self, caps: &Capabilities) -> Vec<&'static str> {
+        let r = &self.requires;
+        let pairs = [
+            (r.remove, caps.remove, "remove"),
+            (r.import, caps.import, "import"),
+            (r.full_rebuild, caps.full_rebuild, "full_rebuild"),
+            (r.incremental_rebuild, caps.incremental_rebuild, "incremental_rebuild"),
+            (r.reconcile, caps.reconcile, "reconcile"),
+            (r.vectors, caps.vectors, "vectors"),
+            (r.schema_version, caps.schema_version, "schema_version"),
+            (r.exclusive_lock, caps.exclusive_lock, "exclusive_lock"),
+            (r.source_files, caps.source_files, "source_files"),
+        ];
+        pairs
+            .into_iter()
+            .filter(|(needed, has, _)| *needed && !*has)
+            .map(|(_, _, name)| name)
+            .collect()
+    }
+
+    /// Whether the workload ends with an acknowledged full rebuild or a
+    /// forced full reconcile: then filesystem-wins and rebuild-idempotent are
+    /// checked on the fault-free probe.
+    pub fn ends_with_full_sync(&self) -> bool {
+        matches!(
+            self.workload.iter().rev().find(|s| matches!(s, Step::Op(_))),
+            Some(Step::Op(Operation::Rebuild {
+                kind: tearline_model::RebuildKind::Full
+            })) | Some(Step::Op(Operation::Reconcile {
+                mode: tearline_model::ReconcileKind::Full,
+                force: true,
+                dry_run: false
+            }))
+        )
+    }
+}
+
+/// The store's root on every simulated machine.
+pub const STORE_ROOT: &str = "/store";
+
+/// The root as a path.
+pub fn store_root() -> &'static Path {
+    Path::new(STORE_ROOT)
+}

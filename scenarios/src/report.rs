@@ -1,0 +1,227 @@
+//! Reports: the run as a serialisable [`RunReport`] (JSON, byte-identical
+//! for the same seed and options however the work was split) and as JUnit
+//! XML for CI (one testsuite per scenario, one testcase per invariant).
+//!
+//! Wall time is not part of the JSON report (it would break byte-identity);
+//! JUnit carries it in its `time` attributes.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+use tearline_model::Invariant;
+
+/// One violation found at one case.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureRecord {
+    /// The case's number in the matrix's enumeration (for SQLite's own
+    /// matrix: the syscall).
+    pub case_index: u64,
+    /// The line `tearline repro` takes.
+    pub repro: String,
+    /// The syscall the fault struck.
+    pub syscall: u64,
+    /// The fault.
+    pub fault: String,
+    /// The syscall at that index (`None`: after the last one).
+    pub op: Option<String>,
+    /// The workload step in flight (`None`: between steps or after the last).
+    pub step: Option<String>,
+    /// The invariant broken.
+    pub invariant: Invariant,
+    /// What was found.
+    pub evidence: String,
+}
+
+/// How one invariant fared in one scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InvariantStatus {
+    /// Checked at every case and never broken.
+    Passed,
+    /// Broken.
+    Failed,
+    /// Broken exactly as a documented finding says (the scenario expects it).
+    KnownFinding,
+    /// The store lacks the capability, or the scenario does not exercise it.
+    NotApplicable,
+}
+
+/// One invariant's result in one scenario.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvariantResult {
+    /// The invariant.
+    pub invariant: Invariant,
+    /// Its status.
+    pub status: InvariantStatus,
+    /// Cases that broke it.
+    pub failures: u64,
+    /// The shrunk repro line of its first failure.
+    pub repro: Option<String>,
+    /// That failure's evidence.
+    pub evidence: Option<String>,
+    /// Whether replaying that line from scratch broke it again (`None`: not
+    /// re-checked, as for SQLite's own matrix whose replay is tested apart).
+    pub reproduces: Option<bool>,
+}
+
+/// One scenario's result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScenarioResult {
+    /// The scenario.
+    pub scenario: String,
+    /// `sqlite` (SQLite's own matrix) or `store` (the store under test).
+    pub kind: String,
+    /// What it does.
+    pub description: String,
+    /// Why it was not run, if the store lacks a capability it requires.
+    pub not_applicable: Option<String>,
+    /// Syscalls in the fault-free workload.
+    pub workload_syscalls: u64,
+    /// Cases in the matrix.
+    pub cases: u64,
+    /// Crash points tried (syscall, fault, model).
+    pub crash_points: u64,
+    /// Post-fault states checked.
+    pub states_checked: u64,
+    /// Each invariant, in catalogue order.
+    pub invariants: Vec<InvariantResult>,
+    /// Whether it met its expectation.
+    pub passed: bool,
+    /// In words.
+    pub verdict: String,
+    /// Every violation found, by case.
+    pub failures: Vec<FailureRecord>,
+}
+
+/// A whole run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunReport {
+    /// The store under test.
+    pub store: String,
+    /// The run seed.
+    pub seed: u64,
+    /// The CI shard, `i/n`.
+    pub shard: String,
+    /// The faults injected.
+    pub faults: Vec<String>,
+    /// Each scenario, in the order run.
+    pub scenarios: Vec<ScenarioResult>,
+}
+
+impl RunReport {
+    /// Whether every scenario met its expectation.
+    pub fn passed(&self) -> bool {
+        self.scenarios.iter().all(|s| s.passed)
+    }
+
+    /// The JSON form (pretty, with a final newline).
+    pub fn to_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+        text.push('\n');
+        text
+    }
+
+    /// The JUnit XML form; `seconds[i]` is scenario `i`'s wall time.
+    pub fn to_junit(&self, seconds: &[f64]) -> String {
+        let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+        let failures: usize = self
+            .scenarios
+            .iter()
+            .flat_map(|s| &s.invariants)
+            .filter(|i| i.status == InvariantStatus::Failed)
+            .count();
+        let tests: usize = self.scenarios.iter().map(|s| s.invariants.len()).sum();
+        let _ = writeln!(
+            xml,
+            "<testsuites name=\"tearline {}\" tests=\"{tests}\" failures=\"{failures}\">",
+            escape(&self.store)
+        );
+        for (n, scenario) in self.scenarios.iter().enumerate() {
+            let time = seconds.get(n).copied().unwrap_or(0.0);
+            let failed = scenario
+                .invariants
+                .iter()
+                .filter(|i| i.status == InvariantStatus::Failed)
+                .count();
+            let skipped = scenario
+                .invariants
+                .iter()
+                .filter(|i| i.status == InvariantStatus::NotApplicable)
+                .count();
+            let _ = writeln!(
+                xml,
+                "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failed}\" skipped=\"{skipped}\" time=\"{time:.3}\">",
+                escape(&scenario.scenario),
+                scenario.invariants.len()
+            );
+            let _ = writeln!(
+                xml,
+                "    <properties><property name=\"seed\" value=\"{}\"/><property name=\"states_checked\" value=\"{}\"/></properties>",
+                self.seed, scenario.states_checked
+            );
+            for result in &scenario.invariants {
+                let _ = write!(
+                    xml,
+                    "    <testcase classname=\"{}\" name=\"{}\"",
+                    escape(&scenario.scenario),
+                    result.invariant
+                );
+                match result.status {
+                    InvariantStatus::Passed => xml.push_str("/>\n"),
+                    InvariantStatus::NotApplicable => {
+                        let why = scenario
+                            .not_applicable
+                            .clone()
+                            .unwrap_or_else(|| "not exercised by this scenario or store".to_string());
+                        let _ = writeln!(xml, ">\n      <skipped message=\"{}\"/>\n    </testcase>", escape(&why));
+                    }
+                    InvariantStatus::KnownFinding | InvariantStatus::Failed => {
+                        let repro = result.repro.clone().unwrap_or_default();
+                        let evidence = result.evidence.clone().unwrap_or_default();
+                        let body = format!(
+                            "tearline repro {repro}\n{evidence}\n({} failing cases)",
+                            result.failures
+                        );
+                        if result.status == InvariantStatus::Failed {
+                            let _ = writeln!(
+                                xml,
+                                ">\n      <failure message=\"{}\" type=\"{}\">{}</failure>\n    </testcase>",
+                                escape(&evidence),
+                                result.invariant,
+                                escape(&body)
+                            );
+                        } else {
+                            let _ = writeln!(
+                                xml,
+                                ">\n      <system-out>known finding: {}</system-out>\n    </testcase>",
+                                escape(&body)
+                            );
+                        }
+                    }
+                }
+            }
+            xml.push_str("  </testsuite>\n");
+        }
+        xml.push_str("</testsuites>\n");
+        xml
+    }
+}
+
+/// Escapes text for an XML attribute or element.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => {
+                let _ = write!(out, "&#{};", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}

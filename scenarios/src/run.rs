@@ -1,0 +1,286 @@
+//! Running catalogue entries: split into parts (in this process, or in
+//! worker processes), merged, shrunk, and judged into a
+//! [`ScenarioResult`].
+
+use tearline_model::{Invariant, Operation, RebuildKind, StoreFactory};
+use tearline_sim_fs::Fault;
+
+use crate::case::ReproLine;
+use crate::catalogue::Entry;
+use crate::engine::{self, EngineOptions, HarnessError, Part, PartResult, Step, StoreScenario, WorkerCommand};
+use crate::report::{FailureRecord, InvariantResult, InvariantStatus, ScenarioResult};
+use crate::sqlite_atomic_commit::{self, MatrixOptions};
+
+/// How a run is split and what it injects.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// The matrix options (seed, faults, models).
+    pub engine: EngineOptions,
+    /// SQLite matrices' workload size multiplier. Default 2.
+    pub scale: u32,
+    /// The CI shard `(i, n)`. Default `(0, 1)`.
+    pub shard: (u64, u64),
+    /// Local worker processes. Default 1.
+    pub jobs: u64,
+    /// How to start a worker; `None` runs every part in this process.
+    pub worker: Option<WorkerCommand>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            engine: EngineOptions::default(),
+            scale: 2,
+            shard: (0, 1),
+            jobs: 1,
+            worker: None,
+        }
+    }
+}
+
+/// The repro line of a SQLite-matrix case (with `@scale` unless it is 2).
+pub fn sqlite_repro(name: &str, seed: u64, case: &crate::case::Case, scale: u32) -> String {
+    let line = ReproLine {
+        scenario: name.to_string(),
+        seed,
+        case: case.clone(),
+    };
+    if scale == 2 {
+        line.to_string()
+    } else {
+        format!("{line}@{scale}")
+    }
+}
+
+/// Runs one part of an entry in this process (what a worker does).
+pub fn run_part(
+    entry: &Entry,
+    factory: &dyn StoreFactory,
+    options: &EngineOptions,
+    scale: u32,
+    part: Part,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<PartResult, HarnessError> {
+    match entry {
+        Entry::Sqlite(scenario) => {
+            let matrix = MatrixOptions {
+                seed: options.seed,
+                models: if options.faults.contains(&Fault::PowerCut) {
+                    options.models.clone()
+                } else {
+                    Vec::new()
+                },
+                exhaustive_limit: options.exhaustive_limit,
+                samples_per_point: options.samples_per_point,
+                errno_faults: options
+                    .faults
+                    .iter()
+                    .copied()
+                    .filter(|f| matches!(f, Fault::Errno(_)))
+                    .collect(),
+                torn_writes: options.faults.contains(&Fault::TornWrite),
+                stride: 1,
+                part,
+            };
+            let report = sqlite_atomic_commit::run_matrix(&scenario.workload, &matrix, progress)
+                .map_err(|e| HarnessError(format!("{}: {e}", scenario.name)))?;
+            Ok(PartResult {
+                scenario: scenario.name.clone(),
+                workload_syscalls: report.workload_syscalls,
+                cases: report.workload_syscalls + 1,
+                crash_points: report.crash_points,
+                states_checked: report.states_checked,
+                failures: report
+                    .failures
+                    .iter()
+                    .map(|f| FailureRecord {
+                        case_index: f.case.syscall,
+                        repro: sqlite_repro(&scenario.name, options.seed, &f.case, scale),
+                        syscall: f.case.syscall,
+                        fault: f.case.fault.to_string(),
+                        op: f.op.map(|op| op.to_string()),
+                        step: None,
+                        invariant: f.violation.invariant,
+                        evidence: f.violation.evidence.clone(),
+                    })
+                    .collect(),
+            })
+        }
+        Entry::Store { scenario, .. } => {
+            if !scenario.missing(&factory.capabilities()).is_empty() {
+                return Ok(PartResult {
+                    scenario: scenario.name.clone(),
+                    ..PartResult::default()
+                });
+            }
+            engine::run_store_part(factory, scenario, options, part, progress)
+        }
+    }
+}
+
+fn has_op(scenario: &StoreScenario, wanted: impl Fn(&Operation) -> bool) -> bool {
+    scenario
+        .setup
+        .iter()
+        .chain(&scenario.workload)
+        .any(|s| matches!(s, Step::Op(op) if wanted(op)))
+}
+
+/// Whether an invariant is exercised by this entry for this store.
+fn applicable(entry: &Entry, factory: &dyn StoreFactory, invariant: Invariant) -> bool {
+    match entry {
+        Entry::Sqlite(_) => matches!(
+            invariant,
+            Invariant::CompleteDatabase | Invariant::AtomicOp | Invariant::CommittedDurable
+        ),
+        Entry::Store { scenario, .. } => {
+            let caps = factory.capabilities();
+            if !invariant.applies_to(&caps) {
+                return false;
+            }
+            match invariant {
+                Invariant::FilesystemWins | Invariant::RebuildIdempotent => scenario.ends_with_full_sync(),
+                Invariant::BackupPresent => has_op(scenario, |op| {
+                    matches!(
+                        op,
+                        Operation::Rebuild {
+                            kind: RebuildKind::Full
+                        }
+                    )
+                }),
+                Invariant::NoDestructiveWithoutForce => has_op(
+                    scenario,
+                    |op| matches!(op, Operation::Reconcile { mode, force: false, dry_run: false } if mode.is_destructive()),
+                ),
+                _ => true,
+            }
+        }
+    }
+}
+
+/// Runs an entry's matrix (split as `options` says), merges, shrinks and
+/// judges it.
+pub fn run_entry(
+    entry: &Entry,
+    factory: &dyn StoreFactory,
+    options: &RunOptions,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<ScenarioResult, HarnessError> {
+    let seed = options.engine.seed;
+    let (kind, missing) = match entry {
+        Entry::Sqlite(_) => ("sqlite", Vec::new()),
+        Entry::Store { scenario, .. } => ("store", scenario.missing(&factory.capabilities())),
+    };
+    let mut result = ScenarioResult {
+        scenario: entry.name().to_string(),
+        kind: kind.to_string(),
+        description: entry.description().to_string(),
+        not_applicable: None,
+        workload_syscalls: 0,
+        cases: 0,
+        crash_points: 0,
+        states_checked: 0,
+        invariants: Vec::new(),
+        passed: true,
+        verdict: String::new(),
+        failures: Vec::new(),
+    };
+    if !missing.is_empty() {
+        let why = format!("{} lacks {}", factory.name(), missing.join(", "));
+        result.invariants = Invariant::ALL
+            .iter()
+            .map(|&invariant| InvariantResult {
+                invariant,
+                status: InvariantStatus::NotApplicable,
+                failures: 0,
+                repro: None,
+                evidence: None,
+                reproduces: None,
+            })
+            .collect();
+        result.verdict = format!("not applicable: {why}");
+        result.not_applicable = Some(why);
+        return Ok(result);
+    }
+    let parts = Part::split(options.shard.0, options.shard.1, options.jobs);
+    let results = match &options.worker {
+        Some(command) if parts.len() > 1 => {
+            let mut command = command.clone();
+            command.args.push("--scenario".to_string());
+            command.args.push(entry.name().to_string());
+            engine::parallel::run_parts(&command, &parts, progress)?
+        }
+        _ => {
+            let mut results = Vec::new();
+            for part in &parts {
+                results.push(run_part(
+                    entry,
+                    factory,
+                    &options.engine,
+                    options.scale,
+                    *part,
+                    &mut |d, t| progress(d, t),
+                )?);
+            }
+            results
+        }
+    };
+    let merged = PartResult::merge(results);
+    let shrunk = match entry {
+        Entry::Store { scenario, .. } => engine::shrink::shrink(factory, scenario, seed, &merged)?,
+        Entry::Sqlite(_) => Vec::new(),
+    };
+    let verdict = entry.expect().judge_records(&merged.failures);
+    for invariant in Invariant::ALL {
+        let failing: Vec<&FailureRecord> = merged.failures.iter().filter(|f| f.invariant == invariant).collect();
+        let status = if !applicable(entry, factory, invariant) && failing.is_empty() {
+            InvariantStatus::NotApplicable
+        } else if failing.is_empty() {
+            InvariantStatus::Passed
+        } else if failing
+            .iter()
+            .all(|f| entry.expect().findings.iter().any(|k| k.explains_record(f)))
+        {
+            InvariantStatus::KnownFinding
+        } else {
+            InvariantStatus::Failed
+        };
+        let reported = shrunk.iter().find(|s| s.invariant == invariant);
+        let example = reported.map(|s| &s.failure).or(failing.first().copied());
+        result.invariants.push(InvariantResult {
+            invariant,
+            status,
+            failures: failing.len() as u64,
+            repro: example.map(|f| f.repro.clone()),
+            evidence: example.map(|f| f.evidence.clone()),
+            reproduces: reported.map(|s| s.reproduces),
+        });
+    }
+    result.workload_syscalls = merged.workload_syscalls;
+    result.cases = merged.cases;
+    result.crash_points = merged.crash_points;
+    result.states_checked = merged.states_checked;
+    let unreproducible: Vec<&str> = shrunk
+        .iter()
+        .filter(|s| !s.reproduces)
+        .map(|s| s.invariant.name())
+        .collect();
+    match verdict {
+        Ok(()) if entry.expect().findings.is_empty() => result.verdict = "pass".to_string(),
+        Ok(()) => {
+            result.verdict = format!("pass ({} known findings reproduced)", entry.expect().findings.len());
+        }
+        Err(why) => {
+            result.passed = false;
+            result.verdict = format!("FAIL: {why}");
+        }
+    }
+    if !unreproducible.is_empty() {
+        result.verdict.push_str(&format!(
+            " (replay from scratch did not break {} again: nondeterminism?)",
+            unreproducible.join(", ")
+        ));
+    }
+    result.failures = merged.failures;
+    Ok(result)
+}

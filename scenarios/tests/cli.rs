@@ -1,0 +1,88 @@
+//! The `tearline` binary: list, explain, run, repro, exit codes.
+
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tearline");
+
+fn tearline(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("runs tearline")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn list_names_scenarios_and_invariants() {
+    let output = tearline(&["list", "--store", "file-per-doc"]);
+    assert_eq!(output.status.code(), Some(0));
+    let text = stdout(&output);
+    for name in [
+        "sqlite-delete-full",
+        "add-interrupted",
+        "rebuild-crash-midway",
+        "committed-durable",
+    ] {
+        assert!(text.contains(name), "{name} missing from:\n{text}");
+    }
+    assert!(text.contains("not applicable to file-per-doc"), "{text}");
+}
+
+#[test]
+fn explain_an_invariant() {
+    let output = tearline(&["explain", "committed-durable"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(stdout(&output).contains("Every operation that returned Ok"));
+    assert_eq!(tearline(&["explain", "no-such-thing"]).status.code(), Some(2));
+}
+
+#[test]
+fn run_passes_on_the_correct_store_and_fails_on_the_broken_one() {
+    let output = tearline(&["run", "add-interrupted", "--jobs", "2", "--seed", "3"]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(text.starts_with("SEED=3 "), "the seed is printed first: {text}");
+    assert!(text.contains("states/s"), "{text}");
+    let broken = tearline(&[
+        "run",
+        "add-interrupted",
+        "--store",
+        "file-per-doc-nosync",
+        "--jobs",
+        "1",
+    ]);
+    assert_eq!(broken.status.code(), Some(1));
+    let errors = String::from_utf8_lossy(&broken.stderr).into_owned();
+    let line = errors
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("reproduce: tearline repro "))
+        .expect("a repro line")
+        .to_string();
+    let mut args: Vec<&str> = vec!["repro"];
+    args.extend(line.split_whitespace());
+    let repro = tearline(&args);
+    let text = stdout(&repro);
+    assert_eq!(repro.status.code(), Some(1), "{text}");
+    assert!(text.contains(">> #"), "the trace marks the fault: {text}");
+    assert!(text.contains("committed-durable broke"), "{text}");
+}
+
+#[test]
+fn bad_arguments_are_harness_errors() {
+    assert_eq!(tearline(&["run", "no-such-scenario"]).status.code(), Some(2));
+    assert_eq!(
+        tearline(&["run", "add-interrupted", "--faults", "bogus"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        tearline(&["run", "add-interrupted", "--shard", "2/2"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(tearline(&["repro", "nonsense"]).status.code(), Some(2));
+}
+
+#[test]
+fn a_shard_runs_part_of_the_matrix() {
+    let output = tearline(&["run", "add-interrupted", "--shard", "1/3", "--jobs", "1"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+}

@@ -1,0 +1,195 @@
+//! The engine over the contract, on the tiny file-per-document store: the
+//! correct one passes every applicable invariant at every case; the copy
+//! without fsync is caught, with a shrunk repro line that reproduces.
+
+use tearline::catalogue::{self, Entry};
+use tearline::engine::{self, EngineOptions};
+use tearline::report::InvariantStatus;
+use tearline::run::{self, RunOptions};
+use tearline::stores::file_per_doc::FilePerDocFactory;
+use tearline_model::{Invariant, StoreFactory};
+
+fn entry(factory: &dyn StoreFactory, name: &str) -> Entry {
+    catalogue::find_entry(factory, name, 1).unwrap_or_else(|| panic!("no scenario {name}"))
+}
+
+fn store_entries(factory: &dyn StoreFactory) -> Vec<Entry> {
+    catalogue::entries(factory, 1)
+        .into_iter()
+        .filter(|e| matches!(e, Entry::Store { .. }))
+        .collect()
+}
+
+#[test]
+fn the_correct_store_passes_every_applicable_invariant_in_every_scenario() {
+    let factory = FilePerDocFactory::correct();
+    let mut ran = 0;
+    for entry in store_entries(&factory) {
+        let result = run::run_entry(&entry, &factory, &RunOptions::default(), &|_, _| {}).expect("runs");
+        eprintln!(
+            "{}: {} syscalls, {} cases, {} states, {}",
+            result.scenario, result.workload_syscalls, result.cases, result.states_checked, result.verdict
+        );
+        assert!(result.passed, "{}: {}", result.scenario, result.verdict);
+        assert!(result.failures.is_empty(), "{:?}", result.failures.first());
+        if result.not_applicable.is_none() {
+            ran += 1;
+            assert!(result.cases > result.workload_syscalls, "every syscall is a case");
+            let status = |i: Invariant| {
+                result
+                    .invariants
+                    .iter()
+                    .find(|r| r.invariant == i)
+                    .map(|r| r.status)
+                    .expect("listed")
+            };
+            assert_eq!(status(Invariant::CommittedDurable), InvariantStatus::Passed);
+            // The tiny store has no vectors, lock or rebuild: those are not
+            // applicable, never "passed".
+            assert_eq!(status(Invariant::NoOrphanVectors), InvariantStatus::NotApplicable);
+            assert_eq!(status(Invariant::NoWipeWithoutLock), InvariantStatus::NotApplicable);
+            assert_eq!(status(Invariant::RebuildIdempotent), InvariantStatus::NotApplicable);
+        } else {
+            assert!(
+                result
+                    .invariants
+                    .iter()
+                    .all(|i| i.status == InvariantStatus::NotApplicable),
+                "{}",
+                result.scenario
+            );
+        }
+    }
+    assert!(ran >= 3, "the tiny store runs the generic scenarios");
+}
+
+#[test]
+fn the_store_without_fsync_is_caught_and_its_repro_line_reproduces() {
+    let factory = FilePerDocFactory::without_fsync();
+    let entry = entry(&factory, "add-interrupted");
+    let result = run::run_entry(&entry, &factory, &RunOptions::default(), &|_, _| {}).expect("runs");
+    assert!(!result.passed, "the broken store passed: the harness has no teeth");
+    let durable = result
+        .invariants
+        .iter()
+        .find(|i| i.invariant == Invariant::CommittedDurable)
+        .expect("listed");
+    assert_eq!(durable.status, InvariantStatus::Failed);
+    assert_eq!(durable.reproduces, Some(true), "the shrunk line re-checked");
+    let line = durable.repro.clone().expect("a repro line");
+    // The line replays from scratch to the same violation.
+    let parsed = tearline::case::ReproLine::parse(&line).expect("parses");
+    let Entry::Store { scenario, .. } = entry else {
+        panic!("a store scenario")
+    };
+    let (replay, step) = engine::replay(&factory, &scenario, parsed.seed, &parsed.case).expect("replays");
+    assert!(
+        replay
+            .violations
+            .iter()
+            .any(|v| v.invariant == Invariant::CommittedDurable),
+        "{line}: {:?}",
+        replay.violations
+    );
+    assert!(step.is_some(), "a step was in flight");
+    // Every reported failure names a case that parses.
+    for failure in &result.failures {
+        assert!(
+            tearline::case::ReproLine::parse(&failure.repro).is_some(),
+            "{}",
+            failure.repro
+        );
+    }
+}
+
+#[test]
+fn shrinking_picks_the_earliest_power_cut_of_the_step() {
+    let factory = FilePerDocFactory::without_fsync();
+    let entry = entry(&factory, "sqlite-write-failing");
+    let result = run::run_entry(&entry, &factory, &RunOptions::default(), &|_, _| {}).expect("runs");
+    let durable = result
+        .invariants
+        .iter()
+        .find(|i| i.invariant == Invariant::CommittedDurable)
+        .expect("listed");
+    let line = tearline::case::ReproLine::parse(durable.repro.as_deref().expect("line")).expect("parses");
+    let same_step_earlier = result.failures.iter().any(|f| {
+        f.invariant == Invariant::CommittedDurable
+            && f.fault == "power-cut"
+            && f.syscall < line.case.syscall
+            && f.step.is_some()
+            && f.step
+                == result
+                    .failures
+                    .iter()
+                    .find(|g| g.repro == line.to_string())
+                    .and_then(|g| g.step.clone())
+    });
+    assert!(!same_step_earlier, "{line} is not the earliest of its step");
+}
+
+#[test]
+fn a_store_that_panics_breaks_clean_error() {
+    use tearline_model::{Access, Env, Observation, Operation, StoreFailure, StoreUnderTest};
+    /// The correct store, but `observe` panics when the index is empty.
+    struct Panicky(FilePerDocFactory);
+    struct Handle(Box<dyn StoreUnderTest>);
+    impl StoreUnderTest for Handle {
+        fn apply(&mut self, op: &Operation) -> Result<(), StoreFailure> {
+            self.0.apply(op)
+        }
+        fn observe(&self) -> Result<Observation, StoreFailure> {
+            let observation = self.0.observe()?;
+            assert!(!observation.indexed.is_empty(), "no documents");
+            Ok(observation)
+        }
+    }
+    impl StoreFactory for Panicky {
+        fn name(&self) -> &str {
+            "panicky"
+        }
+        fn capabilities(&self) -> tearline_model::Capabilities {
+            self.0.capabilities()
+        }
+        fn init(&self, env: &Env) -> Result<(), StoreFailure> {
+            self.0.init(env)
+        }
+        fn open(&self, env: &Env, access: Access) -> Result<Box<dyn StoreUnderTest>, StoreFailure> {
+            Ok(Box::new(Handle(self.0.open(env, access)?)))
+        }
+        fn source_dir(&self, env: &Env) -> Option<std::path::PathBuf> {
+            self.0.source_dir(env)
+        }
+        fn protected_paths(&self, env: &Env) -> Vec<String> {
+            self.0.protected_paths(env)
+        }
+        fn lock_file(&self, env: &Env) -> Option<std::path::PathBuf> {
+            self.0.lock_file(env)
+        }
+    }
+    let factory = Panicky(FilePerDocFactory::correct());
+    let entry = entry(&factory, "long-mixed");
+    let options = RunOptions {
+        engine: EngineOptions {
+            faults: vec![tearline_sim_fs::Fault::PowerCut],
+            models: vec![tearline_sim_fs::PersistenceModel::NothingUnsynced],
+            ..EngineOptions::default()
+        },
+        ..RunOptions::default()
+    };
+    let result = run::run_entry(&entry, &factory, &options, &|_, _| {}).expect("runs");
+    let clean = result
+        .invariants
+        .iter()
+        .find(|i| i.invariant == Invariant::CleanError)
+        .expect("listed");
+    assert_eq!(clean.status, InvariantStatus::Failed, "{:?}", result.invariants);
+    assert!(
+        clean
+            .evidence
+            .as_deref()
+            .is_some_and(|e| e.contains("panicked: no documents")),
+        "{:?}",
+        clean.evidence
+    );
+}
