@@ -224,6 +224,16 @@ pub struct Observation {
     pub schema: Option<SchemaObservation>,
 }
 
+/// How [`StoreFactory::stamp_schema`] makes an index look written by another build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SchemaStamp {
+    /// By a later build: only a rebuild (by the lock holder) may open it.
+    Newer,
+    /// By an earlier build whose upgrade to this one runs in place.
+    OlderInPlace,
+}
+
 /// A store, as the harness creates and opens it.
 pub trait StoreFactory: Send + Sync {
     /// The store's name, for reports.
@@ -251,6 +261,15 @@ pub trait StoreFactory: Send + Sync {
 
     /// The lock file, if the store has an exclusive lock.
     fn lock_file(&self, env: &Env) -> Option<PathBuf>;
+
+    /// Makes the store's index (the store is closed) look written by another
+    /// build, durably, as the schema-versioning scenarios need. Returns
+    /// `Ok(false)` if the store cannot: the default, and those scenarios are
+    /// then not applicable.
+    fn stamp_schema(&self, env: &Env, stamp: SchemaStamp) -> Result<bool, StoreFailure> {
+        let _ = (env, stamp);
+        Ok(false)
+    }
 }
 
 /// An open store.

@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use tearline_model::contract::{Access as ContractAccess, RebuildKind, ReconcileKind};
 use tearline_model::{
-    Capabilities, Env, Invariant, Observation, Operation, SchemaObservation, StoreFactory, StoreFailure,
+    Capabilities, Env, Invariant, Observation, Operation, SchemaObservation, SchemaStamp, StoreFactory, StoreFailure,
     StoreUnderTest, content_hash,
 };
 use tearline_sim_fs::{FileKind, Fs, FsExt};
@@ -334,6 +334,34 @@ impl StoreFactory for RefStoreFactory {
 
     fn lock_file(&self, env: &Env) -> Option<PathBuf> {
         Some(Layout::new(&env.root).lock_file())
+    }
+
+    fn stamp_schema(&self, env: &Env, stamp: SchemaStamp) -> Result<bool, StoreFailure> {
+        let layout = Layout::new(&env.root);
+        let live = crate::store::read_current(env.fs.as_ref(), &layout)
+            .map_err(failure)?
+            .ok_or_else(|| StoreFailure::new("no live generation to stamp"))?;
+        let sql = match stamp {
+            SchemaStamp::Newer => format!("PRAGMA user_version = {};", SCHEMA_VERSION + 90),
+            // Version 2's schema: version 3's column is not there yet, and
+            // the step to 3 runs in place.
+            SchemaStamp::OlderInPlace => {
+                "ALTER TABLE files DROP COLUMN indexed_at_ms; PRAGMA user_version = 2;".to_string()
+            }
+        };
+        let vfs = tearline_sim_fs::SqliteVfs::register(
+            Arc::clone(&env.fs),
+            Arc::clone(&env.clock),
+            tearline_sim_fs::VfsOptions::default(),
+        )
+        .map_err(failure)?;
+        let conn = vfs
+            .open(&layout.index_file(live), rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
+            .map_err(failure)?;
+        // EXTRA: the stamp must survive the power cuts the scenario injects later.
+        conn.execute_batch(&format!("PRAGMA synchronous=EXTRA; {sql}"))
+            .map_err(failure)?;
+        Ok(true)
     }
 }
 

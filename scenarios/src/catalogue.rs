@@ -13,7 +13,7 @@
 
 use std::collections::BTreeSet;
 
-use tearline_model::{Capabilities, Invariant, Operation, RebuildKind, ReconcileKind, StoreFactory};
+use tearline_model::{Capabilities, Invariant, Operation, RebuildKind, ReconcileKind, SchemaStamp, StoreFactory};
 use tearline_sim_fs::{Fault, SyscallKind};
 
 use crate::engine::{Capacity, MountUnderRoot, Step, StoreScenario};
@@ -556,8 +556,7 @@ pub fn store_scenarios(factory: &dyn StoreFactory) -> Vec<StoreScenario> {
             name: "index-open-without-and-with-lock",
             description: "The index opened by another process read-only (no lock: must change nothing) and \
                           writable (refused while the lock is held), then reopened: no index file is \
-                          destroyed without the lock. (Stamping the index as from a newer build needs a \
-                          store hook the contract does not have yet.)",
+                          destroyed without the lock.",
             setup: docs("d", 2, 1),
             workload: vec![
                 Step::OpenReadOnly,
@@ -567,6 +566,37 @@ pub fn store_scenarios(factory: &dyn StoreFactory) -> Vec<StoreScenario> {
             ],
             requires: Capabilities {
                 exclusive_lock: true,
+                ..Capabilities::default()
+            },
+        }
+        .build(),
+    );
+    scenarios.push(
+        Builder {
+            name: "index-from-newer-build",
+            description: "An index written by a newer build (origins/5): opened read-only by another process \
+                          it must be refused and left untouched (no wipe without the lock); reopened \
+                          writable by the lock holder it is rebuilt from the source files, at every syscall.",
+            setup: [docs("d", 3, 1), vec![Step::StampSchema(SchemaStamp::Newer)]].concat(),
+            workload: vec![Step::OpenReadOnly, Step::Reopen, add("n.md", "# n\n")],
+            requires: Capabilities {
+                schema_version: true,
+                exclusive_lock: true,
+                ..Capabilities::default()
+            },
+        }
+        .build(),
+    );
+    scenarios.push(
+        Builder {
+            name: "schema-upgrade-interrupted",
+            description: "An index written by an older build whose upgrade runs in place, reopened writable \
+                          and interrupted at every syscall of the migration: the version is stamped only \
+                          with its migration.",
+            setup: [docs("d", 3, 1), vec![Step::StampSchema(SchemaStamp::OlderInPlace)]].concat(),
+            workload: vec![Step::Reopen, add("u.md", "# u\n")],
+            requires: Capabilities {
+                schema_version: true,
                 ..Capabilities::default()
             },
         }

@@ -285,6 +285,48 @@ impl<'f> Driver<'f> {
                 self.mark();
                 self.reopen()
             }
+            Step::StampSchema(stamp) => {
+                if let Some(handle) = self.handle.take()
+                    && let Err(v) = guarded(&self.fs, self.budget_end, "closing the store", move || drop(handle))
+                {
+                    self.violations.push(v);
+                    return Ok(Flow::Stop);
+                }
+                // The harness plays the other build's writer: it holds the
+                // store's lock while it rewrites the index, as that build would.
+                let harness = self.fs.spawn_process();
+                let env = env_for(&harness);
+                let factory = self.factory;
+                let lock =
+                    match factory.lock_file(&env) {
+                        Some(path) => Some(harness.try_lock(&path).map_err(|e| {
+                            HarnessError(format!("taking {} to stamp the schema: {e}", path.display()))
+                        })?),
+                        None => None,
+                    };
+                let stamped = guarded(&harness, u64::MAX, "stamping the schema", || {
+                    factory.stamp_schema(&env, *stamp)
+                });
+                drop(lock);
+                harness.crash_process();
+                match stamped {
+                    Ok(Ok(true)) => {}
+                    Ok(Ok(false)) => {
+                        return Err(HarnessError(format!(
+                            "{} cannot stamp its schema as another build's (StoreFactory::stamp_schema)",
+                            factory.name()
+                        )));
+                    }
+                    Ok(Err(e)) if !self.halted() => return Err(HarnessError(format!("stamping the schema: {e}"))),
+                    Ok(Err(_)) => return Ok(Flow::Stop),
+                    Err(v) => {
+                        self.violations.push(v);
+                        return Ok(Flow::Stop);
+                    }
+                }
+                self.mark();
+                Ok(Flow::Continue)
+            }
             Step::OpenReadOnly => {
                 self.mark();
                 let other = self.fs.spawn_process();

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use tearline_model::{Capabilities, Operation};
+use tearline_model::{Capabilities, Operation, SchemaStamp};
 
 /// One step of a setup or a workload.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +30,11 @@ pub enum Step {
     /// Another process tries to open the store writable while this one
     /// holds it: a store with an exclusive lock must refuse it.
     SecondWriter,
+    /// The harness closes the store and makes its index look written by
+    /// another build ([`tearline_model::StoreFactory::stamp_schema`]). Its
+    /// syscalls are the harness's; the store stays closed until a
+    /// [`Step::Reopen`].
+    StampSchema(SchemaStamp),
 }
 
 impl Step {
@@ -42,12 +47,14 @@ impl Step {
             Step::Reopen => "reopen".to_string(),
             Step::OpenReadOnly => "open read-only in another process".to_string(),
             Step::SecondWriter => "open writable in another process".to_string(),
+            Step::StampSchema(SchemaStamp::Newer) => "stamp the index as from a newer build".to_string(),
+            Step::StampSchema(SchemaStamp::OlderInPlace) => "stamp the index as from an older build".to_string(),
         }
     }
 
     /// Whether the store makes this step's syscalls (so they are fault points).
     pub fn is_store_call(&self) -> bool {
-        !matches!(self, Step::EditSource { .. })
+        !matches!(self, Step::EditSource { .. } | Step::StampSchema(_))
     }
 }
 

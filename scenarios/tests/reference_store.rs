@@ -1,0 +1,132 @@
+//! The reference store through the harness: a smoke matrix over every store
+//! scenario of the catalogue (a deterministic tenth of each matrix: shard 0
+//! of 10), and the known-bad variants — the origin documents' designs —
+//! each caught by its scenario with the invariant it breaks, and a repro
+//! line that reproduces it. The full matrix is `tearline run`.
+
+use tearline::case::ReproLine;
+use tearline::catalogue::{self, Entry};
+use tearline::engine::{self, EngineOptions};
+use tearline::run::{RunOptions, run_entry};
+use tearline_model::StoreFactory;
+use tearline_refstore::under_test::{RefStoreFactory, Variant};
+use tearline_sim_fs::Fault;
+
+fn options(faults: Vec<Fault>, shard: (u64, u64)) -> RunOptions {
+    RunOptions {
+        engine: EngineOptions {
+            faults,
+            samples_per_point: 1,
+            ..EngineOptions::default()
+        },
+        shard,
+        jobs: 1,
+        worker: None,
+        ..RunOptions::default()
+    }
+}
+
+#[test]
+fn the_reference_store_passes_a_smoke_matrix_of_every_store_scenario() {
+    let factory = RefStoreFactory::correct();
+    let mut scenarios = 0;
+    for entry in catalogue::entries(&factory, 1) {
+        if !matches!(entry, Entry::Store { .. }) {
+            continue;
+        }
+        let result = run_entry(
+            &entry,
+            &factory,
+            &options(engine::ALL_FAULTS.to_vec(), (0, 10)),
+            &|_, _| {},
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", entry.name()));
+        assert!(
+            result.not_applicable.is_none(),
+            "{}: the reference store supports everything",
+            entry.name()
+        );
+        assert!(result.states_checked > 0, "{}: nothing was checked", entry.name());
+        let failures: Vec<String> = result
+            .failures
+            .iter()
+            .take(3)
+            .map(|f| format!("{} {}: {}", f.repro, f.invariant, f.evidence))
+            .collect();
+        assert!(
+            result.passed,
+            "{}: {}\n{}",
+            entry.name(),
+            result.verdict,
+            failures.join("\n")
+        );
+        scenarios += 1;
+    }
+    assert!(scenarios >= 15, "only {scenarios} store scenarios");
+}
+
+/// The scenario and faults that expose each known-bad variant.
+fn exposed_by(variant: Variant) -> Option<(&'static str, Vec<Fault>)> {
+    Some(match variant {
+        Variant::Correct => return None,
+        Variant::DropAndReindex => ("rebuild-crash-midway", vec![Fault::PowerCut]),
+        Variant::TwoRenameSwap => ("rebuild-swap-interrupted", vec![Fault::PowerCut]),
+        Variant::NoIntents => ("vector-write-failing", vec![Fault::EIO]),
+        Variant::PublishWithoutFsync => ("import-interrupted", vec![Fault::PowerCut]),
+        Variant::CopyWithoutFsync => ("staging-across-devices", vec![Fault::PowerCut]),
+        Variant::CleanWithoutForce => ("reconcile-clean", vec![Fault::PowerCut]),
+        Variant::WipeWithoutLock => ("index-from-newer-build", vec![Fault::PowerCut]),
+        Variant::StampWithoutMigration => ("schema-upgrade-interrupted", vec![Fault::PowerCut]),
+    })
+}
+
+#[test]
+fn every_known_bad_variant_is_caught_with_a_repro_line_that_reproduces() {
+    let mut caught = Vec::new();
+    for variant in Variant::all() {
+        let Some((scenario, faults)) = exposed_by(variant) else {
+            continue;
+        };
+        let factory = RefStoreFactory::new(variant);
+        let entry = catalogue::find_entry(&factory, scenario, 1).expect("scenario exists");
+        let result = run_entry(&entry, &factory, &options(faults, (0, 1)), &|_, _| {})
+            .unwrap_or_else(|e| panic!("{}: {e}", factory.name()));
+        assert!(
+            !result.passed,
+            "{} passed {scenario}: the matrix missed it",
+            factory.name()
+        );
+        let hit = result
+            .failures
+            .iter()
+            .find(|f| variant.breaks().contains(&f.invariant))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{} broke {:?}, not the expected {:?}",
+                    factory.name(),
+                    result.failures.iter().map(|f| f.invariant).collect::<Vec<_>>(),
+                    variant.breaks()
+                )
+            });
+        let line = ReproLine::parse(&hit.repro).expect("the repro line parses");
+        let Entry::Store {
+            scenario: store_scenario,
+            ..
+        } = &entry
+        else {
+            panic!("{scenario} is a store scenario");
+        };
+        let (replay, _) = engine::replay(&factory, store_scenario, line.seed, &line.case).expect("replay");
+        assert!(
+            replay.violations.iter().any(|v| v.invariant == hit.invariant),
+            "{}: `tearline repro {}` did not reproduce {}: {:?}",
+            factory.name(),
+            hit.repro,
+            hit.invariant,
+            replay.violations
+        );
+        caught.push(format!("{} -> {} ({})", factory.name(), hit.invariant, hit.repro));
+    }
+    eprintln!("{}", caught.join("\n"));
+    assert_eq!(caught.len(), 8, "every known-bad variant: {caught:?}");
+}
