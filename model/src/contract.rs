@@ -272,6 +272,22 @@ pub trait StoreFactory: Send + Sync {
     }
 }
 
+/// How a store's remote dependency (a vector database, say) misbehaves,
+/// for stores that have one. Faults of the filesystem come from the
+/// simulator; these are the faults it cannot make.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RemoteFault {
+    /// Calls go through.
+    Healthy,
+    /// Calls fail at once; nothing is applied.
+    Unavailable,
+    /// Writes time out before they are applied.
+    TimeoutBeforeApply,
+    /// Writes are applied, then time out: the caller cannot tell.
+    TimeoutAfterApply,
+}
+
 /// An open store.
 pub trait StoreUnderTest {
     /// Performs one operation. `Err` is a clean failure (the harness checks
@@ -280,4 +296,12 @@ pub trait StoreUnderTest {
 
     /// The store's state, canonically.
     fn observe(&self) -> Result<Observation, StoreFailure>;
+
+    /// Makes the store's remote dependency misbehave from now on (a new
+    /// handle starts healthy). Returns `false` if the store has none: the
+    /// default.
+    fn set_remote_fault(&mut self, fault: RemoteFault) -> bool {
+        let _ = fault;
+        false
+    }
 }

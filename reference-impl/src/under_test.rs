@@ -30,8 +30,8 @@ use std::sync::Arc;
 
 use tearline_model::contract::{Access as ContractAccess, RebuildKind, ReconcileKind};
 use tearline_model::{
-    Capabilities, Env, Invariant, Observation, Operation, SchemaObservation, SchemaStamp, StoreFactory, StoreFailure,
-    StoreUnderTest, content_hash,
+    Capabilities, Env, Invariant, Observation, Operation, RemoteFault, SchemaObservation, SchemaStamp, StoreFactory,
+    StoreFailure, StoreUnderTest, content_hash,
 };
 use tearline_sim_fs::{FileKind, Fs, FsExt};
 
@@ -41,6 +41,7 @@ use crate::rebuild::RebuildMode;
 use crate::reconcile::{ReconcileMode, ReconcileOptions};
 use crate::schema::SCHEMA_VERSION;
 use crate::store::{Access, Store, StoreOptions};
+use crate::vectors::{FaultMode, FaultSwitch, FaultyVectorStore};
 
 /// Which design of the store runs: the real one, or (with the
 /// `flawed-variants` feature) one of the known-bad designs of the origin
@@ -294,13 +295,17 @@ impl StoreFactory for RefStoreFactory {
             ContractAccess::Writable => Access::Writable,
             ContractAccess::ReadOnly => Access::ReadOnly,
         };
-        let store = Store::open(
-            Arc::clone(&env.fs),
-            Arc::clone(&env.clock),
-            &env.root,
-            self.variant.options(access),
-        )
-        .map_err(failure)?;
+        // The vector store is reached through a switch, so the harness can
+        // make it misbehave as a remote one would.
+        let remote = FaultSwitch::new();
+        let switch = remote.clone();
+        let options = StoreOptions {
+            wrap_vectors: Some(Box::new(move |inner| {
+                Box::new(FaultyVectorStore::new(inner, switch.clone()))
+            })),
+            ..self.variant.options(access)
+        };
+        let store = Store::open(Arc::clone(&env.fs), Arc::clone(&env.clock), &env.root, options).map_err(failure)?;
         if access == Access::Writable {
             // The adapter's own recovery, under the lock: the scratch
             // directories of interrupted imports go.
@@ -317,6 +322,7 @@ impl StoreFactory for RefStoreFactory {
             store,
             fs: Arc::clone(&env.fs),
             imports: 0,
+            remote,
         }))
     }
 
@@ -372,6 +378,8 @@ pub struct RefStore {
     fs: Arc<dyn Fs>,
     /// Imports made through this handle (names the next scratch directory).
     imports: u64,
+    /// How the vector store behaves, as the harness sets it.
+    remote: FaultSwitch,
 }
 
 impl RefStore {
@@ -477,6 +485,16 @@ impl RefStore {
 }
 
 impl StoreUnderTest for RefStore {
+    fn set_remote_fault(&mut self, fault: RemoteFault) -> bool {
+        self.remote.set(match fault {
+            RemoteFault::Healthy => FaultMode::Healthy,
+            RemoteFault::Unavailable => FaultMode::Unavailable,
+            RemoteFault::TimeoutBeforeApply => FaultMode::TimeoutBeforeApply,
+            RemoteFault::TimeoutAfterApply => FaultMode::TimeoutAfterApply,
+        });
+        true
+    }
+
     fn apply(&mut self, op: &Operation) -> Result<(), StoreFailure> {
         let store = &mut self.store;
         match op {

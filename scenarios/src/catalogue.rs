@@ -13,7 +13,9 @@
 
 use std::collections::BTreeSet;
 
-use tearline_model::{Capabilities, Invariant, Operation, RebuildKind, ReconcileKind, SchemaStamp, StoreFactory};
+use tearline_model::{
+    Capabilities, Invariant, Operation, RebuildKind, ReconcileKind, RemoteFault, SchemaStamp, StoreFactory,
+};
 use tearline_sim_fs::{Fault, SyscallKind};
 
 use crate::engine::{Capacity, MountUnderRoot, Step, StoreScenario};
@@ -571,6 +573,24 @@ pub fn store_scenarios(factory: &dyn StoreFactory) -> Vec<StoreScenario> {
         }
         .build(),
     );
+    let mut timeout = Builder {
+        name: "vector-write-timeout-after-apply",
+        description: "The vector store applies a write and then times out (origins/2: the ambiguous \
+                      outcome): the add fails, and recovery must find out what the vector store really \
+                      holds; faults at every syscall of it. The workload stops at the failed add.",
+        setup: docs("d", 2, 1),
+        workload: vec![
+            Step::RemoteFault(RemoteFault::TimeoutAfterApply),
+            add("t.md", "# t\n\ntimed out after it was applied\n"),
+        ],
+        requires: Capabilities {
+            vectors: true,
+            ..Capabilities::default()
+        },
+    }
+    .build();
+    timeout.fault_free_failure_allowed = true;
+    scenarios.push(timeout);
     scenarios.push(
         Builder {
             name: "index-from-newer-build",

@@ -285,6 +285,18 @@ impl<'f> Driver<'f> {
                 self.mark();
                 self.reopen()
             }
+            Step::RemoteFault(fault) => {
+                let Some(handle) = self.handle.as_mut() else {
+                    return Ok(Flow::Stop);
+                };
+                if !handle.set_remote_fault(*fault) {
+                    return Err(HarnessError(format!(
+                        "{} has no remote dependency to fail (StoreUnderTest::set_remote_fault)",
+                        self.factory.name()
+                    )));
+                }
+                Ok(Flow::Continue)
+            }
             Step::StampSchema(stamp) => {
                 if let Some(handle) = self.handle.take()
                     && let Err(v) = guarded(&self.fs, self.budget_end, "closing the store", move || drop(handle))

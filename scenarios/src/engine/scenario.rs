@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use tearline_model::{Capabilities, Operation, SchemaStamp};
+use tearline_model::{Capabilities, Operation, RemoteFault, SchemaStamp};
 
 /// One step of a setup or a workload.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +35,10 @@ pub enum Step {
     /// syscalls are the harness's; the store stays closed until a
     /// [`Step::Reopen`].
     StampSchema(SchemaStamp),
+    /// The store's remote dependency starts misbehaving (or recovers), for
+    /// stores that have one ([`tearline_model::StoreUnderTest::set_remote_fault`]).
+    /// Makes no syscall.
+    RemoteFault(RemoteFault),
 }
 
 impl Step {
@@ -49,12 +53,16 @@ impl Step {
             Step::SecondWriter => "open writable in another process".to_string(),
             Step::StampSchema(SchemaStamp::Newer) => "stamp the index as from a newer build".to_string(),
             Step::StampSchema(SchemaStamp::OlderInPlace) => "stamp the index as from an older build".to_string(),
+            Step::RemoteFault(fault) => format!("remote dependency: {fault:?}"),
         }
     }
 
     /// Whether the store makes this step's syscalls (so they are fault points).
     pub fn is_store_call(&self) -> bool {
-        !matches!(self, Step::EditSource { .. } | Step::StampSchema(_))
+        !matches!(
+            self,
+            Step::EditSource { .. } | Step::StampSchema(_) | Step::RemoteFault(_)
+        )
     }
 }
 
