@@ -37,14 +37,12 @@
 //! vector is missing gets it recomputed from its source. Afterwards there are
 //! no orphans in either direction.
 
-use std::collections::BTreeSet;
-
 use serde::Serialize;
 
 use crate::error::{Context, Result, StoreError};
 use crate::index::{Intent, IntentOp};
 use crate::layout::DocName;
-use crate::store::{Store, content_hash};
+use crate::store::{Store, VectorAgreement, content_hash};
 use crate::vectors::VectorId;
 
 /// What an add did.
@@ -327,14 +325,11 @@ impl Store {
 
     /// Deletes vectors no summary names; recomputes missing vectors.
     fn sweep(&mut self, report: &mut RecoveryReport) -> Result<()> {
-        let stored: BTreeSet<VectorId> = self
-            .vectors
-            .ids()
-            .context(|| "listing the vector store".to_string())?
-            .into_iter()
-            .collect();
-        let summaries = self.index.summary_vectors()?;
-        let referenced: BTreeSet<VectorId> = summaries.iter().map(|(_, id)| *id).collect();
+        let VectorAgreement {
+            stored,
+            summaries,
+            referenced,
+        } = self.vector_agreement()?;
         for orphan in stored.difference(&referenced) {
             self.vectors
                 .delete(*orphan)

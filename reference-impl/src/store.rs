@@ -231,6 +231,16 @@ pub struct Status {
     pub writable: bool,
 }
 
+/// The vector store's ids beside the summaries' references.
+pub(crate) struct VectorAgreement {
+    /// Every id the vector store holds.
+    pub(crate) stored: BTreeSet<VectorId>,
+    /// Every (document, vector id) of the summaries, by document.
+    pub(crate) summaries: Vec<(String, VectorId)>,
+    /// The ids the summaries refer to.
+    pub(crate) referenced: BTreeSet<VectorId>,
+}
+
 /// A document store: source files, a SQLite index, a vector store.
 pub struct Store {
     pub(crate) fs: Arc<dyn Fs>,
@@ -564,6 +574,24 @@ impl Store {
         source_names(self.fs.as_ref(), &self.layout)
     }
 
+    /// What the vector store holds and what the summaries refer to, for
+    /// checking (and restoring) that they agree both ways.
+    pub(crate) fn vector_agreement(&self) -> Result<VectorAgreement> {
+        let stored = self
+            .vectors
+            .ids()
+            .context(|| "listing the vector store".to_string())?
+            .into_iter()
+            .collect();
+        let summaries = self.index.summary_vectors()?;
+        let referenced = summaries.iter().map(|(_, id)| *id).collect();
+        Ok(VectorAgreement {
+            stored,
+            summaries,
+            referenced,
+        })
+    }
+
     /// Checks the index's integrity, that vectors and summaries match both
     /// ways, and that every source file is indexed and up to date.
     pub fn verify(&self) -> Result<VerifyReport> {
@@ -572,14 +600,11 @@ impl Store {
             pending_intents: self.index.intents()?.len(),
             ..VerifyReport::default()
         };
-        let stored: BTreeSet<VectorId> = self
-            .vectors
-            .ids()
-            .context(|| "listing the vector store".to_string())?
-            .into_iter()
-            .collect();
-        let summaries = self.index.summary_vectors()?;
-        let referenced: BTreeSet<VectorId> = summaries.iter().map(|(_, id)| *id).collect();
+        let VectorAgreement {
+            stored,
+            summaries,
+            referenced,
+        } = self.vector_agreement()?;
         let in_flight = self.index.intent_vectors()?;
         report.orphan_vectors = stored
             .iter()
