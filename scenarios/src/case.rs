@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use tearline_sim_fs::{Fault, PersistenceModel};
+use tearline_sim_fs::{CrashChoice, Fault, PersistenceModel, SimSnapshot};
 
 /// Where and how one case injects its fault.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -100,6 +100,33 @@ impl ReproLine {
         let seed = parts.next()?.parse().ok()?;
         let case = Case::parse(parts.next()?)?;
         (!scenario.is_empty()).then_some(ReproLine { scenario, seed, case })
+    }
+}
+
+/// The outcomes a power cut at `snapshot` is checked under for `model`:
+/// every distinct one if there are at most `exhaustive_limit`, else
+/// `samples` drawn from `crash_seed` (sample i from `crash_seed + i`).
+pub fn crash_picks(
+    snapshot: &SimSnapshot,
+    model: PersistenceModel,
+    exhaustive_limit: usize,
+    samples: u64,
+    crash_seed: u64,
+) -> Vec<(CrashPick, CrashChoice)> {
+    match snapshot.distinct_crashes(model, exhaustive_limit) {
+        Some(choices) => choices
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| (CrashPick::Distinct(i), c))
+            .collect(),
+        None => (0..samples)
+            .map(|i| {
+                (
+                    CrashPick::Sample(i),
+                    snapshot.sample_crash(model, crash_seed.wrapping_add(i)),
+                )
+            })
+            .collect(),
     }
 }
 

@@ -24,12 +24,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rusqlite::{Connection, OpenFlags};
 
+use crate::case::crash_picks;
 pub use crate::case::{Case, CrashPick};
 pub use tearline_model::Invariant;
 use tearline_model::Violation;
 use tearline_sim_fs::sqlite::{SqliteVfs, VfsOptions, reseed_sqlite_prng};
 use tearline_sim_fs::{
-    CrashChoice, Fault, FaultPlan, Fs, FsExt, PersistenceModel, SimConfig, SimFs, SimSnapshot, SyscallKind, Trace,
+    Fault, FaultPlan, Fs, FsExt, PersistenceModel, SimConfig, SimFs, SimSnapshot, SyscallKind, Trace,
 };
 
 /// SQLite's journal mode for the workload.
@@ -371,30 +372,6 @@ fn probe(workload: &AtomicCommitWorkload, seed: u64) -> io::Result<Probe> {
     })
 }
 
-/// The outcomes a power cut at `snapshot` is checked under for `model`.
-fn crash_picks(
-    snapshot: &SimSnapshot,
-    model: PersistenceModel,
-    options: &MatrixOptions,
-    crash_seed: u64,
-) -> Vec<(CrashPick, CrashChoice)> {
-    match snapshot.distinct_crashes(model, options.exhaustive_limit) {
-        Some(choices) => choices
-            .into_iter()
-            .enumerate()
-            .map(|(i, c)| (CrashPick::Distinct(i), c))
-            .collect(),
-        None => (0..options.samples_per_point)
-            .map(|i| {
-                (
-                    CrashPick::Sample(i),
-                    snapshot.sample_crash(model, crash_seed.wrapping_add(i)),
-                )
-            })
-            .collect(),
-    }
-}
-
 /// Runs the whole matrix for one workload, calling `progress(done, total)`
 /// as points complete.
 pub fn run_matrix(
@@ -421,7 +398,13 @@ pub fn run_matrix(
         let acked = probe.acks.before(syscall);
         for &model in &options.models {
             report.crash_points += 1;
-            for (pick, choice) in crash_picks(snapshot, model, options, probe.crash_seed) {
+            for (pick, choice) in crash_picks(
+                snapshot,
+                model,
+                options.exhaustive_limit,
+                options.samples_per_point,
+                probe.crash_seed,
+            ) {
                 let rebooted = snapshot.boot(model, &choice);
                 report.states_checked += 1;
                 if let Err(violation) = check(&rebooted, workload, options.seed, acked) {

@@ -10,7 +10,7 @@ use tearline_sim_fs::{
 use super::driver::{self, Driver, Mark};
 use super::scenario::{StoreScenario, store_root};
 use super::{EngineOptions, HarnessError, Part};
-use crate::case::{Case, CrashPick};
+use crate::case::{Case, CrashPick, crash_picks};
 
 /// The machine a scenario runs on, for a seed.
 pub(crate) fn machine_config(scenario: &StoreScenario, seed: u64) -> SimConfig {
@@ -159,30 +159,6 @@ pub(crate) struct PlannedCase {
     pub first_of_point: bool,
 }
 
-/// The outcomes a power cut at `snapshot` is checked under for `model`.
-pub(crate) fn crash_picks(
-    snapshot: &SimSnapshot,
-    model: PersistenceModel,
-    options: &EngineOptions,
-    crash_seed: u64,
-) -> Vec<(CrashPick, CrashChoice)> {
-    match snapshot.distinct_crashes(model, options.exhaustive_limit) {
-        Some(choices) => choices
-            .into_iter()
-            .enumerate()
-            .map(|(i, c)| (CrashPick::Distinct(i), c))
-            .collect(),
-        None => (0..options.samples_per_point)
-            .map(|i| {
-                (
-                    CrashPick::Sample(i),
-                    snapshot.sample_crash(model, crash_seed.wrapping_add(i)),
-                )
-            })
-            .collect(),
-    }
-}
-
 /// Every case of the matrix, in a fixed order: by syscall, then power cuts
 /// (by model, then outcome), then the other faults in the options' order.
 pub(crate) fn enumerate(probe: &Probe, options: &EngineOptions) -> Vec<PlannedCase> {
@@ -204,9 +180,15 @@ pub(crate) fn enumerate(probe: &Probe, options: &EngineOptions) -> Vec<PlannedCa
         if options.faults.contains(&Fault::PowerCut) {
             let snapshot = &probe.snapshots[(syscall - probe.start) as usize];
             for &model in &options.models {
-                for (n, (pick, choice)) in crash_picks(snapshot, model, options, probe.crash_seed)
-                    .into_iter()
-                    .enumerate()
+                for (n, (pick, choice)) in crash_picks(
+                    snapshot,
+                    model,
+                    options.exhaustive_limit,
+                    options.samples_per_point,
+                    probe.crash_seed,
+                )
+                .into_iter()
+                .enumerate()
                 {
                     let case = Case {
                         syscall,
