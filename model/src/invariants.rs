@@ -207,11 +207,19 @@ fn short(hash: Option<&String>) -> String {
 }
 
 /// Compares one side (index or sources) of an observation with the model.
+///
+/// `sources`, for the index side of a store with source files: a document
+/// the interrupted operation touched may also be indexed as its source file
+/// is found. A rolled-back mutation re-indexes what it touched from the
+/// files (the filesystem wins), which refreshes an entry that was stale
+/// because the file had been edited behind the store's back; that counts as
+/// "before".
 fn compare_side(
     side: &str,
     found: &BTreeMap<String, String>,
     before: &BTreeMap<String, String>,
     after: &BTreeMap<String, String>,
+    sources: Option<&BTreeMap<String, String>>,
     model: &Model,
     violations: &mut Vec<Violation>,
 ) {
@@ -235,9 +243,10 @@ fn compare_side(
             }
             continue;
         }
+        let follows_source = sources.is_some_and(|sources| sources.get(name) == got);
         if got == new && got != old {
             was_after.push(name.as_str());
-        } else if got == old && got != new {
+        } else if (got == old || follows_source) && got != new {
             was_before.push(name.as_str());
         } else if got != old && got != new {
             violations.push(Violation::new(
@@ -279,6 +288,7 @@ pub fn check_recovered(observation: &Observation, model: &Model, caps: &Capabili
         &observation.indexed,
         &allowed.before.indexed,
         &allowed.after.indexed,
+        caps.source_files.then_some(&observation.sources),
         model,
         &mut violations,
     );
@@ -288,6 +298,7 @@ pub fn check_recovered(observation: &Observation, model: &Model, caps: &Capabili
             &observation.sources,
             &allowed.before.sources,
             &allowed.after.sources,
+            None,
             model,
             &mut violations,
         );
@@ -557,6 +568,23 @@ mod tests {
         let mut found = observation(&[("x", "new"), ("y", "old")]);
         found.sources = observation(&[("x", "new"), ("y", "new")]).sources;
         assert!(check_recovered(&found, &model, &caps()).is_empty());
+    }
+
+    #[test]
+    fn a_rolled_back_operation_may_refresh_a_stale_entry_from_its_file() {
+        // a.md indexed as "1", then edited behind the store's back to "2";
+        // a replace to "3" is interrupted and rolled back, re-indexing a.md
+        // from its file.
+        let mut model = model_with(&[add("a", "1")], None);
+        model.edit_source("a", Some("2"));
+        model.begin(&add("a", "3"));
+        let mut found = observation(&[("a", "2")]);
+        found.sources = observation(&[("a", "2")]).sources;
+        assert!(check_recovered(&found, &model, &caps()).is_empty());
+        // An entry matching neither the model nor the file is still caught.
+        let mut garbage = observation(&[("a", "9")]);
+        garbage.sources = found.sources.clone();
+        assert!(broken(&check_recovered(&garbage, &model, &caps())).contains(&Invariant::AtomicOp));
     }
 
     #[test]
