@@ -44,40 +44,7 @@ enum Command {
         store: String,
     },
     /// Run the crash matrix over the catalogue (or the named scenarios).
-    Run {
-        /// Scenarios to run (default: all).
-        scenarios: Vec<String>,
-        /// The store under test.
-        #[arg(long, default_value = stores::DEFAULT)]
-        store: String,
-        /// The run seed: everything random derives from it.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Faults to inject, comma-separated: power-cut, crash, ENOSPC, EIO, EXDEV, torn-write.
-        #[arg(long, value_delimiter = ',', default_values_t = engine::ALL_FAULTS.iter().map(|f| f.to_string()).collect::<Vec<_>>())]
-        faults: Vec<String>,
-        /// This CI shard, `i/n` (0-based): runs the cases whose number is i modulo n.
-        #[arg(long, default_value = "0/1")]
-        shard: String,
-        /// Local worker processes (default: the number of cores).
-        #[arg(long)]
-        jobs: Option<u64>,
-        /// SQLite matrices' size multiplier (transactions = 6 x scale), 1 to 20.
-        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=20))]
-        scale: u32,
-        /// Write the JSON report here.
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// Write the JUnit XML report here.
-        #[arg(long)]
-        junit: Option<PathBuf>,
-        /// Run every case twice and compare trace hashes.
-        #[arg(long)]
-        check_determinism: bool,
-        /// Violations to print per failing scenario.
-        #[arg(long, default_value_t = 5)]
-        show: usize,
-    },
+    Run(RunArgs),
     /// Replay one case from the line a failure printed, with its trace.
     Repro {
         /// `<scenario>:<seed>:<syscall>:<fault>[:<model>:<pick>]` (SQLite
@@ -116,31 +83,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::List { store } => list(&store),
-        Command::Run {
-            scenarios,
-            store,
-            seed,
-            faults,
-            shard,
-            jobs,
-            scale,
-            json,
-            junit,
-            check_determinism,
-            show,
-        } => run(RunArgs {
-            names: scenarios,
-            store,
-            seed,
-            faults,
-            shard,
-            jobs,
-            scale,
-            json,
-            junit,
-            check_determinism,
-            show,
-        }),
+        Command::Run(args) => run(args),
         Command::Repro { line, store } => repro(&line, &store),
         Command::Explain { invariant } => explain(&invariant),
         Command::Worker {
@@ -240,17 +183,41 @@ fn explain(name: &str) -> u8 {
     }
 }
 
+/// The options of `tearline run`.
+#[derive(clap::Args)]
 struct RunArgs {
+    /// Scenarios to run (default: all).
+    #[arg(value_name = "SCENARIOS")]
     names: Vec<String>,
+    /// The store under test.
+    #[arg(long, default_value = stores::DEFAULT)]
     store: String,
+    /// The run seed: everything random derives from it.
+    #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Faults to inject, comma-separated: power-cut, crash, ENOSPC, EIO, EXDEV, torn-write.
+    #[arg(long, value_delimiter = ',', default_values_t = engine::ALL_FAULTS.iter().map(|f| f.to_string()).collect::<Vec<_>>())]
     faults: Vec<String>,
+    /// This CI shard, `i/n` (0-based): runs the cases whose number is i modulo n.
+    #[arg(long, default_value = "0/1")]
     shard: String,
+    /// Local worker processes (default: the number of cores).
+    #[arg(long)]
     jobs: Option<u64>,
+    /// SQLite matrices' size multiplier (transactions = 6 x scale), 1 to 20.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=20))]
     scale: u32,
+    /// Write the JSON report here.
+    #[arg(long)]
     json: Option<PathBuf>,
+    /// Write the JUnit XML report here.
+    #[arg(long)]
     junit: Option<PathBuf>,
+    /// Run every case twice and compare trace hashes.
+    #[arg(long)]
     check_determinism: bool,
+    /// Violations to print per failing scenario.
+    #[arg(long, default_value_t = 5)]
     show: usize,
 }
 

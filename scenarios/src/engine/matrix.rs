@@ -222,6 +222,26 @@ pub(crate) struct CaseOutcome {
     pub trace_hash: u64,
 }
 
+/// Runs one case: a power cut from the probe's snapshot, any other fault by
+/// replaying the workload with it.
+fn run_case(
+    factory: &dyn StoreFactory,
+    scenario: &StoreScenario,
+    probe: &Probe,
+    planned: &PlannedCase,
+    seed: u64,
+) -> Result<CaseOutcome, HarnessError> {
+    if planned.case.fault == Fault::PowerCut {
+        return check_power_cut(factory, probe, planned);
+    }
+    let replay = replay_case(factory, scenario, seed, probe.budget(), probe.end, &planned.case)?;
+    Ok(CaseOutcome {
+        violations: replay.violations,
+        states_checked: replay.states_checked,
+        trace_hash: replay.trace.hash(),
+    })
+}
+
 /// Checks a power cut from the probe's snapshot.
 pub(crate) fn check_power_cut(
     factory: &dyn StoreFactory,
@@ -368,23 +388,7 @@ pub(crate) fn run_cases(
     let mut results = Vec::new();
     for planned in cases {
         if part.owns(planned.index) {
-            let mut outcome = if planned.case.fault == Fault::PowerCut {
-                check_power_cut(factory, probe, planned)?
-            } else {
-                let replay = replay_case(
-                    factory,
-                    scenario,
-                    options.seed,
-                    probe.budget(),
-                    probe.end,
-                    &planned.case,
-                )?;
-                CaseOutcome {
-                    violations: replay.violations,
-                    states_checked: replay.states_checked,
-                    trace_hash: replay.trace.hash(),
-                }
-            };
+            let mut outcome = run_case(factory, scenario, probe, planned, options.seed)?;
             if Some(planned.index) == anchor {
                 // The probe's own findings belong to the case that replays
                 // the whole fault-free workload.
@@ -394,20 +398,7 @@ pub(crate) fn run_cases(
             }
             outcome.violations = driver::first_of_each(std::mem::take(&mut outcome.violations));
             if options.check_determinism {
-                let again = if planned.case.fault == Fault::PowerCut {
-                    check_power_cut(factory, probe, planned)?.trace_hash
-                } else {
-                    replay_case(
-                        factory,
-                        scenario,
-                        options.seed,
-                        probe.budget(),
-                        probe.end,
-                        &planned.case,
-                    )?
-                    .trace
-                    .hash()
-                };
+                let again = run_case(factory, scenario, probe, planned, options.seed)?.trace_hash;
                 if again != outcome.trace_hash {
                     return Err(HarnessError(format!(
                         "{}:{}:{} is not deterministic: trace hashes {:016x} and {:016x}",
