@@ -154,6 +154,24 @@ impl Invariant {
         }
     }
 
+    /// The capability it needs, in words (`None`: every store), for reports
+    /// that say why an invariant is not applicable.
+    pub fn needs(&self) -> Option<&'static str> {
+        match self {
+            Invariant::NoOrphanVectors => Some("a vector store (capability `vectors`)"),
+            Invariant::RebuildIdempotent | Invariant::BackupPresent => {
+                Some("full rebuilds (capability `full_rebuild`)")
+            }
+            Invariant::FilesystemWins => {
+                Some("source files and a full reconcile or rebuild (`source_files` and `reconcile` or `full_rebuild`)")
+            }
+            Invariant::NoWipeWithoutLock => Some("an exclusive lock (capability `exclusive_lock`)"),
+            Invariant::SchemaNeverMisStamped => Some("a versioned schema (capability `schema_version`)"),
+            Invariant::NoDestructiveWithoutForce => Some("reconcile (capability `reconcile`)"),
+            _ => None,
+        }
+    }
+
     /// Whether a store with these capabilities can be held to it.
     pub fn applies_to(&self, caps: &Capabilities) -> bool {
         match self {
@@ -528,6 +546,17 @@ mod tests {
 
     fn broken(violations: &[Violation]) -> Vec<Invariant> {
         violations.iter().map(|v| v.invariant).collect()
+    }
+
+    #[test]
+    fn an_invariant_needs_a_capability_exactly_when_a_bare_store_is_not_held_to_it() {
+        for invariant in Invariant::ALL {
+            assert_eq!(
+                invariant.needs().is_some(),
+                !invariant.applies_to(&Capabilities::default()),
+                "{invariant}"
+            );
+        }
     }
 
     #[test]

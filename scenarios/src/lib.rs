@@ -7,6 +7,8 @@
 //! - [`sqlite_atomic_commit`]: SQLite's own atomic-commit matrix, the first
 //!   use of the simulated filesystem.
 //! - [`catalogue`]: every scenario by name, with what it must show.
+//! - [`certify`]: certification of any store against the catalogue, and
+//!   its [`certify::Certificate`].
 //! - [`case`]: a case and its repro line.
 //! - [`report`]: the JSON and JUnit reports.
 //! - [`run`]: running catalogue entries, split, merged, shrunk and judged.
@@ -15,6 +17,7 @@
 
 pub mod case;
 pub mod catalogue;
+pub mod certify;
 pub mod engine;
 pub mod report;
 pub mod run;

@@ -13,7 +13,7 @@ use tearline::catalogue::{self, Entry};
 use tearline::engine::{self, EngineOptions, Part, WorkerCommand};
 use tearline::report::{InvariantStatus, RunReport, ScenarioResult};
 use tearline::run::{self, RunOptions};
-use tearline::{sqlite_atomic_commit, stores};
+use tearline::{certify, sqlite_atomic_commit, stores};
 use tearline_model::{Invariant, StoreFactory};
 use tearline_sim_fs::{Fault, SyscallKind};
 
@@ -54,6 +54,9 @@ enum Command {
         #[arg(long, default_value = stores::DEFAULT)]
         store: String,
     },
+    /// Certify a store: every applicable scenario, every invariant, and a
+    /// certificate (pass/fail per invariant, with evidence).
+    Certify(CertifyArgs),
     /// Explain an invariant (`tearline explain committed-durable`).
     Explain {
         /// The invariant's name.
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
         Command::List { store } => list(&store),
         Command::Run(args) => run(args),
         Command::Repro { line, store } => repro(&line, &store),
+        Command::Certify(args) => certify_command(args),
         Command::Explain { invariant } => explain(&invariant),
         Command::Worker {
             store,
@@ -219,6 +223,112 @@ struct RunArgs {
     /// Violations to print per failing scenario.
     #[arg(long, default_value_t = 5)]
     show: usize,
+}
+
+/// The options of `tearline certify`.
+#[derive(clap::Args)]
+struct CertifyArgs {
+    /// The store to certify, by name (see `tearline list`).
+    #[arg(long, default_value = stores::DEFAULT)]
+    store: String,
+    /// The seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Faults to inject, comma-separated: power-cut, crash, ENOSPC, EIO, EXDEV, torn-write.
+    #[arg(long, value_delimiter = ',', default_values_t = engine::ALL_FAULTS.iter().map(|f| f.to_string()).collect::<Vec<_>>())]
+    faults: Vec<String>,
+    /// Run the cases numbered i modulo n of each matrix (`0/10`: a tenth, for a quick check).
+    #[arg(long, default_value = "0/1")]
+    sample: String,
+    /// Only these scenarios (repeatable; default: every applicable one).
+    #[arg(long = "scenario")]
+    scenarios: Vec<String>,
+    /// Write the certificate here; `.md` for Markdown, `.json` for JSON (repeatable).
+    #[arg(long = "report")]
+    reports: Vec<PathBuf>,
+    /// Instead of certifying, replay this repro line from a certificate.
+    #[arg(long)]
+    repro: Option<String>,
+}
+
+fn certify_command(args: CertifyArgs) -> u8 {
+    for path in &args.reports {
+        if !matches!(path.extension().and_then(|e| e.to_str()), Some("md" | "json")) {
+            eprintln!("error: --report {} must end in .md or .json", path.display());
+            return EXIT_HARNESS_ERROR;
+        }
+    }
+    let factory = match factory(&args.store) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    if let Some(line) = &args.repro {
+        return print_reproduction(certify::reproduce(factory.as_ref(), line));
+    }
+    let faults = match parse_faults(&args.faults) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    let Some(sample) = parse_shard(&args.sample) else {
+        eprintln!("error: --sample takes i/n with i < n, got {:?}", args.sample);
+        return EXIT_HARNESS_ERROR;
+    };
+    let options = certify::CertifyOptions {
+        seed: args.seed,
+        faults,
+        sample,
+        scenarios: args.scenarios.clone(),
+        reproduce_with: format!("`tearline certify --store {} --repro LINE`", args.store),
+        ..certify::CertifyOptions::default()
+    };
+    run_certification(factory.as_ref(), &options, &args.reports)
+}
+
+/// Runs a certification with a progress bar, prints the certificate and
+/// writes its reports.
+fn run_certification(factory: &dyn StoreFactory, options: &certify::CertifyOptions, reports: &[PathBuf]) -> u8 {
+    println!(
+        "certifying {} (SEED={}, sample {}/{})",
+        factory.name(),
+        options.seed,
+        options.sample.0,
+        options.sample.1
+    );
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:32} [{bar:40}] {pos}/{len} cases {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let started = Instant::now();
+    let result = certify::certify_with_progress(factory, options, &|scenario, done, total| {
+        bar.set_message(scenario.to_string());
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    let certificate = match result {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: the harness failed: {e}");
+            return EXIT_HARNESS_ERROR;
+        }
+    };
+    println!("{}", certificate.to_markdown());
+    println!("wall time {:.1} s", started.elapsed().as_secs_f64());
+    for path in reports {
+        let text = if path.extension().and_then(|e| e.to_str()) == Some("json") {
+            certificate.to_json()
+        } else {
+            certificate.to_markdown()
+        };
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("error: writing {}: {e}", path.display());
+            return EXIT_HARNESS_ERROR;
+        }
+        println!("certificate written to {}", path.display());
+    }
+    if certificate.passed { EXIT_PASS } else { EXIT_VIOLATION }
 }
 
 fn parse_shard(text: &str) -> Option<(u64, u64)> {
@@ -509,78 +619,35 @@ fn repro(line: &str, store: &str) -> u8 {
         eprintln!("error: no scenario named {:?} (see `tearline list`)", parsed.scenario);
         return EXIT_HARNESS_ERROR;
     };
-    println!(
-        "SEED={} scenario={} case={} store={}",
-        parsed.seed,
-        parsed.scenario,
-        parsed.case,
-        factory.name()
-    );
     match entry {
-        Entry::Sqlite(scenario) => repro_sqlite(&scenario.workload, parsed.seed, &parsed.case),
-        Entry::Store { scenario, .. } => {
-            let missing = scenario.missing(&factory.capabilities());
-            if !missing.is_empty() {
-                eprintln!(
-                    "error: {} is not applicable to {}: lacks {}",
-                    scenario.name,
-                    factory.name(),
-                    missing.join(", ")
-                );
-                return EXIT_HARNESS_ERROR;
-            }
-            let (replay, step) = match engine::replay(factory.as_ref(), &scenario, parsed.seed, &parsed.case) {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: the harness failed: {e}");
-                    return EXIT_HARNESS_ERROR;
-                }
-            };
+        Entry::Sqlite(scenario) => {
             println!(
-                "workload: syscalls {}..{}; in flight at {}: {}",
-                replay.workload.0,
-                replay.workload.1,
-                parsed.case.syscall,
-                step.as_deref().unwrap_or("nothing (between steps or after the last)")
+                "SEED={} scenario={} case={} store={}",
+                parsed.seed,
+                parsed.scenario,
+                parsed.case,
+                factory.name()
             );
-            println!("\ntrace around syscall {} (boot 0):", parsed.case.syscall);
-            for entry in replay.trace.around(parsed.case.syscall, 8).filter(|e| e.boot == 0) {
-                let marker = if entry.index == parsed.case.syscall { ">>" } else { "  " };
-                println!("{marker} {entry}");
-            }
-            print_recovery(&replay.trace);
-            if replay.violations.is_empty() {
-                println!("\nresult: every invariant held");
-                EXIT_PASS
-            } else {
-                for violation in &replay.violations {
-                    println!(
-                        "\nresult: {} broke\nevidence: {}",
-                        violation.invariant, violation.evidence
-                    );
-                }
-                EXIT_VIOLATION
-            }
+            repro_sqlite(&scenario.workload, parsed.seed, &parsed.case)
         }
+        Entry::Store { .. } => print_reproduction(certify::reproduce(factory.as_ref(), body)),
     }
 }
 
-fn print_recovery(trace: &tearline_sim_fs::Trace) {
-    let entries = trace.entries();
-    let first_after = entries
-        .iter()
-        .position(|e| e.op == SyscallKind::Reboot || e.fault.is_some())
-        .unwrap_or(entries.len());
-    let tail: Vec<_> = entries[first_after..].iter().collect();
-    println!(
-        "\nafter the fault ({} syscalls of restart, reboot and recovery):",
-        tail.len()
-    );
-    for entry in tail.iter().take(40) {
-        println!("   {entry}");
-    }
-    if tail.len() > 40 {
-        println!("   ... {} more", tail.len() - 40);
+fn print_reproduction(result: Result<certify::Reproduction, engine::HarnessError>) -> u8 {
+    match result {
+        Ok(reproduction) => {
+            print!("{}", reproduction.report);
+            if reproduction.violations.is_empty() {
+                EXIT_PASS
+            } else {
+                EXIT_VIOLATION
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_HARNESS_ERROR
+        }
     }
 }
 

@@ -86,3 +86,53 @@ fn a_shard_runs_part_of_the_matrix() {
     let output = tearline(&["run", "add-interrupted", "--shard", "1/3", "--jobs", "1"]);
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
 }
+
+#[test]
+fn certify_writes_certificates_and_exits_by_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let md = dir.path().join("cert.md");
+    let json = dir.path().join("cert.json");
+    let output = tearline(&[
+        "certify",
+        "--store",
+        "file-per-doc",
+        "--report",
+        md.to_str().unwrap(),
+        "--report",
+        json.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    let markdown = std::fs::read_to_string(&md).unwrap();
+    assert!(markdown.contains("**PASSED**") && markdown.contains("| committed-durable | passed |"));
+    assert!(
+        markdown.contains("- no-orphan-vectors: needs a vector store"),
+        "{markdown}"
+    );
+    let parsed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(parsed["passed"], true);
+    assert_eq!(parsed["invariants"].as_array().unwrap().len(), 13);
+
+    let output = tearline(&[
+        "certify",
+        "--store",
+        "file-per-doc-nosync",
+        "--report",
+        md.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let markdown = std::fs::read_to_string(&md).unwrap();
+    assert!(
+        markdown.contains("**FAILED**") && markdown.contains("### committed-durable"),
+        "{markdown}"
+    );
+    let line = markdown
+        .lines()
+        .find_map(|l| l.strip_prefix("  - reproduce: `")?.strip_suffix('`'))
+        .expect("a repro line");
+    let output = tearline(&["certify", "--store", "file-per-doc-nosync", "--repro", line]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(stdout(&output).contains("broke"));
+
+    let output = tearline(&["certify", "--store", "file-per-doc", "--report", "cert.txt"]);
+    assert_eq!(output.status.code(), Some(2));
+}

@@ -1,0 +1,96 @@
+//! notes-store certifies itself against Tearline's catalogue: the careful
+//! store passes, the flawed one fails with the invariants it breaks, and
+//! both certificates are kept as snapshots (with run-dependent figures
+//! redacted, so a change to the catalogue's size does not churn them).
+
+use notes_store::under_tearline::NotesFactory;
+use tearline::certify::{CertifyOptions, Verdict, assert_certified, certify, reproduce};
+use tearline_model::Invariant;
+
+/// Every case of every applicable scenario: a few seconds for this store.
+fn full() -> CertifyOptions {
+    CertifyOptions::default()
+}
+
+#[test]
+fn the_careful_store_is_certified() {
+    let certificate = certify(&NotesFactory { careful: true }, &full()).expect("the harness ran");
+    assert_certified(&certificate);
+    let verdict = |i: Invariant| {
+        certificate
+            .invariants
+            .iter()
+            .find(|l| l.invariant == i)
+            .unwrap()
+            .verdict
+    };
+    // Checked, not skipped: the invariants its capabilities make applicable.
+    for invariant in [
+        Invariant::CommittedDurable,
+        Invariant::NoWipeWithoutLock,
+        Invariant::BackupPresent,
+    ] {
+        assert_eq!(verdict(invariant), Verdict::Passed, "{invariant}");
+    }
+    // Never passed by default: what it lacks is listed as not applicable.
+    for invariant in [Invariant::NoOrphanVectors, Invariant::SchemaNeverMisStamped] {
+        assert_eq!(verdict(invariant), Verdict::NotApplicable, "{invariant}");
+    }
+    insta::with_settings!({filters => filters()}, {
+        insta::assert_snapshot!("passing", certificate.to_markdown());
+    });
+}
+
+#[test]
+fn the_flawed_store_fails_with_evidence_and_a_repro_line_that_reproduces() {
+    let factory = NotesFactory { careful: false };
+    let certificate = certify(&factory, &full()).expect("the harness ran");
+    assert!(!certificate.passed);
+    let failed: Vec<Invariant> = certificate.failed().iter().map(|l| l.invariant).collect();
+    assert!(failed.contains(&Invariant::CommittedDurable), "{failed:?}");
+    assert!(failed.contains(&Invariant::CompleteDatabase), "{failed:?}");
+    let example = &certificate.failed()[0].failures[0];
+    assert!(!example.evidence.is_empty());
+    let replayed = reproduce(&factory, &example.repro).expect("the line replays");
+    assert!(
+        replayed
+            .violations
+            .iter()
+            .any(|v| v.invariant == certificate.failed()[0].invariant),
+        "{}",
+        replayed.report
+    );
+    let panic = std::panic::catch_unwind(|| assert_certified(&certificate)).expect_err("it must not pass");
+    let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(
+        message.contains("is not certified") && message.contains(&example.repro),
+        "{message}"
+    );
+    insta::with_settings!({filters => filters()}, {
+        insta::assert_snapshot!("failing", certificate.to_markdown());
+    });
+}
+
+#[test]
+fn the_same_seed_gives_the_same_certificate() {
+    let options = CertifyOptions {
+        sample: (0, 20),
+        ..CertifyOptions::default()
+    };
+    let first = certify(&NotesFactory { careful: false }, &options).unwrap().to_json();
+    let second = certify(&NotesFactory { careful: false }, &options).unwrap().to_json();
+    assert_eq!(first, second);
+}
+
+/// Run-dependent figures redacted: counts, the harness version, repro
+/// lines' case coordinates (the snapshot keeps shape and verdicts; the
+/// tests above assert the figures that matter).
+fn filters() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (r"\| \d+ ", "| N "),
+        (r"\d+ post-fault states", "N post-fault states"),
+        (r"\(\d+ cases\)", "(N cases)"),
+        (r"tearline \d+\.\d+\.\d+", "tearline X.Y.Z"),
+        (r"`([a-z-]+):0:[^`]+`", "`$1:0:CASE`"),
+    ]
+}

@@ -1,0 +1,341 @@
+//! Certification: run the catalogue's store scenarios against any store and
+//! get a [`Certificate`].
+//!
+//! A team implements the store contract ([`prelude::StoreFactory`] and
+//! [`prelude::StoreUnderTest`], on top of [`prelude::Fs`] and
+//! [`prelude::Clock`]) and declares its [`prelude::Capabilities`]; then, in
+//! its own `cargo test`:
+//!
+//! ```no_run
+//! # fn factory() -> Box<dyn tearline::certify::prelude::StoreFactory> { unimplemented!() }
+//! use tearline::certify::{CertifyOptions, assert_certified, certify};
+//!
+//! let certificate = certify(factory().as_ref(), &CertifyOptions::default()).expect("the harness ran");
+//! std::fs::write("certificate.md", certificate.to_markdown()).unwrap();
+//! assert_certified(&certificate);
+//! ```
+//!
+//! Every store scenario of the catalogue runs whose required capabilities
+//! the store declares; the others are listed as not applicable, with the
+//! capabilities they need. Every invariant of the catalogue is listed:
+//! passed (checked in at least one scenario, never broken), failed (with one
+//! shrunk repro line and its evidence per scenario), or not applicable (with
+//! why) — never passed by default. SQLite's own atomic-commit matrices are
+//! not part of a store's certificate: they test SQLite.
+//!
+//! A failure's repro line replays with [`reproduce`] (in-process stores) or
+//! `tearline certify --exec CMD --repro LINE` (black-box stores).
+
+pub mod certificate;
+
+use tearline_model::{Invariant, StoreFactory, Violation};
+use tearline_sim_fs::{Fault, PersistenceModel, SyscallKind, Trace};
+
+pub use certificate::{Certificate, FailureExample, InvariantLine, ScenarioLine, Verdict};
+
+use crate::case::ReproLine;
+use crate::catalogue::{self, Entry};
+use crate::engine::{self, EngineOptions, HarnessError};
+use crate::report::{InvariantStatus, ScenarioResult};
+use crate::run::{self, RunOptions};
+
+/// What a store implementation needs to plug into the harness, in one `use`.
+pub mod prelude {
+    pub use tearline_model::{
+        Access, Capabilities, Env, Observation, Operation, RebuildKind, ReconcileKind, RemoteFault, SchemaObservation,
+        SchemaStamp, StoreFactory, StoreFailure, StoreUnderTest, content_hash,
+    };
+    pub use tearline_sim_fs::{Clock, DirEntry, FileHandle, FileHandleExt, FileKind, Fs, FsExt, OpenOptions};
+}
+
+/// What a certification runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertifyOptions {
+    /// The seed. Default 0.
+    pub seed: u64,
+    /// The faults injected. Default: every fault the engine knows.
+    pub faults: Vec<Fault>,
+    /// Persistence models for power cuts. Default: all four.
+    pub models: Vec<PersistenceModel>,
+    /// Run the cases numbered `i` modulo `n` of each matrix: `(0, 1)` (the
+    /// default) runs every case; `(0, 10)` a tenth, for a quick check.
+    pub sample: (u64, u64),
+    /// Only these scenarios (empty: the whole catalogue).
+    pub scenarios: Vec<String>,
+    /// Notes on what the store's driver cannot make deterministic, carried
+    /// into the certificate (the black-box driver fills them in).
+    pub nondeterminism: Vec<String>,
+    /// How a repro line is replayed for this store, for the certificate.
+    pub reproduce_with: String,
+}
+
+impl Default for CertifyOptions {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            faults: engine::ALL_FAULTS.to_vec(),
+            models: PersistenceModel::ALL.to_vec(),
+            sample: (0, 1),
+            scenarios: Vec::new(),
+            nondeterminism: Vec::new(),
+            reproduce_with: "`tearline::certify::reproduce(&factory, LINE)`".to_string(),
+        }
+    }
+}
+
+/// Certifies a store: [`certify_with_progress`] without progress reports.
+pub fn certify(factory: &dyn StoreFactory, options: &CertifyOptions) -> Result<Certificate, HarnessError> {
+    certify_with_progress(factory, options, &|_, _, _| {})
+}
+
+/// Certifies a store, calling `progress(scenario, cases done, cases)` as
+/// each matrix runs. `Err` only when the harness itself fails (a
+/// fault-free workload that cannot run, say); a store that breaks an
+/// invariant gets a failing certificate.
+pub fn certify_with_progress(
+    factory: &dyn StoreFactory,
+    options: &CertifyOptions,
+    progress: &(dyn Fn(&str, u64, u64) + Sync),
+) -> Result<Certificate, HarnessError> {
+    let (sample_i, sample_n) = options.sample;
+    if sample_n == 0 || sample_i >= sample_n {
+        return Err(HarnessError(format!("bad sample {sample_i}/{sample_n}: need i < n")));
+    }
+    let entries: Vec<Entry> = catalogue::entries(factory, 2)
+        .into_iter()
+        .filter(|e| matches!(e, Entry::Store { .. }))
+        .collect();
+    for name in &options.scenarios {
+        if !entries.iter().any(|e| e.name() == name) {
+            return Err(HarnessError(format!("no store scenario named {name:?}")));
+        }
+    }
+    let run_options = RunOptions {
+        engine: EngineOptions {
+            seed: options.seed,
+            faults: options.faults.clone(),
+            models: options.models.clone(),
+            ..EngineOptions::default()
+        },
+        shard: options.sample,
+        ..RunOptions::default()
+    };
+    let mut results = Vec::new();
+    for entry in entries
+        .iter()
+        .filter(|e| options.scenarios.is_empty() || options.scenarios.iter().any(|n| n == e.name()))
+    {
+        let name = entry.name().to_string();
+        results.push(run::run_entry(entry, factory, &run_options, &|done, total| {
+            progress(&name, done, total)
+        })?);
+    }
+    Ok(build(factory, options, &results))
+}
+
+/// Assembles the certificate from the scenarios' results.
+fn build(factory: &dyn StoreFactory, options: &CertifyOptions, results: &[ScenarioResult]) -> Certificate {
+    let caps = factory.capabilities();
+    let invariants: Vec<InvariantLine> = Invariant::ALL
+        .iter()
+        .map(|&invariant| {
+            let mut line = InvariantLine {
+                invariant,
+                summary: invariant
+                    .explanation()
+                    .split_once(". ")
+                    .map_or(invariant.explanation(), |(first, _)| first)
+                    .trim_end_matches('.')
+                    .to_string()
+                    + ".",
+                verdict: Verdict::NotApplicable,
+                not_applicable_because: None,
+                scenarios: Vec::new(),
+                crash_points: 0,
+                states_checked: 0,
+                failures: Vec::new(),
+            };
+            for result in results.iter().filter(|r| r.not_applicable.is_none()) {
+                let Some(found) = result.invariants.iter().find(|i| i.invariant == invariant) else {
+                    continue;
+                };
+                if found.status == InvariantStatus::NotApplicable {
+                    continue;
+                }
+                line.scenarios.push(result.scenario.clone());
+                line.crash_points += result.crash_points;
+                line.states_checked += result.states_checked;
+                if matches!(found.status, InvariantStatus::Failed | InvariantStatus::KnownFinding) {
+                    line.failures.push(FailureExample {
+                        scenario: result.scenario.clone(),
+                        cases: found.failures,
+                        repro: found.repro.clone().unwrap_or_default(),
+                        evidence: found.evidence.clone().unwrap_or_default(),
+                        reproduces: found.reproduces,
+                    });
+                }
+            }
+            line.verdict = if !line.failures.is_empty() {
+                Verdict::Failed
+            } else if line.scenarios.is_empty() {
+                line.not_applicable_because = Some(match invariant.needs() {
+                    Some(needs) if !invariant.applies_to(&caps) => format!("needs {needs}; the store declares none"),
+                    _ => "no scenario that ran exercises it (see the scenarios not applicable below)".to_string(),
+                });
+                Verdict::NotApplicable
+            } else {
+                Verdict::Passed
+            };
+            line
+        })
+        .collect();
+    let scenarios = results
+        .iter()
+        .map(|r| ScenarioLine {
+            name: r.scenario.clone(),
+            description: r.description.clone(),
+            not_applicable_because: r.not_applicable.clone(),
+            workload_syscalls: r.workload_syscalls,
+            crash_points: r.crash_points,
+            states_checked: r.states_checked,
+            violations: r.failures.len() as u64,
+            broke: r
+                .invariants
+                .iter()
+                .filter(|i| matches!(i.status, InvariantStatus::Failed | InvariantStatus::KnownFinding))
+                .map(|i| i.invariant)
+                .collect(),
+        })
+        .collect();
+    let (i, n) = options.sample;
+    Certificate {
+        harness: format!("tearline {}", env!("CARGO_PKG_VERSION")),
+        store: factory.name().to_string(),
+        driver: "in-process".to_string(),
+        capabilities: caps,
+        seed: options.seed,
+        faults: options.faults.iter().map(|f| f.to_string()).collect(),
+        persistence_models: options.models.iter().map(|m| m.to_string()).collect(),
+        coverage: if n == 1 {
+            "every case".to_string()
+        } else {
+            format!("the cases numbered {i} modulo {n} of each matrix (1 in {n})")
+        },
+        passed: invariants.iter().all(|l| l.verdict != Verdict::Failed),
+        invariants,
+        scenarios,
+        nondeterminism: options.nondeterminism.clone(),
+        reproduce_with: options.reproduce_with.clone(),
+    }
+}
+
+/// Panics unless the certificate passed, printing each failure with its
+/// evidence and repro line (for a team's `cargo test`).
+#[track_caller]
+pub fn assert_certified(certificate: &Certificate) {
+    if certificate.passed {
+        return;
+    }
+    let mut message = format!("{} is not certified:\n", certificate.store);
+    for line in certificate.failed() {
+        message.push_str(&format!("\n{} — {}\n", line.invariant, line.summary));
+        for example in &line.failures {
+            message.push_str(&format!(
+                "  in {} ({} cases): {}\n    reproduce: {}\n",
+                example.scenario,
+                example.cases,
+                example.evidence.replace('\n', " "),
+                example.repro
+            ));
+        }
+    }
+    message.push_str(&format!("\nreplay a line with {}\n", certificate.reproduce_with));
+    panic!("{message}");
+}
+
+/// What replaying one repro line found.
+#[derive(Debug)]
+pub struct Reproduction {
+    /// The invariants broken (empty: every invariant held).
+    pub violations: Vec<Violation>,
+    /// The replay, in words: the step in flight, the trace around the
+    /// fault, the recovery.
+    pub report: String,
+}
+
+/// Replays one repro line of a store scenario against `factory`, from
+/// scratch, and describes what happened.
+pub fn reproduce(factory: &dyn StoreFactory, line: &str) -> Result<Reproduction, HarnessError> {
+    let parsed = ReproLine::parse(line).ok_or_else(|| {
+        HarnessError(format!(
+            "expected <scenario>:<seed>:<syscall>:<fault>[:<model>:<pick>], got {line:?}"
+        ))
+    })?;
+    let Some(Entry::Store { scenario, .. }) = catalogue::find_entry(factory, &parsed.scenario, 2) else {
+        return Err(HarnessError(format!(
+            "no store scenario named {:?} (see `tearline list`)",
+            parsed.scenario
+        )));
+    };
+    let missing = scenario.missing(&factory.capabilities());
+    if !missing.is_empty() {
+        return Err(HarnessError(format!(
+            "{} is not applicable to {}: lacks {}",
+            scenario.name,
+            factory.name(),
+            missing.join(", ")
+        )));
+    }
+    let (replay, step) = engine::replay(factory, &scenario, parsed.seed, &parsed.case)?;
+    let mut report = format!(
+        "SEED={} scenario={} case={} store={}\nworkload: syscalls {}..{}; in flight at {}: {}\n",
+        parsed.seed,
+        parsed.scenario,
+        parsed.case,
+        factory.name(),
+        replay.workload.0,
+        replay.workload.1,
+        parsed.case.syscall,
+        step.as_deref().unwrap_or("nothing (between steps or after the last)")
+    );
+    report.push_str(&format!("\ntrace around syscall {} (boot 0):\n", parsed.case.syscall));
+    for entry in replay.trace.around(parsed.case.syscall, 8).filter(|e| e.boot == 0) {
+        let marker = if entry.index == parsed.case.syscall { ">>" } else { "  " };
+        report.push_str(&format!("{marker} {entry}\n"));
+    }
+    report.push_str(&recovery(&replay.trace));
+    if replay.violations.is_empty() {
+        report.push_str("\nresult: every invariant held\n");
+    }
+    for violation in &replay.violations {
+        report.push_str(&format!(
+            "\nresult: {} broke\nevidence: {}\n",
+            violation.invariant, violation.evidence
+        ));
+    }
+    Ok(Reproduction {
+        violations: replay.violations,
+        report,
+    })
+}
+
+/// The syscalls after the fault: restart, reboot, recovery (the first 40).
+fn recovery(trace: &Trace) -> String {
+    let entries = trace.entries();
+    let first_after = entries
+        .iter()
+        .position(|e| e.op == SyscallKind::Reboot || e.fault.is_some())
+        .unwrap_or(entries.len());
+    let tail = &entries[first_after..];
+    let mut text = format!(
+        "\nafter the fault ({} syscalls of restart, reboot and recovery):\n",
+        tail.len()
+    );
+    for entry in tail.iter().take(40) {
+        text.push_str(&format!("   {entry}\n"));
+    }
+    if tail.len() > 40 {
+        text.push_str(&format!("   ... {} more\n", tail.len() - 40));
+    }
+    text
+}
