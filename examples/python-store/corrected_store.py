@@ -201,12 +201,16 @@ class CorrectedStore:
         if row is None:
             raise StoreError(f"{name} is not indexed")
         self._transaction(("INSERT INTO intents (op, name, hash) VALUES ('remove', ?, ?)", (name, row[0])))
-        remove_durably(source_path(name))
-        self._transaction(
-            ("DELETE FROM docs WHERE name = ?", (name,)),
-            ("DELETE FROM intents WHERE op = 'remove' AND name = ?", (name,)),
-        )
-        self._delete_vector_quietly(row[1])
+        try:
+            remove_durably(source_path(name))
+            self._transaction(
+                ("DELETE FROM docs WHERE name = ?", (name,)),
+                ("DELETE FROM intents WHERE op = 'remove' AND name = ?", (name,)),
+            )
+        except Exception:
+            self._recover_quietly()  # finish or forget it by what is on disk
+            raise
+        self._delete_vector_quietly(row[1])  # else an orphan the next open sweeps
 
     # -- recovery ----------------------------------------------------------
 

@@ -25,10 +25,12 @@ INDEX = "index.db"
 INDEX_JOURNAL = "index.db-journal"
 LOCK = "LOCK"
 
-# Suffixes of temporary and staging files; whatever carries one after a
-# writable open is reported as a leftover (unless the store counts it as a
-# backup).
-LEFTOVER_SUFFIXES = (".tmp", ".new", ".new-journal", ".old")
+# Temporary and staging files, reported as leftovers (unless the store
+# counts one as a backup): `*.tmp` anywhere; in the root also the staging
+# index (`*.new`, its `*.new-journal`) and a renamed-away index (`*.old`).
+# Under source/ only `.tmp` counts: a document may well be named `x.old`.
+TEMP_SUFFIX = ".tmp"
+ROOT_LEFTOVER_SUFFIXES = (TEMP_SUFFIX, ".new", ".new-journal", ".old")
 
 
 def check_name(name):
@@ -147,7 +149,8 @@ def _leftovers(backup_names):
             rel = os.path.relpath(os.path.join(directory, name), ".")
             if rel in backup_names:
                 continue
-            if name.endswith(LEFTOVER_SUFFIXES):
+            suffixes = ROOT_LEFTOVER_SUFFIXES if directory == "." else (TEMP_SUFFIX,)
+            if name.endswith(suffixes):
                 found.append(rel)
     return sorted(found)
 

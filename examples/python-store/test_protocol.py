@@ -233,6 +233,14 @@ class StoreTests:
         second.ok("open", access="writable")
         second.close()
 
+    def test_a_killed_writer_frees_the_lock_and_keeps_what_it_acknowledged(self):
+        store = self.open()
+        store.apply(op="add", name="a.md", content="a")
+        store.kill()  # SIGKILL: no close, no flush beyond what was acknowledged
+        obs = self.open().observe()
+        self.assertEqual(obs["indexed"], {"a.md": h("a")})
+        self.assert_healthy(obs)
+
     def test_a_read_only_open_changes_nothing(self):
         store = self.open()
         store.apply(op="add", name="a.md", content="a")
