@@ -15,6 +15,7 @@ fn full() -> CertifyOptions {
 #[test]
 fn the_careful_store_is_certified() {
     let certificate = certify(&NotesFactory { careful: true }, &full()).expect("the harness ran");
+    keep(&certificate);
     assert_certified(&certificate);
     let verdict = |i: Invariant| {
         certificate
@@ -80,6 +81,17 @@ fn the_same_seed_gives_the_same_certificate() {
     let first = certify(&NotesFactory { careful: false }, &options).unwrap().to_json();
     let second = certify(&NotesFactory { careful: false }, &options).unwrap().to_json();
     assert_eq!(first, second);
+}
+
+/// Writes the certificate where CI collects it (`$CERTIFICATE_DIR`, see
+/// `ci/certify.yml`), when that is set.
+fn keep(certificate: &tearline::certify::Certificate) {
+    if let Some(dir) = std::env::var_os("CERTIFICATE_DIR") {
+        std::fs::create_dir_all(&dir).expect("creating $CERTIFICATE_DIR");
+        let dir = std::path::Path::new(&dir);
+        std::fs::write(dir.join("notes-store.md"), certificate.to_markdown()).expect("writing the certificate");
+        std::fs::write(dir.join("notes-store.json"), certificate.to_json()).expect("writing the certificate");
+    }
 }
 
 /// Run-dependent figures redacted: counts, the harness version, repro
