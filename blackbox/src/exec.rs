@@ -102,6 +102,11 @@ impl ExecOptions {
             ..Self::default()
         }
     }
+
+    /// These options with this close grace.
+    pub fn with_close_grace(self, close_grace: Duration) -> Self {
+        Self { close_grace, ..self }
+    }
 }
 
 /// Why an [`ExecStoreFactory`] could not be made.
@@ -483,7 +488,10 @@ impl StoreProcess {
         match answer.get("ok").and_then(Value::as_bool) {
             Some(true) => Ok(answer),
             Some(false) => {
-                let error = answer.get("error").and_then(Value::as_str).unwrap_or("(no error given)");
+                let error = answer
+                    .get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or("(no error given)");
                 Err(StoreFailure::new(format!("{what} failed: {error}")))
             }
             None => {
@@ -502,10 +510,7 @@ impl StoreProcess {
 fn describe_request(request: &Value) -> String {
     let kind = request.get("request").and_then(Value::as_str).unwrap_or("?");
     match request.get("operation").and_then(Value::as_object) {
-        Some(op) => format!(
-            "`{kind} {}`",
-            op.get("op").and_then(Value::as_str).unwrap_or("?")
-        ),
+        Some(op) => format!("`{kind} {}`", op.get("op").and_then(Value::as_str).unwrap_or("?")),
         None => format!("`{kind}`"),
     }
 }
@@ -671,10 +676,11 @@ fn under_root(env: &Env, rel: &str) -> PathBuf {
 }
 
 fn supported(answer: &Value) -> Result<bool, StoreFailure> {
-    answer
-        .get("supported")
-        .and_then(Value::as_bool)
-        .ok_or_else(|| StoreFailure::new(format!("{PROTOCOL_BROKEN}the answer has no boolean \"supported\": {answer}")))
+    answer.get("supported").and_then(Value::as_bool).ok_or_else(|| {
+        StoreFailure::new(format!(
+            "{PROTOCOL_BROKEN}the answer has no boolean \"supported\": {answer}"
+        ))
+    })
 }
 
 impl StoreFactory for ExecStoreFactory {

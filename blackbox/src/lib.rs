@@ -38,7 +38,6 @@ pub mod exec;
 pub mod mount;
 
 pub use exec::{
-    ExecError, ExecOptions, ExecStoreFactory, Hello, NONDETERMINISM, PROTOCOL_BROKEN, fuse_available,
-    is_protocol_break,
+    ExecError, ExecOptions, ExecStoreFactory, Hello, NONDETERMINISM, PROTOCOL_BROKEN, fuse_available, is_protocol_break,
 };
 pub use mount::SimMount;

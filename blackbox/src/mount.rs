@@ -62,10 +62,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    AccessFlags, BackgroundSession, Config, Errno, FileAttr, FileType, FopenFlags, Generation, INodeNo,
-    InitFlags, KernelConfig, LockOwner, MountOption, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyLock, ReplyOpen, ReplyStatfs, ReplyWrite, Request,
-    Session, TimeOrNow, WriteFlags,
+    AccessFlags, BackgroundSession, Config, Errno, FileAttr, FileType, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, MountOption, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyLock, ReplyOpen, ReplyStatfs, ReplyWrite, Request, Session, TimeOrNow,
+    WriteFlags,
 };
 use tearline_sim_fs::{
     ByteRange, FileHandle, FileKind, Fs, Halted, LockGuard, Metadata, OpenOptions, RangeLockMode, halted,
@@ -657,9 +657,7 @@ impl fuser::Filesystem for Server {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<fuser::FileHandle>, reply: ReplyAttr) {
-        let result = self
-            .gate()
-            .and_then(|st| self.getattr_inner(&st, ino, fh.map(fh_of)));
+        let result = self.gate().and_then(|st| self.getattr_inner(&st, ino, fh.map(fh_of)));
         match result {
             Ok(attr) => reply.attr(&TTL, &attr),
             Err(e) => reply.error(e),

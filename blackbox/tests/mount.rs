@@ -93,7 +93,10 @@ fn shell_and_python_writes_land_in_the_simulator() {
     assert_eq!(fs.read_file(Path::new("/store/sub/b.txt")).expect("read"), b"hello");
     assert!(!fs.exists(Path::new("/store/gone")).expect("exists"));
     // A rename of a directory moves what the mount knows under it too.
-    sh(dir.path(), "mv sub moved && cat moved/b.txt > copy.txt && rmdir empty 2>/dev/null; mkdir empty && rmdir empty");
+    sh(
+        dir.path(),
+        "mv sub moved && cat moved/b.txt > copy.txt && rmdir empty 2>/dev/null; mkdir empty && rmdir empty",
+    );
     assert_eq!(fs.read_file(Path::new("/store/copy.txt")).expect("read"), b"hello");
     assert!(!fs.exists(Path::new("/store/sub")).expect("exists"));
     let listing = String::from_utf8(sh(dir.path(), "ls").stdout).expect("utf-8");
@@ -147,7 +150,9 @@ c.close()
 ",
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "42\nok\n");
-    let db = fs.read_file(Path::new("/store/t.db")).expect("the database is in the simulator");
+    let db = fs
+        .read_file(Path::new("/store/t.db"))
+        .expect("the database is in the simulator");
     assert!(db.starts_with(b"SQLite format 3\0"));
     assert!(!fs.exists(Path::new("/store/t.db-journal")).expect("exists"));
     drop(mnt);
@@ -281,7 +286,10 @@ fn a_second_process_cannot_take_a_held_lock() {
     }
     let first = machine(4);
     let second = first.spawn_process();
-    let (dir_a, dir_b) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let (dir_a, dir_b) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
     let mnt_a = mount(&first, dir_a.path());
     let mnt_b = mount(&second, dir_b.path());
     let mut holder = hold_lock(dir_a.path());
