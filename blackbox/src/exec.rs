@@ -63,8 +63,12 @@ pub const NONDETERMINISM: &[&str] = &[
     "the answer timeout is wall-clock time (default 60 s): a slow machine can turn a slow \
      answer into a protocol break",
     "files the child opens outside its working directory (interpreter, libraries, /tmp) are \
-     not simulated; a child that searches its working directory at start-up (python3's \
-     sys.path[0]) makes lookups there that are traced like any other",
+     not simulated; a child that searches its working directory at start-up (`python3 -c`, \
+     whose sys.path[0] is the cwd: ~87 lookups) makes lookups there that are traced, and are \
+     fault points, like any other (run a script file, or set PYTHONSAFEPATH=1)",
+    "a halt the child did not cause (a power cut by the harness while the child waits for a \
+     request) is noticed at the child's next syscall through the mount, not before: an answer \
+     that needs no syscall still arrives",
     "mmap'd writes (allowed for SQLite's WAL -shm file) go through the page cache and reach \
      the simulator when the kernel writes them back, not in program order",
 ];
