@@ -1,0 +1,775 @@
+//! [`ExecStoreFactory`]: a [`StoreFactory`] whose store is a child process
+//! speaking the protocol of `blackbox/PROTOCOL.md` (version 1).
+//!
+//! # Fault model of the black-box path
+//!
+//! - The child's filesystem is one simulated process view (`env.fs`),
+//!   mounted with [`SimMount`]; every fault the simulator injects reaches the
+//!   child as the errno a kernel would give, at the syscall it strikes.
+//! - A power cut or process crash in the simulator halts the view: the
+//!   mount answers `EIO` from then on, and the conversation kills the child
+//!   with `SIGKILL` (its whole process group) as soon as it notices (within
+//!   [`POLL_INTERVAL`]), then reports `Err`. Whatever the child had not made
+//!   durable is dropped by the simulator's reboot, not here.
+//! - A child that breaks the protocol (exits outside a fault, prints a line
+//!   that is not JSON or not an answer, or does not answer within
+//!   [`ExecOptions::timeout`]) is killed and reported as an `Err` whose
+//!   message starts with [`PROTOCOL_BROKEN`] and ends with the tail of its
+//!   stderr.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tearline_model::{
+    Access, Capabilities, Env, Observation, Operation, RemoteFault, SchemaStamp, StoreFactory, StoreFailure,
+    StoreUnderTest,
+};
+use tearline_sim_fs::{FsExt, SimConfig, SimFs};
+
+use crate::mount::SimMount;
+
+/// The protocol this crate speaks: the `hello` value a child must send.
+pub const PROTOCOL_VERSION: &str = "tearline/1";
+
+/// The start of every [`StoreFailure`] message that reports a child breaking
+/// the protocol (as opposed to a clean `{"ok":false}` answer or a halt).
+pub const PROTOCOL_BROKEN: &str = "black-box protocol broken: ";
+
+/// How often a wait for an answer checks the mount for a halt.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// What the black-box path cannot make deterministic. A certificate of an
+/// `--exec` store should print these beside its seed.
+pub const NONDETERMINISM: &[&str] = &[
+    "the child's own clock, threads, randomness and environment (hash seeds, PIDs, temp names): \
+     run it single-threaded with fixed seeds (e.g. PYTHONHASHSEED=0) to get repeatable traces",
+    "the kernel sends RELEASE (close) and FORGET asynchronously: a release may reach the \
+     simulator after the child's next request; handles dropped late keep byte-range locks a \
+     little longer (closes are not traced; whole-file unlocks are)",
+    "a power cut or process crash is noticed by polling the mount (every 10 ms of wall time): \
+     requests the child makes in between answer EIO and do not reach the simulator, but how \
+     many it makes before the SIGKILL lands varies",
+    "the answer timeout is wall-clock time (default 60 s): a slow machine can turn a slow \
+     answer into a protocol break",
+    "files the child opens outside its working directory (interpreter, libraries, /tmp) are \
+     not simulated; a child that searches its working directory at start-up (`python3 -c`, \
+     whose sys.path[0] is the cwd: ~87 lookups) makes lookups there that are traced, and are \
+     fault points, like any other (run a script file, or set PYTHONSAFEPATH=1)",
+    "a halt the child did not cause (a power cut by the harness while the child waits for a \
+     request) is noticed at the child's next syscall through the mount, not before: an answer \
+     that needs no syscall still arrives",
+    "mmap'd writes (allowed for SQLite's WAL -shm file) go through the page cache and reach \
+     the simulator when the kernel writes them back, not in program order",
+];
+
+/// Settings of an [`ExecStoreFactory`]. Every field documents its default.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ExecOptions {
+    /// How long to wait for each answer (and for the hello) in wall time.
+    /// Default 60 s; at least 1 ms.
+    pub timeout: Duration,
+    /// How long a closing child may take to answer `close` and exit before
+    /// it is killed. Default 5 s.
+    pub close_grace: Duration,
+    /// How many bytes of the child's stderr to keep for error messages.
+    /// Default 4096.
+    pub stderr_tail_bytes: usize,
+}
+
+impl Default for ExecOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(60),
+            close_grace: Duration::from_secs(5),
+            stderr_tail_bytes: 4096,
+        }
+    }
+}
+
+impl ExecOptions {
+    /// The defaults with this answer timeout.
+    pub fn with_timeout(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            ..Self::default()
+        }
+    }
+
+    /// These options with this close grace.
+    pub fn with_close_grace(self, close_grace: Duration) -> Self {
+        Self { close_grace, ..self }
+    }
+}
+
+/// Why an [`ExecStoreFactory`] could not be made.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ExecError {
+    /// A setting is out of range.
+    BadOption(String),
+    /// The command could not be started.
+    Spawn {
+        /// The command.
+        command: String,
+        /// What spawning it failed with.
+        source: io::Error,
+    },
+    /// The command started but did not send a valid hello line.
+    Hello {
+        /// The command.
+        command: String,
+        /// What went wrong, with the tail of its stderr.
+        message: String,
+    },
+}
+
+impl fmt::Display for ExecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExecError::BadOption(what) => write!(f, "bad option: {what}"),
+            ExecError::Spawn { command, source } => write!(f, "cannot start `{command}`: {source}"),
+            ExecError::Hello { command, message } => write!(f, "`{command}` did not say hello: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for ExecError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ExecError::Spawn { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// A child's hello line: who it is and what it supports. Paths are relative
+/// to the store's root.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Hello {
+    /// Must be [`PROTOCOL_VERSION`].
+    pub hello: String,
+    /// The store's name, for reports.
+    pub name: String,
+    /// What it supports.
+    pub capabilities: Capabilities,
+    /// Where its source files live, relative to the root.
+    #[serde(default)]
+    pub source_dir: Option<String>,
+    /// Its exclusive lock file, relative to the root.
+    #[serde(default)]
+    pub lock_file: Option<String>,
+    /// Globs (relative) of the files only the lock holder may destroy.
+    #[serde(default)]
+    pub protected: Vec<String>,
+}
+
+/// Whether `failure` reports a child that broke the protocol (exited, printed
+/// garbage, timed out) rather than a clean `{"ok":false}` or a halt.
+pub fn is_protocol_break(failure: &StoreFailure) -> bool {
+    failure.message.starts_with(PROTOCOL_BROKEN)
+}
+
+/// Checks this machine can serve a [`SimMount`]: `/dev/fuse` opens, and an
+/// empty simulated filesystem mounts on a temporary directory and can be
+/// listed. The answer is computed once per process.
+pub fn fuse_available() -> Result<(), String> {
+    static ANSWER: OnceLock<Result<(), String>> = OnceLock::new();
+    ANSWER
+        .get_or_init(|| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/fuse")
+                .map_err(|e| format!("cannot open /dev/fuse: {e}"))?;
+            let dir = tempfile::tempdir().map_err(|e| format!("cannot make a temp dir: {e}"))?;
+            let fs = Arc::new(SimFs::new(SimConfig::with_seed(0)));
+            let mount = SimMount::mount(fs, PathBuf::from("/"), dir.path())
+                .map_err(|e| format!("cannot mount FUSE on {}: {e}", dir.path().display()))?;
+            let listed = std::fs::read_dir(dir.path()).map(|entries| entries.count());
+            mount
+                .unmount()
+                .map_err(|e| format!("cannot unmount {}: {e}", dir.path().display()))?;
+            listed.map_err(|e| format!("the FUSE mount does not answer: {e}"))?;
+            Ok(())
+        })
+        .clone()
+}
+
+/// The last bytes a child wrote to stderr.
+#[derive(Debug)]
+struct Tail {
+    bytes: VecDeque<u8>,
+    limit: usize,
+}
+
+impl Tail {
+    fn push(&mut self, data: &[u8]) {
+        self.bytes.extend(data);
+        while self.bytes.len() > self.limit {
+            self.bytes.pop_front();
+        }
+    }
+}
+
+/// What the stdout reader thread sends.
+#[derive(Debug)]
+enum Line {
+    Text(String),
+    End,
+    Error(String),
+}
+
+/// How a wait for an answer ended, when it did not end with one.
+#[derive(Debug)]
+enum Broken {
+    /// The simulated process halted: not the child's fault.
+    Halted(String),
+    /// The child broke the protocol.
+    Protocol(String),
+}
+
+impl Broken {
+    fn into_failure(self) -> StoreFailure {
+        match self {
+            Broken::Halted(message) => StoreFailure::new(message),
+            Broken::Protocol(message) => StoreFailure::new(format!("{PROTOCOL_BROKEN}{message}")),
+        }
+    }
+}
+
+/// A running child and its pipes.
+struct StoreProcess {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<Line>,
+    stderr: Arc<Mutex<Tail>>,
+    command: String,
+    exited: Option<ExitStatus>,
+}
+
+impl StoreProcess {
+    fn spawn(command: &str, cwd: &Path, options: &ExecOptions) -> io::Result<StoreProcess> {
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .current_dir(cwd)
+            .env("TEARLINE_PROTOCOL", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group, so a SIGKILL reaches whatever `sh` started.
+            .process_group(0)
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or_else(|| io::Error::other("no stdout pipe"))?;
+        let mut stderr = child.stderr.take().ok_or_else(|| io::Error::other("no stderr pipe"))?;
+        let (send, lines) = mpsc::channel();
+        thread::Builder::new()
+            .name("blackbox-stdout".to_string())
+            .spawn(move || {
+                let mut reader = BufReader::new(stdout);
+                loop {
+                    let mut line = String::new();
+                    let message = match reader.read_line(&mut line) {
+                        Ok(0) => Line::End,
+                        Ok(_) => Line::Text(line),
+                        Err(e) => Line::Error(e.to_string()),
+                    };
+                    let last = !matches!(message, Line::Text(_));
+                    if send.send(message).is_err() || last {
+                        return;
+                    }
+                }
+            })?;
+        let tail = Arc::new(Mutex::new(Tail {
+            bytes: VecDeque::new(),
+            limit: options.stderr_tail_bytes,
+        }));
+        let sink = Arc::clone(&tail);
+        thread::Builder::new()
+            .name("blackbox-stderr".to_string())
+            .spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stderr.read(&mut buf) {
+                    if n == 0 {
+                        return;
+                    }
+                    sink.lock().unwrap_or_else(PoisonError::into_inner).push(&buf[..n]);
+                }
+            })?;
+        Ok(StoreProcess {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            stderr: tail,
+            command: command.to_string(),
+            exited: None,
+        })
+    }
+
+    fn stderr_tail(&self) -> String {
+        let tail = self.stderr.lock().unwrap_or_else(PoisonError::into_inner);
+        let bytes: Vec<u8> = tail.bytes.iter().copied().collect();
+        let text = String::from_utf8_lossy(&bytes).trim_end().to_string();
+        if text.is_empty() {
+            "(stderr was empty)".to_string()
+        } else {
+            format!("stderr (last {} bytes):\n{text}", bytes.len())
+        }
+    }
+
+    /// SIGKILL to the child's whole process group, then reap it.
+    fn kill(&mut self) {
+        if self.exited.is_some() {
+            // Reaped already: only stragglers of its group may be left.
+            self.kill_group();
+            return;
+        }
+        self.kill_group();
+        let _ = self.child.kill();
+        self.exited = self.child.wait().ok();
+        self.stdin = None;
+    }
+
+    fn kill_group(&self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+
+    /// Waits up to `grace` for the child to exit by itself.
+    fn wait_exit(&mut self, grace: Duration) -> Option<ExitStatus> {
+        if self.exited.is_some() {
+            return self.exited;
+        }
+        let deadline = Instant::now() + grace;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    self.exited = Some(status);
+                    return self.exited;
+                }
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(2)),
+                _ => return None,
+            }
+        }
+    }
+
+    fn halt_check(&mut self, mount: Option<&SimMount>) -> Result<(), Broken> {
+        if let Some(halt) = mount.and_then(SimMount::halted) {
+            self.kill();
+            return Err(Broken::Halted(format!("{halt}: the store process was killed")));
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, request: &Value, mount: Option<&SimMount>) -> Result<(), Broken> {
+        self.halt_check(mount)?;
+        let mut text = request.to_string();
+        text.push('\n');
+        let result = match self.stdin.as_mut() {
+            Some(stdin) => stdin.write_all(text.as_bytes()).and_then(|()| stdin.flush()),
+            None => Err(io::Error::from(io::ErrorKind::BrokenPipe)),
+        };
+        if let Err(err) = result {
+            self.halt_check(mount)?;
+            let status = self.wait_exit(Duration::from_millis(500));
+            self.kill();
+            return Err(Broken::Protocol(format!(
+                "could not send {what} to `{command}` ({err}); {status}; {tail}",
+                what = describe_request(request),
+                command = self.command,
+                status = describe_status(status),
+                tail = self.stderr_tail(),
+            )));
+        }
+        Ok(())
+    }
+
+    /// The next line of stdout, within `timeout`.
+    fn receive(&mut self, what: &str, timeout: Duration, mount: Option<&SimMount>) -> Result<String, Broken> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.halt_check(mount)?;
+            let now = Instant::now();
+            if now >= deadline {
+                self.kill();
+                return Err(Broken::Protocol(format!(
+                    "`{}` gave no answer to {what} within {:.1} s and was killed; {}",
+                    self.command,
+                    timeout.as_secs_f64(),
+                    self.stderr_tail()
+                )));
+            }
+            let wait = (deadline - now).min(POLL_INTERVAL);
+            match self.lines.recv_timeout(wait) {
+                Ok(Line::Text(line)) => {
+                    self.halt_check(mount)?;
+                    return Ok(line);
+                }
+                Ok(Line::End) | Err(RecvTimeoutError::Disconnected) => {
+                    let status = self.wait_exit(Duration::from_millis(500));
+                    self.halt_check(mount)?;
+                    self.kill();
+                    return Err(Broken::Protocol(format!(
+                        "`{}` closed its stdout without answering {what}; {}; {}",
+                        self.command,
+                        describe_status(status),
+                        self.stderr_tail()
+                    )));
+                }
+                Ok(Line::Error(err)) => {
+                    self.halt_check(mount)?;
+                    self.kill();
+                    return Err(Broken::Protocol(format!(
+                        "reading the answer of `{}` to {what} failed ({err}); {}",
+                        self.command,
+                        self.stderr_tail()
+                    )));
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+        }
+    }
+
+    /// Parses a line as a JSON object.
+    fn parse(&mut self, line: &str, what: &str) -> Result<Value, Broken> {
+        match serde_json::from_str::<Value>(line) {
+            Ok(value) if value.is_object() => Ok(value),
+            _ => {
+                self.kill();
+                let shown: String = line.trim_end().chars().take(200).collect();
+                Err(Broken::Protocol(format!(
+                    "`{}` printed a line that is not a JSON object in answer to {what}: {shown:?}; {}",
+                    self.command,
+                    self.stderr_tail()
+                )))
+            }
+        }
+    }
+
+    fn hello(&mut self, timeout: Duration, mount: Option<&SimMount>) -> Result<Hello, Broken> {
+        let line = self.receive("the hello", timeout, mount)?;
+        let value = self.parse(&line, "the hello")?;
+        match serde_json::from_value::<Hello>(value) {
+            Ok(hello) if hello.hello == PROTOCOL_VERSION => Ok(hello),
+            Ok(hello) => {
+                self.kill();
+                Err(Broken::Protocol(format!(
+                    "`{}` speaks {:?}, not {PROTOCOL_VERSION:?}",
+                    self.command, hello.hello
+                )))
+            }
+            Err(err) => {
+                self.kill();
+                Err(Broken::Protocol(format!(
+                    "the hello of `{}` does not parse ({err}): {}",
+                    self.command,
+                    line.trim_end()
+                )))
+            }
+        }
+    }
+
+    /// Sends one request and reads its answer: `Ok(answer)` for `"ok":true`,
+    /// a clean failure for `"ok":false`.
+    fn request(&mut self, request: &Value, timeout: Duration, mount: Option<&SimMount>) -> Result<Value, StoreFailure> {
+        let what = describe_request(request);
+        self.send(request, mount).map_err(Broken::into_failure)?;
+        let line = self.receive(&what, timeout, mount).map_err(Broken::into_failure)?;
+        let answer = self.parse(&line, &what).map_err(Broken::into_failure)?;
+        match answer.get("ok").and_then(Value::as_bool) {
+            Some(true) => Ok(answer),
+            Some(false) => {
+                let error = answer
+                    .get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or("(no error given)");
+                Err(StoreFailure::new(format!("{what} failed: {error}")))
+            }
+            None => {
+                self.kill();
+                Err(Broken::Protocol(format!(
+                    "the answer of `{}` to {what} has no boolean \"ok\": {}",
+                    self.command,
+                    line.trim_end()
+                ))
+                .into_failure())
+            }
+        }
+    }
+}
+
+fn describe_request(request: &Value) -> String {
+    let kind = request.get("request").and_then(Value::as_str).unwrap_or("?");
+    match request.get("operation").and_then(Value::as_object) {
+        Some(op) => format!("`{kind} {}`", op.get("op").and_then(Value::as_str).unwrap_or("?")),
+        None => format!("`{kind}`"),
+    }
+}
+
+fn describe_status(status: Option<ExitStatus>) -> String {
+    match status {
+        Some(status) => format!("it exited with {status}"),
+        None => "it was still running".to_string(),
+    }
+}
+
+/// One conversation with a child on a mount: the child, the mount, and the
+/// temporary mountpoint, torn down in that order.
+struct Conversation {
+    child: StoreProcess,
+    mount: Option<SimMount>,
+    mountpoint: Option<tempfile::TempDir>,
+    options: ExecOptions,
+}
+
+impl Conversation {
+    fn start(command: &str, env: &Env, options: &ExecOptions) -> Result<Conversation, StoreFailure> {
+        let mountpoint = tempfile::Builder::new()
+            .prefix("tearline-mnt-")
+            .tempdir()
+            .map_err(|e| StoreFailure::new(format!("cannot make a mountpoint: {e}")))?;
+        let mount = SimMount::mount(Arc::clone(&env.fs), env.root.clone(), mountpoint.path()).map_err(|e| {
+            StoreFailure::new(format!(
+                "cannot mount the simulated {} on {}: {e}",
+                env.root.display(),
+                mountpoint.path().display()
+            ))
+        })?;
+        let child = StoreProcess::spawn(command, mountpoint.path(), options)
+            .map_err(|e| StoreFailure::new(format!("cannot start `{command}`: {e}")))?;
+        let mut conversation = Conversation {
+            child,
+            mount: Some(mount),
+            mountpoint: Some(mountpoint),
+            options: options.clone(),
+        };
+        let timeout = conversation.options.timeout;
+        conversation
+            .child
+            .hello(timeout, conversation.mount.as_ref())
+            .map_err(Broken::into_failure)?;
+        Ok(conversation)
+    }
+
+    fn request(&mut self, request: &Value) -> Result<Value, StoreFailure> {
+        self.child.request(request, self.options.timeout, self.mount.as_ref())
+    }
+
+    /// Sends `close` (unless halted), waits briefly, kills what is left,
+    /// unmounts. Returns the outcome of the `close` request.
+    fn finish(&mut self) -> Result<(), StoreFailure> {
+        let halted = self.mount.as_ref().and_then(SimMount::halted).is_some();
+        let mut result = Ok(());
+        if !halted && self.child.exited.is_none() && self.child.stdin.is_some() {
+            let grace = self.options.close_grace;
+            result = self
+                .child
+                .request(&json!({"request": "close"}), grace, self.mount.as_ref())
+                .map(|_| ());
+            self.child.stdin = None;
+            self.child.wait_exit(grace);
+        }
+        self.child.kill();
+        if let Some(mount) = self.mount.take() {
+            let _ = mount.unmount();
+        }
+        self.mountpoint = None;
+        result
+    }
+}
+
+impl Drop for Conversation {
+    fn drop(&mut self) {
+        if self.mount.is_some() {
+            let _ = self.finish();
+        }
+    }
+}
+
+/// A [`StoreFactory`] for a store that runs as a child process speaking the
+/// black-box protocol. See the [crate docs](crate).
+#[derive(Debug)]
+pub struct ExecStoreFactory {
+    command: String,
+    options: ExecOptions,
+    hello: Hello,
+}
+
+impl ExecStoreFactory {
+    /// Runs `command` (with `sh -c`) once in a scratch real directory, with
+    /// no mount, only to read its hello line; then closes its stdin and
+    /// kills it if it does not exit within [`ExecOptions::close_grace`].
+    pub fn new(command: &str, options: ExecOptions) -> Result<Self, ExecError> {
+        if options.timeout.is_zero() {
+            return Err(ExecError::BadOption("timeout must be at least 1 ms".to_string()));
+        }
+        let scratch = tempfile::Builder::new()
+            .prefix("tearline-hello-")
+            .tempdir()
+            .map_err(|source| ExecError::Spawn {
+                command: command.to_string(),
+                source,
+            })?;
+        let mut child = StoreProcess::spawn(command, scratch.path(), &options).map_err(|source| ExecError::Spawn {
+            command: command.to_string(),
+            source,
+        })?;
+        let hello = child.hello(options.timeout, None);
+        child.stdin = None;
+        child.wait_exit(options.close_grace);
+        child.kill();
+        let hello = hello.map_err(|broken| ExecError::Hello {
+            command: command.to_string(),
+            message: broken.into_failure().message,
+        })?;
+        Ok(Self {
+            command: command.to_string(),
+            options,
+            hello,
+        })
+    }
+
+    /// The command, as given.
+    pub fn command(&self) -> &str {
+        &self.command
+    }
+
+    /// The hello the command sent.
+    pub fn hello(&self) -> &Hello {
+        &self.hello
+    }
+
+    /// The options.
+    pub fn options(&self) -> &ExecOptions {
+        &self.options
+    }
+
+    fn start(&self, env: &Env) -> Result<Conversation, StoreFailure> {
+        Conversation::start(&self.command, env, &self.options)
+    }
+
+    /// One request in a fresh child, then `close`.
+    fn one_shot(&self, env: &Env, request: &Value) -> Result<Value, StoreFailure> {
+        let mut conversation = self.start(env)?;
+        let answer = conversation.request(request)?;
+        conversation.finish()?;
+        Ok(answer)
+    }
+}
+
+fn under_root(env: &Env, rel: &str) -> PathBuf {
+    let rel = rel.trim_start_matches("./");
+    if rel.is_empty() || rel == "." {
+        env.root.clone()
+    } else {
+        env.root.join(rel)
+    }
+}
+
+fn supported(answer: &Value) -> Result<bool, StoreFailure> {
+    answer.get("supported").and_then(Value::as_bool).ok_or_else(|| {
+        StoreFailure::new(format!(
+            "{PROTOCOL_BROKEN}the answer has no boolean \"supported\": {answer}"
+        ))
+    })
+}
+
+impl StoreFactory for ExecStoreFactory {
+    fn name(&self) -> &str {
+        &self.hello.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.hello.capabilities
+    }
+
+    fn init(&self, env: &Env) -> Result<(), StoreFailure> {
+        // The harness makes the root before init; a caller that did not
+        // gets it made (durably) here, since the child's cwd must exist.
+        if !env.fs.exists(&env.root).unwrap_or(true) {
+            env.fs
+                .create_dir_all_durable(&env.root)
+                .map_err(|e| StoreFailure::new(format!("cannot create {}: {e}", env.root.display())))?;
+        }
+        self.one_shot(env, &json!({"request": "init"})).map(|_| ())
+    }
+
+    fn open(&self, env: &Env, access: Access) -> Result<Box<dyn StoreUnderTest>, StoreFailure> {
+        let mut conversation = self.start(env)?;
+        conversation.request(&json!({"request": "open", "access": access}))?;
+        Ok(Box::new(ExecStore {
+            conversation: RefCell::new(conversation),
+        }))
+    }
+
+    fn source_dir(&self, env: &Env) -> Option<PathBuf> {
+        self.hello.source_dir.as_deref().map(|rel| under_root(env, rel))
+    }
+
+    fn protected_paths(&self, env: &Env) -> Vec<String> {
+        self.hello
+            .protected
+            .iter()
+            .map(|glob| under_root(env, glob).display().to_string())
+            .collect()
+    }
+
+    fn lock_file(&self, env: &Env) -> Option<PathBuf> {
+        self.hello.lock_file.as_deref().map(|rel| under_root(env, rel))
+    }
+
+    fn stamp_schema(&self, env: &Env, stamp: SchemaStamp) -> Result<bool, StoreFailure> {
+        let answer = self.one_shot(env, &json!({"request": "stamp-schema", "stamp": stamp}))?;
+        supported(&answer)
+    }
+}
+
+/// An open black-box store: one child on one mount. Dropping it closes the
+/// child (or kills it after a halt) and unmounts.
+struct ExecStore {
+    conversation: RefCell<Conversation>,
+}
+
+impl StoreUnderTest for ExecStore {
+    fn apply(&mut self, op: &Operation) -> Result<(), StoreFailure> {
+        self.conversation
+            .get_mut()
+            .request(&json!({"request": "apply", "operation": op}))
+            .map(|_| ())
+    }
+
+    fn observe(&self) -> Result<Observation, StoreFailure> {
+        let mut conversation = self.conversation.borrow_mut();
+        let answer = conversation.request(&json!({"request": "observe"}))?;
+        let observation = answer.get("observation").cloned().unwrap_or(Value::Null);
+        serde_json::from_value(observation).map_err(|e| {
+            StoreFailure::new(format!(
+                "{PROTOCOL_BROKEN}the observation of `{}` does not parse ({e}): {answer}",
+                conversation.child.command
+            ))
+        })
+    }
+
+    fn set_remote_fault(&mut self, fault: RemoteFault) -> bool {
+        let answer = self
+            .conversation
+            .get_mut()
+            .request(&json!({"request": "remote-fault", "fault": fault}));
+        // The trait has no error channel here: a failed request means the
+        // fault is not in force, which the harness reads as "no remote".
+        answer.ok().as_ref().and_then(|a| supported(a).ok()).unwrap_or(false)
+    }
+}
