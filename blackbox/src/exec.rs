@@ -743,24 +743,38 @@ struct ExecStore {
     conversation: RefCell<Conversation>,
 }
 
+/// A child that dies, hangs or answers garbage outside any injected fault
+/// has done what a panic is for an in-process store: the harness's
+/// `guarded` calls turn it into a clean-error violation. So a protocol
+/// break of `apply` or `observe` panics here, with the child's own words;
+/// anything else stays a clean failure.
+fn escalate<T>(result: Result<T, StoreFailure>) -> Result<T, StoreFailure> {
+    match result {
+        Err(failure) if is_protocol_break(&failure) => panic!("{}", failure.message),
+        other => other,
+    }
+}
+
 impl StoreUnderTest for ExecStore {
     fn apply(&mut self, op: &Operation) -> Result<(), StoreFailure> {
-        self.conversation
-            .get_mut()
-            .request(&json!({"request": "apply", "operation": op}))
-            .map(|_| ())
+        escalate(
+            self.conversation
+                .get_mut()
+                .request(&json!({"request": "apply", "operation": op}))
+                .map(|_| ()),
+        )
     }
 
     fn observe(&self) -> Result<Observation, StoreFailure> {
         let mut conversation = self.conversation.borrow_mut();
-        let answer = conversation.request(&json!({"request": "observe"}))?;
+        let answer = escalate(conversation.request(&json!({"request": "observe"})))?;
         let observation = answer.get("observation").cloned().unwrap_or(Value::Null);
-        serde_json::from_value(observation).map_err(|e| {
+        escalate(serde_json::from_value(observation).map_err(|e| {
             StoreFailure::new(format!(
                 "{PROTOCOL_BROKEN}the observation of `{}` does not parse ({e}): {answer}",
                 conversation.child.command
             ))
-        })
+        }))
     }
 
     fn set_remote_fault(&mut self, fault: RemoteFault) -> bool {

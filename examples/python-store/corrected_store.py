@@ -37,7 +37,7 @@ import os
 import sqlite3
 
 import docstore
-from docstore import INDEX, LOCK, SOURCE_DIR, VECTORS_DIR, VectorStore, check_content, check_name, source_path
+from docstore import INDEX, INDEX_JOURNAL, LOCK, SOURCE_DIR, VECTORS_DIR, VectorStore, check_content, check_name, source_path
 from tearline_driver import (
     StoreError,
     fsync_dir,
@@ -99,13 +99,18 @@ class CorrectedStore:
             raise StoreError("a store already exists here")
         make_dir_durably(SOURCE_DIR)
         make_dir_durably(VECTORS_DIR)
-        conn = sqlite3.connect(INDEX, isolation_level=None)
-        conn.execute("PRAGMA synchronous=EXTRA")
-        conn.executescript(SCHEMA)
-        conn.close()
-        fsync_file(INDEX)
-        os.close(os.open(LOCK, os.O_WRONLY | os.O_CREAT, 0o644))
-        fsync_dir(".")
+        # Even creating the index commits (SQLite unlinks its journal): only
+        # the lock holder may touch the index files, so take the lock first.
+        lock_fd = take_lock(LOCK)
+        try:
+            conn = sqlite3.connect(INDEX, isolation_level=None)
+            conn.execute("PRAGMA synchronous=EXTRA")
+            conn.executescript(SCHEMA)
+            conn.close()
+            fsync_file(INDEX)
+            fsync_dir(".")
+        finally:
+            release_lock(lock_fd)
 
     def open(self, access):
         if not os.path.isfile(INDEX):
@@ -219,6 +224,12 @@ class CorrectedStore:
         staging files, resolves intents by what is on disk, sweeps vectors."""
         for path in STAGING:
             remove_durably(path)
+        # Opening the connection rolled a hot journal back and deleted it; a
+        # journal still here is cold (a power cut while SQLite was creating
+        # it, before its header was synced): nothing to roll back, remove it.
+        if os.path.exists(INDEX_JOURNAL):
+            remove_durably(INDEX_JOURNAL)
+            log(f"recovery: removed a cold {INDEX_JOURNAL}")
         for directory in (SOURCE_DIR, VECTORS_DIR):
             for name in os.listdir(directory):
                 if name.endswith(".tmp"):
@@ -295,6 +306,12 @@ class CorrectedStore:
         self.recover()
         for path in STAGING:
             remove_durably(path)
+        # Opening the connection rolled a hot journal back and deleted it; a
+        # journal still here is cold (a power cut while SQLite was creating
+        # it, before its header was synced): nothing to roll back, remove it.
+        if os.path.exists(INDEX_JOURNAL):
+            remove_durably(INDEX_JOURNAL)
+            log(f"recovery: removed a cold {INDEX_JOURNAL}")
         fsync_dir(SOURCE_DIR)  # the names we index must outlive a power cut
         sources = docstore.read_sources()
         try:

@@ -249,6 +249,13 @@ struct CertifyArgs {
     /// Instead of certifying, replay this repro line from a certificate.
     #[arg(long)]
     repro: Option<String>,
+    /// Certify a store in any language, black box: run `sh -c CMD` in a FUSE
+    /// mount of the simulated filesystem and speak blackbox/PROTOCOL.md with it.
+    #[arg(long, value_name = "CMD")]
+    exec: Option<String>,
+    /// Seconds to wait for each answer of an --exec store (wall time).
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
 }
 
 fn certify_command(args: CertifyArgs) -> u8 {
@@ -258,9 +265,15 @@ fn certify_command(args: CertifyArgs) -> u8 {
             return EXIT_HARNESS_ERROR;
         }
     }
-    let factory = match factory(&args.store) {
-        Ok(f) => f,
-        Err(code) => return code,
+    let factory: Box<dyn StoreFactory> = match &args.exec {
+        Some(command) => match exec_factory(command, args.timeout) {
+            Ok(f) => Box::new(f),
+            Err(code) => return code,
+        },
+        None => match factory(&args.store) {
+            Ok(f) => f,
+            Err(code) => return code,
+        },
     };
     if let Some(line) = &args.repro {
         return print_reproduction(certify::reproduce(factory.as_ref(), line));
@@ -278,10 +291,48 @@ fn certify_command(args: CertifyArgs) -> u8 {
         faults,
         sample,
         scenarios: args.scenarios.clone(),
-        reproduce_with: format!("`tearline certify --store {} --repro LINE`", args.store),
+        reproduce_with: match &args.exec {
+            Some(command) => format!("`tearline certify --exec {} --repro LINE`", shell_quote(command)),
+            None => format!("`tearline certify --store {} --repro LINE`", args.store),
+        },
+        driver: match &args.exec {
+            Some(command) => format!("black box: `{command}` on a FUSE mount"),
+            None => "in-process".to_string(),
+        },
+        nondeterminism: if args.exec.is_some() {
+            tearline_blackbox::NONDETERMINISM
+                .iter()
+                .map(|n| n.to_string())
+                .collect()
+        } else {
+            Vec::new()
+        },
+        measure_repeatability: args.exec.is_some(),
         ..certify::CertifyOptions::default()
     };
     run_certification(factory.as_ref(), &options, &args.reports)
+}
+
+/// The black-box factory for `--exec`: FUSE must work here, and the
+/// command must say hello.
+fn exec_factory(command: &str, timeout: u64) -> Result<tearline_blackbox::ExecStoreFactory, u8> {
+    if let Err(why) = tearline_blackbox::fuse_available() {
+        eprintln!(
+            "error: --exec needs FUSE: {why}\n(install fuse3 for fusermount3, run as root or a user allowed to \
+             mount, and in a container pass --device /dev/fuse --cap-add SYS_ADMIN)"
+        );
+        return Err(EXIT_HARNESS_ERROR);
+    }
+    let options = tearline_blackbox::ExecOptions::with_timeout(std::time::Duration::from_secs(timeout));
+    tearline_blackbox::ExecStoreFactory::new(command, options).map_err(|e| {
+        eprintln!("error: {e}");
+        EXIT_HARNESS_ERROR
+    })
+}
+
+/// `text` as one shell word.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
 }
 
 /// Runs a certification with a progress bar, prints the certificate and

@@ -67,6 +67,14 @@ pub struct CertifyOptions {
     pub nondeterminism: Vec<String>,
     /// How a repro line is replayed for this store, for the certificate.
     pub reproduce_with: String,
+    /// How the store is driven, for the certificate (`in-process`, or
+    /// `exec: CMD` for a black-box store).
+    pub driver: String,
+    /// Run each scenario's fault-free workload twice more and compare the
+    /// traces, reporting in the certificate whether the store's syscalls
+    /// repeat (for drivers that cannot promise it, like a child process on
+    /// a FUSE mount). Default false.
+    pub measure_repeatability: bool,
 }
 
 impl Default for CertifyOptions {
@@ -79,6 +87,8 @@ impl Default for CertifyOptions {
             scenarios: Vec::new(),
             nondeterminism: Vec::new(),
             reproduce_with: "`tearline::certify::reproduce(&factory, LINE)`".to_string(),
+            driver: "in-process".to_string(),
+            measure_repeatability: false,
         }
     }
 }
@@ -121,6 +131,8 @@ pub fn certify_with_progress(
         ..RunOptions::default()
     };
     let mut results = Vec::new();
+    let mut differed = Vec::new();
+    let mut compared = 0;
     for entry in entries
         .iter()
         .filter(|e| options.scenarios.is_empty() || options.scenarios.iter().any(|n| n == e.name()))
@@ -129,8 +141,37 @@ pub fn certify_with_progress(
         results.push(run::run_entry(entry, factory, &run_options, &|done, total| {
             progress(&name, done, total)
         })?);
+        if let Entry::Store { scenario, .. } = entry
+            && options.measure_repeatability
+            && scenario.missing(&factory.capabilities()).is_empty()
+        {
+            compared += 1;
+            let first = engine::workload_trace_hash(factory, scenario, options.seed)?;
+            if engine::workload_trace_hash(factory, scenario, options.seed)? != first {
+                differed.push(name);
+            }
+        }
     }
-    Ok(build(factory, options, &results))
+    let mut certificate = build(factory, options, &results);
+    if options.measure_repeatability {
+        certificate.nondeterminism.insert(
+            0,
+            if differed.is_empty() {
+                format!(
+                    "measured: the fault-free workload of each of the {compared} scenarios that ran made the same \
+                     syscalls, byte for byte, in two more runs"
+                )
+            } else {
+                format!(
+                    "measured: the fault-free workload made different syscalls in two runs in {} of {compared} \
+                     scenarios ({}): fault points there may not strike the same syscall on replay",
+                    differed.len(),
+                    differed.join(", ")
+                )
+            },
+        );
+    }
+    Ok(certificate)
 }
 
 /// Assembles the certificate from the scenarios' results.
@@ -211,7 +252,7 @@ fn build(factory: &dyn StoreFactory, options: &CertifyOptions, results: &[Scenar
     Certificate {
         harness: format!("tearline {}", env!("CARGO_PKG_VERSION")),
         store: factory.name().to_string(),
-        driver: "in-process".to_string(),
+        driver: options.driver.clone(),
         capabilities: caps,
         seed: options.seed,
         faults: options.faults.iter().map(|f| f.to_string()).collect(),

@@ -40,6 +40,8 @@ pub(crate) struct Probe {
     pub owners: Vec<Option<usize>>,
     pub marks: Vec<Mark>,
     pub crash_seed: u64,
+    /// The hash of the probe's whole trace.
+    pub trace_hash: u64,
     /// What the probe itself found: clean errors, destructive ops without
     /// force, admitted second writers, the lock invariant, the full-sync checks.
     pub violations: Vec<Violation>,
@@ -144,6 +146,7 @@ pub(crate) fn probe(factory: &dyn StoreFactory, scenario: &StoreScenario, seed: 
         owners,
         marks: driver.marks,
         crash_seed: fs.crash_seed(),
+        trace_hash: trace.hash(),
         violations,
     })
 }

@@ -198,6 +198,16 @@ fn failure_record(
     }
 }
 
+/// The hash of the fault-free workload's trace (setup, workload and the
+/// probe's checks), for telling whether a store's syscalls repeat run to run.
+pub fn workload_trace_hash(
+    factory: &dyn StoreFactory,
+    scenario: &StoreScenario,
+    seed: u64,
+) -> Result<u64, HarnessError> {
+    matrix::probe(factory, scenario, seed).map(|probe| probe.trace_hash)
+}
+
 /// Replays one case of a store scenario from scratch, with its trace.
 pub fn replay(
     factory: &dyn StoreFactory,
