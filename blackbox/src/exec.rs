@@ -198,9 +198,10 @@ pub fn fuse_available() -> Result<(), String> {
             let mount = SimMount::mount(fs, PathBuf::from("/"), dir.path())
                 .map_err(|e| format!("cannot mount FUSE on {}: {e}", dir.path().display()))?;
             let listed = std::fs::read_dir(dir.path()).map(|entries| entries.count());
-            mount
-                .unmount()
-                .map_err(|e| format!("cannot unmount {}: {e}", dir.path().display()))?;
+            // An unmount can find the mount busy for a moment (the kernel
+            // releases the directory asynchronously); `unmount` then detaches
+            // it lazily. That says nothing about whether FUSE works.
+            let _ = mount.unmount();
             listed.map_err(|e| format!("the FUSE mount does not answer: {e}"))?;
             Ok(())
         })

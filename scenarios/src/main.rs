@@ -187,12 +187,9 @@ fn explain(name: &str) -> u8 {
     }
 }
 
-/// The options of `tearline run`.
+/// What `run` and `certify` share: the store, the seed, the faults.
 #[derive(clap::Args)]
-struct RunArgs {
-    /// Scenarios to run (default: all).
-    #[arg(value_name = "SCENARIOS")]
-    names: Vec<String>,
+struct MatrixArgs {
     /// The store under test.
     #[arg(long, default_value = stores::DEFAULT)]
     store: String,
@@ -202,6 +199,16 @@ struct RunArgs {
     /// Faults to inject, comma-separated: power-cut, crash, ENOSPC, EIO, EXDEV, torn-write.
     #[arg(long, value_delimiter = ',', default_values_t = engine::ALL_FAULTS.iter().map(|f| f.to_string()).collect::<Vec<_>>())]
     faults: Vec<String>,
+}
+
+/// The options of `tearline run`.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Scenarios to run (default: all).
+    #[arg(value_name = "SCENARIOS")]
+    names: Vec<String>,
+    #[command(flatten)]
+    matrix: MatrixArgs,
     /// This CI shard, `i/n` (0-based): runs the cases whose number is i modulo n.
     #[arg(long, default_value = "0/1")]
     shard: String,
@@ -228,15 +235,8 @@ struct RunArgs {
 /// The options of `tearline certify`.
 #[derive(clap::Args)]
 struct CertifyArgs {
-    /// The store to certify, by name (see `tearline list`).
-    #[arg(long, default_value = stores::DEFAULT)]
-    store: String,
-    /// The seed.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Faults to inject, comma-separated: power-cut, crash, ENOSPC, EIO, EXDEV, torn-write.
-    #[arg(long, value_delimiter = ',', default_values_t = engine::ALL_FAULTS.iter().map(|f| f.to_string()).collect::<Vec<_>>())]
-    faults: Vec<String>,
+    #[command(flatten)]
+    matrix: MatrixArgs,
     /// Run the cases numbered i modulo n of each matrix (`0/10`: a tenth, for a quick check).
     #[arg(long, default_value = "0/1")]
     sample: String,
@@ -270,7 +270,7 @@ fn certify_command(args: CertifyArgs) -> u8 {
             Ok(f) => Box::new(f),
             Err(code) => return code,
         },
-        None => match factory(&args.store) {
+        None => match factory(&args.matrix.store) {
             Ok(f) => f,
             Err(code) => return code,
         },
@@ -278,7 +278,7 @@ fn certify_command(args: CertifyArgs) -> u8 {
     if let Some(line) = &args.repro {
         return print_reproduction(certify::reproduce(factory.as_ref(), line));
     }
-    let faults = match parse_faults(&args.faults) {
+    let faults = match parse_faults(&args.matrix.faults) {
         Ok(f) => f,
         Err(code) => return code,
     };
@@ -287,13 +287,13 @@ fn certify_command(args: CertifyArgs) -> u8 {
         return EXIT_HARNESS_ERROR;
     };
     let options = certify::CertifyOptions {
-        seed: args.seed,
+        seed: args.matrix.seed,
         faults,
         sample,
         scenarios: args.scenarios.clone(),
         reproduce_with: match &args.exec {
             Some(command) => format!("`tearline certify --exec {} --repro LINE`", shell_quote(command)),
-            None => format!("`tearline certify --store {} --repro LINE`", args.store),
+            None => format!("`tearline certify --store {} --repro LINE`", args.matrix.store),
         },
         driver: match &args.exec {
             Some(command) => format!("black box: `{command}` on a FUSE mount"),
@@ -389,11 +389,11 @@ fn parse_shard(text: &str) -> Option<(u64, u64)> {
 }
 
 fn run(args: RunArgs) -> u8 {
-    let factory = match factory(&args.store) {
+    let factory = match factory(&args.matrix.store) {
         Ok(f) => f,
         Err(code) => return code,
     };
-    let faults = match parse_faults(&args.faults) {
+    let faults = match parse_faults(&args.matrix.faults) {
         Ok(f) => f,
         Err(code) => return code,
     };
@@ -424,7 +424,7 @@ fn run(args: RunArgs) -> u8 {
     let fault_names: Vec<String> = faults.iter().map(|f| f.to_string()).collect();
     println!(
         "SEED={} store={} faults={} shard={}/{} jobs={jobs} scale={}",
-        args.seed,
+        args.matrix.seed,
         factory.name(),
         fault_names.join(","),
         shard.0,
@@ -436,9 +436,9 @@ fn run(args: RunArgs) -> u8 {
             let mut worker_args = vec![
                 "worker".to_string(),
                 "--store".to_string(),
-                args.store.clone(),
+                args.matrix.store.clone(),
                 "--seed".to_string(),
-                args.seed.to_string(),
+                args.matrix.seed.to_string(),
                 "--faults".to_string(),
                 fault_names.join(","),
                 "--scale".to_string(),
@@ -456,7 +456,7 @@ fn run(args: RunArgs) -> u8 {
     };
     let options = RunOptions {
         engine: EngineOptions {
-            seed: args.seed,
+            seed: args.matrix.seed,
             faults,
             check_determinism: args.check_determinism,
             ..EngineOptions::default()
@@ -469,7 +469,7 @@ fn run(args: RunArgs) -> u8 {
     let started = Instant::now();
     let mut report = RunReport {
         store: factory.name().to_string(),
-        seed: args.seed,
+        seed: args.matrix.seed,
         shard: format!("{}/{}", shard.0, shard.1),
         faults: fault_names,
         scenarios: Vec::new(),
@@ -511,7 +511,7 @@ fn run(args: RunArgs) -> u8 {
                     invariant.failures,
                     invariant.evidence.as_deref().unwrap_or(""),
                     invariant.repro.as_deref().unwrap_or("?"),
-                    store_flag(&args.store, &result)
+                    store_flag(&args.matrix.store, &result)
                 );
             }
         }
