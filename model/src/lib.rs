@@ -7,11 +7,13 @@
 //!   acknowledged state apart from the operation in flight.
 //! - [`invariants`]: the named invariants, each with a check that returns
 //!   evidence.
+//! - [`guard`]: store calls under guard: a panic is a clean-error violation.
 //!
 //! It depends only on `tearline-sim-fs` (for the trace the lock invariant is
 //! read from).
 
 pub mod contract;
+pub mod guard;
 pub mod invariants;
 pub mod model;
 

@@ -51,13 +51,11 @@
 //! `cargo test -p tearline-refstore --test model_based` replays it first.
 //! Commit that file to keep the case as a regression test.
 
-use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::marker::PhantomData;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -65,6 +63,7 @@ use proptest::strategy::Union;
 use proptest::test_runner::{Config, FileFailurePersistence};
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
 use tearline_model::contract::{Access, RebuildKind, ReconcileKind};
+use tearline_model::guard::{catch_store_panic, silenced};
 use tearline_model::invariants::{
     check_filesystem_wins, check_no_destructive_without_force, check_no_wipe_without_lock, check_rebuild_idempotent,
     check_recovered,
@@ -418,51 +417,6 @@ impl<P: Profile> ReferenceStateMachine for RefMachine<P> {
 /// from it meanwhile.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-thread_local! {
-    /// Set on a thread whose panics are expected (the flawed variant's
-    /// search): the panic hook stays silent there.
-    static QUIET: Cell<bool> = const { Cell::new(false) };
-    /// Set while a store call runs under [`guarded`].
-    static IN_STORE_CALL: Cell<bool> = const { Cell::new(false) };
-}
-
-fn install_quiet_hook() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !QUIET.with(Cell::get) && !IN_STORE_CALL.with(Cell::get) {
-                previous(info);
-            }
-        }));
-    });
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic with a non-text payload".to_string()
-    }
-}
-
-/// Runs one store call: a panic is a clean-error violation (with the
-/// panic's message), not a crash of the test.
-fn guarded<T>(what: &str, call: impl FnOnce() -> T) -> Result<T, Violation> {
-    install_quiet_hook();
-    IN_STORE_CALL.with(|q| q.set(true));
-    let result = catch_unwind(AssertUnwindSafe(call));
-    IN_STORE_CALL.with(|q| q.set(false));
-    result.map_err(|payload| {
-        Violation::new(
-            Invariant::CleanError,
-            format!("{what} panicked: {}", panic_message(payload.as_ref())),
-        )
-    })
-}
-
 fn env_on(fs: &SimFs) -> Env {
     Env {
         fs: Arc::new(fs.clone()),
@@ -561,7 +515,7 @@ impl Sut {
         let env = env_on(&self.fs);
         let factory = self.factory;
         self.arm(None);
-        guarded("init", || factory.init(&env))
+        catch_store_panic("init", || factory.init(&env))
             .map_err(one)?
             .map_err(|e| one(Violation::new(Invariant::CompleteDatabase, format!("init failed: {e}"))))?;
         self.open("the first open")?;
@@ -623,7 +577,7 @@ impl Sut {
         let env = env_on(&self.fs);
         let factory = self.factory;
         self.arm(None);
-        let opened = guarded(what, || factory.open(&env, Access::Writable)).map_err(one)?;
+        let opened = catch_store_panic(what, || factory.open(&env, Access::Writable)).map_err(one)?;
         self.disarm(what)?;
         match opened {
             Ok(store) => {
@@ -640,14 +594,14 @@ impl Sut {
     /// Drops the store (a clean close, or the leftovers of a dead process).
     fn close(&mut self) -> Checked {
         if let Some(store) = self.store.take() {
-            guarded("closing the store", move || drop(store)).map_err(one)?;
+            catch_store_panic("closing the store", move || drop(store)).map_err(one)?;
         }
         Ok(())
     }
 
     fn observe(&self) -> Checked<Observation> {
         let store = self.store.as_ref().expect("an open store");
-        let observed = guarded("observe", || store.observe()).map_err(one)?;
+        let observed = catch_store_panic("observe", || store.observe()).map_err(one)?;
         observed.map_err(|e| {
             one(Violation::new(
                 Invariant::CompleteDatabase,
@@ -662,7 +616,7 @@ impl Sut {
         let mut store = self.store.take().expect("an open store");
         let what = format!("`{}`", op.describe());
         self.arm(fault);
-        let result = guarded(&what, || store.apply(op));
+        let result = catch_store_panic(&what, || store.apply(op));
         self.store = Some(store);
         self.disarm(&what)?;
         result.map_err(one)
@@ -1049,13 +1003,13 @@ mod teeth {
         };
         let mut runner = TestRunner::new(config.clone());
         let strategy = RefMachine::<D::Profile>::sequential_strategy(1..MAX_TRANSITIONS);
-        QUIET.with(|q| q.set(true));
-        install_quiet_hook();
-        let result = runner.run(&strategy, |(state, transitions, seen)| {
-            StoreMachine::<D>::test_sequential(config.clone(), state, transitions, seen);
-            Ok(())
+        // The search panics on every failing case it tries: keep it quiet.
+        let result = silenced(|| {
+            runner.run(&strategy, |(state, transitions, seen)| {
+                StoreMachine::<D>::test_sequential(config.clone(), state, transitions, seen);
+                Ok(())
+            })
         });
-        QUIET.with(|q| q.set(false));
         match result {
             Err(TestError::Fail(reason, (state, transitions, _))) => (state, transitions, reason.to_string()),
             Err(TestError::Abort(reason)) => panic!("the search aborted: {reason}"),
@@ -1143,6 +1097,14 @@ fn a_rolled_back_remove_of_an_edited_document_reindexes_it_from_its_file() {
     ] {
         sut.run(&transition);
     }
+    // The EIO struck the remove and its rollback left the entry following
+    // the edited file: neither before nor after, so the harness finished
+    // the remove (without that path this test would prove nothing).
+    assert!(
+        sut.history.iter().any(|h| h.contains("settled: partly applied")),
+        "the fault did not take the rollback path:\n  {}",
+        sut.history.join("\n  ")
+    );
     let acknowledged = sut.model.acknowledged();
     assert!(!acknowledged.indexed.contains_key("a.md") && !acknowledged.sources.contains_key("a.md"));
 }

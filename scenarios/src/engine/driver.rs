@@ -3,10 +3,9 @@
 //! violation, never a crash of the harness), the model kept in step, and the
 //! writable reopen + observe + check that follows every fault.
 
-use std::cell::Cell;
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 
+use tearline_model::guard::catch_store_panic;
 use tearline_model::invariants::{check_no_wipe_without_lock, check_recovered};
 use tearline_model::{
     Access, Capabilities, Env, Invariant, Model, Observation, StoreFactory, StoreUnderTest, Violation,
@@ -16,53 +15,17 @@ use tearline_sim_fs::{Fault, FaultPlan, Fs, FsExt, SimFs, Trace};
 use super::HarnessError;
 use super::scenario::{Capacity, Step, StoreScenario, store_root};
 
-thread_local! {
-    static QUIET: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Installs (once) a panic hook that stays silent while a store call runs
-/// under [`guarded`] (the panic is reported as a violation instead) and
-/// defers to the previous hook otherwise.
-fn install_quiet_hook() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !QUIET.with(Cell::get) {
-                previous(info);
-            }
-        }));
-    });
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic with a non-text payload".to_string()
-    }
-}
-
 /// Runs one store call: a panic, or more syscalls than the budget allows
 /// (a hang), is a clean-error violation.
 pub(crate) fn guarded<T>(fs: &SimFs, budget_end: u64, what: &str, call: impl FnOnce() -> T) -> Result<T, Violation> {
-    install_quiet_hook();
-    QUIET.with(|q| q.set(true));
-    let result = catch_unwind(AssertUnwindSafe(call));
-    QUIET.with(|q| q.set(false));
-    match result {
-        Err(payload) => Err(Violation::new(
-            Invariant::CleanError,
-            format!("{what} panicked: {}", panic_message(payload.as_ref())),
-        )),
-        Ok(_) if fs.syscall_count() > budget_end => Err(Violation::new(
+    let value = catch_store_panic(what, call)?;
+    if fs.syscall_count() > budget_end {
+        return Err(Violation::new(
             Invariant::CleanError,
             format!("{what} exceeded the syscall budget (syscall {budget_end}): a hang"),
-        )),
-        Ok(value) => Ok(value),
+        ));
     }
+    Ok(value)
 }
 
 /// The environment a store sees in one simulated process.
