@@ -6,6 +6,8 @@
 //! L2-normalised): real vectors whose cosine similarity tracks shared words,
 //! with no model to download.
 
+use tearline_sim_fs::sim::trace::fnv1a;
+
 /// Turns text into a fixed-dimension vector.
 pub trait Embedder: Send + Sync + std::fmt::Debug {
     /// The number of components of every vector.
@@ -37,13 +39,6 @@ impl Default for HashingEmbedder {
     fn default() -> Self {
         Self::new(Self::DEFAULT_DIMENSION)
     }
-}
-
-/// 64-bit FNV-1a: stable across platforms and releases.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash: u64, &byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 impl Embedder for HashingEmbedder {

@@ -100,11 +100,6 @@ impl Layout {
     pub fn vectors_dir(&self, generation: Generation) -> PathBuf {
         self.generation_dir(generation).join(VECTORS_DIR_NAME)
     }
-
-    /// A generation's creation record (and completion marker).
-    pub fn created_file(&self, generation: Generation) -> PathBuf {
-        self.generation_dir(generation).join(CREATED_FILE_NAME)
-    }
 }
 
 /// The name of a generation's SQLite index inside its directory.

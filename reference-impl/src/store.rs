@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use tearline_sim_fs::{Clock, FileKind, Fs, FsExt};
 
 use crate::dual_write::RecoveryReport;
@@ -270,10 +269,8 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// SHA-256 of `content`, hex.
-pub(crate) fn content_hash(content: &[u8]) -> String {
-    Sha256::digest(content).iter().map(|b| format!("{b:02x}")).collect()
-}
+/// SHA-256 of `content`, hex: the model's, so index and model agree by construction.
+pub(crate) use tearline_model::content_hash;
 
 /// Reads the generation pointer.
 pub(crate) fn read_current(fs: &dyn Fs, layout: &Layout) -> Result<Option<Generation>> {
