@@ -3,8 +3,7 @@
 //! Each [`Flaw`] is one design an origin document proposed (or a defect the
 //! journal tests switch on), implemented as a small branch at the one place
 //! where it differs from the real design. Only with the `flawed-variants`
-//! cargo feature; a store selects one with [`crate::StoreOptions::flaw`] (or,
-//! for the journal tests, per thread with [`crate::journal::flawed::set_flaw`]).
+//! cargo feature; a store selects one with [`crate::StoreOptions::flaw`].
 //! Never enable in a build that stores data.
 
 /// One deliberate defect.
@@ -38,9 +37,4 @@ pub enum Flaw {
     /// Reconcile's destructive modes do not require force (origins/3 without
     /// the safety flag).
     CleanWithoutForce,
-}
-
-/// Whether the store's selected flaw, or this thread's, is `flaw`.
-pub(crate) fn active(selected: Option<Flaw>, flaw: Flaw) -> bool {
-    selected == Some(flaw) || crate::journal::flawed::active(flaw)
 }

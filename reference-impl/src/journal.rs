@@ -228,30 +228,6 @@ pub struct ImportStats {
     pub bytes: u64,
 }
 
-/// The per-thread switch of the journal tests: turns a [`crate::flawed::Flaw`]
-/// on for every store used on this thread (a store selects its own with
-/// [`crate::StoreOptions::flaw`]). Only with the `flawed-variants` cargo
-/// feature; per thread, so tests running in parallel do not see each other's.
-#[cfg(feature = "flawed-variants")]
-pub mod flawed {
-    use std::cell::Cell;
-
-    pub use crate::flawed::Flaw;
-
-    thread_local! {
-        static FLAW: Cell<Option<Flaw>> = const { Cell::new(None) };
-    }
-
-    /// Turns a defect on (or all off with `None`) for this thread.
-    pub fn set_flaw(flaw: Option<Flaw>) {
-        FLAW.with(|f| f.set(flaw));
-    }
-
-    pub(crate) fn active(flaw: Flaw) -> bool {
-        FLAW.with(|f| f.get()) == Some(flaw)
-    }
-}
-
 /// One document of a mutation: new content, or `None` to remove it.
 struct Change {
     name: DocName,

@@ -28,7 +28,7 @@
 macro_rules! flaw {
     ($selected:expr, $flaw:ident) => {{
         #[cfg(feature = "flawed-variants")]
-        let on = crate::flawed::active($selected, crate::flawed::Flaw::$flaw);
+        let on = $selected == Some(crate::flawed::Flaw::$flaw);
         #[cfg(not(feature = "flawed-variants"))]
         let on = false;
         on

@@ -12,7 +12,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use tearline_refstore::journal::flawed::{Flaw, set_flaw};
+use tearline_refstore::flawed::Flaw;
 use tearline_refstore::{Store, StoreError, StoreOptions};
 use tearline_sim_fs::{
     CrashChoice, Fault, FaultPlan, FileKind, Fs, FsExt, Mount, Outcome, PersistenceModel, SimConfig, SimFs,
@@ -76,12 +76,21 @@ impl Op {
     }
 }
 
+thread_local! {
+    /// The defect the stores of this thread's test run with (see
+    /// `flawed_import_is_caught`); per thread, so parallel tests do not mix.
+    static FLAW: std::cell::Cell<Option<Flaw>> = const { std::cell::Cell::new(None) };
+}
+
 fn open(fs: &SimFs) -> Result<Store, StoreError> {
     Store::open(
         Arc::new(fs.clone()),
         Arc::new(fs.clock()),
         Path::new(ROOT),
-        StoreOptions::default(),
+        StoreOptions {
+            flaw: FLAW.with(std::cell::Cell::get),
+            ..StoreOptions::default()
+        },
     )
 }
 
@@ -223,6 +232,27 @@ fn crash_states(snapshot: &SimSnapshot, breadth: Breadth) -> Vec<(PersistenceMod
 /// Cuts the power at every syscall of `op` (fault-free run, snapshots),
 /// boots each state and checks it. Returns the failures found (stopping at
 /// the first if `stop_at_first`).
+/// Right after an acknowledged operation, on the same handle, before any
+/// recovery: every touched document is entirely new, and the index agrees
+/// with the vectors and the files. (A later `drop` of a replaced vector may
+/// still be pending; the old vector is then named by its intent, so it is no
+/// orphan.)
+fn check_acknowledged_in_place(store: &Store, op: Op) -> Result<(), String> {
+    let report = store.verify().map_err(|e| format!("verify: {e}"))?;
+    let vectors_agree = report.missing_vectors.is_empty() && report.orphan_vectors.is_empty();
+    let files_agree = report.stale.is_empty() && report.missing_sources.is_empty();
+    if report.integrity != "ok" || !vectors_agree || !files_agree {
+        return Err(format!("acknowledged, but before recovery: {report:?}"));
+    }
+    for (name, _, new) in op.touched() {
+        let indexed = store.get(&name).map_err(|e| format!("get: {e}"))?.map(|d| d.content);
+        if indexed != new {
+            return Err(format!("acknowledged, but {name} is {indexed:?} before recovery"));
+        }
+    }
+    Ok(())
+}
+
 fn power_cut_at_every_syscall(config: SimConfig, op: Op, stop_at_first: bool) -> Vec<String> {
     let breadth = match op {
         Op::Import => Breadth::Sampled,
@@ -232,6 +262,9 @@ fn power_cut_at_every_syscall(config: SimConfig, op: Op, stop_at_first: bool) ->
     fs.record_snapshots(true);
     op.run(&mut store)
         .unwrap_or_else(|e| panic!("{op:?} fails without faults: {e}"));
+    if let Err(e) = check_acknowledged_in_place(&store, op) {
+        panic!("{op:?}, the fault-free run: {e}");
+    }
     let mut snapshots = fs.take_snapshots();
     fs.record_snapshots(false);
     drop(store);
@@ -274,7 +307,7 @@ fn assert_no_failures(failures: &[String]) {
 /// For the import, faults in the index (SQLite and the vector store, under
 /// `generations/`) are injected at every [`INDEX_STRIDE`]-th such syscall:
 /// five reindexes of the same two-phase protocol that the single-document
-/// operations here (and `dual_write_faults.rs`) fault at every syscall. Every
+/// operations here fault at every syscall. Every
 /// syscall of the journal protocol itself is faulted.
 const INDEX_STRIDE: usize = 5;
 
@@ -312,8 +345,11 @@ fn errors_at_every_syscall(op: Op) {
             fs.set_fault_plan(FaultPlan::none().at(at, fault));
             let acknowledged = op.run(&mut store).is_ok();
             fs.set_fault_plan(FaultPlan::none());
-            drop(store);
             let what = format!("{op:?}, {fault} at syscall {at} ({kind})");
+            if acknowledged && let Err(e) = check_acknowledged_in_place(&store, op) {
+                failures.push(format!("{what}: {e}"));
+            }
+            drop(store);
             if let Err(e) = check(&fs, op, acknowledged) {
                 failures.push(format!("{what}: {e}"));
             }
@@ -706,9 +742,9 @@ fn malformed_journals_are_quarantined_and_the_store_opens() {
 /// The checks have teeth: with a defect switched on, the crash matrix finds
 /// violations.
 fn flawed_import_is_caught(flaw: Flaw) {
-    set_flaw(Some(flaw));
+    FLAW.with(|f| f.set(Some(flaw)));
     let failures = power_cut_at_every_syscall(SimConfig::with_seed(SEED), Op::Import, true);
-    set_flaw(None);
+    FLAW.with(|f| f.set(None));
     assert!(!failures.is_empty(), "{flaw:?} went unnoticed");
     eprintln!("{flaw:?} caught, e.g. {}", failures[0]);
 }
