@@ -73,6 +73,23 @@ pub struct Capabilities {
     pub source_files: bool,
 }
 
+impl Capabilities {
+    /// Each capability by its name (the field's), in declaration order.
+    pub fn flags(&self) -> [(&'static str, bool); 9] {
+        [
+            ("remove", self.remove),
+            ("import", self.import),
+            ("full_rebuild", self.full_rebuild),
+            ("incremental_rebuild", self.incremental_rebuild),
+            ("reconcile", self.reconcile),
+            ("vectors", self.vectors),
+            ("schema_version", self.schema_version),
+            ("exclusive_lock", self.exclusive_lock),
+            ("source_files", self.source_files),
+        ]
+    }
+}
+
 /// How a rebuild is done.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -303,5 +320,34 @@ pub trait StoreUnderTest {
     fn set_remote_fault(&mut self, fault: RemoteFault) -> bool {
         let _ = fault;
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_flags_are_named_as_serialised() {
+        let all = Capabilities {
+            remove: true,
+            import: true,
+            full_rebuild: true,
+            incremental_rebuild: true,
+            reconcile: true,
+            vectors: true,
+            schema_version: true,
+            exclusive_lock: true,
+            source_files: true,
+        };
+        let json = serde_json::to_value(all).unwrap();
+        let fields: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut names: Vec<&str> = all.flags().iter().map(|(name, _)| *name).collect();
+        names.sort_unstable();
+        let mut fields = fields;
+        fields.sort_unstable();
+        assert_eq!(names, fields);
+        assert!(all.flags().iter().all(|(_, on)| *on));
+        assert!(Capabilities::default().flags().iter().all(|(_, on)| !*on));
     }
 }

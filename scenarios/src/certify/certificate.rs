@@ -276,18 +276,12 @@ impl Certificate {
 }
 
 fn capability_list(caps: &Capabilities) -> String {
-    let all = [
-        (caps.remove, "remove"),
-        (caps.import, "import"),
-        (caps.full_rebuild, "full_rebuild"),
-        (caps.incremental_rebuild, "incremental_rebuild"),
-        (caps.reconcile, "reconcile"),
-        (caps.vectors, "vectors"),
-        (caps.schema_version, "schema_version"),
-        (caps.exclusive_lock, "exclusive_lock"),
-        (caps.source_files, "source_files"),
-    ];
-    let has: Vec<&str> = all.iter().filter(|(on, _)| *on).map(|(_, name)| *name).collect();
+    let has: Vec<&str> = caps
+        .flags()
+        .into_iter()
+        .filter(|(_, on)| *on)
+        .map(|(name, _)| name)
+        .collect();
     if has.is_empty() {
         "none (add only)".to_string()
     } else {

@@ -116,22 +116,12 @@ pub struct StoreScenario {
 impl StoreScenario {
     /// The required capabilities the store lacks (empty: the scenario applies).
     pub fn missing(&self, caps: &Capabilities) -> Vec<&'static str> {
-        let r = &self.requires;
-        let pairs = [
-            (r.remove, caps.remove, "remove"),
-            (r.import, caps.import, "import"),
-            (r.full_rebuild, caps.full_rebuild, "full_rebuild"),
-            (r.incremental_rebuild, caps.incremental_rebuild, "incremental_rebuild"),
-            (r.reconcile, caps.reconcile, "reconcile"),
-            (r.vectors, caps.vectors, "vectors"),
-            (r.schema_version, caps.schema_version, "schema_version"),
-            (r.exclusive_lock, caps.exclusive_lock, "exclusive_lock"),
-            (r.source_files, caps.source_files, "source_files"),
-        ];
-        pairs
+        self.requires
+            .flags()
             .into_iter()
-            .filter(|(needed, has, _)| *needed && !*has)
-            .map(|(_, _, name)| name)
+            .zip(caps.flags())
+            .filter(|((_, needed), (_, has))| *needed && !*has)
+            .map(|((name, _), _)| name)
             .collect()
     }
 
