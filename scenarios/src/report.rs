@@ -83,6 +83,9 @@ pub struct ScenarioResult {
     pub crash_points: u64,
     /// Post-fault states checked.
     pub states_checked: u64,
+    /// The hash of the fault-free workload's trace (store scenarios): the
+    /// same seed must give the same hash on any machine.
+    pub workload_trace_hash: Option<u64>,
     /// Each invariant, in catalogue order.
     pub invariants: Vec<InvariantResult>,
     /// Whether it met its expectation.

@@ -90,6 +90,7 @@ pub fn run_part(
                 cases: report.workload_syscalls + 1,
                 crash_points: report.crash_points,
                 states_checked: report.states_checked,
+                workload_trace_hash: None,
                 failures: report
                     .failures
                     .iter()
@@ -180,6 +181,7 @@ pub fn run_entry(
         cases: 0,
         crash_points: 0,
         states_checked: 0,
+        workload_trace_hash: None,
         invariants: Vec::new(),
         passed: true,
         verdict: String::new(),
@@ -260,6 +262,7 @@ pub fn run_entry(
     result.cases = merged.cases;
     result.crash_points = merged.crash_points;
     result.states_checked = merged.states_checked;
+    result.workload_trace_hash = merged.workload_trace_hash;
     let unreproducible: Vec<&str> = shrunk
         .iter()
         .filter(|s| !s.reproduces)

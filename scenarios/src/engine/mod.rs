@@ -116,6 +116,8 @@ pub struct PartResult {
     pub states_checked: u64,
     /// Every violation found, by case number.
     pub failures: Vec<FailureRecord>,
+    /// The hash of the fault-free probe's trace (store scenarios).
+    pub workload_trace_hash: Option<u64>,
 }
 
 impl PartResult {
@@ -129,6 +131,7 @@ impl PartResult {
             merged.cases = merged.cases.max(part.cases);
             merged.crash_points += part.crash_points;
             merged.states_checked += part.states_checked;
+            merged.workload_trace_hash = merged.workload_trace_hash.or(part.workload_trace_hash);
             merged.failures.extend(part.failures);
         }
         merged.failures.sort_by_key(|f| f.case_index);
@@ -151,6 +154,7 @@ pub fn run_store_part(
         scenario: scenario.name.clone(),
         workload_syscalls: probe.end - probe.start,
         cases: cases.len() as u64,
+        workload_trace_hash: Some(probe.trace_hash),
         ..PartResult::default()
     };
     for (index, outcome) in outcomes {
@@ -198,8 +202,8 @@ fn failure_record(
     }
 }
 
-/// The hash of the fault-free workload's trace (setup, workload and the
-/// probe's checks), for telling whether a store's syscalls repeat run to run.
+/// The hash of a fresh fault-free probe's trace, to compare with a
+/// [`PartResult::workload_trace_hash`]: do the store's syscalls repeat?
 pub fn workload_trace_hash(
     factory: &dyn StoreFactory,
     scenario: &StoreScenario,
