@@ -181,6 +181,24 @@ pub fn is_protocol_break(failure: &StoreFailure) -> bool {
     failure.message.starts_with(PROTOCOL_BROKEN)
 }
 
+/// For tests: `true` where FUSE works; otherwise prints `SKIPPED {test}:
+/// <why>` on stderr and returns `false`, or panics with it when the
+/// environment sets `TEARLINE_REQUIRE_FUSE` (CI sets it where it installed
+/// FUSE, so a broken mount fails the run instead of skipping quietly).
+pub fn fuse_or_skip(test: &str) -> bool {
+    match fuse_available() {
+        Ok(()) => true,
+        Err(why) if std::env::var_os("TEARLINE_REQUIRE_FUSE").is_some() => {
+            panic!("{test}: FUSE is required here (TEARLINE_REQUIRE_FUSE) but not available: {why}")
+        }
+        Err(why) => {
+            // Straight to the stderr handle: the test harness does not capture it.
+            let _ = writeln!(std::io::stderr(), "SKIPPED {test}: FUSE is not available: {why}");
+            false
+        }
+    }
+}
+
 /// Checks this machine can serve a [`SimMount`]: `/dev/fuse` opens, and an
 /// empty simulated filesystem mounts on a temporary directory and can be
 /// listed. The answer is computed once per process.
@@ -641,21 +659,6 @@ impl ExecStoreFactory {
             options,
             hello,
         })
-    }
-
-    /// The command, as given.
-    pub fn command(&self) -> &str {
-        &self.command
-    }
-
-    /// The hello the command sent.
-    pub fn hello(&self) -> &Hello {
-        &self.hello
-    }
-
-    /// The options.
-    pub fn options(&self) -> &ExecOptions {
-        &self.options
     }
 
     fn start(&self, env: &Env) -> Result<Conversation, StoreFailure> {

@@ -38,6 +38,7 @@ pub mod exec;
 pub mod mount;
 
 pub use exec::{
-    ExecError, ExecOptions, ExecStoreFactory, Hello, NONDETERMINISM, PROTOCOL_BROKEN, fuse_available, is_protocol_break,
+    ExecError, ExecOptions, ExecStoreFactory, Hello, NONDETERMINISM, PROTOCOL_BROKEN, fuse_available, fuse_or_skip,
+    is_protocol_break,
 };
 pub use mount::SimMount;

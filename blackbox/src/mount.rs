@@ -57,7 +57,6 @@ use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -82,7 +81,6 @@ const BLOCK_SIZE: u32 = 4096;
 #[derive(Debug, Default)]
 struct Shared {
     halted: Mutex<Option<Halted>>,
-    requests: AtomicU64,
 }
 
 impl Shared {
@@ -131,21 +129,10 @@ impl SimMount {
         })
     }
 
-    /// Where it is mounted.
-    pub fn mountpoint(&self) -> &Path {
-        &self.mountpoint
-    }
-
     /// The simulated halt (power cut, process crash) an `Fs` call reported,
     /// if one did. From then on every request answers `EIO`.
     pub fn halted(&self) -> Option<Halted> {
         self.shared.halted()
-    }
-
-    /// FUSE requests served so far (all kinds, including those that make no
-    /// `Fs` call).
-    pub fn requests(&self) -> u64 {
-        self.shared.requests.load(Ordering::Relaxed)
     }
 
     /// Unmounts now and waits for the request loop to end. If the mount is
@@ -348,9 +335,8 @@ impl Server {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Counts the request; `EIO` once the simulated process has halted.
+    /// The state, or `EIO` once the simulated process has halted.
     fn gate(&self) -> Result<MutexGuard<'_, State>, Errno> {
-        self.shared.requests.fetch_add(1, Ordering::Relaxed);
         if self.shared.halted().is_some() {
             return Err(Errno::EIO);
         }
@@ -827,7 +813,6 @@ impl fuser::Filesystem for Server {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.shared.requests.fetch_add(1, Ordering::Relaxed);
         // Runs even after a halt: dropping handles and guards makes no Fs call
         // that can fail (the simulator forgets a dead process's locks itself).
         let mut st = self.state();
@@ -877,7 +862,6 @@ impl fuser::Filesystem for Server {
     }
 
     fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: fuser::FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
-        self.shared.requests.fetch_add(1, Ordering::Relaxed);
         self.state().dirs.remove(&fh.0);
         reply.ok();
     }

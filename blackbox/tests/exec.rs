@@ -10,21 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tearline_blackbox::{ExecError, ExecOptions, ExecStoreFactory, fuse_available, is_protocol_break};
+use tearline_blackbox::{ExecError, ExecOptions, ExecStoreFactory, fuse_or_skip, is_protocol_break};
 use tearline_model::{Access, Env, Operation, SchemaStamp, StoreFactory, content_hash};
 use tearline_sim_fs::{
     CrashChoice, Fault, FaultPlan, Fs, FsExt, Outcome, PersistenceModel, SimConfig, SimFs, SyscallFilter, SyscallKind,
 };
-
-fn fuse_or_skip(test: &str) -> bool {
-    match fuse_available() {
-        Ok(()) => true,
-        Err(why) => {
-            let _ = writeln!(std::io::stderr(), "SKIPPED {test}: FUSE is not available: {why}");
-            false
-        }
-    }
-}
 
 /// The smallest store that keeps the protocol: one file per document under
 /// `docs/`, written and fsynced (file and directory) before the answer; an

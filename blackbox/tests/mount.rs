@@ -4,29 +4,16 @@
 //! Every test SKIPS, with the reason printed on stderr, where FUSE is not
 //! available (`tearline_blackbox::fuse_available`).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
-use tearline_blackbox::{SimMount, fuse_available};
+use tearline_blackbox::{SimMount, fuse_or_skip};
 use tearline_sim_fs::{
     CrashChoice, Fault, FaultPlan, Fs, FsExt, HaltKind, Outcome, PersistenceModel, SimConfig, SimFs, SyscallFilter,
     SyscallKind,
 };
-
-/// `false` (and a printed reason) where FUSE cannot be used here.
-fn fuse_or_skip(test: &str) -> bool {
-    match fuse_available() {
-        Ok(()) => true,
-        Err(why) => {
-            // Written to the stderr handle, not `eprintln!`: the test harness
-            // does not capture it, so the skip is seen.
-            let _ = writeln!(std::io::stderr(), "SKIPPED {test}: FUSE is not available: {why}");
-            false
-        }
-    }
-}
 
 /// A fresh machine with a durable, empty `/store`.
 fn machine(seed: u64) -> SimFs {
@@ -79,8 +66,8 @@ with open(\"volatile.txt\", \"w\") as f:
 ";
 
 #[test]
-fn shell_and_python_writes_land_in_the_simulator() {
-    if !fuse_or_skip("shell_and_python_writes_land_in_the_simulator") {
+fn shell_writes_land_in_the_simulator() {
+    if !fuse_or_skip("shell_writes_land_in_the_simulator") {
         return;
     }
     let fs = machine(0);

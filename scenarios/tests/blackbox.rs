@@ -2,7 +2,8 @@
 //! (`examples/python-store/`) run as child processes on a FUSE mount served
 //! by the simulator and speak `blackbox/PROTOCOL.md`. The corrected store
 //! certifies; the origin documents' designs fail on the invariants they
-//! break. Where FUSE or Python is missing the tests say so and skip.
+//! break. Where FUSE is missing the tests say so and skip (unless
+//! `TEARLINE_REQUIRE_FUSE` is set, as CI does); Python is required.
 //!
 //! Each case starts Python processes, so these run a sample of a few
 //! scenarios' matrices (`tearline certify --exec` runs them all).
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use tearline::certify::{Certificate, CertifyOptions, Verdict, assert_certified, certify, reproduce};
-use tearline_blackbox::{ExecOptions, ExecStoreFactory, NONDETERMINISM, fuse_available};
+use tearline_blackbox::{ExecOptions, ExecStoreFactory, NONDETERMINISM, fuse_or_skip};
 use tearline_model::Invariant;
 
 /// The interpreter itself (`sys.executable`), not a version manager's shim:
@@ -29,21 +30,17 @@ fn python() -> Result<String, String> {
     }
 }
 
-/// The command for an example store, or why the test cannot run here.
+/// The command for an example store, or `None` (said on stderr) where the
+/// test cannot run here (see `fuse_or_skip`: CI requires FUSE).
 fn store_command(test: &str, script: &str, env: &str) -> Option<String> {
-    let why = fuse_available().and_then(|()| python());
-    match why {
-        Ok(python) => {
-            let script: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../examples/python-store")
-                .join(script);
-            Some(format!("{env}{python} {}", script.display()))
-        }
-        Err(why) => {
-            eprintln!("SKIPPED {test}: black-box certification cannot run here: {why}");
-            None
-        }
+    if !fuse_or_skip(test) {
+        return None;
     }
+    let python = python().unwrap_or_else(|why| panic!("{test}: {why}"));
+    let script: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/python-store")
+        .join(script);
+    Some(format!("{env}{python} {}", script.display()))
 }
 
 fn certify_exec(command: &str, scenarios: &[&str], sample: u64) -> (ExecStoreFactory, Certificate) {

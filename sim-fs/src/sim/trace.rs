@@ -104,14 +104,6 @@ impl SyscallKind {
             SyscallKind::Unlock => "funlock",
         }
     }
-
-    /// `true` for the syscalls that make something durable.
-    pub fn is_sync(&self) -> bool {
-        matches!(
-            self,
-            SyscallKind::SyncAll | SyscallKind::SyncData | SyscallKind::SyncDir
-        )
-    }
 }
 
 impl fmt::Display for SyscallKind {
