@@ -83,8 +83,34 @@ fn bad_arguments_are_harness_errors() {
 
 #[test]
 fn a_shard_runs_part_of_the_matrix() {
-    let output = tearline(&["run", "add-interrupted", "--shard", "1/3", "--jobs", "1"]);
-    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    let dir = tempfile::tempdir().unwrap();
+    let states = |shard: &str| -> u64 {
+        let json = dir.path().join(format!("{}.json", shard.replace('/', "-")));
+        let args = [
+            "run",
+            "add-interrupted",
+            "--store",
+            "file-per-doc",
+            "--jobs",
+            "1",
+            "--shard",
+            shard,
+        ];
+        let output = tearline(&[&args[..], &["--json", json.to_str().unwrap()]].concat());
+        assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+        let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        report["scenarios"][0]["states_checked"]
+            .as_u64()
+            .expect("states_checked")
+    };
+    let whole = states("0/1");
+    let parts: Vec<u64> = ["0/3", "1/3", "2/3"].iter().map(|s| states(s)).collect();
+    assert!(parts.iter().all(|&p| p > 0 && p < whole), "{parts:?} of {whole}");
+    assert_eq!(
+        parts.iter().sum::<u64>(),
+        whole,
+        "the three shards together are the whole matrix"
+    );
 }
 
 #[test]

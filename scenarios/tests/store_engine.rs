@@ -113,17 +113,20 @@ fn shrinking_picks_the_earliest_power_cut_of_the_step() {
         .find(|i| i.invariant == Invariant::CommittedDurable)
         .expect("listed");
     let line = tearline::case::ReproLine::parse(durable.repro.as_deref().expect("line")).expect("parses");
+    let model_of = |repro: &str| tearline::case::ReproLine::parse(repro).and_then(|l| l.case.crash.map(|(m, _)| m));
+    let chosen = result
+        .failures
+        .iter()
+        .find(|g| g.repro == line.to_string())
+        .expect("the shrunk line is one of the failures");
+    assert_eq!(chosen.fault, "power-cut", "{line}");
+    assert!(chosen.step.is_some(), "{line} is not inside a step");
     let same_step_earlier = result.failures.iter().any(|f| {
         f.invariant == Invariant::CommittedDurable
             && f.fault == "power-cut"
             && f.syscall < line.case.syscall
-            && f.step.is_some()
-            && f.step
-                == result
-                    .failures
-                    .iter()
-                    .find(|g| g.repro == line.to_string())
-                    .and_then(|g| g.step.clone())
+            && f.step == chosen.step
+            && model_of(&f.repro) == model_of(&chosen.repro)
     });
     assert!(!same_step_earlier, "{line} is not the earliest of its step");
 }
