@@ -74,18 +74,9 @@ def connect(path, writable):
     return conn
 
 
-class CorrectedStore:
+class CorrectedStore(docstore.DocStore):
     NAME = "python-corrected"
-    CAPABILITIES = {
-        "remove": True,
-        "full_rebuild": True,
-        "vectors": True,
-        "exclusive_lock": True,
-        "source_files": True,
-    }
-    SOURCE_DIR = SOURCE_DIR
-    LOCK_FILE = LOCK
-    PROTECTED = [INDEX, docstore.INDEX_JOURNAL]
+    BACKUPS = [BACKUP]
 
     def __init__(self):
         self.conn = None
@@ -126,23 +117,6 @@ class CorrectedStore:
         except BaseException:
             self.close()
             raise
-
-    def close(self):
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-        if self.lock_fd is not None:
-            release_lock(self.lock_fd)
-            self.lock_fd = None
-
-    def remote_fault(self, fault):
-        if fault not in VectorStore.FAULTS:
-            raise StoreError(f"unknown remote fault {fault!r}")
-        self.vectors.fault = fault
-        return True
-
-    def observe(self):
-        return docstore.observe(backup_names=[BACKUP])
 
     def _require_lock(self):
         if self.lock_fd is None:

@@ -17,7 +17,7 @@ import json
 import os
 import sqlite3
 
-from tearline_driver import StoreError, fsync_dir, log, sha256_hex, write_durably
+from tearline_driver import StoreError, fsync_dir, log, release_lock, sha256_hex, write_durably
 
 SOURCE_DIR = "source"
 VECTORS_DIR = "vectors"
@@ -213,3 +213,39 @@ def observe(backup_names):
     if obs["missing_vectors"] or obs["orphan_vectors"]:
         log(f"observe: {obs['missing_vectors']} missing, {obs['orphan_vectors']} orphan vectors")
     return obs
+
+
+class DocStore:
+    """What both designs declare and do alike: the hello's fields, closing,
+    the remote fault switch, and the observation (with each design's own
+    backup names in BACKUPS). A design sets NAME and BACKUPS and keeps
+    `conn`, `lock_fd` and `vectors`."""
+
+    CAPABILITIES = {
+        "remove": True,
+        "full_rebuild": True,
+        "vectors": True,
+        "exclusive_lock": True,
+        "source_files": True,
+    }
+    SOURCE_DIR = SOURCE_DIR
+    LOCK_FILE = LOCK
+    PROTECTED = [INDEX, INDEX_JOURNAL]
+    BACKUPS = []
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+        if self.lock_fd is not None:
+            release_lock(self.lock_fd)
+            self.lock_fd = None
+
+    def remote_fault(self, fault):
+        if fault not in VectorStore.FAULTS:
+            raise StoreError(f"unknown remote fault {fault!r}")
+        self.vectors.fault = fault
+        return True
+
+    def observe(self):
+        return observe(backup_names=self.BACKUPS)

@@ -37,7 +37,6 @@ from tearline_driver import (
     fsync_dir,
     log,
     make_dir_durably,
-    release_lock,
     run,
     sha256_hex,
     take_lock,
@@ -51,18 +50,9 @@ OLD_INDEX = "index.db.old"
 SCHEMA = "CREATE TABLE IF NOT EXISTS docs (name TEXT PRIMARY KEY, hash TEXT NOT NULL, content TEXT NOT NULL, vector TEXT)"
 
 
-class OriginsStore:
+class OriginsStore(docstore.DocStore):
     NAME = "python-origins"
-    CAPABILITIES = {
-        "remove": True,
-        "full_rebuild": True,
-        "vectors": True,
-        "exclusive_lock": True,
-        "source_files": True,
-    }
-    SOURCE_DIR = SOURCE_DIR
-    LOCK_FILE = LOCK
-    PROTECTED = [INDEX, docstore.INDEX_JOURNAL]
+    BACKUPS = [OLD_INDEX]
 
     def __init__(self, rebuild_mode=None):
         self.rebuild_mode = rebuild_mode or os.environ.get("ORIGINS_REBUILD", "swap")
@@ -107,23 +97,6 @@ class OriginsStore:
             # the swap). The design has no way back; observe reports it.
             log(f"open: cannot open {INDEX}: {e}")
             self.conn = None
-
-    def close(self):
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-        if self.lock_fd is not None:
-            release_lock(self.lock_fd)
-            self.lock_fd = None
-
-    def remote_fault(self, fault):
-        if fault not in VectorStore.FAULTS:
-            raise StoreError(f"unknown remote fault {fault!r}")
-        self.vectors.fault = fault
-        return True
-
-    def observe(self):
-        return docstore.observe(backup_names=[OLD_INDEX])
 
     # -- operations --------------------------------------------------------
 
