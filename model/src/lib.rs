@@ -9,8 +9,8 @@
 //!   evidence.
 //! - [`guard`]: store calls under guard: a panic is a clean-error violation.
 //!
-//! It depends only on `tearline-sim-fs` (for the trace the lock invariant is
-//! read from).
+//! Of the workspace it depends only on `tearline-sim-fs` (for the trace the
+//! lock invariant is read from).
 
 pub mod contract;
 pub mod guard;
