@@ -8,8 +8,9 @@
 
 use std::time::Instant;
 
-use tearline::sqlite_atomic_commit::{
-    self, AtomicCommitWorkload, Case, CrashPick, JournalMode, MatrixOptions, Synchronous,
+use tearline::case::{CrashPick, Injection};
+use tearline::engine::{
+    self, AtomicCommitWorkload, EngineOptions, JournalMode, Part, SqliteSubject, Subject, Synchronous,
 };
 use tearline_sim_fs::{Fault, PersistenceModel};
 
@@ -40,29 +41,30 @@ fn measure(journal: JournalMode, sync: Synchronous, label: &str, transactions: u
             ..AtomicCommitWorkload::new(journal, sync)
         };
         let model = PersistenceModel::NothingUnsynced;
-        let options = MatrixOptions {
+        let options = EngineOptions {
             models: vec![model],
-            errno_faults: Vec::new(),
-            torn_writes: false,
-            ..MatrixOptions::default()
+            faults: vec![Fault::PowerCut],
+            ..EngineOptions::default()
         };
+        let subject = SqliteSubject::new(workload, 1);
         let started = Instant::now();
-        let report = sqlite_atomic_commit::run_matrix(&workload, &options, &mut |_, _| {}).expect("matrix");
+        let report = engine::run_part(&subject, &options, Part::WHOLE, &mut |_, _| {}).expect("matrix");
         let snapshot_secs = started.elapsed().as_secs_f64();
         assert!(report.failures.is_empty(), "{label} must pass power cuts");
         let snapshot_rate = report.states_checked as f64 / snapshot_secs;
 
         let points = report.crash_points;
+        let probe = subject.probe(options.seed).expect("probe");
         let step = (points / RERUN_SAMPLE).max(1);
         let started = Instant::now();
         let mut rerun_states = 0u64;
-        for syscall in (0..points).step_by(step as usize) {
-            let case = Case {
+        for syscall in (probe.start..=probe.end).step_by(step as usize) {
+            let injection = Injection {
                 syscall,
                 fault: Fault::PowerCut,
                 crash: Some((model, CrashPick::Distinct(0))),
             };
-            let outcome = sqlite_atomic_commit::replay(&workload, options.seed, &case).expect("replay");
+            let outcome = subject.replay(&probe, options.seed, &injection).expect("replay");
             rerun_states += outcome.states_checked;
         }
         let rerun_rate = rerun_states as f64 / started.elapsed().as_secs_f64();

@@ -18,9 +18,11 @@ use tearline_model::{
 };
 use tearline_sim_fs::{Fault, SyscallKind};
 
-use crate::engine::{Capacity, MountUnderRoot, Step, StoreScenario};
+use crate::engine::{
+    AtomicCommitWorkload, Capacity, JournalMode, MountUnderRoot, SqliteSubject, Step, StoreScenario, StoreSubject,
+    Subject, Synchronous,
+};
 use crate::report::FailureRecord;
-use crate::sqlite_atomic_commit::{AtomicCommitWorkload, Failure, JournalMode, MatrixReport, Synchronous};
 
 /// A known way a scenario breaks an invariant: a documented finding, or the
 /// point of a deliberately broken setup.
@@ -37,20 +39,11 @@ pub struct Finding {
 }
 
 impl Finding {
-    /// Whether a failed case is an instance of this finding.
-    pub fn explains(&self, failure: &Failure) -> bool {
-        self.invariants.contains(&failure.violation.invariant)
-            && (self.faults.is_empty() || self.faults.contains(&failure.case.fault))
-            && self.at.is_none_or(|op| failure.op == Some(op))
-    }
-
-    /// Whether a reported failure is an instance of this finding.
-    pub fn explains_record(&self, failure: &FailureRecord) -> bool {
+    /// Whether a failure is an instance of this finding.
+    pub fn explains(&self, failure: &FailureRecord) -> bool {
         self.invariants.contains(&failure.invariant)
-            && (self.faults.is_empty() || self.faults.iter().any(|f| f.to_string() == failure.fault))
-            && self
-                .at
-                .is_none_or(|op| failure.op.as_deref() == Some(op.to_string().as_str()))
+            && (self.faults.is_empty() || self.faults.contains(&failure.case.injection.fault))
+            && self.at.is_none_or(|op| failure.op == Some(op))
     }
 }
 
@@ -68,54 +61,26 @@ impl Expectation {
         Self::default()
     }
 
-    /// Whether reported failures meet the expectation, and if not, why.
-    pub fn judge_records(&self, failures: &[FailureRecord]) -> Result<(), String> {
+    /// Whether the failures a matrix found meet the expectation, and if not, why.
+    pub fn judge(&self, failures: &[FailureRecord]) -> Result<(), String> {
         if let Some(unexplained) = failures
             .iter()
-            .find(|f| !self.findings.iter().any(|finding| finding.explains_record(f)))
+            .find(|f| !self.findings.iter().any(|finding| finding.explains(f)))
         {
             return Err(format!(
                 "{} broke unexpectedly at {} ({}): {}",
                 unexplained.invariant,
-                unexplained.repro,
-                unexplained.op.as_deref().unwrap_or("after the last syscall"),
+                unexplained.case,
+                unexplained
+                    .op
+                    .map_or("after the last syscall".to_string(), |op| op.to_string()),
                 unexplained.evidence
             ));
         }
         if let Some(lost) = self
             .findings
             .iter()
-            .find(|finding| !failures.iter().any(|f| finding.explains_record(f)))
-        {
-            return Err(format!(
-                "a known finding no longer reproduces (the checks may have lost their teeth): {}",
-                lost.summary
-            ));
-        }
-        Ok(())
-    }
-
-    /// Whether a report meets the expectation, and if not, why.
-    pub fn judge(&self, report: &MatrixReport) -> Result<(), String> {
-        if let Some(unexplained) = report
-            .failures
-            .iter()
-            .find(|f| !self.findings.iter().any(|finding| finding.explains(f)))
-        {
-            return Err(format!(
-                "{} broke unexpectedly at {} ({}): {}",
-                unexplained.violation.invariant,
-                unexplained.case,
-                unexplained
-                    .op
-                    .map_or("after the last syscall".to_string(), |op| op.to_string()),
-                unexplained.violation.evidence
-            ));
-        }
-        if let Some(lost) = self
-            .findings
-            .iter()
-            .find(|finding| !report.failures.iter().any(|f| finding.explains(f)))
+            .find(|finding| !failures.iter().any(|f| finding.explains(f)))
         {
             return Err(format!(
                 "a known finding no longer reproduces (the checks may have lost their teeth): {}",
@@ -135,16 +100,16 @@ pub struct Scenario {
     pub description: &'static str,
     /// The workload.
     pub workload: AtomicCommitWorkload,
+    /// The scale it was sized at.
+    pub scale: u32,
     /// What it must show.
     pub expect: Expectation,
 }
 
-fn scenario(workload: AtomicCommitWorkload, expect: Expectation, description: &'static str) -> Scenario {
-    Scenario {
-        name: workload.name(),
-        description,
-        workload,
-        expect,
+impl Scenario {
+    /// The scenario as the engine runs it.
+    pub fn subject(&self) -> SqliteSubject {
+        SqliteSubject::new(self.workload.clone(), self.scale)
     }
 }
 
@@ -158,6 +123,13 @@ pub fn catalogue(scale: u32) -> Vec<Scenario> {
     };
     let mut no_sync = sized(JournalMode::Delete, Synchronous::Full);
     no_sync.skip_sync = true;
+    let scenario = |workload: AtomicCommitWorkload, expect, description| Scenario {
+        name: workload.name(),
+        description,
+        workload,
+        scale,
+        expect,
+    };
     let ignored_dir_sync_error = |invariant, summary| Finding {
         invariants: [invariant].into(),
         faults: vec![Fault::EIO, Fault::ENOSPC],
@@ -261,6 +233,15 @@ impl Entry {
         match self {
             Entry::Sqlite(s) => s.description,
             Entry::Store { scenario, .. } => &scenario.description,
+        }
+    }
+
+    /// The entry as the engine runs it against `factory` (SQLite's
+    /// matrices ignore the store).
+    pub fn subject<'a>(&'a self, factory: &'a dyn StoreFactory) -> Box<dyn Subject + 'a> {
+        match self {
+            Entry::Sqlite(s) => Box::new(s.subject()),
+            Entry::Store { scenario, .. } => Box::new(StoreSubject { factory, scenario }),
         }
     }
 

@@ -1,15 +1,15 @@
 //! Tearline's harness: the scenario catalogue, the crash-matrix engine and
 //! its reports, and the `tearline` binary.
 //!
-//! - [`engine`]: the crash matrix over the store contract
-//!   ([`tearline_model::StoreFactory`]): probe, every fault at every syscall,
-//!   recovery checks, shrinking, parallel workers.
-//! - [`sqlite_atomic_commit`]: SQLite's own atomic-commit matrix, the first
-//!   use of the simulated filesystem.
+//! - [`engine`]: the crash matrix over any [`engine::Subject`] (a store
+//!   through the contract, [`tearline_model::StoreFactory`], or SQLite's own
+//!   atomic-commit workload): probe, every fault at every syscall, recovery
+//!   checks, shrinking, parallel workers.
 //! - [`catalogue`]: every scenario by name, with what it must show.
 //! - [`certify`]: certification of any store against the catalogue, and
 //!   its [`certify::Certificate`].
-//! - [`case`]: a case and its repro line.
+//! - [`case`]: a case and its repro line (the one grammar).
+//! - [`replay`]: replaying a case from its line, and the trace printer.
 //! - [`report`]: the JSON and JUnit reports.
 //! - [`run`]: running catalogue entries, split, merged, shrunk and judged.
 //! - [`stores`]: the stores the `tearline` binary knows by name (today a
@@ -19,7 +19,7 @@ pub mod case;
 pub mod catalogue;
 pub mod certify;
 pub mod engine;
+pub mod replay;
 pub mod report;
 pub mod run;
-pub mod sqlite_atomic_commit;
 pub mod stores;

@@ -8,14 +8,14 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use tearline::case::{Case, ReproLine};
+use tearline::case::{Case, DEFAULT_SCALE, MAX_SCALE};
 use tearline::catalogue::{self, Entry};
 use tearline::engine::{self, EngineOptions, Part, WorkerCommand};
-use tearline::report::{InvariantStatus, RunReport, ScenarioResult};
+use tearline::report::{InvariantStatus, REPORT_SCHEMA_VERSION, RunReport};
 use tearline::run::{self, RunOptions};
-use tearline::{certify, sqlite_atomic_commit, stores};
+use tearline::{certify, replay, stores};
 use tearline_model::{Invariant, StoreFactory};
-use tearline_sim_fs::{Fault, SyscallKind};
+use tearline_sim_fs::Fault;
 
 /// Exit code when every scenario met its expectation.
 const EXIT_PASS: u8 = 0;
@@ -47,12 +47,12 @@ enum Command {
     Run(RunArgs),
     /// Replay one case from the line a failure printed, with its trace.
     Repro {
-        /// `<scenario>:<seed>:<syscall>:<fault>[:<model>:<pick>]` (SQLite
-        /// matrices: optionally `@<scale>` if the run used another scale than 2).
+        /// `<scenario>:<seed>:<syscall>:<fault>[:<model>:<d|s><n>][@<scale>]`,
+        /// as a failure printed it (see `tearline::case` for the grammar).
         line: String,
-        /// The store under test.
-        #[arg(long, default_value = stores::DEFAULT)]
-        store: String,
+        /// The store under test (default: the one the line names, else the reference store).
+        #[arg(long)]
+        store: Option<String>,
     },
     /// Certify a store: every applicable scenario, every invariant, and a
     /// certificate (pass/fail per invariant, with evidence).
@@ -87,7 +87,7 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::List { store } => list(&store),
         Command::Run(args) => run(args),
-        Command::Repro { line, store } => repro(&line, &store),
+        Command::Repro { line, store } => repro(&line, store.as_deref()),
         Command::Certify(args) => certify_command(args),
         Command::Explain { invariant } => explain(&invariant),
         Command::Worker {
@@ -216,7 +216,7 @@ struct RunArgs {
     #[arg(long)]
     jobs: Option<u64>,
     /// SQLite matrices' size multiplier (transactions = 6 x scale), 1 to 20.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=20))]
+    #[arg(long, default_value_t = DEFAULT_SCALE, value_parser = clap::value_parser!(u32).range(1..=MAX_SCALE as i64))]
     scale: u32,
     /// Write the JSON report here.
     #[arg(long)]
@@ -276,7 +276,7 @@ fn certify_command(args: CertifyArgs) -> u8 {
         },
     };
     if let Some(line) = &args.repro {
-        return print_reproduction(certify::reproduce(factory.as_ref(), line));
+        return print_reproduction(replay::reproduce_line(factory.as_ref(), line));
     }
     let faults = match parse_faults(&args.matrix.faults) {
         Ok(f) => f,
@@ -461,13 +461,13 @@ fn run(args: RunArgs) -> u8 {
             check_determinism: args.check_determinism,
             ..EngineOptions::default()
         },
-        scale: args.scale,
         shard,
         jobs,
         worker,
     };
     let started = Instant::now();
     let mut report = RunReport {
+        schema_version: REPORT_SCHEMA_VERSION,
         store: factory.name().to_string(),
         seed: args.matrix.seed,
         shard: format!("{}/{}", shard.0, shard.1),
@@ -506,12 +506,11 @@ fn run(args: RunArgs) -> u8 {
                 .take(args.show)
             {
                 eprintln!(
-                    "  {} broke at {} cases: {}\n    reproduce: tearline repro {}{}",
+                    "  {} broke at {} cases: {}\n    reproduce: tearline repro {}",
                     invariant.invariant,
                     invariant.failures,
                     invariant.evidence.as_deref().unwrap_or(""),
-                    invariant.repro.as_deref().unwrap_or("?"),
-                    store_flag(&args.matrix.store, &result)
+                    invariant.repro.as_ref().map_or("?".to_string(), |c| c.to_string()),
                 );
             }
         }
@@ -532,14 +531,6 @@ fn run(args: RunArgs) -> u8 {
         return EXIT_HARNESS_ERROR;
     }
     if report.passed() { EXIT_PASS } else { EXIT_VIOLATION }
-}
-
-fn store_flag(store: &str, result: &ScenarioResult) -> String {
-    if result.kind == "store" && store != stores::DEFAULT {
-        format!(" --store {store}")
-    } else {
-        String::new()
-    }
 }
 
 fn print_summary(report: &RunReport, seconds: &[f64]) {
@@ -583,7 +574,7 @@ fn print_summary(report: &RunReport, seconds: &[f64]) {
                     invariant.invariant,
                     invariant.failures,
                     invariant.evidence.as_deref().unwrap_or(""),
-                    invariant.repro.as_deref().unwrap_or("?")
+                    invariant.repro.as_ref().map_or("?".to_string(), |c| c.to_string())
                 );
             }
         }
@@ -622,7 +613,7 @@ fn worker(
         ..EngineOptions::default()
     };
     let mut last = 0;
-    let result = run::run_part(&entry, factory.as_ref(), &options, scale, part, &mut |done, total| {
+    let result = run::run_part(&entry, factory.as_ref(), &options, part, &mut |done, total| {
         let step = (total / 100).max(1);
         if done == total || done >= last + step {
             last = done;
@@ -647,45 +638,25 @@ fn worker(
     }
 }
 
-fn repro(line: &str, store: &str) -> u8 {
-    let (body, scale) = match line.rsplit_once('@') {
-        Some((body, scale)) => match scale.parse::<u32>() {
-            Ok(scale) => (body, scale),
-            Err(_) => {
-                eprintln!("error: bad scale in {line:?}");
-                return EXIT_HARNESS_ERROR;
-            }
-        },
-        None => (line, 2),
+fn repro(line: &str, store: Option<&str>) -> u8 {
+    let mut case: Case = match line.parse() {
+        Ok(case) => case,
+        Err(e) => {
+            eprintln!("error: {line:?}: {e}");
+            return EXIT_HARNESS_ERROR;
+        }
     };
-    let Some(parsed) = ReproLine::parse(body) else {
-        eprintln!("error: expected <scenario>:<seed>:<syscall>:<fault>[:<model>:<pick>], got {line:?}");
-        return EXIT_HARNESS_ERROR;
-    };
-    let factory = match factory(store) {
+    if let Some(store) = store {
+        case.store = store.to_string();
+    }
+    let factory = match factory(&case.store) {
         Ok(f) => f,
         Err(code) => return code,
     };
-    let Some(entry) = catalogue::find_entry(factory.as_ref(), &parsed.scenario, scale) else {
-        eprintln!("error: no scenario named {:?} (see `tearline list`)", parsed.scenario);
-        return EXIT_HARNESS_ERROR;
-    };
-    match entry {
-        Entry::Sqlite(scenario) => {
-            println!(
-                "SEED={} scenario={} case={} store={}",
-                parsed.seed,
-                parsed.scenario,
-                parsed.case,
-                factory.name()
-            );
-            repro_sqlite(&scenario.workload, parsed.seed, &parsed.case)
-        }
-        Entry::Store { .. } => print_reproduction(certify::reproduce(factory.as_ref(), body)),
-    }
+    print_reproduction(replay::reproduce(factory.as_ref(), &case))
 }
 
-fn print_reproduction(result: Result<certify::Reproduction, engine::HarnessError>) -> u8 {
+fn print_reproduction(result: Result<replay::Reproduction, engine::HarnessError>) -> u8 {
     match result {
         Ok(reproduction) => {
             print!("{}", reproduction.report);
@@ -698,39 +669,6 @@ fn print_reproduction(result: Result<certify::Reproduction, engine::HarnessError
         Err(e) => {
             eprintln!("error: {e}");
             EXIT_HARNESS_ERROR
-        }
-    }
-}
-
-fn repro_sqlite(workload: &sqlite_atomic_commit::AtomicCommitWorkload, seed: u64, case: &Case) -> u8 {
-    let outcome = match sqlite_atomic_commit::replay(workload, seed, case) {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            eprintln!("error: the harness failed: {e}");
-            return EXIT_HARNESS_ERROR;
-        }
-    };
-    println!("\ntrace around syscall {} (boot 0), then the reboot:", case.syscall);
-    for entry in outcome.trace.around(case.syscall, 8).filter(|e| e.boot == 0) {
-        let marker = if entry.index == case.syscall { ">>" } else { "  " };
-        println!("{marker} {entry}");
-    }
-    for entry in outcome.trace.entries().iter().filter(|e| e.op == SyscallKind::Reboot) {
-        println!("   {entry}");
-    }
-    let recovery = outcome.trace.entries().iter().filter(|e| e.boot > 0).count();
-    println!("   ... {recovery} syscalls of recovery and checking after the reboot");
-    match outcome.verdict {
-        Ok(()) => {
-            println!("\nresult: every invariant held");
-            EXIT_PASS
-        }
-        Err(violation) => {
-            println!(
-                "\nresult: {} broke\nevidence: {}",
-                violation.invariant, violation.evidence
-            );
-            EXIT_VIOLATION
         }
     }
 }

@@ -9,27 +9,96 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 use tearline_model::Invariant;
+use tearline_sim_fs::SyscallKind;
+
+use crate::case::Case;
+
+/// The version of the JSON report's shape: bumped whenever a field is
+/// added, removed or changes meaning.
+pub const REPORT_SCHEMA_VERSION: u32 = 2;
 
 /// One violation found at one case.
+///
+/// In JSON it keeps the shape readers know (`case_index`, `repro`,
+/// `syscall`, `fault`, `op`, `step`, `invariant`, `evidence`); the case
+/// travels as its repro line and is read back through the same grammar.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "FailureJson", try_from = "FailureJson")]
 pub struct FailureRecord {
-    /// The case's number in the matrix's enumeration (for SQLite's own
-    /// matrix: the syscall).
+    /// The case's number in the matrix's enumeration.
     pub case_index: u64,
-    /// The line `tearline repro` takes.
-    pub repro: String,
-    /// The syscall the fault struck.
-    pub syscall: u64,
-    /// The fault.
-    pub fault: String,
-    /// The syscall at that index (`None`: after the last one).
-    pub op: Option<String>,
+    /// The case (its `Display` is the line `tearline repro` takes).
+    pub case: Case,
+    /// The syscall at the case's index (`None`: after the last one).
+    pub op: Option<SyscallKind>,
     /// The workload step in flight (`None`: between steps or after the last).
     pub step: Option<String>,
     /// The invariant broken.
     pub invariant: Invariant,
     /// What was found.
     pub evidence: String,
+}
+
+/// [`FailureRecord`] as JSON: the case spelled out, for readers.
+#[derive(Serialize, Deserialize)]
+struct FailureJson {
+    case_index: u64,
+    repro: Case,
+    syscall: u64,
+    fault: String,
+    op: Option<String>,
+    step: Option<String>,
+    invariant: Invariant,
+    evidence: String,
+}
+
+impl From<FailureRecord> for FailureJson {
+    fn from(record: FailureRecord) -> Self {
+        FailureJson {
+            case_index: record.case_index,
+            repro: record.case.clone(),
+            syscall: record.case.injection.syscall,
+            fault: record.case.injection.fault.to_string(),
+            op: record.op.map(|op| op.to_string()),
+            step: record.step,
+            invariant: record.invariant,
+            evidence: record.evidence,
+        }
+    }
+}
+
+impl TryFrom<FailureJson> for FailureRecord {
+    type Error = String;
+
+    fn try_from(json: FailureJson) -> Result<Self, Self::Error> {
+        let case = json.repro;
+        if case.injection.syscall != json.syscall || case.injection.fault.to_string() != json.fault {
+            return Err(format!(
+                "repro {case} disagrees with syscall {} and fault {}",
+                json.syscall, json.fault
+            ));
+        }
+        let op = match json.op {
+            None => None,
+            Some(name) => Some(syscall_kind(&name).ok_or_else(|| format!("unknown syscall {name:?}"))?),
+        };
+        Ok(FailureRecord {
+            case_index: json.case_index,
+            case,
+            op,
+            step: json.step,
+            invariant: json.invariant,
+            evidence: json.evidence,
+        })
+    }
+}
+
+/// The syscall kind a trace calls `name`.
+fn syscall_kind(name: &str) -> Option<SyscallKind> {
+    SyscallKind::SYSCALLS
+        .into_iter()
+        .chain([SyscallKind::Reboot, SyscallKind::Unlock])
+        .find(|kind| kind.name() == name)
 }
 
 /// How one invariant fared in one scenario.
@@ -56,7 +125,7 @@ pub struct InvariantResult {
     /// Cases that broke it.
     pub failures: u64,
     /// The shrunk repro line of its first failure.
-    pub repro: Option<String>,
+    pub repro: Option<Case>,
     /// That failure's evidence.
     pub evidence: Option<String>,
     /// Whether replaying that line from scratch broke it again (`None`: not
@@ -99,6 +168,8 @@ pub struct ScenarioResult {
 /// A whole run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunReport {
+    /// The version of this report's shape ([`REPORT_SCHEMA_VERSION`]).
+    pub schema_version: u32,
     /// The store under test.
     pub store: String,
     /// The run seed.
@@ -179,7 +250,7 @@ impl RunReport {
                         let _ = writeln!(xml, ">\n      <skipped message=\"{}\"/>\n    </testcase>", escape(&why));
                     }
                     InvariantStatus::KnownFinding | InvariantStatus::Failed => {
-                        let repro = result.repro.clone().unwrap_or_default();
+                        let repro = result.repro.as_ref().map(|c| c.to_string()).unwrap_or_default();
                         let evidence = result.evidence.clone().unwrap_or_default();
                         let body = format!(
                             "tearline repro {repro}\n{evidence}\n({} failing cases)",

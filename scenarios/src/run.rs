@@ -2,22 +2,16 @@
 //! worker processes), merged, shrunk, and judged into a
 //! [`ScenarioResult`].
 
-use tearline_model::{Invariant, Operation, RebuildKind, StoreFactory};
-use tearline_sim_fs::Fault;
-
-use crate::case::ReproLine;
 use crate::catalogue::Entry;
 use crate::engine::{self, EngineOptions, HarnessError, Part, PartResult, Step, StoreScenario, WorkerCommand};
 use crate::report::{FailureRecord, InvariantResult, InvariantStatus, ScenarioResult};
-use crate::sqlite_atomic_commit::{self, MatrixOptions};
+use tearline_model::{Invariant, Operation, RebuildKind, StoreFactory};
 
 /// How a run is split and what it injects.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     /// The matrix options (seed, faults, models).
     pub engine: EngineOptions,
-    /// SQLite matrices' workload size multiplier. Default 2.
-    pub scale: u32,
     /// The CI shard `(i, n)`. Default `(0, 1)`.
     pub shard: (u64, u64),
     /// Local worker processes. Default 1.
@@ -30,25 +24,10 @@ impl Default for RunOptions {
     fn default() -> Self {
         Self {
             engine: EngineOptions::default(),
-            scale: 2,
             shard: (0, 1),
             jobs: 1,
             worker: None,
         }
-    }
-}
-
-/// The repro line of a SQLite-matrix case (with `@scale` unless it is 2).
-pub fn sqlite_repro(name: &str, seed: u64, case: &crate::case::Case, scale: u32) -> String {
-    let line = ReproLine {
-        scenario: name.to_string(),
-        seed,
-        case: case.clone(),
-    };
-    if scale == 2 {
-        line.to_string()
-    } else {
-        format!("{line}@{scale}")
     }
 }
 
@@ -57,66 +36,18 @@ pub fn run_part(
     entry: &Entry,
     factory: &dyn StoreFactory,
     options: &EngineOptions,
-    scale: u32,
     part: Part,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<PartResult, HarnessError> {
-    match entry {
-        Entry::Sqlite(scenario) => {
-            let matrix = MatrixOptions {
-                seed: options.seed,
-                models: if options.faults.contains(&Fault::PowerCut) {
-                    options.models.clone()
-                } else {
-                    Vec::new()
-                },
-                exhaustive_limit: options.exhaustive_limit,
-                samples_per_point: options.samples_per_point,
-                errno_faults: options
-                    .faults
-                    .iter()
-                    .copied()
-                    .filter(|f| matches!(f, Fault::Errno(_)))
-                    .collect(),
-                torn_writes: options.faults.contains(&Fault::TornWrite),
-                stride: 1,
-                part,
-            };
-            let report = sqlite_atomic_commit::run_matrix(&scenario.workload, &matrix, progress)
-                .map_err(|e| HarnessError(format!("{}: {e}", scenario.name)))?;
-            Ok(PartResult {
-                scenario: scenario.name.clone(),
-                workload_syscalls: report.workload_syscalls,
-                cases: report.workload_syscalls + 1,
-                crash_points: report.crash_points,
-                states_checked: report.states_checked,
-                workload_trace_hash: None,
-                failures: report
-                    .failures
-                    .iter()
-                    .map(|f| FailureRecord {
-                        case_index: f.case.syscall,
-                        repro: sqlite_repro(&scenario.name, options.seed, &f.case, scale),
-                        syscall: f.case.syscall,
-                        fault: f.case.fault.to_string(),
-                        op: f.op.map(|op| op.to_string()),
-                        step: None,
-                        invariant: f.violation.invariant,
-                        evidence: f.violation.evidence.clone(),
-                    })
-                    .collect(),
-            })
-        }
-        Entry::Store { scenario, .. } => {
-            if !scenario.missing(&factory.capabilities()).is_empty() {
-                return Ok(PartResult {
-                    scenario: scenario.name.clone(),
-                    ..PartResult::default()
-                });
-            }
-            engine::run_store_part(factory, scenario, options, part, progress)
-        }
+    if let Entry::Store { scenario, .. } = entry
+        && !scenario.missing(&factory.capabilities()).is_empty()
+    {
+        return Ok(PartResult {
+            scenario: scenario.name.clone(),
+            ..PartResult::default()
+        });
     }
+    engine::run_part(entry.subject(factory).as_ref(), options, part, progress)
 }
 
 fn has_op(scenario: &StoreScenario, wanted: impl Fn(&Operation) -> bool) -> bool {
@@ -215,24 +146,16 @@ pub fn run_entry(
         _ => {
             let mut results = Vec::new();
             for part in &parts {
-                results.push(run_part(
-                    entry,
-                    factory,
-                    &options.engine,
-                    options.scale,
-                    *part,
-                    &mut |d, t| progress(d, t),
-                )?);
+                results.push(run_part(entry, factory, &options.engine, *part, &mut |d, t| {
+                    progress(d, t)
+                })?);
             }
             results
         }
     };
     let merged = PartResult::merge(results);
-    let shrunk = match entry {
-        Entry::Store { scenario, .. } => engine::shrink::shrink(factory, scenario, seed, &merged)?,
-        Entry::Sqlite(_) => Vec::new(),
-    };
-    let verdict = entry.expect().judge_records(&merged.failures);
+    let shrunk = engine::shrink::shrink(entry.subject(factory).as_ref(), seed, &merged)?;
+    let verdict = entry.expect().judge(&merged.failures);
     for invariant in Invariant::ALL {
         let failing: Vec<&FailureRecord> = merged.failures.iter().filter(|f| f.invariant == invariant).collect();
         let status = if !applicable(entry, factory, invariant) && failing.is_empty() {
@@ -241,7 +164,7 @@ pub fn run_entry(
             InvariantStatus::Passed
         } else if failing
             .iter()
-            .all(|f| entry.expect().findings.iter().any(|k| k.explains_record(f)))
+            .all(|f| entry.expect().findings.iter().any(|k| k.explains(f)))
         {
             InvariantStatus::KnownFinding
         } else {
@@ -253,7 +176,7 @@ pub fn run_entry(
             invariant,
             status,
             failures: failing.len() as u64,
-            repro: example.map(|f| f.repro.clone()),
+            repro: example.map(|f| f.case.clone()),
             evidence: example.map(|f| f.evidence.clone()),
             reproduces: reported.map(|s| s.reproduces),
         });

@@ -61,12 +61,16 @@ fn the_union_of_the_shards_is_the_whole() {
         panic!("scenario");
     };
     let options = EngineOptions::default();
-    let whole = engine::run_store_part(&factory, &scenario, &options, Part::WHOLE, &mut |_, _| {}).expect("whole");
+    let subject = engine::StoreSubject {
+        factory: &factory,
+        scenario: &scenario,
+    };
+    let whole = engine::run_part(&subject, &options, Part::WHOLE, &mut |_, _| {}).expect("whole");
     for shards in [2, 3] {
         let mut parts = Vec::new();
         for shard in 0..shards {
             for part in Part::split(shard, shards, 2) {
-                parts.push(engine::run_store_part(&factory, &scenario, &options, part, &mut |_, _| {}).expect("part"));
+                parts.push(engine::run_part(&subject, &options, part, &mut |_, _| {}).expect("part"));
             }
         }
         let merged = PartResult::merge(parts);

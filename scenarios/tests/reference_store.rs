@@ -4,7 +4,6 @@
 //! each caught by its scenario with the invariant it breaks, and a repro
 //! line that reproduces it. The full matrix is `tearline run`.
 
-use tearline::case::ReproLine;
 use tearline::catalogue::{self, Entry};
 use tearline::engine::{self, EngineOptions};
 use tearline::run::{RunOptions, run_entry};
@@ -51,7 +50,7 @@ fn the_reference_store_passes_a_smoke_matrix_of_every_store_scenario() {
             .failures
             .iter()
             .take(3)
-            .map(|f| format!("{} {}: {}", f.repro, f.invariant, f.evidence))
+            .map(|f| format!("{} {}: {}", f.case, f.invariant, f.evidence))
             .collect();
         assert!(
             result.passed,
@@ -108,7 +107,8 @@ fn every_known_bad_variant_is_caught_with_a_repro_line_that_reproduces() {
                     variant.breaks()
                 )
             });
-        let line = ReproLine::parse(&hit.repro).expect("the repro line parses");
+        let line: tearline::case::Case = hit.case.to_string().parse().expect("the repro line parses");
+        assert_eq!(line, hit.case);
         let Entry::Store {
             scenario: store_scenario,
             ..
@@ -116,16 +116,20 @@ fn every_known_bad_variant_is_caught_with_a_repro_line_that_reproduces() {
         else {
             panic!("{scenario} is a store scenario");
         };
-        let (replay, _) = engine::replay(&factory, store_scenario, line.seed, &line.case).expect("replay");
+        let subject = engine::StoreSubject {
+            factory: &factory,
+            scenario: store_scenario,
+        };
+        let (replay, _) = engine::replay(&subject, line.seed, &line.injection).expect("replay");
         assert!(
             replay.violations.iter().any(|v| v.invariant == hit.invariant),
             "{}: `tearline repro {}` did not reproduce {}: {:?}",
             factory.name(),
-            hit.repro,
+            hit.case,
             hit.invariant,
             replay.violations
         );
-        caught.push(format!("{} -> {} ({})", factory.name(), hit.invariant, hit.repro));
+        caught.push(format!("{} -> {} ({})", factory.name(), hit.invariant, hit.case));
     }
     eprintln!("{}", caught.join("\n"));
     assert_eq!(caught.len(), 8, "every known-bad variant: {caught:?}");

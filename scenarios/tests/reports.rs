@@ -1,7 +1,7 @@
 //! The JSON and JUnit reports, snapshot-tested (wall times redacted).
 
 use tearline::catalogue;
-use tearline::report::RunReport;
+use tearline::report::{REPORT_SCHEMA_VERSION, RunReport};
 use tearline::run::{self, RunOptions};
 use tearline::stores::file_per_doc::FilePerDocFactory;
 use tearline_model::StoreFactory;
@@ -16,6 +16,7 @@ fn report(factory: &dyn StoreFactory, names: &[&str]) -> RunReport {
         })
         .collect();
     RunReport {
+        schema_version: REPORT_SCHEMA_VERSION,
         store: factory.name().to_string(),
         seed: options.engine.seed,
         shard: "0/1".to_string(),

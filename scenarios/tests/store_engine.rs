@@ -8,6 +8,7 @@ use tearline::report::InvariantStatus;
 use tearline::run::{self, RunOptions};
 use tearline::stores::file_per_doc::FilePerDocFactory;
 use tearline_model::{Invariant, StoreFactory};
+use tearline_sim_fs::Fault;
 
 fn entry(factory: &dyn StoreFactory, name: &str) -> Entry {
     catalogue::find_entry(factory, name, 1).unwrap_or_else(|| panic!("no scenario {name}"))
@@ -76,13 +77,18 @@ fn the_store_without_fsync_is_caught_and_its_repro_line_reproduces() {
         .expect("listed");
     assert_eq!(durable.status, InvariantStatus::Failed);
     assert_eq!(durable.reproduces, Some(true), "the shrunk line re-checked");
-    let line = durable.repro.clone().expect("a repro line");
+    let line = durable.repro.clone().expect("a repro line").to_string();
     // The line replays from scratch to the same violation.
-    let parsed = tearline::case::ReproLine::parse(&line).expect("parses");
+    let parsed: tearline::case::Case = line.parse().expect("parses");
     let Entry::Store { scenario, .. } = entry else {
         panic!("a store scenario")
     };
-    let (replay, step) = engine::replay(&factory, &scenario, parsed.seed, &parsed.case).expect("replays");
+    let subject = engine::StoreSubject {
+        factory: &factory,
+        scenario: &scenario,
+    };
+    let (replay, probe) = engine::replay(&subject, parsed.seed, &parsed.injection).expect("replays");
+    let step = probe.step_name(parsed.injection.syscall);
     assert!(
         replay
             .violations
@@ -94,10 +100,11 @@ fn the_store_without_fsync_is_caught_and_its_repro_line_reproduces() {
     assert!(step.is_some(), "a step was in flight");
     // Every reported failure names a case that parses.
     for failure in &result.failures {
-        assert!(
-            tearline::case::ReproLine::parse(&failure.repro).is_some(),
-            "{}",
-            failure.repro
+        let line = failure.case.to_string();
+        assert_eq!(
+            line.parse::<tearline::case::Case>().as_ref(),
+            Ok(&failure.case),
+            "{line}"
         );
     }
 }
@@ -112,21 +119,21 @@ fn shrinking_picks_the_earliest_power_cut_of_the_step() {
         .iter()
         .find(|i| i.invariant == Invariant::CommittedDurable)
         .expect("listed");
-    let line = tearline::case::ReproLine::parse(durable.repro.as_deref().expect("line")).expect("parses");
-    let model_of = |repro: &str| tearline::case::ReproLine::parse(repro).and_then(|l| l.case.crash.map(|(m, _)| m));
+    let line = durable.repro.clone().expect("line");
+    let model_of = |case: &tearline::case::Case| case.injection.crash.map(|(m, _)| m);
     let chosen = result
         .failures
         .iter()
-        .find(|g| g.repro == line.to_string())
+        .find(|g| g.case == line)
         .expect("the shrunk line is one of the failures");
-    assert_eq!(chosen.fault, "power-cut", "{line}");
+    assert_eq!(chosen.case.injection.fault, Fault::PowerCut, "{line}");
     assert!(chosen.step.is_some(), "{line} is not inside a step");
     let same_step_earlier = result.failures.iter().any(|f| {
         f.invariant == Invariant::CommittedDurable
-            && f.fault == "power-cut"
-            && f.syscall < line.case.syscall
+            && f.case.injection.fault == Fault::PowerCut
+            && f.case.injection.syscall < line.injection.syscall
             && f.step == chosen.step
-            && model_of(&f.repro) == model_of(&chosen.repro)
+            && model_of(&f.case) == model_of(&chosen.case)
     });
     assert!(!same_step_earlier, "{line} is not the earliest of its step");
 }

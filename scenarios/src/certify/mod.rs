@@ -28,12 +28,12 @@
 
 pub mod certificate;
 
-use tearline_model::{Invariant, StoreFactory, Violation};
-use tearline_sim_fs::{Fault, PersistenceModel, SyscallKind, Trace};
+use tearline_model::{Invariant, StoreFactory};
+use tearline_sim_fs::{Fault, PersistenceModel};
 
+pub use crate::replay::Reproduction;
 pub use certificate::{Certificate, FailureExample, InvariantLine, ScenarioLine, Verdict};
 
-use crate::case::ReproLine;
 use crate::catalogue::{self, Entry};
 use crate::engine::{self, EngineOptions, HarnessError};
 use crate::report::{InvariantStatus, ScenarioResult};
@@ -145,7 +145,8 @@ pub fn certify_with_progress(
             (entry, result.workload_trace_hash, options.measure_repeatability)
         {
             compared += 1;
-            if engine::workload_trace_hash(factory, scenario, options.seed)? != first {
+            let subject = engine::StoreSubject { factory, scenario };
+            if engine::workload_trace_hash(&subject, options.seed)? != first {
                 differed.push(name);
             }
         }
@@ -209,7 +210,7 @@ fn build(factory: &dyn StoreFactory, options: &CertifyOptions, results: &[Scenar
                     line.failures.push(FailureExample {
                         scenario: result.scenario.clone(),
                         cases: found.failures,
-                        repro: found.repro.clone().unwrap_or_default(),
+                        repro: found.repro.as_ref().map(|c| c.to_string()).unwrap_or_default(),
                         evidence: found.evidence.clone().unwrap_or_default(),
                         reproduces: found.reproduces,
                     });
@@ -293,89 +294,8 @@ pub fn assert_certified(certificate: &Certificate) {
     panic!("{message}");
 }
 
-/// What replaying one repro line found.
-#[derive(Debug)]
-pub struct Reproduction {
-    /// The invariants broken (empty: every invariant held).
-    pub violations: Vec<Violation>,
-    /// The replay, in words: the step in flight, the trace around the
-    /// fault, the recovery.
-    pub report: String,
-}
-
-/// Replays one repro line of a store scenario against `factory`, from
-/// scratch, and describes what happened.
+/// Replays one repro line of a certificate against `factory`, from
+/// scratch, and describes what happened ([`crate::replay::reproduce_line`]).
 pub fn reproduce(factory: &dyn StoreFactory, line: &str) -> Result<Reproduction, HarnessError> {
-    let parsed = ReproLine::parse(line).ok_or_else(|| {
-        HarnessError(format!(
-            "expected <scenario>:<seed>:<syscall>:<fault>[:<model>:<pick>], got {line:?}"
-        ))
-    })?;
-    let Some(Entry::Store { scenario, .. }) = catalogue::find_entry(factory, &parsed.scenario, 2) else {
-        return Err(HarnessError(format!(
-            "no store scenario named {:?} (see `tearline list`)",
-            parsed.scenario
-        )));
-    };
-    let missing = scenario.missing(&factory.capabilities());
-    if !missing.is_empty() {
-        return Err(HarnessError(format!(
-            "{} is not applicable to {}: lacks {}",
-            scenario.name,
-            factory.name(),
-            missing.join(", ")
-        )));
-    }
-    let (replay, step) = engine::replay(factory, &scenario, parsed.seed, &parsed.case)?;
-    let mut report = format!(
-        "SEED={} scenario={} case={} store={}\nworkload: syscalls {}..{}; in flight at {}: {}\n",
-        parsed.seed,
-        parsed.scenario,
-        parsed.case,
-        factory.name(),
-        replay.workload.0,
-        replay.workload.1,
-        parsed.case.syscall,
-        step.as_deref().unwrap_or("nothing (between steps or after the last)")
-    );
-    report.push_str(&format!("\ntrace around syscall {} (boot 0):\n", parsed.case.syscall));
-    for entry in replay.trace.around(parsed.case.syscall, 8).filter(|e| e.boot == 0) {
-        let marker = if entry.index == parsed.case.syscall { ">>" } else { "  " };
-        report.push_str(&format!("{marker} {entry}\n"));
-    }
-    report.push_str(&recovery(&replay.trace));
-    if replay.violations.is_empty() {
-        report.push_str("\nresult: every invariant held\n");
-    }
-    for violation in &replay.violations {
-        report.push_str(&format!(
-            "\nresult: {} broke\nevidence: {}\n",
-            violation.invariant, violation.evidence
-        ));
-    }
-    Ok(Reproduction {
-        violations: replay.violations,
-        report,
-    })
-}
-
-/// The syscalls after the fault: restart, reboot, recovery (the first 40).
-fn recovery(trace: &Trace) -> String {
-    let entries = trace.entries();
-    let first_after = entries
-        .iter()
-        .position(|e| e.op == SyscallKind::Reboot || e.fault.is_some())
-        .unwrap_or(entries.len());
-    let tail = &entries[first_after..];
-    let mut text = format!(
-        "\nafter the fault ({} syscalls of restart, reboot and recovery):\n",
-        tail.len()
-    );
-    for entry in tail.iter().take(40) {
-        text.push_str(&format!("   {entry}\n"));
-    }
-    if tail.len() > 40 {
-        text.push_str(&format!("   ... {} more\n", tail.len() - 40));
-    }
-    text
+    crate::replay::reproduce_line(factory, line)
 }

@@ -14,6 +14,7 @@ use tearline_sim_fs::{Fault, FaultPlan, Fs, FsExt, SimFs, Trace};
 
 use super::HarnessError;
 use super::scenario::{Capacity, Step, StoreScenario, store_root};
+use super::subject::Mark;
 
 /// Runs one store call: a panic, or more syscalls than the budget allows
 /// (a hang), is a clean-error violation.
@@ -44,13 +45,6 @@ pub(crate) fn plan(fault: Option<(u64, Fault)>, budget_end: u64) -> FaultPlan {
         None => FaultPlan::none(),
     };
     plan.at(budget_end, Fault::ProcessCrash)
-}
-
-/// The model as it stood from syscall `at` on.
-#[derive(Clone, Debug)]
-pub(crate) struct Mark {
-    pub at: u64,
-    pub model: Model,
 }
 
 /// Whether the workload goes on after a step.

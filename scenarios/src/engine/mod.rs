@@ -1,4 +1,8 @@
-//! The crash-matrix engine over the store contract.
+//! The crash-matrix engine: one engine for every [`Subject`] — a store
+//! scenario through the contract ([`StoreSubject`]) or SQLite's own
+//! atomic-commit workload ([`SqliteSubject`]) — sharing the enumeration of
+//! cases, the parts, the checks after a power cut, shrinking and the
+//! failure records.
 //!
 //! Fault model (what a store under test must survive), per syscall of the
 //! scenario's workload:
@@ -32,18 +36,22 @@ pub mod matrix;
 pub mod parallel;
 pub mod scenario;
 pub mod shrink;
+pub mod sqlite;
+pub mod store;
+pub mod subject;
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use tearline_model::StoreFactory;
 use tearline_sim_fs::{Fault, PersistenceModel};
 
-pub use matrix::Replay;
 pub use parallel::{Part, WorkerCommand};
 pub use scenario::{Capacity, MountUnderRoot, Step, StoreScenario};
+pub use sqlite::{AtomicCommitWorkload, JournalMode, SqliteSubject, Synchronous};
+pub use store::StoreSubject;
+pub use subject::{Probe, Replay, Subject};
 
-use crate::case::{Case, ReproLine};
+use crate::case::Injection;
 use crate::report::FailureRecord;
 
 /// The harness itself failed (not the store): bad setup, a fault-free
@@ -139,19 +147,18 @@ impl PartResult {
     }
 }
 
-/// Runs the cases of `part` of a store scenario's matrix in this process.
-pub fn run_store_part(
-    factory: &dyn StoreFactory,
-    scenario: &StoreScenario,
+/// Runs the cases of `part` of a subject's matrix in this process.
+pub fn run_part(
+    subject: &dyn Subject,
     options: &EngineOptions,
     part: Part,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<PartResult, HarnessError> {
-    let probe = matrix::probe(factory, scenario, options.seed)?;
-    let cases = matrix::enumerate(&probe, options);
-    let outcomes = matrix::run_cases(factory, scenario, &probe, &cases, options, part, progress)?;
+    let probe = subject.probe(options.seed)?;
+    let cases = matrix::enumerate(subject, &probe, options);
+    let outcomes = matrix::run_cases(subject, &probe, &cases, options, part, progress)?;
     let mut result = PartResult {
-        scenario: scenario.name.clone(),
+        scenario: subject.name().to_string(),
         workload_syscalls: probe.end - probe.start,
         cases: cases.len() as u64,
         workload_trace_hash: Some(probe.trace_hash),
@@ -164,63 +171,33 @@ pub fn run_store_part(
         }
         result.states_checked += outcome.states_checked;
         for violation in outcome.violations {
-            result.failures.push(failure_record(
-                scenario,
-                options.seed,
-                &probe,
-                index,
-                &planned.case,
-                violation,
-            ));
+            result.failures.push(FailureRecord {
+                case_index: index,
+                case: subject.case(options.seed, planned.injection.clone()),
+                op: probe.op_at(planned.injection.syscall),
+                step: probe.step_name(planned.injection.syscall),
+                invariant: violation.invariant,
+                evidence: violation.evidence,
+            });
         }
     }
     Ok(result)
 }
 
-fn failure_record(
-    scenario: &StoreScenario,
-    seed: u64,
-    probe: &matrix::Probe,
-    index: u64,
-    case: &Case,
-    violation: tearline_model::Violation,
-) -> FailureRecord {
-    FailureRecord {
-        case_index: index,
-        repro: ReproLine {
-            scenario: scenario.name.clone(),
-            seed,
-            case: case.clone(),
-        }
-        .to_string(),
-        syscall: case.syscall,
-        fault: case.fault.to_string(),
-        op: probe.op_at(case.syscall).map(|op| op.to_string()),
-        step: probe.step_at(case.syscall).map(|i| scenario.workload[i].describe()),
-        invariant: violation.invariant,
-        evidence: violation.evidence,
-    }
-}
-
 /// The hash of a fresh fault-free probe's trace, to compare with a
-/// [`PartResult::workload_trace_hash`]: do the store's syscalls repeat?
-pub fn workload_trace_hash(
-    factory: &dyn StoreFactory,
-    scenario: &StoreScenario,
-    seed: u64,
-) -> Result<u64, HarnessError> {
-    matrix::probe(factory, scenario, seed).map(|probe| probe.trace_hash)
+/// [`PartResult::workload_trace_hash`]: do the subject's syscalls repeat?
+pub fn workload_trace_hash(subject: &dyn Subject, seed: u64) -> Result<u64, HarnessError> {
+    subject.probe(seed).map(|probe| probe.trace_hash)
 }
 
-/// Replays one case of a store scenario from scratch, with its trace.
-pub fn replay(
-    factory: &dyn StoreFactory,
-    scenario: &StoreScenario,
-    seed: u64,
-    case: &Case,
-) -> Result<(Replay, Option<String>), HarnessError> {
-    let probe = matrix::probe(factory, scenario, seed)?;
-    let replay = matrix::replay_case(factory, scenario, seed, probe.budget(), probe.end, case)?;
-    let step = probe.step_at(case.syscall).map(|i| scenario.workload[i].describe());
-    Ok((replay, step))
+/// Replays one injection from scratch, after one probe (which gives the
+/// workload's extent, the step in flight, and the budget), refusing an
+/// injection that cannot strike the workload.
+pub fn replay(subject: &dyn Subject, seed: u64, injection: &Injection) -> Result<(Replay, Probe), HarnessError> {
+    let probe = subject.probe(seed)?;
+    if let Some(why) = probe.refuse(injection) {
+        return Err(HarnessError(format!("{}: {why}", subject.name())));
+    }
+    let replay = subject.replay(&probe, seed, injection)?;
+    Ok((replay, probe))
 }

@@ -1,0 +1,206 @@
+//! A store scenario as a [`Subject`]: the workload driven through the
+//! contract ([`StoreFactory`]), a writable reopen + observation + checks
+//! after every fault, and the lock invariant read off every trace.
+
+use tearline_model::{Model, StoreFactory};
+use tearline_sim_fs::{HaltKind, Mount, PersistenceModel, SimConfig, SimFs, SyscallKind};
+
+use super::HarnessError;
+use super::driver::{self, Driver};
+use super::scenario::{StoreScenario, store_root};
+use super::subject::{Mark, Probe, Replay, Subject};
+use crate::case::{Case, DEFAULT_SCALE, Injection, resolve_crash};
+
+/// A store scenario run against one store.
+pub struct StoreSubject<'a> {
+    /// The store.
+    pub factory: &'a dyn StoreFactory,
+    /// The scenario.
+    pub scenario: &'a StoreScenario,
+}
+
+/// The machine a scenario runs on, for a seed.
+fn machine_config(scenario: &StoreScenario, seed: u64) -> SimConfig {
+    let mut config = SimConfig::with_seed(seed);
+    config.mounts = scenario
+        .mounts
+        .iter()
+        .map(|m| Mount {
+            path: store_root().join(&m.relative),
+            capacity_bytes: m.capacity_bytes,
+        })
+        .collect();
+    config
+}
+
+impl Subject for StoreSubject<'_> {
+    fn name(&self) -> &str {
+        &self.scenario.name
+    }
+
+    fn case(&self, seed: u64, injection: Injection) -> Case {
+        Case {
+            scenario: self.scenario.name.clone(),
+            seed,
+            injection,
+            scale: DEFAULT_SCALE,
+            store: self.factory.name().to_string(),
+        }
+    }
+
+    fn probe(&self, seed: u64) -> Result<Probe, HarnessError> {
+        let (factory, scenario) = (self.factory, self.scenario);
+        let config = machine_config(scenario, seed);
+        let fs = SimFs::new(config.clone());
+        let mut driver = Driver::boot(factory, scenario, fs.clone())?;
+        let start = fs.syscall_count();
+        driver.marks.clear();
+        driver.marks.push(Mark {
+            at: start,
+            model: driver.model.clone(),
+        });
+        fs.record_snapshots(true);
+        let finished = driver.workload(&scenario.workload)?;
+        driver.close();
+        let end = fs.syscall_count();
+        let mut snapshots = fs.take_snapshots();
+        snapshots.push(fs.snapshot());
+        fs.record_snapshots(false);
+        if !finished && !scenario.fault_free_failure_allowed {
+            return Err(HarnessError(format!(
+                "{}: the fault-free workload stopped (a step failed without a fault): {:?}",
+                scenario.name, driver.violations
+            )));
+        }
+        let trace = fs.trace();
+        let ops: Vec<SyscallKind> = trace
+            .entries()
+            .iter()
+            .filter(|e| e.index >= start && e.boot == 0)
+            .map(|e| e.op)
+            .collect();
+        let mut owners = vec![None; (end - start) as usize];
+        let starts = &driver.step_starts;
+        for (n, &(first, step)) in starts.iter().enumerate() {
+            let last = starts.get(n + 1).map_or(end, |next| next.0);
+            if scenario.workload[step].is_store_call() {
+                for owner in &mut owners[(first - start) as usize..(last - start) as usize] {
+                    *owner = Some(step);
+                }
+            }
+        }
+        let mut violations = std::mem::take(&mut driver.violations);
+        violations.extend(driver::check_trace(factory, &fs, &trace));
+        violations.extend(driver::full_sync_checks(factory, scenario, SimFs::new(config))?);
+        if snapshots.len() as u64 != end - start + 1 || ops.len() as u64 != end - start {
+            return Err(HarnessError(format!(
+                "{}: the probe recorded {} snapshots and {} syscalls for {} workload syscalls",
+                scenario.name,
+                snapshots.len(),
+                ops.len(),
+                end - start
+            )));
+        }
+        Ok(Probe {
+            seed,
+            start,
+            end,
+            snapshots,
+            ops,
+            owners,
+            steps: scenario.workload.iter().map(|s| s.describe()).collect(),
+            marks: driver.marks,
+            crash_seed: fs.crash_seed(),
+            trace_hash: trace.hash(),
+            violations,
+        })
+    }
+
+    fn check_power_cut(&self, probe: &Probe, at: u64, booted: &SimFs) -> Vec<tearline_model::Violation> {
+        let budget_end = booted.syscall_count() + probe.budget();
+        booted.set_fault_plan(driver::plan(None, budget_end));
+        let recovered = driver::recover_and_check(self.factory, booted, &probe.model_at(at), budget_end);
+        let mut violations = recovered.violations;
+        violations.extend(driver::check_trace(self.factory, booted, &booted.trace()));
+        violations
+    }
+
+    /// A fresh machine, the setup, the workload with the fault injected at
+    /// the case's syscall; then, for a power cut, the reboot under the
+    /// case's outcome; otherwise a restart in a new process and then a power
+    /// cut that keeps nothing unsynced (but a torn write's sectors). After
+    /// each, a writable open, an observation and the checks.
+    fn replay(&self, probe: &Probe, seed: u64, injection: &Injection) -> Result<Replay, HarnessError> {
+        let (factory, scenario) = (self.factory, self.scenario);
+        let fs = SimFs::new(machine_config(scenario, seed));
+        let mut driver = Driver::boot(factory, scenario, fs.clone())?;
+        let start = fs.syscall_count();
+        let budget_end = start + probe.budget();
+        driver.budget_end = budget_end;
+        fs.set_fault_plan(driver::plan(Some((injection.syscall, injection.fault)), budget_end));
+        let finished = driver.workload(&scenario.workload)?;
+        if fs.halted().is_none() {
+            driver.close();
+        }
+        let end = fs.syscall_count();
+        // The plan was for the workload: a fault it did not reach must not
+        // strike the recovery instead.
+        fs.set_fault_plan(driver::plan(None, budget_end));
+        let mut violations = std::mem::take(&mut driver.violations);
+        let mut model: Model = driver.model.clone();
+        let mut states_checked = 0;
+        match &injection.crash {
+            Some((persistence, pick)) => {
+                if finished && injection.syscall == probe.end {
+                    violations.extend(driver::full_sync_checks(
+                        factory,
+                        scenario,
+                        SimFs::new(machine_config(scenario, seed)),
+                    )?);
+                }
+                let choice = resolve_crash(&fs.snapshot(), *persistence, *pick, fs.crash_seed()).ok_or_else(|| {
+                    HarnessError(format!(
+                        "no outcome {pick:?} of a power cut at syscall {}",
+                        injection.syscall
+                    ))
+                })?;
+                fs.power_cut();
+                let rebooted = fs.reboot_with(*persistence, &choice);
+                let reboot_budget = rebooted.syscall_count() + probe.budget();
+                rebooted.set_fault_plan(driver::plan(None, reboot_budget));
+                states_checked += 1;
+                violations.extend(driver::recover_and_check(factory, &rebooted, &model, reboot_budget).violations);
+            }
+            None => {
+                let power_off = fs.halted().is_some_and(|h| h.kind == HaltKind::PowerCut);
+                if !power_off {
+                    // The process that saw the fault gives up and exits.
+                    fs.crash_process();
+                    let restarted = fs.spawn_process();
+                    states_checked += 1;
+                    let recovered = driver::recover_and_check(factory, &restarted, &model, budget_end);
+                    if let Some(observation) = &recovered.observation
+                        && recovered.violations.is_empty()
+                    {
+                        driver::settle(&mut model, observation, &driver.caps);
+                    }
+                    violations.extend(recovered.violations);
+                }
+                let persistence = PersistenceModel::NothingUnsynced;
+                let rebooted = fs.reboot_with(persistence, &fs.crash_choice(persistence));
+                let reboot_budget = rebooted.syscall_count() + probe.budget();
+                rebooted.set_fault_plan(driver::plan(None, reboot_budget));
+                states_checked += 1;
+                violations.extend(driver::recover_and_check(factory, &rebooted, &model, reboot_budget).violations);
+            }
+        }
+        let trace = fs.trace();
+        violations.extend(driver::check_trace(factory, &fs, &trace));
+        Ok(Replay {
+            violations: driver::first_of_each(violations),
+            states_checked,
+            trace,
+            workload: (start, end),
+        })
+    }
+}

@@ -1,0 +1,162 @@
+//! What the engine runs a crash matrix over: a [`Subject`] (a store
+//! scenario through the contract, or SQLite's own atomic-commit workload),
+//! the fault-free [`Probe`] it gives, and the [`Replay`] of one case.
+//!
+//! The engine owns everything a subject shares: enumerating the cases,
+//! splitting them over parts, checking power cuts from the probe's
+//! snapshots, shrinking, the failure records and the repro lines. A
+//! subject says only how to run its workload, how to check a machine after
+//! a fault, and how to replay one case from scratch.
+
+use tearline_model::{Model, Violation};
+use tearline_sim_fs::{Fault, SimFs, SimSnapshot, SyscallKind, Trace};
+
+use super::HarnessError;
+use crate::case::{Case, Injection};
+
+/// A workload the crash matrix can run, fault-free and with one fault.
+pub trait Subject {
+    /// The scenario's catalogue name.
+    fn name(&self) -> &str;
+
+    /// The repro line of an injection into this subject on `seed`.
+    fn case(&self, seed: u64, injection: Injection) -> Case;
+
+    /// Whether the matrix injects `fault` into this subject (default: every fault).
+    fn takes(&self, fault: Fault) -> bool {
+        let _ = fault;
+        true
+    }
+
+    /// Runs the workload fault-free on a fresh machine for `seed`, with a
+    /// snapshot before every workload syscall.
+    fn probe(&self, seed: u64) -> Result<Probe, HarnessError>;
+
+    /// Checks a machine booted after a power cut before syscall `at`
+    /// (recovery, observation, every invariant it can show).
+    fn check_power_cut(&self, probe: &Probe, at: u64, booted: &SimFs) -> Vec<Violation>;
+
+    /// Replays one injection from scratch: a fresh machine, the workload
+    /// with the fault, then the recovery and the checks.
+    fn replay(&self, probe: &Probe, seed: u64, injection: &Injection) -> Result<Replay, HarnessError>;
+}
+
+/// The model as it stood from syscall `at` on.
+#[derive(Clone, Debug)]
+pub struct Mark {
+    /// The first syscall it holds for.
+    pub at: u64,
+    /// The model.
+    pub model: Model,
+}
+
+/// The fault-free run a matrix is built from.
+pub struct Probe {
+    /// The run seed.
+    pub seed: u64,
+    /// The first workload syscall.
+    pub start: u64,
+    /// One past the last workload syscall.
+    pub end: u64,
+    /// A snapshot before each workload syscall, and one after the last.
+    pub snapshots: Vec<SimSnapshot>,
+    /// The syscall at each index in `start..end`.
+    pub ops: Vec<SyscallKind>,
+    /// The workload step that made each syscall in `start..end` (`None`:
+    /// the harness, never a fault point).
+    pub owners: Vec<Option<usize>>,
+    /// Each workload step, described.
+    pub steps: Vec<String>,
+    /// The model as the workload went.
+    pub marks: Vec<Mark>,
+    /// The machine's crash seed (sampled power-cut outcomes derive from it).
+    pub crash_seed: u64,
+    /// The hash of the probe's whole trace.
+    pub trace_hash: u64,
+    /// What the fault-free run itself broke.
+    pub violations: Vec<Violation>,
+}
+
+impl Probe {
+    /// The budget: a case may make this many syscalls past its start.
+    pub fn budget(&self) -> u64 {
+        self.end.saturating_mul(50).max(10_000)
+    }
+
+    /// The model as it stood before syscall `at`.
+    pub fn model_at(&self, at: u64) -> Model {
+        self.marks
+            .iter()
+            .rev()
+            .find(|m| m.at <= at)
+            .map(|m| m.model.clone())
+            .unwrap_or_default()
+    }
+
+    /// The syscall at index `at`, if it is a workload syscall.
+    pub fn op_at(&self, at: u64) -> Option<SyscallKind> {
+        at.checked_sub(self.start)
+            .and_then(|i| self.ops.get(i as usize).copied())
+    }
+
+    /// The workload step that made syscall `at`.
+    pub fn step_at(&self, at: u64) -> Option<usize> {
+        at.checked_sub(self.start)
+            .and_then(|i| self.owners.get(i as usize).copied().flatten())
+    }
+
+    /// The description of the step that made syscall `at`.
+    pub fn step_name(&self, at: u64) -> Option<String> {
+        self.step_at(at).and_then(|i| self.steps.get(i).cloned())
+    }
+
+    /// The first syscall of the step that made syscall `at`.
+    pub fn step_start(&self, at: u64) -> u64 {
+        let step = self.step_at(at);
+        (self.start..=at)
+            .find(|&k| step.is_some() && self.step_at(k) == step)
+            .unwrap_or(at)
+    }
+
+    /// The snapshot before syscall `at` (`at` in `start..=end`).
+    pub fn snapshot_at(&self, at: u64) -> Option<&SimSnapshot> {
+        at.checked_sub(self.start).and_then(|i| self.snapshots.get(i as usize))
+    }
+
+    /// Why `injection` cannot strike this workload, if it cannot: a syscall
+    /// outside it, one the harness made, or a fault that does not apply there.
+    pub fn refuse(&self, injection: &Injection) -> Option<String> {
+        let at = injection.syscall;
+        if at < self.start || at > self.end {
+            return Some(format!(
+                "syscall {at} is outside the workload (syscalls {}..={})",
+                self.start, self.end
+            ));
+        }
+        match self.op_at(at) {
+            Some(op) if self.step_at(at).is_none() => {
+                Some(format!("syscall {at} ({op}) is the harness's own, not a fault point"))
+            }
+            Some(op) if !injection.fault.applies_to(op) => {
+                Some(format!("{} does not apply to syscall {at} ({op})", injection.fault))
+            }
+            None if injection.fault != Fault::PowerCut => Some(format!(
+                "syscall {at} is the workload's end: only a power cut strikes there"
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// What replaying one case from scratch found, with its whole trace.
+#[derive(Debug)]
+pub struct Replay {
+    /// Every invariant broken (the first violation of each).
+    pub violations: Vec<Violation>,
+    /// Post-fault states checked.
+    pub states_checked: u64,
+    /// The whole trace: setup, workload, fault, restart, reboot, recovery.
+    pub trace: Trace,
+    /// The workload syscalls' range in the trace: `(start, end)`.
+    pub workload: (u64, u64),
+}

@@ -1,0 +1,124 @@
+//! Replaying one case from its repro line, and the one trace printer:
+//! what `tearline repro`, `tearline certify --repro`, certification's
+//! [`crate::certify::reproduce`] and the tests all use.
+//!
+//! A line is parsed once ([`Case`]'s grammar), the scenario is found in the
+//! catalogue at the line's scale, the workload is probed once (for its
+//! extent, the step in flight and the budget; an injection that cannot
+//! strike the workload is refused), and the case is replayed from scratch.
+
+use tearline_model::{StoreFactory, Violation};
+use tearline_sim_fs::{SyscallKind, Trace};
+
+use crate::case::Case;
+use crate::catalogue::{self, Entry};
+use crate::engine::{self, HarnessError};
+use crate::stores;
+
+/// Syscalls shown before the fault.
+const BEFORE: u64 = 8;
+/// Syscalls shown after the fault (restart, reboot, recovery).
+const AFTER: usize = 40;
+
+/// What replaying one case found.
+#[derive(Debug)]
+pub struct Reproduction {
+    /// The case replayed.
+    pub case: Case,
+    /// The invariants broken (empty: every invariant held).
+    pub violations: Vec<Violation>,
+    /// The replay, in words: the step in flight, the trace around the
+    /// fault, the recovery, the verdict.
+    pub report: String,
+}
+
+/// Parses `line` and replays it against `factory` ([`reproduce`]).
+pub fn reproduce_line(factory: &dyn StoreFactory, line: &str) -> Result<Reproduction, HarnessError> {
+    let case: Case = line.parse().map_err(|e| HarnessError(format!("{line:?}: {e}")))?;
+    reproduce(factory, &case)
+}
+
+/// Replays `case` from scratch against `factory` and describes what
+/// happened. A line that names a store must name this one (SQLite's own
+/// matrices run on no store and take any).
+pub fn reproduce(factory: &dyn StoreFactory, case: &Case) -> Result<Reproduction, HarnessError> {
+    let entry = catalogue::find_entry(factory, &case.scenario, case.scale)
+        .ok_or_else(|| HarnessError(format!("no scenario named {:?} (see `tearline list`)", case.scenario)))?;
+    if let Entry::Store { scenario, .. } = &entry {
+        if case.store != stores::DEFAULT && case.store != factory.name() {
+            return Err(HarnessError(format!(
+                "the line is for store {:?}, but the store under test is {:?}",
+                case.store,
+                factory.name()
+            )));
+        }
+        let missing = scenario.missing(&factory.capabilities());
+        if !missing.is_empty() {
+            return Err(HarnessError(format!(
+                "{} is not applicable to {}: lacks {}",
+                scenario.name,
+                factory.name(),
+                missing.join(", ")
+            )));
+        }
+    }
+    let subject = entry.subject(factory);
+    let (replay, probe) = engine::replay(subject.as_ref(), case.seed, &case.injection)?;
+    let at = case.injection.syscall;
+    let mut report = format!(
+        "SEED={} scenario={} case={} store={}\nworkload: syscalls {}..{}; in flight at {at}: {}\n",
+        case.seed,
+        case.scenario,
+        case.injection,
+        subject.case(case.seed, case.injection.clone()).store,
+        replay.workload.0,
+        replay.workload.1,
+        probe
+            .step_name(at)
+            .as_deref()
+            .unwrap_or("nothing (between steps or after the last)")
+    );
+    report.push_str(&trace_around(&replay.trace, at));
+    if replay.violations.is_empty() {
+        report.push_str("\nresult: every invariant held\n");
+    }
+    for violation in &replay.violations {
+        report.push_str(&format!(
+            "\nresult: {} broke\nevidence: {}\n",
+            violation.invariant, violation.evidence
+        ));
+    }
+    Ok(Reproduction {
+        case: case.clone(),
+        violations: replay.violations,
+        report,
+    })
+}
+
+/// The trace around a fault at syscall `at`: the syscalls of the first boot
+/// before it (the fault marked `>>`), then the restart, reboot and
+/// recovery that followed.
+pub fn trace_around(trace: &Trace, at: u64) -> String {
+    let mut text = format!("\ntrace around syscall {at} (boot 0):\n");
+    for entry in trace.around(at, BEFORE).filter(|e| e.boot == 0) {
+        let marker = if entry.index == at { ">>" } else { "  " };
+        text.push_str(&format!("{marker} {entry}\n"));
+    }
+    let entries = trace.entries();
+    let first_after = entries
+        .iter()
+        .position(|e| e.op == SyscallKind::Reboot || e.fault.is_some())
+        .unwrap_or(entries.len());
+    let tail = &entries[first_after..];
+    text.push_str(&format!(
+        "\nafter the fault ({} syscalls of restart, reboot and recovery):\n",
+        tail.len()
+    ));
+    for entry in tail.iter().take(AFTER) {
+        text.push_str(&format!("   {entry}\n"));
+    }
+    if tail.len() > AFTER {
+        text.push_str(&format!("   ... {} more\n", tail.len() - AFTER));
+    }
+    text
+}
