@@ -1,8 +1,8 @@
 //! The invariant catalogue: what every store must keep, whatever fails.
 //!
-//! One file per invariant, named after it, holds its definition (its `SPEC`: name, explanation, the capability it needs), its check
-//! and the evidence the check gives, and the tests that show the check
-//! failing on a state that breaks it and passing on one that keeps it. This
+//! One file per invariant, named after it, holds its definition (its
+//! `SPEC`: name, explanation, the capability it needs), its check and the
+//! evidence the check gives, and the tests that show the check failing on a state that breaks it and passing on one that keeps it. This
 //! module maps each [`Invariant`] to its file once, and composes the checks
 //! an observation can show ([`check_recovered`], [`check_read_only`]).
 //!
