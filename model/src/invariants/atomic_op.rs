@@ -4,7 +4,8 @@
 //!
 //! Judged on each side of the observation (see `model_comparison`), for the
 //! documents the operation in flight touches: each one by
-//! [`check_document`], then the side as a whole by [`check_whole`].
+//! `check_document`, then the side as a whole by `check_whole`; callers
+//! reach it through [`check_recovered`](super::check_recovered).
 
 use super::model_comparison::{Document, short};
 use super::{Invariant, InvariantSpec, Violation};

@@ -3,7 +3,8 @@
 //!
 //! Judged document by document on each side of the observation (see
 //! `model_comparison`), for the documents the operation in flight does not
-//! touch: those must hold exactly their acknowledged content. What the
+//! touch: those must hold exactly their acknowledged content. Callers reach
+//! it through [`check_recovered`](super::check_recovered). What the
 //! operation in flight touches is [`atomic_op`](super::atomic_op)'s.
 
 use super::model_comparison::{Document, short};
