@@ -6,7 +6,7 @@ use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Once;
 
-use crate::invariants::{Invariant, Violation};
+use crate::invariants::{Violation, clean_error};
 
 thread_local! {
     /// How many silenced calls are running on this thread (they nest).
@@ -46,27 +46,13 @@ pub fn silenced<T>(call: impl FnOnce() -> T) -> T {
 /// Runs one store call: a panic is a clean-error violation saying
 /// `"{what} panicked: {message}"`.
 pub fn catch_store_panic<T>(what: &str, call: impl FnOnce() -> T) -> Result<T, Violation> {
-    silenced(|| catch_unwind(AssertUnwindSafe(call))).map_err(|payload| {
-        Violation::new(
-            Invariant::CleanError,
-            format!("{what} panicked: {}", panic_message(payload.as_ref())),
-        )
-    })
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic with a non-text payload".to_string()
-    }
+    silenced(|| catch_unwind(AssertUnwindSafe(call))).map_err(|payload| clean_error::panicked(what, payload.as_ref()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::invariants::Invariant;
 
     #[test]
     fn a_panic_is_a_clean_error_violation_with_its_message() {

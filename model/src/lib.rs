@@ -5,9 +5,13 @@
 //!   canonical [`Observation`] of a store's state, and its [`Capabilities`].
 //! - [`model`]: what the state must be after each operation, keeping the
 //!   acknowledged state apart from the operation in flight.
-//! - [`invariants`]: the named invariants, each with a check that returns
-//!   evidence.
-//! - [`guard`]: store calls under guard: a panic is a clean-error violation.
+//! - [`invariants`]: the named invariants, one file each
+//!   (`invariants/committed_durable.rs`, ...) holding its definition, its
+//!   check and the evidence it gives; `invariants/mod.rs` maps each
+//!   [`Invariant`] to its file and composes the checks of an observation
+//!   ([`invariants::check_recovered`]).
+//! - [`guard`]: store calls under guard: a panic is a clean-error violation
+//!   ([`invariants::clean_error`]).
 //!
 //! Of the workspace it depends only on `tearline-sim-fs` (for the trace the
 //! lock invariant is read from).

@@ -6,10 +6,11 @@
 use std::sync::Arc;
 
 use tearline_model::guard::catch_store_panic;
-use tearline_model::invariants::{check_no_wipe_without_lock, check_recovered};
-use tearline_model::{
-    Access, Capabilities, Env, Invariant, Model, Observation, StoreFactory, StoreUnderTest, Violation,
+use tearline_model::invariants::{
+    check_read_only, check_recovered, clean_error, complete_database, filesystem_wins, no_destructive_without_force,
+    no_wipe_without_lock, rebuild_idempotent,
 };
+use tearline_model::{Access, Capabilities, Env, Model, Observation, StoreFactory, StoreUnderTest, Violation};
 use tearline_sim_fs::{Fault, FaultPlan, Fs, FsExt, SimFs, Trace};
 
 use super::HarnessError;
@@ -20,13 +21,10 @@ use super::subject::Mark;
 /// (a hang), is a clean-error violation.
 pub(crate) fn guarded<T>(fs: &SimFs, budget_end: u64, what: &str, call: impl FnOnce() -> T) -> Result<T, Violation> {
     let value = catch_store_panic(what, call)?;
-    if fs.syscall_count() > budget_end {
-        return Err(Violation::new(
-            Invariant::CleanError,
-            format!("{what} exceeded the syscall budget (syscall {budget_end}): a hang"),
-        ));
+    match clean_error::check_budget(what, fs.syscall_count(), budget_end) {
+        Some(hang) => Err(hang),
+        None => Ok(value),
     }
-    Ok(value)
 }
 
 /// The environment a store sees in one simulated process.
@@ -193,15 +191,8 @@ impl<'f> Driver<'f> {
                     Ok(Ok(())) => {
                         self.model.acknowledge();
                         self.mark();
-                        if expected.must_fail
-                            && let tearline_model::Operation::Reconcile { mode, .. } = op
-                            && mode.is_destructive()
-                        {
-                            self.violations.push(Violation::new(
-                                Invariant::NoDestructiveWithoutForce,
-                                format!("{what} without force returned Ok"),
-                            ));
-                        }
+                        self.violations
+                            .extend(no_destructive_without_force::check_acknowledged(op, expected.must_fail));
                         Ok(Flow::Continue)
                     }
                     Ok(Err(_)) if self.halted() => Ok(Flow::Stop),
@@ -312,14 +303,8 @@ impl<'f> Driver<'f> {
                             Err(v) => self.violations.push(v),
                             Ok(Err(_)) => {}
                             Ok(Ok(observation)) => {
-                                for v in check_recovered(&observation, &self.model, &self.caps) {
-                                    if matches!(v.invariant, Invariant::CommittedDurable | Invariant::AtomicOp) {
-                                        self.violations.push(Violation::new(
-                                            v.invariant,
-                                            format!("seen by a read-only open: {}", v.evidence),
-                                        ));
-                                    }
-                                }
+                                self.violations
+                                    .extend(check_read_only(&observation, &self.model, &self.caps));
                             }
                         }
                         if let Err(v) = guarded(&other, self.budget_end, "closing a read-only open", move || {
@@ -344,14 +329,11 @@ impl<'f> Driver<'f> {
                     Err(v) => self.violations.push(v),
                     Ok(Err(_)) => {}
                     Ok(Ok(handle)) => {
-                        if self.caps.exclusive_lock && !self.halted() {
-                            self.violations.push(Violation::new(
-                                Invariant::NoWipeWithoutLock,
-                                format!(
-                                    "process {} was let open the store writable while process {} held it",
-                                    other.pid(),
-                                    self.fs.pid()
-                                ),
+                        if !self.halted() {
+                            self.violations.extend(no_wipe_without_lock::check_second_writer(
+                                &self.caps,
+                                other.pid(),
+                                self.fs.pid(),
                             ));
                         }
                         if let Err(v) =
@@ -391,10 +373,7 @@ pub(crate) fn recover_and_check(factory: &dyn StoreFactory, fs: &SimFs, model: &
         }
         Ok(Err(e)) => {
             return Recovered {
-                violations: vec![Violation::new(
-                    Invariant::CompleteDatabase,
-                    format!("the writable open after the fault failed: {e}"),
-                )],
+                violations: vec![complete_database::open_failed(e)],
                 observation: None,
             };
         }
@@ -406,10 +385,7 @@ pub(crate) fn recover_and_check(factory: &dyn StoreFactory, fs: &SimFs, model: &
             None
         }
         Ok(Err(e)) => {
-            violations.push(Violation::new(
-                Invariant::CompleteDatabase,
-                format!("observing the recovered store failed: {e}"),
-            ));
+            violations.push(complete_database::observe_failed(e));
             None
         }
         Ok(Ok(observation)) => Some(observation),
@@ -463,7 +439,7 @@ pub(crate) fn check_trace(factory: &dyn StoreFactory, fs: &SimFs, trace: &Trace)
     }
     let env = env_for(fs);
     let lock = factory.lock_file(&env)?;
-    check_no_wipe_without_lock(trace, &lock, &factory.protected_paths(&env))
+    no_wipe_without_lock::check(trace, &lock, &factory.protected_paths(&env))
 }
 
 /// Keeps the first violation of each invariant, in order.
@@ -505,7 +481,7 @@ pub(crate) fn full_sync_checks(
     let Some(first) = observe(&mut driver, &mut violations) else {
         return Ok(violations);
     };
-    violations.extend(tearline_model::invariants::check_filesystem_wins(&first));
+    violations.extend(filesystem_wins::check(&first));
     if caps.full_rebuild {
         let rebuild = Step::Op(tearline_model::Operation::Rebuild {
             kind: tearline_model::RebuildKind::Full,
@@ -513,7 +489,7 @@ pub(crate) fn full_sync_checks(
         if driver.step(&rebuild)? == Flow::Continue
             && let Some(second) = observe(&mut driver, &mut violations)
         {
-            violations.extend(tearline_model::invariants::check_rebuild_idempotent(&first, &second));
+            violations.extend(rebuild_idempotent::check(&first, &second));
         }
     }
     driver.close();

@@ -1,0 +1,82 @@
+//! complete-database: after any fault and a writable reopen, the store
+//! opens, and its index passes its own integrity check.
+//!
+//! [`check`] reads the integrity check off an observation; a writable open
+//! or an observation that fails after the fault is a violation too
+//! ([`open_failed`], [`observe_failed`]).
+
+use std::fmt;
+
+use super::{Invariant, InvariantSpec, Violation};
+use crate::contract::Observation;
+
+/// complete-database in the catalogue.
+pub(crate) const SPEC: InvariantSpec = InvariantSpec {
+    name: "complete-database",
+    explanation: "After any fault and a writable reopen, the store opens, and its index passes its own \
+                  integrity check (SQLite's integrity_check for SQLite stores). Checked after every \
+                  injected fault.",
+    needs: None,
+    applies_to: |_| true,
+};
+
+/// The index must pass its integrity check.
+pub fn check(observation: &Observation) -> Option<Violation> {
+    (!observation.integrity_ok).then(|| {
+        Violation::new(
+            Invariant::CompleteDatabase,
+            format!("the index fails its integrity check: {}", observation.integrity_detail),
+        )
+    })
+}
+
+/// The writable open after the fault returned this error.
+pub fn open_failed(error: impl fmt::Display) -> Violation {
+    Violation::new(
+        Invariant::CompleteDatabase,
+        format!("the writable open after the fault failed: {error}"),
+    )
+}
+
+/// Observing the store after its writable open returned this error.
+pub fn observe_failed(error: impl fmt::Display) -> Violation {
+    Violation::new(
+        Invariant::CompleteDatabase,
+        format!("observing the recovered store failed: {error}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::*;
+
+    #[test]
+    fn a_failed_integrity_check_breaks_it_and_a_passing_one_keeps_it() {
+        let mut found = observation(&[("a", "1")]);
+        assert_eq!(check(&found), None);
+        found.integrity_ok = false;
+        found.integrity_detail = "page 3 is never used".into();
+        let violation = check(&found).expect("caught");
+        assert_eq!(violation.invariant, Invariant::CompleteDatabase);
+        assert_eq!(
+            violation.evidence,
+            "the index fails its integrity check: page 3 is never used"
+        );
+    }
+
+    #[test]
+    fn a_store_that_does_not_open_or_observe_after_the_fault_breaks_it() {
+        assert_eq!(
+            open_failed("database disk image is malformed"),
+            Violation::new(
+                Invariant::CompleteDatabase,
+                "the writable open after the fault failed: database disk image is malformed"
+            )
+        );
+        assert_eq!(
+            observe_failed("no such table").evidence,
+            "observing the recovered store failed: no such table"
+        );
+    }
+}

@@ -1,0 +1,48 @@
+//! filesystem-wins: after an acknowledged full reconcile (with force) or
+//! rebuild, the index serves exactly the source files.
+
+use super::{Invariant, InvariantSpec, Violation};
+use crate::contract::Observation;
+
+/// filesystem-wins in the catalogue.
+pub(crate) const SPEC: InvariantSpec = InvariantSpec {
+    name: "filesystem-wins",
+    explanation: "After an acknowledged full reconcile (with force) or rebuild, the index serves exactly \
+                  the source files. Needs source files.",
+    needs: Some("source files and a full reconcile or rebuild (`source_files` and `reconcile` or `full_rebuild`)"),
+    applies_to: |caps| caps.source_files && (caps.reconcile || caps.full_rebuild),
+};
+
+/// After an acknowledged full reconcile or rebuild: the index serves
+/// exactly the source files.
+pub fn check(observation: &Observation) -> Option<Violation> {
+    if observation.indexed == observation.sources {
+        return None;
+    }
+    let differing: Vec<&String> = observation
+        .indexed
+        .keys()
+        .chain(observation.sources.keys())
+        .filter(|name| observation.indexed.get(*name) != observation.sources.get(*name))
+        .collect();
+    let mut names: Vec<&str> = differing.iter().map(|s| s.as_str()).collect();
+    names.dedup();
+    Some(Violation::new(
+        Invariant::FilesystemWins,
+        format!("the index and the source files differ on: {}", names.join(", ")),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::*;
+
+    #[test]
+    fn filesystem_wins_compares_the_index_with_the_source_files() {
+        let mut found = observation(&[("a", "1")]);
+        assert!(check(&found).is_none());
+        found.sources.insert("b".into(), "h".into());
+        assert!(check(&found).is_some_and(|v| v.evidence.contains('b')));
+    }
+}

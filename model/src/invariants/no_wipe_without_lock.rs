@@ -1,0 +1,137 @@
+//! no-wipe-without-lock: no process deletes, renames over or truncates one
+//! of the store's index files unless it holds the store's exclusive lock at
+//! that syscall.
+//!
+//! Read off the syscall trace ([`check`]); a second writable open that the
+//! store lets in while another process holds it breaks it too
+//! ([`check_second_writer`]).
+
+use std::path::Path;
+
+use tearline_sim_fs::{Outcome, SyscallKind, Trace};
+
+use super::{Invariant, InvariantSpec, Violation};
+use crate::contract::Capabilities;
+
+/// no-wipe-without-lock in the catalogue.
+pub(crate) const SPEC: InvariantSpec = InvariantSpec {
+    name: "no-wipe-without-lock",
+    explanation: "No process deletes, renames over or truncates one of the store's index files unless it \
+                  holds the store's exclusive lock at that syscall. Read off the syscall trace. Needs an \
+                  exclusive lock.",
+    needs: Some("an exclusive lock (capability `exclusive_lock`)"),
+    applies_to: |caps| caps.exclusive_lock,
+};
+
+/// Reads the trace for destructive syscalls on `protected` paths by a
+/// process that does not hold the lock on `lock_file` at that moment.
+///
+/// A process holds the lock from a successful `flock` of `lock_file` until
+/// its `funlock`, its death, or a reboot.
+pub fn check(trace: &Trace, lock_file: &Path, protected: &[String]) -> Option<Violation> {
+    let patterns: Vec<glob::Pattern> = protected.iter().filter_map(|p| glob::Pattern::new(p).ok()).collect();
+    let lock = lock_file.display().to_string();
+    let mut holder: Option<(u32, u32)> = None; // (boot, pid)
+    for entry in trace.entries() {
+        if holder.is_some_and(|(boot, _)| boot != entry.boot) {
+            holder = None;
+        }
+        match (entry.op, &entry.outcome) {
+            (SyscallKind::Lock, Outcome::Ok) if entry.path == lock => holder = Some((entry.boot, entry.pid)),
+            (SyscallKind::Unlock, _) if entry.path == lock && holder == Some((entry.boot, entry.pid)) => holder = None,
+            (_, Outcome::ProcessCrash) if holder == Some((entry.boot, entry.pid)) => holder = None,
+            _ => {}
+        }
+        let destructive = matches!(
+            entry.op,
+            SyscallKind::RemoveFile | SyscallKind::Rename | SyscallKind::SetLen | SyscallKind::RemoveDir
+        );
+        if !destructive || !matches!(entry.outcome, Outcome::Ok | Outcome::Count(_)) {
+            continue;
+        }
+        let targets = std::iter::once(entry.path.as_str()).chain(entry.args.strip_prefix("to="));
+        let hit = targets
+            .into_iter()
+            .find(|path| patterns.iter().any(|p| p.matches(path)));
+        if let Some(path) = hit
+            && holder != Some((entry.boot, entry.pid))
+        {
+            return Some(Violation::new(
+                Invariant::NoWipeWithoutLock,
+                format!(
+                    "process {} destroyed {path} ({} at syscall {}) without holding {lock}",
+                    entry.pid, entry.op, entry.index
+                ),
+            ));
+        }
+    }
+    None
+}
+
+/// A store with an exclusive lock let process `writer` open it writable
+/// while process `holder` held it open writable: call it when that second
+/// writable open succeeded. `None` for a store without a lock.
+pub fn check_second_writer(caps: &Capabilities, writer: u32, holder: u32) -> Option<Violation> {
+    (SPEC.applies_to)(caps).then(|| {
+        Violation::new(
+            Invariant::NoWipeWithoutLock,
+            format!("process {writer} was let open the store writable while process {holder} held it"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wiping_an_index_file_without_the_lock_is_read_off_the_trace() {
+        use std::path::Path;
+        use tearline_sim_fs::{Fs, FsExt, SimConfig, SimFs};
+        let fs = SimFs::new(SimConfig::with_seed(1));
+        fs.create_dir_all(Path::new("/s/index")).expect("mkdir");
+        fs.write_file(Path::new("/s/index/a.db"), b"x").expect("write");
+        fs.write_file(Path::new("/s/index/b.db"), b"x").expect("write");
+        let protected = vec!["/s/index/*".to_string()];
+        let lock = Path::new("/s/store.lock");
+        let _guard = fs.try_lock(lock).expect("lock");
+        fs.remove_file(Path::new("/s/index/a.db"))
+            .expect("unlink while holding the lock");
+        assert_eq!(check(&fs.trace(), lock, &protected), None);
+        let other = fs.spawn_process();
+        other
+            .remove_file(Path::new("/s/index/b.db"))
+            .expect("unlink by another process");
+        let violation = check(&fs.trace(), lock, &protected).expect("caught");
+        assert!(violation.evidence.contains("process 2"), "{}", violation.evidence);
+        // After the holder releases the lock, its own unlink is caught too.
+        let fs = SimFs::new(SimConfig::with_seed(1));
+        fs.create_dir_all(Path::new("/s/index")).expect("mkdir");
+        fs.write_file(Path::new("/s/index/c.db"), b"x").expect("write");
+        drop(fs.try_lock(lock).expect("lock"));
+        assert!(
+            fs.trace().entries().iter().any(|e| e.op == SyscallKind::Unlock),
+            "the release is traced"
+        );
+        fs.remove_file(Path::new("/s/index/c.db"))
+            .expect("unlink after releasing");
+        let violation = check(&fs.trace(), lock, &protected).expect("caught");
+        assert!(violation.evidence.contains("process 1"), "{}", violation.evidence);
+    }
+
+    #[test]
+    fn a_second_writer_let_in_beside_the_lock_holder_breaks_it() {
+        let locked = Capabilities {
+            exclusive_lock: true,
+            ..Capabilities::default()
+        };
+        let violation = check_second_writer(&locked, 2, 1).expect("caught");
+        assert_eq!(violation.invariant, Invariant::NoWipeWithoutLock);
+        assert_eq!(
+            violation.evidence,
+            "process 2 was let open the store writable while process 1 held it"
+        );
+        // A store without a lock promises no single writer.
+        assert_eq!(check_second_writer(&Capabilities::default(), 2, 1), None);
+    }
+}
