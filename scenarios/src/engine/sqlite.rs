@@ -26,7 +26,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rusqlite::{Connection, OpenFlags};
-use tearline_model::invariants::check_recovered;
+use tearline_model::invariants::{check_recovered, complete_database};
 use tearline_model::{Capabilities, Invariant, Model, Observation, Operation, Violation, content_hash};
 use tearline_sim_fs::sqlite::{SqliteVfs, VfsOptions, reseed_sqlite_prng};
 use tearline_sim_fs::{Fault, FaultPlan, Fs, FsExt, HaltKind, PersistenceModel, SimConfig, SimFs, SyscallKind};
@@ -261,15 +261,15 @@ fn drive(fs: &SimFs, vfs: &SqliteVfs, workload: &AtomicCommitWorkload, acks: &mu
 /// What a restarted process finds: the database as an observation, or why
 /// it could not be read (a complete-database violation).
 fn observe(fs: &SimFs, seed: u64) -> Result<Observation, Violation> {
-    let broken = |evidence: String| Violation::new(Invariant::CompleteDatabase, evidence);
-    let vfs = vfs_for(fs, seed, false).map_err(|e| broken(format!("VFS registration failed: {e}")))?;
+    let broken = complete_database::observe_failed;
+    let vfs = vfs_for(fs, seed, false).map_err(complete_database::open_failed)?;
     let conn = vfs
         .open(
             Path::new(DB),
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
         )
-        .map_err(|e| broken(format!("open failed: {e}")))?;
-    let integrity = pragma(&conn, "PRAGMA integrity_check").map_err(|e| broken(e.to_string()))?;
+        .map_err(complete_database::open_failed)?;
+    let integrity = pragma(&conn, "PRAGMA integrity_check").map_err(broken)?;
     let mut observation = Observation {
         integrity_ok: integrity == "ok",
         integrity_detail: format!("integrity_check: {integrity}"),
@@ -280,18 +280,18 @@ fn observe(fs: &SimFs, seed: u64) -> Result<Observation, Violation> {
     }
     let has_table: i64 = conn
         .query_row("SELECT count(*) FROM sqlite_master WHERE name = 't'", [], |r| r.get(0))
-        .map_err(|e| broken(e.to_string()))?;
+        .map_err(broken)?;
     if has_table == 1 {
         observation
             .indexed
             .insert(TABLE.to_string(), content_hash(TABLE_CREATED.as_bytes()));
         let mut stmt = conn
             .prepare("SELECT txn, count(*) FROM t GROUP BY txn ORDER BY txn")
-            .map_err(|e| broken(e.to_string()))?;
+            .map_err(broken)?;
         let groups = stmt
             .query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, u32>(1)?)))
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(|e| broken(e.to_string()))?;
+            .map_err(broken)?;
         for (txn, count) in groups {
             observation
                 .indexed
