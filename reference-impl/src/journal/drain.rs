@@ -9,7 +9,7 @@ use serde::Serialize;
 use tearline_sim_fs::{FileKind, FsExt};
 
 use super::record::{JournalState, parse_journal};
-use crate::error::{Context, Result};
+use crate::error::{Context, Named, Result};
 use crate::store::Store;
 
 /// The directory under `journal/` malformed journals are moved to.
@@ -69,7 +69,11 @@ impl Store {
         self.require_writable()?;
         let mut report = JournalReport::default();
         let dir = self.layout.journal_dir();
-        for entry in self.list_dir(&dir)? {
+        for entry in self
+            .fs
+            .read_dir_or_empty(&dir)
+            .context(|| format!("listing {}", dir.display()))?
+        {
             if entry.kind != FileKind::File || entry.name.starts_with('.') {
                 continue;
             }
@@ -127,10 +131,10 @@ impl Store {
     pub(super) fn clean_up(&self, id: &str) -> Result<()> {
         self.remove_tree_if_exists(&self.snapshot_dir(id))?;
         if self.remove_tree_if_exists(&self.staging_for(id))? {
-            self.sync_dir(&self.layout.staging_dir())?;
+            self.fs.sync_dir_named(&self.layout.staging_dir()).named()?;
         }
         self.remove_if_exists(&self.journal_file(id))?;
-        self.sync_dir(&self.layout.journal_dir())
+        self.fs.sync_dir_named(&self.layout.journal_dir()).named()
     }
 
     /// Moves a malformed journal (and its snapshot directory) into
@@ -141,7 +145,13 @@ impl Store {
         self.fs
             .create_dir_all_durable(&quarantine)
             .context(|| format!("creating {}", quarantine.display()))?;
-        let taken: BTreeSet<String> = self.list_dir(&quarantine)?.into_iter().map(|e| e.name).collect();
+        let taken: BTreeSet<String> = self
+            .fs
+            .read_dir_or_empty(&quarantine)
+            .context(|| format!("listing {}", quarantine.display()))?
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
         let mut target = file_name.to_string();
         let mut n = 1;
         while taken.contains(&target) || taken.contains(&format!("{target}.snap")) {
@@ -164,8 +174,8 @@ impl Store {
                 .rename(&snap, &snap_to)
                 .context(|| format!("quarantining {} as {}", snap.display(), snap_to.display()))?;
         }
-        self.sync_dir(&quarantine)?;
-        self.sync_dir(&dir)?;
+        self.fs.sync_dir_named(&quarantine).named()?;
+        self.fs.sync_dir_named(&dir).named()?;
         Ok(QuarantinedJournal {
             file: format!("journal/{file_name}"),
             moved_to: format!("journal/{QUARANTINE_DIR}/{target}"),
@@ -177,7 +187,10 @@ impl Store {
     /// `journal/`, and everything in `staging/`.
     fn remove_leftovers(&self, report: &mut JournalReport) -> Result<()> {
         let dir = self.layout.journal_dir();
-        let entries = self.list_dir(&dir)?;
+        let entries = self
+            .fs
+            .read_dir_or_empty(&dir)
+            .context(|| format!("listing {}", dir.display()))?;
         let journals: BTreeSet<&str> = entries
             .iter()
             .filter(|e| e.kind == FileKind::File && !e.name.starts_with('.'))
@@ -203,11 +216,15 @@ impl Store {
             removed = true;
         }
         if removed {
-            self.sync_dir(&dir)?;
+            self.fs.sync_dir_named(&dir).named()?;
         }
         let staging = self.layout.staging_dir();
         let mut removed = false;
-        for entry in self.list_dir(&staging)? {
+        for entry in self
+            .fs
+            .read_dir_or_empty(&staging)
+            .context(|| format!("listing {}", staging.display()))?
+        {
             if journals.contains(entry.name.as_str()) {
                 continue;
             }
@@ -224,7 +241,7 @@ impl Store {
             removed = true;
         }
         if removed {
-            self.sync_dir(&staging)?;
+            self.fs.sync_dir_named(&staging).named()?;
         }
         Ok(())
     }

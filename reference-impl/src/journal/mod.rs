@@ -86,7 +86,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use tearline_sim_fs::{FileHandleExt, FileKind, FsExt, OpenOptions};
+use tearline_sim_fs::{FileHandleExt, FsExt, OpenOptions};
 
 use crate::error::{Context, Result, StoreError};
 use crate::layout::DocName;
@@ -147,62 +147,20 @@ impl Store {
             .context(|| format!("writing the journal {}", path.display()))
     }
 
-    /// A directory's entries; none if it does not exist.
-    fn list_dir(&self, dir: &Path) -> Result<Vec<tearline_sim_fs::DirEntry>> {
-        match self.fs.read_dir(dir) {
-            Ok(entries) => Ok(entries),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(source) => Err(StoreError::Io {
-                context: format!("listing {}", dir.display()),
-                source,
-            }),
-        }
-    }
-
-    /// Removes a directory and everything in it (syncing it before removing
-    /// it); false if it did not exist. The caller syncs the parent.
+    /// Removes a directory and everything in it, syncing each directory
+    /// that had entries before removing it; false if it did not exist. The
+    /// caller syncs the parent.
     fn remove_tree_if_exists(&self, dir: &Path) -> Result<bool> {
-        let entries = match self.fs.read_dir(dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(source) => {
-                return Err(StoreError::Io {
-                    context: format!("listing {}", dir.display()),
-                    source,
-                });
-            }
-        };
-        let had_entries = !entries.is_empty();
-        for entry in entries {
-            let path = dir.join(&entry.name);
-            match entry.kind {
-                FileKind::Dir => {
-                    self.remove_tree_if_exists(&path)?;
-                }
-                FileKind::File => {
-                    self.remove_if_exists(&path)?;
-                }
-            }
-        }
-        if had_entries {
-            self.sync_dir(dir)?;
-        }
         self.fs
-            .remove_dir(dir)
-            .context(|| format!("removing {}", dir.display()))?;
-        Ok(true)
+            .remove_tree_durable(dir)
+            .context(|| format!("removing {}", dir.display()))
     }
 
     /// Unlinks a file; false if it did not exist.
     fn remove_if_exists(&self, path: &Path) -> Result<bool> {
-        match self.fs.remove_file(path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(source) => Err(StoreError::Io {
-                context: format!("removing {}", path.display()),
-                source,
-            }),
-        }
+        self.fs
+            .remove_file_if_exists(path)
+            .context(|| format!("removing {}", path.display()))
     }
 
     fn read_if_exists(&self, path: &Path) -> Result<Option<Vec<u8>>> {
@@ -225,9 +183,5 @@ impl Store {
                 file.sync_all()
             })
             .context(|| format!("writing {}", path.display()))
-    }
-
-    fn sync_dir(&self, dir: &Path) -> Result<()> {
-        self.fs.sync_dir(dir).context(|| format!("syncing {}", dir.display()))
     }
 }

@@ -13,7 +13,7 @@ use tearline_sim_fs::{FileKind, FsExt, OpenOptions};
 use super::record::{JOURNAL_VERSION, JournalRecord, JournalState, MutationOp, PathAction, TouchedPath};
 use super::{Change, QUARANTINE_DIR, link_refused};
 use crate::dual_write::{AddOutcome, check_text};
-use crate::error::{Context, Result, StoreError};
+use crate::error::{Context, Named, Result, StoreError};
 use crate::layout::DocName;
 use crate::store::Store;
 
@@ -222,7 +222,7 @@ impl Store {
         self.fs
             .create_dir(&dir)
             .context(|| format!("creating {}", dir.display()))?;
-        self.sync_dir(&self.layout.journal_dir())?;
+        self.fs.sync_dir_named(&self.layout.journal_dir()).named()?;
         for path in record.paths.iter().filter(|p| p.existed) {
             let name = DocName::new(&path.name)?;
             let source = self.layout.source_file(&name);
@@ -254,7 +254,7 @@ impl Store {
                 }
             }
         }
-        self.sync_dir(&dir)
+        self.fs.sync_dir_named(&dir).named()
     }
 
     /// Step 3: every new content in `staging/<id>/`, fsynced.

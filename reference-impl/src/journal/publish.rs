@@ -9,7 +9,7 @@ use tearline_sim_fs::FsExt;
 
 use super::Change;
 use super::record::JournalRecord;
-use crate::error::{Context, Result, StoreError};
+use crate::error::{Context, Named, Result, StoreError};
 use crate::store::Store;
 
 impl Store {
@@ -58,6 +58,6 @@ impl Store {
             // KNOWN BAD (origins/4): the commit follows a publish that may not be durable.
             return Ok(());
         }
-        self.sync_dir(&self.layout.source_dir())
+        self.fs.sync_dir_named(&self.layout.source_dir()).named()
     }
 }

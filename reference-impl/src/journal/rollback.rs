@@ -4,9 +4,11 @@
 
 use std::collections::BTreeMap;
 
+use tearline_sim_fs::FsExt;
+
 use super::link_refused;
 use super::record::{JournalRecord, JournalState};
-use crate::error::{Context, Result, StoreError};
+use crate::error::{Context, Named, Result, StoreError};
 use crate::layout::DocName;
 use crate::store::{Store, content_hash};
 
@@ -98,7 +100,7 @@ impl Store {
                     .rename(&temp, &target)
                     .context(|| format!("restoring {}", target.display()))?;
             }
-            self.sync_dir(&self.layout.source_dir())?;
+            self.fs.sync_dir_named(&self.layout.source_dir()).named()?;
         }
         self.bring_index_in_line(record, reindexed)?;
         record.state = JournalState::RolledBack;
