@@ -553,3 +553,21 @@ impl StoreUnderTest for RefStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The store hashes content itself (it does not link the model outside
+    /// this module); its observations agree with the model only while the two
+    /// hashes are the same function.
+    #[test]
+    fn the_store_hashes_content_as_the_model_does() {
+        let contents: [&[u8]; 4] = [b"", b"Alpha\n\nOne.", "\u{e9}t\u{e9}".as_bytes(), &[0, 255, 10, 13]];
+        for content in contents {
+            assert_eq!(
+                crate::store::content_hash(content),
+                tearline_model::content_hash(content),
+                "{content:?}"
+            );
+        }
+    }
+}
