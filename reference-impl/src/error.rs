@@ -4,6 +4,8 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use tearline_sim_fs::PathError;
+
 use crate::vectors::VectorError;
 
 /// Why a store operation failed. Every variant says what to do next.
@@ -224,12 +226,31 @@ pub(crate) trait Context<T> {
     fn context(self, context: impl FnOnce() -> String) -> Result<T, StoreError>;
 }
 
+/// An error of one of `FsExt`'s `*_named` helpers already says what was done
+/// to which path (a [`PathError`]): that, the innermost and most specific
+/// account, becomes the context, and the kernel's error its source.
 impl<T> Context<T> for io::Result<T> {
     fn context(self, context: impl FnOnce() -> String) -> Result<T, StoreError> {
-        self.map_err(|source| StoreError::Io {
-            context: context(),
-            source,
+        self.map_err(|error| match PathError::unwrap_from(error) {
+            Ok(PathError { doing, source }) => StoreError::Io { context: doing, source },
+            Err(source) => StoreError::Io {
+                context: context(),
+                source,
+            },
         })
+    }
+}
+
+/// [`StoreError`] from the result of one of `FsExt`'s `*_named` helpers
+/// (`sync_dir_named`), whose error names its path itself.
+pub(crate) trait Named<T> {
+    /// The error as [`StoreError::Io`], its context the helper's own words.
+    fn named(self) -> Result<T, StoreError>;
+}
+
+impl<T> Named<T> for io::Result<T> {
+    fn named(self) -> Result<T, StoreError> {
+        self.context(|| "the filesystem failed".to_string())
     }
 }
 

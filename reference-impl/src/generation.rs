@@ -26,7 +26,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use tearline_sim_fs::{Clock, FileHandleExt, FileKind, Fs, FsExt, OpenOptions};
 
 use crate::embed::{Embedder, HashingEmbedder};
-use crate::error::{Context, Result};
+use crate::error::{Context, Named, Result};
 use crate::index::{Index, IndexAccess, IndexedDocument};
 use crate::layout::{CREATED_FILE_NAME, DocName, Generation, INDEX_FILE_NAME, Layout, VECTORS_DIR_NAME};
 use crate::lock::WipePermission;
@@ -40,10 +40,6 @@ const BUILD_BATCH: usize = 256;
 
 /// What a build indexed: each document's name and content hash (SHA-256, hex).
 pub(crate) type Manifest = BTreeMap<String, String>;
-
-fn sync_dir(fs: &dyn Fs, dir: &Path) -> Result<()> {
-    fs.sync_dir(dir).context(|| format!("syncing {}", dir.display()))
-}
 
 /// Reads a source file and makes its content durable (the index must not
 /// describe bytes a power cut could still take back). `None` if it is gone.
@@ -103,7 +99,7 @@ pub(crate) fn build_at(
         .context(|| format!("creating {}", dir.display()))?;
     if !docs.is_empty() {
         // The names listed must survive a power cut as long as the index does.
-        sync_dir(fs.as_ref(), &layout.source_dir())?;
+        fs.as_ref().sync_dir_named(&layout.source_dir()).named()?;
     }
     let embedder = HashingEmbedder::default();
     let mut manifest = Manifest::new();
@@ -156,7 +152,7 @@ pub(crate) fn build_at(
         }
         index.put_batch(&batch)?;
     }
-    sync_dir(fs.as_ref(), dir)?;
+    fs.as_ref().sync_dir_named(dir).named()?;
     // Last: the mark that the generation is complete.
     let created_ms = clock
         .now()
@@ -165,7 +161,7 @@ pub(crate) fn build_at(
     let created = dir.join(CREATED_FILE_NAME);
     fs.write_file_atomic(&created, format!("{created_ms}\n").as_bytes())
         .context(|| format!("writing {}", created.display()))?;
-    sync_dir(fs.as_ref(), &layout.generations_dir())?;
+    fs.as_ref().sync_dir_named(&layout.generations_dir()).named()?;
     Ok(manifest)
 }
 
@@ -211,7 +207,7 @@ pub(crate) fn existing(fs: &dyn Fs, layout: &Layout) -> Result<Vec<Generation>> 
 fn remove_dir(fs: &dyn Fs, dir: &Path, permission: &WipePermission<'_>) -> Result<()> {
     let created = dir.join(CREATED_FILE_NAME);
     match fs.remove_file(&created) {
-        Ok(()) => sync_dir(fs, dir)?,
+        Ok(()) => fs.sync_dir_named(dir).named()?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).context(|| format!("removing {}", created.display())),
     }
@@ -237,7 +233,7 @@ pub(crate) fn remove_path(fs: &dyn Fs, layout: &Layout, dir: &Path, permission: 
         return Ok(());
     }
     remove_dir(fs, dir, permission)?;
-    sync_dir(fs, &layout.generations_dir())
+    fs.sync_dir_named(&layout.generations_dir()).named()
 }
 
 /// What [`clean_up`] removed, by directory name.
@@ -297,7 +293,7 @@ pub(crate) fn clean_up(
         removed.backups.push(generation.dir_name());
     }
     if !removed.leftovers.is_empty() || !removed.backups.is_empty() {
-        sync_dir(fs, &dir)?;
+        fs.sync_dir_named(&dir).named()?;
     }
     // A switch interrupted between writing the new pointer and renaming it
     // over `CURRENT` leaves its temporary file beside it.
@@ -308,7 +304,7 @@ pub(crate) fn clean_up(
     {
         fs.remove_file(&pointer_tmp)
             .context(|| format!("removing {}", pointer_tmp.display()))?;
-        sync_dir(fs, layout.root())?;
+        fs.sync_dir_named(layout.root()).named()?;
         removed.leftovers.push(".CURRENT.tmp".to_string());
     }
     Ok(removed)

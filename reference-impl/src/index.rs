@@ -157,6 +157,7 @@ impl Index {
     }
 
     /// The columns of the `files` table, in order (none if it does not exist).
+    #[cfg(feature = "tearline-contract")]
     pub(crate) fn files_columns(&self) -> Result<Vec<String>> {
         let context = || "reading the columns of the files table".to_string();
         let mut stmt = self
@@ -169,7 +170,8 @@ impl Index {
     }
 
     /// Whether the stored schema really is the one its version stamp claims
-    /// (see [`schema::stamp_matches`]).
+    /// (see [`schema::stamp_matches`]). Only the contract adapter observes it.
+    #[cfg(feature = "tearline-contract")]
     pub(crate) fn schema_matches_stamp(&self) -> Result<bool> {
         let (version, _) = self.version()?;
         Ok(schema::stamp_matches(version, &self.files_columns()?))

@@ -18,8 +18,9 @@
 //! - [`vectors`]: the vector store contract and its local, segment-file implementation.
 //! - [`embed`]: summaries, chunks and the deterministic embedder.
 //! - [`layout`]: where everything lives under the root.
-//! - [`under_test`]: the store under Tearline's contract (`tearline-model`),
-//!   with the known-bad designs of the origin documents as test-only variants.
+//! - `under_test` (with the `tearline-contract` feature): the store under
+//!   Tearline's contract (`tearline-model`), with the known-bad designs of the
+//!   origin documents as test-only variants.
 
 /// `true` when the store runs with the known-bad design `$flaw` (a
 /// [`flawed::Flaw`] variant); always `false` without the `flawed-variants`
@@ -49,6 +50,7 @@ pub mod rebuild;
 pub mod reconcile;
 pub mod schema;
 pub mod store;
+#[cfg(feature = "tearline-contract")]
 pub mod under_test;
 pub mod vectors;
 
@@ -64,6 +66,7 @@ pub use rebuild::Swap;
 pub use rebuild::{RebuildMode, RebuildProgress, RebuildStats, RetentionPolicy};
 pub use reconcile::{ReconcileMode, ReconcileOptions, ReconcileStats};
 pub use store::{Access, Document, Dump, DumpedDocument, Hit, OpenReport, Status, Store, StoreOptions, VerifyReport};
-#[cfg(feature = "flawed-variants")]
+#[cfg(all(feature = "flawed-variants", feature = "tearline-contract"))]
 pub use under_test::Variant;
+#[cfg(feature = "tearline-contract")]
 pub use under_test::{RefStore, RefStoreFactory};

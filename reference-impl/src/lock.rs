@@ -10,7 +10,7 @@
 use std::io;
 use std::path::Path;
 
-use tearline_sim_fs::{Fs, LockGuard};
+use tearline_sim_fs::{Fs, FsExt, LockGuard};
 
 use crate::error::{Result, StoreError};
 use crate::layout::Layout;
@@ -49,15 +49,13 @@ pub struct WipePermission<'lock> {
 }
 
 impl WipePermission<'_> {
-    /// Removes a directory tree. Only the lock holder may.
+    /// Removes a directory tree ([`FsExt::remove_tree`]). Only the lock
+    /// holder may. `ENOENT` if `dir` does not exist.
     pub fn remove_tree(&self, fs: &dyn Fs, dir: &Path) -> io::Result<()> {
-        for entry in fs.read_dir(dir)? {
-            let path = dir.join(&entry.name);
-            match entry.kind {
-                tearline_sim_fs::FileKind::Dir => self.remove_tree(fs, &path)?,
-                tearline_sim_fs::FileKind::File => fs.remove_file(&path)?,
-            }
+        if fs.remove_tree(dir)? {
+            Ok(())
+        } else {
+            Err(tearline_sim_fs::errno::enoent())
         }
-        fs.remove_dir(dir)
     }
 }

@@ -167,6 +167,7 @@ pub(crate) fn migrate_stamp_first(conn: &mut Connection, steps: &[Migration]) ->
 /// no schema; 1 and 2 have `files` without `indexed_at_ms`; 3 adds it. A
 /// version newer than this build's cannot be judged here and counts as
 /// matching (its mismatch with [`SCHEMA_VERSION`] is reported elsewhere).
+#[cfg(any(test, feature = "tearline-contract"))]
 pub(crate) fn stamp_matches(version: u32, files_columns: &[String]) -> bool {
     let has = |column: &str| files_columns.iter().any(|c| c == column);
     match version {

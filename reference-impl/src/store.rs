@@ -269,8 +269,14 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// SHA-256 of `content`, hex: the model's, so index and model agree by construction.
-pub(crate) use tearline_model::content_hash;
+/// SHA-256 of `content`, lower-case hex: the hash the index keeps per
+/// document. The same function as `tearline_model::content_hash` (a test of
+/// the contract module holds them equal), so the store's observations and the
+/// model agree, without the store linking the model.
+pub(crate) fn content_hash(content: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(content).iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// Reads the generation pointer.
 pub(crate) fn read_current(fs: &dyn Fs, layout: &Layout) -> Result<Option<Generation>> {

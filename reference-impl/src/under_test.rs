@@ -229,42 +229,12 @@ fn scratch_prefix(root: &Path) -> (PathBuf, String) {
 /// The import scratch directories beside `root` (full paths, sorted).
 fn scratch_dirs(fs: &dyn Fs, root: &Path) -> io::Result<Vec<PathBuf>> {
     let (parent, prefix) = scratch_prefix(root);
-    Ok(list(fs, &parent)?
+    Ok(fs
+        .read_dir_or_empty(&parent)?
         .into_iter()
         .filter(|e| e.name.starts_with(&prefix))
         .map(|e| parent.join(e.name))
         .collect())
-}
-
-/// A directory's entries; none if it does not exist.
-fn list(fs: &dyn Fs, dir: &Path) -> io::Result<Vec<tearline_sim_fs::DirEntry>> {
-    match fs.read_dir(dir) {
-        Ok(entries) => Ok(entries),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(e),
-    }
-}
-
-/// Removes a file or a directory tree; absent is fine.
-fn remove_tree(fs: &dyn Fs, path: &Path) -> io::Result<()> {
-    let entries = match fs.read_dir(path) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(_) => {
-            return match fs.remove_file(path) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-                other => other,
-            };
-        }
-    };
-    for entry in entries {
-        let child = path.join(&entry.name);
-        match entry.kind {
-            FileKind::Dir => remove_tree(fs, &child)?,
-            FileKind::File => fs.remove_file(&child)?,
-        }
-    }
-    fs.remove_dir(path)
 }
 
 impl StoreFactory for RefStoreFactory {
@@ -311,7 +281,9 @@ impl StoreFactory for RefStoreFactory {
             // directories of interrupted imports go.
             let dirs = scratch_dirs(env.fs.as_ref(), &env.root).map_err(failure)?;
             for dir in &dirs {
-                remove_tree(env.fs.as_ref(), dir).map_err(|e| failure(format!("removing {}: {e}", dir.display())))?;
+                env.fs
+                    .remove_tree(dir)
+                    .map_err(|e| failure(format!("removing {}: {e}", dir.display())))?;
             }
             if !dirs.is_empty() {
                 let (parent, _) = scratch_prefix(&env.root);
@@ -395,7 +367,7 @@ impl RefStore {
         let (parent, prefix) = scratch_prefix(self.store.root());
         let dir = parent.join(format!("{prefix}{}", self.imports));
         self.imports += 1;
-        remove_tree(fs.as_ref(), &dir).map_err(failure)?;
+        fs.remove_tree(&dir).map_err(failure)?;
         fs.create_dir(&dir)
             .map_err(|e| failure(format!("creating {}: {e}", dir.display())))?;
         let written = documents.iter().try_for_each(|(name, content)| {
@@ -405,7 +377,7 @@ impl RefStore {
         });
         let result = written.and_then(|()| self.store.import(&dir).map(drop).map_err(failure));
         // Best effort: a writable open removes what is left.
-        let _ = remove_tree(fs.as_ref(), &dir);
+        let _ = fs.remove_tree(&dir);
         result
     }
 
@@ -415,7 +387,10 @@ impl RefStore {
         let fs = self.fs.as_ref();
         let layout = Layout::new(self.store.root());
         let mut found = Vec::new();
-        let listed = |dir: &Path| list(fs, dir).map_err(|e| failure(format!("listing {}: {e}", dir.display())));
+        let listed = |dir: &Path| {
+            fs.read_dir_or_empty(dir)
+                .map_err(|e| failure(format!("listing {}: {e}", dir.display())))
+        };
         for entry in listed(layout.root())? {
             if entry.name.starts_with('.') {
                 found.push(entry.name);
@@ -459,7 +434,9 @@ impl RefStore {
     /// Journal files not yet drained (the quarantine excluded).
     fn pending_journals(&self) -> Result<usize, StoreFailure> {
         let dir = Layout::new(self.store.root()).journal_dir();
-        Ok(list(self.fs.as_ref(), &dir)
+        Ok(self
+            .fs
+            .read_dir_or_empty(&dir)
             .map_err(failure)?
             .into_iter()
             .filter(|e| e.kind == FileKind::File && !e.name.starts_with('.') && e.name.ends_with(".json"))
@@ -574,5 +551,23 @@ impl StoreUnderTest for RefStore {
                 matches_stamp,
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The store hashes content itself (it does not link the model outside
+    /// this module); its observations agree with the model only while the two
+    /// hashes are the same function.
+    #[test]
+    fn the_store_hashes_content_as_the_model_does() {
+        let contents: [&[u8]; 4] = [b"", b"Alpha\n\nOne.", "\u{e9}t\u{e9}".as_bytes(), &[0, 255, 10, 13]];
+        for content in contents {
+            assert_eq!(
+                crate::store::content_hash(content),
+                tearline_model::content_hash(content),
+                "{content:?}"
+            );
+        }
     }
 }

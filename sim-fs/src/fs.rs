@@ -377,6 +377,100 @@ pub trait FsExt: Fs {
         self.rename(&tmp, path)?;
         self.sync_dir(parent)
     }
+
+    /// Lists a directory as [`Fs::read_dir`] does, except that a missing
+    /// directory (`ENOENT`, including a missing ancestor) lists as empty.
+    /// Every other error (`ENOTDIR` for a file, `EIO`, ...) is returned as is.
+    /// One `read_dir` call.
+    fn read_dir_or_empty(&self, dir: &Path) -> io::Result<Vec<DirEntry>> {
+        match self.read_dir(dir) {
+            Ok(entries) => Ok(entries),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes a name of a file as [`Fs::remove_file`] does; `Ok(false)` if
+    /// there was nothing to remove (`ENOENT`), `Ok(true)` if it was removed.
+    /// `EISDIR` for a directory. One `remove_file` call; the caller syncs the
+    /// parent to make the removal durable.
+    fn remove_file_if_exists(&self, path: &Path) -> io::Result<bool> {
+        match self.remove_file(path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes the directory `dir` and everything in it, as `rm -r`: lists it,
+    /// removes each file and (depth first, in name order) each subdirectory,
+    /// then the directory itself. `Ok(false)` if `dir` does not exist
+    /// (`ENOENT` from its first listing), `Ok(true)` once it is gone.
+    ///
+    /// Edge cases: `ENOTDIR` if `dir` is a file (nothing is removed); an
+    /// entry that vanishes while the tree is removed gives `ENOENT`; the first
+    /// error stops the removal and leaves the rest in place. Nothing is
+    /// synced: the removal is durable only after [`Fs::sync_dir`] of the
+    /// parent (see [`FsExt::remove_tree_durable`] for the inner directories).
+    fn remove_tree(&self, dir: &Path) -> io::Result<bool> {
+        let entries = match self.read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let path = dir.join(&entry.name);
+            match entry.kind {
+                FileKind::Dir => {
+                    self.remove_tree(&path)?;
+                }
+                FileKind::File => self.remove_file(&path)?,
+            }
+        }
+        self.remove_dir(dir)?;
+        Ok(true)
+    }
+
+    /// [`FsExt::remove_tree`], but every directory that had entries is synced
+    /// after its entries are unlinked and before it is removed itself, so a
+    /// power cut never brings back a half-removed inner directory's entries
+    /// under a surviving name. An entry that vanished meanwhile is fine
+    /// (files are removed with [`FsExt::remove_file_if_exists`]). `Ok(false)`
+    /// if `dir` does not exist. The caller syncs the parent of `dir`.
+    fn remove_tree_durable(&self, dir: &Path) -> io::Result<bool> {
+        let entries = match self.read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let had_entries = !entries.is_empty();
+        for entry in entries {
+            let path = dir.join(&entry.name);
+            match entry.kind {
+                FileKind::Dir => {
+                    self.remove_tree_durable(&path)?;
+                }
+                FileKind::File => {
+                    self.remove_file_if_exists(&path)?;
+                }
+            }
+        }
+        if had_entries {
+            self.sync_dir_named(dir)?;
+        }
+        self.remove_dir(dir)?;
+        Ok(true)
+    }
+
+    /// [`Fs::sync_dir`], with an error that names the directory: its
+    /// `Display` is `syncing <dir>: <error>`, its [`io::Error::kind`] is the
+    /// original's, and the original error (with its raw OS code) is the
+    /// [`PathError`] inside it (`get_ref`, `into_inner`, or `source()`).
+    /// One `sync_dir` call.
+    fn sync_dir_named(&self, dir: &Path) -> io::Result<()> {
+        self.sync_dir(dir)
+            .map_err(|source| PathError::wrap(format!("syncing {}", dir.display()), source))
+    }
 }
 
 impl<T: Fs + ?Sized> FsExt for T {}
@@ -425,5 +519,49 @@ pub fn parent_dir(path: &Path) -> io::Result<&Path> {
         Some(parent) if !parent.as_os_str().is_empty() => Ok(parent),
         Some(_) => Ok(Path::new(".")),
         None => Err(crate::errno::einval()),
+    }
+}
+
+/// An [`io::Error`] that says what was being done to which path, wrapped
+/// around the kernel's error (see [`FsExt::sync_dir_named`]). Its `Display`
+/// is `<doing>: <source>`.
+#[derive(Debug)]
+pub struct PathError {
+    /// What was being done, naming the path (`syncing /store/source`).
+    pub doing: String,
+    /// The error the syscall returned, with its raw OS code.
+    pub source: io::Error,
+}
+
+impl PathError {
+    /// An `io::Error` of `source`'s kind that carries this `PathError`.
+    pub fn wrap(doing: String, source: io::Error) -> io::Error {
+        io::Error::new(source.kind(), PathError { doing, source })
+    }
+
+    /// The `PathError` inside `error`, if it carries one; `error` back otherwise.
+    pub fn unwrap_from(error: io::Error) -> Result<PathError, io::Error> {
+        // `into_inner` gives nothing back for an OS error: look before taking.
+        if !error.get_ref().is_some_and(|inner| inner.is::<PathError>()) {
+            return Err(error);
+        }
+        let kind = error.kind();
+        match error.into_inner().map(|inner| inner.downcast::<PathError>()) {
+            Some(Ok(path_error)) => Ok(*path_error),
+            Some(Err(other)) => Err(io::Error::new(kind, other)),
+            None => Err(io::Error::from(kind)),
+        }
+    }
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.doing, self.source)
+    }
+}
+
+impl std::error::Error for PathError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
     }
 }

@@ -18,7 +18,7 @@ pub mod sqlite;
 pub use clock::{Clock, SimClock, SystemClock};
 pub use fs::{
     ByteRange, DirEntry, FileHandle, FileHandleExt, FileIdentity, FileKind, Fs, FsExt, LockGuard, Metadata,
-    OpenOptions, RangeLockMode,
+    OpenOptions, PathError, RangeLockMode,
 };
 pub use real::RealFs;
 pub use sim::durability::SyncDataPolicy;

@@ -2,11 +2,11 @@
 //! `SimFs` and once on a real temporary directory through `RealFs`, with no
 //! fault injected, and must pass on both.
 
-use std::io::ErrorKind;
+use std::io::{self, ErrorKind};
 use std::path::{Path, PathBuf};
 
 use tearline_sim_fs::{
-    ByteRange, FileHandleExt, FileKind, Fs, FsExt, OpenOptions, RangeLockMode, RealFs, SimConfig, SimFs,
+    ByteRange, FileHandleExt, FileKind, Fs, FsExt, OpenOptions, PathError, RangeLockMode, RealFs, SimConfig, SimFs,
 };
 
 /// A filesystem under test and a fresh, empty directory on it. `other` is a
@@ -75,6 +75,11 @@ conformance!(
     whole_file_locks_exclude_other_holders,
     range_locks_follow_ofd_semantics,
     conveniences_compose_the_primitives,
+    read_dir_or_empty_lists_a_missing_directory_as_empty,
+    remove_file_if_exists_reports_what_it_removed,
+    remove_tree_removes_a_tree_and_accepts_a_missing_one,
+    remove_tree_durable_removes_a_tree_and_accepts_a_missing_one,
+    sync_dir_named_names_the_directory_and_keeps_the_kind,
 );
 
 fn reads_see_writes(env: &Env) {
@@ -312,4 +317,103 @@ fn conveniences_compose_the_primitives(env: &Env) {
         .map(|e| e.name)
         .collect();
     assert_eq!(names, ["f"], "no temp file is left behind");
+}
+
+/// A tree `t/{a, sub/{b, deeper/c}, empty/}` under the root.
+fn make_tree(env: &Env) -> PathBuf {
+    let tree = env.path("t");
+    env.fs.create_dir_all(&tree.join("sub/deeper")).expect("mkdir -p");
+    env.fs.create_dir(&tree.join("empty")).expect("mkdir");
+    for file in ["a", "sub/b", "sub/deeper/c"] {
+        env.fs.write_file(&tree.join(file), file.as_bytes()).expect("write");
+    }
+    tree
+}
+
+fn read_dir_or_empty_lists_a_missing_directory_as_empty(env: &Env) {
+    let missing = env.path("missing");
+    assert!(env.fs.read_dir_or_empty(&missing).expect("missing").is_empty());
+    assert!(
+        env.fs
+            .read_dir_or_empty(&missing.join("deeper"))
+            .expect("missing ancestor")
+            .is_empty()
+    );
+    let tree = make_tree(env);
+    let names: Vec<String> = env
+        .fs
+        .read_dir_or_empty(&tree)
+        .expect("ls")
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, ["a", "empty", "sub"]);
+    let not_a_dir = env.fs.read_dir_or_empty(&tree.join("a")).expect_err("a file");
+    assert_eq!(not_a_dir.kind(), ErrorKind::NotADirectory);
+}
+
+fn remove_file_if_exists_reports_what_it_removed(env: &Env) {
+    let file = env.path("f");
+    env.fs.write_file(&file, b"x").expect("write");
+    assert!(env.fs.remove_file_if_exists(&file).expect("remove"));
+    assert!(!env.fs.exists(&file).expect("exists"));
+    assert!(!env.fs.remove_file_if_exists(&file).expect("again: nothing to remove"));
+    assert!(
+        !env.fs
+            .remove_file_if_exists(&env.path("no/such/dir"))
+            .expect("missing parent")
+    );
+    let dir = env.path("d");
+    env.fs.create_dir(&dir).expect("mkdir");
+    let is_dir = env.fs.remove_file_if_exists(&dir).expect_err("a directory");
+    assert_eq!(is_dir.kind(), ErrorKind::IsADirectory);
+    assert!(env.fs.exists(&dir).expect("exists"), "the directory stays");
+}
+
+fn remove_tree_removes_a_tree_and_accepts_a_missing_one(env: &Env) {
+    let tree = make_tree(env);
+    let not_a_dir = env.fs.remove_tree(&tree.join("a")).expect_err("a file");
+    assert_eq!(not_a_dir.kind(), ErrorKind::NotADirectory);
+    assert!(env.fs.exists(&tree.join("a")).expect("exists"), "a file is not removed");
+    assert!(env.fs.remove_tree(&tree).expect("rm -r"));
+    assert!(!env.fs.exists(&tree).expect("exists"));
+    assert!(!env.fs.remove_tree(&tree).expect("again: nothing to remove"));
+    let empty = env.path("empty");
+    env.fs.create_dir(&empty).expect("mkdir");
+    assert!(env.fs.remove_tree(&empty).expect("an empty directory"));
+    assert!(env.fs.read_dir(&env.root).expect("ls").is_empty());
+}
+
+fn remove_tree_durable_removes_a_tree_and_accepts_a_missing_one(env: &Env) {
+    let tree = make_tree(env);
+    let not_a_dir = env.fs.remove_tree_durable(&tree.join("a")).expect_err("a file");
+    assert_eq!(not_a_dir.kind(), ErrorKind::NotADirectory);
+    assert!(env.fs.remove_tree_durable(&tree).expect("rm -r"));
+    assert!(!env.fs.exists(&tree).expect("exists"));
+    assert!(!env.fs.remove_tree_durable(&tree).expect("again: nothing to remove"));
+    assert!(env.fs.read_dir(&env.root).expect("ls").is_empty());
+}
+
+fn sync_dir_named_names_the_directory_and_keeps_the_kind(env: &Env) {
+    env.fs.sync_dir_named(&env.root).expect("sync an existing directory");
+    let missing = env.path("missing");
+    let error = env.fs.sync_dir_named(&missing).expect_err("a missing directory");
+    assert_eq!(error.kind(), ErrorKind::NotFound);
+    let message = error.to_string();
+    assert!(
+        message.starts_with(&format!("syncing {}: ", missing.display())),
+        "{message}"
+    );
+    let inner = PathError::unwrap_from(error).expect("a PathError inside");
+    assert_eq!(inner.source.raw_os_error(), Some(libc_enoent()));
+    assert_eq!(inner.doing, format!("syncing {}", missing.display()));
+    // An error without a PathError comes back unchanged.
+    let plain = io::Error::from_raw_os_error(libc_enoent());
+    let back = PathError::unwrap_from(plain).expect_err("no PathError inside");
+    assert_eq!(back.raw_os_error(), Some(libc_enoent()));
+}
+
+/// The kernel's `ENOENT`, as the simulator reports it too.
+fn libc_enoent() -> i32 {
+    tearline_sim_fs::errno::enoent().raw_os_error().expect("an OS error")
 }
