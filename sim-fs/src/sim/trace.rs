@@ -139,49 +139,8 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// The symbolic name of an errno (`ENOSPC`), or `errno N` for others.
-pub fn errno_name(code: i32) -> String {
-    let name = match code {
-        libc::ENOENT => "ENOENT",
-        libc::EEXIST => "EEXIST",
-        libc::ENOSPC => "ENOSPC",
-        libc::EXDEV => "EXDEV",
-        libc::EIO => "EIO",
-        libc::EISDIR => "EISDIR",
-        libc::ENOTDIR => "ENOTDIR",
-        libc::ENOTEMPTY => "ENOTEMPTY",
-        libc::EBADF => "EBADF",
-        libc::EINVAL => "EINVAL",
-        libc::EPERM => "EPERM",
-        libc::EWOULDBLOCK => "EWOULDBLOCK",
-        libc::EFBIG => "EFBIG",
-        libc::EBUSY => "EBUSY",
-        other => return format!("errno {other}"),
-    };
-    name.to_string()
-}
-
-/// The errno for a symbolic name (the inverse of [`errno_name`]).
-pub fn errno_from_name(name: &str) -> Option<i32> {
-    [
-        libc::ENOENT,
-        libc::EEXIST,
-        libc::ENOSPC,
-        libc::EXDEV,
-        libc::EIO,
-        libc::EISDIR,
-        libc::ENOTDIR,
-        libc::ENOTEMPTY,
-        libc::EBADF,
-        libc::EINVAL,
-        libc::EPERM,
-        libc::EWOULDBLOCK,
-        libc::EFBIG,
-        libc::EBUSY,
-    ]
-    .into_iter()
-    .find(|code| errno_name(*code) == name)
-}
+/// The errno names the trace prints, from the one table in [`crate::errno`].
+pub use crate::errno::{errno_from_name, errno_name};
 
 /// One line of the trace.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
