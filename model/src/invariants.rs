@@ -480,7 +480,7 @@ pub fn check_no_wipe_without_lock(trace: &Trace, lock_file: &Path, protected: &[
         if !destructive || !matches!(entry.outcome, Outcome::Ok | Outcome::Count(_)) {
             continue;
         }
-        let targets = std::iter::once(entry.path.as_str()).chain(entry.args.strip_prefix("to="));
+        let targets = std::iter::once(entry.path.as_str()).chain(entry.args.rename_target());
         let hit = targets
             .into_iter()
             .find(|path| patterns.iter().any(|p| p.matches(path)));

@@ -24,6 +24,6 @@ pub use real::RealFs;
 pub use sim::durability::SyncDataPolicy;
 pub use sim::faults::{Fault, FaultPlan, SyscallFilter, Trigger};
 pub use sim::persistence::{CrashChoice, Fate, PersistenceModel};
-pub use sim::trace::{Outcome, SyscallKind, Trace, TraceEntry};
+pub use sim::trace::{Outcome, SyscallArgs, SyscallKind, Trace, TraceEntry};
 pub use sim::{HaltKind, Halted, Mount, SimConfig, SimFs, SimSnapshot, halted};
 pub use sqlite::{SqliteVfs, VfsOptions, reseed_sqlite_prng};

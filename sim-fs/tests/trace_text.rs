@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tearline_sim_fs::{
     ByteRange, CrashChoice, Fate, Fault, FaultPlan, FileHandleExt, Fs, FsExt, Mount, OpenOptions, PersistenceModel,
-    RangeLockMode, SimConfig, SimFs, SyscallFilter, SyscallKind,
+    RangeLockMode, SimConfig, SimFs, SyscallArgs, SyscallFilter, SyscallKind,
 };
 
 /// One workload that makes every kind of syscall, with and without errors
@@ -185,4 +185,75 @@ fn torn_writes_power_cuts_and_reboots_print_as_they_always_have() {
         "#000005 b2 p0 reboot / model=torn survived=2/2 choice=KK -> ok\n",
     );
     assert_eq!(torn().trace().to_text(), expected);
+}
+
+#[test]
+fn the_arguments_are_typed() {
+    let trace = workload().trace();
+    let at = |index: u64| {
+        trace
+            .entries()
+            .iter()
+            .find(|e| e.index == index)
+            .map(|e| e.args.clone())
+            .expect("entry")
+    };
+    assert_eq!(at(7), SyscallArgs::Write { offset: 0, len: 11 });
+    assert_eq!(
+        at(11),
+        SyscallArgs::SetLen {
+            len: 4096,
+            old_len: Some(11)
+        }
+    );
+    assert!(!at(11).truncates(), "growing is not truncating");
+    assert_eq!(
+        at(12),
+        SyscallArgs::SetLen {
+            len: 3,
+            old_len: Some(4096)
+        }
+    );
+    assert!(at(12).truncates(), "shrinking is truncating");
+    assert_eq!(at(22).rename_target(), Some("/d/b"));
+    assert_eq!(at(23).rename_target(), Some("/mnt/b"));
+    assert_eq!(
+        at(24),
+        SyscallArgs::HardLink {
+            link: "/d/c".to_string()
+        }
+    );
+    assert_eq!(
+        at(27),
+        SyscallArgs::Open {
+            options: OpenOptions::create_truncate(),
+            existing_len: Some(3)
+        }
+    );
+    assert!(at(27).truncates(), "O_TRUNC of a non-empty file");
+    assert!(!at(29).truncates(), "a read-only open");
+    assert!(!at(44).truncates(), "O_TRUNC of a new file cuts nothing");
+    assert_eq!(
+        at(17),
+        SyscallArgs::LockRange {
+            mode: RangeLockMode::Exclusive,
+            range: ByteRange::new(10, 20)
+        }
+    );
+    assert_eq!(at(34), SyscallArgs::ExclusiveLock);
+    assert_eq!(at(36), SyscallArgs::None);
+    assert_eq!(at(9), SyscallArgs::FstatLen);
+    assert_eq!(at(10), SyscallArgs::FstatIdentity);
+    let reboot = trace
+        .entries()
+        .iter()
+        .find(|e| e.op == SyscallKind::Reboot)
+        .expect("a reboot");
+    assert_eq!(
+        reboot.args,
+        SyscallArgs::Reboot {
+            model: PersistenceModel::AnySubset,
+            choice: CrashChoice::from_fates(vec![Fate::Kept, Fate::Lost, Fate::Kept])
+        }
+    );
 }

@@ -61,7 +61,7 @@ use durability::{PendingOp, State, SyncDataPolicy};
 use faults::{Fault, FaultPlan};
 use image::{DeviceId, Image, Ino, NewNode, Node, ROOT_INO};
 use persistence::{CrashChoice, PersistenceModel};
-use trace::{Outcome, SyscallKind, Trace, TraceEntry};
+use trace::{Outcome, SyscallArgs, SyscallKind, Trace, TraceEntry};
 
 /// A device mounted at a path prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -297,7 +297,7 @@ struct Call<'a> {
     pid: Pid,
     op: SyscallKind,
     path: &'a str,
-    args: String,
+    args: SyscallArgs,
 }
 
 struct World {
@@ -494,6 +494,18 @@ impl World {
         Ok((dir, name))
     }
 
+    /// The length of the file `path` names, if it names one.
+    fn file_len_at(&self, path: &Path) -> Option<u64> {
+        let ino = self.resolve(path).ok()?;
+        Some(self.state.current.file(ino)?.len())
+    }
+
+    /// The length of the file open as `handle`, if it is open.
+    fn handle_len(&self, handle: HandleId) -> Option<u64> {
+        let ino = self.handles.get(&handle)?.ino;
+        Some(self.state.current.file(ino)?.len())
+    }
+
     fn is_mount_point(&self, path: &Path) -> bool {
         self.config.mounts.iter().any(|m| m.path == path)
     }
@@ -599,8 +611,10 @@ impl World {
         self.power_cut = None;
         self.boot += 1;
         self.refresh_used();
-        let kept = choice.fates().iter().filter(|f| **f != persistence::Fate::Lost).count();
-        let args = format!("model={model} survived={kept}/{} choice={choice}", choice.fates().len());
+        let args = SyscallArgs::Reboot {
+            model,
+            choice: choice.clone(),
+        };
         let call = Call {
             index: self.syscall_index,
             pid: 0,
@@ -801,12 +815,13 @@ impl SimFs {
 
     /// Runs one syscall: checks the process may run, numbers it, advances the
     /// clock, consults the fault plan, runs `body` unless a fault pre-empts
-    /// it, and traces the result. `describe` renders a successful result.
+    /// it, and traces the result. `args` reads the call's arguments off the
+    /// state before the call; `describe` renders a successful result.
     fn syscall<T>(
         &self,
         op: SyscallKind,
         path: &str,
-        args: String,
+        args: impl FnOnce(&World) -> SyscallArgs,
         body: impl FnOnce(&mut World, Option<WriteFault>) -> io::Result<T>,
         describe: impl FnOnce(&T) -> Outcome,
     ) -> io::Result<T> {
@@ -815,6 +830,7 @@ impl SimFs {
         if let Some(halt) = world.stopped(self.pid) {
             return Err(halt_error(halt));
         }
+        let args = args(world);
         let index = world.syscall_index;
         world.syscall_index += 1;
         world.clock.advance(world.config.syscall_time);
@@ -885,7 +901,7 @@ impl SimFs {
         self.syscall(
             op,
             &path.display().to_string(),
-            String::new(),
+            |_| SyscallArgs::None,
             |world, _| body(world),
             ok,
         )
@@ -914,22 +930,13 @@ fn ok<T>(_: &T) -> Outcome {
 
 impl Fs for SimFs {
     fn open(&self, path: &Path, options: &OpenOptions) -> io::Result<Box<dyn FileHandle>> {
-        let flags = format!(
-            "{}{}{}",
-            if options.write { "rw" } else { "r" },
-            if options.create_new {
-                ",excl"
-            } else if options.create {
-                ",create"
-            } else {
-                ""
-            },
-            if options.truncate { ",trunc" } else { "" },
-        );
         let ino = self.syscall(
             SyscallKind::Open,
             &path.display().to_string(),
-            flags,
+            |world| SyscallArgs::Open {
+                options: *options,
+                existing_len: world.file_len_at(path),
+            },
             |world, _| {
                 options.validate()?;
                 let (dir, name) = world.resolve_parent(path)?;
@@ -966,7 +973,9 @@ impl Fs for SimFs {
         self.syscall(
             SyscallKind::Rename,
             &from.display().to_string(),
-            format!("to={}", to.display()),
+            |_| SyscallArgs::Rename {
+                to: to.display().to_string(),
+            },
             |world, _| {
                 let (from_dir, from_name) = world.resolve_parent(from)?;
                 let ino = world
@@ -1015,7 +1024,9 @@ impl Fs for SimFs {
         self.syscall(
             SyscallKind::HardLink,
             &original.display().to_string(),
-            format!("link={}", link.display()),
+            |_| SyscallArgs::HardLink {
+                link: link.display().to_string(),
+            },
             |world, _| {
                 let ino = world.resolve(original)?;
                 let device = match world.state.current.node(ino) {
@@ -1098,7 +1109,7 @@ impl Fs for SimFs {
         self.syscall(
             SyscallKind::ReadDir,
             &path.display().to_string(),
-            String::new(),
+            |_| SyscallArgs::None,
             |world, _| {
                 let ino = world.resolve(path)?;
                 let entries = world.state.current.dir(ino).ok_or_else(errno::enotdir)?;
@@ -1153,7 +1164,7 @@ impl Fs for SimFs {
         let (ino, guard) = self.syscall(
             SyscallKind::Lock,
             &path.display().to_string(),
-            "exclusive".to_string(),
+            |_| SyscallArgs::ExclusiveLock,
             |world, _| {
                 let (dir, name) = world.resolve_parent(path)?;
                 let ino = match world.state.current.lookup(dir, name) {
@@ -1183,7 +1194,7 @@ impl Fs for SimFs {
         self.syscall(
             SyscallKind::FreeSpace,
             &path.display().to_string(),
-            String::new(),
+            |_| SyscallArgs::None,
             |world, _| {
                 world.resolve(path)?;
                 let device = world.device_of(path);
@@ -1234,7 +1245,7 @@ impl Drop for SimLock {
             pid,
             op: SyscallKind::Unlock,
             path: &path,
-            args: String::new(),
+            args: SyscallArgs::None,
         };
         // Every index has its snapshot, this one included.
         if world.snapshots.is_some() {
@@ -1284,7 +1295,7 @@ impl SimFile {
     fn call<T>(
         &self,
         op: SyscallKind,
-        args: String,
+        args: impl FnOnce(&World) -> SyscallArgs,
         body: impl FnOnce(&mut World, &OpenFileView, Option<WriteFault>) -> io::Result<T>,
         describe: impl FnOnce(&T) -> Outcome,
     ) -> io::Result<T> {
@@ -1325,7 +1336,10 @@ impl FileHandle for SimFile {
         let len = buf.len();
         self.call(
             SyscallKind::Read,
-            format!("off={offset} len={len}"),
+            |_| SyscallArgs::Read {
+                offset,
+                len: len as u64,
+            },
             |world, file, _| {
                 let data = world.state.current.file(file.ino).ok_or_else(errno::ebadf)?;
                 Ok(data.read_at(buf, offset))
@@ -1337,7 +1351,10 @@ impl FileHandle for SimFile {
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
         self.call(
             SyscallKind::Write,
-            format!("off={offset} len={}", buf.len()),
+            |_| SyscallArgs::Write {
+                offset,
+                len: buf.len() as u64,
+            },
             |world, file, fault| {
                 if !file.writable {
                     return Err(errno::ebadf());
@@ -1386,9 +1403,13 @@ impl FileHandle for SimFile {
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
+        let id = self.id;
         self.call(
             SyscallKind::SetLen,
-            format!("len={len}"),
+            |world| SyscallArgs::SetLen {
+                len,
+                old_len: world.handle_len(id),
+            },
             |world, file, _| {
                 if !file.writable {
                     return Err(errno::einval());
@@ -1415,7 +1436,7 @@ impl FileHandle for SimFile {
     fn len(&self) -> io::Result<u64> {
         self.call(
             SyscallKind::Fstat,
-            "len".to_string(),
+            |_| SyscallArgs::FstatLen,
             |world, file, _| Ok(world.state.current.file(file.ino).ok_or_else(errno::ebadf)?.len()),
             |len: &u64| Outcome::Count(*len),
         )
@@ -1424,7 +1445,7 @@ impl FileHandle for SimFile {
     fn sync_all(&self) -> io::Result<()> {
         self.call(
             SyscallKind::SyncAll,
-            String::new(),
+            |_| SyscallArgs::None,
             |world, file, _| {
                 world.state.sync_file(file.ino);
                 Ok(())
@@ -1436,7 +1457,7 @@ impl FileHandle for SimFile {
     fn sync_data(&self) -> io::Result<()> {
         self.call(
             SyscallKind::SyncData,
-            String::new(),
+            |_| SyscallArgs::None,
             |world, file, _| {
                 let policy = world.config.sync_data;
                 world.state.sync_data(file.ino, policy);
@@ -1450,7 +1471,7 @@ impl FileHandle for SimFile {
         let id = self.id;
         self.call(
             SyscallKind::LockRange,
-            format!("{mode:?} start={} len={}", range.start, range.len),
+            |_| SyscallArgs::LockRange { mode, range },
             |world, file, _| {
                 if range.len == 0 {
                     return Err(errno::einval());
@@ -1501,7 +1522,7 @@ impl FileHandle for SimFile {
     fn identity(&self) -> io::Result<FileIdentity> {
         self.call(
             SyscallKind::Fstat,
-            "identity".to_string(),
+            |_| SyscallArgs::FstatIdentity,
             |world, file, _| {
                 let device = match world.state.current.node(file.ino) {
                     Some(Node::File(data)) => data.device,
