@@ -38,6 +38,7 @@
 pub mod durability;
 pub mod faults;
 mod image;
+mod locks;
 pub mod persistence;
 pub mod trace;
 
@@ -60,6 +61,7 @@ use crate::fs::{
 use durability::{PendingOp, State, SyncDataPolicy};
 use faults::{Fault, FaultPlan};
 use image::{DeviceId, Image, Ino, NewNode, Node, ROOT_INO};
+use locks::{FileLock, RangeLock, SimLock};
 use persistence::{CrashChoice, PersistenceModel};
 use trace::{Outcome, SyscallArgs, SyscallKind, Trace, TraceEntry};
 
@@ -272,19 +274,6 @@ struct OpenFile {
     ino: Ino,
     path: String,
     writable: bool,
-}
-
-#[derive(Debug)]
-struct RangeLock {
-    handle: HandleId,
-    range: ByteRange,
-    exclusive: bool,
-}
-
-#[derive(Debug)]
-struct FileLock {
-    pid: Pid,
-    guard: u64,
 }
 
 /// Gives each simulated machine an identity for [`FileIdentity`] only; it
@@ -1206,59 +1195,6 @@ impl Fs for SimFs {
     }
 }
 
-/// An exclusive lock on a simulated file.
-struct SimLock {
-    world: Arc<Mutex<World>>,
-    path: PathBuf,
-    ino: Ino,
-    guard: u64,
-}
-
-impl fmt::Debug for SimLock {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SimLock")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
-    }
-}
-
-impl LockGuard for SimLock {
-    fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for SimLock {
-    fn drop(&mut self) {
-        let mut world = lock_world(&self.world);
-        let Some(lock) = world.file_locks.get(&self.ino) else {
-            return;
-        };
-        if lock.guard != self.guard {
-            return;
-        }
-        let pid = lock.pid;
-        world.file_locks.remove(&self.ino);
-        let path = self.path.display().to_string();
-        let call = Call {
-            index: world.syscall_index,
-            pid,
-            op: SyscallKind::Unlock,
-            path: &path,
-            args: SyscallArgs::None,
-        };
-        // Every index has its snapshot, this one included.
-        if world.snapshots.is_some() {
-            let snapshot = world.snapshot();
-            if let Some(list) = world.snapshots.as_mut() {
-                list.push(snapshot);
-            }
-        }
-        world.syscall_index += 1;
-        world.log(&call, Outcome::Ok, None);
-    }
-}
-
 /// An open simulated file.
 struct SimFile {
     fs: SimFs,
@@ -1473,47 +1409,8 @@ impl FileHandle for SimFile {
             SyscallKind::LockRange,
             |_| SyscallArgs::LockRange { mode, range },
             |world, file, _| {
-                if range.len == 0 {
-                    return Err(errno::einval());
-                }
                 let locks = world.range_locks.entry(file.ino).or_default();
-                let exclusive = mode == RangeLockMode::Exclusive;
-                if mode != RangeLockMode::Unlock
-                    && locks
-                        .iter()
-                        .any(|l| l.handle != id && l.range.overlaps(&range) && (l.exclusive || exclusive))
-                {
-                    return Err(errno::ewouldblock());
-                }
-                // Remove this handle's coverage of the range, splitting as needed.
-                let mut kept = Vec::with_capacity(locks.len() + 1);
-                for lock in locks.drain(..) {
-                    if lock.handle != id || !lock.range.overlaps(&range) {
-                        kept.push(lock);
-                        continue;
-                    }
-                    if lock.range.start < range.start {
-                        kept.push(RangeLock {
-                            range: ByteRange::new(lock.range.start, range.start - lock.range.start),
-                            ..lock
-                        });
-                    }
-                    if lock.range.end() > range.end() {
-                        kept.push(RangeLock {
-                            range: ByteRange::new(range.end(), lock.range.end() - range.end()),
-                            ..lock
-                        });
-                    }
-                }
-                if mode != RangeLockMode::Unlock {
-                    kept.push(RangeLock {
-                        handle: id,
-                        range,
-                        exclusive,
-                    });
-                }
-                *locks = kept;
-                Ok(())
+                locks::set_range(locks, id, range, mode)
             },
             ok,
         )
