@@ -35,8 +35,10 @@
 //! Not modelled: symlinks, permissions, `..` in paths, file holes (gaps read
 //! as zeros and count as used space), and `mmap`.
 
+mod config;
 pub mod durability;
 pub mod faults;
+mod halt;
 mod image;
 mod locks;
 pub mod persistence;
@@ -48,7 +50,7 @@ use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -58,103 +60,15 @@ use crate::errno;
 use crate::fs::{
     ByteRange, DirEntry, FileHandle, FileIdentity, FileKind, Fs, LockGuard, Metadata, OpenOptions, RangeLockMode,
 };
-use durability::{PendingOp, State, SyncDataPolicy};
+pub use config::{Mount, SimConfig};
+use durability::{PendingOp, State};
 use faults::{Fault, FaultPlan};
+use halt::halt_error;
+pub use halt::{HaltKind, Halted, halted};
 use image::{DeviceId, Image, Ino, NewNode, Node, ROOT_INO};
 use locks::{FileLock, RangeLock, SimLock};
 use persistence::{CrashChoice, PersistenceModel};
 use trace::{Outcome, SyscallArgs, SyscallKind, Trace, TraceEntry};
-
-/// A device mounted at a path prefix.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Mount {
-    /// Where it is mounted (absolute). The directory is created at start.
-    pub path: PathBuf,
-    /// Its capacity in bytes (the sum of its files' lengths may not exceed it).
-    pub capacity_bytes: u64,
-}
-
-/// How a simulation is set up. Every field has a documented default.
-#[derive(Clone, Debug)]
-pub struct SimConfig {
-    /// The one seed everything random derives from. Default 0.
-    pub seed: u64,
-    /// What survives a power cut when [`SimFs::reboot`] chooses. Default
-    /// [`PersistenceModel::Prefix`].
-    pub persistence: PersistenceModel,
-    /// What `fdatasync` makes durable. Default [`SyncDataPolicy::Linux`].
-    pub sync_data: SyncDataPolicy,
-    /// Capacity of the root device in bytes. Default `u64::MAX` (unlimited).
-    pub root_capacity_bytes: u64,
-    /// Further devices. Default none.
-    pub mounts: Vec<Mount>,
-    /// Virtual time each syscall takes. Default 10 µs.
-    pub syscall_time: Duration,
-}
-
-impl Default for SimConfig {
-    fn default() -> Self {
-        Self {
-            seed: 0,
-            persistence: PersistenceModel::Prefix,
-            sync_data: SyncDataPolicy::Linux,
-            root_capacity_bytes: u64::MAX,
-            mounts: Vec::new(),
-            syscall_time: Duration::from_micros(10),
-        }
-    }
-}
-
-impl SimConfig {
-    /// The default configuration with this seed.
-    pub fn with_seed(seed: u64) -> Self {
-        Self {
-            seed,
-            ..Self::default()
-        }
-    }
-}
-
-/// Why a simulated process stopped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum HaltKind {
-    /// The machine lost power.
-    PowerCut,
-    /// The process was killed.
-    ProcessCrash,
-}
-
-/// The error every syscall of a stopped process returns. It is not an errno:
-/// a real process would not run at all; this only unwinds the workload. Find
-/// it with [`halted`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Halted {
-    /// Power cut or process crash.
-    pub kind: HaltKind,
-    /// The index of the syscall at which it happened.
-    pub at_syscall: u64,
-}
-
-impl fmt::Display for Halted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let what = match self.kind {
-            HaltKind::PowerCut => "the simulated machine lost power",
-            HaltKind::ProcessCrash => "the simulated process was killed",
-        };
-        write!(f, "{what} at syscall {}", self.at_syscall)
-    }
-}
-
-impl std::error::Error for Halted {}
-
-/// If `err` is a simulated halt (power cut or process crash), which one.
-pub fn halted(err: &io::Error) -> Option<Halted> {
-    err.get_ref()?.downcast_ref::<Halted>().copied()
-}
-
-fn halt_error(halt: Halted) -> io::Error {
-    io::Error::other(halt)
-}
 
 /// A simulated machine's state at one moment: enough to derive the disk a
 /// power cut at that moment would leave. Cheap to clone.
