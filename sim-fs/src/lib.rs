@@ -6,13 +6,15 @@
 //! - [`SimFs`]: an in-memory filesystem that models exactly what the kernel
 //!   promises about durability, and no more, driven by one seed.
 //! - [`Clock`], [`SystemClock`], [`SimClock`]: wall-clock time, real or virtual.
-//! - [`SqliteVfs`]: a SQLite VFS over any [`Fs`], so real SQLite runs on it.
+//! - `SqliteVfs` (the default cargo feature `sqlite`): a SQLite VFS over any
+//!   [`Fs`], so real SQLite runs on it.
 
 pub mod clock;
 pub mod errno;
 pub mod fs;
 pub mod real;
 pub mod sim;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 
 pub use clock::{Clock, SimClock, SystemClock};
@@ -24,6 +26,7 @@ pub use real::RealFs;
 pub use sim::durability::SyncDataPolicy;
 pub use sim::faults::{Fault, FaultPlan, SyscallFilter, Trigger};
 pub use sim::persistence::{CrashChoice, Fate, PersistenceModel};
-pub use sim::trace::{Outcome, SyscallKind, Trace, TraceEntry};
+pub use sim::trace::{Outcome, SyscallArgs, SyscallKind, Trace, TraceEntry};
 pub use sim::{HaltKind, Halted, Mount, SimConfig, SimFs, SimSnapshot, halted};
+#[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteVfs, VfsOptions, reseed_sqlite_prng};

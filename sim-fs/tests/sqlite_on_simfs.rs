@@ -1,6 +1,7 @@
 //! Real SQLite on `SimFs`: SQLite's locks follow the simulated processes, a
 //! dead process's locks go with it, WAL works between processes, and a power
 //! cut gives SQLite errors (never an abort) and a database that reopens.
+#![cfg(feature = "sqlite")]
 
 use std::path::Path;
 use std::sync::Arc;

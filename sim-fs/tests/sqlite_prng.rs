@@ -1,5 +1,6 @@
 //! SQLite's process-global PRNG can be reseeded for reproducible runs. Its
 //! own binary: every SQLite call of a parallel test could draw from it.
+#![cfg(feature = "sqlite")]
 
 use rusqlite::Connection;
 use tearline_sim_fs::reseed_sqlite_prng;

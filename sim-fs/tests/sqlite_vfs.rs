@@ -1,6 +1,7 @@
 //! The SQLite VFS bridge on the real filesystem: SQLite works through it,
 //! locks and shared memory work across registrations ("processes"), every
 //! file and every sync goes through the `Fs`, and faults become errors.
+#![cfg(feature = "sqlite")]
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -49,7 +49,7 @@ pub fn check(trace: &Trace, lock_file: &Path, protected: &[String]) -> Option<Vi
         if !destructive || !matches!(entry.outcome, Outcome::Ok | Outcome::Count(_)) {
             continue;
         }
-        let targets = std::iter::once(entry.path.as_str()).chain(entry.args.strip_prefix("to="));
+        let targets = std::iter::once(entry.path.as_str()).chain(entry.args.rename_target());
         let hit = targets
             .into_iter()
             .find(|path| patterns.iter().any(|p| p.matches(path)));

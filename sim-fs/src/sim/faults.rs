@@ -27,7 +27,8 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use super::trace::{SyscallKind, errno_from_name, errno_name};
+use super::trace::SyscallKind;
+use crate::errno::{errno_from_name, errno_name};
 
 /// Something that goes wrong at a syscall. See the module docs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -35,9 +35,12 @@
 //! Not modelled: symlinks, permissions, `..` in paths, file holes (gaps read
 //! as zeros and count as used space), and `mmap`.
 
+mod config;
 pub mod durability;
 pub mod faults;
+mod halt;
 mod image;
+mod locks;
 pub mod persistence;
 pub mod trace;
 
@@ -47,7 +50,7 @@ use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -57,102 +60,15 @@ use crate::errno;
 use crate::fs::{
     ByteRange, DirEntry, FileHandle, FileIdentity, FileKind, Fs, LockGuard, Metadata, OpenOptions, RangeLockMode,
 };
-use durability::{PendingOp, State, SyncDataPolicy};
+pub use config::{Mount, SimConfig};
+use durability::{PendingOp, State};
 use faults::{Fault, FaultPlan};
+use halt::halt_error;
+pub use halt::{HaltKind, Halted, halted};
 use image::{DeviceId, Image, Ino, NewNode, Node, ROOT_INO};
+use locks::{FileLock, RangeLock, SimLock};
 use persistence::{CrashChoice, PersistenceModel};
-use trace::{Outcome, SyscallKind, Trace, TraceEntry};
-
-/// A device mounted at a path prefix.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Mount {
-    /// Where it is mounted (absolute). The directory is created at start.
-    pub path: PathBuf,
-    /// Its capacity in bytes (the sum of its files' lengths may not exceed it).
-    pub capacity_bytes: u64,
-}
-
-/// How a simulation is set up. Every field has a documented default.
-#[derive(Clone, Debug)]
-pub struct SimConfig {
-    /// The one seed everything random derives from. Default 0.
-    pub seed: u64,
-    /// What survives a power cut when [`SimFs::reboot`] chooses. Default
-    /// [`PersistenceModel::Prefix`].
-    pub persistence: PersistenceModel,
-    /// What `fdatasync` makes durable. Default [`SyncDataPolicy::Linux`].
-    pub sync_data: SyncDataPolicy,
-    /// Capacity of the root device in bytes. Default `u64::MAX` (unlimited).
-    pub root_capacity_bytes: u64,
-    /// Further devices. Default none.
-    pub mounts: Vec<Mount>,
-    /// Virtual time each syscall takes. Default 10 µs.
-    pub syscall_time: Duration,
-}
-
-impl Default for SimConfig {
-    fn default() -> Self {
-        Self {
-            seed: 0,
-            persistence: PersistenceModel::Prefix,
-            sync_data: SyncDataPolicy::Linux,
-            root_capacity_bytes: u64::MAX,
-            mounts: Vec::new(),
-            syscall_time: Duration::from_micros(10),
-        }
-    }
-}
-
-impl SimConfig {
-    /// The default configuration with this seed.
-    pub fn with_seed(seed: u64) -> Self {
-        Self {
-            seed,
-            ..Self::default()
-        }
-    }
-}
-
-/// Why a simulated process stopped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum HaltKind {
-    /// The machine lost power.
-    PowerCut,
-    /// The process was killed.
-    ProcessCrash,
-}
-
-/// The error every syscall of a stopped process returns. It is not an errno:
-/// a real process would not run at all; this only unwinds the workload. Find
-/// it with [`halted`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Halted {
-    /// Power cut or process crash.
-    pub kind: HaltKind,
-    /// The index of the syscall at which it happened.
-    pub at_syscall: u64,
-}
-
-impl fmt::Display for Halted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let what = match self.kind {
-            HaltKind::PowerCut => "the simulated machine lost power",
-            HaltKind::ProcessCrash => "the simulated process was killed",
-        };
-        write!(f, "{what} at syscall {}", self.at_syscall)
-    }
-}
-
-impl std::error::Error for Halted {}
-
-/// If `err` is a simulated halt (power cut or process crash), which one.
-pub fn halted(err: &io::Error) -> Option<Halted> {
-    err.get_ref()?.downcast_ref::<Halted>().copied()
-}
-
-fn halt_error(halt: Halted) -> io::Error {
-    io::Error::other(halt)
-}
+use trace::{Outcome, SyscallArgs, SyscallKind, Trace, TraceEntry};
 
 /// A simulated machine's state at one moment: enough to derive the disk a
 /// power cut at that moment would leave. Cheap to clone.
@@ -274,19 +190,6 @@ struct OpenFile {
     writable: bool,
 }
 
-#[derive(Debug)]
-struct RangeLock {
-    handle: HandleId,
-    range: ByteRange,
-    exclusive: bool,
-}
-
-#[derive(Debug)]
-struct FileLock {
-    pid: Pid,
-    guard: u64,
-}
-
 /// Gives each simulated machine an identity for [`FileIdentity`] only; it
 /// never reaches a trace or a report.
 static NEXT_MACHINE: AtomicU64 = AtomicU64::new(1);
@@ -297,7 +200,7 @@ struct Call<'a> {
     pid: Pid,
     op: SyscallKind,
     path: &'a str,
-    args: String,
+    args: SyscallArgs,
 }
 
 struct World {
@@ -494,6 +397,18 @@ impl World {
         Ok((dir, name))
     }
 
+    /// The length of the file `path` names, if it names one.
+    fn file_len_at(&self, path: &Path) -> Option<u64> {
+        let ino = self.resolve(path).ok()?;
+        Some(self.state.current.file(ino)?.len())
+    }
+
+    /// The length of the file open as `handle`, if it is open.
+    fn handle_len(&self, handle: HandleId) -> Option<u64> {
+        let ino = self.handles.get(&handle)?.ino;
+        Some(self.state.current.file(ino)?.len())
+    }
+
     fn is_mount_point(&self, path: &Path) -> bool {
         self.config.mounts.iter().any(|m| m.path == path)
     }
@@ -599,8 +514,10 @@ impl World {
         self.power_cut = None;
         self.boot += 1;
         self.refresh_used();
-        let kept = choice.fates().iter().filter(|f| **f != persistence::Fate::Lost).count();
-        let args = format!("model={model} survived={kept}/{} choice={choice}", choice.fates().len());
+        let args = SyscallArgs::Reboot {
+            model,
+            choice: choice.clone(),
+        };
         let call = Call {
             index: self.syscall_index,
             pid: 0,
@@ -801,12 +718,13 @@ impl SimFs {
 
     /// Runs one syscall: checks the process may run, numbers it, advances the
     /// clock, consults the fault plan, runs `body` unless a fault pre-empts
-    /// it, and traces the result. `describe` renders a successful result.
+    /// it, and traces the result. `args` reads the call's arguments off the
+    /// state before the call; `describe` renders a successful result.
     fn syscall<T>(
         &self,
         op: SyscallKind,
         path: &str,
-        args: String,
+        args: impl FnOnce(&World) -> SyscallArgs,
         body: impl FnOnce(&mut World, Option<WriteFault>) -> io::Result<T>,
         describe: impl FnOnce(&T) -> Outcome,
     ) -> io::Result<T> {
@@ -815,6 +733,7 @@ impl SimFs {
         if let Some(halt) = world.stopped(self.pid) {
             return Err(halt_error(halt));
         }
+        let args = args(world);
         let index = world.syscall_index;
         world.syscall_index += 1;
         world.clock.advance(world.config.syscall_time);
@@ -885,7 +804,7 @@ impl SimFs {
         self.syscall(
             op,
             &path.display().to_string(),
-            String::new(),
+            |_| SyscallArgs::None,
             |world, _| body(world),
             ok,
         )
@@ -914,22 +833,13 @@ fn ok<T>(_: &T) -> Outcome {
 
 impl Fs for SimFs {
     fn open(&self, path: &Path, options: &OpenOptions) -> io::Result<Box<dyn FileHandle>> {
-        let flags = format!(
-            "{}{}{}",
-            if options.write { "rw" } else { "r" },
-            if options.create_new {
-                ",excl"
-            } else if options.create {
-                ",create"
-            } else {
-                ""
-            },
-            if options.truncate { ",trunc" } else { "" },
-        );
         let ino = self.syscall(
             SyscallKind::Open,
             &path.display().to_string(),
-            flags,
+            |world| SyscallArgs::Open {
+                options: *options,
+                existing_len: world.file_len_at(path),
+            },
             |world, _| {
                 options.validate()?;
                 let (dir, name) = world.resolve_parent(path)?;
@@ -966,7 +876,9 @@ impl Fs for SimFs {
         self.syscall(
             SyscallKind::Rename,
             &from.display().to_string(),
-            format!("to={}", to.display()),
+            |_| SyscallArgs::Rename {
+                to: to.display().to_string(),
+            },
             |world, _| {
                 let (from_dir, from_name) = world.resolve_parent(from)?;
                 let ino = world
@@ -1015,7 +927,9 @@ impl Fs for SimFs {
         self.syscall(
             SyscallKind::HardLink,
             &original.display().to_string(),
-            format!("link={}", link.display()),
+            |_| SyscallArgs::HardLink {
+                link: link.display().to_string(),
+            },
             |world, _| {
                 let ino = world.resolve(original)?;
                 let device = match world.state.current.node(ino) {
@@ -1098,7 +1012,7 @@ impl Fs for SimFs {
         self.syscall(
             SyscallKind::ReadDir,
             &path.display().to_string(),
-            String::new(),
+            |_| SyscallArgs::None,
             |world, _| {
                 let ino = world.resolve(path)?;
                 let entries = world.state.current.dir(ino).ok_or_else(errno::enotdir)?;
@@ -1153,7 +1067,7 @@ impl Fs for SimFs {
         let (ino, guard) = self.syscall(
             SyscallKind::Lock,
             &path.display().to_string(),
-            "exclusive".to_string(),
+            |_| SyscallArgs::ExclusiveLock,
             |world, _| {
                 let (dir, name) = world.resolve_parent(path)?;
                 let ino = match world.state.current.lookup(dir, name) {
@@ -1183,7 +1097,7 @@ impl Fs for SimFs {
         self.syscall(
             SyscallKind::FreeSpace,
             &path.display().to_string(),
-            String::new(),
+            |_| SyscallArgs::None,
             |world, _| {
                 world.resolve(path)?;
                 let device = world.device_of(path);
@@ -1192,59 +1106,6 @@ impl Fs for SimFs {
             },
             |free: &u64| Outcome::Count(*free),
         )
-    }
-}
-
-/// An exclusive lock on a simulated file.
-struct SimLock {
-    world: Arc<Mutex<World>>,
-    path: PathBuf,
-    ino: Ino,
-    guard: u64,
-}
-
-impl fmt::Debug for SimLock {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SimLock")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
-    }
-}
-
-impl LockGuard for SimLock {
-    fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for SimLock {
-    fn drop(&mut self) {
-        let mut world = lock_world(&self.world);
-        let Some(lock) = world.file_locks.get(&self.ino) else {
-            return;
-        };
-        if lock.guard != self.guard {
-            return;
-        }
-        let pid = lock.pid;
-        world.file_locks.remove(&self.ino);
-        let path = self.path.display().to_string();
-        let call = Call {
-            index: world.syscall_index,
-            pid,
-            op: SyscallKind::Unlock,
-            path: &path,
-            args: String::new(),
-        };
-        // Every index has its snapshot, this one included.
-        if world.snapshots.is_some() {
-            let snapshot = world.snapshot();
-            if let Some(list) = world.snapshots.as_mut() {
-                list.push(snapshot);
-            }
-        }
-        world.syscall_index += 1;
-        world.log(&call, Outcome::Ok, None);
     }
 }
 
@@ -1284,7 +1145,7 @@ impl SimFile {
     fn call<T>(
         &self,
         op: SyscallKind,
-        args: String,
+        args: impl FnOnce(&World) -> SyscallArgs,
         body: impl FnOnce(&mut World, &OpenFileView, Option<WriteFault>) -> io::Result<T>,
         describe: impl FnOnce(&T) -> Outcome,
     ) -> io::Result<T> {
@@ -1325,7 +1186,10 @@ impl FileHandle for SimFile {
         let len = buf.len();
         self.call(
             SyscallKind::Read,
-            format!("off={offset} len={len}"),
+            |_| SyscallArgs::Read {
+                offset,
+                len: len as u64,
+            },
             |world, file, _| {
                 let data = world.state.current.file(file.ino).ok_or_else(errno::ebadf)?;
                 Ok(data.read_at(buf, offset))
@@ -1337,7 +1201,10 @@ impl FileHandle for SimFile {
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
         self.call(
             SyscallKind::Write,
-            format!("off={offset} len={}", buf.len()),
+            |_| SyscallArgs::Write {
+                offset,
+                len: buf.len() as u64,
+            },
             |world, file, fault| {
                 if !file.writable {
                     return Err(errno::ebadf());
@@ -1386,9 +1253,13 @@ impl FileHandle for SimFile {
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
+        let id = self.id;
         self.call(
             SyscallKind::SetLen,
-            format!("len={len}"),
+            |world| SyscallArgs::SetLen {
+                len,
+                old_len: world.handle_len(id),
+            },
             |world, file, _| {
                 if !file.writable {
                     return Err(errno::einval());
@@ -1415,7 +1286,7 @@ impl FileHandle for SimFile {
     fn len(&self) -> io::Result<u64> {
         self.call(
             SyscallKind::Fstat,
-            "len".to_string(),
+            |_| SyscallArgs::FstatLen,
             |world, file, _| Ok(world.state.current.file(file.ino).ok_or_else(errno::ebadf)?.len()),
             |len: &u64| Outcome::Count(*len),
         )
@@ -1424,7 +1295,7 @@ impl FileHandle for SimFile {
     fn sync_all(&self) -> io::Result<()> {
         self.call(
             SyscallKind::SyncAll,
-            String::new(),
+            |_| SyscallArgs::None,
             |world, file, _| {
                 world.state.sync_file(file.ino);
                 Ok(())
@@ -1436,7 +1307,7 @@ impl FileHandle for SimFile {
     fn sync_data(&self) -> io::Result<()> {
         self.call(
             SyscallKind::SyncData,
-            String::new(),
+            |_| SyscallArgs::None,
             |world, file, _| {
                 let policy = world.config.sync_data;
                 world.state.sync_data(file.ino, policy);
@@ -1450,49 +1321,10 @@ impl FileHandle for SimFile {
         let id = self.id;
         self.call(
             SyscallKind::LockRange,
-            format!("{mode:?} start={} len={}", range.start, range.len),
+            |_| SyscallArgs::LockRange { mode, range },
             |world, file, _| {
-                if range.len == 0 {
-                    return Err(errno::einval());
-                }
                 let locks = world.range_locks.entry(file.ino).or_default();
-                let exclusive = mode == RangeLockMode::Exclusive;
-                if mode != RangeLockMode::Unlock
-                    && locks
-                        .iter()
-                        .any(|l| l.handle != id && l.range.overlaps(&range) && (l.exclusive || exclusive))
-                {
-                    return Err(errno::ewouldblock());
-                }
-                // Remove this handle's coverage of the range, splitting as needed.
-                let mut kept = Vec::with_capacity(locks.len() + 1);
-                for lock in locks.drain(..) {
-                    if lock.handle != id || !lock.range.overlaps(&range) {
-                        kept.push(lock);
-                        continue;
-                    }
-                    if lock.range.start < range.start {
-                        kept.push(RangeLock {
-                            range: ByteRange::new(lock.range.start, range.start - lock.range.start),
-                            ..lock
-                        });
-                    }
-                    if lock.range.end() > range.end() {
-                        kept.push(RangeLock {
-                            range: ByteRange::new(range.end(), lock.range.end() - range.end()),
-                            ..lock
-                        });
-                    }
-                }
-                if mode != RangeLockMode::Unlock {
-                    kept.push(RangeLock {
-                        handle: id,
-                        range,
-                        exclusive,
-                    });
-                }
-                *locks = kept;
-                Ok(())
+                locks::set_range(locks, id, range, mode)
             },
             ok,
         )
@@ -1501,7 +1333,7 @@ impl FileHandle for SimFile {
     fn identity(&self) -> io::Result<FileIdentity> {
         self.call(
             SyscallKind::Fstat,
-            "identity".to_string(),
+            |_| SyscallArgs::FstatIdentity,
             |world, file, _| {
                 let device = match world.state.current.node(file.ino) {
                     Some(Node::File(data)) => data.device,

@@ -1,6 +1,6 @@
 //! The syscall trace: every syscall a simulation makes, in order, with its
-//! index, process, operation, path, arguments in short, result and any fault
-//! injected there.
+//! index, process, operation, path, typed arguments ([`SyscallArgs`]),
+//! result and any fault injected there.
 //!
 //! The trace has a stable text form (one line per entry, see [`TraceEntry`]'s
 //! `Display`) and a hash of that text: the same seed and workload give the
@@ -9,6 +9,8 @@
 use std::fmt;
 
 use super::faults::Fault;
+use super::persistence::{CrashChoice, Fate, PersistenceModel};
+use crate::fs::{ByteRange, OpenOptions, RangeLockMode};
 
 /// Which syscall (or simulator event) a trace entry records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -139,48 +141,143 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// The symbolic name of an errno (`ENOSPC`), or `errno N` for others.
-pub fn errno_name(code: i32) -> String {
-    let name = match code {
-        libc::ENOENT => "ENOENT",
-        libc::EEXIST => "EEXIST",
-        libc::ENOSPC => "ENOSPC",
-        libc::EXDEV => "EXDEV",
-        libc::EIO => "EIO",
-        libc::EISDIR => "EISDIR",
-        libc::ENOTDIR => "ENOTDIR",
-        libc::ENOTEMPTY => "ENOTEMPTY",
-        libc::EBADF => "EBADF",
-        libc::EINVAL => "EINVAL",
-        libc::EPERM => "EPERM",
-        libc::EWOULDBLOCK => "EWOULDBLOCK",
-        libc::EFBIG => "EFBIG",
-        libc::EBUSY => "EBUSY",
-        other => return format!("errno {other}"),
-    };
-    name.to_string()
+/// The errno names the trace prints, from the one table in [`crate::errno`].
+pub use crate::errno::{errno_from_name, errno_name};
+
+/// A syscall's arguments as the trace records them. `Display` gives the
+/// short text of the trace line (`off=4096 len=512`, `to=/a/b`, ...); the
+/// path the call acted on is the entry's [`TraceEntry::path`], not here.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum SyscallArgs {
+    /// Nothing beyond the path (`mkdir`, `unlink`, `fsync`, `readdir`, `stat`,
+    /// `statvfs`, `funlock`, ...). Prints nothing.
+    None,
+    /// `open`: the options asked for, and the length of the file already at
+    /// the path before the call (`None` if there was none, or not a file).
+    /// Prints the flags: `r`/`rw`, then `,excl` or `,create`, then `,trunc`.
+    Open {
+        /// The options passed to [`crate::Fs::open`].
+        options: OpenOptions,
+        /// The length of the file the path named before the call, if any.
+        existing_len: Option<u64>,
+    },
+    /// `pread`: `off=… len=…`.
+    Read {
+        /// Where the read starts, in bytes.
+        offset: u64,
+        /// How many bytes were asked for.
+        len: u64,
+    },
+    /// `pwrite`: `off=… len=…`.
+    Write {
+        /// Where the write starts, in bytes.
+        offset: u64,
+        /// How many bytes were offered.
+        len: u64,
+    },
+    /// `ftruncate`: `len=…` (the new length).
+    SetLen {
+        /// The new length in bytes.
+        len: u64,
+        /// The file's length before the call (`None` if the handle was
+        /// closed or its file gone).
+        old_len: Option<u64>,
+    },
+    /// `fstat` for the length: `len`.
+    FstatLen,
+    /// `fstat` for the identity: `identity`.
+    FstatIdentity,
+    /// `rename`: `to=…`.
+    Rename {
+        /// The new path.
+        to: String,
+    },
+    /// `link`: `link=…`.
+    HardLink {
+        /// The path of the new name.
+        link: String,
+    },
+    /// `flock`: an exclusive whole-file lock (the only kind there is):
+    /// `exclusive`.
+    ExclusiveLock,
+    /// `fcntl` byte-range lock: `Shared start=… len=…`.
+    LockRange {
+        /// Shared, exclusive or unlock.
+        mode: RangeLockMode,
+        /// The byte range.
+        range: ByteRange,
+    },
+    /// A reboot after a power cut: `model=… survived=K/N choice=…`.
+    Reboot {
+        /// The persistence model the surviving writes were chosen under.
+        model: PersistenceModel,
+        /// The fate of every pending operation.
+        choice: CrashChoice,
+    },
 }
 
-/// The errno for a symbolic name (the inverse of [`errno_name`]).
-pub fn errno_from_name(name: &str) -> Option<i32> {
-    [
-        libc::ENOENT,
-        libc::EEXIST,
-        libc::ENOSPC,
-        libc::EXDEV,
-        libc::EIO,
-        libc::EISDIR,
-        libc::ENOTDIR,
-        libc::ENOTEMPTY,
-        libc::EBADF,
-        libc::EINVAL,
-        libc::EPERM,
-        libc::EWOULDBLOCK,
-        libc::EFBIG,
-        libc::EBUSY,
-    ]
-    .into_iter()
-    .find(|code| errno_name(*code) == name)
+impl SyscallArgs {
+    /// The target path of a rename, if this is one.
+    pub fn rename_target(&self) -> Option<&str> {
+        match self {
+            SyscallArgs::Rename { to } => Some(to),
+            _ => None,
+        }
+    }
+
+    /// `true` if the call asked to cut bytes off an existing file: an `open`
+    /// with truncate of a non-empty file, or a `set_len` shorter than the file
+    /// was. (Whether the call succeeded is the entry's outcome.)
+    pub fn truncates(&self) -> bool {
+        match self {
+            SyscallArgs::Open { options, existing_len } => options.truncate && existing_len.is_some_and(|len| len > 0),
+            SyscallArgs::SetLen { len, old_len } => old_len.is_some_and(|old| *len < old),
+            _ => false,
+        }
+    }
+
+    /// `true` for [`SyscallArgs::None`], which prints nothing.
+    pub fn is_none(&self) -> bool {
+        matches!(self, SyscallArgs::None)
+    }
+}
+
+impl fmt::Display for SyscallArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SyscallArgs::None => Ok(()),
+            SyscallArgs::Open { options, .. } => {
+                f.write_str(if options.write { "rw" } else { "r" })?;
+                if options.create_new {
+                    f.write_str(",excl")?;
+                } else if options.create {
+                    f.write_str(",create")?;
+                }
+                if options.truncate {
+                    f.write_str(",trunc")?;
+                }
+                Ok(())
+            }
+            SyscallArgs::Read { offset, len } | SyscallArgs::Write { offset, len } => {
+                write!(f, "off={offset} len={len}")
+            }
+            SyscallArgs::SetLen { len, .. } => write!(f, "len={len}"),
+            SyscallArgs::FstatLen => f.write_str("len"),
+            SyscallArgs::FstatIdentity => f.write_str("identity"),
+            SyscallArgs::Rename { to } => write!(f, "to={to}"),
+            SyscallArgs::HardLink { link } => write!(f, "link={link}"),
+            SyscallArgs::ExclusiveLock => f.write_str("exclusive"),
+            SyscallArgs::LockRange { mode, range } => write!(f, "{mode:?} start={} len={}", range.start, range.len),
+            SyscallArgs::Reboot { model, choice } => {
+                let kept = choice.fates().iter().filter(|f| **f != Fate::Lost).count();
+                write!(
+                    f,
+                    "model={model} survived={kept}/{} choice={choice}",
+                    choice.fates().len()
+                )
+            }
+        }
+    }
 }
 
 /// One line of the trace.
@@ -196,8 +293,8 @@ pub struct TraceEntry {
     pub op: SyscallKind,
     /// The path it acted on (for handle calls, the path the file was opened as).
     pub path: String,
-    /// Its arguments in short (`off=4096 len=512`).
-    pub args: String,
+    /// Its arguments (printed in short: `off=4096 len=512`).
+    pub args: SyscallArgs,
     /// What it returned.
     pub outcome: Outcome,
     /// The fault injected at this syscall, if any.
@@ -212,7 +309,7 @@ impl fmt::Display for TraceEntry {
             "#{:06} b{} p{} {} {}",
             self.index, self.boot, self.pid, self.op, self.path
         )?;
-        if !self.args.is_empty() {
+        if !self.args.is_none() {
             write!(f, " {}", self.args)?;
         }
         write!(f, " -> {}", self.outcome)?;
@@ -309,7 +406,7 @@ mod tests {
             pid: 1,
             op: SyscallKind::Write,
             path: "/db/main.db".into(),
-            args: "off=4096 len=512".into(),
+            args: SyscallArgs::Write { offset: 4096, len: 512 },
             outcome: Outcome::Errno(libc::ENOSPC),
             fault: Some(Fault::Errno(libc::ENOSPC)),
         };
