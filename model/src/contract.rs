@@ -351,3 +351,44 @@ mod tests {
         assert!(Capabilities::default().flags().iter().all(|(_, on)| !*on));
     }
 }
+
+/// A store registered with the harness by name: how `tearline run --store
+/// NAME` (and each of its worker processes) builds the very factory the
+/// parent runs. A store crate exports a list of these; the harness collects
+/// them.
+pub struct NamedStore {
+    /// The name `--store` takes and reports print (`refstore/no-intents`).
+    pub name: &'static str,
+    /// What it is, in a few words (for listings).
+    pub summary: &'static str,
+    make: Box<dyn Fn() -> Box<dyn StoreFactory> + Send + Sync>,
+}
+
+impl NamedStore {
+    /// Registers `make` under `name`.
+    pub fn new(
+        name: &'static str,
+        summary: &'static str,
+        make: impl Fn() -> Box<dyn StoreFactory> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            name,
+            summary,
+            make: Box::new(make),
+        }
+    }
+
+    /// A new factory of this store.
+    pub fn factory(&self) -> Box<dyn StoreFactory> {
+        (self.make)()
+    }
+}
+
+impl std::fmt::Debug for NamedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NamedStore")
+            .field("name", &self.name)
+            .field("summary", &self.summary)
+            .finish_non_exhaustive()
+    }
+}

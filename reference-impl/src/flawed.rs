@@ -3,38 +3,98 @@
 //! Each [`Flaw`] is one design an origin document proposed (or a defect the
 //! journal tests switch on), implemented as a small branch at the one place
 //! where it differs from the real design. Only with the `flawed-variants`
-//! cargo feature; a store selects one with [`crate::StoreOptions::flaw`].
-//! Never enable in a build that stores data.
+//! cargo feature; a store selects one with [`crate::StoreOptions::flaw`], and
+//! the harness knows each as the store `refstore/<name>`
+//! ([`Flaw::store_name`]), which must break one of [`Flaw::breaks`]. Never
+//! enable in a build that stores data.
+
+use tearline_model::Invariant;
 
 /// One deliberate defect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Flaw {
-    /// A journal rollback does not restore any file (it only marks and cleans up).
-    SkipRollback,
-    /// Publishing a mutation's files does not fsync `source/` before the
-    /// commit (origins/4: publish by rename without fsync).
-    PublishWithoutDirSync,
-    /// Publishing across devices copies the staged file without fsyncing the
-    /// copy before renaming it into place (origins/4: the EXDEV fallback
-    /// without fsync).
-    CopyWithoutFsync,
-    /// A full rebuild drops every row of the live index, then re-indexes the
-    /// source files in place, one commit per document (origins/1: the
+    /// origins/1: a full rebuild drops every row of the live index, then
+    /// re-indexes the source files in place, one commit per document (the
     /// rebuild that loses everything when interrupted).
     DropAndReindex,
-    /// Index and vector store are written without intents or recovery: the
-    /// index rows first, then the vector, and a failed vector write is
-    /// ignored ("failure is acceptable", origins/2); a writable open neither
+    /// origins/1: the shadow rebuild's swap by two renames of generation
+    /// directories (the live one to a backup name, the new one to the live
+    /// name), without a directory fsync. A power cut can leave no live
+    /// generation, or the old one after an acknowledged rebuild.
+    TwoRenameSwap,
+    /// origins/2: index and vector store written without intents or
+    /// recovery: the index rows first, then the vector, and a failed vector
+    /// write is ignored ("failure is acceptable"); a writable open neither
     /// resolves intents nor sweeps orphans.
     NoIntents,
-    /// A read-only open (no lock) that finds a newer schema deletes the index
-    /// and recreates it anyway (origins/5 before the wipe was gated on the lock).
+    /// origins/4: a mutation's files published by rename without fsyncing
+    /// `source/` before the commit.
+    PublishWithoutFsync,
+    /// origins/4: publishing across devices copies the staged file and
+    /// renames the copy into place without fsyncing it (the EXDEV fallback
+    /// without fsync).
+    CopyWithoutFsync,
+    /// A journal rollback restores no file (it only marks and cleans up).
+    SkipRollback,
+    /// origins/5: a read-only open (no lock) that finds a newer schema
+    /// deletes the index and recreates it anyway.
     WipeWithoutLock,
-    /// An in-place migration stamps the new version first, in its own
-    /// transaction, and runs the step's SQL afterwards (origins/5: a version
-    /// stamped without its migration).
+    /// origins/5, by truncation: a read-only open (no lock) that finds a
+    /// newer schema truncates the index file in place (`O_TRUNC`) and
+    /// recreates its tables: nothing is unlinked or renamed, so only a lock
+    /// invariant that counts truncation sees the wipe.
+    TruncateWithoutLock,
+    /// origins/5: an in-place migration stamps the new version first, in its
+    /// own transaction, and runs the step's SQL afterwards.
     StampWithoutMigration,
-    /// Reconcile's destructive modes do not require force (origins/3 without
-    /// the safety flag).
+    /// origins/3: reconcile's destructive modes without the force requirement.
     CleanWithoutForce,
+}
+
+impl Flaw {
+    /// Every flaw, in the order the harness lists them.
+    pub const ALL: [Flaw; 10] = [
+        Flaw::DropAndReindex,
+        Flaw::TwoRenameSwap,
+        Flaw::NoIntents,
+        Flaw::PublishWithoutFsync,
+        Flaw::CopyWithoutFsync,
+        Flaw::SkipRollback,
+        Flaw::WipeWithoutLock,
+        Flaw::TruncateWithoutLock,
+        Flaw::StampWithoutMigration,
+        Flaw::CleanWithoutForce,
+    ];
+
+    /// The store's name with this flaw, for `--store` and reports
+    /// (`refstore/drop-and-reindex`).
+    pub fn store_name(&self) -> &'static str {
+        match self {
+            Flaw::DropAndReindex => "refstore/drop-and-reindex",
+            Flaw::TwoRenameSwap => "refstore/two-rename-swap",
+            Flaw::NoIntents => "refstore/no-intents",
+            Flaw::PublishWithoutFsync => "refstore/publish-without-fsync",
+            Flaw::CopyWithoutFsync => "refstore/copy-without-fsync",
+            Flaw::SkipRollback => "refstore/skip-rollback",
+            Flaw::WipeWithoutLock => "refstore/wipe-without-lock",
+            Flaw::TruncateWithoutLock => "refstore/truncate-without-lock",
+            Flaw::StampWithoutMigration => "refstore/stamp-without-migration",
+            Flaw::CleanWithoutForce => "refstore/clean-without-force",
+        }
+    }
+
+    /// The invariants a harness with teeth finds broken by this flaw (any
+    /// one of them is a catch).
+    pub fn breaks(&self) -> &'static [Invariant] {
+        match self {
+            Flaw::DropAndReindex | Flaw::TwoRenameSwap => &[Invariant::CompleteDatabase, Invariant::CommittedDurable],
+            Flaw::NoIntents => &[Invariant::NoOrphanVectors],
+            Flaw::PublishWithoutFsync | Flaw::CopyWithoutFsync | Flaw::SkipRollback => {
+                &[Invariant::CommittedDurable, Invariant::AtomicOp]
+            }
+            Flaw::WipeWithoutLock | Flaw::TruncateWithoutLock => &[Invariant::NoWipeWithoutLock],
+            Flaw::StampWithoutMigration => &[Invariant::SchemaNeverMisStamped],
+            Flaw::CleanWithoutForce => &[Invariant::NoDestructiveWithoutForce],
+        }
+    }
 }

@@ -198,6 +198,25 @@ impl Index {
         Ok(index)
     }
 
+    /// KNOWN BAD (origins/5, [`crate::flawed::Flaw::TruncateWithoutLock`]):
+    /// truncates the index file at `path` to nothing (`O_TRUNC`) and
+    /// recreates its tables, whoever holds the lock.
+    #[cfg(feature = "flawed-variants")]
+    pub(crate) fn truncate_and_create(fs: Arc<dyn Fs>, clock: Arc<dyn Clock>, path: &Path) -> Result<Index> {
+        let options = tearline_sim_fs::OpenOptions {
+            write: true,
+            truncate: true,
+            ..tearline_sim_fs::OpenOptions::read_only()
+        };
+        drop(
+            fs.open(path, &options)
+                .context(|| format!("truncating {}", path.display()))?,
+        );
+        let mut index = Index::open(fs, clock, path, IndexAccess::ReadWrite)?;
+        index.create_schema()?;
+        Ok(index)
+    }
+
     /// KNOWN BAD (origins/1, [`crate::flawed::Flaw::DropAndReindex`]): deletes
     /// every document's rows in one transaction (the "drop tables" of the
     /// review; the schema stays). Returns the vectors they referred to.

@@ -61,12 +61,8 @@ pub use flawed::Flaw;
 pub use index::FileRow;
 pub use journal::{ImportStats, JournalReport, QuarantinedJournal};
 pub use layout::{DocName, Generation, Layout};
-#[cfg(feature = "flawed-variants")]
-pub use rebuild::Swap;
 pub use rebuild::{RebuildMode, RebuildProgress, RebuildStats, RetentionPolicy};
 pub use reconcile::{ReconcileMode, ReconcileOptions, ReconcileStats};
 pub use store::{Access, Document, Dump, DumpedDocument, Hit, OpenReport, Status, Store, StoreOptions, VerifyReport};
-#[cfg(all(feature = "flawed-variants", feature = "tearline-contract"))]
-pub use under_test::Variant;
 #[cfg(feature = "tearline-contract")]
 pub use under_test::{RefStore, RefStoreFactory};

@@ -137,25 +137,6 @@ impl Default for RetentionPolicy {
     }
 }
 
-/// How a full rebuild makes its generation live.
-///
-/// Only [`Swap::Pointer`] is correct. The other variant is a known-bad design
-/// (from a design review, origins/1), kept behind the `flawed-variants`
-/// feature to prove the crash tests catch it.
-#[cfg(feature = "flawed-variants")]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Swap {
-    /// Replace `CURRENT` atomically (the real design).
-    #[default]
-    Pointer,
-    /// KNOWN BAD: build at a temporary name, then rename the live
-    /// generation's directory to a backup name and the new one to the live
-    /// name (so `CURRENT` is unchanged), without fsyncing the directory. A
-    /// power cut between or after the two renames can leave no directory
-    /// under the live name.
-    TwoRenames,
-}
-
 /// At most this many verification problems are listed in an error.
 const PROBLEMS_LISTED: usize = 20;
 
@@ -403,7 +384,7 @@ impl Store {
         let before: BTreeSet<String> = self.index.files()?.into_iter().map(|(path, _)| path).collect();
         let docs = self.source_names()?;
         #[cfg(feature = "flawed-variants")]
-        if self.swap == Swap::TwoRenames {
+        if self.flaw == Some(crate::flawed::Flaw::TwoRenameSwap) {
             return self.rebuild_two_renames(&before, &docs, progress);
         }
         #[cfg(feature = "flawed-variants")]
@@ -513,7 +494,7 @@ impl Store {
         Ok(stats)
     }
 
-    /// The known-bad swap of [`Swap::TwoRenames`].
+    /// The known-bad swap of [`crate::flawed::Flaw::TwoRenameSwap`].
     #[cfg(feature = "flawed-variants")]
     fn rebuild_two_renames(
         &mut self,

@@ -51,11 +51,6 @@ pub struct StoreOptions {
     /// Which backup generations a writable open and a full rebuild keep.
     /// Default [`RetentionPolicy::default`]: one backup, at most 7 days old.
     pub retention: RetentionPolicy,
-    /// How a full rebuild makes its generation live. Default
-    /// [`crate::rebuild::Swap::Pointer`], the only correct one; the other is
-    /// a known-bad design kept to prove the crash tests catch it.
-    #[cfg(feature = "flawed-variants")]
-    pub swap: crate::rebuild::Swap,
     /// A known-bad design to run with (see [`crate::flawed::Flaw`]). Default
     /// none: the real design.
     #[cfg(feature = "flawed-variants")]
@@ -69,8 +64,6 @@ impl Default for StoreOptions {
             rebuild_if_needed: false,
             wrap_vectors: None,
             retention: RetentionPolicy::default(),
-            #[cfg(feature = "flawed-variants")]
-            swap: crate::rebuild::Swap::default(),
             #[cfg(feature = "flawed-variants")]
             flaw: None,
         }
@@ -253,8 +246,6 @@ pub struct Store {
     pub(crate) wrap_vectors: Option<VectorWrapper>,
     pub(crate) retention: RetentionPolicy,
     #[cfg(feature = "flawed-variants")]
-    pub(crate) swap: crate::rebuild::Swap,
-    #[cfg(feature = "flawed-variants")]
     pub(crate) flaw: Option<crate::flawed::Flaw>,
     report: OpenReport,
 }
@@ -394,6 +385,18 @@ impl Store {
                 index = Index::wipe_and_create(Arc::clone(&fs), Arc::clone(&clock), &index_path)?;
                 rebuilt_from = Some(found);
             }
+            #[cfg(feature = "flawed-variants")]
+            Plan::Rebuild(_)
+                if !writable
+                    && found > schema::SCHEMA_VERSION
+                    && options.flaw == Some(crate::flawed::Flaw::TruncateWithoutLock) =>
+            {
+                // KNOWN BAD (origins/5, by truncation): empties an index
+                // another process may be using, in place, without the lock.
+                drop(index);
+                index = Index::truncate_and_create(Arc::clone(&fs), Arc::clone(&clock), &index_path)?;
+                rebuilt_from = Some(found);
+            }
             Plan::Create | Plan::Rebuild(_) => {
                 let reason = match schema::plan(found, has_tables) {
                     Plan::Rebuild(reason) => reason,
@@ -452,8 +455,6 @@ impl Store {
             lock,
             wrap_vectors: options.wrap_vectors,
             retention: options.retention,
-            #[cfg(feature = "flawed-variants")]
-            swap: options.swap,
             #[cfg(feature = "flawed-variants")]
             flaw: options.flaw,
             report: OpenReport {

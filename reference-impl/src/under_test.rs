@@ -16,12 +16,14 @@
 //! after the import, and a writable open removes any an interrupted import
 //! left, so a crash never leaks one.
 //!
-//! # Variants
+//! # Known-bad designs
 //!
-//! [`Variant::Correct`] is the store. With the `flawed-variants` cargo
-//! feature, every other [`Variant`] is one design an origin document
-//! proposed, which must break the invariant [`Variant::breaks`] names: a
-//! harness that does not catch it has no teeth. Never use them to store data.
+//! [`RefStoreFactory::correct`] is the store. With the `flawed-variants`
+//! cargo feature, [`RefStoreFactory::with_flaw`] runs one design an origin
+//! document proposed ([`Flaw`]), which must break one of the invariants
+//! [`Flaw::breaks`] names: a harness that does not catch it has no teeth.
+//! Never use them to store data. [`stores`] registers them all with the
+//! harness by name.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -30,11 +32,13 @@ use std::sync::Arc;
 
 use tearline_model::contract::{Access as ContractAccess, RebuildKind, ReconcileKind};
 use tearline_model::{
-    Capabilities, Env, Invariant, Observation, Operation, RemoteFault, SchemaObservation, SchemaStamp, StoreFactory,
+    Capabilities, Env, NamedStore, Observation, Operation, RemoteFault, SchemaObservation, SchemaStamp, StoreFactory,
     StoreFailure, StoreUnderTest, content_hash,
 };
 use tearline_sim_fs::{FileKind, Fs, FsExt};
 
+#[cfg(feature = "flawed-variants")]
+use crate::flawed::Flaw;
 use crate::generation;
 use crate::layout::{Generation, Layout};
 use crate::rebuild::RebuildMode;
@@ -43,161 +47,13 @@ use crate::schema::SCHEMA_VERSION;
 use crate::store::{Access, Store, StoreOptions};
 use crate::vectors::{FaultMode, FaultSwitch, FaultyVectorStore};
 
-/// Which design of the store runs: the real one, or (with the
-/// `flawed-variants` feature) one of the known-bad designs of the origin
-/// documents, each kept only to prove the harness catches it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Variant {
-    /// The reference store as designed.
-    #[default]
-    Correct,
-    /// origins/1: a full rebuild drops the live index's tables and
-    /// re-indexes in place. Interrupted, the index has lost acknowledged
-    /// documents: breaks committed-durable (complete-database).
-    #[cfg(feature = "flawed-variants")]
-    DropAndReindex,
-    /// origins/1: the shadow rebuild's swap by two renames of generation
-    /// directories, without a directory fsync ([`crate::rebuild::Swap::TwoRenames`]).
-    /// A power cut can leave no live generation, or the old one after an
-    /// acknowledged rebuild: breaks complete-database / committed-durable.
-    #[cfg(feature = "flawed-variants")]
-    TwoRenameSwap,
-    /// origins/2: dual write without intents or recovery (index rows, then
-    /// the vector; a vector-store failure is ignored). Breaks
-    /// no-orphan-vectors.
-    #[cfg(feature = "flawed-variants")]
-    NoIntents,
-    /// origins/4: a mutation's files published by rename without fsyncing
-    /// `source/` before the commit. Breaks atomic-op / committed-durable on a
-    /// power cut.
-    #[cfg(feature = "flawed-variants")]
-    PublishWithoutFsync,
-    /// origins/4: across devices (staging mounted elsewhere), publish by a
-    /// copy that is renamed into place without an fsync. Breaks
-    /// atomic-op / committed-durable on a power cut.
-    #[cfg(feature = "flawed-variants")]
-    CopyWithoutFsync,
-    /// origins/5: a read-only open (no lock) that finds a newer schema wipes
-    /// and recreates the index anyway. Breaks no-wipe-without-lock.
-    #[cfg(feature = "flawed-variants")]
-    WipeWithoutLock,
-    /// origins/5: an in-place migration stamps its version before running
-    /// its SQL. Interrupted between the two: breaks schema-never-mis-stamped.
-    #[cfg(feature = "flawed-variants")]
-    StampWithoutMigration,
-    /// origins/3: reconcile's clean mode without the force requirement.
-    /// Breaks no-destructive-without-force.
-    #[cfg(feature = "flawed-variants")]
-    CleanWithoutForce,
-}
-
-impl Variant {
-    /// Every variant this build has, [`Variant::Correct`] first.
-    pub fn all() -> Vec<Variant> {
-        vec![
-            Variant::Correct,
-            #[cfg(feature = "flawed-variants")]
-            Variant::DropAndReindex,
-            #[cfg(feature = "flawed-variants")]
-            Variant::TwoRenameSwap,
-            #[cfg(feature = "flawed-variants")]
-            Variant::NoIntents,
-            #[cfg(feature = "flawed-variants")]
-            Variant::PublishWithoutFsync,
-            #[cfg(feature = "flawed-variants")]
-            Variant::CopyWithoutFsync,
-            #[cfg(feature = "flawed-variants")]
-            Variant::WipeWithoutLock,
-            #[cfg(feature = "flawed-variants")]
-            Variant::StampWithoutMigration,
-            #[cfg(feature = "flawed-variants")]
-            Variant::CleanWithoutForce,
-        ]
-    }
-
-    /// The store's name with this variant, for reports (`refstore`,
-    /// `refstore/drop-and-reindex`).
-    pub fn store_name(&self) -> &'static str {
-        match self {
-            Variant::Correct => "refstore",
-            #[cfg(feature = "flawed-variants")]
-            Variant::DropAndReindex => "refstore/drop-and-reindex",
-            #[cfg(feature = "flawed-variants")]
-            Variant::TwoRenameSwap => "refstore/two-rename-swap",
-            #[cfg(feature = "flawed-variants")]
-            Variant::NoIntents => "refstore/no-intents",
-            #[cfg(feature = "flawed-variants")]
-            Variant::PublishWithoutFsync => "refstore/publish-without-fsync",
-            #[cfg(feature = "flawed-variants")]
-            Variant::CopyWithoutFsync => "refstore/copy-without-fsync",
-            #[cfg(feature = "flawed-variants")]
-            Variant::WipeWithoutLock => "refstore/wipe-without-lock",
-            #[cfg(feature = "flawed-variants")]
-            Variant::StampWithoutMigration => "refstore/stamp-without-migration",
-            #[cfg(feature = "flawed-variants")]
-            Variant::CleanWithoutForce => "refstore/clean-without-force",
-        }
-    }
-
-    /// The invariants a harness with teeth finds broken by this variant
-    /// (any one of them is a catch); none for [`Variant::Correct`].
-    pub fn breaks(&self) -> &'static [Invariant] {
-        match self {
-            Variant::Correct => &[],
-            #[cfg(feature = "flawed-variants")]
-            Variant::DropAndReindex | Variant::TwoRenameSwap => {
-                &[Invariant::CompleteDatabase, Invariant::CommittedDurable]
-            }
-            #[cfg(feature = "flawed-variants")]
-            Variant::NoIntents => &[Invariant::NoOrphanVectors],
-            #[cfg(feature = "flawed-variants")]
-            Variant::PublishWithoutFsync | Variant::CopyWithoutFsync => {
-                &[Invariant::CommittedDurable, Invariant::AtomicOp]
-            }
-            #[cfg(feature = "flawed-variants")]
-            Variant::WipeWithoutLock => &[Invariant::NoWipeWithoutLock],
-            #[cfg(feature = "flawed-variants")]
-            Variant::StampWithoutMigration => &[Invariant::SchemaNeverMisStamped],
-            #[cfg(feature = "flawed-variants")]
-            Variant::CleanWithoutForce => &[Invariant::NoDestructiveWithoutForce],
-        }
-    }
-
-    /// The store options that select this variant.
-    fn options(&self, access: Access) -> StoreOptions {
-        let writable = access == Access::Writable;
-        #[allow(unused_mut)] // only the flawed variants change it
-        let mut options = StoreOptions {
-            access,
-            // A writable open holds the lock: it may rebuild an index whose
-            // schema requires it, and must leave the current version.
-            rebuild_if_needed: writable,
-            ..StoreOptions::default()
-        };
-        #[cfg(feature = "flawed-variants")]
-        {
-            use crate::flawed::Flaw;
-            match self {
-                Variant::Correct => {}
-                Variant::TwoRenameSwap => options.swap = crate::rebuild::Swap::TwoRenames,
-                Variant::DropAndReindex => options.flaw = Some(Flaw::DropAndReindex),
-                Variant::NoIntents => options.flaw = Some(Flaw::NoIntents),
-                Variant::PublishWithoutFsync => options.flaw = Some(Flaw::PublishWithoutDirSync),
-                Variant::CopyWithoutFsync => options.flaw = Some(Flaw::CopyWithoutFsync),
-                Variant::WipeWithoutLock => options.flaw = Some(Flaw::WipeWithoutLock),
-                Variant::StampWithoutMigration => options.flaw = Some(Flaw::StampWithoutMigration),
-                Variant::CleanWithoutForce => options.flaw = Some(Flaw::CleanWithoutForce),
-            }
-        }
-        options
-    }
-}
-
-/// Creates and opens the reference store (in one [`Variant`]) for the harness.
+/// Creates and opens the reference store for the harness: as designed, or
+/// (with the `flawed-variants` feature) with one known-bad design of the
+/// origin documents, kept only to prove the harness catches it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RefStoreFactory {
-    /// The design to run. Default [`Variant::Correct`].
-    pub variant: Variant,
+    #[cfg(feature = "flawed-variants")]
+    flaw: Option<Flaw>,
 }
 
 impl RefStoreFactory {
@@ -206,10 +62,53 @@ impl RefStoreFactory {
         Self::default()
     }
 
-    /// The store in `variant`.
-    pub fn new(variant: Variant) -> Self {
-        Self { variant }
+    /// The store with a known-bad design.
+    #[cfg(feature = "flawed-variants")]
+    pub fn with_flaw(flaw: Flaw) -> Self {
+        Self { flaw: Some(flaw) }
     }
+
+    /// The known-bad design it runs, if any.
+    #[cfg(feature = "flawed-variants")]
+    pub fn flaw(&self) -> Option<Flaw> {
+        self.flaw
+    }
+
+    /// The store options for an open.
+    fn options(&self, access: Access) -> StoreOptions {
+        let writable = access == Access::Writable;
+        StoreOptions {
+            access,
+            // A writable open holds the lock: it may rebuild an index whose
+            // schema requires it, and must leave the current version.
+            rebuild_if_needed: writable,
+            #[cfg(feature = "flawed-variants")]
+            flaw: self.flaw,
+            ..StoreOptions::default()
+        }
+    }
+}
+
+/// The name the harness knows the reference store by.
+pub const STORE_NAME: &str = "refstore";
+
+/// The stores this crate registers with the harness: the reference store
+/// first, then (with `flawed-variants`) one per [`Flaw`], by its
+/// [`Flaw::store_name`].
+pub fn stores() -> Vec<NamedStore> {
+    #[allow(unused_mut)] // only the flawed variants add to it
+    let mut stores = vec![NamedStore::new(STORE_NAME, "the reference store as designed", || {
+        Box::new(RefStoreFactory::correct())
+    })];
+    #[cfg(feature = "flawed-variants")]
+    for flaw in Flaw::ALL {
+        stores.push(NamedStore::new(
+            flaw.store_name(),
+            "a known-bad design of the origin documents",
+            move || Box::new(RefStoreFactory::with_flaw(flaw)),
+        ));
+    }
+    stores
 }
 
 fn failure(error: impl std::fmt::Display) -> StoreFailure {
@@ -239,7 +138,11 @@ fn scratch_dirs(fs: &dyn Fs, root: &Path) -> io::Result<Vec<PathBuf>> {
 
 impl StoreFactory for RefStoreFactory {
     fn name(&self) -> &str {
-        self.variant.store_name()
+        #[cfg(feature = "flawed-variants")]
+        if let Some(flaw) = self.flaw {
+            return flaw.store_name();
+        }
+        STORE_NAME
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -273,7 +176,7 @@ impl StoreFactory for RefStoreFactory {
             wrap_vectors: Some(Box::new(move |inner| {
                 Box::new(FaultyVectorStore::new(inner, switch.clone()))
             })),
-            ..self.variant.options(access)
+            ..self.options(access)
         };
         let store = Store::open(Arc::clone(&env.fs), Arc::clone(&env.clock), &env.root, options).map_err(failure)?;
         if access == Access::Writable {

@@ -756,5 +756,5 @@ fn skipping_the_rollback_is_caught() {
 
 #[test]
 fn publishing_without_a_directory_fsync_is_caught() {
-    flawed_import_is_caught(Flaw::PublishWithoutDirSync);
+    flawed_import_is_caught(Flaw::PublishWithoutFsync);
 }

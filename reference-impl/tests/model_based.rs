@@ -978,7 +978,7 @@ prop_state_machine! {
 #[cfg(feature = "flawed-variants")]
 mod teeth {
     use proptest::test_runner::{RngSeed, TestError, TestRunner};
-    use tearline_refstore::Variant;
+    use tearline_refstore::Flaw;
 
     use super::*;
 
@@ -989,7 +989,7 @@ mod teeth {
     impl Design for PublishWithoutFsync {
         type Profile = PowerCutsInMutations;
         fn factory() -> RefStoreFactory {
-            RefStoreFactory::new(Variant::PublishWithoutFsync)
+            RefStoreFactory::with_flaw(Flaw::PublishWithoutFsync)
         }
     }
 
@@ -1024,18 +1024,18 @@ mod teeth {
     impl Design for DropAndReindex {
         type Profile = Balanced;
         // It keeps no previous generation at all, so any acknowledged full
-        // rebuild breaks backup-present (not in `Variant::breaks`); the
+        // rebuild breaks backup-present (not in `Flaw::breaks`); the
         // search must find the interrupted rebuild instead.
         const IGNORED: &'static [Invariant] = &[Invariant::BackupPresent];
         fn factory() -> RefStoreFactory {
-            RefStoreFactory::new(Variant::DropAndReindex)
+            RefStoreFactory::with_flaw(Flaw::DropAndReindex)
         }
     }
 
     /// The search finds a failure of `variant` that breaks one of the
     /// invariants the variant must break (or one of `also`), and shrinks it
     /// to at most `max_len` transitions.
-    fn caught<D: Design>(variant: Variant, also: &[Invariant], max_len: usize) {
+    fn caught<D: Design>(variant: Flaw, also: &[Invariant], max_len: usize) {
         let (state, transitions, reason) = find_failure::<D>();
         eprintln!(
             "{} caught; shrunk to seed {} and {} transition(s):",
@@ -1062,12 +1062,12 @@ mod teeth {
 
     #[test]
     fn publishing_without_a_directory_fsync_is_found_and_shrunk() {
-        caught::<PublishWithoutFsync>(Variant::PublishWithoutFsync, &[], 4);
+        caught::<PublishWithoutFsync>(Flaw::PublishWithoutFsync, &[], 4);
     }
 
     #[test]
     fn dropping_the_tables_and_reindexing_in_place_is_found_and_shrunk() {
-        caught::<DropAndReindex>(Variant::DropAndReindex, &[], 3);
+        caught::<DropAndReindex>(Flaw::DropAndReindex, &[], 3);
     }
 }
 

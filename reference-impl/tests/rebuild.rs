@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tearline_refstore::{
-    Dump, DumpedDocument, RebuildMode, RebuildProgress, RebuildStats, RetentionPolicy, Store, StoreError, StoreOptions,
-    Swap,
+    Dump, DumpedDocument, Flaw, RebuildMode, RebuildProgress, RebuildStats, RetentionPolicy, Store, StoreError,
+    StoreOptions,
 };
 use tearline_sim_fs::{
     CrashChoice, Fault, FaultPlan, Fs, FsExt, PersistenceModel, SimConfig, SimFs, SimSnapshot, SyscallKind,
@@ -194,12 +194,12 @@ struct Sweep {
 }
 
 /// Cuts the power at every syscall of a full rebuild (and after it returns)
-/// with `swap`, boots every crash state, opens writable and checks the
+/// with `flaw`, boots every crash state, opens writable and checks the
 /// content is exactly the old or exactly the new (the new after the rebuild
 /// returned), and that the open cleaned up. Collects what broke.
-fn power_cut_sweep(seed: u64, swap: Swap) -> Sweep {
+fn power_cut_sweep(seed: u64, flaw: Option<Flaw>) -> Sweep {
     let options = StoreOptions {
-        swap,
+        flaw,
         ..StoreOptions::default()
     };
     let (fs, mut store) = setup(SimConfig::with_seed(seed), DOCS, options);
@@ -267,7 +267,7 @@ fn power_cut_sweep(seed: u64, swap: Swap) -> Sweep {
 #[test]
 fn a_full_rebuild_survives_a_power_cut_at_every_syscall() {
     let seed = seed("a_full_rebuild_survives_a_power_cut_at_every_syscall");
-    let sweep = power_cut_sweep(seed, Swap::Pointer);
+    let sweep = power_cut_sweep(seed, None);
     eprintln!(
         "full rebuild of ~{DOCS} documents: {} crash points, {} post-crash states checked ({} old, {} new)",
         sweep.points, sweep.states, sweep.old, sweep.new
@@ -287,7 +287,7 @@ fn the_two_rename_swap_of_the_review_fails_the_power_cut_check() {
     // new into place, no directory fsync) loses the store at some crash
     // point, where the real swap (above) never does.
     let seed = seed("the_two_rename_swap_of_the_review_fails_the_power_cut_check");
-    let sweep = power_cut_sweep(seed, Swap::TwoRenames);
+    let sweep = power_cut_sweep(seed, Some(Flaw::TwoRenameSwap));
     eprintln!(
         "two-rename swap: {} crash points, {} states, {} bad; first: {:?}",
         sweep.points,

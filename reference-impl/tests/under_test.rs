@@ -16,7 +16,7 @@ use tearline_model::invariants::{
     check_filesystem_wins, check_no_destructive_without_force, check_no_wipe_without_lock, check_recovered,
 };
 use tearline_model::{Env, Invariant, Model, Observation, Operation, StoreFactory, StoreUnderTest, Violation};
-use tearline_refstore::{RefStoreFactory, Variant};
+use tearline_refstore::{Flaw, RefStoreFactory};
 use tearline_sim_fs::{
     CrashChoice, Fault, FaultPlan, Fs, FsExt, Mount, PersistenceModel, RealFs, SimConfig, SimFs, SimSnapshot,
     SqliteVfs, SyscallFilter, SyscallKind, SystemClock, VfsOptions,
@@ -303,7 +303,7 @@ fn power_cut_scan(
 
 /// The correct store passes `test`'s scan; `variant` breaks one of its
 /// invariants in it.
-fn caught_by_scan(variant: Variant, test: impl Fn(&RefStoreFactory, &[Invariant]) -> Scan) {
+fn caught_by_scan(variant: Flaw, test: impl Fn(&RefStoreFactory, &[Invariant]) -> Scan) {
     let correct = test(&RefStoreFactory::correct(), &[]);
     assert!(
         correct.found.is_empty(),
@@ -311,7 +311,7 @@ fn caught_by_scan(variant: Variant, test: impl Fn(&RefStoreFactory, &[Invariant]
         correct.states,
         &correct.found[..correct.found.len().min(5)]
     );
-    let flawed = test(&RefStoreFactory::new(variant), variant.breaks());
+    let flawed = test(&RefStoreFactory::with_flaw(variant), variant.breaks());
     assert!(
         flawed.broke(variant.breaks()),
         "{variant:?} went unnoticed in {} states (expected {:?}); found {:#?}",
@@ -349,17 +349,17 @@ fn rebuild_scan(factory: &RefStoreFactory, stop_at: &[Invariant]) -> Scan {
 
 #[test]
 fn dropping_the_tables_and_reindexing_in_place_is_caught() {
-    caught_by_scan(Variant::DropAndReindex, rebuild_scan);
+    caught_by_scan(Flaw::DropAndReindex, rebuild_scan);
 }
 
 #[test]
 fn the_two_rename_swap_is_caught() {
-    caught_by_scan(Variant::TwoRenameSwap, rebuild_scan);
+    caught_by_scan(Flaw::TwoRenameSwap, rebuild_scan);
 }
 
 #[test]
 fn publishing_without_a_directory_fsync_is_caught() {
-    caught_by_scan(Variant::PublishWithoutFsync, |factory, stop_at| {
+    caught_by_scan(Flaw::PublishWithoutFsync, |factory, stop_at| {
         let (fs, model) = prepared(factory, SimConfig::with_seed(22), &[add("a.md", "Alpha\n\nOld.")]);
         let op = import(&[
             ("a.md", "Alpha\n\nNew."),
@@ -372,7 +372,7 @@ fn publishing_without_a_directory_fsync_is_caught() {
 
 #[test]
 fn copying_across_devices_without_an_fsync_is_caught() {
-    caught_by_scan(Variant::CopyWithoutFsync, |factory, stop_at| {
+    caught_by_scan(Flaw::CopyWithoutFsync, |factory, stop_at| {
         let config = SimConfig {
             mounts: vec![Mount {
                 path: PathBuf::from(format!("{ROOT}/staging")),
@@ -401,7 +401,7 @@ fn tamper(fs: &SimFs, sql: &str) {
 
 #[test]
 fn stamping_a_version_without_its_migration_is_caught() {
-    caught_by_scan(Variant::StampWithoutMigration, |factory, stop_at| {
+    caught_by_scan(Flaw::StampWithoutMigration, |factory, stop_at| {
         let setup: Vec<Operation> = DOCS.iter().map(|(n, c)| add(n, c)).collect();
         let (fs, model) = prepared(factory, SimConfig::with_seed(24), &setup);
         // As an older build left it: version 2, without version 3's column
@@ -445,8 +445,8 @@ fn stamping_a_version_without_its_migration_is_caught() {
 
 #[test]
 fn a_vector_store_failure_without_intents_leaves_an_orphan() {
-    for variant in [Variant::Correct, Variant::NoIntents] {
-        let factory = RefStoreFactory::new(variant);
+    for variant in [None, Some(Flaw::NoIntents)] {
+        let factory = variant.map_or_else(RefStoreFactory::correct, RefStoreFactory::with_flaw);
         let (fs, mut model) = prepared(&factory, SimConfig::with_seed(25), &[add("a.md", "Alpha\n\nOne.")]);
         let env = env_on(&fs);
         let mut store = factory.open(&env, Access::Writable).expect("open");
@@ -462,7 +462,7 @@ fn a_vector_store_failure_without_intents_leaves_an_orphan() {
         let observation = store.observe().expect("observe");
         let violations = check_recovered(&observation, &model, &factory.capabilities());
         match variant {
-            Variant::Correct => assert_clean("correct store after a vector-store failure", &violations),
+            None => assert_clean("correct store after a vector-store failure", &violations),
             _ => {
                 assert!(ok, "the flawed dual write reports success");
                 assert!(
@@ -480,8 +480,8 @@ fn a_vector_store_failure_without_intents_leaves_an_orphan() {
 
 #[test]
 fn a_read_only_open_that_wipes_without_the_lock_is_caught() {
-    for variant in [Variant::Correct, Variant::WipeWithoutLock] {
-        let factory = RefStoreFactory::new(variant);
+    for variant in [None, Some(Flaw::WipeWithoutLock)] {
+        let factory = variant.map_or_else(RefStoreFactory::correct, RefStoreFactory::with_flaw);
         let (fs, _) = prepared(&factory, SimConfig::with_seed(26), &[add("a.md", "Alpha\n\nOne.")]);
         // A newer build wrote the index.
         tamper(&fs, "PRAGMA user_version = 99;");
@@ -495,7 +495,7 @@ fn a_read_only_open_that_wipes_without_the_lock_is_caught() {
         let lock = factory.lock_file(&env).expect("lock file");
         let found = check_no_wipe_without_lock(&fs.trace(), &lock, &factory.protected_paths(&env));
         match variant {
-            Variant::Correct => {
+            None => {
                 assert!(opened.is_err(), "a read-only open of a newer schema refuses");
                 assert_eq!(found, None);
             }
@@ -510,8 +510,8 @@ fn a_read_only_open_that_wipes_without_the_lock_is_caught() {
 
 #[test]
 fn clean_without_force_is_caught() {
-    for variant in [Variant::Correct, Variant::CleanWithoutForce] {
-        let factory = RefStoreFactory::new(variant);
+    for variant in [None, Some(Flaw::CleanWithoutForce)] {
+        let factory = variant.map_or_else(RefStoreFactory::correct, RefStoreFactory::with_flaw);
         let setup = [add("a.md", "Alpha\n\nOne."), add("b.md", "Beta\n\nTwo.")];
         let (fs, mut model) = prepared(&factory, SimConfig::with_seed(27), &setup);
         let env = env_on(&fs);
@@ -524,7 +524,7 @@ fn clean_without_force_is_caught() {
         let after = store.observe().expect("observe");
         let found = check_no_destructive_without_force(&clean, ok, &before, &after);
         match variant {
-            Variant::Correct => assert_eq!(found, None),
+            None => assert_eq!(found, None),
             _ => {
                 let violation = found.expect("caught");
                 assert_eq!(violation.invariant, Invariant::NoDestructiveWithoutForce);
@@ -535,14 +535,21 @@ fn clean_without_force_is_caught() {
 }
 
 #[test]
-fn every_variant_names_what_it_breaks() {
-    let variants = Variant::all();
-    assert_eq!(variants[0], Variant::Correct);
-    assert!(Variant::Correct.breaks().is_empty());
-    assert_eq!(variants.len(), 9);
-    for variant in &variants[1..] {
-        assert!(!variant.breaks().is_empty(), "{variant:?}");
-        assert!(RefStoreFactory::new(*variant).name().starts_with("refstore/"));
+fn every_flaw_names_what_it_breaks_and_is_registered_by_its_name() {
+    assert_eq!(Flaw::ALL.len(), 10);
+    for flaw in Flaw::ALL {
+        assert!(!flaw.breaks().is_empty(), "{flaw:?}");
+        assert!(flaw.store_name().starts_with("refstore/"), "{flaw:?}");
+        assert_eq!(RefStoreFactory::with_flaw(flaw).name(), flaw.store_name());
+    }
+    let stores = tearline_refstore::under_test::stores();
+    let names: Vec<&str> = stores.iter().map(|s| s.name).collect();
+    assert_eq!(names[0], "refstore");
+    assert_eq!(stores[0].factory().name(), "refstore");
+    assert_eq!(names.len(), 1 + Flaw::ALL.len());
+    for (store, flaw) in stores[1..].iter().zip(Flaw::ALL) {
+        assert_eq!(store.name, flaw.store_name());
+        assert_eq!(store.factory().name(), flaw.store_name());
     }
 }
 

@@ -8,7 +8,8 @@ use tearline::catalogue::{self, Entry};
 use tearline::engine::{self, EngineOptions};
 use tearline::run::{RunOptions, run_entry};
 use tearline_model::StoreFactory;
-use tearline_refstore::under_test::{RefStoreFactory, Variant};
+use tearline_refstore::Flaw;
+use tearline_refstore::under_test::RefStoreFactory;
 use tearline_sim_fs::Fault;
 
 fn options(faults: Vec<Fault>, shard: (u64, u64)) -> RunOptions {
@@ -65,28 +66,27 @@ fn the_reference_store_passes_a_smoke_matrix_of_every_store_scenario() {
 }
 
 /// The scenario and faults that expose each known-bad variant.
-fn exposed_by(variant: Variant) -> Option<(&'static str, Vec<Fault>)> {
-    Some(match variant {
-        Variant::Correct => return None,
-        Variant::DropAndReindex => ("rebuild-crash-midway", vec![Fault::PowerCut]),
-        Variant::TwoRenameSwap => ("rebuild-swap-interrupted", vec![Fault::PowerCut]),
-        Variant::NoIntents => ("vector-write-failing", vec![Fault::EIO]),
-        Variant::PublishWithoutFsync => ("import-interrupted", vec![Fault::PowerCut]),
-        Variant::CopyWithoutFsync => ("staging-across-devices", vec![Fault::PowerCut]),
-        Variant::CleanWithoutForce => ("reconcile-clean", vec![Fault::PowerCut]),
-        Variant::WipeWithoutLock => ("index-from-newer-build", vec![Fault::PowerCut]),
-        Variant::StampWithoutMigration => ("schema-upgrade-interrupted", vec![Fault::PowerCut]),
-    })
+fn exposed_by(variant: Flaw) -> (&'static str, Vec<Fault>) {
+    match variant {
+        Flaw::DropAndReindex => ("rebuild-crash-midway", vec![Fault::PowerCut]),
+        Flaw::TwoRenameSwap => ("rebuild-swap-interrupted", vec![Fault::PowerCut]),
+        Flaw::NoIntents => ("vector-write-failing", vec![Fault::EIO]),
+        Flaw::PublishWithoutFsync => ("import-interrupted", vec![Fault::PowerCut]),
+        Flaw::CopyWithoutFsync => ("staging-across-devices", vec![Fault::PowerCut]),
+        Flaw::CleanWithoutForce => ("reconcile-clean", vec![Fault::PowerCut]),
+        Flaw::WipeWithoutLock => ("index-from-newer-build", vec![Fault::PowerCut]),
+        Flaw::StampWithoutMigration => ("schema-upgrade-interrupted", vec![Fault::PowerCut]),
+        Flaw::SkipRollback => ("import-interrupted", vec![Fault::EIO]),
+        Flaw::TruncateWithoutLock => ("index-from-newer-build", vec![Fault::PowerCut]),
+    }
 }
 
 #[test]
 fn every_known_bad_variant_is_caught_with_a_repro_line_that_reproduces() {
     let mut caught = Vec::new();
-    for variant in Variant::all() {
-        let Some((scenario, faults)) = exposed_by(variant) else {
-            continue;
-        };
-        let factory = RefStoreFactory::new(variant);
+    for variant in Flaw::ALL {
+        let (scenario, faults) = exposed_by(variant);
+        let factory = RefStoreFactory::with_flaw(variant);
         let entry = catalogue::find_entry(&factory, scenario, 1).expect("scenario exists");
         let result = run_entry(&entry, &factory, &options(faults, (0, 1)), &|_, _| {})
             .unwrap_or_else(|e| panic!("{}: {e}", factory.name()));
@@ -132,5 +132,5 @@ fn every_known_bad_variant_is_caught_with_a_repro_line_that_reproduces() {
         caught.push(format!("{} -> {} ({})", factory.name(), hit.invariant, hit.case));
     }
     eprintln!("{}", caught.join("\n"));
-    assert_eq!(caught.len(), 8, "every known-bad variant: {caught:?}");
+    assert_eq!(caught.len(), Flaw::ALL.len(), "every known-bad variant: {caught:?}");
 }

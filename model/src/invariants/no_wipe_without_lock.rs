@@ -1,6 +1,13 @@
-//! no-wipe-without-lock: no process deletes, renames over or truncates one
-//! of the store's index files unless it holds the store's exclusive lock at
-//! that syscall.
+//! no-wipe-without-lock: no process deletes, renames over, truncates or
+//! writes over one of the store's index files unless it holds the store's
+//! exclusive lock at that syscall.
+//!
+//! What counts as destroying a protected file, read off the typed trace
+//! arguments: `unlink` and `rmdir` of it; a `rename` from or onto it; an
+//! `open` with `O_TRUNC` of it while it has bytes, or a `set_len` shorter
+//! than it was ([`tearline_sim_fs::SyscallArgs::truncates`]); any `write`
+//! to it (a process without the lock has no business changing an index's
+//! bytes).
 //!
 //! Read off the syscall trace ([`check`]); a second writable open that the
 //! store lets in while another process holds it breaks it too
@@ -16,9 +23,9 @@ use crate::contract::Capabilities;
 /// no-wipe-without-lock in the catalogue.
 pub(crate) const SPEC: InvariantSpec = InvariantSpec {
     name: "no-wipe-without-lock",
-    explanation: "No process deletes, renames over or truncates one of the store's index files unless it \
-                  holds the store's exclusive lock at that syscall. Read off the syscall trace. Needs an \
-                  exclusive lock.",
+    explanation: "No process deletes, renames over, truncates (O_TRUNC, or set_len shorter) or writes over \
+                  one of the store's index files unless it holds the store's exclusive lock at that \
+                  syscall. Read off the syscall trace. Needs an exclusive lock.",
     needs: Some("an exclusive lock (capability `exclusive_lock`)"),
     applies_to: |caps| caps.exclusive_lock,
 };
@@ -42,11 +49,13 @@ pub fn check(trace: &Trace, lock_file: &Path, protected: &[String]) -> Option<Vi
             (_, Outcome::ProcessCrash) if holder == Some((entry.boot, entry.pid)) => holder = None,
             _ => {}
         }
-        let destructive = matches!(
-            entry.op,
-            SyscallKind::RemoveFile | SyscallKind::Rename | SyscallKind::SetLen | SyscallKind::RemoveDir
-        );
-        if !destructive || !matches!(entry.outcome, Outcome::Ok | Outcome::Count(_)) {
+        let destroyed = match entry.op {
+            SyscallKind::RemoveFile | SyscallKind::Rename | SyscallKind::RemoveDir => "destroyed",
+            SyscallKind::Open | SyscallKind::SetLen if entry.args.truncates() => "truncated",
+            SyscallKind::Write => "wrote over",
+            _ => continue,
+        };
+        if !matches!(entry.outcome, Outcome::Ok | Outcome::Count(_)) {
             continue;
         }
         let targets = std::iter::once(entry.path.as_str()).chain(entry.args.rename_target());
@@ -59,7 +68,7 @@ pub fn check(trace: &Trace, lock_file: &Path, protected: &[String]) -> Option<Vi
             return Some(Violation::new(
                 Invariant::NoWipeWithoutLock,
                 format!(
-                    "process {} destroyed {path} ({} at syscall {}) without holding {lock}",
+                    "process {} {destroyed} {path} ({} at syscall {}) without holding {lock}",
                     entry.pid, entry.op, entry.index
                 ),
             ));
@@ -90,11 +99,11 @@ mod tests {
         use tearline_sim_fs::{Fs, FsExt, SimConfig, SimFs};
         let fs = SimFs::new(SimConfig::with_seed(1));
         fs.create_dir_all(Path::new("/s/index")).expect("mkdir");
-        fs.write_file(Path::new("/s/index/a.db"), b"x").expect("write");
-        fs.write_file(Path::new("/s/index/b.db"), b"x").expect("write");
         let protected = vec!["/s/index/*".to_string()];
         let lock = Path::new("/s/store.lock");
         let _guard = fs.try_lock(lock).expect("lock");
+        fs.write_file(Path::new("/s/index/a.db"), b"x").expect("write");
+        fs.write_file(Path::new("/s/index/b.db"), b"x").expect("write");
         fs.remove_file(Path::new("/s/index/a.db"))
             .expect("unlink while holding the lock");
         assert_eq!(check(&fs.trace(), lock, &protected), None);
@@ -107,8 +116,10 @@ mod tests {
         // After the holder releases the lock, its own unlink is caught too.
         let fs = SimFs::new(SimConfig::with_seed(1));
         fs.create_dir_all(Path::new("/s/index")).expect("mkdir");
+        let guard = fs.try_lock(lock).expect("lock");
         fs.write_file(Path::new("/s/index/c.db"), b"x").expect("write");
-        drop(fs.try_lock(lock).expect("lock"));
+        assert_eq!(check(&fs.trace(), lock, &protected), None, "written under the lock");
+        drop(guard);
         assert!(
             fs.trace().entries().iter().any(|e| e.op == SyscallKind::Unlock),
             "the release is traced"
@@ -117,6 +128,83 @@ mod tests {
             .expect("unlink after releasing");
         let violation = check(&fs.trace(), lock, &protected).expect("caught");
         assert!(violation.evidence.contains("process 1"), "{}", violation.evidence);
+    }
+
+    #[test]
+    fn truncating_or_writing_over_an_index_file_without_the_lock_is_caught() {
+        use std::path::Path;
+        use tearline_sim_fs::{FileHandleExt, Fs, FsExt, OpenOptions, SimConfig, SimFs};
+        let lock = Path::new("/s/store.lock");
+        let protected = vec!["/s/index/*".to_string()];
+        // A store with one index file written under the lock; then `act` in
+        // another process that holds no lock.
+        let after = |act: &dyn Fn(&SimFs)| {
+            let fs = SimFs::new(SimConfig::with_seed(1));
+            fs.create_dir_all(Path::new("/s/index")).expect("mkdir");
+            drop(fs.try_lock(lock).and_then(|guard| {
+                fs.write_file(Path::new("/s/index/a.db"), b"index bytes")?;
+                fs.write_file(Path::new("/s/index/empty.db"), b"")?;
+                Ok(guard)
+            }));
+            assert_eq!(check(&fs.trace(), lock, &protected), None, "setup under the lock");
+            act(&fs.spawn_process());
+            check(&fs.trace(), lock, &protected)
+        };
+        let truncate = OpenOptions {
+            write: true,
+            truncate: true,
+            ..OpenOptions::read_only()
+        };
+        let by_o_trunc = after(&|other| drop(other.open(Path::new("/s/index/a.db"), &truncate).expect("open")))
+            .expect("O_TRUNC caught");
+        assert!(
+            by_o_trunc.evidence.contains("truncated /s/index/a.db (open"),
+            "{}",
+            by_o_trunc.evidence
+        );
+        let by_set_len = after(&|other| {
+            let file = other
+                .open(Path::new("/s/index/a.db"), &OpenOptions::read_write())
+                .expect("open");
+            file.set_len(3).expect("shrink");
+        })
+        .expect("a shorter set_len caught");
+        assert!(
+            by_set_len.evidence.contains("truncated /s/index/a.db (set_len"),
+            "{}",
+            by_set_len.evidence
+        );
+        let by_write = after(&|other| {
+            let file = other
+                .open(Path::new("/s/index/a.db"), &OpenOptions::read_write())
+                .expect("open");
+            file.write_all_at(b"garbage", 0).expect("write");
+        })
+        .expect("a write caught");
+        assert!(
+            by_write.evidence.contains("wrote over /s/index/a.db (write"),
+            "{}",
+            by_write.evidence
+        );
+        // Neither growing a file nor "truncating" an empty one destroys anything.
+        assert_eq!(
+            after(&|other| {
+                let file = other
+                    .open(Path::new("/s/index/a.db"), &OpenOptions::read_write())
+                    .expect("open");
+                file.set_len(4096).expect("grow");
+            }),
+            None
+        );
+        assert_eq!(
+            after(&|other| drop(other.open(Path::new("/s/index/empty.db"), &truncate).expect("open"))),
+            None
+        );
+        // Reading is not destroying.
+        assert_eq!(
+            after(&|other| drop(other.read_file(Path::new("/s/index/a.db")).expect("read"))),
+            None
+        );
     }
 
     #[test]

@@ -54,7 +54,7 @@ impl Store {
                 }
             }
         }
-        if flaw!(self.flaw, PublishWithoutDirSync) {
+        if flaw!(self.flaw, PublishWithoutFsync) {
             // KNOWN BAD (origins/4): the commit follows a publish that may not be durable.
             return Ok(());
         }
