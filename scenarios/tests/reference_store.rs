@@ -22,7 +22,6 @@ fn options(faults: Vec<Fault>, shard: (u64, u64)) -> RunOptions {
         shard,
         jobs: 1,
         worker: None,
-        ..RunOptions::default()
     }
 }
 
