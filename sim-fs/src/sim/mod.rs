@@ -42,6 +42,8 @@ mod halt;
 mod image;
 mod locks;
 pub mod persistence;
+mod seeds;
+mod snapshot;
 pub mod trace;
 
 use std::collections::BTreeMap;
@@ -50,7 +52,6 @@ use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::SystemTime;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -65,114 +66,13 @@ use durability::{PendingOp, State};
 use faults::{Fault, FaultPlan};
 use halt::halt_error;
 pub use halt::{HaltKind, Halted, halted};
-use image::{DeviceId, Image, Ino, NewNode, Node, ROOT_INO};
+use image::{DeviceId, Ino, NewNode, Node, ROOT_INO};
 use locks::{FileLock, RangeLock, SimLock};
 use persistence::{CrashChoice, PersistenceModel};
+use seeds::crash_seed;
+pub use snapshot::SimSnapshot;
+use snapshot::fingerprint;
 use trace::{Outcome, SyscallArgs, SyscallKind, Trace, TraceEntry};
-
-/// A simulated machine's state at one moment: enough to derive the disk a
-/// power cut at that moment would leave. Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct SimSnapshot {
-    config: Arc<SimConfig>,
-    state: State,
-    /// The index the next syscall would have had.
-    syscall_index: u64,
-    boot: u32,
-    now: SystemTime,
-    next_ino: Ino,
-}
-
-impl SimSnapshot {
-    /// The index of the syscall this snapshot was taken before.
-    pub fn syscall_index(&self) -> u64 {
-        self.syscall_index
-    }
-
-    /// How many operations were not yet durable.
-    pub fn pending_ops(&self) -> usize {
-        self.state.pending.len()
-    }
-
-    /// Descriptions of the pending operations, in issue order.
-    pub fn describe_pending(&self) -> Vec<String> {
-        self.state.pending.iter().map(PendingOp::describe).collect()
-    }
-
-    /// One outcome of a power cut here under `model`, drawn from `seed`
-    /// mixed with this snapshot's syscall index (so points do not share coin
-    /// flips).
-    pub fn sample_crash(&self, model: PersistenceModel, seed: u64) -> CrashChoice {
-        let mut rng = ChaCha8Rng::seed_from_u64(mix(seed, self.syscall_index, u64::from(self.boot)));
-        model.sample(&self.state.pending, &mut rng)
-    }
-
-    /// Every outcome of a power cut here under `model` that leaves a distinct
-    /// disk, or `None` if there are more than `limit` outcomes to try.
-    pub fn distinct_crashes(&self, model: PersistenceModel, limit: usize) -> Option<Vec<CrashChoice>> {
-        let all = model.enumerate(&self.state.pending, limit)?;
-        let mut seen = std::collections::BTreeSet::new();
-        Some(
-            all.into_iter()
-                .filter(|choice| seen.insert(fingerprint(&self.state.crash_image(choice, model.sector_size()))))
-                .collect(),
-        )
-    }
-
-    /// Boots a new machine, configured as the one the snapshot was taken on,
-    /// from the disk a power cut here leaves under `choice` (torn writes at
-    /// `model`'s sector size). Its trace starts empty, its syscall indices
-    /// continue from this snapshot's.
-    pub fn boot(&self, model: PersistenceModel, choice: &CrashChoice) -> SimFs {
-        let image = self.state.crash_image(choice, model.sector_size());
-        let clock = SimClock::new();
-        clock.advance(self.now.duration_since(SimClock::epoch()).unwrap_or_default());
-        let mut world = World::new(Arc::clone(&self.config), clock);
-        world.state = State::from_image(image);
-        world.boot = self.boot + 1;
-        world.syscall_index = self.syscall_index;
-        world.next_ino = self.next_ino;
-        world.refresh_used();
-        let world = Arc::new(Mutex::new(world));
-        let pid = lock_world(&world).spawn();
-        SimFs { world, pid }
-    }
-}
-
-/// The crash-outcome stream's seed for a run seed.
-fn crash_seed(seed: u64) -> u64 {
-    mix(seed, 2, 0)
-}
-
-/// SplitMix64-style mixing of three words into one seed.
-fn mix(a: u64, b: u64, c: u64) -> u64 {
-    let mut z = a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ c.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// A stable hash of the names and contents reachable from the root.
-fn fingerprint(image: &Image) -> u64 {
-    let mut text = Vec::new();
-    let mut stack = vec![(String::new(), ROOT_INO)];
-    while let Some((path, ino)) = stack.pop() {
-        match image.node(ino) {
-            Some(Node::Dir(entries)) => {
-                text.extend_from_slice(format!("d {path}\n").as_bytes());
-                for (name, child) in entries.iter() {
-                    stack.push((format!("{path}/{name}"), *child));
-                }
-            }
-            Some(Node::File(data)) => {
-                text.extend_from_slice(format!("f {path} {}\n", data.len()).as_bytes());
-                text.extend_from_slice(&data.to_vec());
-            }
-            None => {}
-        }
-    }
-    trace::fnv1a(&text)
-}
 
 type Pid = u32;
 type HandleId = u64;
@@ -255,7 +155,7 @@ fn components(path: &Path) -> io::Result<Vec<&str>> {
 
 impl World {
     fn new(config: Arc<SimConfig>, clock: SimClock) -> Self {
-        let fault_rng = ChaCha8Rng::seed_from_u64(mix(config.seed, 1, 0));
+        let fault_rng = ChaCha8Rng::seed_from_u64(seeds::fault_seed(config.seed));
         let mut world = Self {
             machine: NEXT_MACHINE.fetch_add(1, Ordering::Relaxed),
             config,
@@ -425,20 +325,6 @@ impl World {
         let open: std::collections::BTreeSet<Ino> = self.handles.values().map(|h| h.ino).collect();
         self.state.current.collect_garbage(&|ino| open.contains(&ino));
         self.refresh_used();
-    }
-
-    /// A snapshot now. After a power cut, it is indexed by the syscall the
-    /// power went at (the state is the one before that syscall), so it equals
-    /// the snapshot a recording run took at that index.
-    fn snapshot(&self) -> SimSnapshot {
-        SimSnapshot {
-            config: Arc::clone(&self.config),
-            state: self.state.clone(),
-            syscall_index: self.power_cut.map_or(self.syscall_index, |c| c.halt.at_syscall),
-            boot: self.boot,
-            now: self.clock.now(),
-            next_ino: self.next_ino,
-        }
     }
 
     /// Why `pid` cannot make syscalls, if it cannot.
@@ -737,15 +623,7 @@ impl SimFs {
         let index = world.syscall_index;
         world.syscall_index += 1;
         world.clock.advance(world.config.syscall_time);
-        if world.snapshots.is_some() {
-            let snapshot = world.snapshot();
-            if let Some(list) = world.snapshots.as_mut() {
-                list.push(SimSnapshot {
-                    syscall_index: index,
-                    ..snapshot
-                });
-            }
-        }
+        world.record_snapshot(index);
         let fault = world.faults.check(index, op, path, &mut world.fault_rng);
         let call = Call {
             index,
