@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use super::image::Ino;
 use super::trace::{Outcome, SyscallArgs, SyscallKind};
-use super::{Call, HandleId, Pid, World, lock_world};
+use super::world::{Call, HandleId, Pid, World, lock_world};
 use crate::errno;
 use crate::fs::{ByteRange, LockGuard, RangeLockMode};
 

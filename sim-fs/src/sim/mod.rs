@@ -45,16 +45,14 @@ pub mod persistence;
 mod seeds;
 mod snapshot;
 pub mod trace;
+mod world;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
-use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::path::{Component, Path};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 
 use crate::clock::{Clock, SimClock};
 use crate::errno;
@@ -62,79 +60,18 @@ use crate::fs::{
     ByteRange, DirEntry, FileHandle, FileIdentity, FileKind, Fs, LockGuard, Metadata, OpenOptions, RangeLockMode,
 };
 pub use config::{Mount, SimConfig};
-use durability::{PendingOp, State};
+use durability::PendingOp;
 use faults::{Fault, FaultPlan};
 use halt::halt_error;
 pub use halt::{HaltKind, Halted, halted};
-use image::{DeviceId, Ino, NewNode, Node, ROOT_INO};
-use locks::{FileLock, RangeLock, SimLock};
+use image::{Ino, NewNode, Node, ROOT_INO};
+use locks::{FileLock, SimLock};
 use persistence::{CrashChoice, PersistenceModel};
 use seeds::crash_seed;
 pub use snapshot::SimSnapshot;
 use snapshot::fingerprint;
-use trace::{Outcome, SyscallArgs, SyscallKind, Trace, TraceEntry};
-
-type Pid = u32;
-type HandleId = u64;
-
-#[derive(Debug)]
-struct Process {
-    death: Option<Halted>,
-}
-
-#[derive(Debug)]
-struct OpenFile {
-    pid: Pid,
-    ino: Ino,
-    path: String,
-    writable: bool,
-}
-
-/// Gives each simulated machine an identity for [`FileIdentity`] only; it
-/// never reaches a trace or a report.
-static NEXT_MACHINE: AtomicU64 = AtomicU64::new(1);
-
-/// One syscall being made, for the trace.
-struct Call<'a> {
-    index: u64,
-    pid: Pid,
-    op: SyscallKind,
-    path: &'a str,
-    args: SyscallArgs,
-}
-
-struct World {
-    machine: u64,
-    config: Arc<SimConfig>,
-    state: State,
-    boot: u32,
-    syscall_index: u64,
-    next_ino: Ino,
-    next_pid: Pid,
-    next_handle: HandleId,
-    processes: BTreeMap<Pid, Process>,
-    handles: BTreeMap<HandleId, OpenFile>,
-    file_locks: BTreeMap<Ino, FileLock>,
-    range_locks: BTreeMap<Ino, Vec<RangeLock>>,
-    power_cut: Option<PowerCut>,
-    used: BTreeMap<DeviceId, u64>,
-    trace: Trace,
-    faults: FaultPlan,
-    fault_rng: ChaCha8Rng,
-    clock: SimClock,
-    snapshots: Option<Vec<SimSnapshot>>,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct PowerCut {
-    halt: Halted,
-    /// A torn write's surviving part: the last pending op, forced to survive.
-    keep_last: bool,
-}
-
-fn lock_world(world: &Mutex<World>) -> MutexGuard<'_, World> {
-    world.lock().unwrap_or_else(PoisonError::into_inner)
-}
+use trace::{Outcome, SyscallArgs, SyscallKind, Trace};
+use world::{Call, HandleId, OpenFile, Pid, PowerCut, World, lock_world};
 
 /// Splits an absolute path into its names; `EINVAL` for relative paths, `..`
 /// or names that are not UTF-8.
@@ -154,65 +91,6 @@ fn components(path: &Path) -> io::Result<Vec<&str>> {
 }
 
 impl World {
-    fn new(config: Arc<SimConfig>, clock: SimClock) -> Self {
-        let fault_rng = ChaCha8Rng::seed_from_u64(seeds::fault_seed(config.seed));
-        let mut world = Self {
-            machine: NEXT_MACHINE.fetch_add(1, Ordering::Relaxed),
-            config,
-            state: State::new(),
-            boot: 0,
-            syscall_index: 0,
-            next_ino: ROOT_INO + 1,
-            next_pid: 1,
-            next_handle: 1,
-            processes: BTreeMap::new(),
-            handles: BTreeMap::new(),
-            file_locks: BTreeMap::new(),
-            range_locks: BTreeMap::new(),
-            power_cut: None,
-            used: BTreeMap::new(),
-            trace: Trace::default(),
-            faults: FaultPlan::none(),
-            fault_rng,
-            clock,
-            snapshots: None,
-        };
-        world.create_mount_points();
-        world
-    }
-
-    /// Creates every mount point directory (and its parents), durably.
-    fn create_mount_points(&mut self) {
-        let mounts: Vec<PathBuf> = self.config.mounts.iter().map(|m| m.path.clone()).collect();
-        for mount in mounts {
-            let Ok(names) = components(&mount) else { continue };
-            let mut dir = ROOT_INO;
-            for name in names {
-                dir = match self.state.current.lookup(dir, name) {
-                    Some(ino) => ino,
-                    None => {
-                        let ino = self.alloc_ino();
-                        self.state.record(PendingOp::Link {
-                            dir,
-                            name: name.to_string(),
-                            ino,
-                            kind: NewNode::Dir,
-                        });
-                        self.state.sync_dir(dir);
-                        ino
-                    }
-                };
-            }
-        }
-    }
-
-    fn spawn(&mut self) -> Pid {
-        let pid = self.next_pid;
-        self.next_pid += 1;
-        self.processes.insert(pid, Process { death: None });
-        pid
-    }
-
     /// Creates an empty file named `name` in `dir` (reached as `path`).
     fn create_file(&mut self, dir: Ino, name: &str, path: &Path) -> Ino {
         let device = self.device_of(path);
@@ -224,52 +102,6 @@ impl World {
             kind: NewNode::File(device),
         });
         ino
-    }
-
-    fn alloc_ino(&mut self) -> Ino {
-        let ino = self.next_ino;
-        self.next_ino += 1;
-        ino
-    }
-
-    fn device_of(&self, path: &Path) -> DeviceId {
-        self.config
-            .mounts
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| path.starts_with(&m.path))
-            .max_by_key(|(_, m)| m.path.components().count())
-            .map_or(0, |(i, _)| DeviceId::try_from(i + 1).unwrap_or(DeviceId::MAX))
-    }
-
-    fn capacity(&self, device: DeviceId) -> u64 {
-        match device {
-            0 => self.config.root_capacity_bytes,
-            d => self
-                .config
-                .mounts
-                .get(d as usize - 1)
-                .map_or(u64::MAX, |m| m.capacity_bytes),
-        }
-    }
-
-    fn refresh_used(&mut self) {
-        let devices = 0..=DeviceId::try_from(self.config.mounts.len()).unwrap_or(DeviceId::MAX);
-        self.used = devices.map(|d| (d, self.state.current.used_bytes(d))).collect();
-    }
-
-    /// `ENOSPC` unless `device` has room for a file to grow from `old` to `new` bytes.
-    fn reserve(&self, device: DeviceId, old: u64, new: u64) -> io::Result<()> {
-        let used = self.used.get(&device).copied().unwrap_or(0);
-        if new > old && used.saturating_add(new - old) > self.capacity(device) {
-            return Err(errno::enospc());
-        }
-        Ok(())
-    }
-
-    fn account(&mut self, device: DeviceId, old: u64, new: u64) {
-        let used = self.used.entry(device).or_insert(0);
-        *used = used.saturating_add(new).saturating_sub(old);
     }
 
     /// The inode a path names.
@@ -318,100 +150,6 @@ impl World {
             Some(Node::File(data)) => NewNode::File(data.device),
             _ => NewNode::Dir,
         }
-    }
-
-    /// Drops page-cache inodes that no name and no open handle reaches.
-    fn collect_garbage(&mut self) {
-        let open: std::collections::BTreeSet<Ino> = self.handles.values().map(|h| h.ino).collect();
-        self.state.current.collect_garbage(&|ino| open.contains(&ino));
-        self.refresh_used();
-    }
-
-    /// Why `pid` cannot make syscalls, if it cannot.
-    fn stopped(&self, pid: Pid) -> Option<Halted> {
-        if let Some(cut) = self.power_cut {
-            return Some(cut.halt);
-        }
-        match self.processes.get(&pid) {
-            Some(Process { death: Some(halt) }) => Some(*halt),
-            Some(_) => None,
-            None => Some(Halted {
-                kind: HaltKind::PowerCut,
-                at_syscall: self.syscall_index,
-            }),
-        }
-    }
-
-    fn kill(&mut self, pid: Pid, halt: Halted) {
-        if let Some(process) = self.processes.get_mut(&pid) {
-            process.death.get_or_insert(halt);
-        }
-        let dead: Vec<HandleId> = self
-            .handles
-            .iter()
-            .filter(|(_, h)| h.pid == pid)
-            .map(|(id, _)| *id)
-            .collect();
-        for handle in dead {
-            self.close(handle);
-        }
-        self.file_locks.retain(|_, lock| lock.pid != pid);
-    }
-
-    fn close(&mut self, handle: HandleId) {
-        if let Some(file) = self.handles.remove(&handle) {
-            if let Some(locks) = self.range_locks.get_mut(&file.ino) {
-                locks.retain(|l| l.handle != handle);
-            }
-            self.collect_garbage();
-        }
-    }
-
-    /// Records a trace entry for `call`.
-    fn log(&mut self, call: &Call<'_>, outcome: Outcome, fault: Option<Fault>) {
-        self.trace.push(TraceEntry {
-            index: call.index,
-            boot: self.boot,
-            pid: call.pid,
-            op: call.op,
-            path: call.path.to_string(),
-            args: call.args.clone(),
-            outcome,
-            fault,
-        });
-    }
-
-    /// Boots again after a power cut: the disk becomes `choice` applied to
-    /// the state at the cut; every process and handle of the old boot is gone.
-    fn reboot(&mut self, model: PersistenceModel, choice: &CrashChoice) {
-        let image = self.state.crash_image(choice, model.sector_size());
-        let halt = self.power_cut.map(|c| c.halt).unwrap_or(Halted {
-            kind: HaltKind::PowerCut,
-            at_syscall: self.syscall_index,
-        });
-        let pids: Vec<Pid> = self.processes.keys().copied().collect();
-        for pid in pids {
-            self.kill(pid, halt);
-        }
-        self.state = State::from_image(image);
-        self.handles.clear();
-        self.file_locks.clear();
-        self.range_locks.clear();
-        self.power_cut = None;
-        self.boot += 1;
-        self.refresh_used();
-        let args = SyscallArgs::Reboot {
-            model,
-            choice: choice.clone(),
-        };
-        let call = Call {
-            index: self.syscall_index,
-            pid: 0,
-            op: SyscallKind::Reboot,
-            path: "/",
-            args,
-        };
-        self.log(&call, Outcome::Ok, None);
     }
 }
 

@@ -13,13 +13,14 @@ use std::time::SystemTime;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use super::SimFs;
 use super::config::SimConfig;
 use super::durability::{PendingOp, State};
 use super::image::{Image, Ino, Node, ROOT_INO};
 use super::persistence::{CrashChoice, PersistenceModel};
 use super::seeds::mix;
 use super::trace;
-use super::{SimFs, World, lock_world};
+use super::world::{World, lock_world};
 use crate::clock::{Clock, SimClock};
 
 /// A simulated machine's state at one moment: enough to derive the disk a
