@@ -14,13 +14,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::components;
 use super::config::SimConfig;
 use super::durability::{PendingOp, State};
 use super::faults::{Fault, FaultPlan};
 use super::halt::{HaltKind, Halted};
 use super::image::{DeviceId, Ino, NewNode, ROOT_INO};
 use super::locks::{FileLock, RangeLock};
+use super::namespace::components;
 use super::persistence::{CrashChoice, PersistenceModel};
 use super::seeds;
 use super::snapshot::SimSnapshot;
