@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use super::image::Ino;
 use super::trace::{Outcome, SyscallArgs, SyscallKind};
-use super::{Call, HandleId, Pid, World, lock_world};
+use super::world::{Call, HandleId, Pid, World, lock_world};
 use crate::errno;
 use crate::fs::{ByteRange, LockGuard, RangeLockMode};
 
@@ -135,12 +135,8 @@ impl Drop for SimLock {
             args: SyscallArgs::None,
         };
         // Every index has its snapshot, this one included.
-        if world.snapshots.is_some() {
-            let snapshot = world.snapshot();
-            if let Some(list) = world.snapshots.as_mut() {
-                list.push(snapshot);
-            }
-        }
+        let index = world.snapshot_index();
+        world.record_snapshot(index);
         world.syscall_index += 1;
         world.log(&call, Outcome::Ok, None);
     }

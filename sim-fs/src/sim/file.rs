@@ -1,0 +1,293 @@
+//! Open files: [`SimFile`], the handle [`crate::Fs::open`] returns on a
+//! [`SimFs`](super::SimFs), and its [`FileHandle`] syscalls (read, write,
+//! set_len, fstat, fsync, fdatasync, byte-range locks, identity). Short and
+//! torn writes strike here; a handle closes (dropping its byte-range locks)
+//! when it drops or its process dies.
+
+use std::fmt;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use rand::Rng;
+
+use super::SimFs;
+use super::dispatch::{WriteFault, ok};
+use super::durability::PendingOp;
+use super::halt::{HaltKind, Halted, halt_error};
+use super::image::{Ino, Node};
+use super::locks;
+use super::trace::{Outcome, SyscallArgs, SyscallKind};
+use super::world::{HandleId, OpenFile, PowerCut, World};
+use crate::clock::Clock;
+use crate::errno;
+use crate::fs::{ByteRange, FileHandle, FileIdentity, RangeLockMode};
+
+impl World {
+    /// The length of the file open as `handle`, if it is open.
+    pub(super) fn handle_len(&self, handle: HandleId) -> Option<u64> {
+        let ino = self.handles.get(&handle)?.ino;
+        Some(self.state.current.file(ino)?.len())
+    }
+}
+
+impl SimFs {
+    /// Registers a new open handle of this process on `ino`, opened as `path`.
+    pub(super) fn handle(&self, path: &Path, ino: Ino, writable: bool) -> Box<dyn FileHandle> {
+        let mut world = self.world();
+        let id = world.next_handle;
+        world.next_handle += 1;
+        world.handles.insert(
+            id,
+            OpenFile {
+                pid: self.pid,
+                ino,
+                path: path.display().to_string(),
+                writable,
+            },
+        );
+        Box::new(SimFile { fs: self.clone(), id })
+    }
+}
+
+/// An open simulated file.
+struct SimFile {
+    fs: SimFs,
+    id: HandleId,
+}
+
+impl fmt::Debug for SimFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimFile")
+            .field("handle", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for SimFile {
+    fn drop(&mut self) {
+        self.fs.world().close(self.id);
+    }
+}
+
+impl SimFile {
+    /// The path this handle was opened as (for the trace), or empty if it is gone.
+    fn path(&self) -> String {
+        self.fs
+            .world()
+            .handles
+            .get(&self.id)
+            .map(|h| h.path.clone())
+            .unwrap_or_default()
+    }
+
+    /// Runs a syscall on this handle's inode. A handle of a dead process
+    /// reports the process's halt; `EBADF` if closed otherwise.
+    fn call<T>(
+        &self,
+        op: SyscallKind,
+        args: impl FnOnce(&World) -> SyscallArgs,
+        body: impl FnOnce(&mut World, &OpenFileView, Option<WriteFault>) -> io::Result<T>,
+        describe: impl FnOnce(&T) -> Outcome,
+    ) -> io::Result<T> {
+        let path = self.path();
+        let id = self.id;
+        self.fs.syscall(
+            op,
+            &path,
+            args,
+            |world, fault| {
+                let view = world
+                    .handles
+                    .get(&id)
+                    .map(|h| OpenFileView {
+                        ino: h.ino,
+                        writable: h.writable,
+                    })
+                    .ok_or_else(errno::ebadf)?;
+                body(world, &view, fault)
+            },
+            describe,
+        )
+    }
+}
+
+/// The parts of an open file a syscall body needs.
+struct OpenFileView {
+    ino: Ino,
+    writable: bool,
+}
+
+fn count(n: &usize) -> Outcome {
+    Outcome::Count(*n as u64)
+}
+
+impl FileHandle for SimFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let len = buf.len();
+        self.call(
+            SyscallKind::Read,
+            |_| SyscallArgs::Read {
+                offset,
+                len: len as u64,
+            },
+            |world, file, _| {
+                let data = world.state.current.file(file.ino).ok_or_else(errno::ebadf)?;
+                Ok(data.read_at(buf, offset))
+            },
+            count,
+        )
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+        self.call(
+            SyscallKind::Write,
+            |_| SyscallArgs::Write {
+                offset,
+                len: buf.len() as u64,
+            },
+            |world, file, fault| {
+                if !file.writable {
+                    return Err(errno::ebadf());
+                }
+                let (device, old_len) = {
+                    let data = world.state.current.file(file.ino).ok_or_else(errno::ebadf)?;
+                    (data.device, data.len())
+                };
+                let written = match fault {
+                    Some(WriteFault::Short) if buf.len() > 1 => world.fault_rng.random_range(1..buf.len()),
+                    Some(WriteFault::Torn) => {
+                        let sector = world.config.persistence.sector_size() as usize;
+                        let sectors = buf.len().div_ceil(sector);
+                        world.fault_rng.random_range(0..sectors.max(1)) * sector
+                    }
+                    _ => buf.len(),
+                };
+                let new_len = old_len.max(offset + written as u64);
+                world.reserve(device, old_len, new_len)?;
+                if written > 0 {
+                    let mtime = world.clock.now();
+                    world.state.record(PendingOp::Write {
+                        ino: file.ino,
+                        device,
+                        offset,
+                        data: Arc::from(&buf[..written]),
+                        mtime,
+                    });
+                    world.account(device, old_len, new_len);
+                }
+                if fault == Some(WriteFault::Torn) {
+                    let halt = Halted {
+                        kind: HaltKind::PowerCut,
+                        at_syscall: world.syscall_index - 1,
+                    };
+                    world.power_cut = Some(PowerCut {
+                        halt,
+                        keep_last: written > 0,
+                    });
+                    return Err(halt_error(halt));
+                }
+                Ok(written)
+            },
+            count,
+        )
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        let id = self.id;
+        self.call(
+            SyscallKind::SetLen,
+            |world| SyscallArgs::SetLen {
+                len,
+                old_len: world.handle_len(id),
+            },
+            |world, file, _| {
+                if !file.writable {
+                    return Err(errno::einval());
+                }
+                let (device, old_len) = {
+                    let data = world.state.current.file(file.ino).ok_or_else(errno::ebadf)?;
+                    (data.device, data.len())
+                };
+                world.reserve(device, old_len, len)?;
+                let mtime = world.clock.now();
+                world.state.record(PendingOp::SetLen {
+                    ino: file.ino,
+                    device,
+                    len,
+                    mtime,
+                });
+                world.account(device, old_len, len);
+                Ok(())
+            },
+            ok,
+        )
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        self.call(
+            SyscallKind::Fstat,
+            |_| SyscallArgs::FstatLen,
+            |world, file, _| Ok(world.state.current.file(file.ino).ok_or_else(errno::ebadf)?.len()),
+            |len: &u64| Outcome::Count(*len),
+        )
+    }
+
+    fn sync_all(&self) -> io::Result<()> {
+        self.call(
+            SyscallKind::SyncAll,
+            |_| SyscallArgs::None,
+            |world, file, _| {
+                world.state.sync_file(file.ino);
+                Ok(())
+            },
+            ok,
+        )
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.call(
+            SyscallKind::SyncData,
+            |_| SyscallArgs::None,
+            |world, file, _| {
+                let policy = world.config.sync_data;
+                world.state.sync_data(file.ino, policy);
+                Ok(())
+            },
+            ok,
+        )
+    }
+
+    fn lock_range(&self, range: ByteRange, mode: RangeLockMode) -> io::Result<()> {
+        let id = self.id;
+        self.call(
+            SyscallKind::LockRange,
+            |_| SyscallArgs::LockRange { mode, range },
+            |world, file, _| {
+                let locks = world.range_locks.entry(file.ino).or_default();
+                locks::set_range(locks, id, range, mode)
+            },
+            ok,
+        )
+    }
+
+    fn identity(&self) -> io::Result<FileIdentity> {
+        self.call(
+            SyscallKind::Fstat,
+            |_| SyscallArgs::FstatIdentity,
+            |world, file, _| {
+                let device = match world.state.current.node(file.ino) {
+                    Some(Node::File(data)) => data.device,
+                    _ => 0,
+                };
+                Ok(FileIdentity {
+                    device: (world.machine << 32)
+                        | ((u64::from(world.boot) & 0xFF_FFFF) << 8)
+                        | u64::from(device & 0xFF),
+                    inode: file.ino,
+                })
+            },
+            ok,
+        )
+    }
+}

@@ -1,0 +1,372 @@
+//! The namespace: path resolution and the path operations of [`crate::Fs`]
+//! on [`SimFs`](super::SimFs): open, rename, hard link, remove, create and
+//! read directories, metadata, directory fsync, whole-file locks and free
+//! space. Every name change is a pending operation (see
+//! [`super::durability`]) until the directory holding it is synced.
+
+use std::io;
+use std::path::{Component, Path};
+use std::sync::Arc;
+
+use super::SimFs;
+use super::dispatch::ok;
+use super::durability::PendingOp;
+use super::image::{Ino, NewNode, Node, ROOT_INO};
+use super::locks::{FileLock, SimLock};
+use super::trace::{Outcome, SyscallArgs, SyscallKind};
+use super::world::World;
+use crate::clock::{Clock, SimClock};
+use crate::errno;
+use crate::fs::{DirEntry, FileHandle, FileKind, Fs, LockGuard, Metadata, OpenOptions};
+
+/// Splits an absolute path into its names; `EINVAL` for relative paths, `..`
+/// or names that are not UTF-8.
+pub(super) fn components(path: &Path) -> io::Result<Vec<&str>> {
+    if !path.is_absolute() {
+        return Err(errno::einval());
+    }
+    let mut names = Vec::new();
+    for component in path.components() {
+        match component {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(name) => names.push(name.to_str().ok_or_else(errno::einval)?),
+            Component::ParentDir | Component::Prefix(_) => return Err(errno::einval()),
+        }
+    }
+    Ok(names)
+}
+
+impl World {
+    /// Creates an empty file named `name` in `dir` (reached as `path`).
+    pub(super) fn create_file(&mut self, dir: Ino, name: &str, path: &Path) -> Ino {
+        let device = self.device_of(path);
+        let ino = self.alloc_ino();
+        self.state.record(PendingOp::Link {
+            dir,
+            name: name.to_string(),
+            ino,
+            kind: NewNode::File(device),
+        });
+        ino
+    }
+
+    /// The inode a path names.
+    pub(super) fn resolve(&self, path: &Path) -> io::Result<Ino> {
+        let mut ino = ROOT_INO;
+        for name in components(path)? {
+            let entries = self.state.current.dir(ino).ok_or_else(errno::enotdir)?;
+            ino = *entries.get(name).ok_or_else(errno::enoent)?;
+        }
+        Ok(ino)
+    }
+
+    /// The directory holding a path's last name, and that name.
+    pub(super) fn resolve_parent<'p>(&self, path: &'p Path) -> io::Result<(Ino, &'p str)> {
+        let mut names = components(path)?;
+        let name = names.pop().ok_or_else(errno::einval)?;
+        let mut dir = ROOT_INO;
+        for part in names {
+            let entries = self.state.current.dir(dir).ok_or_else(errno::enotdir)?;
+            dir = *entries.get(part).ok_or_else(errno::enoent)?;
+        }
+        if self.state.current.dir(dir).is_none() {
+            return Err(errno::enotdir());
+        }
+        Ok((dir, name))
+    }
+
+    /// The length of the file `path` names, if it names one.
+    pub(super) fn file_len_at(&self, path: &Path) -> Option<u64> {
+        let ino = self.resolve(path).ok()?;
+        Some(self.state.current.file(ino)?.len())
+    }
+
+    pub(super) fn is_mount_point(&self, path: &Path) -> bool {
+        self.config.mounts.iter().any(|m| m.path == path)
+    }
+
+    pub(super) fn node_kind(&self, ino: Ino) -> NewNode {
+        match self.state.current.node(ino) {
+            Some(Node::File(data)) => NewNode::File(data.device),
+            _ => NewNode::Dir,
+        }
+    }
+}
+
+impl Fs for SimFs {
+    fn open(&self, path: &Path, options: &OpenOptions) -> io::Result<Box<dyn FileHandle>> {
+        let ino = self.syscall(
+            SyscallKind::Open,
+            &path.display().to_string(),
+            |world| SyscallArgs::Open {
+                options: *options,
+                existing_len: world.file_len_at(path),
+            },
+            |world, _| {
+                options.validate()?;
+                let (dir, name) = world.resolve_parent(path)?;
+                let ino = match world.state.current.lookup(dir, name) {
+                    Some(ino) => {
+                        if options.create_new {
+                            return Err(errno::eexist());
+                        }
+                        let file = world.state.current.file(ino).ok_or_else(errno::eisdir)?;
+                        if options.truncate && file.len() > 0 {
+                            let (device, len) = (file.device, file.len());
+                            let mtime = world.clock.now();
+                            world.state.record(PendingOp::SetLen {
+                                ino,
+                                device,
+                                len: 0,
+                                mtime,
+                            });
+                            world.account(device, len, 0);
+                        }
+                        ino
+                    }
+                    None if options.create || options.create_new => world.create_file(dir, name, path),
+                    None => return Err(errno::enoent()),
+                };
+                Ok(ino)
+            },
+            ok,
+        )?;
+        Ok(self.handle(path, ino, options.write))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.syscall(
+            SyscallKind::Rename,
+            &from.display().to_string(),
+            |_| SyscallArgs::Rename {
+                to: to.display().to_string(),
+            },
+            |world, _| {
+                let (from_dir, from_name) = world.resolve_parent(from)?;
+                let ino = world
+                    .state
+                    .current
+                    .lookup(from_dir, from_name)
+                    .ok_or_else(errno::enoent)?;
+                let (to_dir, to_name) = world.resolve_parent(to)?;
+                if world.device_of(from) != world.device_of(to) || world.is_mount_point(from) {
+                    return Err(errno::exdev());
+                }
+                let moving_dir = world.state.current.dir(ino).is_some();
+                if moving_dir && to.starts_with(from) && to != from {
+                    return Err(errno::einval());
+                }
+                if let Some(target) = world.state.current.lookup(to_dir, to_name) {
+                    if target == ino {
+                        return Ok(());
+                    }
+                    match (moving_dir, world.state.current.dir(target)) {
+                        (false, Some(_)) => return Err(errno::eisdir()),
+                        (true, None) => return Err(errno::enotdir()),
+                        (true, Some(entries)) if !entries.is_empty() => return Err(errno::enotempty()),
+                        _ => {}
+                    }
+                }
+                let kind = world.node_kind(ino);
+                world.state.record(PendingOp::Rename {
+                    ino,
+                    kind,
+                    from_dir,
+                    from_name: from_name.to_string(),
+                    to_dir,
+                    to_name: to_name.to_string(),
+                    from_pending: true,
+                    to_pending: true,
+                });
+                world.collect_garbage();
+                Ok(())
+            },
+            ok,
+        )
+    }
+
+    fn hard_link(&self, original: &Path, link: &Path) -> io::Result<()> {
+        self.syscall(
+            SyscallKind::HardLink,
+            &original.display().to_string(),
+            |_| SyscallArgs::HardLink {
+                link: link.display().to_string(),
+            },
+            |world, _| {
+                let ino = world.resolve(original)?;
+                let device = match world.state.current.node(ino) {
+                    Some(Node::File(data)) => data.device,
+                    _ => return Err(errno::eperm()),
+                };
+                let (dir, name) = world.resolve_parent(link)?;
+                if world.state.current.lookup(dir, name).is_some() {
+                    return Err(errno::eexist());
+                }
+                if world.device_of(original) != world.device_of(link) {
+                    return Err(errno::exdev());
+                }
+                world.state.record(PendingOp::Link {
+                    dir,
+                    name: name.to_string(),
+                    ino,
+                    kind: NewNode::File(device),
+                });
+                Ok(())
+            },
+            ok,
+        )
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.path_call(SyscallKind::RemoveFile, path, |world| {
+            let (dir, name) = world.resolve_parent(path)?;
+            let ino = world.state.current.lookup(dir, name).ok_or_else(errno::enoent)?;
+            if world.state.current.dir(ino).is_some() {
+                return Err(errno::eisdir());
+            }
+            world.state.record(PendingOp::Unlink {
+                dir,
+                name: name.to_string(),
+            });
+            world.collect_garbage();
+            Ok(())
+        })
+    }
+
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        self.path_call(SyscallKind::CreateDir, path, |world| {
+            let (dir, name) = world.resolve_parent(path)?;
+            if world.state.current.lookup(dir, name).is_some() {
+                return Err(errno::eexist());
+            }
+            let ino = world.alloc_ino();
+            world.state.record(PendingOp::Link {
+                dir,
+                name: name.to_string(),
+                ino,
+                kind: NewNode::Dir,
+            });
+            Ok(())
+        })
+    }
+
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        self.path_call(SyscallKind::RemoveDir, path, |world| {
+            let (dir, name) = world.resolve_parent(path)?;
+            let ino = world.state.current.lookup(dir, name).ok_or_else(errno::enoent)?;
+            let entries = world.state.current.dir(ino).ok_or_else(errno::enotdir)?;
+            if !entries.is_empty() {
+                return Err(errno::enotempty());
+            }
+            if world.is_mount_point(path) {
+                return Err(errno::ebusy());
+            }
+            world.state.record(PendingOp::Unlink {
+                dir,
+                name: name.to_string(),
+            });
+            world.collect_garbage();
+            Ok(())
+        })
+    }
+
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
+        self.syscall(
+            SyscallKind::ReadDir,
+            &path.display().to_string(),
+            |_| SyscallArgs::None,
+            |world, _| {
+                let ino = world.resolve(path)?;
+                let entries = world.state.current.dir(ino).ok_or_else(errno::enotdir)?;
+                Ok(entries
+                    .iter()
+                    .map(|(name, child)| DirEntry {
+                        name: name.clone(),
+                        kind: match world.state.current.node(*child) {
+                            Some(Node::Dir(_)) => FileKind::Dir,
+                            _ => FileKind::File,
+                        },
+                    })
+                    .collect())
+            },
+            |entries: &Vec<DirEntry>| Outcome::Count(entries.len() as u64),
+        )
+    }
+
+    fn metadata(&self, path: &Path) -> io::Result<Metadata> {
+        self.path_call(SyscallKind::Metadata, path, |world| {
+            let ino = world.resolve(path)?;
+            Ok(match world.state.current.node(ino) {
+                Some(Node::File(data)) => Metadata {
+                    kind: FileKind::File,
+                    len: data.len(),
+                    modified: data.mtime,
+                    links: world.state.current.link_count(ino),
+                },
+                _ => Metadata {
+                    kind: FileKind::Dir,
+                    len: 0,
+                    modified: SimClock::epoch(),
+                    links: 1,
+                },
+            })
+        })
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.path_call(SyscallKind::SyncDir, path, |world| {
+            let ino = world.resolve(path)?;
+            if world.state.current.dir(ino).is_none() {
+                return Err(errno::enotdir());
+            }
+            world.state.sync_dir(ino);
+            Ok(())
+        })
+    }
+
+    fn try_lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
+        let pid = self.pid;
+        let (ino, guard) = self.syscall(
+            SyscallKind::Lock,
+            &path.display().to_string(),
+            |_| SyscallArgs::ExclusiveLock,
+            |world, _| {
+                let (dir, name) = world.resolve_parent(path)?;
+                let ino = match world.state.current.lookup(dir, name) {
+                    Some(ino) if world.state.current.dir(ino).is_some() => return Err(errno::eisdir()),
+                    Some(ino) => ino,
+                    None => world.create_file(dir, name, path),
+                };
+                if world.file_locks.contains_key(&ino) {
+                    return Err(errno::ewouldblock());
+                }
+                let guard = world.next_handle;
+                world.next_handle += 1;
+                world.file_locks.insert(ino, FileLock { pid, guard });
+                Ok((ino, guard))
+            },
+            ok,
+        )?;
+        Ok(Box::new(SimLock {
+            world: Arc::clone(&self.world),
+            path: path.to_path_buf(),
+            ino,
+            guard,
+        }))
+    }
+
+    fn free_space(&self, path: &Path) -> io::Result<u64> {
+        self.syscall(
+            SyscallKind::FreeSpace,
+            &path.display().to_string(),
+            |_| SyscallArgs::None,
+            |world, _| {
+                world.resolve(path)?;
+                let device = world.device_of(path);
+                let used = world.used.get(&device).copied().unwrap_or(0);
+                Ok(world.capacity(device).saturating_sub(used))
+            },
+            |free: &u64| Outcome::Count(*free),
+        )
+    }
+}

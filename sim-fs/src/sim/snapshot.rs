@@ -1,0 +1,155 @@
+//! Snapshots: a simulated machine's state at one moment ([`SimSnapshot`]),
+//! enough to derive the disk a power cut then would leave, and the recording
+//! of one snapshot per syscall index ([`SimFs::record_snapshots`]).
+//!
+//! The state is held in persistent (structurally shared) maps, so a snapshot
+//! is O(1) and the disk after a power cut at syscall k can be derived from the
+//! snapshot taken at k, without re-running the workload up to k.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::SimFs;
+use super::config::SimConfig;
+use super::durability::{PendingOp, State};
+use super::image::{Image, Ino, Node, ROOT_INO};
+use super::persistence::{CrashChoice, PersistenceModel};
+use super::seeds::mix;
+use super::trace;
+use super::world::{World, lock_world};
+use crate::clock::{Clock, SimClock};
+
+/// A simulated machine's state at one moment: enough to derive the disk a
+/// power cut at that moment would leave. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SimSnapshot {
+    pub(super) config: Arc<SimConfig>,
+    pub(super) state: State,
+    /// The index the next syscall would have had.
+    pub(super) syscall_index: u64,
+    pub(super) boot: u32,
+    pub(super) now: SystemTime,
+    pub(super) next_ino: Ino,
+}
+
+impl SimSnapshot {
+    /// The index of the syscall this snapshot was taken before.
+    pub fn syscall_index(&self) -> u64 {
+        self.syscall_index
+    }
+
+    /// How many operations were not yet durable.
+    pub fn pending_ops(&self) -> usize {
+        self.state.pending.len()
+    }
+
+    /// Descriptions of the pending operations, in issue order.
+    pub fn describe_pending(&self) -> Vec<String> {
+        self.state.pending.iter().map(PendingOp::describe).collect()
+    }
+
+    /// One outcome of a power cut here under `model`, drawn from `seed`
+    /// mixed with this snapshot's syscall index (so points do not share coin
+    /// flips).
+    pub fn sample_crash(&self, model: PersistenceModel, seed: u64) -> CrashChoice {
+        let mut rng = ChaCha8Rng::seed_from_u64(mix(seed, self.syscall_index, u64::from(self.boot)));
+        model.sample(&self.state.pending, &mut rng)
+    }
+
+    /// Every outcome of a power cut here under `model` that leaves a distinct
+    /// disk, or `None` if there are more than `limit` outcomes to try.
+    pub fn distinct_crashes(&self, model: PersistenceModel, limit: usize) -> Option<Vec<CrashChoice>> {
+        let all = model.enumerate(&self.state.pending, limit)?;
+        let mut seen = BTreeSet::new();
+        Some(
+            all.into_iter()
+                .filter(|choice| seen.insert(fingerprint(&self.state.crash_image(choice, model.sector_size()))))
+                .collect(),
+        )
+    }
+
+    /// Boots a new machine, configured as the one the snapshot was taken on,
+    /// from the disk a power cut here leaves under `choice` (torn writes at
+    /// `model`'s sector size). Its trace starts empty, its syscall indices
+    /// continue from this snapshot's.
+    pub fn boot(&self, model: PersistenceModel, choice: &CrashChoice) -> SimFs {
+        let image = self.state.crash_image(choice, model.sector_size());
+        let clock = SimClock::new();
+        clock.advance(self.now.duration_since(SimClock::epoch()).unwrap_or_default());
+        let mut world = World::new(Arc::clone(&self.config), clock);
+        world.state = State::from_image(image);
+        world.boot = self.boot + 1;
+        world.syscall_index = self.syscall_index;
+        world.next_ino = self.next_ino;
+        world.refresh_used();
+        let world = Arc::new(Mutex::new(world));
+        let pid = lock_world(&world).spawn();
+        SimFs { world, pid }
+    }
+}
+
+impl World {
+    /// A snapshot now, indexed by [`World::snapshot_index`].
+    pub(super) fn snapshot(&self) -> SimSnapshot {
+        SimSnapshot {
+            config: Arc::clone(&self.config),
+            state: self.state.clone(),
+            syscall_index: self.snapshot_index(),
+            boot: self.boot,
+            now: self.clock.now(),
+            next_ino: self.next_ino,
+        }
+    }
+
+    /// The index a snapshot taken now is filed under: the next syscall's, or
+    /// after a power cut the syscall the power went at (the state is the one
+    /// before that syscall), so it equals the snapshot a recording run took
+    /// at that index.
+    pub(super) fn snapshot_index(&self) -> u64 {
+        self.power_cut.map_or(self.syscall_index, |c| c.halt.at_syscall)
+    }
+
+    /// If snapshots are being recorded, keeps a snapshot of the state now
+    /// filed under `index`. Every syscall index gets one: the dispatcher
+    /// files it under the index it just gave out, an unlock on a guard's drop
+    /// under [`World::snapshot_index`] (which after a power cut repeats the
+    /// index the power went at).
+    pub(super) fn record_snapshot(&mut self, index: u64) {
+        if self.snapshots.is_none() {
+            return;
+        }
+        let snapshot = SimSnapshot {
+            syscall_index: index,
+            ..self.snapshot()
+        };
+        if let Some(list) = self.snapshots.as_mut() {
+            list.push(snapshot);
+        }
+    }
+}
+
+/// A stable hash of the names and contents reachable from the root.
+pub(super) fn fingerprint(image: &Image) -> u64 {
+    let mut text = Vec::new();
+    let mut stack = vec![(String::new(), ROOT_INO)];
+    while let Some((path, ino)) = stack.pop() {
+        match image.node(ino) {
+            Some(Node::Dir(entries)) => {
+                text.extend_from_slice(format!("d {path}\n").as_bytes());
+                for (name, child) in entries.iter() {
+                    stack.push((format!("{path}/{name}"), *child));
+                }
+            }
+            Some(Node::File(data)) => {
+                text.extend_from_slice(format!("f {path} {}\n", data.len()).as_bytes());
+                text.extend_from_slice(&data.to_vec());
+            }
+            None => {}
+        }
+    }
+    trace::fnv1a(&text)
+}

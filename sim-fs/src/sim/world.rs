@@ -1,0 +1,292 @@
+//! The world: one simulated machine's whole state behind one mutex: the
+//! durability [`State`], its processes and their open files and locks, the
+//! devices and the bytes used on each, the power, the fault plan and its RNG,
+//! the clock, the trace and the recorded snapshots. Processes are killed,
+//! handles closed and the machine rebooted here; unreachable inodes are
+//! garbage-collected whenever a name or a handle goes.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::config::SimConfig;
+use super::durability::{PendingOp, State};
+use super::faults::{Fault, FaultPlan};
+use super::halt::{HaltKind, Halted};
+use super::image::{DeviceId, Ino, NewNode, ROOT_INO};
+use super::locks::{FileLock, RangeLock};
+use super::namespace::components;
+use super::persistence::{CrashChoice, PersistenceModel};
+use super::seeds;
+use super::snapshot::SimSnapshot;
+use super::trace::{Outcome, SyscallArgs, SyscallKind, Trace, TraceEntry};
+use crate::clock::SimClock;
+use crate::errno;
+
+pub(super) type Pid = u32;
+pub(super) type HandleId = u64;
+
+#[derive(Debug)]
+pub(super) struct Process {
+    pub(super) death: Option<Halted>,
+}
+
+#[derive(Debug)]
+pub(super) struct OpenFile {
+    pub(super) pid: Pid,
+    pub(super) ino: Ino,
+    pub(super) path: String,
+    pub(super) writable: bool,
+}
+
+/// Gives each simulated machine an identity for [`crate::FileIdentity`] only; it
+/// never reaches a trace or a report.
+static NEXT_MACHINE: AtomicU64 = AtomicU64::new(1);
+
+/// One syscall being made, for the trace.
+pub(super) struct Call<'a> {
+    pub(super) index: u64,
+    pub(super) pid: Pid,
+    pub(super) op: SyscallKind,
+    pub(super) path: &'a str,
+    pub(super) args: SyscallArgs,
+}
+
+pub(super) struct World {
+    pub(super) machine: u64,
+    pub(super) config: Arc<SimConfig>,
+    pub(super) state: State,
+    pub(super) boot: u32,
+    pub(super) syscall_index: u64,
+    pub(super) next_ino: Ino,
+    pub(super) next_pid: Pid,
+    pub(super) next_handle: HandleId,
+    pub(super) processes: BTreeMap<Pid, Process>,
+    pub(super) handles: BTreeMap<HandleId, OpenFile>,
+    pub(super) file_locks: BTreeMap<Ino, FileLock>,
+    pub(super) range_locks: BTreeMap<Ino, Vec<RangeLock>>,
+    pub(super) power_cut: Option<PowerCut>,
+    pub(super) used: BTreeMap<DeviceId, u64>,
+    pub(super) trace: Trace,
+    pub(super) faults: FaultPlan,
+    pub(super) fault_rng: ChaCha8Rng,
+    pub(super) clock: SimClock,
+    pub(super) snapshots: Option<Vec<SimSnapshot>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(super) struct PowerCut {
+    pub(super) halt: Halted,
+    /// A torn write's surviving part: the last pending op, forced to survive.
+    pub(super) keep_last: bool,
+}
+
+pub(super) fn lock_world(world: &Mutex<World>) -> MutexGuard<'_, World> {
+    world.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl World {
+    pub(super) fn new(config: Arc<SimConfig>, clock: SimClock) -> Self {
+        let fault_rng = ChaCha8Rng::seed_from_u64(seeds::fault_seed(config.seed));
+        let mut world = Self {
+            machine: NEXT_MACHINE.fetch_add(1, Ordering::Relaxed),
+            config,
+            state: State::new(),
+            boot: 0,
+            syscall_index: 0,
+            next_ino: ROOT_INO + 1,
+            next_pid: 1,
+            next_handle: 1,
+            processes: BTreeMap::new(),
+            handles: BTreeMap::new(),
+            file_locks: BTreeMap::new(),
+            range_locks: BTreeMap::new(),
+            power_cut: None,
+            used: BTreeMap::new(),
+            trace: Trace::default(),
+            faults: FaultPlan::none(),
+            fault_rng,
+            clock,
+            snapshots: None,
+        };
+        world.create_mount_points();
+        world
+    }
+
+    /// Creates every mount point directory (and its parents), durably.
+    pub(super) fn create_mount_points(&mut self) {
+        let mounts: Vec<PathBuf> = self.config.mounts.iter().map(|m| m.path.clone()).collect();
+        for mount in mounts {
+            let Ok(names) = components(&mount) else { continue };
+            let mut dir = ROOT_INO;
+            for name in names {
+                dir = match self.state.current.lookup(dir, name) {
+                    Some(ino) => ino,
+                    None => {
+                        let ino = self.alloc_ino();
+                        self.state.record(PendingOp::Link {
+                            dir,
+                            name: name.to_string(),
+                            ino,
+                            kind: NewNode::Dir,
+                        });
+                        self.state.sync_dir(dir);
+                        ino
+                    }
+                };
+            }
+        }
+    }
+
+    pub(super) fn spawn(&mut self) -> Pid {
+        let pid = self.next_pid;
+        self.next_pid += 1;
+        self.processes.insert(pid, Process { death: None });
+        pid
+    }
+
+    pub(super) fn alloc_ino(&mut self) -> Ino {
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        ino
+    }
+
+    pub(super) fn device_of(&self, path: &Path) -> DeviceId {
+        self.config
+            .mounts
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| path.starts_with(&m.path))
+            .max_by_key(|(_, m)| m.path.components().count())
+            .map_or(0, |(i, _)| DeviceId::try_from(i + 1).unwrap_or(DeviceId::MAX))
+    }
+
+    pub(super) fn capacity(&self, device: DeviceId) -> u64 {
+        match device {
+            0 => self.config.root_capacity_bytes,
+            d => self
+                .config
+                .mounts
+                .get(d as usize - 1)
+                .map_or(u64::MAX, |m| m.capacity_bytes),
+        }
+    }
+
+    pub(super) fn refresh_used(&mut self) {
+        let devices = 0..=DeviceId::try_from(self.config.mounts.len()).unwrap_or(DeviceId::MAX);
+        self.used = devices.map(|d| (d, self.state.current.used_bytes(d))).collect();
+    }
+
+    /// `ENOSPC` unless `device` has room for a file to grow from `old` to `new` bytes.
+    pub(super) fn reserve(&self, device: DeviceId, old: u64, new: u64) -> io::Result<()> {
+        let used = self.used.get(&device).copied().unwrap_or(0);
+        if new > old && used.saturating_add(new - old) > self.capacity(device) {
+            return Err(errno::enospc());
+        }
+        Ok(())
+    }
+
+    pub(super) fn account(&mut self, device: DeviceId, old: u64, new: u64) {
+        let used = self.used.entry(device).or_insert(0);
+        *used = used.saturating_add(new).saturating_sub(old);
+    }
+
+    /// Drops page-cache inodes that no name and no open handle reaches.
+    pub(super) fn collect_garbage(&mut self) {
+        let open: std::collections::BTreeSet<Ino> = self.handles.values().map(|h| h.ino).collect();
+        self.state.current.collect_garbage(&|ino| open.contains(&ino));
+        self.refresh_used();
+    }
+
+    /// Why `pid` cannot make syscalls, if it cannot.
+    pub(super) fn stopped(&self, pid: Pid) -> Option<Halted> {
+        if let Some(cut) = self.power_cut {
+            return Some(cut.halt);
+        }
+        match self.processes.get(&pid) {
+            Some(Process { death: Some(halt) }) => Some(*halt),
+            Some(_) => None,
+            None => Some(Halted {
+                kind: HaltKind::PowerCut,
+                at_syscall: self.syscall_index,
+            }),
+        }
+    }
+
+    pub(super) fn kill(&mut self, pid: Pid, halt: Halted) {
+        if let Some(process) = self.processes.get_mut(&pid) {
+            process.death.get_or_insert(halt);
+        }
+        let dead: Vec<HandleId> = self
+            .handles
+            .iter()
+            .filter(|(_, h)| h.pid == pid)
+            .map(|(id, _)| *id)
+            .collect();
+        for handle in dead {
+            self.close(handle);
+        }
+        self.file_locks.retain(|_, lock| lock.pid != pid);
+    }
+
+    pub(super) fn close(&mut self, handle: HandleId) {
+        if let Some(file) = self.handles.remove(&handle) {
+            if let Some(locks) = self.range_locks.get_mut(&file.ino) {
+                locks.retain(|l| l.handle != handle);
+            }
+            self.collect_garbage();
+        }
+    }
+
+    /// Records a trace entry for `call`.
+    pub(super) fn log(&mut self, call: &Call<'_>, outcome: Outcome, fault: Option<Fault>) {
+        self.trace.push(TraceEntry {
+            index: call.index,
+            boot: self.boot,
+            pid: call.pid,
+            op: call.op,
+            path: call.path.to_string(),
+            args: call.args.clone(),
+            outcome,
+            fault,
+        });
+    }
+
+    /// Boots again after a power cut: the disk becomes `choice` applied to
+    /// the state at the cut; every process and handle of the old boot is gone.
+    pub(super) fn reboot(&mut self, model: PersistenceModel, choice: &CrashChoice) {
+        let image = self.state.crash_image(choice, model.sector_size());
+        let halt = self.power_cut.map(|c| c.halt).unwrap_or(Halted {
+            kind: HaltKind::PowerCut,
+            at_syscall: self.syscall_index,
+        });
+        let pids: Vec<Pid> = self.processes.keys().copied().collect();
+        for pid in pids {
+            self.kill(pid, halt);
+        }
+        self.state = State::from_image(image);
+        self.handles.clear();
+        self.file_locks.clear();
+        self.range_locks.clear();
+        self.power_cut = None;
+        self.boot += 1;
+        self.refresh_used();
+        let args = SyscallArgs::Reboot {
+            model,
+            choice: choice.clone(),
+        };
+        let call = Call {
+            index: self.syscall_index,
+            pid: 0,
+            op: SyscallKind::Reboot,
+            path: "/",
+            args,
+        };
+        self.log(&call, Outcome::Ok, None);
+    }
+}
