@@ -323,35 +323,6 @@ pub trait StoreUnderTest {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn capability_flags_are_named_as_serialised() {
-        let all = Capabilities {
-            remove: true,
-            import: true,
-            full_rebuild: true,
-            incremental_rebuild: true,
-            reconcile: true,
-            vectors: true,
-            schema_version: true,
-            exclusive_lock: true,
-            source_files: true,
-        };
-        let json = serde_json::to_value(all).unwrap();
-        let fields: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
-        let mut names: Vec<&str> = all.flags().iter().map(|(name, _)| *name).collect();
-        names.sort_unstable();
-        let mut fields = fields;
-        fields.sort_unstable();
-        assert_eq!(names, fields);
-        assert!(all.flags().iter().all(|(_, on)| *on));
-        assert!(Capabilities::default().flags().iter().all(|(_, on)| !*on));
-    }
-}
-
 /// A store registered with the harness by name: how `tearline run --store
 /// NAME` (and each of its worker processes) builds the very factory the
 /// parent runs. A store crate exports a list of these; the harness collects
@@ -390,5 +361,34 @@ impl std::fmt::Debug for NamedStore {
             .field("name", &self.name)
             .field("summary", &self.summary)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_flags_are_named_as_serialised() {
+        let all = Capabilities {
+            remove: true,
+            import: true,
+            full_rebuild: true,
+            incremental_rebuild: true,
+            reconcile: true,
+            vectors: true,
+            schema_version: true,
+            exclusive_lock: true,
+            source_files: true,
+        };
+        let json = serde_json::to_value(all).unwrap();
+        let fields: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut names: Vec<&str> = all.flags().iter().map(|(name, _)| *name).collect();
+        names.sort_unstable();
+        let mut fields = fields;
+        fields.sort_unstable();
+        assert_eq!(names, fields);
+        assert!(all.flags().iter().all(|(_, on)| *on));
+        assert!(Capabilities::default().flags().iter().all(|(_, on)| !*on));
     }
 }
