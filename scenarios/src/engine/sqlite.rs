@@ -33,8 +33,8 @@ use tearline_sim_fs::{Fault, FaultPlan, Fs, FsExt, HaltKind, PersistenceModel, S
 
 use super::HarnessError;
 use super::driver::first_of_each;
-use super::subject::{Mark, Probe, Replay, Subject};
-use crate::case::{Case, Injection, resolve_crash};
+use super::subject::{Mark, Probe, Replay, Subject, reboot_after_power_cut};
+use crate::case::{Case, Injection};
 use crate::stores;
 
 /// SQLite's journal mode for the workload.
@@ -425,14 +425,7 @@ impl Subject for SqliteSubject {
         let mut states_checked = 0;
         match &injection.crash {
             Some((persistence, pick)) => {
-                let choice = resolve_crash(&fs.snapshot(), *persistence, *pick, fs.crash_seed()).ok_or_else(|| {
-                    HarnessError(format!(
-                        "no outcome {pick:?} of a power cut at syscall {}",
-                        injection.syscall
-                    ))
-                })?;
-                fs.power_cut();
-                let rebooted = fs.reboot_with(*persistence, &choice);
+                let rebooted = reboot_after_power_cut(&fs, injection.syscall, *persistence, *pick)?;
                 states_checked += 1;
                 violations.extend(check(&rebooted, seed, &model));
             }

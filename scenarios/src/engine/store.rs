@@ -8,8 +8,8 @@ use tearline_sim_fs::{HaltKind, Mount, PersistenceModel, SimConfig, SimFs, Sysca
 use super::HarnessError;
 use super::driver::{self, Driver};
 use super::scenario::{StoreScenario, store_root};
-use super::subject::{Mark, Probe, Replay, Subject};
-use crate::case::{Case, DEFAULT_SCALE, Injection, resolve_crash};
+use super::subject::{Mark, Probe, Replay, Subject, reboot_after_power_cut};
+use crate::case::{Case, DEFAULT_SCALE, Injection};
 
 /// A store scenario run against one store.
 pub struct StoreSubject<'a> {
@@ -158,14 +158,7 @@ impl Subject for StoreSubject<'_> {
                         SimFs::new(machine_config(scenario, seed)),
                     )?);
                 }
-                let choice = resolve_crash(&fs.snapshot(), *persistence, *pick, fs.crash_seed()).ok_or_else(|| {
-                    HarnessError(format!(
-                        "no outcome {pick:?} of a power cut at syscall {}",
-                        injection.syscall
-                    ))
-                })?;
-                fs.power_cut();
-                let rebooted = fs.reboot_with(*persistence, &choice);
+                let rebooted = reboot_after_power_cut(&fs, injection.syscall, *persistence, *pick)?;
                 let reboot_budget = rebooted.syscall_count() + probe.budget();
                 rebooted.set_fault_plan(driver::plan(None, reboot_budget));
                 states_checked += 1;

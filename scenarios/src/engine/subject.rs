@@ -9,10 +9,10 @@
 //! a fault, and how to replay one case from scratch.
 
 use tearline_model::{Model, Violation};
-use tearline_sim_fs::{Fault, SimFs, SimSnapshot, SyscallKind, Trace};
+use tearline_sim_fs::{Fault, PersistenceModel, SimFs, SimSnapshot, SyscallKind, Trace};
 
 use super::HarnessError;
-use crate::case::{Case, Injection};
+use crate::case::{Case, CrashPick, Injection, resolve_crash};
 
 /// A workload the crash matrix can run, fault-free and with one fault.
 pub trait Subject {
@@ -159,4 +159,19 @@ pub struct Replay {
     pub trace: Trace,
     /// The workload syscalls' range in the trace: `(start, end)`.
     pub workload: (u64, u64),
+}
+
+/// Cuts the power of a replayed machine where it stands and boots it with
+/// the outcome `pick` names under `persistence` (the outcome the matrix
+/// derived from its snapshot, so a replay reproduces the case exactly).
+pub(crate) fn reboot_after_power_cut(
+    fs: &SimFs,
+    syscall: u64,
+    persistence: PersistenceModel,
+    pick: CrashPick,
+) -> Result<SimFs, HarnessError> {
+    let choice = resolve_crash(&fs.snapshot(), persistence, pick, fs.crash_seed())
+        .ok_or_else(|| HarnessError(format!("no outcome {pick:?} of a power cut at syscall {syscall}")))?;
+    fs.power_cut();
+    Ok(fs.reboot_with(persistence, &choice))
 }
