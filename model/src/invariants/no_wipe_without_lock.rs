@@ -3,7 +3,8 @@
 //! exclusive lock at that syscall.
 //!
 //! What counts as destroying a protected file, read off the typed trace
-//! arguments: `unlink` and `rmdir` of it; a `rename` from or onto it; an
+//! arguments: `unlink` and `rmdir` of it; a `rename` from it, or onto it
+//! when it existed (a rename that creates the name destroys nothing); an
 //! `open` with `O_TRUNC` of it while it has bytes, or a `set_len` shorter
 //! than it was ([`tearline_sim_fs::SyscallArgs::truncates`]); any `write`
 //! to it (a process without the lock has no business changing an index's
@@ -58,7 +59,9 @@ pub fn check(trace: &Trace, lock_file: &Path, protected: &[String]) -> Option<Vi
         if !matches!(entry.outcome, Outcome::Ok | Outcome::Count(_)) {
             continue;
         }
-        let targets = std::iter::once(entry.path.as_str()).chain(entry.args.rename_target());
+        // A rename destroys what it moves away and what it replaces; one
+        // that creates a new name destroys nothing there.
+        let targets = std::iter::once(entry.path.as_str()).chain(entry.args.replaced_target());
         let hit = targets
             .into_iter()
             .find(|path| patterns.iter().any(|p| p.matches(path)));
@@ -199,6 +202,19 @@ mod tests {
         assert_eq!(
             after(&|other| drop(other.open(Path::new("/s/index/empty.db"), &truncate).expect("open"))),
             None
+        );
+        // Renaming a new file into place creates the name: nothing is
+        // destroyed. Renaming one over the index destroys it.
+        let staged = |other: &SimFs, to: &str| {
+            other.write_file(Path::new("/s/staged.tmp"), b"new").expect("write");
+            other.rename(Path::new("/s/staged.tmp"), Path::new(to)).expect("rename");
+        };
+        assert_eq!(after(&|other| staged(other, "/s/index/new.db")), None);
+        let over = after(&|other| staged(other, "/s/index/a.db")).expect("a rename over the index caught");
+        assert!(
+            over.evidence.contains("destroyed /s/index/a.db (rename"),
+            "{}",
+            over.evidence
         );
         // Reading is not destroying.
         assert_eq!(

@@ -138,8 +138,9 @@ impl Fs for SimFs {
         self.syscall(
             SyscallKind::Rename,
             &from.display().to_string(),
-            |_| SyscallArgs::Rename {
+            |world| SyscallArgs::Rename {
                 to: to.display().to_string(),
+                replaces: world.resolve(to).is_ok(),
             },
             |world, _| {
                 let (from_dir, from_name) = world.resolve_parent(from)?;

@@ -191,6 +191,9 @@ pub enum SyscallArgs {
     Rename {
         /// The new path.
         to: String,
+        /// Whether a file or directory stood at `to` before the call (the
+        /// rename replaces it); not printed.
+        replaces: bool,
     },
     /// `link`: `link=…`.
     HardLink {
@@ -220,7 +223,15 @@ impl SyscallArgs {
     /// The target path of a rename, if this is one.
     pub fn rename_target(&self) -> Option<&str> {
         match self {
-            SyscallArgs::Rename { to } => Some(to),
+            SyscallArgs::Rename { to, .. } => Some(to),
+            _ => None,
+        }
+    }
+
+    /// The path a rename replaced (its target, when something stood there).
+    pub fn replaced_target(&self) -> Option<&str> {
+        match self {
+            SyscallArgs::Rename { to, replaces: true } => Some(to),
             _ => None,
         }
     }
@@ -264,7 +275,7 @@ impl fmt::Display for SyscallArgs {
             SyscallArgs::SetLen { len, .. } => write!(f, "len={len}"),
             SyscallArgs::FstatLen => f.write_str("len"),
             SyscallArgs::FstatIdentity => f.write_str("identity"),
-            SyscallArgs::Rename { to } => write!(f, "to={to}"),
+            SyscallArgs::Rename { to, .. } => write!(f, "to={to}"),
             SyscallArgs::HardLink { link } => write!(f, "link={link}"),
             SyscallArgs::ExclusiveLock => f.write_str("exclusive"),
             SyscallArgs::LockRange { mode, range } => write!(f, "{mode:?} start={} len={}", range.start, range.len),
