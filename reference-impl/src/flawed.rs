@@ -49,11 +49,14 @@ pub enum Flaw {
     StampWithoutMigration,
     /// origins/3: reconcile's destructive modes without the force requirement.
     CleanWithoutForce,
+    /// The vector store's torn-tail repair cuts one byte too many: the last
+    /// whole record loses its final byte, which only the next open sees.
+    RepairOneByteShort,
 }
 
 impl Flaw {
     /// Every flaw, in the order the harness lists them.
-    pub const ALL: [Flaw; 10] = [
+    pub const ALL: [Flaw; 11] = [
         Flaw::DropAndReindex,
         Flaw::TwoRenameSwap,
         Flaw::NoIntents,
@@ -64,6 +67,7 @@ impl Flaw {
         Flaw::TruncateWithoutLock,
         Flaw::StampWithoutMigration,
         Flaw::CleanWithoutForce,
+        Flaw::RepairOneByteShort,
     ];
 
     /// The store's name with this flaw, for `--store` and reports
@@ -80,6 +84,7 @@ impl Flaw {
             Flaw::TruncateWithoutLock => "refstore/truncate-without-lock",
             Flaw::StampWithoutMigration => "refstore/stamp-without-migration",
             Flaw::CleanWithoutForce => "refstore/clean-without-force",
+            Flaw::RepairOneByteShort => "refstore/repair-one-byte-short",
         }
     }
 
@@ -95,6 +100,7 @@ impl Flaw {
             Flaw::WipeWithoutLock | Flaw::TruncateWithoutLock => &[Invariant::NoWipeWithoutLock],
             Flaw::StampWithoutMigration => &[Invariant::SchemaNeverMisStamped],
             Flaw::CleanWithoutForce => &[Invariant::NoDestructiveWithoutForce],
+            Flaw::RepairOneByteShort => &[Invariant::RecoveryIdempotent],
         }
     }
 }

@@ -432,11 +432,16 @@ impl Store {
             OpenMode::ReadOnly
         };
         let embedder = HashingEmbedder::default();
-        let (local, vector_report) = LocalVectorStore::open(
+        let (local, vector_report) = LocalVectorStore::open_with(
             Arc::clone(&fs),
             &layout.vectors_dir(generation),
             embedder.dimension(),
             mode,
+            crate::vectors::LocalOptions {
+                #[cfg(feature = "flawed-variants")]
+                flaw: options.flaw,
+                ..crate::vectors::LocalOptions::default()
+            },
         )
         .context(|| format!("opening the vector store of {}", generation.dir_name()))?;
         let local: Box<dyn VectorStore> = Box::new(local);

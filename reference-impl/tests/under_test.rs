@@ -536,7 +536,7 @@ fn clean_without_force_is_caught() {
 
 #[test]
 fn every_flaw_names_what_it_breaks_and_is_registered_by_its_name() {
-    assert_eq!(Flaw::ALL.len(), 10);
+    assert_eq!(Flaw::ALL.len(), 11);
     for flaw in Flaw::ALL {
         assert!(!flaw.breaks().is_empty(), "{flaw:?}");
         assert!(flaw.store_name().starts_with("refstore/"), "{flaw:?}");

@@ -77,6 +77,7 @@ fn exposed_by(variant: Flaw) -> (&'static str, Vec<Fault>) {
         Flaw::StampWithoutMigration => ("schema-upgrade-interrupted", vec![Fault::PowerCut]),
         Flaw::SkipRollback => ("import-interrupted", vec![Fault::EIO]),
         Flaw::TruncateWithoutLock => ("index-from-newer-build", vec![Fault::PowerCut]),
+        Flaw::RepairOneByteShort => ("two-processes-open", vec![Fault::PowerCut]),
     }
 }
 

@@ -25,6 +25,7 @@
 //! | backup-present | [`backup_present`] | [`check_recovered`] |
 //! | no-leaked-temp-files | [`no_leaked_temp_files`] | [`check_recovered`] |
 //! | no-destructive-without-force | [`no_destructive_without_force`] | [`no_destructive_without_force::check`], [`no_destructive_without_force::check_acknowledged`] |
+//! | recovery-idempotent | [`recovery_idempotent`] | [`recovery_idempotent::check`], [`recovery_idempotent::reopen_failed`] |
 //! | clean-error | [`clean_error`] | [`crate::guard::catch_store_panic`], [`clean_error::check_budget`] |
 
 use std::fmt;
@@ -47,6 +48,7 @@ pub mod no_leaked_temp_files;
 pub mod no_orphan_vectors;
 pub mod no_wipe_without_lock;
 pub mod rebuild_idempotent;
+pub mod recovery_idempotent;
 pub mod schema_never_mis_stamped;
 #[cfg(test)]
 mod test_support;
@@ -100,11 +102,13 @@ pub enum Invariant {
     NoDestructiveWithoutForce,
     /// Bad input and injected faults give an error, never a panic or a hang.
     CleanError,
+    /// A second writable open after recovery shows the same state.
+    RecoveryIdempotent,
 }
 
 impl Invariant {
     /// The whole catalogue, in report order.
-    pub const ALL: [Invariant; 13] = [
+    pub const ALL: [Invariant; 14] = [
         Invariant::CompleteDatabase,
         Invariant::CommittedDurable,
         Invariant::AtomicOp,
@@ -118,6 +122,7 @@ impl Invariant {
         Invariant::NoLeakedTempFiles,
         Invariant::NoDestructiveWithoutForce,
         Invariant::CleanError,
+        Invariant::RecoveryIdempotent,
     ];
 
     /// Its definition, from its own file.
@@ -136,6 +141,7 @@ impl Invariant {
             Invariant::NoLeakedTempFiles => &no_leaked_temp_files::SPEC,
             Invariant::NoDestructiveWithoutForce => &no_destructive_without_force::SPEC,
             Invariant::CleanError => &clean_error::SPEC,
+            Invariant::RecoveryIdempotent => &recovery_idempotent::SPEC,
         }
     }
 

@@ -114,6 +114,9 @@ pub struct LocalOptions {
     pub segment_target_bytes: u64,
     /// How each append is made durable. Default [`AppendSync::Data`].
     pub append_sync: AppendSync,
+    /// A known-bad design to run with (see [`crate::flawed::Flaw`]). Default none.
+    #[cfg(feature = "flawed-variants")]
+    pub flaw: Option<crate::flawed::Flaw>,
 }
 
 impl Default for LocalOptions {
@@ -121,6 +124,8 @@ impl Default for LocalOptions {
         Self {
             segment_target_bytes: 4 << 20,
             append_sync: AppendSync::Data,
+            #[cfg(feature = "flawed-variants")]
+            flaw: None,
         }
     }
 }
@@ -310,6 +315,9 @@ impl Writer {
             let file = fs.open(&last.path, &OpenOptions::read_write())?;
             match &recovered.repair {
                 Some(repair) if repair.keep_len == 0 => file.write_all_at(&header, 0)?,
+                // KNOWN BAD (Flaw::RepairOneByteShort): cuts the last whole
+                // record's final byte too.
+                Some(repair) if flaw!(options.flaw, RepairOneByteShort) => file.set_len(repair.keep_len - 1)?,
                 Some(repair) => file.set_len(repair.keep_len)?,
                 None => {}
             }

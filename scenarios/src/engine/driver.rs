@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tearline_model::guard::catch_store_panic;
 use tearline_model::invariants::{
     check_read_only, check_recovered, clean_error, complete_database, filesystem_wins, no_destructive_without_force,
-    no_wipe_without_lock, rebuild_idempotent,
+    no_wipe_without_lock, rebuild_idempotent, recovery_idempotent,
 };
 use tearline_model::{Access, Capabilities, Env, Model, Observation, StoreFactory, StoreUnderTest, Violation};
 use tearline_sim_fs::{Fault, FaultPlan, Fs, FsExt, SimFs, Trace};
@@ -396,9 +396,40 @@ pub(crate) fn recover_and_check(factory: &dyn StoreFactory, fs: &SimFs, model: &
     if let Err(v) = guarded(fs, budget_end, "closing the recovered store", move || drop(handle)) {
         violations.push(v);
     }
+    if let Some(recovered) = &observation
+        && violations.is_empty()
+        && fs.halted().is_none()
+    {
+        violations.extend(reopen_and_compare(factory, fs, recovered, budget_end));
+    }
     Recovered {
         violations,
         observation,
+    }
+}
+
+/// recovery-idempotent: opens the recovered store writable once more in
+/// `fs`, and compares what it shows with what the recovery showed.
+fn reopen_and_compare(
+    factory: &dyn StoreFactory,
+    fs: &SimFs,
+    recovered: &Observation,
+    budget_end: u64,
+) -> Option<Violation> {
+    let env = env_for(fs);
+    let handle = match guarded(fs, budget_end, "the second writable open after recovery", || {
+        factory.open(&env, Access::Writable)
+    }) {
+        Err(v) => return Some(v),
+        Ok(Err(e)) => return Some(recovery_idempotent::reopen_failed(e)),
+        Ok(Ok(handle)) => handle,
+    };
+    let reopened = guarded(fs, budget_end, "observe after the second open", || handle.observe());
+    let closed = guarded(fs, budget_end, "closing the reopened store", move || drop(handle));
+    match (reopened, closed) {
+        (Err(v), _) | (_, Err(v)) => Some(v),
+        (Ok(Err(e)), _) => Some(recovery_idempotent::reopen_failed(format!("observing it: {e}"))),
+        (Ok(Ok(reopened)), Ok(())) => recovery_idempotent::check(recovered, &reopened),
     }
 }
 

@@ -1,0 +1,137 @@
+//! recovery-idempotent: once a writable open has recovered a store,
+//! closing it and opening it writable again changes nothing a reader can
+//! see.
+//!
+//! A repair that damages what it repairs (a torn-tail repair that cuts a
+//! byte too many, a cleanup that leaves work for the next open) shows only
+//! at the next open: the engine reopens the store after every recovery that
+//! kept every other invariant, and compares the two observations.
+
+use super::{Invariant, InvariantSpec, Violation};
+use crate::contract::Observation;
+
+/// recovery-idempotent in the catalogue.
+pub(crate) const SPEC: InvariantSpec = InvariantSpec {
+    name: "recovery-idempotent",
+    explanation: "Once a writable open has recovered the store after a fault, closing it and opening it \
+                  writable again shows the same state: the same documents and sources, the same vectors, \
+                  nothing newly pending or left behind, the same backups and schema. Checked after every \
+                  recovery that kept the other invariants.",
+    needs: None,
+    applies_to: |_| true,
+};
+
+/// The second writable open failed although the first had recovered.
+pub fn reopen_failed(error: impl std::fmt::Display) -> Violation {
+    Violation::new(
+        Invariant::RecoveryIdempotent,
+        format!("a second writable open after recovery failed: {error}"),
+    )
+}
+
+/// The observation after a second writable open must equal the one after
+/// the first (the recovery's).
+pub fn check(recovered: &Observation, reopened: &Observation) -> Option<Violation> {
+    let mut differences = Vec::new();
+    let mut differ = |what: &str, before: String, after: String| {
+        if before != after {
+            differences.push(format!("{what} {before} -> {after}"));
+        }
+    };
+    let names = |map: &std::collections::BTreeMap<String, String>| {
+        map.iter()
+            .map(|(name, hash)| format!("{name}={}", hash.chars().take(8).collect::<String>()))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    differ("index", names(&recovered.indexed), names(&reopened.indexed));
+    differ("sources", names(&recovered.sources), names(&reopened.sources));
+    differ(
+        "integrity",
+        recovered.integrity_ok.to_string(),
+        reopened.integrity_ok.to_string(),
+    );
+    differ(
+        "orphan vectors",
+        recovered.orphan_vectors.to_string(),
+        reopened.orphan_vectors.to_string(),
+    );
+    differ(
+        "missing vectors",
+        recovered.missing_vectors.to_string(),
+        reopened.missing_vectors.to_string(),
+    );
+    differ(
+        "pending work",
+        recovered.pending_work.to_string(),
+        reopened.pending_work.to_string(),
+    );
+    differ(
+        "left behind",
+        recovered.leftover_files.join(","),
+        reopened.leftover_files.join(","),
+    );
+    differ("backups", recovered.backups.to_string(), reopened.backups.to_string());
+    differ(
+        "schema",
+        format!("{:?}", recovered.schema),
+        format!("{:?}", reopened.schema),
+    );
+    (!differences.is_empty()).then(|| {
+        Violation::new(
+            Invariant::RecoveryIdempotent,
+            format!(
+                "a second writable open after recovery changed what the store shows: {}",
+                differences.join("; ")
+            ),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::*;
+
+    #[test]
+    fn the_same_state_twice_passes() {
+        let recovered = observation(&[("a", "1"), ("b", "2")]);
+        assert_eq!(check(&recovered, &recovered.clone()), None);
+    }
+
+    #[test]
+    fn a_vector_lost_at_the_second_open_breaks_it() {
+        let recovered = observation(&[("a", "1")]);
+        let mut reopened = recovered.clone();
+        reopened.missing_vectors = 1;
+        let violation = check(&recovered, &reopened).expect("caught");
+        assert_eq!(violation.invariant, Invariant::RecoveryIdempotent);
+        assert_eq!(
+            violation.evidence,
+            "a second writable open after recovery changed what the store shows: missing vectors 0 -> 1"
+        );
+    }
+
+    #[test]
+    fn a_document_that_changes_or_work_left_for_later_breaks_it() {
+        let recovered = observation(&[("a", "1")]);
+        let reopened = observation(&[("a", "2")]);
+        let evidence = check(&recovered, &reopened).expect("caught").evidence;
+        let (first, second) = (&recovered.indexed["a"][..8], &reopened.indexed["a"][..8]);
+        assert!(
+            evidence.contains(&format!("index a={first} -> a={second}")),
+            "{evidence}"
+        );
+        let mut pending = recovered.clone();
+        pending.pending_work = 2;
+        pending.leftover_files = vec!["/store/x.tmp".into()];
+        let evidence = check(&recovered, &pending).expect("caught").evidence;
+        assert!(evidence.contains("pending work 0 -> 2"), "{evidence}");
+        assert!(evidence.contains("left behind  -> /store/x.tmp"), "{evidence}");
+        assert!(
+            reopen_failed("EIO")
+                .evidence
+                .contains("second writable open after recovery failed: EIO")
+        );
+    }
+}
