@@ -212,8 +212,8 @@ struct RunArgs {
     /// This CI shard, `i/n` (0-based): runs the cases whose number is i modulo n.
     #[arg(long, default_value = "0/1")]
     shard: String,
-    /// Local worker processes (default: the number of cores).
-    #[arg(long)]
+    /// Local worker processes, 1 to 256 (default: the number of cores).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
     jobs: Option<u64>,
     /// SQLite matrices' size multiplier (transactions = 6 x scale), 1 to 20.
     #[arg(long, default_value_t = DEFAULT_SCALE, value_parser = clap::value_parser!(u32).range(1..=MAX_SCALE as i64))]
@@ -253,8 +253,8 @@ struct CertifyArgs {
     /// mount of the simulated filesystem and speak blackbox/PROTOCOL.md with it.
     #[arg(long, value_name = "CMD")]
     exec: Option<String>,
-    /// Seconds to wait for each answer of an --exec store (wall time).
-    #[arg(long, default_value_t = 60)]
+    /// Seconds to wait for each answer of an --exec store (wall time), 1 to 86400.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     timeout: u64,
 }
 

@@ -150,9 +150,11 @@ impl Invariant {
         self.spec().name
     }
 
-    /// The invariant with this catalogue name.
+    /// The invariant with this catalogue name (case-insensitive, surrounding
+    /// white space ignored).
     pub fn parse(name: &str) -> Option<Invariant> {
-        Invariant::ALL.into_iter().find(|i| i.name() == name)
+        let name = name.trim();
+        Invariant::ALL.into_iter().find(|i| i.name().eq_ignore_ascii_case(name))
     }
 
     /// What it means and how it is checked, for `tearline explain`.
@@ -366,8 +368,11 @@ mod tests {
 
     #[test]
     fn every_invariant_is_named_and_explained() {
+        assert_eq!(Invariant::parse("no-such-invariant"), None);
         for invariant in Invariant::ALL {
             assert_eq!(Invariant::parse(invariant.name()), Some(invariant));
+            let shouted = format!(" {} ", invariant.name().to_ascii_uppercase());
+            assert_eq!(Invariant::parse(&shouted), Some(invariant), "case-insensitive");
             assert!(invariant.explanation().len() > 40);
         }
     }
