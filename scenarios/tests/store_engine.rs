@@ -203,3 +203,133 @@ fn a_store_that_panics_breaks_clean_error() {
         clean.evidence
     );
 }
+
+/// A store whose writable open moves acknowledged documents from an inbox
+/// into its index without making the index durable, and then removes the
+/// inbox entries durably: what it shows after recovery is lost by a power
+/// cut during the next open. Only recovery-idempotent's power cut in the
+/// middle of the second open sees it.
+mod inbox {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use tearline_model::{
+        Access, Capabilities, Env, Observation, Operation, StoreFactory, StoreFailure, StoreUnderTest, content_hash,
+    };
+    use tearline_sim_fs::{Fs, FsExt};
+
+    pub struct InboxStore;
+    struct Handle {
+        fs: Arc<dyn Fs>,
+        root: std::path::PathBuf,
+    }
+
+    fn failed(e: std::io::Error) -> StoreFailure {
+        StoreFailure::new(e)
+    }
+
+    fn documents(fs: &dyn Fs, dir: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+        let mut found = Vec::new();
+        for entry in fs.read_dir_or_empty(dir)? {
+            found.push((entry.name.clone(), fs.read_file(&dir.join(&entry.name))?));
+        }
+        Ok(found)
+    }
+
+    impl StoreUnderTest for Handle {
+        fn apply(&mut self, op: &Operation) -> Result<(), StoreFailure> {
+            let Operation::Add { name, content } = op else {
+                return Err(StoreFailure::new("only add"));
+            };
+            self.fs
+                .write_file_atomic(&self.root.join("inbox").join(name), content.as_bytes())
+                .map_err(failed)
+        }
+
+        fn observe(&self) -> Result<Observation, StoreFailure> {
+            let mut observation = Observation {
+                integrity_ok: true,
+                ..Observation::default()
+            };
+            for dir in ["index", "inbox"] {
+                for (name, content) in documents(self.fs.as_ref(), &self.root.join(dir)).map_err(failed)? {
+                    observation.indexed.insert(name, content_hash(&content));
+                }
+            }
+            Ok(observation)
+        }
+    }
+
+    impl StoreFactory for InboxStore {
+        fn name(&self) -> &str {
+            "inbox"
+        }
+        fn capabilities(&self) -> Capabilities {
+            Capabilities::default()
+        }
+        fn init(&self, env: &Env) -> Result<(), StoreFailure> {
+            for dir in ["index", "inbox"] {
+                env.fs.create_dir_all_durable(&env.root.join(dir)).map_err(failed)?;
+            }
+            Ok(())
+        }
+        fn open(&self, env: &Env, access: Access) -> Result<Box<dyn StoreUnderTest>, StoreFailure> {
+            let fs = Arc::clone(&env.fs);
+            if access == Access::Writable {
+                let (inbox, index) = (env.root.join("inbox"), env.root.join("index"));
+                for (name, content) in documents(fs.as_ref(), &inbox).map_err(failed)? {
+                    // KNOWN BAD: the index copy is never synced, the inbox
+                    // entry's removal is.
+                    fs.write_file(&index.join(&name), &content).map_err(failed)?;
+                    fs.remove_file(&inbox.join(&name)).map_err(failed)?;
+                }
+                fs.sync_dir(&inbox).map_err(failed)?;
+            }
+            Ok(Box::new(Handle {
+                fs,
+                root: env.root.clone(),
+            }))
+        }
+        fn source_dir(&self, _: &Env) -> Option<std::path::PathBuf> {
+            None
+        }
+        fn protected_paths(&self, _: &Env) -> Vec<String> {
+            Vec::new()
+        }
+        fn lock_file(&self, _: &Env) -> Option<std::path::PathBuf> {
+            None
+        }
+    }
+}
+
+#[test]
+fn recovery_that_is_lost_by_a_power_cut_in_the_next_open_breaks_recovery_idempotent() {
+    let factory = inbox::InboxStore;
+    let entry = entry(&factory, "add-interrupted");
+    let options = RunOptions {
+        engine: EngineOptions {
+            faults: vec![Fault::PowerCut],
+            models: vec![tearline_sim_fs::PersistenceModel::NothingUnsynced],
+            ..EngineOptions::default()
+        },
+        ..RunOptions::default()
+    };
+    let result = run::run_entry(&entry, &factory, &options, &|_, _| {}).expect("runs");
+    let broken: Vec<Invariant> = result.failures.iter().map(|f| f.invariant).collect();
+    assert!(
+        broken.iter().all(|i| *i == Invariant::RecoveryIdempotent),
+        "only recovery-idempotent sees it: {broken:?}"
+    );
+    let found = result
+        .invariants
+        .iter()
+        .find(|i| i.invariant == Invariant::RecoveryIdempotent)
+        .expect("listed");
+    assert_eq!(found.status, InvariantStatus::Failed, "{:?}", result.verdict);
+    let evidence = found.evidence.as_deref().unwrap_or_default();
+    assert!(
+        evidence.starts_with("after a power cut in the middle of the second open"),
+        "{evidence}"
+    );
+    assert_eq!(found.reproduces, Some(true), "its line replays");
+}

@@ -11,7 +11,7 @@ use tearline_model::invariants::{
     no_wipe_without_lock, rebuild_idempotent, recovery_idempotent,
 };
 use tearline_model::{Access, Capabilities, Env, Model, Observation, StoreFactory, StoreUnderTest, Violation};
-use tearline_sim_fs::{Fault, FaultPlan, Fs, FsExt, SimFs, Trace};
+use tearline_sim_fs::{Fault, FaultPlan, Fs, FsExt, PersistenceModel, SimFs, Trace};
 
 use super::HarnessError;
 use super::scenario::{Capacity, Step, StoreScenario, store_root};
@@ -409,27 +409,71 @@ pub(crate) fn recover_and_check(factory: &dyn StoreFactory, fs: &SimFs, model: &
 }
 
 /// recovery-idempotent: opens the recovered store writable once more in
-/// `fs`, and compares what it shows with what the recovery showed.
+/// `fs`, and compares what it shows with what the recovery showed; then, from
+/// the middle of that second open, cuts the power (nothing unsynced
+/// survives), opens it a third time on the rebooted machine, and compares
+/// again.
 fn reopen_and_compare(
     factory: &dyn StoreFactory,
     fs: &SimFs,
     recovered: &Observation,
     budget_end: u64,
 ) -> Option<Violation> {
+    let budget = budget_end.saturating_sub(fs.syscall_count());
+    fs.record_snapshots(true);
+    let second = open_observe_close(factory, fs, budget_end, "second");
+    let snapshots = fs.take_snapshots();
+    fs.record_snapshots(false);
+    if let Some(broken) = compare(recovered, second) {
+        return Some(broken);
+    }
+    let middle = snapshots.get(snapshots.len() / 2)?;
+    let model = PersistenceModel::NothingUnsynced;
+    let rebooted = middle.boot(model, &middle.sample_crash(model, 0));
+    let third_end = rebooted.syscall_count() + budget;
+    rebooted.set_fault_plan(plan(None, third_end));
+    compare(recovered, open_observe_close(factory, &rebooted, third_end, "third")).map(|v| {
+        Violation::new(
+            v.invariant,
+            format!("after a power cut in the middle of the second open: {}", v.evidence),
+        )
+    })
+}
+
+/// One writable open of a recovered store, observed and closed: the
+/// observation, or the violation that stopped it.
+fn open_observe_close(
+    factory: &dyn StoreFactory,
+    fs: &SimFs,
+    budget_end: u64,
+    which: &str,
+) -> Result<Observation, Violation> {
     let env = env_for(fs);
-    let handle = match guarded(fs, budget_end, "the second writable open after recovery", || {
-        factory.open(&env, Access::Writable)
-    }) {
-        Err(v) => return Some(v),
-        Ok(Err(e)) => return Some(recovery_idempotent::reopen_failed(e)),
-        Ok(Ok(handle)) => handle,
+    let handle = match guarded(
+        fs,
+        budget_end,
+        &format!("the {which} writable open after recovery"),
+        || factory.open(&env, Access::Writable),
+    )? {
+        Ok(handle) => handle,
+        Err(e) => return Err(recovery_idempotent::reopen_failed(e)),
     };
-    let reopened = guarded(fs, budget_end, "observe after the second open", || handle.observe());
-    let closed = guarded(fs, budget_end, "closing the reopened store", move || drop(handle));
-    match (reopened, closed) {
-        (Err(v), _) | (_, Err(v)) => Some(v),
-        (Ok(Err(e)), _) => Some(recovery_idempotent::reopen_failed(format!("observing it: {e}"))),
-        (Ok(Ok(reopened)), Ok(())) => recovery_idempotent::check(recovered, &reopened),
+    let observed = guarded(fs, budget_end, &format!("observe after the {which} open"), || {
+        handle.observe()
+    });
+    guarded(
+        fs,
+        budget_end,
+        &format!("closing the store after the {which} open"),
+        move || drop(handle),
+    )?;
+    observed?.map_err(|e| recovery_idempotent::reopen_failed(format!("observing it: {e}")))
+}
+
+fn compare(recovered: &Observation, reopened: Result<Observation, Violation>) -> Option<Violation> {
+    match reopened {
+        Err(v) => Some(v),
+        Ok(reopened) => recovery_idempotent::check(recovered, &reopened),
     }
 }
 
