@@ -32,51 +32,31 @@ pub fn reopen_failed(error: impl std::fmt::Display) -> Violation {
 /// The observation after a second writable open must equal the one after
 /// the first (the recovery's).
 pub fn check(recovered: &Observation, reopened: &Observation) -> Option<Violation> {
-    let mut differences = Vec::new();
-    let mut differ = |what: &str, before: String, after: String| {
-        if before != after {
-            differences.push(format!("{what} {before} -> {after}"));
-        }
-    };
     let names = |map: &std::collections::BTreeMap<String, String>| {
         map.iter()
             .map(|(name, hash)| format!("{name}={}", hash.chars().take(8).collect::<String>()))
             .collect::<Vec<_>>()
             .join(",")
     };
-    differ("index", names(&recovered.indexed), names(&reopened.indexed));
-    differ("sources", names(&recovered.sources), names(&reopened.sources));
-    differ(
-        "integrity",
-        recovered.integrity_ok.to_string(),
-        reopened.integrity_ok.to_string(),
-    );
-    differ(
-        "orphan vectors",
-        recovered.orphan_vectors.to_string(),
-        reopened.orphan_vectors.to_string(),
-    );
-    differ(
-        "missing vectors",
-        recovered.missing_vectors.to_string(),
-        reopened.missing_vectors.to_string(),
-    );
-    differ(
-        "pending work",
-        recovered.pending_work.to_string(),
-        reopened.pending_work.to_string(),
-    );
-    differ(
-        "left behind",
-        recovered.leftover_files.join(","),
-        reopened.leftover_files.join(","),
-    );
-    differ("backups", recovered.backups.to_string(), reopened.backups.to_string());
-    differ(
-        "schema",
-        format!("{:?}", recovered.schema),
-        format!("{:?}", reopened.schema),
-    );
+    let sides = |o: &Observation| {
+        [
+            ("index", names(&o.indexed)),
+            ("sources", names(&o.sources)),
+            ("integrity", o.integrity_ok.to_string()),
+            ("orphan vectors", o.orphan_vectors.to_string()),
+            ("missing vectors", o.missing_vectors.to_string()),
+            ("pending work", o.pending_work.to_string()),
+            ("left behind", o.leftover_files.join(",")),
+            ("backups", o.backups.to_string()),
+            ("schema", format!("{:?}", o.schema)),
+        ]
+    };
+    let differences: Vec<String> = sides(recovered)
+        .into_iter()
+        .zip(sides(reopened))
+        .filter(|((_, before), (_, after))| before != after)
+        .map(|((what, before), (_, after))| format!("{what} {before} -> {after}"))
+        .collect();
     (!differences.is_empty()).then(|| {
         Violation::new(
             Invariant::RecoveryIdempotent,

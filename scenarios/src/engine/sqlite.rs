@@ -29,11 +29,11 @@ use rusqlite::{Connection, OpenFlags};
 use tearline_model::invariants::{check_recovered, complete_database};
 use tearline_model::{Capabilities, Invariant, Model, Observation, Operation, Violation, content_hash};
 use tearline_sim_fs::sqlite::{SqliteVfs, VfsOptions, reseed_sqlite_prng};
-use tearline_sim_fs::{Fault, FaultPlan, Fs, FsExt, HaltKind, PersistenceModel, SimConfig, SimFs, SyscallKind};
+use tearline_sim_fs::{Fault, FaultPlan, Fs, FsExt, HaltKind, PersistenceModel, SimConfig, SimFs};
 
 use super::HarnessError;
 use super::driver::first_of_each;
-use super::subject::{Mark, Probe, Replay, Subject, reboot_after_power_cut};
+use super::subject::{Mark, Probe, Replay, Subject, reboot_after_power_cut, record};
 use crate::case::{Case, Injection};
 use crate::stores;
 
@@ -348,23 +348,18 @@ impl Subject for SqliteSubject {
         let workload = &self.workload;
         let harness = |e: io::Error| HarnessError(format!("{}: {e}", self.name()));
         let fs = machine(seed).map_err(harness)?;
-        let start = fs.syscall_count();
-        fs.record_snapshots(true);
-        let acks = run_workload(&fs, workload, seed);
-        let end = fs.syscall_count();
-        let mut snapshots = fs.take_snapshots();
-        snapshots.push(fs.snapshot());
-        fs.record_snapshots(false);
+        let recording = record(&fs, || run_workload(&fs, workload, seed));
+        let (acks, start, end, snapshots, ops, trace) = (
+            recording.value,
+            recording.start,
+            recording.end,
+            recording.snapshots,
+            recording.ops,
+            recording.trace,
+        );
         if acks.len() != workload.transactions as usize + 1 {
             return Err(harness(io::Error::other("the fault-free workload did not finish")));
         }
-        let trace = fs.trace();
-        let ops: Vec<SyscallKind> = trace
-            .entries()
-            .iter()
-            .filter(|e| e.index >= start)
-            .map(|e| e.op)
-            .collect();
         // Step i runs from the previous acknowledgement to its own; the
         // close runs from the last one to the end.
         let mut marks = Vec::new();

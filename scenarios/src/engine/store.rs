@@ -3,12 +3,12 @@
 //! after every fault, and the lock invariant read off every trace.
 
 use tearline_model::{Model, StoreFactory};
-use tearline_sim_fs::{HaltKind, Mount, PersistenceModel, SimConfig, SimFs, SyscallKind};
+use tearline_sim_fs::{HaltKind, Mount, PersistenceModel, SimConfig, SimFs};
 
 use super::HarnessError;
 use super::driver::{self, Driver};
 use super::scenario::{StoreScenario, store_root};
-use super::subject::{Mark, Probe, Replay, Subject, reboot_after_power_cut};
+use super::subject::{Mark, Probe, Replay, Subject, reboot_after_power_cut, record};
 use crate::case::{Case, DEFAULT_SCALE, Injection};
 
 /// A store scenario run against one store.
@@ -53,32 +53,30 @@ impl Subject for StoreSubject<'_> {
         let config = machine_config(scenario, seed);
         let fs = SimFs::new(config.clone());
         let mut driver = Driver::boot(factory, scenario, fs.clone())?;
-        let start = fs.syscall_count();
         driver.marks.clear();
         driver.marks.push(Mark {
-            at: start,
+            at: fs.syscall_count(),
             model: driver.model.clone(),
         });
-        fs.record_snapshots(true);
-        let finished = driver.workload(&scenario.workload)?;
-        driver.close();
-        let end = fs.syscall_count();
-        let mut snapshots = fs.take_snapshots();
-        snapshots.push(fs.snapshot());
-        fs.record_snapshots(false);
+        let recording = record(&fs, || {
+            let finished = driver.workload(&scenario.workload);
+            driver.close();
+            finished
+        });
+        let finished = recording.value?;
+        let (start, end, snapshots, ops, trace) = (
+            recording.start,
+            recording.end,
+            recording.snapshots,
+            recording.ops,
+            recording.trace,
+        );
         if !finished && !scenario.fault_free_failure_allowed {
             return Err(HarnessError(format!(
                 "{}: the fault-free workload stopped (a step failed without a fault): {:?}",
                 scenario.name, driver.violations
             )));
         }
-        let trace = fs.trace();
-        let ops: Vec<SyscallKind> = trace
-            .entries()
-            .iter()
-            .filter(|e| e.index >= start && e.boot == 0)
-            .map(|e| e.op)
-            .collect();
         let mut owners = vec![None; (end - start) as usize];
         let starts = &driver.step_starts;
         for (n, &(first, step)) in starts.iter().enumerate() {

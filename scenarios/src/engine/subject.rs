@@ -175,3 +175,46 @@ pub(crate) fn reboot_after_power_cut(
     fs.power_cut();
     Ok(fs.reboot_with(persistence, &choice))
 }
+
+/// A fault-free run recorded for a probe.
+pub(crate) struct Recording<T> {
+    /// What the run returned.
+    pub value: T,
+    /// The first syscall it made.
+    pub start: u64,
+    /// One past its last syscall.
+    pub end: u64,
+    /// A snapshot before each of its syscalls, and one after the last.
+    pub snapshots: Vec<SimSnapshot>,
+    /// Its syscalls, in order.
+    pub ops: Vec<SyscallKind>,
+    /// The machine's whole trace afterwards.
+    pub trace: Trace,
+}
+
+/// Runs `run` on `fs` with a snapshot recorded before every syscall it
+/// makes: what both subjects' probes are built from.
+pub(crate) fn record<T>(fs: &SimFs, run: impl FnOnce() -> T) -> Recording<T> {
+    let start = fs.syscall_count();
+    fs.record_snapshots(true);
+    let value = run();
+    let end = fs.syscall_count();
+    let mut snapshots = fs.take_snapshots();
+    snapshots.push(fs.snapshot());
+    fs.record_snapshots(false);
+    let trace = fs.trace();
+    let ops = trace
+        .entries()
+        .iter()
+        .filter(|e| e.index >= start && e.boot == 0)
+        .map(|e| e.op)
+        .collect();
+    Recording {
+        value,
+        start,
+        end,
+        snapshots,
+        ops,
+        trace,
+    }
+}
