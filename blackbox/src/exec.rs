@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tearline_model::{
-    Access, Capabilities, Env, Observation, Operation, RemoteFault, SchemaStamp, StoreFactory, StoreFailure,
-    StoreUnderTest,
+    Access, Capabilities, Env, FailureKind, Observation, Operation, RemoteFault, SchemaStamp, StoreFactory,
+    StoreFailure, StoreUnderTest,
 };
 use tearline_sim_fs::{FsExt, SimConfig, SimFs};
 
@@ -515,7 +515,13 @@ impl StoreProcess {
                     .get("error")
                     .and_then(Value::as_str)
                     .unwrap_or("(no error given)");
-                Err(StoreFailure::new(format!("{what} failed: {error}")))
+                // What the store claims of the effect; an outcome it does
+                // not name claims nothing.
+                let kind = answer
+                    .get("outcome")
+                    .and_then(|o| serde_json::from_value::<FailureKind>(o.clone()).ok())
+                    .unwrap_or_default();
+                Err(StoreFailure::of_kind(kind, format!("{what} failed: {error}")))
             }
             None => {
                 self.kill();

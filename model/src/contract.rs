@@ -71,11 +71,19 @@ pub struct Capabilities {
     /// Source files under [`StoreFactory::source_dir`] are the truth and may
     /// be edited behind the store's back.
     pub source_files: bool,
+    /// A read-only open may run while a writer works, and after a fault
+    /// before any writable open has recovered: it must then show a state the
+    /// model allows (every acknowledged operation, the one in flight all or
+    /// nothing) or fail saying recovery is pending
+    /// ([`FailureKind::RecoveryPending`]). Absent from older descriptions:
+    /// `false`.
+    #[serde(default)]
+    pub concurrent_readers: bool,
 }
 
 impl Capabilities {
     /// Each capability by its name (the field's), in declaration order.
-    pub fn flags(&self) -> [(&'static str, bool); 9] {
+    pub fn flags(&self) -> [(&'static str, bool); 10] {
         [
             ("remove", self.remove),
             ("import", self.import),
@@ -86,6 +94,7 @@ impl Capabilities {
             ("schema_version", self.schema_version),
             ("exclusive_lock", self.exclusive_lock),
             ("source_files", self.source_files),
+            ("concurrent_readers", self.concurrent_readers),
         ]
     }
 }
@@ -176,19 +185,59 @@ impl Operation {
     }
 }
 
-/// Why a store call failed. The harness does not interpret the message; it
-/// only needs to know the call failed (and that it did not panic).
+/// What a failed store call says of its effect: the harness holds a store
+/// to what it claims, and a store that claims nothing is held to nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureKind {
+    /// The store does not say whether the operation took effect (a timeout,
+    /// a commit whose roll-forward is pending): a later recovery may apply
+    /// it or not. The default.
+    #[default]
+    Unknown,
+    /// The operation failed and nothing of it was applied, nor ever will be:
+    /// failed-means-not-applied holds the store to that after every later
+    /// recovery, and the workload goes on.
+    NotApplied,
+    /// A read refused to serve because the store has unfinished work (a
+    /// writer in the middle of an operation, or one interrupted that a
+    /// writable open must recover): retry later, or open writable.
+    RecoveryPending,
+}
+
+impl FailureKind {
+    /// Its kebab-case name (`not-applied`), as serialised.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FailureKind::Unknown => "unknown",
+            FailureKind::NotApplied => "not-applied",
+            FailureKind::RecoveryPending => "recovery-pending",
+        }
+    }
+}
+
+/// Why a store call failed: the store's message, and what it claims of the
+/// call's effect ([`FailureKind`]; by default it claims nothing).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreFailure {
     /// The store's own message.
     pub message: String,
+    /// What the store says of the call's effect.
+    #[serde(default)]
+    pub kind: FailureKind,
 }
 
 impl StoreFailure {
-    /// A failure with this message.
+    /// A failure with this message that claims nothing of its effect.
     pub fn new(message: impl fmt::Display) -> Self {
+        Self::of_kind(FailureKind::Unknown, message)
+    }
+
+    /// A failure of this kind with this message.
+    pub fn of_kind(kind: FailureKind, message: impl fmt::Display) -> Self {
         Self {
             message: message.to_string(),
+            kind,
         }
     }
 }
@@ -380,6 +429,7 @@ mod tests {
             schema_version: true,
             exclusive_lock: true,
             source_files: true,
+            concurrent_readers: true,
         };
         let json = serde_json::to_value(all).unwrap();
         let fields: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();

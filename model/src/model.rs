@@ -58,12 +58,25 @@ struct Uncertain {
     expected: Expected,
 }
 
+/// An operation the store failed saying nothing of it was applied: what it
+/// would have left, for the documents it would have changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Rejected {
+    /// The operation, described.
+    pub op: String,
+    /// The content hashes it would have left in the index (`None`: removed).
+    pub indexed: BTreeMap<String, Option<String>>,
+    /// The content hashes it would have left in the source files.
+    pub sources: BTreeMap<String, Option<String>>,
+}
+
 /// The model of one store through a workload.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Model {
     acked: State,
     uncertain: Option<Uncertain>,
     full_rebuilds: usize,
+    rejected: Vec<Rejected>,
 }
 
 /// What a recovered store may look like: the acknowledged state, or (for
@@ -204,6 +217,43 @@ impl Model {
         }
     }
 
+    /// The in-flight operation failed and the store says nothing of it was
+    /// applied: the acknowledged state stands, and what the operation would
+    /// have left is remembered, so that finding it later is
+    /// failed-means-not-applied.
+    pub fn reject(&mut self) {
+        let Some(uncertain) = self.uncertain.take() else {
+            return;
+        };
+        let changed = |before: &BTreeMap<String, String>, after: &BTreeMap<String, String>| {
+            before
+                .keys()
+                .chain(after.keys())
+                .filter(|name| before.get(*name) != after.get(*name))
+                .map(|name| (name.clone(), after.get(name).cloned()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let after = &uncertain.expected.after;
+        let rejected = Rejected {
+            op: uncertain.op.describe(),
+            indexed: changed(&self.acked.indexed, &after.indexed),
+            sources: changed(&self.acked.sources, &after.sources),
+        };
+        if !rejected.indexed.is_empty() || !rejected.sources.is_empty() {
+            self.rejected.push(rejected);
+        }
+    }
+
+    /// The operation that failed saying nothing was applied and that would
+    /// have left `name` as `found` on `side` (`index` or `source`), latest
+    /// first.
+    pub fn rejected_as(&self, side: &str, name: &str, found: Option<&String>) -> Option<&Rejected> {
+        self.rejected.iter().rev().find(|r| {
+            let values = if side == "index" { &r.indexed } else { &r.sources };
+            values.get(name).is_some_and(|value| value.as_ref() == found)
+        })
+    }
+
     /// What a recovered store may look like now.
     pub fn allowed(&self) -> Allowed<'_> {
         let (after, granularity, op) = match &self.uncertain {
@@ -287,6 +337,30 @@ mod tests {
             kind: RebuildKind::Incremental,
         });
         assert_eq!(incremental.granularity, Granularity::PerDocument);
+    }
+
+    #[test]
+    fn a_rejected_operation_leaves_the_acknowledged_state_and_is_remembered() {
+        let mut model = Model::new();
+        model.begin(&add("a", "1"));
+        model.acknowledge();
+        model.begin(&Operation::Import {
+            documents: vec![("a".into(), "1".into()), ("b".into(), "2".into())],
+        });
+        model.reject();
+        assert_eq!(model.acknowledged().indexed.len(), 1);
+        assert_eq!(model.allowed().op, None);
+        let b = content_hash(b"2");
+        assert_eq!(
+            model.rejected_as("index", "b", Some(&b)).map(|r| r.op.as_str()),
+            Some("import 2 documents")
+        );
+        // "a" was unchanged by the import: finding it is not the rejected op's doing.
+        assert_eq!(model.rejected_as("index", "a", Some(&content_hash(b"1"))), None);
+        assert_eq!(model.rejected_as("index", "b", None), None);
+        model.begin(&Operation::Remove { name: "a".into() });
+        model.reject();
+        assert!(model.rejected_as("source", "a", None).is_some());
     }
 
     #[test]

@@ -136,6 +136,71 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A mutation failed and was rolled back (or had not touched anything
+    /// yet): nothing of it was applied, and no later recovery applies it.
+    NothingChanged {
+        /// Why it failed.
+        cause: Box<StoreError>,
+    },
+    /// A mutation's files were committed, but bringing the index in line
+    /// with them failed: the mutation **is** applied, and the next writable
+    /// open (or mutation) finishes indexing it. Not a failure to retry.
+    CommittedNotIndexed {
+        /// What was committed (`import 3 documents`).
+        mutation: String,
+        /// The journal that finishes it.
+        journal: PathBuf,
+        /// Why indexing failed.
+        cause: Box<StoreError>,
+    },
+    /// A read-only open (or read) found unfinished work: a writer is in the
+    /// middle of a mutation, or one was interrupted and a writable open must
+    /// recover it. Serving now could show half of it, so nothing is served.
+    RecoveryPending {
+        /// What is unfinished.
+        what: String,
+    },
+}
+
+/// What a failed call did to the store's content, as far as the store knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureEffect {
+    /// Nothing of the call was applied, nor will any recovery apply it.
+    NothingApplied,
+    /// It may have been applied, or may be applied by the next recovery.
+    Unknown,
+    /// A read refused: unfinished work must be finished first.
+    RecoveryPending,
+}
+
+impl StoreError {
+    /// What the failed call did: callers (and the harness) may rely on
+    /// [`FailureEffect::NothingApplied`].
+    pub fn effect(&self) -> FailureEffect {
+        match self {
+            StoreError::Locked { .. }
+            | StoreError::NotInitialized { .. }
+            | StoreError::AlreadyInitialized { .. }
+            | StoreError::InvalidName { .. }
+            | StoreError::NotText { .. }
+            | StoreError::NotFound { .. }
+            | StoreError::ForceRequired { .. }
+            | StoreError::RebuildFailed { .. }
+            | StoreError::GenerationInvalid { .. }
+            | StoreError::ImportRefused { .. }
+            | StoreError::NothingChanged { .. } => FailureEffect::NothingApplied,
+            // Only a writable open that may rebuild brings the index to this
+            // build's schema: until one has, nothing is served.
+            StoreError::RecoveryPending { .. } | StoreError::RebuildRequired { .. } => FailureEffect::RecoveryPending,
+            StoreError::Corrupt { .. }
+            | StoreError::Io { .. }
+            | StoreError::Sqlite { .. }
+            | StoreError::Vectors { .. }
+            | StoreError::SwitchUncertain { .. }
+            | StoreError::RollbackFailed { .. }
+            | StoreError::CommittedNotIndexed { .. } => FailureEffect::Unknown,
+        }
+    }
 }
 
 impl fmt::Display for StoreError {
@@ -203,6 +268,22 @@ impl fmt::Display for StoreError {
             StoreError::ImportRefused { path, reason } => {
                 write!(f, "import refused, nothing was changed: {}: {reason}", path.display())
             }
+            StoreError::NothingChanged { cause } => write!(f, "{cause}; nothing was changed"),
+            StoreError::CommittedNotIndexed {
+                mutation,
+                journal,
+                cause,
+            } => write!(
+                f,
+                "the {mutation} is committed (its source files are in place; journal {}), but indexing it \
+                 failed: {cause}; it is applied, and the next writable open finishes indexing it",
+                journal.display()
+            ),
+            StoreError::RecoveryPending { what } => write!(
+                f,
+                "not serving a partial state: {what}; retry when the writer has finished, or open the \
+                 store writable (any write command) to recover it"
+            ),
         }
     }
 }
@@ -215,6 +296,9 @@ impl std::error::Error for StoreError {
             StoreError::Vectors { source, .. } => Some(source),
             StoreError::RebuildFailed { cause, .. } | StoreError::SwitchUncertain { cause, .. } => Some(cause.as_ref()),
             StoreError::RollbackFailed { last, .. } => Some(last.as_ref()),
+            StoreError::NothingChanged { cause } | StoreError::CommittedNotIndexed { cause, .. } => {
+                Some(cause.as_ref())
+            }
             _ => None,
         }
     }

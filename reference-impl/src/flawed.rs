@@ -36,6 +36,15 @@ pub enum Flaw {
     CopyWithoutFsync,
     /// A journal rollback restores no file (it only marks and cleans up).
     SkipRollback,
+    /// A read-only open serves whatever is on disk, unfinished mutation
+    /// journals or not: a reader during an import (or after one was killed
+    /// in its index phase) sees part of it (origins/1: "API returns
+    /// incomplete results until manual intervention").
+    ReaderIgnoresJournal,
+    /// A mutation whose indexing fails after its journal committed reports
+    /// that nothing was changed; the next drain applies it anyway (the
+    /// import that said "disk is full" and was applied by a later `rm`).
+    FailAfterCommit,
     /// origins/5: a read-only open (no lock) that finds a newer schema
     /// deletes the index and recreates it anyway.
     WipeWithoutLock,
@@ -56,13 +65,15 @@ pub enum Flaw {
 
 impl Flaw {
     /// Every flaw, in the order the harness lists them.
-    pub const ALL: [Flaw; 11] = [
+    pub const ALL: [Flaw; 13] = [
         Flaw::DropAndReindex,
         Flaw::TwoRenameSwap,
         Flaw::NoIntents,
         Flaw::PublishWithoutFsync,
         Flaw::CopyWithoutFsync,
         Flaw::SkipRollback,
+        Flaw::ReaderIgnoresJournal,
+        Flaw::FailAfterCommit,
         Flaw::WipeWithoutLock,
         Flaw::TruncateWithoutLock,
         Flaw::StampWithoutMigration,
@@ -80,6 +91,8 @@ impl Flaw {
             Flaw::PublishWithoutFsync => "refstore/publish-without-fsync",
             Flaw::CopyWithoutFsync => "refstore/copy-without-fsync",
             Flaw::SkipRollback => "refstore/skip-rollback",
+            Flaw::ReaderIgnoresJournal => "refstore/reader-ignores-journal",
+            Flaw::FailAfterCommit => "refstore/fail-after-commit",
             Flaw::WipeWithoutLock => "refstore/wipe-without-lock",
             Flaw::TruncateWithoutLock => "refstore/truncate-without-lock",
             Flaw::StampWithoutMigration => "refstore/stamp-without-migration",
@@ -97,6 +110,8 @@ impl Flaw {
             Flaw::PublishWithoutFsync | Flaw::CopyWithoutFsync | Flaw::SkipRollback => {
                 &[Invariant::CommittedDurable, Invariant::AtomicOp]
             }
+            Flaw::ReaderIgnoresJournal => &[Invariant::ReaderConsistent],
+            Flaw::FailAfterCommit => &[Invariant::FailedMeansNotApplied],
             Flaw::WipeWithoutLock | Flaw::TruncateWithoutLock => &[Invariant::NoWipeWithoutLock],
             Flaw::StampWithoutMigration => &[Invariant::SchemaNeverMisStamped],
             Flaw::CleanWithoutForce => &[Invariant::NoDestructiveWithoutForce],

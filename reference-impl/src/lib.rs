@@ -55,7 +55,7 @@ pub mod under_test;
 pub mod vectors;
 
 pub use dual_write::{AddOutcome, RecoveryReport};
-pub use error::StoreError;
+pub use error::{FailureEffect, StoreError};
 #[cfg(feature = "flawed-variants")]
 pub use flawed::Flaw;
 pub use index::FileRow;

@@ -327,6 +327,13 @@ impl Store {
         let lock = if writable {
             Some(StoreLock::acquire(fs.as_ref(), &layout)?)
         } else {
+            #[cfg(feature = "flawed-variants")]
+            let checks = options.flaw != Some(crate::flawed::Flaw::ReaderIgnoresJournal);
+            #[cfg(not(feature = "flawed-variants"))]
+            let checks = true;
+            if checks {
+                refuse_unfinished(fs.as_ref(), &layout)?;
+            }
             None
         };
         let mut generation = read_current(fs.as_ref(), &layout)?.ok_or_else(|| StoreError::NotInitialized {
@@ -351,8 +358,9 @@ impl Store {
             IndexAccess::ReadOnly
         };
         let index_path = layout.index_file(generation);
-        let mut index = Index::open(Arc::clone(&fs), Arc::clone(&clock), &index_path, access)?;
-        let (found, has_tables) = index.version()?;
+        let reading = |e: StoreError| if writable { e } else { interrupted_transaction(e) };
+        let mut index = Index::open(Arc::clone(&fs), Arc::clone(&clock), &index_path, access).map_err(reading)?;
+        let (found, has_tables) = index.version().map_err(reading)?;
         let mut migrated_from = None;
         let mut rebuilt_from = None;
         match schema::plan(found, has_tables) {
@@ -494,6 +502,20 @@ impl Store {
         self.layout.root()
     }
 
+    /// For a read-only handle: refuses ([`StoreError::RecoveryPending`]) while
+    /// a mutation is unfinished, so no read serves half of one. A writable
+    /// handle has recovered and holds the lock: always readable.
+    fn require_readable(&self) -> Result<()> {
+        #[cfg(feature = "flawed-variants")]
+        if self.flaw == Some(crate::flawed::Flaw::ReaderIgnoresJournal) {
+            return Ok(());
+        }
+        match self.lock {
+            Some(_) => Ok(()),
+            None => refuse_unfinished(self.fs.as_ref(), &self.layout),
+        }
+    }
+
     pub(crate) fn require_writable(&self) -> Result<()> {
         match self.lock {
             Some(_) => Ok(()),
@@ -537,6 +559,7 @@ impl Store {
 
     /// A document, with its content from the source file.
     pub fn get(&self, name: &str) -> Result<Option<Document>> {
+        self.require_readable()?;
         let name = DocName::new(name)?;
         let Some((summary, vector_id)) = self.index.summary(name.as_str())? else {
             return Ok(None);
@@ -555,11 +578,13 @@ impl Store {
 
     /// The indexed documents' names, sorted.
     pub fn list(&self) -> Result<Vec<String>> {
+        self.require_readable()?;
         Ok(self.index.files()?.into_iter().map(|(path, _)| path).collect())
     }
 
     /// The `k` documents whose summaries are nearest to `text`.
     pub fn search(&self, text: &str, k: usize) -> Result<Vec<Hit>> {
+        self.require_readable()?;
         let query = self.embedder.embed(text);
         let neighbours = self
             .vectors
@@ -604,6 +629,7 @@ impl Store {
     /// Checks the index's integrity, that vectors and summaries match both
     /// ways, and that every source file is indexed and up to date.
     pub fn verify(&self) -> Result<VerifyReport> {
+        self.require_readable()?;
         let mut report = VerifyReport {
             integrity: self.index.integrity_check()?,
             pending_intents: self.index.intents()?.len(),
@@ -648,6 +674,7 @@ impl Store {
     /// The logical content, canonically: two stores holding the same
     /// documents dump equal, whatever their history.
     pub fn dump(&self) -> Result<Dump> {
+        self.require_readable()?;
         let mut documents = Vec::new();
         for (name, row) in self.index.files()? {
             let (summary, vector_id) = self.index.summary(&name)?.unwrap_or_default();
@@ -669,6 +696,7 @@ impl Store {
 
     /// A short status.
     pub fn status(&self) -> Result<Status> {
+        self.require_readable()?;
         Ok(Status {
             generation: self.generation.0,
             schema_version: self.index.version()?.0,
@@ -681,6 +709,48 @@ impl Store {
             pending_intents: self.index.intents()?.len(),
             writable: self.lock.is_some(),
         })
+    }
+}
+
+/// [`StoreError::RecoveryPending`] if a mutation journal is on disk: a
+/// writer is in the middle of a mutation (its files may be half published,
+/// its index half updated), or one was interrupted and the next writable
+/// open finishes or rolls it back. Quarantined journals do not count.
+fn refuse_unfinished(fs: &dyn Fs, layout: &Layout) -> Result<()> {
+    let dir = layout.journal_dir();
+    let entries = fs
+        .read_dir_or_empty(&dir)
+        .context(|| format!("listing {}", dir.display()))?;
+    match entries
+        .iter()
+        .find(|e| e.kind == FileKind::File && !e.name.starts_with('.') && e.name.ends_with(".json"))
+    {
+        Some(journal) => Err(StoreError::RecoveryPending {
+            what: format!("a mutation is unfinished (journal/{})", journal.name),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// A read-only open's SQLite error that means a writer's transaction is in
+/// progress or was interrupted (the database is locked, or has a hot
+/// journal only a writer may roll back): [`StoreError::RecoveryPending`].
+fn interrupted_transaction(error: StoreError) -> StoreError {
+    use rusqlite::ErrorCode;
+    match &error {
+        StoreError::Sqlite {
+            context,
+            source: rusqlite::Error::SqliteFailure(failure, _),
+        } if matches!(
+            failure.code,
+            ErrorCode::ReadOnly | ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked
+        ) =>
+        {
+            StoreError::RecoveryPending {
+                what: format!("the index has a transaction in progress or interrupted ({context}: {error})"),
+            }
+        }
+        _ => error,
     }
 }
 

@@ -32,11 +32,12 @@ use std::sync::Arc;
 
 use tearline_model::contract::{Access as ContractAccess, RebuildKind, ReconcileKind};
 use tearline_model::{
-    Capabilities, Env, NamedStore, Observation, Operation, RemoteFault, SchemaObservation, SchemaStamp, StoreFactory,
-    StoreFailure, StoreUnderTest, content_hash,
+    Capabilities, Env, FailureKind, NamedStore, Observation, Operation, RemoteFault, SchemaObservation, SchemaStamp,
+    StoreFactory, StoreFailure, StoreUnderTest, content_hash,
 };
 use tearline_sim_fs::{FileKind, Fs, FsExt};
 
+use crate::error::FailureEffect;
 #[cfg(feature = "flawed-variants")]
 use crate::flawed::Flaw;
 use crate::generation;
@@ -115,6 +116,16 @@ fn failure(error: impl std::fmt::Display) -> StoreFailure {
     StoreFailure::new(error)
 }
 
+/// The store's error, with what it says of the call's effect.
+fn store_failure(error: crate::error::StoreError) -> StoreFailure {
+    let kind = match error.effect() {
+        FailureEffect::NothingApplied => FailureKind::NotApplied,
+        FailureEffect::Unknown => FailureKind::Unknown,
+        FailureEffect::RecoveryPending => FailureKind::RecoveryPending,
+    };
+    StoreFailure::of_kind(kind, error)
+}
+
 /// The prefix of the import scratch directories' names, beside the root.
 fn scratch_prefix(root: &Path) -> (PathBuf, String) {
     let parent = root.parent().map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
@@ -156,6 +167,7 @@ impl StoreFactory for RefStoreFactory {
             schema_version: true,
             exclusive_lock: true,
             source_files: true,
+            concurrent_readers: true,
         }
     }
 
@@ -178,7 +190,8 @@ impl StoreFactory for RefStoreFactory {
             })),
             ..self.options(access)
         };
-        let store = Store::open(Arc::clone(&env.fs), Arc::clone(&env.clock), &env.root, options).map_err(failure)?;
+        let store =
+            Store::open(Arc::clone(&env.fs), Arc::clone(&env.clock), &env.root, options).map_err(store_failure)?;
         if access == Access::Writable {
             // The adapter's own recovery, under the lock: the scratch
             // directories of interrupted imports go.
@@ -270,15 +283,18 @@ impl RefStore {
         let (parent, prefix) = scratch_prefix(self.store.root());
         let dir = parent.join(format!("{prefix}{}", self.imports));
         self.imports += 1;
-        fs.remove_tree(&dir).map_err(failure)?;
+        // Until the store is called, nothing of the import is applied.
+        let scratch = |what: String| StoreFailure::of_kind(FailureKind::NotApplied, what);
+        fs.remove_tree(&dir)
+            .map_err(|e| scratch(format!("removing {}: {e}", dir.display())))?;
         fs.create_dir(&dir)
-            .map_err(|e| failure(format!("creating {}: {e}", dir.display())))?;
+            .map_err(|e| scratch(format!("creating {}: {e}", dir.display())))?;
         let written = documents.iter().try_for_each(|(name, content)| {
             let path = dir.join(name);
             fs.write_file(&path, content.as_bytes())
-                .map_err(|e| failure(format!("writing {}: {e}", path.display())))
+                .map_err(|e| scratch(format!("writing {}: {e}", path.display())))
         });
-        let result = written.and_then(|()| self.store.import(&dir).map(drop).map_err(failure));
+        let result = written.and_then(|()| self.store.import(&dir).map(drop).map_err(store_failure));
         // Best effort: a writable open removes what is left.
         let _ = fs.remove_tree(&dir);
         result
@@ -378,15 +394,15 @@ impl StoreUnderTest for RefStore {
     fn apply(&mut self, op: &Operation) -> Result<(), StoreFailure> {
         let store = &mut self.store;
         match op {
-            Operation::Add { name, content } => store.add(name, content.as_bytes()).map(drop).map_err(failure),
-            Operation::Remove { name } => store.remove(name).map_err(failure),
+            Operation::Add { name, content } => store.add(name, content.as_bytes()).map(drop).map_err(store_failure),
+            Operation::Remove { name } => store.remove(name).map_err(store_failure),
             Operation::Import { documents } => self.import(documents),
             Operation::Rebuild { kind } => {
                 let mode = match kind {
                     RebuildKind::Full => RebuildMode::Full,
                     RebuildKind::Incremental => RebuildMode::Incremental,
                 };
-                store.rebuild(mode, &mut |_| {}).map(drop).map_err(failure)
+                store.rebuild(mode, &mut |_| {}).map(drop).map_err(store_failure)
             }
             Operation::Reconcile { mode, force, dry_run } => {
                 let mode = match mode {
@@ -417,7 +433,7 @@ impl StoreUnderTest for RefStore {
 
     fn observe(&self) -> Result<Observation, StoreFailure> {
         let store = &self.store;
-        let verify = store.verify().map_err(failure)?;
+        let verify = store.verify().map_err(store_failure)?;
         let indexed: BTreeMap<String, String> = store
             .index
             .files()

@@ -545,10 +545,15 @@ fn a_failed_publish_rolls_the_whole_import_back() {
     let err = store.import(Path::new(INCOMING)).expect_err("ENOSPC");
     fs.set_fault_plan(FaultPlan::none());
     let io = match &err {
-        StoreError::Io { source, .. } => source,
-        other => panic!("the original error is returned, got {other}"),
+        StoreError::NothingChanged { cause } => match cause.as_ref() {
+            StoreError::Io { source, .. } => source,
+            other => panic!("the original error is the cause, got {other}"),
+        },
+        other => panic!("a rolled-back import says nothing changed, got {other}"),
     };
     assert_eq!(io.kind(), std::io::ErrorKind::StorageFull, "{err}");
+    assert_eq!(err.effect(), tearline_refstore::FailureEffect::NothingApplied);
+    assert!(err.to_string().ends_with("; nothing was changed"), "{err}");
     for (name, old, _) in Op::Import.touched() {
         assert_eq!(store.get(&name).expect("get").map(|d| d.content), old, "{name}");
     }
@@ -757,4 +762,51 @@ fn skipping_the_rollback_is_caught() {
 #[test]
 fn publishing_without_a_directory_fsync_is_caught() {
     flawed_import_is_caught(Flaw::PublishWithoutFsync);
+}
+
+#[test]
+fn an_import_whose_indexing_fails_says_it_is_applied_and_readers_wait_for_its_recovery() {
+    let (fs, mut store) = setup(SimConfig::with_seed(SEED), Op::Import);
+    let reader = fs.spawn_process();
+    let read_only = || {
+        Store::open(
+            Arc::new(reader.clone()),
+            Arc::new(reader.clock()),
+            Path::new(ROOT),
+            StoreOptions::read_only(),
+        )
+    };
+    let early = read_only().expect("a reader before the import");
+    // The first write under generations/ is the index phase's: the journal
+    // is committed by then.
+    let first_index_write = SyscallFilter::ops(&[SyscallKind::Write])
+        .path("/store/generations/**")
+        .expect("glob");
+    fs.set_fault_plan(FaultPlan::none().nth(first_index_write, 1, Fault::ENOSPC));
+    let err = store
+        .import(Path::new(INCOMING))
+        .expect_err("ENOSPC in the index phase");
+    fs.set_fault_plan(FaultPlan::none());
+    assert!(matches!(err, StoreError::CommittedNotIndexed { .. }), "{err}");
+    assert_eq!(err.effect(), tearline_refstore::FailureEffect::Unknown);
+    assert!(err.to_string().contains("it is applied"), "{err}");
+    // A reader in another process refuses to serve half of it, and so does
+    // every read of a read-only handle opened before.
+    let refused = read_only().expect_err("a reader while the import is unfinished");
+    assert!(matches!(refused, StoreError::RecoveryPending { .. }), "{refused}");
+    assert_eq!(refused.effect(), tearline_refstore::FailureEffect::RecoveryPending);
+    for read in [
+        early.list().map(drop),
+        early.status().map(drop),
+        early.get(IMPORTED[0]).map(drop),
+    ] {
+        assert!(matches!(read, Err(StoreError::RecoveryPending { .. })), "{read:?}");
+    }
+    drop(store);
+    check(&fs, Op::Import, true).expect("the next writable open finishes the import");
+    let served = early.list().expect("served again once recovered");
+    assert!(
+        IMPORTED.iter().all(|name| served.iter().any(|s| s == name)),
+        "{served:?}"
+    );
 }

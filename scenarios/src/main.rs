@@ -536,10 +536,10 @@ fn run(args: RunArgs) -> u8 {
 fn print_summary(report: &RunReport, seconds: &[f64]) {
     println!();
     println!(
-        "{:<32} {:>8} {:>7} {:>8} {:>9} {:>8} {:>10}  verdict",
-        "scenario", "syscalls", "points", "states", "failures", "time s", "states/s"
+        "{:<32} {:>8} {:>7} {:>8} {:>8} {:>9} {:>8} {:>10}  verdict",
+        "scenario", "syscalls", "points", "states", "readers", "failures", "time s", "states/s"
     );
-    let (mut states, mut time) = (0, 0.0);
+    let (mut states, mut readers, mut time) = (0, 0, 0.0);
     for (result, secs) in report.scenarios.iter().zip(seconds) {
         let rate = if *secs > 0.0 {
             result.states_checked as f64 / secs
@@ -547,13 +547,15 @@ fn print_summary(report: &RunReport, seconds: &[f64]) {
             0.0
         };
         states += result.states_checked;
+        readers += result.reader_observations;
         time += secs;
         println!(
-            "{:<32} {:>8} {:>7} {:>8} {:>9} {:>8.1} {:>10.0}  {}",
+            "{:<32} {:>8} {:>7} {:>8} {:>8} {:>9} {:>8.1} {:>10.0}  {}",
             result.scenario,
             result.workload_syscalls,
             result.crash_points,
             result.states_checked,
+            result.reader_observations,
             result.failures.len(),
             secs,
             rate,
@@ -562,7 +564,7 @@ fn print_summary(report: &RunReport, seconds: &[f64]) {
     }
     let rate = if time > 0.0 { states as f64 / time } else { 0.0 };
     println!(
-        "{:<32} {:>8} {:>7} {states:>8} {:>9} {time:>8.1} {rate:>10.0}",
+        "{:<32} {:>8} {:>7} {states:>8} {readers:>8} {:>9} {time:>8.1} {rate:>10.0}",
         "total", "", "", ""
     );
     for result in &report.scenarios {

@@ -152,6 +152,11 @@ pub struct ScenarioResult {
     pub crash_points: u64,
     /// Post-fault states checked.
     pub states_checked: u64,
+    /// Read-only opens checked for reader-consistent: concurrent with the
+    /// workload (one per workload syscall), and one per post-fault state
+    /// before its recovery. 0 for a store without concurrent readers.
+    #[serde(default)]
+    pub reader_observations: u64,
     /// The hash of the fault-free workload's trace (store scenarios): the
     /// same seed must give the same hash on any machine.
     pub workload_trace_hash: Option<u64>,

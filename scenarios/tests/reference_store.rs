@@ -76,6 +76,8 @@ fn exposed_by(variant: Flaw) -> (&'static str, Vec<Fault>) {
         Flaw::WipeWithoutLock => ("index-from-newer-build", vec![Fault::PowerCut]),
         Flaw::StampWithoutMigration => ("schema-upgrade-interrupted", vec![Fault::PowerCut]),
         Flaw::SkipRollback => ("import-interrupted", vec![Fault::EIO]),
+        Flaw::ReaderIgnoresJournal => ("import-interrupted", vec![Fault::PowerCut]),
+        Flaw::FailAfterCommit => ("import-interrupted", vec![Fault::ENOSPC]),
         Flaw::TruncateWithoutLock => ("index-from-newer-build", vec![Fault::PowerCut]),
         Flaw::RepairOneByteShort => ("two-processes-open", vec![Fault::PowerCut]),
     }

@@ -26,6 +26,8 @@
 //! | no-leaked-temp-files | [`no_leaked_temp_files`] | [`check_recovered`] |
 //! | no-destructive-without-force | [`no_destructive_without_force`] | [`no_destructive_without_force::check`], [`no_destructive_without_force::check_acknowledged`] |
 //! | recovery-idempotent | [`recovery_idempotent`] | [`recovery_idempotent::check`], [`recovery_idempotent::reopen_failed`] |
+//! | reader-consistent | [`reader_consistent`] | [`reader_consistent::check`], [`reader_consistent::refused`], [`reader_consistent::changed_disk`] |
+//! | failed-means-not-applied | [`failed_means_not_applied`] | [`check_recovered`], [`check_read_only`], [`reader_consistent::check`] |
 //! | clean-error | [`clean_error`] | [`crate::guard::catch_store_panic`], [`clean_error::check_budget`] |
 
 use std::fmt;
@@ -40,6 +42,7 @@ pub mod backup_present;
 pub mod clean_error;
 pub mod committed_durable;
 pub mod complete_database;
+pub mod failed_means_not_applied;
 pub mod filesystem_wins;
 pub mod journal_drained;
 mod model_comparison;
@@ -47,6 +50,7 @@ pub mod no_destructive_without_force;
 pub mod no_leaked_temp_files;
 pub mod no_orphan_vectors;
 pub mod no_wipe_without_lock;
+pub mod reader_consistent;
 pub mod rebuild_idempotent;
 pub mod recovery_idempotent;
 pub mod schema_never_mis_stamped;
@@ -104,11 +108,16 @@ pub enum Invariant {
     CleanError,
     /// A second writable open after recovery shows the same state.
     RecoveryIdempotent,
+    /// A reader during an operation or after a fault sees an allowed state,
+    /// or is told recovery is pending.
+    ReaderConsistent,
+    /// An operation that failed saying nothing was applied stays absent.
+    FailedMeansNotApplied,
 }
 
 impl Invariant {
     /// The whole catalogue, in report order.
-    pub const ALL: [Invariant; 14] = [
+    pub const ALL: [Invariant; 16] = [
         Invariant::CompleteDatabase,
         Invariant::CommittedDurable,
         Invariant::AtomicOp,
@@ -123,6 +132,8 @@ impl Invariant {
         Invariant::NoDestructiveWithoutForce,
         Invariant::CleanError,
         Invariant::RecoveryIdempotent,
+        Invariant::ReaderConsistent,
+        Invariant::FailedMeansNotApplied,
     ];
 
     /// Its definition, from its own file.
@@ -142,6 +153,8 @@ impl Invariant {
             Invariant::NoDestructiveWithoutForce => &no_destructive_without_force::SPEC,
             Invariant::CleanError => &clean_error::SPEC,
             Invariant::RecoveryIdempotent => &recovery_idempotent::SPEC,
+            Invariant::ReaderConsistent => &reader_consistent::SPEC,
+            Invariant::FailedMeansNotApplied => &failed_means_not_applied::SPEC,
         }
     }
 

@@ -2,12 +2,14 @@
 //! observation (the index, and the source files of a store that has them),
 //! document by document, against the model. A document the operation in
 //! flight does not touch is judged by [`committed_durable`]; one it touches
-//! by [`atomic_op`]. The violations come out in document order, side by side,
-//! as each invariant's own check produces them.
+//! by [`atomic_op`]; one found as an operation the store said it had not
+//! applied would have left it, by [`failed_means_not_applied`]. The
+//! violations come out in document order, side by side, as each invariant's
+//! own check produces them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Violation, atomic_op, committed_durable};
+use super::{Violation, atomic_op, committed_durable, failed_means_not_applied};
 use crate::contract::{Capabilities, Observation};
 use crate::model::Model;
 
@@ -97,11 +99,17 @@ fn compare_side(
             after: after.get(name),
             follows_source: sources.is_some_and(|sources| sources.get(name) == got),
         };
-        if allowed.touched.contains(name) {
-            violations.extend(atomic_op::check_document(&document, &mut halves));
+        let broken = if allowed.touched.contains(name) {
+            atomic_op::check_document(&document, &mut halves)
         } else {
-            violations.extend(committed_durable::check_document(&document));
-        }
+            committed_durable::check_document(&document)
+        };
+        // A document left as an operation that failed saying nothing was
+        // applied would have left it: that operation's doing.
+        violations.extend(broken.map(|v| match model.rejected_as(side, name, got) {
+            Some(rejected) => failed_means_not_applied::violation(side, name, rejected, got),
+            None => v,
+        }));
     }
     violations.extend(atomic_op::check_whole(side, &op, allowed.granularity, &halves));
     violations

@@ -6,11 +6,19 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use tearline_refstore::{RebuildMode, ReconcileMode, ReconcileOptions, Store, StoreError, StoreOptions};
+use tearline_refstore::{FailureEffect, RebuildMode, ReconcileMode, ReconcileOptions, Store, StoreError, StoreOptions};
 use tearline_sim_fs::{Clock, Fs, RealFs, SystemClock};
 
 #[derive(Parser)]
-#[command(name = "refstore", version, about = "The Tearline reference document store")]
+#[command(
+    name = "refstore",
+    version,
+    about = "The Tearline reference document store",
+    after_help = "Exit status: 0 done; 1 failed and nothing was changed (or verify found a problem); \
+                  2 bad arguments; 3 failed, but it may be applied (the message says whether the next \
+                  writable command finishes it); 4 a read refused because a write is unfinished (retry, \
+                  or run any write command to recover)."
+)]
 struct Cli {
     /// The store's root directory.
     #[arg(long, global = true, default_value = ".")]
@@ -94,8 +102,17 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("refstore: {e}");
-            ExitCode::FAILURE
+            exit_code(&e)
         }
+    }
+}
+
+/// The exit status of a failure: it tells a script whether the store changed.
+fn exit_code(error: &StoreError) -> ExitCode {
+    match error.effect() {
+        FailureEffect::NothingApplied => ExitCode::FAILURE,
+        FailureEffect::Unknown => ExitCode::from(3),
+        FailureEffect::RecoveryPending => ExitCode::from(4),
     }
 }
 

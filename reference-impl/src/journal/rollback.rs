@@ -22,7 +22,9 @@ impl Store {
         match self.roll_back_with_retries(record, &mut reindexed) {
             Ok(()) => {
                 let _ = self.clean_up(&record.id);
-                original
+                StoreError::NothingChanged {
+                    cause: Box::new(original),
+                }
             }
             Err(StoreError::RollbackFailed {
                 journal,

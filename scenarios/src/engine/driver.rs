@@ -8,10 +8,14 @@ use std::sync::Arc;
 use tearline_model::guard::catch_store_panic;
 use tearline_model::invariants::{
     check_read_only, check_recovered, clean_error, complete_database, filesystem_wins, no_destructive_without_force,
-    no_wipe_without_lock, rebuild_idempotent, recovery_idempotent,
+    no_wipe_without_lock, reader_consistent, rebuild_idempotent, recovery_idempotent,
 };
-use tearline_model::{Access, Capabilities, Env, Model, Observation, StoreFactory, StoreUnderTest, Violation};
-use tearline_sim_fs::{Fault, FaultPlan, Fs, FsExt, PersistenceModel, SimFs, Trace};
+use tearline_model::{
+    Access, Capabilities, Env, FailureKind, Model, Observation, StoreFactory, StoreUnderTest, Violation,
+};
+use tearline_sim_fs::{
+    Fault, FaultPlan, Fs, FsExt, Outcome, PersistenceModel, SimFs, SyscallArgs, SyscallKind, Trace, TraceEntry,
+};
 
 use super::HarnessError;
 use super::scenario::{Capacity, Step, StoreScenario, store_root};
@@ -201,6 +205,13 @@ impl<'f> Driver<'f> {
                         self.mark();
                         Ok(Flow::Continue)
                     }
+                    // The store says nothing was applied: the model holds it
+                    // to that from now on, and the workload goes on.
+                    Ok(Err(failure)) if failure.kind == FailureKind::NotApplied => {
+                        self.model.reject();
+                        self.mark();
+                        Ok(Flow::Continue)
+                    }
                     // A failed operation may or may not have taken effect:
                     // the model keeps it uncertain until a check settles it.
                     Ok(Err(_)) => Ok(Flow::Stop),
@@ -356,24 +367,113 @@ pub(crate) struct Recovered {
     pub observation: Option<Observation>,
 }
 
+/// Whether a syscall changed what is on disk (or in the page cache).
+fn changes_disk(entry: &TraceEntry) -> bool {
+    let succeeded = matches!(entry.outcome, Outcome::Ok | Outcome::Count(_));
+    let creates = matches!(
+        &entry.args,
+        SyscallArgs::Open { options, existing_len: None } if options.create || options.create_new
+    );
+    succeeded
+        && (creates
+            || entry.args.truncates()
+            || matches!(
+                entry.op,
+                SyscallKind::Write
+                    | SyscallKind::SetLen
+                    | SyscallKind::Rename
+                    | SyscallKind::HardLink
+                    | SyscallKind::RemoveFile
+                    | SyscallKind::CreateDir
+                    | SyscallKind::RemoveDir
+            ))
+}
+
+/// reader-consistent: opens the store read-only in a new process of
+/// `machine`, observes it and closes it, and checks what it saw against
+/// `model`, that a failure said recovery is pending, and that the reader
+/// changed nothing on disk. `when` says which reader it was, for the
+/// evidence. Nothing if the store does not declare concurrent readers.
+pub(crate) fn check_reader(
+    factory: &dyn StoreFactory,
+    machine: &SimFs,
+    model: &Model,
+    budget_end: u64,
+    when: &str,
+) -> Vec<Violation> {
+    let caps = factory.capabilities();
+    if !caps.concurrent_readers {
+        return Vec::new();
+    }
+    let reader = machine.spawn_process();
+    let env = env_for(&reader);
+    let mut violations = Vec::new();
+    let opened = guarded(&reader, budget_end, &format!("{when}: a read-only open"), || {
+        factory.open(&env, Access::ReadOnly)
+    });
+    match opened {
+        Err(v) => violations.push(v),
+        Ok(Err(failure)) => violations.extend(reader_consistent::refused(&failure, when)),
+        Ok(Ok(handle)) => {
+            match guarded(&reader, budget_end, &format!("{when}: observe"), || handle.observe()) {
+                Err(v) => violations.push(v),
+                Ok(Err(failure)) => violations.extend(reader_consistent::refused(&failure, when)),
+                Ok(Ok(observation)) => violations.extend(reader_consistent::check(&observation, model, &caps, when)),
+            }
+            if let Err(v) = guarded(&reader, budget_end, &format!("{when}: closing it"), move || {
+                drop(handle)
+            }) {
+                violations.push(v);
+            }
+        }
+    }
+    reader.crash_process();
+    let pid = reader.pid();
+    if let Some(change) = machine
+        .trace()
+        .entries()
+        .iter()
+        .find(|e| e.pid == pid && changes_disk(e))
+    {
+        violations.push(reader_consistent::changed_disk(change, when));
+    }
+    violations
+}
+
 /// Opens the store writable in process `fs` (recovery runs), observes it,
-/// and checks the observation against `model`.
+/// and checks the observation against `model`. First, for a store with
+/// concurrent readers, a reader in another process looks at what the fault
+/// left ([`check_reader`]).
 pub(crate) fn recover_and_check(factory: &dyn StoreFactory, fs: &SimFs, model: &Model, budget_end: u64) -> Recovered {
     let caps = factory.capabilities();
     let env = env_for(fs);
-    let mut violations = Vec::new();
+    let mut violations = check_reader(
+        factory,
+        fs,
+        model,
+        budget_end,
+        "a reader after the fault, before recovery",
+    );
+    if fs.halted().is_some() {
+        return Recovered {
+            violations,
+            observation: None,
+        };
+    }
     let handle = match guarded(fs, budget_end, "the writable open after the fault", || {
         factory.open(&env, Access::Writable)
     }) {
         Err(v) => {
+            violations.push(v);
             return Recovered {
-                violations: vec![v],
+                violations,
                 observation: None,
             };
         }
         Ok(Err(e)) => {
+            violations.push(complete_database::open_failed(e));
             return Recovered {
-                violations: vec![complete_database::open_failed(e)],
+                violations,
                 observation: None,
             };
         }

@@ -19,6 +19,9 @@ pub(crate) struct PlannedCase {
     pub choice: Option<CrashChoice>,
     /// Whether it is the first case of its crash point (syscall, fault, model).
     pub first_of_point: bool,
+    /// Whether it is the first case at its syscall (the concurrent reader
+    /// there is checked with it).
+    pub first_at_syscall: bool,
 }
 
 /// Every case of the matrix, in a fixed order: by syscall, then power cuts
@@ -27,11 +30,15 @@ pub(crate) fn enumerate(subject: &dyn Subject, probe: &Probe, options: &EngineOp
     let mut cases = Vec::new();
     let mut push = |injection: Injection, choice: Option<CrashChoice>, first_of_point: bool| {
         let index = cases.len() as u64;
+        let first_at_syscall = cases
+            .last()
+            .is_none_or(|last: &PlannedCase| last.injection.syscall != injection.syscall);
         cases.push(PlannedCase {
             index,
             injection,
             choice,
             first_of_point,
+            first_at_syscall,
         });
     };
     let faults: Vec<Fault> = options.faults.iter().copied().filter(|f| subject.takes(*f)).collect();
@@ -82,12 +89,29 @@ pub(crate) fn enumerate(subject: &dyn Subject, probe: &Probe, options: &EngineOp
 pub(crate) struct CaseOutcome {
     pub violations: Vec<Violation>,
     pub states_checked: u64,
+    /// Read-only opens checked (concurrent with the workload, and after the
+    /// fault before recovery).
+    pub readers: u64,
     pub trace_hash: u64,
 }
 
 /// Runs one case: a power cut from the probe's snapshot, any other fault by
-/// replaying the workload with it.
+/// replaying the workload with it; with the first case at a syscall, the
+/// reader concurrent with the workload there.
 fn run_case(subject: &dyn Subject, probe: &Probe, planned: &PlannedCase) -> Result<CaseOutcome, HarnessError> {
+    let mut outcome = run_fault(subject, probe, planned)?;
+    outcome.readers = outcome.states_checked * subject.readers_per_state();
+    if planned.first_at_syscall
+        && let Some(violations) = subject.check_reader(probe, planned.injection.syscall)
+    {
+        outcome.readers += 1;
+        outcome.violations.extend(violations);
+    }
+    Ok(outcome)
+}
+
+/// The fault of one case, injected and checked.
+fn run_fault(subject: &dyn Subject, probe: &Probe, planned: &PlannedCase) -> Result<CaseOutcome, HarnessError> {
     let injection = &planned.injection;
     match (&injection.crash, &planned.choice) {
         (Some((model, _)), Some(choice)) => {
@@ -99,6 +123,7 @@ fn run_case(subject: &dyn Subject, probe: &Probe, planned: &PlannedCase) -> Resu
             Ok(CaseOutcome {
                 violations,
                 states_checked: 1,
+                readers: 0,
                 trace_hash: booted.trace().hash(),
             })
         }
@@ -107,6 +132,7 @@ fn run_case(subject: &dyn Subject, probe: &Probe, planned: &PlannedCase) -> Resu
             Ok(CaseOutcome {
                 violations: replay.violations,
                 states_checked: replay.states_checked,
+                readers: 0,
                 trace_hash: replay.trace.hash(),
             })
         }

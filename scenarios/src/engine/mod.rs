@@ -122,6 +122,10 @@ pub struct PartResult {
     pub crash_points: u64,
     /// Post-fault states this part checked.
     pub states_checked: u64,
+    /// Read-only opens this part checked: concurrent with the workload, and
+    /// after a fault before recovery (reader-consistent).
+    #[serde(default)]
+    pub reader_observations: u64,
     /// Every violation found, by case number.
     pub failures: Vec<FailureRecord>,
     /// The hash of the fault-free probe's trace (store scenarios).
@@ -139,6 +143,7 @@ impl PartResult {
             merged.cases = merged.cases.max(part.cases);
             merged.crash_points += part.crash_points;
             merged.states_checked += part.states_checked;
+            merged.reader_observations += part.reader_observations;
             merged.workload_trace_hash = merged.workload_trace_hash.or(part.workload_trace_hash);
             merged.failures.extend(part.failures);
         }
@@ -170,6 +175,7 @@ pub fn run_part(
             result.crash_points += 1;
         }
         result.states_checked += outcome.states_checked;
+        result.reader_observations += outcome.readers;
         for violation in outcome.violations {
             result.failures.push(FailureRecord {
                 case_index: index,
@@ -198,6 +204,22 @@ pub fn replay(subject: &dyn Subject, seed: u64, injection: &Injection) -> Result
     if let Some(why) = probe.refuse(injection) {
         return Err(HarnessError(format!("{}: {why}", subject.name())));
     }
-    let replay = subject.replay(&probe, seed, injection)?;
+    let replay = replay_case(subject, &probe, seed, injection)?;
     Ok((replay, probe))
+}
+
+/// One case as the matrix checked it: the injection replayed from scratch,
+/// and the reader concurrent with the workload at its syscall.
+pub(crate) fn replay_case(
+    subject: &dyn Subject,
+    probe: &Probe,
+    seed: u64,
+    injection: &Injection,
+) -> Result<Replay, HarnessError> {
+    let mut replay = subject.replay(probe, seed, injection)?;
+    if let Some(violations) = subject.check_reader(probe, injection.syscall) {
+        replay.violations.extend(violations);
+        replay.violations = driver::first_of_each(std::mem::take(&mut replay.violations));
+    }
+    Ok(replay)
 }

@@ -53,7 +53,7 @@ pub fn shrink(subject: &dyn Subject, seed: u64, merged: &PartResult) -> Result<V
                 chosen = earlier;
             }
         }
-        let replay = subject.replay(&probe, seed, &chosen.case.injection)?;
+        let replay = super::replay_case(subject, &probe, seed, &chosen.case.injection)?;
         let reproduces = replay.violations.iter().any(|v| v.invariant == invariant);
         shrunk.push(Shrunk {
             invariant,

@@ -2,8 +2,8 @@
 //! contract ([`StoreFactory`]), a writable reopen + observation + checks
 //! after every fault, and the lock invariant read off every trace.
 
-use tearline_model::{Model, StoreFactory};
-use tearline_sim_fs::{HaltKind, Mount, PersistenceModel, SimConfig, SimFs};
+use tearline_model::{Model, StoreFactory, Violation};
+use tearline_sim_fs::{CrashChoice, HaltKind, Mount, PersistenceModel, SimConfig, SimFs};
 
 use super::HarnessError;
 use super::driver::{self, Driver};
@@ -114,7 +114,37 @@ impl Subject for StoreSubject<'_> {
         })
     }
 
-    fn check_power_cut(&self, probe: &Probe, at: u64, booted: &SimFs) -> Vec<tearline_model::Violation> {
+    /// The machine as a reader in another process would find it before
+    /// syscall `at` of an operation: every write so far, synced or not (the
+    /// page cache), booted from the probe's snapshot there, so the reader
+    /// runs beside the workload without touching it.
+    fn check_reader(&self, probe: &Probe, at: u64) -> Option<Vec<Violation>> {
+        if !self.factory.capabilities().concurrent_readers {
+            return None;
+        }
+        let step = probe.step_name(at)?;
+        let snapshot = probe.snapshot_at(at)?;
+        let live = snapshot.boot(
+            PersistenceModel::NothingUnsynced,
+            &CrashChoice::everything(snapshot.pending_ops()),
+        );
+        let budget_end = live.syscall_count() + probe.budget();
+        live.set_fault_plan(driver::plan(None, budget_end));
+        let when = format!("a reader while `{step}` ran, before syscall {at},");
+        Some(driver::check_reader(
+            self.factory,
+            &live,
+            &probe.model_at(at),
+            budget_end,
+            &when,
+        ))
+    }
+
+    fn readers_per_state(&self) -> u64 {
+        u64::from(self.factory.capabilities().concurrent_readers)
+    }
+
+    fn check_power_cut(&self, probe: &Probe, at: u64, booted: &SimFs) -> Vec<Violation> {
         let budget_end = booted.syscall_count() + probe.budget();
         booted.set_fault_plan(driver::plan(None, budget_end));
         let recovered = driver::recover_and_check(self.factory, booted, &probe.model_at(at), budget_end);

@@ -39,6 +39,21 @@ pub trait Subject {
     /// Replays one injection from scratch: a fresh machine, the workload
     /// with the fault, then the recovery and the checks.
     fn replay(&self, probe: &Probe, seed: u64, injection: &Injection) -> Result<Replay, HarnessError>;
+
+    /// A reader concurrent with the workload before syscall `at`: what it
+    /// broke, or `None` if the subject has no such reader there (the
+    /// default). The matrix asks once per syscall, with the first case
+    /// there; a replay of any case there asks again.
+    fn check_reader(&self, probe: &Probe, at: u64) -> Option<Vec<Violation>> {
+        let _ = (probe, at);
+        None
+    }
+
+    /// How many readers look at each post-fault state before it is
+    /// recovered (default none).
+    fn readers_per_state(&self) -> u64 {
+        0
+    }
 }
 
 /// The model as it stood from syscall `at` on.
