@@ -45,6 +45,10 @@ pub enum Flaw {
     /// that nothing was changed; the next drain applies it anyway (the
     /// import that said "disk is full" and was applied by a later `rm`).
     FailAfterCommit,
+    /// The space reserve is never used: on a device that stays full,
+    /// recovery cannot write, every writable open fails, and so does the
+    /// removal that would free space (the store wedged until the disk grows).
+    NoReserve,
     /// origins/5: a read-only open (no lock) that finds a newer schema
     /// deletes the index and recreates it anyway.
     WipeWithoutLock,
@@ -65,7 +69,7 @@ pub enum Flaw {
 
 impl Flaw {
     /// Every flaw, in the order the harness lists them.
-    pub const ALL: [Flaw; 13] = [
+    pub const ALL: [Flaw; 14] = [
         Flaw::DropAndReindex,
         Flaw::TwoRenameSwap,
         Flaw::NoIntents,
@@ -74,6 +78,7 @@ impl Flaw {
         Flaw::SkipRollback,
         Flaw::ReaderIgnoresJournal,
         Flaw::FailAfterCommit,
+        Flaw::NoReserve,
         Flaw::WipeWithoutLock,
         Flaw::TruncateWithoutLock,
         Flaw::StampWithoutMigration,
@@ -93,6 +98,7 @@ impl Flaw {
             Flaw::SkipRollback => "refstore/skip-rollback",
             Flaw::ReaderIgnoresJournal => "refstore/reader-ignores-journal",
             Flaw::FailAfterCommit => "refstore/fail-after-commit",
+            Flaw::NoReserve => "refstore/no-reserve",
             Flaw::WipeWithoutLock => "refstore/wipe-without-lock",
             Flaw::TruncateWithoutLock => "refstore/truncate-without-lock",
             Flaw::StampWithoutMigration => "refstore/stamp-without-migration",
@@ -107,11 +113,16 @@ impl Flaw {
         match self {
             Flaw::DropAndReindex | Flaw::TwoRenameSwap => &[Invariant::CompleteDatabase, Invariant::CommittedDurable],
             Flaw::NoIntents => &[Invariant::NoOrphanVectors],
-            Flaw::PublishWithoutFsync | Flaw::CopyWithoutFsync | Flaw::SkipRollback => {
-                &[Invariant::CommittedDurable, Invariant::AtomicOp]
-            }
+            Flaw::PublishWithoutFsync | Flaw::CopyWithoutFsync => &[Invariant::CommittedDurable, Invariant::AtomicOp],
+            // Its "rollback" says nothing changed, and the files stay new.
+            Flaw::SkipRollback => &[
+                Invariant::CommittedDurable,
+                Invariant::AtomicOp,
+                Invariant::FailedMeansNotApplied,
+            ],
             Flaw::ReaderIgnoresJournal => &[Invariant::ReaderConsistent],
             Flaw::FailAfterCommit => &[Invariant::FailedMeansNotApplied],
+            Flaw::NoReserve => &[Invariant::CompleteDatabase, Invariant::StaysServiceable],
             Flaw::WipeWithoutLock | Flaw::TruncateWithoutLock => &[Invariant::NoWipeWithoutLock],
             Flaw::StampWithoutMigration => &[Invariant::SchemaNeverMisStamped],
             Flaw::CleanWithoutForce => &[Invariant::NoDestructiveWithoutForce],

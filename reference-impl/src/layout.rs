@@ -7,6 +7,7 @@
 //! <root>/journal/<id>.snap/<name>   its snapshots of the files it touches
 //! <root>/journal/quarantine/        malformed journals, moved aside
 //! <root>/staging/<id>/<name>        its staged new contents (may be another device)
+//! <root>/RESERVE                    space kept aside for recovery on a full device
 //! <root>/CURRENT                    the live generation's name, e.g. "gen-000001\n"
 //! <root>/generations/gen-000001/    one generation: a complete index
 //!     index.db                        SQLite: files, chunks, summaries, intents
@@ -47,6 +48,11 @@ impl Layout {
     /// The lock file.
     pub fn lock_file(&self) -> PathBuf {
         self.root.join("store.lock")
+    }
+
+    /// The space reserve (see [`crate::reserve`]).
+    pub fn reserve_file(&self) -> PathBuf {
+        self.root.join("RESERVE")
     }
 
     /// The documents' directory.

@@ -48,6 +48,7 @@ pub mod layout;
 pub mod lock;
 pub mod rebuild;
 pub mod reconcile;
+pub mod reserve;
 pub mod schema;
 pub mod store;
 #[cfg(feature = "tearline-contract")]

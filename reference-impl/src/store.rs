@@ -21,6 +21,7 @@ use crate::layout::{DocName, Generation, Layout};
 use crate::lock::StoreLock;
 use crate::rebuild::RetentionPolicy;
 use crate::reconcile::{ReconcileOptions, ReconcileStats};
+use crate::reserve;
 use crate::schema::{self, Plan};
 use crate::vectors::local::{LocalVectorStore, OpenMode, OpenReport as VectorOpenReport};
 use crate::vectors::{VectorId, VectorStore};
@@ -96,6 +97,11 @@ pub struct OpenReport {
     pub removed_backups: Vec<String>,
     /// What the vector store repaired when it opened.
     pub vector_repair: VectorRepair,
+    /// Recovery ran out of space and used the space reserve.
+    pub reserve_released: bool,
+    /// The space reserve exists after the open (it is recreated when
+    /// missing and there is plenty of room).
+    pub reserve_kept: bool,
     /// What recovery did (empty for a read-only open).
     pub recovery: RecoveryReport,
     /// The audit a writable open runs: where the index and the files
@@ -307,7 +313,8 @@ impl Store {
         }
         let first = Generation(1);
         generation::build(&fs, &clock, &layout, first, &lock.wipe_permission(), &[], &mut |_| {})?;
-        generation::switch_to(fs.as_ref(), &layout, first)
+        generation::switch_to(fs.as_ref(), &layout, first)?;
+        reserve::ensure(fs.as_ref(), &layout).map(drop)
     }
 
     /// Opens the store at `root`. A writable open takes the lock (failing with
@@ -477,19 +484,75 @@ impl Store {
                 removed_generations: removed.leftovers,
                 removed_backups: removed.backups,
                 vector_repair: VectorRepair::from_report(&vector_report),
+                reserve_released: false,
+                reserve_kept: false,
                 recovery: RecoveryReport::default(),
                 audit: None,
                 journals: JournalReport::default(),
             },
         };
         if writable {
-            store.report.recovery = store.recover()?;
-            // Journaled mutations: roll back or finish every pending journal
-            // before anything can mutate (see `crate::journal`).
-            store.report.journals = store.drain_journals()?;
-            store.report.audit = Some(store.reconcile(ReconcileOptions::audit())?);
+            match store.recover_everything() {
+                // A full device: the reserve's space lets recovery write.
+                Err(e) if reserve::out_of_space(&e) && store.release_reserve()? => {
+                    store.report.reserve_released = true;
+                    store.recover_everything()?;
+                }
+                result => result?,
+            }
+            store.report.reserve_kept = store.keep_reserve()?;
         }
         Ok(store)
+    }
+
+    /// A writable open's recovery: pending dual writes, then every pending
+    /// journal (rolled back or finished before anything can mutate, see
+    /// `crate::journal`), then the audit.
+    fn recover_everything(&mut self) -> Result<()> {
+        self.report.recovery = self.recover()?;
+        self.report.journals = self.drain_journals()?;
+        self.report.audit = Some(self.reconcile(ReconcileOptions::audit())?);
+        Ok(())
+    }
+
+    /// Releases the space reserve ([`crate::reserve`]); false if there was none.
+    pub(crate) fn release_reserve(&self) -> Result<bool> {
+        #[cfg(feature = "flawed-variants")]
+        if self.flaw == Some(crate::flawed::Flaw::NoReserve) {
+            return Ok(false);
+        }
+        reserve::release(self.fs.as_ref(), &self.layout)
+    }
+
+    /// Whether the device has less room left than the space reserve.
+    pub(crate) fn nearly_full(&self) -> Result<bool> {
+        let free = self
+            .fs
+            .free_space(self.layout.root())
+            .context(|| format!("asking the free space of {}", self.layout.root().display()))?;
+        Ok(free < reserve::RESERVE_BYTES)
+    }
+
+    /// Recreates the space reserve if it is missing and the device has
+    /// plenty of room (never the room a removal just freed); whether it
+    /// exists now.
+    pub(crate) fn keep_reserve(&self) -> Result<bool> {
+        let path = self.layout.reserve_file();
+        if self
+            .fs
+            .exists(&path)
+            .context(|| format!("looking for {}", path.display()))?
+        {
+            return Ok(true);
+        }
+        let free = self
+            .fs
+            .free_space(self.layout.root())
+            .context(|| format!("asking the free space of {}", self.layout.root().display()))?;
+        if free < 4 * reserve::RESERVE_BYTES {
+            return Ok(false);
+        }
+        reserve::ensure(self.fs.as_ref(), &self.layout)
     }
 
     /// What opening did.

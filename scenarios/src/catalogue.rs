@@ -348,6 +348,7 @@ impl Builder {
             mounts: Vec::new(),
             requires: self.requires,
             fault_free_failure_allowed: false,
+            stays_full: false,
         }
     }
 }
@@ -382,17 +383,39 @@ pub fn store_scenarios(factory: &dyn StoreFactory) -> Vec<StoreScenario> {
     );
     let mut out_of_space = Builder {
         name: "rebuild-out-of-space",
-        description: "A full rebuild on a device 1.5 times the size of the store after setup: the rebuild \
-                      runs out of space (or is failed with ENOSPC at every syscall) and must leave the old \
-                      index serving, with its backup and no temp files.",
+        description: "A full rebuild on a device with 24 KiB left after setup: the rebuild runs out of \
+                      space (or is failed with ENOSPC at every syscall) and must leave the old index \
+                      serving, with its backup and no temp files; then an add on the device the rebuild \
+                      left full. The device stays full: the store must still recover, serve reads, remove \
+                      a document, and work once there is room (stays-serviceable).",
         setup: [docs("d", 6, 1), drift()].concat(),
         workload: vec![rebuild(), add("after.md", "written after the rebuild\n")],
         requires: rebuilds,
     }
     .build();
-    out_of_space.capacity = Capacity::SetupSizePercent(150);
+    out_of_space.capacity = Capacity::SetupSizePlus(24 * 1024);
     out_of_space.fault_free_failure_allowed = true;
+    out_of_space.stays_full = true;
     scenarios.push(out_of_space);
+    let mut stays_full = Builder {
+        name: "device-stays-full",
+        description: "An add on a device with 4 KiB left after setup runs out of space where it must \
+                      (or is failed at every syscall), and the device stays full: the store must recover \
+                      on the full device, serve reads, remove a document there (the one command that frees \
+                      space), and work again once there is room (stays-serviceable; origins/1's store that \
+                      a full disk wedged until it grew).",
+        setup: docs("d", 4, 1),
+        workload: vec![add("full.md", "# full\nwritten on a full device\n")],
+        requires: Capabilities {
+            remove: true,
+            ..Capabilities::default()
+        },
+    }
+    .build();
+    stays_full.capacity = Capacity::SetupSizePlus(4 * 1024);
+    stays_full.fault_free_failure_allowed = true;
+    stays_full.stays_full = true;
+    scenarios.push(stays_full);
     scenarios.push(
         Builder {
             name: "rebuild-swap-interrupted",

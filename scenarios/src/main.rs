@@ -53,6 +53,10 @@ enum Command {
         /// The store under test (default: the one the line names, else the reference store).
         #[arg(long)]
         store: Option<String>,
+        /// Syscalls of the trace to show before and after the fault
+        /// (default: 8 before, 40 after).
+        #[arg(long, value_name = "N")]
+        context: Option<usize>,
     },
     /// Certify a store: every applicable scenario, every invariant, and a
     /// certificate (pass/fail per invariant, with evidence).
@@ -87,7 +91,7 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::List { store } => list(&store),
         Command::Run(args) => run(args),
-        Command::Repro { line, store } => repro(&line, store.as_deref()),
+        Command::Repro { line, store, context } => repro(&line, store.as_deref(), context),
         Command::Certify(args) => certify_command(args),
         Command::Explain { invariant } => explain(&invariant),
         Command::Worker {
@@ -640,7 +644,7 @@ fn worker(
     }
 }
 
-fn repro(line: &str, store: Option<&str>) -> u8 {
+fn repro(line: &str, store: Option<&str>, context: Option<usize>) -> u8 {
     let mut case: Case = match line.parse() {
         Ok(case) => case,
         Err(e) => {
@@ -655,7 +659,8 @@ fn repro(line: &str, store: Option<&str>) -> u8 {
         Ok(f) => f,
         Err(code) => return code,
     };
-    print_reproduction(replay::reproduce(factory.as_ref(), &case))
+    let context = context.map_or_else(replay::Context::default, replay::Context::around);
+    print_reproduction(replay::reproduce_with(factory.as_ref(), &case, context))
 }
 
 fn print_reproduction(result: Result<replay::Reproduction, engine::HarnessError>) -> u8 {

@@ -15,10 +15,32 @@ use crate::catalogue::{self, Entry};
 use crate::engine::{self, HarnessError};
 use crate::stores;
 
-/// Syscalls shown before the fault.
-const BEFORE: u64 = 8;
-/// Syscalls shown after the fault (restart, reboot, recovery).
-const AFTER: usize = 40;
+/// How much of a replay's trace a report shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Context {
+    /// Syscalls shown before the fault.
+    pub before: u64,
+    /// Syscalls shown after it (the workload's rest, restart, reboot,
+    /// recovery).
+    pub after: usize,
+}
+
+impl Context {
+    /// `n` syscalls before the fault and `n` after.
+    pub fn around(n: usize) -> Context {
+        Context {
+            before: n as u64,
+            after: n,
+        }
+    }
+}
+
+impl Default for Context {
+    /// 8 syscalls before the fault, 40 after.
+    fn default() -> Context {
+        Context { before: 8, after: 40 }
+    }
+}
 
 /// What replaying one case found.
 #[derive(Debug)]
@@ -39,9 +61,14 @@ pub fn reproduce_line(factory: &dyn StoreFactory, line: &str) -> Result<Reproduc
 }
 
 /// Replays `case` from scratch against `factory` and describes what
-/// happened. A line that names a store must name this one (SQLite's own
-/// matrices run on no store and take any).
+/// happened, with the default [`Context`]. A line that names a store must
+/// name this one (SQLite's own matrices run on no store and take any).
 pub fn reproduce(factory: &dyn StoreFactory, case: &Case) -> Result<Reproduction, HarnessError> {
+    reproduce_with(factory, case, Context::default())
+}
+
+/// [`reproduce`], showing `context` of the trace.
+pub fn reproduce_with(factory: &dyn StoreFactory, case: &Case, context: Context) -> Result<Reproduction, HarnessError> {
     let entry = catalogue::find_entry(factory, &case.scenario, case.scale)
         .ok_or_else(|| HarnessError(format!("no scenario named {:?} (see `tearline list`)", case.scenario)))?;
     if let Entry::Store { scenario, .. } = &entry {
@@ -78,7 +105,7 @@ pub fn reproduce(factory: &dyn StoreFactory, case: &Case) -> Result<Reproduction
             .as_deref()
             .unwrap_or("nothing (between steps or after the last)")
     );
-    report.push_str(&trace_around(&replay.trace, at));
+    report.push_str(&trace_around(&replay.trace, at, context));
     if replay.violations.is_empty() {
         report.push_str("\nresult: every invariant held\n");
     }
@@ -97,10 +124,10 @@ pub fn reproduce(factory: &dyn StoreFactory, case: &Case) -> Result<Reproduction
 
 /// The trace around a fault at syscall `at`: the syscalls of the first boot
 /// before it (the fault marked `>>`), then the restart, reboot and
-/// recovery that followed.
-pub fn trace_around(trace: &Trace, at: u64) -> String {
+/// recovery that followed, as much as `context` asks for.
+pub fn trace_around(trace: &Trace, at: u64, context: Context) -> String {
     let mut text = format!("\ntrace around syscall {at} (boot 0):\n");
-    for entry in trace.around(at, BEFORE).filter(|e| e.boot == 0) {
+    for entry in trace.around(at, context.before).filter(|e| e.boot == 0) {
         let marker = if entry.index == at { ">>" } else { "  " };
         text.push_str(&format!("{marker} {entry}\n"));
     }
@@ -114,11 +141,14 @@ pub fn trace_around(trace: &Trace, at: u64) -> String {
         "\nafter the fault ({} syscalls of restart, reboot and recovery):\n",
         tail.len()
     ));
-    for entry in tail.iter().take(AFTER) {
+    for entry in tail.iter().take(context.after) {
         text.push_str(&format!("   {entry}\n"));
     }
-    if tail.len() > AFTER {
-        text.push_str(&format!("   ... {} more\n", tail.len() - AFTER));
+    if tail.len() > context.after {
+        text.push_str(&format!(
+            "   ... {} more (--context N shows more)\n",
+            tail.len() - context.after
+        ));
     }
     text
 }

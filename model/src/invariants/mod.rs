@@ -28,6 +28,7 @@
 //! | recovery-idempotent | [`recovery_idempotent`] | [`recovery_idempotent::check`], [`recovery_idempotent::reopen_failed`] |
 //! | reader-consistent | [`reader_consistent`] | [`reader_consistent::check`], [`reader_consistent::refused`], [`reader_consistent::changed_disk`] |
 //! | failed-means-not-applied | [`failed_means_not_applied`] | [`check_recovered`], [`check_read_only`], [`reader_consistent::check`] |
+//! | stays-serviceable | [`stays_serviceable`] | [`stays_serviceable::failed`] |
 //! | clean-error | [`clean_error`] | [`crate::guard::catch_store_panic`], [`clean_error::check_budget`] |
 
 use std::fmt;
@@ -54,6 +55,7 @@ pub mod reader_consistent;
 pub mod rebuild_idempotent;
 pub mod recovery_idempotent;
 pub mod schema_never_mis_stamped;
+pub mod stays_serviceable;
 #[cfg(test)]
 mod test_support;
 
@@ -113,11 +115,14 @@ pub enum Invariant {
     ReaderConsistent,
     /// An operation that failed saying nothing was applied stays absent.
     FailedMeansNotApplied,
+    /// A store whose device stays full can still read, remove, and recover
+    /// once there is room.
+    StaysServiceable,
 }
 
 impl Invariant {
     /// The whole catalogue, in report order.
-    pub const ALL: [Invariant; 16] = [
+    pub const ALL: [Invariant; 17] = [
         Invariant::CompleteDatabase,
         Invariant::CommittedDurable,
         Invariant::AtomicOp,
@@ -134,6 +139,7 @@ impl Invariant {
         Invariant::RecoveryIdempotent,
         Invariant::ReaderConsistent,
         Invariant::FailedMeansNotApplied,
+        Invariant::StaysServiceable,
     ];
 
     /// Its definition, from its own file.
@@ -155,6 +161,7 @@ impl Invariant {
             Invariant::RecoveryIdempotent => &recovery_idempotent::SPEC,
             Invariant::ReaderConsistent => &reader_consistent::SPEC,
             Invariant::FailedMeansNotApplied => &failed_means_not_applied::SPEC,
+            Invariant::StaysServiceable => &stays_serviceable::SPEC,
         }
     }
 

@@ -66,6 +66,12 @@ impl Store {
                 name: name.as_str().to_string(),
             });
         }
+        // The one command that frees space must work on a full device: it
+        // writes (a journal, SQLite's rollback journal) before it frees, so
+        // on a nearly full one it first gives the reserve's space back.
+        if self.nearly_full()? {
+            self.release_reserve()?;
+        }
         self.mutate(MutationOp::Remove, vec![Change { name, content: None }])?;
         Ok(())
     }

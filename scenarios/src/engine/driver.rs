@@ -8,10 +8,10 @@ use std::sync::Arc;
 use tearline_model::guard::catch_store_panic;
 use tearline_model::invariants::{
     check_read_only, check_recovered, clean_error, complete_database, filesystem_wins, no_destructive_without_force,
-    no_wipe_without_lock, reader_consistent, rebuild_idempotent, recovery_idempotent,
+    no_wipe_without_lock, reader_consistent, rebuild_idempotent, recovery_idempotent, stays_serviceable,
 };
 use tearline_model::{
-    Access, Capabilities, Env, FailureKind, Model, Observation, StoreFactory, StoreUnderTest, Violation,
+    Access, Capabilities, Env, FailureKind, Model, Observation, Operation, StoreFactory, StoreUnderTest, Violation,
 };
 use tearline_sim_fs::{
     Fault, FaultPlan, Fs, FsExt, Outcome, PersistenceModel, SimFs, SyscallArgs, SyscallKind, Trace, TraceEntry,
@@ -117,9 +117,13 @@ impl<'f> Driver<'f> {
         }
         // A small device is sized from what the setup left, and only then
         // enforced: the setup's own transient files must not run it out.
-        if let Capacity::SetupSizePercent(percent) = scenario.capacity {
-            let used = driver.fs.used_bytes(store_root());
-            driver.fs.set_capacity(store_root(), used.saturating_mul(percent) / 100);
+        let used = driver.fs.used_bytes(store_root());
+        match scenario.capacity {
+            Capacity::Unlimited => {}
+            Capacity::SetupSizePercent(percent) => {
+                driver.fs.set_capacity(store_root(), used.saturating_mul(percent) / 100);
+            }
+            Capacity::SetupSizePlus(bytes) => driver.fs.set_capacity(store_root(), used.saturating_add(bytes)),
         }
         Ok(driver)
     }
@@ -505,6 +509,94 @@ pub(crate) fn recover_and_check(factory: &dyn StoreFactory, fs: &SimFs, model: &
     Recovered {
         violations,
         observation,
+    }
+}
+
+/// stays-serviceable, on the machine `fs` whose device is still full, after
+/// a recovery that showed `recovered` and kept every invariant: a
+/// read-only open serves; a writable open removes the first acknowledged
+/// document on the full device; then, with the device unlimited, a
+/// writable open adds one; and a last writable open shows what the model
+/// (`model`, settled by `recovered`, with the removal and the add) says.
+pub(crate) fn check_serviceable(
+    factory: &dyn StoreFactory,
+    fs: &SimFs,
+    model: &Model,
+    recovered: &Observation,
+    budget_end: u64,
+) -> Vec<Violation> {
+    let caps = factory.capabilities();
+    let mut model = model.clone();
+    settle(&mut model, recovered, &caps);
+    if model.allowed().op.is_some() || !caps.remove {
+        return Vec::new();
+    }
+    let env = env_for(fs);
+    let read = guarded(fs, budget_end, "a read-only open on the full device", || {
+        factory.open(&env, Access::ReadOnly).and_then(|handle| handle.observe())
+    });
+    match read {
+        Err(v) => return vec![v],
+        Ok(Err(e)) => return vec![stays_serviceable::failed("a read-only open on the full device", e)],
+        Ok(Ok(_)) => {}
+    }
+    let removal = model
+        .acknowledged()
+        .indexed
+        .keys()
+        .next()
+        .map(|name| Operation::Remove { name: name.clone() });
+    let addition = Operation::Add {
+        name: "serviceable.md".to_string(),
+        content: "added once the device had room again\n".to_string(),
+    };
+    for (op, room) in removal.iter().map(|op| (op, false)).chain([(&addition, true)]) {
+        if room {
+            fs.set_capacity(store_root(), u64::MAX);
+        }
+        let what = format!(
+            "`{}` {}",
+            op.describe(),
+            if room {
+                "once the device had room"
+            } else {
+                "on the full device"
+            }
+        );
+        let applied = guarded(fs, budget_end, &what, || {
+            let mut handle = factory.open(&env, Access::Writable)?;
+            handle.apply(op)
+        });
+        match applied {
+            Err(v) => return vec![v],
+            Ok(Err(e)) => return vec![stays_serviceable::failed(&what, e)],
+            Ok(Ok(())) => {
+                model.begin(op);
+                model.acknowledge();
+            }
+        }
+    }
+    let observed = guarded(fs, budget_end, "observing the store after the device had room", || {
+        factory.open(&env, Access::Writable).and_then(|handle| handle.observe())
+    });
+    match observed {
+        Err(v) => vec![v],
+        Ok(Err(e)) => vec![stays_serviceable::failed(
+            "a writable open after the device had room",
+            e,
+        )],
+        Ok(Ok(observation)) => check_recovered(&observation, &model, &caps)
+            .into_iter()
+            .map(|v| {
+                Violation::new(
+                    v.invariant,
+                    format!(
+                        "after a removal on the full device and an add once it had room: {}",
+                        v.evidence
+                    ),
+                )
+            })
+            .collect(),
     }
 }
 

@@ -77,6 +77,9 @@ pub enum Capacity {
     /// workload can fill. (Measured on a fault-free run of the setup, so it
     /// fits any store.)
     SetupSizePercent(u64),
+    /// The bytes in use after the setup, plus this many: a device with
+    /// exactly this much room left for the workload.
+    SetupSizePlus(u64),
 }
 
 /// A device mounted under the store's root (e.g. `staging` on its own
@@ -111,6 +114,11 @@ pub struct StoreScenario {
     /// rebuild on a device too small for it). Otherwise such a stop is a
     /// harness error: the matrix needs a workload that runs to its end.
     pub fault_free_failure_allowed: bool,
+    /// The root device stays full after a fault (its capacity is not
+    /// [`Capacity::Unlimited`]): after every case's last recovery the
+    /// engine checks stays-serviceable (a read, a removal on the full
+    /// device, an add once there is room).
+    pub stays_full: bool,
 }
 
 impl StoreScenario {

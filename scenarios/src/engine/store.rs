@@ -33,6 +33,26 @@ fn machine_config(scenario: &StoreScenario, seed: u64) -> SimConfig {
     config
 }
 
+impl StoreSubject<'_> {
+    /// stays-serviceable after a case's last recovery, in a scenario whose
+    /// device stays full, if that recovery kept every invariant.
+    fn serviceable(
+        &self,
+        machine: &SimFs,
+        model: &Model,
+        recovered: Option<&tearline_model::Observation>,
+        violations: &[Violation],
+        budget_end: u64,
+    ) -> Vec<Violation> {
+        match recovered {
+            Some(observation) if self.scenario.stays_full && violations.is_empty() && machine.halted().is_none() => {
+                driver::check_serviceable(self.factory, machine, model, observation, budget_end)
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
 impl Subject for StoreSubject<'_> {
     fn name(&self) -> &str {
         &self.scenario.name
@@ -147,8 +167,10 @@ impl Subject for StoreSubject<'_> {
     fn check_power_cut(&self, probe: &Probe, at: u64, booted: &SimFs) -> Vec<Violation> {
         let budget_end = booted.syscall_count() + probe.budget();
         booted.set_fault_plan(driver::plan(None, budget_end));
-        let recovered = driver::recover_and_check(self.factory, booted, &probe.model_at(at), budget_end);
+        let model = probe.model_at(at);
+        let recovered = driver::recover_and_check(self.factory, booted, &model, budget_end);
         let mut violations = recovered.violations;
+        violations.extend(self.serviceable(booted, &model, recovered.observation.as_ref(), &violations, budget_end));
         violations.extend(driver::check_trace(self.factory, booted, &booted.trace()));
         violations
     }
@@ -190,7 +212,16 @@ impl Subject for StoreSubject<'_> {
                 let reboot_budget = rebooted.syscall_count() + probe.budget();
                 rebooted.set_fault_plan(driver::plan(None, reboot_budget));
                 states_checked += 1;
-                violations.extend(driver::recover_and_check(factory, &rebooted, &model, reboot_budget).violations);
+                let recovered = driver::recover_and_check(factory, &rebooted, &model, reboot_budget);
+                let serviceable = self.serviceable(
+                    &rebooted,
+                    &model,
+                    recovered.observation.as_ref(),
+                    &recovered.violations,
+                    reboot_budget,
+                );
+                violations.extend(recovered.violations);
+                violations.extend(serviceable);
             }
             None => {
                 let power_off = fs.halted().is_some_and(|h| h.kind == HaltKind::PowerCut);
@@ -212,7 +243,16 @@ impl Subject for StoreSubject<'_> {
                 let reboot_budget = rebooted.syscall_count() + probe.budget();
                 rebooted.set_fault_plan(driver::plan(None, reboot_budget));
                 states_checked += 1;
-                violations.extend(driver::recover_and_check(factory, &rebooted, &model, reboot_budget).violations);
+                let recovered = driver::recover_and_check(factory, &rebooted, &model, reboot_budget);
+                let serviceable = self.serviceable(
+                    &rebooted,
+                    &model,
+                    recovered.observation.as_ref(),
+                    &recovered.violations,
+                    reboot_budget,
+                );
+                violations.extend(recovered.violations);
+                violations.extend(serviceable);
             }
         }
         let trace = fs.trace();
