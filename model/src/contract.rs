@@ -79,11 +79,17 @@ pub struct Capabilities {
     /// `false`.
     #[serde(default)]
     pub concurrent_readers: bool,
+    /// The store says when a failed operation applied nothing
+    /// ([`FailureKind::NotApplied`]): failed-means-not-applied holds it to
+    /// that, and the workload goes on after such a failure. Absent from
+    /// older descriptions: `false` (every failure's outcome is unknown).
+    #[serde(default)]
+    pub definite_failures: bool,
 }
 
 impl Capabilities {
     /// Each capability by its name (the field's), in declaration order.
-    pub fn flags(&self) -> [(&'static str, bool); 10] {
+    pub fn flags(&self) -> [(&'static str, bool); 11] {
         [
             ("remove", self.remove),
             ("import", self.import),
@@ -95,6 +101,7 @@ impl Capabilities {
             ("exclusive_lock", self.exclusive_lock),
             ("source_files", self.source_files),
             ("concurrent_readers", self.concurrent_readers),
+            ("definite_failures", self.definite_failures),
         ]
     }
 }
@@ -196,7 +203,8 @@ pub enum FailureKind {
     #[default]
     Unknown,
     /// The operation failed and nothing of it was applied, nor ever will be:
-    /// failed-means-not-applied holds the store to that after every later
+    /// failed-means-not-applied holds a store that declares
+    /// [`Capabilities::definite_failures`] to that after every later
     /// recovery, and the workload goes on.
     NotApplied,
     /// A read refused to serve because the store has unfinished work (a
@@ -430,6 +438,7 @@ mod tests {
             exclusive_lock: true,
             source_files: true,
             concurrent_readers: true,
+            definite_failures: true,
         };
         let json = serde_json::to_value(all).unwrap();
         let fields: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();

@@ -168,6 +168,7 @@ impl StoreFactory for RefStoreFactory {
             exclusive_lock: true,
             source_files: true,
             concurrent_readers: true,
+            definite_failures: true,
         }
     }
 

@@ -6,7 +6,9 @@
 //! ([`Model::reject`](crate::model::Model::reject)); the comparison of each
 //! later observation with the model (see `model_comparison`) names a
 //! document found that way after it, instead of committed-durable or
-//! atomic-op. A store that only ever says "unknown" is held to nothing here.
+//! atomic-op. Only a store that declares
+//! [`Capabilities::definite_failures`](crate::contract::Capabilities::definite_failures)
+//! is held to it; for any other, every failure's outcome is unknown.
 
 use super::model_comparison::short;
 use super::{Invariant, InvariantSpec, Violation};
@@ -21,8 +23,8 @@ pub(crate) const SPEC: InvariantSpec = InvariantSpec {
                   roll an operation forward must say its outcome is unknown (or succeed), not that it \
                   failed. Checked on every observation after such a failure; the workload goes on \
                   after it.",
-    needs: None,
-    applies_to: |_| true,
+    needs: Some("failures that say nothing was applied (definite_failures)"),
+    applies_to: |caps| caps.definite_failures,
 };
 
 /// `name` on `side` was found as `rejected` would have left it.
@@ -69,5 +71,11 @@ mod tests {
         model.reject();
         let removed = check_recovered(&observation(&[]), &model, &caps());
         assert_eq!(broken(&removed), [Invariant::FailedMeansNotApplied; 2], "{removed:?}");
+        assert!(!Invariant::FailedMeansNotApplied.applies_to(&caps()));
+        let definite = crate::contract::Capabilities {
+            definite_failures: true,
+            ..caps()
+        };
+        assert!(Invariant::FailedMeansNotApplied.applies_to(&definite));
     }
 }

@@ -211,7 +211,7 @@ impl<'f> Driver<'f> {
                     }
                     // The store says nothing was applied: the model holds it
                     // to that from now on, and the workload goes on.
-                    Ok(Err(failure)) if failure.kind == FailureKind::NotApplied => {
+                    Ok(Err(failure)) if failure.kind == FailureKind::NotApplied && self.caps.definite_failures => {
                         self.model.reject();
                         self.mark();
                         Ok(Flow::Continue)
