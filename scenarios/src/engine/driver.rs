@@ -445,19 +445,23 @@ pub(crate) fn check_reader(
 }
 
 /// Opens the store writable in process `fs` (recovery runs), observes it,
-/// and checks the observation against `model`. First, for a store with
-/// concurrent readers, a reader in another process looks at what the fault
-/// left ([`check_reader`]).
-pub(crate) fn recover_and_check(factory: &dyn StoreFactory, fs: &SimFs, model: &Model, budget_end: u64) -> Recovered {
+/// and checks the observation against `model`. First, with `reader`, for a
+/// store with concurrent readers, a reader in another process looks at what
+/// the fault left ([`check_reader`]).
+pub(crate) fn recover_and_check(
+    factory: &dyn StoreFactory,
+    fs: &SimFs,
+    model: &Model,
+    budget_end: u64,
+    reader: bool,
+) -> Recovered {
     let caps = factory.capabilities();
     let env = env_for(fs);
-    let mut violations = check_reader(
-        factory,
-        fs,
-        model,
-        budget_end,
-        "a reader after the fault, before recovery",
-    );
+    let mut violations = Vec::new();
+    if reader {
+        let when = "a reader after the fault, before recovery";
+        violations = check_reader(factory, fs, model, budget_end, when);
+    }
     if fs.halted().is_some() {
         return Recovered {
             violations,

@@ -100,7 +100,10 @@ pub(crate) struct CaseOutcome {
 /// reader concurrent with the workload there.
 fn run_case(subject: &dyn Subject, probe: &Probe, planned: &PlannedCase) -> Result<CaseOutcome, HarnessError> {
     let mut outcome = run_fault(subject, probe, planned)?;
-    outcome.readers = outcome.states_checked * subject.readers_per_state();
+    // After a power cut, only the first outcome of a point is read.
+    if planned.choice.is_none() || planned.first_of_point {
+        outcome.readers = outcome.states_checked * subject.readers_per_state();
+    }
     if planned.first_at_syscall
         && let Some(violations) = subject.check_reader(probe, planned.injection.syscall)
     {
@@ -119,7 +122,7 @@ fn run_fault(subject: &dyn Subject, probe: &Probe, planned: &PlannedCase) -> Res
                 .snapshot_at(injection.syscall)
                 .ok_or_else(|| HarnessError(format!("no snapshot before syscall {}", injection.syscall)))?;
             let booted = snapshot.boot(*model, choice);
-            let violations = subject.check_power_cut(probe, injection.syscall, &booted);
+            let violations = subject.check_power_cut(probe, injection.syscall, &booted, planned.first_of_point);
             Ok(CaseOutcome {
                 violations,
                 states_checked: 1,

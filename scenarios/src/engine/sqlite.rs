@@ -394,7 +394,7 @@ impl Subject for SqliteSubject {
         })
     }
 
-    fn check_power_cut(&self, probe: &Probe, at: u64, booted: &SimFs) -> Vec<Violation> {
+    fn check_power_cut(&self, probe: &Probe, at: u64, booted: &SimFs, _reader: bool) -> Vec<Violation> {
         let _serial = sqlite_serial();
         check(booted, probe.seed, &probe.model_at(at))
     }

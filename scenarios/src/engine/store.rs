@@ -3,7 +3,7 @@
 //! after every fault, and the lock invariant read off every trace.
 
 use tearline_model::{Model, StoreFactory, Violation};
-use tearline_sim_fs::{CrashChoice, HaltKind, Mount, PersistenceModel, SimConfig, SimFs};
+use tearline_sim_fs::{CrashChoice, HaltKind, Mount, PersistenceModel, SimConfig, SimFs, SyscallKind};
 
 use super::HarnessError;
 use super::driver::{self, Driver};
@@ -31,6 +31,24 @@ fn machine_config(scenario: &StoreScenario, seed: u64) -> SimConfig {
         })
         .collect();
     config
+}
+
+/// Whether a syscall of this kind can change what a reader in another
+/// process sees (names, contents, sizes): every kind that writes, creates,
+/// renames or removes. An open may create or truncate.
+fn changes_what_readers_see(op: SyscallKind) -> bool {
+    matches!(
+        op,
+        SyscallKind::Open
+            | SyscallKind::Write
+            | SyscallKind::SetLen
+            | SyscallKind::Rename
+            | SyscallKind::HardLink
+            | SyscallKind::RemoveFile
+            | SyscallKind::CreateDir
+            | SyscallKind::RemoveDir
+            | SyscallKind::Lock
+    )
 }
 
 impl StoreSubject<'_> {
@@ -137,12 +155,19 @@ impl Subject for StoreSubject<'_> {
     /// The machine as a reader in another process would find it before
     /// syscall `at` of an operation: every write so far, synced or not (the
     /// page cache), booted from the probe's snapshot there, so the reader
-    /// runs beside the workload without touching it.
+    /// runs beside the workload without touching it. A reader sees the same
+    /// before `at` as before `at - 1` when syscall `at - 1` of the same step
+    /// changed nothing a reader can see (a read, a stat, an fsync, a lock):
+    /// that reader is not run again.
     fn check_reader(&self, probe: &Probe, at: u64) -> Option<Vec<Violation>> {
         if !self.factory.capabilities().concurrent_readers {
             return None;
         }
         let step = probe.step_name(at)?;
+        let previous = at.checked_sub(1).filter(|&p| probe.step_at(p) == probe.step_at(at));
+        if previous.and_then(|p| probe.op_at(p)).is_some_and(|op| !changes_what_readers_see(op)) {
+            return None;
+        }
         let snapshot = probe.snapshot_at(at)?;
         let live = snapshot.boot(
             PersistenceModel::NothingUnsynced,
@@ -164,11 +189,11 @@ impl Subject for StoreSubject<'_> {
         u64::from(self.factory.capabilities().concurrent_readers)
     }
 
-    fn check_power_cut(&self, probe: &Probe, at: u64, booted: &SimFs) -> Vec<Violation> {
+    fn check_power_cut(&self, probe: &Probe, at: u64, booted: &SimFs, reader: bool) -> Vec<Violation> {
         let budget_end = booted.syscall_count() + probe.budget();
         booted.set_fault_plan(driver::plan(None, budget_end));
         let model = probe.model_at(at);
-        let recovered = driver::recover_and_check(self.factory, booted, &model, budget_end);
+        let recovered = driver::recover_and_check(self.factory, booted, &model, budget_end, reader);
         let mut violations = recovered.violations;
         violations.extend(self.serviceable(booted, &model, recovered.observation.as_ref(), &violations, budget_end));
         violations.extend(driver::check_trace(self.factory, booted, &booted.trace()));
@@ -212,7 +237,7 @@ impl Subject for StoreSubject<'_> {
                 let reboot_budget = rebooted.syscall_count() + probe.budget();
                 rebooted.set_fault_plan(driver::plan(None, reboot_budget));
                 states_checked += 1;
-                let recovered = driver::recover_and_check(factory, &rebooted, &model, reboot_budget);
+                let recovered = driver::recover_and_check(factory, &rebooted, &model, reboot_budget, true);
                 let serviceable = self.serviceable(
                     &rebooted,
                     &model,
@@ -230,7 +255,7 @@ impl Subject for StoreSubject<'_> {
                     fs.crash_process();
                     let restarted = fs.spawn_process();
                     states_checked += 1;
-                    let recovered = driver::recover_and_check(factory, &restarted, &model, budget_end);
+                    let recovered = driver::recover_and_check(factory, &restarted, &model, budget_end, true);
                     if let Some(observation) = &recovered.observation
                         && recovered.violations.is_empty()
                     {
@@ -243,7 +268,7 @@ impl Subject for StoreSubject<'_> {
                 let reboot_budget = rebooted.syscall_count() + probe.budget();
                 rebooted.set_fault_plan(driver::plan(None, reboot_budget));
                 states_checked += 1;
-                let recovered = driver::recover_and_check(factory, &rebooted, &model, reboot_budget);
+                let recovered = driver::recover_and_check(factory, &rebooted, &model, reboot_budget, true);
                 let serviceable = self.serviceable(
                     &rebooted,
                     &model,

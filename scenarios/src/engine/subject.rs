@@ -33,8 +33,9 @@ pub trait Subject {
     fn probe(&self, seed: u64) -> Result<Probe, HarnessError>;
 
     /// Checks a machine booted after a power cut before syscall `at`
-    /// (recovery, observation, every invariant it can show).
-    fn check_power_cut(&self, probe: &Probe, at: u64, booted: &SimFs) -> Vec<Violation>;
+    /// (recovery, observation, every invariant it can show); with `reader`,
+    /// a reader looks at it first (see [`Subject::readers_per_state`]).
+    fn check_power_cut(&self, probe: &Probe, at: u64, booted: &SimFs, reader: bool) -> Vec<Violation>;
 
     /// Replays one injection from scratch: a fresh machine, the workload
     /// with the fault, then the recovery and the checks.
@@ -50,7 +51,8 @@ pub trait Subject {
     }
 
     /// How many readers look at each post-fault state before it is
-    /// recovered (default none).
+    /// recovered (default none): every state a replay reaches, and after a
+    /// power cut the first outcome of each crash point.
     fn readers_per_state(&self) -> u64 {
         0
     }
