@@ -286,7 +286,8 @@ struct Server {
 
 fn kind_of(kind: FileKind) -> FileType {
     match kind {
-        FileKind::File => FileType::RegularFile,
+        // The simulator makes no other kind; served as a file if one came.
+        FileKind::File | FileKind::Other => FileType::RegularFile,
         FileKind::Dir => FileType::Directory,
     }
 }

@@ -104,9 +104,13 @@ impl Store {
         if self.flaw == Some(crate::flawed::Flaw::NoIntents) {
             return self.reindex_without_intents(&name);
         }
-        match self.read_source(&name)? {
+        // A source file that is not text is not a document: like a missing
+        // one, it leaves the index.
+        let content = self
+            .read_source(&name)?
+            .filter(|content| std::str::from_utf8(content).is_ok());
+        match content {
             Some(content) => {
-                check_text(&name, &content)?;
                 let intent = self
                     .index
                     .begin(IntentOp::Add, name.as_str(), &content_hash(&content), None)?;

@@ -276,7 +276,7 @@ pub(crate) fn clean_up(
             Some(_) => remove_dir(fs, &path, permission)?,
             None => match entry.kind {
                 FileKind::Dir => remove_dir(fs, &path, permission)?,
-                FileKind::File => fs
+                FileKind::File | FileKind::Other => fs
                     .remove_file(&path)
                     .context(|| format!("removing {}", path.display()))?,
             },

@@ -172,6 +172,8 @@ pub struct VerifyReport {
     pub stale: Vec<String>,
     /// Dual-write intents not yet resolved.
     pub pending_intents: usize,
+    /// Entries of `source/` that are not documents (skipped, not damage).
+    pub skipped_sources: Vec<SkippedSource>,
 }
 
 impl VerifyReport {
@@ -715,7 +717,9 @@ impl Store {
             .map(|(path, _)| path.clone())
             .collect();
         let indexed: Vec<(String, FileRow)> = self.index.files()?;
-        let sources = self.source_names()?;
+        let scan = scan_sources(self.fs.as_ref(), &self.layout)?;
+        report.skipped_sources = scan.skipped;
+        let sources = scan.docs;
         let source_set: BTreeSet<&str> = sources.iter().map(DocName::as_str).collect();
         let indexed_set: BTreeSet<&str> = indexed.iter().map(|(p, _)| p.as_str()).collect();
         report.unindexed_sources = source_set.difference(&indexed_set).map(|s| s.to_string()).collect();
@@ -817,16 +821,84 @@ fn interrupted_transaction(error: StoreError) -> StoreError {
     }
 }
 
-/// Source file names in `source/`, sorted, skipping the store's temporary
-/// files (names starting with `.`) and anything that is not a valid name.
+/// The documents in `source/`, sorted: its regular files with a valid
+/// document name whose content is UTF-8 text. The store's temporary files
+/// (names starting with `.`) are left out; so is everything else it cannot
+/// index, which [`scan_sources`] names.
 pub(crate) fn source_names(fs: &dyn Fs, layout: &Layout) -> Result<Vec<DocName>> {
+    scan_sources(fs, layout).map(|scan| scan.docs)
+}
+
+/// An entry of `source/` the store does not take as a document, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SkippedSource {
+    /// Its name as listed (a name that is not UTF-8 is shown with U+FFFD).
+    pub name: String,
+    /// Why it is not a document.
+    pub reason: String,
+}
+
+/// What `source/` holds.
+pub(crate) struct SourceScan {
+    /// The documents, sorted.
+    pub docs: Vec<DocName>,
+    /// Everything else but the store's temporary files, sorted by name.
+    pub skipped: Vec<SkippedSource>,
+}
+
+/// Lists `source/` and reads each candidate: a hostile tree (a directory or
+/// a symlink under a document's name, a name that is not a document name or
+/// not UTF-8, content that is not text, a file that vanishes between the
+/// listing and the read) is skipped and named, never an error; only a
+/// failing filesystem is.
+pub(crate) fn scan_sources(fs: &dyn Fs, layout: &Layout) -> Result<SourceScan> {
     let dir = layout.source_dir();
     let entries = fs.read_dir(&dir).context(|| format!("listing {}", dir.display()))?;
-    Ok(entries
-        .into_iter()
-        .filter(|e| e.kind == FileKind::File)
-        .filter_map(|e| DocName::new(&e.name).ok())
-        .collect())
+    let mut scan = SourceScan {
+        docs: Vec::new(),
+        skipped: Vec::new(),
+    };
+    for entry in entries.into_iter().filter(|e| !e.name.starts_with('.')) {
+        let skip = |reason: String| SkippedSource {
+            name: entry.name.clone(),
+            reason,
+        };
+        let name = match DocName::new(&entry.name) {
+            Ok(name) => name,
+            Err(e) => {
+                scan.skipped.push(skip(format!("not a document name: {e}")));
+                continue;
+            }
+        };
+        match entry.kind {
+            FileKind::File => {}
+            FileKind::Dir => {
+                scan.skipped.push(skip("a directory, not a file".to_string()));
+                continue;
+            }
+            FileKind::Other => {
+                scan.skipped
+                    .push(skip("not a regular file (a symlink or a special file)".to_string()));
+                continue;
+            }
+        }
+        let path = layout.source_file(&name);
+        match fs.read_file(&path) {
+            Ok(content) if std::str::from_utf8(&content).is_ok() => scan.docs.push(name),
+            Ok(_) => scan.skipped.push(skip("its content is not UTF-8 text".to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                scan.skipped
+                    .push(skip("it vanished between the listing and the read".to_string()));
+            }
+            Err(source) => {
+                return Err(StoreError::Io {
+                    context: format!("reading {}", path.display()),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(scan)
 }
 
 /// Everything the index keeps for a document, and its vector.

@@ -317,7 +317,7 @@ impl RefStore {
             }
         }
         for entry in listed(&layout.source_dir())? {
-            if entry.name.starts_with('.') || entry.kind == FileKind::Dir {
+            if entry.name.starts_with('.') {
                 found.push(format!("source/{}", entry.name));
             }
         }

@@ -100,6 +100,10 @@ pub enum FileKind {
     File,
     /// A directory.
     Dir,
+    /// Anything else a real directory can hold: a symbolic link (never
+    /// followed by a listing), a socket, a FIFO, a device. The simulator
+    /// makes none.
+    Other,
 }
 
 /// What [`Fs::metadata`] reports about a path.
@@ -424,7 +428,8 @@ pub trait FsExt: Fs {
                 FileKind::Dir => {
                     self.remove_tree(&path)?;
                 }
-                FileKind::File => self.remove_file(&path)?,
+                // A symlink is unlinked, never followed.
+                FileKind::File | FileKind::Other => self.remove_file(&path)?,
             }
         }
         self.remove_dir(dir)?;
@@ -450,7 +455,7 @@ pub trait FsExt: Fs {
                 FileKind::Dir => {
                     self.remove_tree_durable(&path)?;
                 }
-                FileKind::File => {
+                FileKind::File | FileKind::Other => {
                     self.remove_file_if_exists(&path)?;
                 }
             }

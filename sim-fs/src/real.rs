@@ -40,8 +40,10 @@ impl LockGuard for RealLock {
 fn kind_of(file_type: fs::FileType) -> FileKind {
     if file_type.is_dir() {
         FileKind::Dir
-    } else {
+    } else if file_type.is_file() {
         FileKind::File
+    } else {
+        FileKind::Other
     }
 }
 
@@ -147,7 +149,10 @@ impl Fs for RealFs {
         let mut entries = Vec::new();
         for entry in fs::read_dir(path)? {
             let entry = entry?;
-            let name = entry.file_name().into_string().map_err(|_| crate::errno::einval())?;
+            // A name that is not UTF-8 is listed lossily (U+FFFD for each bad
+            // byte), never an error: one such name must not make a whole
+            // directory unreadable. It cannot be opened by that name.
+            let name = entry.file_name().to_string_lossy().into_owned();
             entries.push(DirEntry {
                 name,
                 kind: kind_of(entry.file_type()?),

@@ -233,7 +233,7 @@ impl Store {
                 FileKind::Dir => {
                     self.remove_tree_if_exists(&path)?;
                 }
-                FileKind::File => {
+                FileKind::File | FileKind::Other => {
                     self.remove_if_exists(&path)?;
                 }
             }

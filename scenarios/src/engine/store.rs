@@ -165,7 +165,10 @@ impl Subject for StoreSubject<'_> {
         }
         let step = probe.step_name(at)?;
         let previous = at.checked_sub(1).filter(|&p| probe.step_at(p) == probe.step_at(at));
-        if previous.and_then(|p| probe.op_at(p)).is_some_and(|op| !changes_what_readers_see(op)) {
+        if previous
+            .and_then(|p| probe.op_at(p))
+            .is_some_and(|op| !changes_what_readers_see(op))
+        {
             return None;
         }
         let snapshot = probe.snapshot_at(at)?;
