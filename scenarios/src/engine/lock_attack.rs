@@ -30,14 +30,27 @@ pub(crate) fn tamper(harness: &SimFs, lock: &Path, attack: LockAttack) -> io::Re
         Err(e) => return refused(harness, e, format!("process {pid} could not look at the lock {shown}")),
     };
     let at = harness.syscall_count();
-    let (what, done) = match (attack, kind) {
+    // (what it tries, what it did, the outcome)
+    let (tried, did, done) = match (attack, kind) {
         (LockAttack::Remove, None) => return Ok(format!("process {pid} found no lock at {shown} to remove")),
-        (LockAttack::Remove, Some(FileKind::File)) => ("remove the lock file", harness.remove_file(lock)),
-        (LockAttack::Remove, Some(FileKind::Dir)) => ("remove the lock directory", harness.remove_dir(lock)),
+        (LockAttack::Remove, Some(FileKind::File)) => (
+            format!("remove the lock file {shown}"),
+            format!("removed the lock file {shown}"),
+            harness.remove_file(lock),
+        ),
+        (LockAttack::Remove, Some(FileKind::Dir)) => (
+            format!("remove the lock directory {shown}"),
+            format!("removed the lock directory {shown}"),
+            harness.remove_dir(lock),
+        ),
         (LockAttack::Replace, None | Some(FileKind::File)) => {
             let new = beside(lock);
             let done = harness.write_file(&new, b"").and_then(|()| harness.rename(&new, lock));
-            ("replace the lock file by a new file", done)
+            (
+                format!("replace the lock file {shown} with a new file"),
+                format!("replaced the lock file {shown} with a new file"),
+                done,
+            )
         }
         (LockAttack::Replace, Some(FileKind::Dir)) => {
             let new = beside(lock);
@@ -47,16 +60,16 @@ pub(crate) fn tamper(harness: &SimFs, lock: &Path, attack: LockAttack) -> io::Re
                     let _ = harness.remove_dir(&new);
                 })
             });
-            ("replace the lock directory by a new directory", done)
+            (
+                format!("replace the lock directory {shown} with a new directory"),
+                format!("replaced the lock directory {shown} with a new directory"),
+                done,
+            )
         }
     };
     match done {
-        Ok(()) => Ok(format!("process {pid} {} {shown} at syscall {at}", past_tense(what))),
-        Err(e) => refused(
-            harness,
-            e,
-            format!("process {pid} tried to {what} {shown} at syscall {at}"),
-        ),
+        Ok(()) => Ok(format!("process {pid} {did} at syscall {at}")),
+        Err(e) => refused(harness, e, format!("process {pid} tried to {tried} at syscall {at}")),
     }
 }
 
@@ -66,15 +79,6 @@ fn refused(harness: &SimFs, error: io::Error, tried: String) -> io::Result<Strin
         return Err(error);
     }
     Ok(format!("{tried}, and the filesystem refused: {error}"))
-}
-
-/// "remove the lock file" -> "removed the lock file".
-fn past_tense(what: &str) -> String {
-    match what.split_once(' ') {
-        Some(("remove", rest)) => format!("removed {rest}"),
-        Some(("replace", rest)) => format!("replaced {rest}"),
-        _ => what.to_string(),
-    }
 }
 
 /// The name a replacement is made under before it is renamed over `lock`.
