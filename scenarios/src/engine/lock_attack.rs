@@ -112,7 +112,7 @@ mod tests {
         );
         let replaced = tamper(&other, file, LockAttack::Replace).expect("tamper");
         assert!(
-            replaced.contains("replaced the lock file by a new file /s/store.lock"),
+            replaced.contains("replaced the lock file /s/store.lock with a new file"),
             "{replaced}"
         );
         assert!(fs.exists(file).expect("exists"), "a new file at the path");
