@@ -14,7 +14,7 @@ use crate::vectors::VectorError;
 pub enum StoreError {
     /// Another process holds the store's write lock.
     Locked {
-        /// The lock file.
+        /// What is locked (the store's root directory).
         lock: PathBuf,
     },
     /// There is no store at this root (run `init`).
@@ -208,7 +208,9 @@ impl fmt::Display for StoreError {
         match self {
             StoreError::Locked { lock } => write!(
                 f,
-                "the store is locked by another process ({}); wait for it to finish, or open read-only",
+                "the store is locked by another process: it holds the write lock on {}, which is released \
+                 when that process exits (there is nothing to remove by hand); wait for it to finish, or \
+                 open read-only",
                 lock.display()
             ),
             StoreError::NotInitialized { root } => {

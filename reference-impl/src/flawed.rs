@@ -8,7 +8,11 @@
 //! ([`Flaw::store_name`]), which must break one of [`Flaw::breaks`]. Never
 //! enable in a build that stores data.
 
+use std::path::PathBuf;
+
 use tearline_model::Invariant;
+
+use crate::layout::Layout;
 
 /// One deliberate defect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -65,11 +69,21 @@ pub enum Flaw {
     /// The vector store's torn-tail repair cuts one byte too many: the last
     /// whole record loses its final byte, which only the next open sees.
     RepairOneByteShort,
+    /// The write lock is a `flock` of a lock file (`<root>/store.lock`),
+    /// trusting the path: if another process removes or replaces the file
+    /// while a writer holds it, the next writer locks a new file at the path
+    /// and gets in beside the first.
+    LockTrustsPath,
+}
+
+/// The lock file [`Flaw::LockTrustsPath`] locks.
+pub(crate) fn trusted_lock_file(layout: &Layout) -> PathBuf {
+    layout.root().join("store.lock")
 }
 
 impl Flaw {
     /// Every flaw, in the order the harness lists them.
-    pub const ALL: [Flaw; 14] = [
+    pub const ALL: [Flaw; 15] = [
         Flaw::DropAndReindex,
         Flaw::TwoRenameSwap,
         Flaw::NoIntents,
@@ -84,6 +98,7 @@ impl Flaw {
         Flaw::StampWithoutMigration,
         Flaw::CleanWithoutForce,
         Flaw::RepairOneByteShort,
+        Flaw::LockTrustsPath,
     ];
 
     /// The store's name with this flaw, for `--store` and reports
@@ -104,6 +119,7 @@ impl Flaw {
             Flaw::StampWithoutMigration => "refstore/stamp-without-migration",
             Flaw::CleanWithoutForce => "refstore/clean-without-force",
             Flaw::RepairOneByteShort => "refstore/repair-one-byte-short",
+            Flaw::LockTrustsPath => "refstore/lock-trusts-path",
         }
     }
 
@@ -123,7 +139,7 @@ impl Flaw {
             Flaw::ReaderIgnoresJournal => &[Invariant::ReaderConsistent],
             Flaw::FailAfterCommit => &[Invariant::FailedMeansNotApplied],
             Flaw::NoReserve => &[Invariant::CompleteDatabase, Invariant::StaysServiceable],
-            Flaw::WipeWithoutLock | Flaw::TruncateWithoutLock => &[Invariant::NoWipeWithoutLock],
+            Flaw::WipeWithoutLock | Flaw::TruncateWithoutLock | Flaw::LockTrustsPath => &[Invariant::NoWipeWithoutLock],
             Flaw::StampWithoutMigration => &[Invariant::SchemaNeverMisStamped],
             Flaw::CleanWithoutForce => &[Invariant::NoDestructiveWithoutForce],
             Flaw::RepairOneByteShort => &[Invariant::RecoveryIdempotent],

@@ -1,7 +1,8 @@
 //! Where everything lives under a store's root.
 //!
 //! ```text
-//! <root>/store.lock                 the exclusive write lock
+//! <root>/                           locked (flock of the directory) by the
+//!                                   writer: the exclusive write lock
 //! <root>/source/<name>              the documents: the source of truth
 //! <root>/journal/<id>.json          a journaled mutation (see `crate::journal`)
 //! <root>/journal/<id>.snap/<name>   its snapshots of the files it touches
@@ -45,9 +46,10 @@ impl Layout {
         &self.root
     }
 
-    /// The lock file.
-    pub fn lock_file(&self) -> PathBuf {
-        self.root.join("store.lock")
+    /// What the exclusive write lock locks: the root directory itself (see
+    /// [`crate::lock`] for why not a lock file).
+    pub fn lock_path(&self) -> PathBuf {
+        self.root.clone()
     }
 
     /// The space reserve (see [`crate::reserve`]).

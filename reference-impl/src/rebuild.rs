@@ -628,7 +628,7 @@ mod tests {
             store.add("b.md", b"Beta\n\nTwo.").expect("add");
         }
         let layout = Layout::new(root);
-        let lock = StoreLock::acquire(fs.as_ref(), &layout).expect("lock");
+        let lock = StoreLock::acquire(fs.as_ref(), &layout.lock_path()).expect("lock");
         let permission = lock.wipe_permission();
         let docs = source_names(fs.as_ref(), &layout).expect("sources");
         let next = Generation(2);

@@ -4,7 +4,7 @@
 //! switching a generation in `crate::generation`.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
@@ -72,6 +72,16 @@ impl Default for StoreOptions {
 }
 
 impl StoreOptions {
+    /// What a writable open locks: [`Layout::lock_path`] (with
+    /// [`crate::flawed::Flaw::LockTrustsPath`], a lock file instead).
+    pub(crate) fn lock_path(&self, layout: &Layout) -> PathBuf {
+        #[cfg(feature = "flawed-variants")]
+        if self.flaw == Some(crate::flawed::Flaw::LockTrustsPath) {
+            return crate::flawed::trusted_lock_file(layout);
+        }
+        layout.lock_path()
+    }
+
     /// A read-only open.
     pub fn read_only() -> Self {
         Self {
@@ -300,10 +310,16 @@ impl Store {
     /// Creates an empty store at `root`: its directories, generation 1 with an
     /// empty index and vector store, and the pointer to it.
     pub fn init(fs: Arc<dyn Fs>, clock: Arc<dyn Clock>, root: &Path) -> Result<()> {
+        Self::init_with(fs, clock, root, &StoreOptions::default())
+    }
+
+    /// [`Store::init`], taking the lock `options` name
+    /// ([`StoreOptions::lock_path`]; nothing else of them matters).
+    pub(crate) fn init_with(fs: Arc<dyn Fs>, clock: Arc<dyn Clock>, root: &Path, options: &StoreOptions) -> Result<()> {
         let layout = Layout::new(root);
         fs.create_dir_all_durable(root)
             .context(|| format!("creating {}", root.display()))?;
-        let lock = StoreLock::acquire(fs.as_ref(), &layout)?;
+        let lock = StoreLock::acquire(fs.as_ref(), &options.lock_path(&layout))?;
         if read_current(fs.as_ref(), &layout)?.is_some() {
             return Err(StoreError::AlreadyInitialized {
                 root: root.to_path_buf(),
@@ -334,7 +350,7 @@ impl Store {
             });
         }
         let lock = if writable {
-            Some(StoreLock::acquire(fs.as_ref(), &layout)?)
+            Some(StoreLock::acquire(fs.as_ref(), &options.lock_path(&layout))?)
         } else {
             #[cfg(feature = "flawed-variants")]
             let checks = options.flaw != Some(crate::flawed::Flaw::ReaderIgnoresJournal);

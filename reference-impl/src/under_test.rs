@@ -173,7 +173,8 @@ impl StoreFactory for RefStoreFactory {
     }
 
     fn init(&self, env: &Env) -> Result<(), StoreFailure> {
-        Store::init(Arc::clone(&env.fs), Arc::clone(&env.clock), &env.root).map_err(failure)
+        let options = self.options(Access::Writable);
+        Store::init_with(Arc::clone(&env.fs), Arc::clone(&env.clock), &env.root, &options).map_err(failure)
     }
 
     fn open(&self, env: &Env, access: ContractAccess) -> Result<Box<dyn StoreUnderTest>, StoreFailure> {
@@ -228,7 +229,7 @@ impl StoreFactory for RefStoreFactory {
     }
 
     fn lock_file(&self, env: &Env) -> Option<PathBuf> {
-        Some(Layout::new(&env.root).lock_file())
+        Some(self.options(Access::Writable).lock_path(&Layout::new(&env.root)))
     }
 
     fn stamp_schema(&self, env: &Env, stamp: SchemaStamp) -> Result<bool, StoreFailure> {

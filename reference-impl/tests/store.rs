@@ -15,6 +15,7 @@ on_both!(
     replacing_a_document_drops_its_old_vector,
     removing_a_document_removes_everything,
     a_second_writer_is_refused_and_readers_are_not,
+    the_lock_cannot_be_removed_or_replaced_under_its_holder,
     a_read_only_store_refuses_to_write,
     bad_input_gets_a_clear_error,
     init_twice_is_refused_and_open_needs_init,
@@ -94,7 +95,10 @@ fn a_second_writer_is_refused_and_readers_are_not(env: &Env) {
         .open_in_other_process(StoreOptions::default())
         .expect_err("second writer");
     assert!(matches!(err, StoreError::Locked { .. }), "{err}");
-    assert!(err.to_string().contains("locked by another process"));
+    let message = err.to_string();
+    assert!(message.contains("locked by another process"), "{message}");
+    assert!(message.contains("released when that process exits"), "{message}");
+    assert!(!message.contains("delete"), "never invite deleting the lock: {message}");
     let reader = env.open_in_other_process(StoreOptions::read_only()).expect("reader");
     assert_eq!(reader.list().expect("list"), ["a.md"]);
     assert!(reader.verify().expect("verify").is_clean());
@@ -218,4 +222,40 @@ fn reindex_brings_one_entry_in_line_with_its_source() {
     assert_eq!(dump.documents[0].summary, "Fsync semantics");
     assert!(dump.documents[0].vector.is_some());
     assert_eq!(store.reindex("absent.md").expect("nothing to do"), None);
+}
+
+/// The lock is the root directory: an operator who "cleans a stale lock"
+/// finds no lock file to delete, cannot remove or replace the root while it
+/// holds the store, and a second writer stays refused.
+fn the_lock_cannot_be_removed_or_replaced_under_its_holder(env: &Env) {
+    use tearline_sim_fs::FsExt;
+    env.init();
+    let mut writer = env.open(StoreOptions::default()).expect("open");
+    writer.add("a.md", CRASH.as_bytes()).expect("add");
+    let other = &env.other_process;
+    let entries: Vec<String> = other
+        .read_dir(&env.root)
+        .expect("ls")
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert!(
+        !entries.iter().any(|n| n.contains("lock")),
+        "no lock file to delete: {entries:?}"
+    );
+    assert!(other.remove_dir(&env.root).is_err(), "rmdir of the store's root");
+    let replacement = env.root.with_extension("replacement");
+    other.create_dir(&replacement).expect("mkdir");
+    other.write_file(&replacement.join("f"), b"x").expect("write");
+    assert!(other.rename(&replacement, &env.root).is_err(), "rename over the root");
+    let err = env
+        .open_in_other_process(StoreOptions::default())
+        .expect_err("second writer");
+    assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+    writer.add("b.md", CAKE.as_bytes()).expect("the first writer goes on");
+    drop(writer);
+    let next = env
+        .open_in_other_process(StoreOptions::default())
+        .expect("released on close");
+    assert_eq!(next.list().expect("list"), ["a.md", "b.md"]);
 }

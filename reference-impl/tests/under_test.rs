@@ -388,7 +388,7 @@ fn copying_across_devices_without_an_fsync_is_caught() {
 /// Runs SQL on the live index directly, as another build would have (under
 /// the store's lock, as that build's writer would hold it).
 fn tamper(fs: &SimFs, sql: &str) {
-    let _lock = fs.try_lock(Path::new(&format!("{ROOT}/store.lock"))).expect("lock");
+    let _lock = fs.try_lock(Path::new(ROOT)).expect("lock");
     let vfs = SqliteVfs::register(Arc::new(fs.clone()), Arc::new(fs.clock()), VfsOptions::default()).expect("vfs");
     let conn = vfs
         .open(

@@ -19,8 +19,8 @@ use tearline_model::{
 use tearline_sim_fs::{Fault, SyscallKind};
 
 use crate::engine::{
-    AtomicCommitWorkload, Capacity, JournalMode, MountUnderRoot, SqliteSubject, Step, StoreScenario, StoreSubject,
-    Subject, Synchronous,
+    AtomicCommitWorkload, Capacity, JournalMode, LockAttack, MountUnderRoot, SqliteSubject, Step, StoreScenario,
+    StoreSubject, Subject, Synchronous,
 };
 use crate::report::FailureRecord;
 
@@ -668,6 +668,63 @@ pub fn store_scenarios(factory: &dyn StoreFactory) -> Vec<StoreScenario> {
             setup: Vec::new(),
             workload: mixed,
             requires: Capabilities::default(),
+        }
+        .build(),
+    );
+    let locked = Capabilities {
+        exclusive_lock: true,
+        ..Capabilities::default()
+    };
+    scenarios.push(
+        Builder {
+            name: "lock-file-removed",
+            description: "Another process removes the lock file while the writer holds it (an operator \
+                          \"cleaning a stale lock\"), then a second process opens the store writable: it \
+                          must be refused; then the first writer imports (or adds), interrupted at every \
+                          syscall.",
+            setup: docs("d", 2, 1),
+            workload: vec![
+                Step::LockFile(LockAttack::Remove),
+                Step::SecondWriter,
+                if caps.import {
+                    import(&[("d0.md", "# d0\nimported\n"), ("k0.md", "# k0\n")])
+                } else {
+                    add("k0.md", "# k0\n")
+                },
+            ],
+            requires: locked,
+        }
+        .build(),
+    );
+    scenarios.push(
+        Builder {
+            name: "lock-file-replaced",
+            description: "Another process replaces the lock file with a new file while the writer holds it, \
+                          then a second process opens the store writable: it must be refused; then the first \
+                          writer adds and removes, interrupted at every syscall.",
+            setup: docs("d", 2, 1),
+            workload: [
+                vec![
+                    Step::LockFile(LockAttack::Replace),
+                    Step::SecondWriter,
+                    add("k1.md", "# k1\n"),
+                ],
+                if caps.remove { vec![remove("d1.md")] } else { Vec::new() },
+            ]
+            .concat(),
+            requires: locked,
+        }
+        .build(),
+    );
+    scenarios.push(
+        Builder {
+            name: "stale-lock-file",
+            description: "A process holding the store writable is killed (kill -9), leaving its lock file \
+                          held by nobody: the next writable open must get in, and the writer goes on with \
+                          an add; both opens and the add interrupted at every syscall.",
+            setup: docs("d", 2, 1),
+            workload: vec![add("k2.md", "# k2\n"), Step::StaleLock, add("k3.md", "# k3\n")],
+            requires: locked,
         }
         .build(),
     );

@@ -6,8 +6,9 @@
 
 use tearline::catalogue::{self, Entry};
 use tearline::engine::{self, EngineOptions};
+use tearline::replay::reproduce_line;
 use tearline::run::{RunOptions, run_entry};
-use tearline_model::StoreFactory;
+use tearline_model::{Invariant, StoreFactory};
 use tearline_refstore::Flaw;
 use tearline_refstore::under_test::RefStoreFactory;
 use tearline_sim_fs::Fault;
@@ -82,6 +83,7 @@ fn exposed_by(variant: Flaw) -> (&'static str, Vec<Fault>, u64) {
         Flaw::NoReserve => ("device-stays-full", vec![Fault::PowerCut]),
         Flaw::TruncateWithoutLock => ("index-from-newer-build", vec![Fault::PowerCut]),
         Flaw::RepairOneByteShort => ("two-processes-open", vec![Fault::PowerCut]),
+        Flaw::LockTrustsPath => ("lock-file-removed", vec![Fault::PowerCut]),
     };
     // The torn tail it mis-repairs is one outcome of a few.
     let samples = if variant == Flaw::RepairOneByteShort { 3 } else { 1 };
@@ -142,4 +144,55 @@ fn every_known_bad_variant_is_caught_with_a_repro_line_that_reproduces() {
     }
     eprintln!("{}", caught.join("\n"));
     assert_eq!(caught.len(), Flaw::ALL.len(), "every known-bad variant: {caught:?}");
+}
+
+/// The lock that trusts its path (a `flock` of `store.lock`): when another
+/// process removes or replaces the file, the next writer is let in beside
+/// the first. Both lock attacks catch it on no-wipe-without-lock, with
+/// evidence that says what was done to the lock file, and a repro line that
+/// `tearline repro` replays to the same failure; the reference store, which
+/// locks its root directory, passes the same matrices.
+#[test]
+fn a_lock_that_trusts_its_path_is_caught_by_both_lock_attacks() {
+    let flawed = RefStoreFactory::with_flaw(Flaw::LockTrustsPath);
+    for (scenario, done) in [("lock-file-removed", "removed"), ("lock-file-replaced", "replaced")] {
+        let entry = catalogue::find_entry(&flawed, scenario, 1).expect("scenario exists");
+        let result = run_entry(&entry, &flawed, &options(vec![Fault::PowerCut], (0, 1)), &|_, _| {})
+            .unwrap_or_else(|e| panic!("{scenario}: {e}"));
+        assert!(!result.passed, "{scenario}: the lock that trusts its path passed");
+        let hits: Vec<_> = result
+            .failures
+            .iter()
+            .filter(|f| f.invariant == Invariant::NoWipeWithoutLock)
+            .collect();
+        assert!(!hits.is_empty(), "{scenario}: {:?}", result.failures);
+        assert!(
+            hits.iter().all(
+                |f| f.evidence.contains(&format!("{done} the lock file /store/store.lock"))
+                    || f.evidence.contains(&format!("{done} /store/store.lock (syscall"))
+            ),
+            "{scenario}: the evidence must say the lock file was {done}: {:?}",
+            hits.iter().map(|f| &f.evidence).collect::<Vec<_>>()
+        );
+        let second_writer = hits
+            .iter()
+            .find(|f| f.evidence.contains("was let open the store writable"))
+            .unwrap_or_else(|| panic!("{scenario}: no second writer reported: {hits:?}"));
+        let line = second_writer.case.to_string();
+        assert!(line.ends_with("--store refstore/lock-trusts-path"), "{line}");
+        let replayed = reproduce_line(&flawed, &line).expect("the line replays");
+        assert!(
+            replayed
+                .violations
+                .iter()
+                .any(|v| v.invariant == Invariant::NoWipeWithoutLock && v.evidence == second_writer.evidence),
+            "`tearline repro {line}` did not reproduce it:\n{}",
+            replayed.report
+        );
+        let correct = RefStoreFactory::correct();
+        let entry = catalogue::find_entry(&correct, scenario, 1).expect("scenario exists");
+        let result = run_entry(&entry, &correct, &options(vec![Fault::PowerCut], (0, 1)), &|_, _| {})
+            .unwrap_or_else(|e| panic!("{scenario}: {e}"));
+        assert!(result.passed, "{scenario}: {}", result.verdict);
+    }
 }

@@ -145,7 +145,7 @@ pub struct DirEntry {
 /// The lock is also released when the process that took it dies (a crash of a
 /// simulated process, or the end of a real one), as `flock(2)` locks are.
 pub trait LockGuard: Send + fmt::Debug {
-    /// The path of the lock file this guard holds.
+    /// The path of the file or directory this guard holds locked.
     fn path(&self) -> &Path;
 }
 
@@ -288,9 +288,16 @@ pub trait Fs: Send + Sync + fmt::Debug {
     /// `fsync(2)` on the directory.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
 
-    /// Takes an exclusive advisory lock on the file at `path`, creating it if
-    /// missing. Does not wait: `EWOULDBLOCK` (`ErrorKind::WouldBlock`) if
-    /// another process (or another open of it in this process) holds it.
+    /// Takes an exclusive advisory lock on the file or directory at `path`,
+    /// creating an empty file if nothing is there. Does not wait:
+    /// `EWOULDBLOCK` (`ErrorKind::WouldBlock`) if another process (or another
+    /// open of it in this process) holds it.
+    ///
+    /// The lock is on the inode, not the name: if the file is unlinked or
+    /// replaced while held, the next `try_lock` of the path locks whatever is
+    /// there now. A directory that holds files cannot be unlinked or
+    /// replaced, which makes it the lock to take when the name must be
+    /// trusted.
     fn try_lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>>;
 
     /// Bytes free on the device holding `path`.

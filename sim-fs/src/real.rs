@@ -1,7 +1,8 @@
 //! [`RealFs`]: the [`Fs`] traits over std and the Linux kernel.
 //!
 //! This is what a store uses in production. Directory fsync opens the
-//! directory and calls `fsync(2)` on it; [`Fs::try_lock`] is `flock(2)`;
+//! directory and calls `fsync(2)` on it; [`Fs::try_lock`] is `flock(2)`
+//! (of a file, or of a directory opened read-only);
 //! byte-range locks are open-file-description locks (`F_OFD_SETLK`), which
 //! belong to the open file like the simulator's, not to the process.
 
@@ -178,12 +179,17 @@ impl Fs for RealFs {
     }
 
     fn try_lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
-        let file = fs::OpenOptions::new()
+        let opened = fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .open(path)?;
+            .open(path);
+        // A directory opens read-only; Linux's flock works on its descriptor.
+        let file = match opened {
+            Err(e) if e.raw_os_error() == Some(libc::EISDIR) => fs::File::open(path)?,
+            other => other?,
+        };
         match file.try_lock() {
             Ok(()) => Ok(Box::new(RealLock {
                 path: path.to_path_buf(),

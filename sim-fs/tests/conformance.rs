@@ -73,6 +73,8 @@ conformance!(
     read_dir_is_sorted_and_typed,
     an_unlinked_file_stays_readable_through_open_handles,
     whole_file_locks_exclude_other_holders,
+    a_lock_follows_the_inode_so_an_unlinked_lock_file_lets_another_in,
+    a_directory_locks_and_cannot_be_removed_or_replaced_while_it_holds_files,
     range_locks_follow_ofd_semantics,
     conveniences_compose_the_primitives,
     read_dir_or_empty_lists_a_missing_directory_as_empty,
@@ -269,6 +271,50 @@ fn whole_file_locks_exclude_other_holders(env: &Env) {
     );
     drop(guard);
     let again = env.other.try_lock(&path).expect("lock after release");
+    drop(again);
+}
+
+fn a_lock_follows_the_inode_so_an_unlinked_lock_file_lets_another_in(env: &Env) {
+    let path = env.path("store.lock");
+    let held = env.fs.try_lock(&path).expect("first lock");
+    env.other.remove_file(&path).expect("unlink the held lock file");
+    let stolen = env.other.try_lock(&path).expect("a new file at the path is a new lock");
+    // Replaced by rename: the same, a new inode at the path.
+    let replacement = env.path("store.lock.new");
+    env.fs.write_file(&replacement, b"").expect("write");
+    env.fs.rename(&replacement, &path).expect("rename over the held file");
+    let again = env.fs.try_lock(&path).expect("the replacement is unlocked");
+    drop((held, stolen, again));
+}
+
+fn a_directory_locks_and_cannot_be_removed_or_replaced_while_it_holds_files(env: &Env) {
+    let dir = env.path("store");
+    env.fs.create_dir(&dir).expect("mkdir");
+    env.fs.write_file(&dir.join("CURRENT"), b"x").expect("write");
+    let guard = env.fs.try_lock(&dir).expect("lock the directory");
+    assert_eq!(guard.path(), dir);
+    assert_eq!(
+        env.fs.metadata(&dir).expect("stat").kind,
+        FileKind::Dir,
+        "still a directory"
+    );
+    let busy = env.other.try_lock(&dir).expect_err("second holder");
+    assert_eq!(busy.kind(), ErrorKind::WouldBlock);
+    // Neither removing it nor renaming another directory over it works.
+    let err = env.other.remove_dir(&dir).expect_err("rmdir of a store");
+    assert_eq!(err.raw_os_error(), Some(libc::ENOTEMPTY));
+    let other_dir = env.path("store.new");
+    env.other.create_dir(&other_dir).expect("mkdir");
+    env.other.write_file(&other_dir.join("f"), b"y").expect("write");
+    let err = env.other.rename(&other_dir, &dir).expect_err("rename over a store");
+    assert!(
+        matches!(err.raw_os_error(), Some(libc::ENOTEMPTY) | Some(libc::EEXIST)),
+        "{err}"
+    );
+    let err = env.other.try_lock(&dir).expect_err("still held");
+    assert_eq!(err.kind(), ErrorKind::WouldBlock);
+    drop(guard);
+    let again = env.other.try_lock(&dir).expect("lock after release");
     drop(again);
 }
 

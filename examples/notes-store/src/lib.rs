@@ -42,18 +42,16 @@ impl NotesStore {
     /// Creates an empty store at `root`.
     pub fn create(fs: &dyn Fs, root: &Path) -> io::Result<()> {
         fs.create_dir_all_durable(&root.join("notes"))?;
-        let _lock = fs.try_lock(&root.join("LOCK"))?;
+        let _lock = fs.try_lock(root)?;
         fs.write_file_atomic(&root.join("index"), b"")
     }
 
     /// Opens the store; `writable` takes the lock (failing if another
-    /// process holds it) and finishes an interrupted mutation.
+    /// process holds it) and finishes an interrupted mutation. The lock is
+    /// the root directory itself: a lock file could be removed or replaced
+    /// under its holder, and the next writer would lock a new one.
     pub fn open(fs: Arc<dyn Fs>, root: &Path, writable: bool, careful: bool) -> io::Result<Self> {
-        let lock = if writable {
-            Some(fs.try_lock(&root.join("LOCK"))?)
-        } else {
-            None
-        };
+        let lock = if writable { Some(fs.try_lock(root)?) } else { None };
         let store = Self {
             fs,
             root: root.to_path_buf(),

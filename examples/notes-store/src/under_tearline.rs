@@ -62,7 +62,7 @@ impl StoreFactory for NotesFactory {
     }
 
     fn lock_file(&self, env: &Env) -> Option<PathBuf> {
-        Some(env.root.join("LOCK"))
+        Some(env.root.clone())
     }
 }
 

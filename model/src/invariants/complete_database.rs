@@ -3,7 +3,8 @@
 //!
 //! [`check`] reads the integrity check off an observation; a writable open
 //! or an observation that fails after the fault is a violation too
-//! ([`open_failed`], [`observe_failed`]).
+//! ([`open_failed`], [`observe_failed`]), and so is a writable open refused
+//! because of a lock left by a killed process ([`stale_lock_refused`]).
 
 use std::fmt;
 
@@ -35,6 +36,19 @@ pub fn open_failed(error: impl fmt::Display) -> Violation {
     Violation::new(
         Invariant::CompleteDatabase,
         format!("the writable open after the fault failed: {error}"),
+    )
+}
+
+/// A writable open returned this error after process `killed`, which held
+/// the store writable, was killed (`kill -9`): a lock left by a dead process,
+/// held by nobody, must not keep the store shut.
+pub fn stale_lock_refused(killed: u32, error: impl fmt::Display) -> Violation {
+    Violation::new(
+        Invariant::CompleteDatabase,
+        format!(
+            "the writable open after process {killed} was killed holding the store (its lock left behind, \
+             held by nobody) failed: {error}"
+        ),
     )
 }
 

@@ -12,7 +12,9 @@
 //!
 //! Read off the syscall trace ([`check`]); a second writable open that the
 //! store lets in while another process holds it breaks it too
-//! ([`check_second_writer`]).
+//! ([`check_second_writer`]). When the lock file was removed or replaced
+//! under its holder first (the harness's lock attacks), the evidence says
+//! so: that is how a lock that trusts its path lets a second writer in.
 
 use std::path::Path;
 
@@ -35,14 +37,32 @@ pub(crate) const SPEC: InvariantSpec = InvariantSpec {
 /// process that does not hold the lock on `lock_file` at that moment.
 ///
 /// A process holds the lock from a successful `flock` of `lock_file` until
-/// its `funlock`, its death, or a reboot.
+/// its `funlock`, its death, or a reboot. If the lock file was removed or
+/// replaced before the violation, the evidence says so: a lock on a file no
+/// longer at its path excludes no one.
 pub fn check(trace: &Trace, lock_file: &Path, protected: &[String]) -> Option<Violation> {
     let patterns: Vec<glob::Pattern> = protected.iter().filter_map(|p| glob::Pattern::new(p).ok()).collect();
     let lock = lock_file.display().to_string();
     let mut holder: Option<(u32, u32)> = None; // (boot, pid)
+    let mut tampered: Option<String> = None;
     for entry in trace.entries() {
         if holder.is_some_and(|(boot, _)| boot != entry.boot) {
             holder = None;
+        }
+        if matches!(entry.outcome, Outcome::Ok) {
+            let done = match entry.op {
+                SyscallKind::RemoveFile | SyscallKind::RemoveDir if entry.path == lock => Some("removed"),
+                SyscallKind::Rename if entry.path == lock => Some("renamed away"),
+                SyscallKind::Rename if entry.args.replaced_target() == Some(lock.as_str()) => Some("replaced"),
+                _ => None,
+            };
+            if let Some(done) = done {
+                tampered = Some(format!(
+                    "; earlier, process {} {done} {lock} (syscall {}): a lock on a file no longer at its path \
+                     excludes no one",
+                    entry.pid, entry.index
+                ));
+            }
         }
         match (entry.op, &entry.outcome) {
             (SyscallKind::Lock, Outcome::Ok) if entry.path == lock => holder = Some((entry.boot, entry.pid)),
@@ -71,8 +91,11 @@ pub fn check(trace: &Trace, lock_file: &Path, protected: &[String]) -> Option<Vi
             return Some(Violation::new(
                 Invariant::NoWipeWithoutLock,
                 format!(
-                    "process {} {destroyed} {path} ({} at syscall {}) without holding {lock}",
-                    entry.pid, entry.op, entry.index
+                    "process {} {destroyed} {path} ({} at syscall {}) without holding {lock}{}",
+                    entry.pid,
+                    entry.op,
+                    entry.index,
+                    tampered.as_deref().unwrap_or_default()
                 ),
             ));
         }
@@ -82,12 +105,15 @@ pub fn check(trace: &Trace, lock_file: &Path, protected: &[String]) -> Option<Vi
 
 /// A store with an exclusive lock let process `writer` open it writable
 /// while process `holder` held it open writable: call it when that second
-/// writable open succeeded. `None` for a store without a lock.
-pub fn check_second_writer(caps: &Capabilities, writer: u32, holder: u32) -> Option<Violation> {
+/// writable open succeeded, with what was done to the lock before it, if
+/// anything (`after`: "process 4 removed the lock file /store/store.lock at
+/// syscall 301"). `None` for a store without a lock.
+pub fn check_second_writer(caps: &Capabilities, writer: u32, holder: u32, after: Option<&str>) -> Option<Violation> {
     (SPEC.applies_to)(caps).then(|| {
+        let after = after.map(|what| format!(", after {what}")).unwrap_or_default();
         Violation::new(
             Invariant::NoWipeWithoutLock,
-            format!("process {writer} was let open the store writable while process {holder} held it"),
+            format!("process {writer} was let open the store writable while process {holder} held it{after}"),
         )
     })
 }
@@ -224,18 +250,59 @@ mod tests {
     }
 
     #[test]
+    fn the_evidence_says_when_the_lock_file_was_removed_or_replaced() {
+        use std::path::Path;
+        use tearline_sim_fs::{Fs, FsExt, SimConfig, SimFs};
+        let lock = Path::new("/s/store.lock");
+        let protected = vec!["/s/index/*".to_string()];
+        for replace in [false, true] {
+            let fs = SimFs::new(SimConfig::with_seed(1));
+            fs.create_dir_all(Path::new("/s/index")).expect("mkdir");
+            let _first = fs.try_lock(lock).expect("lock");
+            let other = fs.spawn_process();
+            if replace {
+                other.write_file(Path::new("/s/new.lock"), b"").expect("write");
+                other.rename(Path::new("/s/new.lock"), lock).expect("rename over");
+            } else {
+                other.remove_file(lock).expect("unlink");
+            }
+            let second = fs.spawn_process();
+            let _stolen = second.try_lock(lock).expect("a new lock file, a new lock");
+            // The first holder writes: the path's lock is the second's now.
+            fs.write_file(Path::new("/s/index/a.db"), b"x").expect("write");
+            let violation = check(&fs.trace(), lock, &protected).expect("caught");
+            let done = if replace { "replaced" } else { "removed" };
+            assert!(
+                violation
+                    .evidence
+                    .contains(&format!("earlier, process 2 {done} /s/store.lock")),
+                "{}",
+                violation.evidence
+            );
+        }
+    }
+
+    #[test]
     fn a_second_writer_let_in_beside_the_lock_holder_breaks_it() {
         let locked = Capabilities {
             exclusive_lock: true,
             ..Capabilities::default()
         };
-        let violation = check_second_writer(&locked, 2, 1).expect("caught");
+        let violation = check_second_writer(&locked, 2, 1, None).expect("caught");
         assert_eq!(violation.invariant, Invariant::NoWipeWithoutLock);
         assert_eq!(
             violation.evidence,
             "process 2 was let open the store writable while process 1 held it"
         );
+        // What was done to the lock is part of the evidence.
+        let after =
+            check_second_writer(&locked, 5, 1, Some("process 4 removed the lock file /s/store.lock")).expect("caught");
+        assert_eq!(
+            after.evidence,
+            "process 5 was let open the store writable while process 1 held it, after process 4 removed the \
+             lock file /s/store.lock"
+        );
         // A store without a lock promises no single writer.
-        assert_eq!(check_second_writer(&Capabilities::default(), 2, 1), None);
+        assert_eq!(check_second_writer(&Capabilities::default(), 2, 1, None), None);
     }
 }

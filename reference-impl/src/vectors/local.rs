@@ -41,7 +41,7 @@
 //!   segment: what a crashed process (or an earlier failed open) left in the
 //!   page cache is made durable before anything is built on it.
 //! - One writer per directory: the caller serialises processes (the reference
-//!   store holds its `store.lock`).
+//!   store holds the write lock on its root directory).
 //!
 //! # Fault model and repair rules
 //!

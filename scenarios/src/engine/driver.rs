@@ -18,6 +18,7 @@ use tearline_sim_fs::{
 };
 
 use super::HarnessError;
+use super::lock_attack;
 use super::scenario::{Capacity, Step, StoreScenario, store_root};
 use super::subject::Mark;
 
@@ -68,6 +69,9 @@ pub(crate) struct Driver<'f> {
     pub violations: Vec<Violation>,
     /// `(first syscall, step index)` for each workload step, in order.
     pub step_starts: Vec<(u64, usize)>,
+    /// What the last [`Step::LockFile`] did to the lock, for the evidence
+    /// of a second writer let in after it.
+    lock_attack: Option<String>,
 }
 
 impl<'f> Driver<'f> {
@@ -87,6 +91,7 @@ impl<'f> Driver<'f> {
             budget_end: u64::MAX,
             violations: Vec::new(),
             step_starts: Vec::new(),
+            lock_attack: None,
         };
         let env = env_for(&driver.fs);
         driver
@@ -349,6 +354,7 @@ impl<'f> Driver<'f> {
                                 &self.caps,
                                 other.pid(),
                                 self.fs.pid(),
+                                self.lock_attack.as_deref(),
                             ));
                         }
                         if let Err(v) =
@@ -361,8 +367,95 @@ impl<'f> Driver<'f> {
                 other.crash_process();
                 Ok(if self.halted() { Flow::Stop } else { Flow::Continue })
             }
+            Step::LockFile(attack) => {
+                let lock = self.factory.lock_file(&env_for(&self.fs)).ok_or_else(|| {
+                    HarnessError(format!(
+                        "a lock attack, but {} names no lock (StoreFactory::lock_file)",
+                        self.factory.name()
+                    ))
+                })?;
+                let harness = self.fs.spawn_process();
+                let tampered = lock_attack::tamper(&harness, &lock, *attack);
+                harness.crash_process();
+                match tampered {
+                    Ok(what) => self.lock_attack = Some(what),
+                    Err(_) if self.halted() => return Ok(Flow::Stop),
+                    Err(e) => return Err(HarnessError(format!("attacking the lock {}: {e}", lock.display()))),
+                }
+                self.mark();
+                Ok(Flow::Continue)
+            }
+            Step::StaleLock => self.stale_lock(),
         }
     }
+
+    /// [`Step::StaleLock`]: another process opens the store writable and is
+    /// killed holding it; then this one must open it writable.
+    fn stale_lock(&mut self) -> Result<Flow, HarnessError> {
+        self.mark();
+        self.close();
+        if self.halted() {
+            return Ok(Flow::Stop);
+        }
+        let start = self.fs.syscall_count();
+        let killed = self.fs.spawn_process();
+        let env = env_for(&killed);
+        let factory = self.factory;
+        let opened = guarded(
+            &killed,
+            self.budget_end,
+            "a writable open in a process killed holding it",
+            || factory.open(&env, Access::Writable),
+        );
+        // kill -9: its handles and locks vanish; whatever it left on disk stays.
+        killed.crash_process();
+        match opened {
+            Err(v) => self.violations.push(v),
+            Ok(Err(_)) => {}
+            Ok(Ok(handle)) => {
+                if let Err(v) = guarded(
+                    &killed,
+                    self.budget_end,
+                    "dropping a killed process's store",
+                    move || drop(handle),
+                ) {
+                    self.violations.push(v);
+                }
+            }
+        }
+        if self.halted() {
+            return Ok(Flow::Stop);
+        }
+        let env = env_for(&self.fs);
+        match guarded(&self.fs, self.budget_end, "a writable open after a stale lock", || {
+            factory.open(&env, Access::Writable)
+        }) {
+            Ok(Ok(handle)) => {
+                self.handle = Some(handle);
+                Ok(Flow::Continue)
+            }
+            // Refused with no fault to blame: the dead process's lock keeps
+            // the store shut.
+            Ok(Err(e)) if !self.halted() && !faulted_since(&self.fs, start) => {
+                self.violations
+                    .push(complete_database::stale_lock_refused(killed.pid(), e));
+                Ok(Flow::Stop)
+            }
+            Ok(Err(_)) => Ok(Flow::Stop),
+            Err(v) => {
+                self.violations.push(v);
+                Ok(Flow::Stop)
+            }
+        }
+    }
+}
+
+/// Whether a fault struck any syscall from `start` on.
+fn faulted_since(fs: &SimFs, start: u64) -> bool {
+    fs.trace()
+        .entries()
+        .iter()
+        .any(|e| e.index >= start && e.fault.is_some())
 }
 
 /// What a writable reopen after a fault showed.

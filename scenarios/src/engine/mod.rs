@@ -32,6 +32,7 @@
 //! on threads of one.
 
 pub mod driver;
+pub mod lock_attack;
 pub mod matrix;
 pub mod parallel;
 pub mod scenario;
@@ -46,7 +47,7 @@ use serde::{Deserialize, Serialize};
 use tearline_sim_fs::{Fault, PersistenceModel};
 
 pub use parallel::{Part, WorkerCommand};
-pub use scenario::{Capacity, MountUnderRoot, Step, StoreScenario};
+pub use scenario::{Capacity, LockAttack, MountUnderRoot, Step, StoreScenario};
 pub use sqlite::{AtomicCommitWorkload, JournalMode, SqliteSubject, Synchronous};
 pub use store::StoreSubject;
 pub use subject::{Probe, Replay, Subject};

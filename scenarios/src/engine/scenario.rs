@@ -39,6 +39,31 @@ pub enum Step {
     /// stores that have one ([`tearline_model::StoreUnderTest::set_remote_fault`]).
     /// Makes no syscall.
     RemoteFault(RemoteFault),
+    /// Another process removes or replaces the store's lock
+    /// ([`tearline_model::StoreFactory::lock_file`]) behind the writer's
+    /// back, while the writer keeps the store open. The harness's syscalls,
+    /// never a fault point; a [`Step::SecondWriter`] after it must still be
+    /// refused.
+    LockFile(LockAttack),
+    /// A stale lock: the store is closed; another process opens it writable
+    /// and is killed (`kill -9`) while it holds it, leaving its lock file
+    /// behind, held by nobody; then the store is opened writable again, and
+    /// must open. The store's syscalls (both opens): fault points.
+    StaleLock,
+}
+
+/// What happens to the lock in a [`Step::LockFile`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LockAttack {
+    /// Removes the lock (an operator "cleaning a stale lock"): `unlink` of a
+    /// lock file, `rmdir` of a lock directory. A removal the filesystem
+    /// refuses (a directory that holds files) is what the attack found, not
+    /// an error.
+    Remove,
+    /// Replaces the lock with a new one of its kind (a new file, or a new
+    /// directory, renamed over it).
+    Replace,
 }
 
 impl Step {
@@ -54,6 +79,11 @@ impl Step {
             Step::StampSchema(SchemaStamp::Newer) => "stamp the index as from a newer build".to_string(),
             Step::StampSchema(SchemaStamp::OlderInPlace) => "stamp the index as from an older build".to_string(),
             Step::RemoteFault(fault) => format!("remote dependency: {fault:?}"),
+            Step::LockFile(LockAttack::Remove) => "another process removes the lock file".to_string(),
+            Step::LockFile(LockAttack::Replace) => "another process replaces the lock file".to_string(),
+            Step::StaleLock => {
+                "a process holding the store writable is killed, leaving its lock file; reopen".to_string()
+            }
         }
     }
 
@@ -61,7 +91,7 @@ impl Step {
     pub fn is_store_call(&self) -> bool {
         !matches!(
             self,
-            Step::EditSource { .. } | Step::StampSchema(_) | Step::RemoteFault(_)
+            Step::EditSource { .. } | Step::StampSchema(_) | Step::RemoteFault(_) | Step::LockFile(_)
         )
     }
 }
@@ -112,7 +142,8 @@ pub struct StoreScenario {
     pub requires: Capabilities,
     /// The fault-free workload may stop at a step that fails cleanly (a
     /// rebuild on a device too small for it). Otherwise such a stop is a
-    /// harness error: the matrix needs a workload that runs to its end.
+    /// harness error (the matrix needs a workload that runs to its end),
+    /// unless it broke an invariant: then that violation is reported.
     pub fault_free_failure_allowed: bool,
     /// The root device stays full after a fault (its capacity is not
     /// [`Capacity::Unlimited`]): after every case's last recovery the

@@ -109,7 +109,8 @@ impl Subject for StoreSubject<'_> {
             recording.ops,
             recording.trace,
         );
-        if !finished && !scenario.fault_free_failure_allowed {
+        // A stop that broke an invariant is reported as that violation.
+        if !finished && !scenario.fault_free_failure_allowed && driver.violations.is_empty() {
             return Err(HarnessError(format!(
                 "{}: the fault-free workload stopped (a step failed without a fault): {:?}",
                 scenario.name, driver.violations

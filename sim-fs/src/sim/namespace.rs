@@ -333,8 +333,9 @@ impl Fs for SimFs {
             |_| SyscallArgs::ExclusiveLock,
             |world, _| {
                 let (dir, name) = world.resolve_parent(path)?;
+                // A directory is locked as it is (flock works on a directory's
+                // descriptor); a missing name becomes an empty file.
                 let ino = match world.state.current.lookup(dir, name) {
-                    Some(ino) if world.state.current.dir(ino).is_some() => return Err(errno::eisdir()),
                     Some(ino) => ino,
                     None => world.create_file(dir, name, path),
                 };
