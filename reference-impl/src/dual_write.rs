@@ -104,6 +104,13 @@ impl Store {
         if self.flaw == Some(crate::flawed::Flaw::NoIntents) {
             return self.reindex_without_intents(&name);
         }
+        #[cfg(feature = "flawed-variants")]
+        if self.flaw == Some(crate::flawed::Flaw::StrictSources)
+            && let Some(content) = self.read_source(&name)?
+        {
+            // KNOWN BAD: a source that is not text fails the operation.
+            check_text(&name, &content)?;
+        }
         // A source file that is not text is not a document: like a missing
         // one, it leaves the index.
         let content = self

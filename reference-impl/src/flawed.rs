@@ -53,6 +53,10 @@ pub enum Flaw {
     /// recovery cannot write, every writable open fails, and so does the
     /// removal that would free space (the store wedged until the disk grows).
     NoReserve,
+    /// Every regular file with a valid name in `source/` is taken as a
+    /// document, and indexing one that is not text fails the operation: one
+    /// such file makes every rebuild and sync fail.
+    StrictSources,
     /// origins/5: a read-only open (no lock) that finds a newer schema
     /// deletes the index and recreates it anyway.
     WipeWithoutLock,
@@ -83,7 +87,7 @@ pub(crate) fn trusted_lock_file(layout: &Layout) -> PathBuf {
 
 impl Flaw {
     /// Every flaw, in the order the harness lists them.
-    pub const ALL: [Flaw; 15] = [
+    pub const ALL: [Flaw; 16] = [
         Flaw::DropAndReindex,
         Flaw::TwoRenameSwap,
         Flaw::NoIntents,
@@ -93,6 +97,7 @@ impl Flaw {
         Flaw::ReaderIgnoresJournal,
         Flaw::FailAfterCommit,
         Flaw::NoReserve,
+        Flaw::StrictSources,
         Flaw::WipeWithoutLock,
         Flaw::TruncateWithoutLock,
         Flaw::StampWithoutMigration,
@@ -114,6 +119,7 @@ impl Flaw {
             Flaw::ReaderIgnoresJournal => "refstore/reader-ignores-journal",
             Flaw::FailAfterCommit => "refstore/fail-after-commit",
             Flaw::NoReserve => "refstore/no-reserve",
+            Flaw::StrictSources => "refstore/strict-sources",
             Flaw::WipeWithoutLock => "refstore/wipe-without-lock",
             Flaw::TruncateWithoutLock => "refstore/truncate-without-lock",
             Flaw::StampWithoutMigration => "refstore/stamp-without-migration",
@@ -139,6 +145,7 @@ impl Flaw {
             Flaw::ReaderIgnoresJournal => &[Invariant::ReaderConsistent],
             Flaw::FailAfterCommit => &[Invariant::FailedMeansNotApplied],
             Flaw::NoReserve => &[Invariant::CompleteDatabase, Invariant::StaysServiceable],
+            Flaw::StrictSources => &[Invariant::FilesystemWins],
             Flaw::WipeWithoutLock | Flaw::TruncateWithoutLock | Flaw::LockTrustsPath => &[Invariant::NoWipeWithoutLock],
             Flaw::StampWithoutMigration => &[Invariant::SchemaNeverMisStamped],
             Flaw::CleanWithoutForce => &[Invariant::NoDestructiveWithoutForce],

@@ -64,6 +64,8 @@ pub use journal::{ImportStats, JournalReport, QuarantinedJournal};
 pub use layout::{DocName, Generation, Layout};
 pub use rebuild::{RebuildMode, RebuildProgress, RebuildStats, RetentionPolicy};
 pub use reconcile::{ReconcileMode, ReconcileOptions, ReconcileStats};
-pub use store::{Access, Document, Dump, DumpedDocument, Hit, OpenReport, Status, Store, StoreOptions, VerifyReport};
+pub use store::{
+    Access, Document, Dump, DumpedDocument, Hit, OpenReport, SkippedSource, Status, Store, StoreOptions, VerifyReport,
+};
 #[cfg(feature = "tearline-contract")]
 pub use under_test::{RefStore, RefStoreFactory};

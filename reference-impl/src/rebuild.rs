@@ -62,7 +62,7 @@ use crate::index::{Index, IndexAccess};
 use crate::layout::{DocName, Generation, INDEX_FILE_NAME, Layout, VECTORS_DIR_NAME};
 use crate::lock::WipePermission;
 use crate::schema::SCHEMA_VERSION;
-use crate::store::{Store, content_hash, read_current, source_names};
+use crate::store::{SkippedSource, Store, content_hash, read_current, source_names};
 use crate::vectors::local::{LocalVectorStore, OpenMode};
 use crate::vectors::{VectorId, VectorStore};
 
@@ -112,6 +112,9 @@ pub struct RebuildStats {
     /// Why cleaning up after a successful switch failed, if it did (the
     /// rebuild still succeeded; the next writable open cleans up).
     pub cleanup_error: Option<String>,
+    /// Entries of `source/` that are not documents and were not indexed
+    /// (a warning: named, with why).
+    pub skipped: Vec<SkippedSource>,
 }
 
 /// Which backup generations a store keeps. A backup is removed when it is
@@ -434,6 +437,7 @@ impl Store {
             backups_removed: cleaned.backups,
             leftovers_removed: cleaned.leftovers,
             cleanup_error,
+            skipped: self.skipped_sources()?,
         })
     }
 
@@ -456,6 +460,7 @@ impl Store {
             backups_removed: Vec::new(),
             leftovers_removed: Vec::new(),
             cleanup_error: None,
+            skipped: self.skipped_sources()?,
         };
         let total = names.len();
         for (position, name) in names.into_iter().enumerate() {
@@ -553,6 +558,7 @@ impl Store {
             backups_removed: Vec::new(),
             leftovers_removed: Vec::new(),
             cleanup_error: None,
+            skipped: Vec::new(),
         })
     }
 }
@@ -594,6 +600,7 @@ impl Store {
             backups_removed: Vec::new(),
             leftovers_removed: Vec::new(),
             cleanup_error: None,
+            skipped: Vec::new(),
         })
     }
 }

@@ -685,7 +685,26 @@ impl Store {
     }
 
     /// Source files, by name (temporary files excluded).
+    /// What `source/` holds that is not a document (see [`scan_sources`]).
+    pub(crate) fn skipped_sources(&self) -> Result<Vec<SkippedSource>> {
+        scan_sources(self.fs.as_ref(), &self.layout).map(|scan| scan.skipped)
+    }
+
     pub(crate) fn source_names(&self) -> Result<Vec<DocName>> {
+        #[cfg(feature = "flawed-variants")]
+        if self.flaw == Some(crate::flawed::Flaw::StrictSources) {
+            // KNOWN BAD: every regular file with a valid name, text or not.
+            let dir = self.layout.source_dir();
+            let entries = self
+                .fs
+                .read_dir(&dir)
+                .context(|| format!("listing {}", dir.display()))?;
+            return Ok(entries
+                .into_iter()
+                .filter(|e| e.kind == FileKind::File)
+                .filter_map(|e| DocName::new(&e.name).ok())
+                .collect());
+        }
         source_names(self.fs.as_ref(), &self.layout)
     }
 

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use common::Env;
-use tearline_refstore::{Store, StoreError, StoreOptions};
+use tearline_refstore::{RebuildMode, Store, StoreError, StoreOptions};
 
 on_both!(
     documents_round_trip,
@@ -258,4 +258,46 @@ fn the_lock_cannot_be_removed_or_replaced_under_its_holder(env: &Env) {
         .open_in_other_process(StoreOptions::default())
         .expect("released on close");
     assert_eq!(next.list().expect("list"), ["a.md", "b.md"]);
+}
+
+/// A real source tree holds what the simulator cannot make: a name that is
+/// not UTF-8, a symlink. With them, and an empty file, a file that is not
+/// text and a directory under a document's name, every rebuild and verify
+/// works: the documents are indexed, the rest is skipped and named.
+#[test]
+fn a_hostile_source_tree_on_a_real_disk_is_skipped_and_named_not_fatal() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = Env::real();
+    env.init();
+    let mut store = env.open(StoreOptions::default()).expect("open");
+    store.add("good.md", b"# good\n").expect("add");
+    let source = env.root.join("source");
+    std::fs::write(
+        source.join(std::ffi::OsStr::from_bytes(b"caf\xe9.md")),
+        b"latin-1 name\n",
+    )
+    .expect("write");
+    std::os::unix::fs::symlink("/etc/hostname", source.join("link.md")).expect("symlink");
+    std::fs::write(source.join("binary.md"), [0xff, 0xfe, 0x00]).expect("write");
+    std::fs::create_dir(source.join("folder.md")).expect("mkdir");
+    std::fs::write(source.join("empty.md"), b"").expect("write");
+    for mode in [RebuildMode::Incremental, RebuildMode::Full] {
+        store
+            .rebuild(mode, &mut |_| {})
+            .unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+    }
+    assert_eq!(store.list().expect("list"), ["empty.md", "good.md"]);
+    let report = store.verify().expect("verify");
+    assert!(report.is_clean(), "{report:?}");
+    let skipped: Vec<(&str, &str)> = report
+        .skipped_sources
+        .iter()
+        .map(|s| (s.name.as_str(), s.reason.as_str()))
+        .collect();
+    assert_eq!(skipped.len(), 4, "{skipped:?}");
+    let reason = |name: &str| skipped.iter().find(|(n, _)| *n == name).map(|(_, r)| *r).unwrap_or("");
+    assert!(reason("binary.md").contains("not UTF-8 text"), "{skipped:?}");
+    assert!(reason("folder.md").contains("directory"), "{skipped:?}");
+    assert!(reason("link.md").contains("symlink"), "{skipped:?}");
+    assert!(reason("caf\u{fffd}.md").contains("not a document name"), "{skipped:?}");
 }

@@ -19,7 +19,7 @@ use tearline_model::{
 use tearline_sim_fs::{Fault, SyscallKind};
 
 use crate::engine::{
-    AtomicCommitWorkload, Capacity, JournalMode, LockAttack, MountUnderRoot, SqliteSubject, Step, StoreScenario,
+    AtomicCommitWorkload, Capacity, JournalMode, LockAttack, MountUnderRoot, Plant, SqliteSubject, Step, StoreScenario,
     StoreSubject, Subject, Synchronous,
 };
 use crate::report::FailureRecord;
@@ -635,6 +635,40 @@ pub fn store_scenarios(factory: &dyn StoreFactory) -> Vec<StoreScenario> {
             workload: vec![Step::SecondWriter, add("t.md", "# t\n"), Step::SecondWriter],
             requires: Capabilities {
                 exclusive_lock: true,
+                ..Capabilities::default()
+            },
+        }
+        .build(),
+    );
+    let plant = |name: &str, plant: Plant| Step::PlantSource {
+        name: name.to_string(),
+        plant,
+    };
+    scenarios.push(
+        Builder {
+            name: "hostile-sources",
+            description: "The source tree a user really has: an empty file, a 20 KB file, a file that is not \
+                          UTF-8 and a directory under a document's name appear behind the store's back; an \
+                          incremental rebuild, a sync and a full rebuild, interrupted at every syscall, must \
+                          index the documents and skip the rest, never fail on them (one file the store could \
+                          not read made every rebuild and verify fail).",
+            setup: docs("h", 3, 1),
+            workload: vec![
+                plant("empty.md", Plant::Empty),
+                plant("large.md", Plant::Large(20_000)),
+                plant("binary.md", Plant::NotText),
+                plant("folder.md", Plant::Directory),
+                Step::Op(Operation::Rebuild {
+                    kind: RebuildKind::Incremental,
+                }),
+                reconcile(ReconcileKind::Sync, false),
+                rebuild(),
+            ],
+            requires: Capabilities {
+                full_rebuild: true,
+                incremental_rebuild: true,
+                reconcile: true,
+                source_files: true,
                 ..Capabilities::default()
             },
         }

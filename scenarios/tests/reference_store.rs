@@ -84,6 +84,7 @@ fn exposed_by(variant: Flaw) -> (&'static str, Vec<Fault>, u64) {
         Flaw::TruncateWithoutLock => ("index-from-newer-build", vec![Fault::PowerCut]),
         Flaw::RepairOneByteShort => ("two-processes-open", vec![Fault::PowerCut]),
         Flaw::LockTrustsPath => ("lock-file-removed", vec![Fault::PowerCut]),
+        Flaw::StrictSources => ("hostile-sources", vec![Fault::PowerCut]),
     };
     // The torn tail it mis-repairs is one outcome of a few.
     let samples = if variant == Flaw::RepairOneByteShort { 3 } else { 1 };

@@ -13,6 +13,19 @@ pub(crate) const SPEC: InvariantSpec = InvariantSpec {
     applies_to: |caps| caps.source_files && (caps.reconcile || caps.full_rebuild),
 };
 
+/// A rebuild or sync (`op`) failed with no fault injected, on the source
+/// files the harness left: a source the store cannot index must be skipped
+/// and reported, never fail the whole operation.
+pub fn failed_fault_free(op: &str, error: impl std::fmt::Display) -> Violation {
+    Violation::new(
+        Invariant::FilesystemWins,
+        format!(
+            "`{op}` failed with no fault injected: {error}; a source file the store cannot index must be \
+             skipped (and reported), not fail the operation"
+        ),
+    )
+}
+
 /// After an acknowledged full reconcile or rebuild: the index serves
 /// exactly the source files.
 pub fn check(observation: &Observation) -> Option<Violation> {

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use tearline_refstore::{FailureEffect, RebuildMode, ReconcileMode, ReconcileOptions, Store, StoreError, StoreOptions};
+use tearline_refstore::{
+    FailureEffect, RebuildMode, ReconcileMode, ReconcileOptions, SkippedSource, Store, StoreError, StoreOptions,
+};
 use tearline_sim_fs::{Clock, Fs, RealFs, SystemClock};
 
 #[derive(Parser)]
@@ -107,6 +109,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// Names, on stderr, what `source/` holds that is not a document.
+fn warn_skipped(skipped: &[SkippedSource]) {
+    if skipped.is_empty() {
+        return;
+    }
+    eprintln!(
+        "refstore: warning: {} entries of source/ are not documents and were skipped:",
+        skipped.len()
+    );
+    for entry in skipped {
+        eprintln!("  {}: {}", entry.name, entry.reason);
+    }
+}
+
 /// The exit status of a failure: it tells a script whether the store changed.
 fn exit_code(error: &StoreError) -> ExitCode {
     match error.effect() {
@@ -183,6 +199,7 @@ fn run(cli: &Cli) -> Result<ExitCode, StoreError> {
         Command::Verify => {
             let store = open(StoreOptions::read_only())?;
             let report = store.verify()?;
+            warn_skipped(&report.skipped_sources);
             print(cli.json, &report)?;
             if !report.is_clean() {
                 eprintln!("refstore: the store is not consistent (a writable open recovers pending work)");
@@ -234,7 +251,9 @@ fn run(cli: &Cli) -> Result<ExitCode, StoreError> {
                 bar.set_message(progress.name.clone());
             });
             bar.finish_and_clear();
-            print(cli.json, &stats?)?;
+            let stats = stats?;
+            warn_skipped(&stats.skipped);
+            print(cli.json, &stats)?;
         }
         Command::Import { dir } => {
             let mut store = open(StoreOptions::default())?;

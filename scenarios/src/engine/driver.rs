@@ -11,7 +11,8 @@ use tearline_model::invariants::{
     no_wipe_without_lock, reader_consistent, rebuild_idempotent, recovery_idempotent, stays_serviceable,
 };
 use tearline_model::{
-    Access, Capabilities, Env, FailureKind, Model, Observation, Operation, StoreFactory, StoreUnderTest, Violation,
+    Access, Capabilities, Env, FailureKind, Model, Observation, Operation, StoreFactory, StoreFailure, StoreUnderTest,
+    Violation,
 };
 use tearline_sim_fs::{
     Fault, FaultPlan, Fs, FsExt, Outcome, PersistenceModel, SimFs, SyscallArgs, SyscallKind, Trace, TraceEntry,
@@ -19,7 +20,7 @@ use tearline_sim_fs::{
 
 use super::HarnessError;
 use super::lock_attack;
-use super::scenario::{Capacity, Step, StoreScenario, store_root};
+use super::scenario::{Capacity, Plant, Step, StoreScenario, store_root};
 use super::subject::Mark;
 
 /// Runs one store call: a panic, or more syscalls than the budget allows
@@ -69,6 +70,8 @@ pub(crate) struct Driver<'f> {
     pub violations: Vec<Violation>,
     /// `(first syscall, step index)` for each workload step, in order.
     pub step_starts: Vec<(u64, usize)>,
+    /// The last operation that failed, described, with its failure.
+    pub last_failure: Option<(String, StoreFailure)>,
     /// What the last [`Step::LockFile`] did to the lock, for the evidence
     /// of a second writer let in after it.
     lock_attack: Option<String>,
@@ -91,6 +94,7 @@ impl<'f> Driver<'f> {
             budget_end: u64::MAX,
             violations: Vec::new(),
             step_starts: Vec::new(),
+            last_failure: None,
             lock_attack: None,
         };
         let env = env_for(&driver.fs);
@@ -196,6 +200,9 @@ impl<'f> Driver<'f> {
                 let what = format!("`{}`", op.describe());
                 let result = guarded(&self.fs, self.budget_end, &what, || handle.apply(op));
                 self.handle = Some(handle);
+                if let Ok(Err(failure)) = &result {
+                    self.last_failure = Some((op.describe(), failure.clone()));
+                }
                 match result {
                     Err(v) => {
                         self.violations.push(v);
@@ -246,6 +253,37 @@ impl<'f> Driver<'f> {
                     return Err(HarnessError(format!("editing source {}: {e}", path.display())));
                 }
                 self.model.edit_source(name, content.as_deref());
+                self.mark();
+                Ok(Flow::Continue)
+            }
+            Step::PlantSource { name, plant } => {
+                let env = env_for(&self.fs);
+                let dir = self
+                    .factory
+                    .source_dir(&env)
+                    .ok_or_else(|| HarnessError("a source plant, but the store has no source directory".into()))?;
+                let harness = self.fs.spawn_process();
+                let path = dir.join(name);
+                let result = harness.create_dir_all_durable(&dir).and_then(|()| match plant.text() {
+                    Some(text) => harness.write_file_atomic(&path, text.as_bytes()),
+                    None if *plant == Plant::NotText => {
+                        harness.write_file_atomic(&path, &[0xff, 0xfe, 0x00, 0x9f, b'\n'])
+                    }
+                    None => harness
+                        .create_dir_all_durable(&path)
+                        .and_then(|()| harness.write_file_atomic(&path.join("inner.md"), b"# inside a directory\n")),
+                });
+                harness.crash_process();
+                if let Err(e) = result {
+                    if self.halted() {
+                        return Ok(Flow::Stop);
+                    }
+                    return Err(HarnessError(format!("planting {}: {e}", path.display())));
+                }
+                // Only a document is the store's to index.
+                if let Some(text) = plant.text() {
+                    self.model.edit_source(name, Some(&text));
+                }
                 self.mark();
                 Ok(Flow::Continue)
             }

@@ -21,6 +21,15 @@ pub enum Step {
         /// The new content, or `None` to delete it.
         content: Option<String>,
     },
+    /// The harness puts something hostile in the source directory behind
+    /// the store's back, durably (see [`Plant`]). Its syscalls are the
+    /// harness's, never a fault point.
+    PlantSource {
+        /// The file name under the source directory.
+        name: String,
+        /// What it puts there.
+        plant: Plant,
+    },
     /// Close the store and open it writable again (recovery runs).
     Reopen,
     /// Another process opens the store read-only and observes it, while
@@ -73,6 +82,7 @@ impl Step {
             Step::Op(op) => op.describe(),
             Step::EditSource { name, content: Some(_) } => format!("edit source {name}"),
             Step::EditSource { name, content: None } => format!("delete source {name}"),
+            Step::PlantSource { name, plant } => format!("plant {} as source {name}", plant.describe()),
             Step::Reopen => "reopen".to_string(),
             Step::OpenReadOnly => "open read-only in another process".to_string(),
             Step::SecondWriter => "open writable in another process".to_string(),
@@ -91,8 +101,53 @@ impl Step {
     pub fn is_store_call(&self) -> bool {
         !matches!(
             self,
-            Step::EditSource { .. } | Step::StampSchema(_) | Step::RemoteFault(_) | Step::LockFile(_)
+            Step::EditSource { .. }
+                | Step::PlantSource { .. }
+                | Step::StampSchema(_)
+                | Step::RemoteFault(_)
+                | Step::LockFile(_)
         )
+    }
+}
+
+/// What [`Step::PlantSource`] puts in the source directory: what a user's
+/// tree holds that a store must survive. A document (an empty or a large
+/// file) must be indexed; anything else must be skipped without failing the
+/// operation that meets it, and never listed as a source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Plant {
+    /// An empty file: a document with no text.
+    Empty,
+    /// A text file of this many bytes (it spans many pages).
+    Large(usize),
+    /// Bytes that are not UTF-8: not a document.
+    NotText,
+    /// A directory, holding one file, under a document's name: not a document.
+    Directory,
+}
+
+impl Plant {
+    /// In a few words.
+    pub fn describe(&self) -> String {
+        match self {
+            Plant::Empty => "an empty file".to_string(),
+            Plant::Large(bytes) => format!("a text file of {bytes} bytes"),
+            Plant::NotText => "a file that is not UTF-8".to_string(),
+            Plant::Directory => "a directory".to_string(),
+        }
+    }
+
+    /// The document's text, if the plant is a document.
+    pub fn text(&self) -> Option<String> {
+        match self {
+            Plant::Empty => Some(String::new()),
+            Plant::Large(bytes) => {
+                let line = "a line of a large document, repeated to fill it\n";
+                Some(line.repeat(bytes / line.len() + 1)[..*bytes].to_string())
+            }
+            Plant::NotText | Plant::Directory => None,
+        }
     }
 }
 

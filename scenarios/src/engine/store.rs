@@ -109,6 +109,16 @@ impl Subject for StoreSubject<'_> {
             recording.ops,
             recording.trace,
         );
+        // A rebuild or sync that failed fault-free failed on what the
+        // harness left in the sources: filesystem-wins.
+        if !finished
+            && !scenario.fault_free_failure_allowed
+            && let Some((op, failure)) = &driver.last_failure
+            && (op.starts_with("rebuild") || op.starts_with("reconcile"))
+        {
+            let violation = tearline_model::invariants::filesystem_wins::failed_fault_free(op, failure);
+            driver.violations.push(violation);
+        }
         // A stop that broke an invariant is reported as that violation.
         if !finished && !scenario.fault_free_failure_allowed && driver.violations.is_empty() {
             return Err(HarnessError(format!(
