@@ -168,8 +168,70 @@ fn list(store: &str) -> u8 {
             first_sentence(invariant.explanation())
         );
     }
+    println!("\nfaults (`tearline run --faults`), at every syscall of a workload:\n");
+    for (name, what) in FAULTS {
+        println!("  {name:<30} {what}");
+    }
+    println!("\nwhat scenarios do besides (see each scenario's steps):\n");
+    for (name, what) in ATTACKS {
+        println!("  {name:<30} {what}");
+    }
     EXIT_PASS
 }
+
+/// The faults the matrix injects, for `tearline list`.
+const FAULTS: [(&str, &str); 6] = [
+    (
+        "power-cut",
+        "the power goes before the syscall; the disk keeps what a persistence model lets survive \
+         (nothing, prefix, subset, torn at 512-byte sectors)",
+    ),
+    (
+        "crash",
+        "the process is killed (kill -9) at the syscall; the page cache survives",
+    ),
+    ("ENOSPC", "the syscall fails with no space left and changes nothing"),
+    ("EIO", "the syscall fails with an I/O error and changes nothing"),
+    ("EXDEV", "a rename or link fails as across devices"),
+    (
+        "torn-write",
+        "a sector-aligned part of a write reaches the disk, then the power goes",
+    ),
+];
+
+/// What scenarios do to a store besides the faults, for `tearline list`.
+const ATTACKS: [(&str, &str); 7] = [
+    (
+        "readers",
+        "a read-only open in another process beside every syscall of every operation, and after \
+         every fault before recovery (reader-consistent; stores with concurrent_readers)",
+    ),
+    (
+        "a device that stays full",
+        "after the fault the device is still full: read, remove, then add once there is room \
+         (stays-serviceable)",
+    ),
+    (
+        "lock file removed",
+        "another process removes the store's lock while the writer holds it",
+    ),
+    (
+        "lock file replaced",
+        "another process renames a new file or directory over the lock",
+    ),
+    (
+        "stale lock",
+        "a writer is killed holding the store; the next writable open must get in",
+    ),
+    (
+        "hostile sources",
+        "an empty file, a large one, bytes that are not UTF-8, a directory under a document's name",
+    ),
+    (
+        "edits behind the store's back",
+        "source files written or deleted by another process",
+    ),
+];
 
 fn first_sentence(text: &str) -> &str {
     text.split_once(". ").map_or(text, |(first, _)| first)

@@ -22,6 +22,13 @@ fn list_names_scenarios_and_invariants() {
         "add-interrupted",
         "rebuild-crash-midway",
         "committed-durable",
+        "reader-consistent",
+        "failed-means-not-applied",
+        "stays-serviceable",
+        "device-stays-full",
+        "hostile-sources",
+        "torn-write",
+        "lock file removed",
     ] {
         assert!(text.contains(name), "{name} missing from:\n{text}");
     }
