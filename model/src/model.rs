@@ -77,6 +77,7 @@ pub struct Model {
     uncertain: Option<Uncertain>,
     full_rebuilds: usize,
     rejected: Vec<Rejected>,
+    unspecified: BTreeSet<String>,
 }
 
 /// What a recovered store may look like: the acknowledged state, or (for
@@ -121,6 +122,21 @@ impl Model {
                 .insert(name.to_string(), content_hash(content.as_bytes())),
             None => self.acked.sources.remove(name),
         };
+    }
+
+    /// The harness put something at source name `name` (and below it) that
+    /// a store may take as a document or skip (bytes that are not text, a
+    /// directory): from now on neither side of an observation is judged
+    /// there. A store must still not fail on it.
+    pub fn unspecify(&mut self, name: &str) {
+        self.unspecified.insert(name.to_string());
+    }
+
+    /// Whether observations are not judged at `name` (see [`Model::unspecify`]).
+    pub fn is_unspecified(&self, name: &str) -> bool {
+        self.unspecified
+            .iter()
+            .any(|u| name == u || name.strip_prefix(u.as_str()).is_some_and(|rest| rest.starts_with('/')))
     }
 
     /// What `op` must do from the acknowledged state.
@@ -361,6 +377,16 @@ mod tests {
         model.begin(&Operation::Remove { name: "a".into() });
         model.reject();
         assert!(model.rejected_as("source", "a", None).is_some());
+    }
+
+    #[test]
+    fn an_unspecified_name_covers_what_is_below_it_only() {
+        let mut model = Model::new();
+        model.unspecify("folder.md");
+        assert!(model.is_unspecified("folder.md"));
+        assert!(model.is_unspecified("folder.md/inner.md"));
+        assert!(!model.is_unspecified("folder.md.bak"));
+        assert!(!model.is_unspecified("other.md"));
     }
 
     #[test]

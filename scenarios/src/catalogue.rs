@@ -644,33 +644,33 @@ pub fn store_scenarios(factory: &dyn StoreFactory) -> Vec<StoreScenario> {
         name: name.to_string(),
         plant,
     };
+    let mut hostile = vec![
+        plant("empty.md", Plant::Empty),
+        plant("large.md", Plant::Large(20_000)),
+        plant("binary.md", Plant::NotText),
+        plant("folder.md", Plant::Directory),
+    ];
+    if caps.incremental_rebuild {
+        hostile.push(Step::Op(Operation::Rebuild {
+            kind: RebuildKind::Incremental,
+        }));
+    }
+    if caps.reconcile {
+        hostile.push(reconcile(ReconcileKind::Sync, false));
+    }
+    hostile.push(rebuild());
     scenarios.push(
         Builder {
             name: "hostile-sources",
             description: "The source tree a user really has: an empty file, a 20 KB file, a file that is not \
                           UTF-8 and a directory under a document's name appear behind the store's back; an \
-                          incremental rebuild, a sync and a full rebuild, interrupted at every syscall, must \
-                          index the documents and skip the rest, never fail on them (one file the store could \
-                          not read made every rebuild and verify fail).",
+                          incremental rebuild and a sync (if the store has them) and a full rebuild, \
+                          interrupted at every syscall, must index the documents and skip the rest, never \
+                          fail on them (one file the store could not read made every rebuild and verify \
+                          fail).",
             setup: docs("h", 3, 1),
-            workload: vec![
-                plant("empty.md", Plant::Empty),
-                plant("large.md", Plant::Large(20_000)),
-                plant("binary.md", Plant::NotText),
-                plant("folder.md", Plant::Directory),
-                Step::Op(Operation::Rebuild {
-                    kind: RebuildKind::Incremental,
-                }),
-                reconcile(ReconcileKind::Sync, false),
-                rebuild(),
-            ],
-            requires: Capabilities {
-                full_rebuild: true,
-                incremental_rebuild: true,
-                reconcile: true,
-                source_files: true,
-                ..Capabilities::default()
-            },
+            workload: hostile,
+            requires: rebuilds,
         }
         .build(),
     );

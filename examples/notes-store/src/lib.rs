@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use tearline_sim_fs::{Fs, FsExt, LockGuard, OpenOptions};
+use tearline_sim_fs::{FileKind, Fs, FsExt, LockGuard, OpenOptions};
 
 /// An open notes store.
 pub struct NotesStore {
@@ -127,7 +127,8 @@ impl NotesStore {
     pub fn notes(&self) -> io::Result<BTreeMap<String, String>> {
         let mut notes = BTreeMap::new();
         for entry in self.fs.read_dir(&self.root.join("notes"))? {
-            if !entry.name.starts_with('.') {
+            // A directory (or a symlink) among the notes is not a note.
+            if !entry.name.starts_with('.') && entry.kind == FileKind::File {
                 let content = self.fs.read_file(&self.root.join("notes").join(&entry.name))?;
                 notes.insert(entry.name, hash(&content));
             }

@@ -387,6 +387,21 @@ mod tests {
     }
 
     #[test]
+    fn an_unspecified_source_is_not_judged_on_either_side() {
+        let mut model = model_with(&[add("a", "1")], None);
+        model.unspecify("binary.md");
+        let mut found = observation(&[("a", "1"), ("binary.md", "\u{fffd}")]);
+        assert!(check_recovered(&found, &model, &caps()).is_empty());
+        found.sources.remove("binary.md");
+        assert!(check_recovered(&found, &model, &caps()).is_empty());
+        found.indexed.insert("other.md".into(), "x".into());
+        assert_eq!(
+            broken(&check_recovered(&found, &model, &caps())),
+            [Invariant::CommittedDurable]
+        );
+    }
+
+    #[test]
     fn every_invariant_is_named_and_explained() {
         assert_eq!(Invariant::parse("no-such-invariant"), None);
         for invariant in Invariant::ALL {

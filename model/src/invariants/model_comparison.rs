@@ -88,7 +88,7 @@ fn compare_side(
     let mut violations = Vec::new();
     let mut halves = atomic_op::Halves::default();
     let names: BTreeSet<&String> = found.keys().chain(before.keys()).chain(after.keys()).collect();
-    for name in names {
+    for name in names.into_iter().filter(|name| !model.is_unspecified(name)) {
         let got = found.get(name);
         let document = Document {
             side,

@@ -70,7 +70,8 @@ pub(crate) struct Driver<'f> {
     pub violations: Vec<Violation>,
     /// `(first syscall, step index)` for each workload step, in order.
     pub step_starts: Vec<(u64, usize)>,
-    /// The last operation that failed, described, with its failure.
+    /// The operation whose failure stopped the workload, described, with
+    /// its failure.
     pub last_failure: Option<(String, StoreFailure)>,
     /// What the last [`Step::LockFile`] did to the lock, for the evidence
     /// of a second writer let in after it.
@@ -200,9 +201,6 @@ impl<'f> Driver<'f> {
                 let what = format!("`{}`", op.describe());
                 let result = guarded(&self.fs, self.budget_end, &what, || handle.apply(op));
                 self.handle = Some(handle);
-                if let Ok(Err(failure)) = &result {
-                    self.last_failure = Some((op.describe(), failure.clone()));
-                }
                 match result {
                     Err(v) => {
                         self.violations.push(v);
@@ -230,7 +228,10 @@ impl<'f> Driver<'f> {
                     }
                     // A failed operation may or may not have taken effect:
                     // the model keeps it uncertain until a check settles it.
-                    Ok(Err(_)) => Ok(Flow::Stop),
+                    Ok(Err(failure)) => {
+                        self.last_failure = Some((op.describe(), failure));
+                        Ok(Flow::Stop)
+                    }
                 }
             }
             Step::EditSource { name, content } => {
@@ -280,9 +281,11 @@ impl<'f> Driver<'f> {
                     }
                     return Err(HarnessError(format!("planting {}: {e}", path.display())));
                 }
-                // Only a document is the store's to index.
-                if let Some(text) = plant.text() {
-                    self.model.edit_source(name, Some(&text));
+                // A document is the store's to index; what is not text, or
+                // not a file, it may index or skip, but not fail on.
+                match plant.text() {
+                    Some(text) => self.model.edit_source(name, Some(&text)),
+                    None => self.model.unspecify(name),
                 }
                 self.mark();
                 Ok(Flow::Continue)

@@ -112,8 +112,9 @@ impl Step {
 
 /// What [`Step::PlantSource`] puts in the source directory: what a user's
 /// tree holds that a store must survive. A document (an empty or a large
-/// file) must be indexed; anything else must be skipped without failing the
-/// operation that meets it, and never listed as a source.
+/// file) must be indexed; a store may index or skip the rest (the model
+/// does not judge those names), but an operation that meets them must not
+/// fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Plant {
@@ -121,9 +122,9 @@ pub enum Plant {
     Empty,
     /// A text file of this many bytes (it spans many pages).
     Large(usize),
-    /// Bytes that are not UTF-8: not a document.
+    /// Bytes that are not UTF-8 text.
     NotText,
-    /// A directory, holding one file, under a document's name: not a document.
+    /// A directory, holding one file, under a document's name.
     Directory,
 }
 

@@ -33,6 +33,15 @@ fn machine_config(scenario: &StoreScenario, seed: u64) -> SimConfig {
     config
 }
 
+/// A workload stopped with no fault injected at a rebuild or a sync: it
+/// failed on what the harness left in the sources (filesystem-wins), unless
+/// the scenario allows a fault-free failure.
+fn failed_fault_free(scenario: &StoreScenario, driver: &Driver<'_>) -> Option<Violation> {
+    let (op, failure) = driver.last_failure.as_ref()?;
+    (!scenario.fault_free_failure_allowed && (op.starts_with("rebuild") || op.starts_with("reconcile")))
+        .then(|| tearline_model::invariants::filesystem_wins::failed_fault_free(op, failure))
+}
+
 /// Whether a syscall of this kind can change what a reader in another
 /// process sees (names, contents, sizes): every kind that writes, creates,
 /// renames or removes. An open may create or truncate.
@@ -109,14 +118,7 @@ impl Subject for StoreSubject<'_> {
             recording.ops,
             recording.trace,
         );
-        // A rebuild or sync that failed fault-free failed on what the
-        // harness left in the sources: filesystem-wins.
-        if !finished
-            && !scenario.fault_free_failure_allowed
-            && let Some((op, failure)) = &driver.last_failure
-            && (op.starts_with("rebuild") || op.starts_with("reconcile"))
-        {
-            let violation = tearline_model::invariants::filesystem_wins::failed_fault_free(op, failure);
+        if !finished && let Some(violation) = failed_fault_free(scenario, &driver) {
             driver.violations.push(violation);
         }
         // A stop that broke an invariant is reported as that violation.
@@ -228,6 +230,11 @@ impl Subject for StoreSubject<'_> {
         driver.budget_end = budget_end;
         fs.set_fault_plan(driver::plan(Some((injection.syscall, injection.fault)), budget_end));
         let finished = driver.workload(&scenario.workload)?;
+        // Stopped before the fault struck: what the probe found, again.
+        let fault_free = (!finished && fs.syscall_count() <= injection.syscall)
+            .then(|| failed_fault_free(scenario, &driver))
+            .flatten();
+        driver.violations.extend(fault_free);
         if fs.halted().is_none() {
             driver.close();
         }
