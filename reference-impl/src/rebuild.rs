@@ -62,7 +62,7 @@ use crate::index::{Index, IndexAccess};
 use crate::layout::{DocName, Generation, INDEX_FILE_NAME, Layout, VECTORS_DIR_NAME};
 use crate::lock::WipePermission;
 use crate::schema::SCHEMA_VERSION;
-use crate::store::{SkippedSource, Store, content_hash, read_current, source_names};
+use crate::store::{SkippedSource, SourceScan, Store, content_hash, read_current, source_names};
 use crate::vectors::local::{LocalVectorStore, OpenMode};
 use crate::vectors::{VectorId, VectorStore};
 
@@ -385,7 +385,8 @@ impl Store {
     fn rebuild_full(&mut self, progress: &mut dyn FnMut(&RebuildProgress)) -> Result<RebuildStats> {
         let live = self.generation;
         let before: BTreeSet<String> = self.index.files()?.into_iter().map(|(path, _)| path).collect();
-        let docs = self.source_names()?;
+        // Listed once, before anything changes: nothing may fail after the switch.
+        let SourceScan { docs, skipped } = self.sources()?;
         #[cfg(feature = "flawed-variants")]
         if self.flaw == Some(crate::flawed::Flaw::TwoRenameSwap) {
             return self.rebuild_two_renames(&before, &docs, progress);
@@ -437,17 +438,14 @@ impl Store {
             backups_removed: cleaned.backups,
             leftovers_removed: cleaned.leftovers,
             cleanup_error,
-            skipped: self.skipped_sources()?,
+            skipped,
         })
     }
 
     fn rebuild_incremental(&mut self, progress: &mut dyn FnMut(&RebuildProgress)) -> Result<RebuildStats> {
         let indexed: BTreeMap<String, crate::index::FileRow> = self.index.files()?.into_iter().collect();
-        let mut names: BTreeSet<String> = self
-            .source_names()?
-            .into_iter()
-            .map(|name| name.as_str().to_string())
-            .collect();
+        let SourceScan { docs, skipped } = self.sources()?;
+        let mut names: BTreeSet<String> = docs.into_iter().map(|name| name.as_str().to_string()).collect();
         names.extend(indexed.keys().cloned());
         let mut stats = RebuildStats {
             mode: RebuildMode::Incremental,
@@ -460,7 +458,7 @@ impl Store {
             backups_removed: Vec::new(),
             leftovers_removed: Vec::new(),
             cleanup_error: None,
-            skipped: self.skipped_sources()?,
+            skipped,
         };
         let total = names.len();
         for (position, name) in names.into_iter().enumerate() {

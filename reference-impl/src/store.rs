@@ -686,11 +686,8 @@ impl Store {
 
     /// Source files, by name (temporary files excluded).
     /// What `source/` holds that is not a document (see [`scan_sources`]).
-    pub(crate) fn skipped_sources(&self) -> Result<Vec<SkippedSource>> {
-        scan_sources(self.fs.as_ref(), &self.layout).map(|scan| scan.skipped)
-    }
-
-    pub(crate) fn source_names(&self) -> Result<Vec<DocName>> {
+    /// The documents of `source/` and what it holds that is not one.
+    pub(crate) fn sources(&self) -> Result<SourceScan> {
         #[cfg(feature = "flawed-variants")]
         if self.flaw == Some(crate::flawed::Flaw::StrictSources) {
             // KNOWN BAD: every regular file with a valid name, text or not.
@@ -699,13 +696,22 @@ impl Store {
                 .fs
                 .read_dir(&dir)
                 .context(|| format!("listing {}", dir.display()))?;
-            return Ok(entries
+            let docs = entries
                 .into_iter()
                 .filter(|e| e.kind == FileKind::File)
                 .filter_map(|e| DocName::new(&e.name).ok())
-                .collect());
+                .collect();
+            return Ok(SourceScan {
+                docs,
+                skipped: Vec::new(),
+            });
         }
-        source_names(self.fs.as_ref(), &self.layout)
+        scan_sources(self.fs.as_ref(), &self.layout)
+    }
+
+    /// The documents of `source/` (see [`scan_sources`]).
+    pub(crate) fn source_names(&self) -> Result<Vec<DocName>> {
+        self.sources().map(|scan| scan.docs)
     }
 
     /// What the vector store holds and what the summaries refer to, for
@@ -752,7 +758,7 @@ impl Store {
             .map(|(path, _)| path.clone())
             .collect();
         let indexed: Vec<(String, FileRow)> = self.index.files()?;
-        let scan = scan_sources(self.fs.as_ref(), &self.layout)?;
+        let scan = self.sources()?;
         report.skipped_sources = scan.skipped;
         let sources = scan.docs;
         let source_set: BTreeSet<&str> = sources.iter().map(DocName::as_str).collect();

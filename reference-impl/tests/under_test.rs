@@ -344,7 +344,7 @@ fn rebuild_scan(factory: &RefStoreFactory, stop_at: &[Invariant]) -> Scan {
     let rebuild = Operation::Rebuild {
         kind: RebuildKind::Full,
     };
-    power_cut_scan(factory, &fs, model, &rebuild, 7, stop_at)
+    power_cut_scan(factory, &fs, model, &rebuild, 1, stop_at)
 }
 
 #[test]
