@@ -301,3 +301,39 @@ fn a_hostile_source_tree_on_a_real_disk_is_skipped_and_named_not_fatal() {
     assert!(reason("link.md").contains("symlink"), "{skipped:?}");
     assert!(reason("caf\u{fffd}.md").contains("not a document name"), "{skipped:?}");
 }
+
+/// A source file that vanishes between the listing and the read (another
+/// process removed it; here its every open fails with `ENOENT` while the
+/// listing still shows it) is skipped and named by a rebuild and by verify,
+/// never an error.
+#[test]
+fn a_source_file_that_vanishes_between_listing_and_reading_is_skipped() {
+    use tearline_sim_fs::{Fault, FaultPlan, FsExt, SimConfig, SimFs, SyscallFilter, SyscallKind};
+    let sim = SimFs::new(SimConfig::with_seed(7));
+    let fs: Arc<dyn tearline_sim_fs::Fs> = Arc::new(sim.clone());
+    let clock: Arc<dyn tearline_sim_fs::Clock> = Arc::new(sim.clock());
+    let root = std::path::Path::new("/store");
+    Store::init(Arc::clone(&fs), Arc::clone(&clock), root).expect("init");
+    let mut store = Store::open(Arc::clone(&fs), Arc::clone(&clock), root, StoreOptions::default()).expect("open");
+    store.add("stays.md", b"# stays\n").expect("add");
+    sim.write_file_atomic(&root.join("source/vanishing.md"), b"# gone\n")
+        .expect("write");
+    let opens = SyscallFilter::ops(&[SyscallKind::Open])
+        .path("/store/source/vanishing.md")
+        .expect("glob");
+    sim.set_fault_plan(FaultPlan::none().random(opens, 1.0, Fault::Errno(libc_enoent())));
+    for mode in [RebuildMode::Full, RebuildMode::Incremental] {
+        let stats = store
+            .rebuild(mode, &mut |_| {})
+            .unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+        assert_eq!(stats.skipped.len(), 1, "{stats:?}");
+        assert!(stats.skipped[0].reason.contains("vanished"), "{stats:?}");
+    }
+    let report = store.verify().expect("verify");
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(store.list().expect("list"), ["stays.md"]);
+}
+
+fn libc_enoent() -> i32 {
+    tearline_sim_fs::errno::enoent().raw_os_error().expect("a raw OS error")
+}
