@@ -124,6 +124,10 @@ enum Transition {
     EditSource { name: String, content: String },
     /// The harness deletes a source file behind the store's back, durably.
     DeleteSource { name: String },
+    /// The harness puts what is not a document into the source directory
+    /// (`blob.md`: bytes that are not UTF-8; `folder.md`: a directory with
+    /// a file in it). The store may index or skip it, never fail on it.
+    PlantHostile { name: String },
     /// Close the store; open it writable in a new process.
     Reopen,
     /// Cut the power at the op's syscall `offset` (or after it returned),
@@ -161,6 +165,7 @@ impl fmt::Debug for Transition {
             Transition::Apply(op) => write!(f, "Apply({})", show(op)),
             Transition::EditSource { name, content } => write!(f, "EditSource({name} {content:?})"),
             Transition::DeleteSource { name } => write!(f, "DeleteSource({name})"),
+            Transition::PlantHostile { name } => write!(f, "PlantHostile({name})"),
             Transition::Reopen => f.write_str("Reopen"),
             Transition::PowerCutDuring {
                 op,
@@ -207,8 +212,9 @@ struct RefState {
 /// and operation, and how far into an operation a fault may strike.
 trait Profile: 'static {
     /// Weights of `Apply`, `EditSource`, `DeleteSource`, `Reopen`,
-    /// `PowerCutDuring`, `CrashDuring`, `ErrnoDuring` (0: never).
-    const TRANSITIONS: [u32; 7];
+    /// `PowerCutDuring`, `CrashDuring`, `ErrnoDuring`, `PlantHostile` (0:
+    /// never).
+    const TRANSITIONS: [u32; 8];
     /// Weights of add, remove, import, rebuild, reconcile.
     const OPERATIONS: [u32; 5];
     /// A fault strikes at the op's syscall `offset` for offset in
@@ -222,7 +228,7 @@ trait Profile: 'static {
 struct Balanced;
 
 impl Profile for Balanced {
-    const TRANSITIONS: [u32; 7] = [6, 2, 1, 1, 3, 2, 2];
+    const TRANSITIONS: [u32; 8] = [6, 2, 1, 1, 3, 2, 2, 1];
     const OPERATIONS: [u32; 5] = [4, 2, 2, 2, 2];
     const MAX_OFFSET: u64 = 400;
 }
@@ -233,7 +239,7 @@ impl Profile for Balanced {
 struct PowerCutsInMutations;
 
 impl Profile for PowerCutsInMutations {
-    const TRANSITIONS: [u32; 7] = [2, 1, 0, 0, 6, 0, 0];
+    const TRANSITIONS: [u32; 8] = [2, 1, 0, 0, 6, 0, 0, 0];
     const OPERATIONS: [u32; 5] = [2, 1, 4, 0, 0];
     const MAX_OFFSET: u64 = 120;
 }
@@ -323,7 +329,16 @@ impl<P: Profile> ReferenceStateMachine for RefMachine<P> {
     fn transitions(state: &RefState) -> BoxedStrategy<Transition> {
         let op = operation_strategy(P::OPERATIONS, &state.known);
         let offset = 0..P::MAX_OFFSET;
-        let [w_apply, w_edit, w_delete, w_reopen, w_power_cut, w_crash, w_errno] = P::TRANSITIONS;
+        let [
+            w_apply,
+            w_edit,
+            w_delete,
+            w_reopen,
+            w_power_cut,
+            w_crash,
+            w_errno,
+            w_hostile,
+        ] = P::TRANSITIONS;
         let mut arms: Vec<(u32, BoxedStrategy<Transition>)> = vec![
             (w_apply, op.clone().prop_map(Transition::Apply).boxed()),
             (
@@ -336,6 +351,12 @@ impl<P: Profile> ReferenceStateMachine for RefMachine<P> {
                     .boxed(),
             ),
             (w_reopen, Just(Transition::Reopen).boxed()),
+            (
+                w_hostile,
+                select(vec!["blob.md", "folder.md"])
+                    .prop_map(|name| Transition::PlantHostile { name: name.to_string() })
+                    .boxed(),
+            ),
             (
                 w_power_cut,
                 (
@@ -656,6 +677,7 @@ impl Sut {
             Transition::Apply(op) => self.apply_fault_free(op),
             Transition::EditSource { name, content } => self.edit_source(name, Some(content)),
             Transition::DeleteSource { name } => self.edit_source(name, None),
+            Transition::PlantHostile { name } => self.plant_hostile(name),
             Transition::Reopen => self.reopen(),
             Transition::PowerCutDuring {
                 op,
@@ -753,6 +775,34 @@ impl Sut {
             ))
         })?;
         self.model.edit_source(name, content);
+        let observation = self.observe()?;
+        self.check(&observation, Vec::new())
+    }
+
+    /// Puts `blob.md` (bytes that are not UTF-8) or `folder.md` (a
+    /// directory holding a file) into the source directory, durably, once;
+    /// the model does not judge that name from then on.
+    fn plant_hostile(&mut self, name: &str) -> Checked {
+        let env = env_on(&self.fs);
+        let dir = self.factory.source_dir(&env).expect("the store has source files");
+        let harness = self.fs.spawn_process();
+        let path = dir.join(name);
+        let result = match harness.exists(&path) {
+            Ok(true) => Ok(()),
+            Ok(false) if name == "folder.md" => harness
+                .create_dir_all_durable(&path)
+                .and_then(|()| harness.write_file_atomic(&path.join("inner.md"), b"# inside\n")),
+            Ok(false) => harness.write_file_atomic(&path, &[0xff, 0xfe, 0x00, b'\n']),
+            Err(e) => Err(e),
+        };
+        harness.crash_process();
+        result.map_err(|e| {
+            one(Violation::new(
+                Invariant::CommittedDurable,
+                format!("the harness could not plant {}: {e}", path.display()),
+            ))
+        })?;
+        self.model.unspecify(name);
         let observation = self.observe()?;
         self.check(&observation, Vec::new())
     }
@@ -1032,6 +1082,17 @@ mod teeth {
         }
     }
 
+    /// Every regular file of `source/` taken as a document: a planted file
+    /// that is not text fails the next rebuild or sync.
+    struct StrictSources;
+
+    impl Design for StrictSources {
+        type Profile = Balanced;
+        fn factory() -> RefStoreFactory {
+            RefStoreFactory::with_flaw(Flaw::StrictSources)
+        }
+    }
+
     /// The search finds a failure of `variant` that breaks one of the
     /// invariants the variant must break (or one of `also`), and shrinks it
     /// to at most `max_len` transitions.
@@ -1068,6 +1129,18 @@ mod teeth {
     #[test]
     fn dropping_the_tables_and_reindexing_in_place_is_found_and_shrunk() {
         caught::<DropAndReindex>(Flaw::DropAndReindex, &[], 3);
+    }
+
+    /// Here a fault-free rebuild or sync that fails is clean-error's (the
+    /// matrix names it filesystem-wins); a non-text file listed as a source
+    /// is committed-durable's.
+    #[test]
+    fn taking_every_source_file_as_a_document_is_found_and_shrunk() {
+        caught::<StrictSources>(
+            Flaw::StrictSources,
+            &[Invariant::CleanError, Invariant::CommittedDurable],
+            3,
+        );
     }
 }
 
