@@ -14,9 +14,7 @@ use tearline_model::{
     Access, Capabilities, Env, FailureKind, Model, Observation, Operation, StoreFactory, StoreFailure, StoreUnderTest,
     Violation,
 };
-use tearline_sim_fs::{
-    Fault, FaultPlan, Fs, FsExt, Outcome, PersistenceModel, SimFs, SyscallArgs, SyscallKind, Trace, TraceEntry,
-};
+use tearline_sim_fs::{Fault, FaultPlan, Fs, FsExt, Outcome, PersistenceModel, SimFs, SyscallArgs, Trace, TraceEntry};
 
 use super::HarnessError;
 use super::lock_attack;
@@ -512,19 +510,7 @@ fn changes_disk(entry: &TraceEntry) -> bool {
         &entry.args,
         SyscallArgs::Open { options, existing_len: None } if options.create || options.create_new
     );
-    succeeded
-        && (creates
-            || entry.args.truncates()
-            || matches!(
-                entry.op,
-                SyscallKind::Write
-                    | SyscallKind::SetLen
-                    | SyscallKind::Rename
-                    | SyscallKind::HardLink
-                    | SyscallKind::RemoveFile
-                    | SyscallKind::CreateDir
-                    | SyscallKind::RemoveDir
-            ))
+    succeeded && (creates || entry.args.truncates() || entry.op.writes())
 }
 
 /// reader-consistent: opens the store read-only in a new process of

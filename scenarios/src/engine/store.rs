@@ -46,21 +46,29 @@ fn failed_fault_free(scenario: &StoreScenario, driver: &Driver<'_>) -> Option<Vi
 /// process sees (names, contents, sizes): every kind that writes, creates,
 /// renames or removes. An open may create or truncate.
 fn changes_what_readers_see(op: SyscallKind) -> bool {
-    matches!(
-        op,
-        SyscallKind::Open
-            | SyscallKind::Write
-            | SyscallKind::SetLen
-            | SyscallKind::Rename
-            | SyscallKind::HardLink
-            | SyscallKind::RemoveFile
-            | SyscallKind::CreateDir
-            | SyscallKind::RemoveDir
-            | SyscallKind::Lock
-    )
+    op.writes() || matches!(op, SyscallKind::Open | SyscallKind::Lock)
 }
 
 impl StoreSubject<'_> {
+    /// A case's last recovery, on the machine rebooted after it: the
+    /// writable open and its checks (a reader first), then
+    /// stays-serviceable where the scenario's device stays full.
+    fn last_recovery(&self, probe: &Probe, rebooted: &SimFs, model: &Model) -> Vec<Violation> {
+        let budget_end = rebooted.syscall_count() + probe.budget();
+        rebooted.set_fault_plan(driver::plan(None, budget_end));
+        let recovered = driver::recover_and_check(self.factory, rebooted, model, budget_end, true);
+        let serviceable = self.serviceable(
+            rebooted,
+            model,
+            recovered.observation.as_ref(),
+            &recovered.violations,
+            budget_end,
+        );
+        let mut violations = recovered.violations;
+        violations.extend(serviceable);
+        violations
+    }
+
     /// stays-serviceable after a case's last recovery, in a scenario whose
     /// device stays full, if that recovery kept every invariant.
     fn serviceable(
@@ -255,19 +263,8 @@ impl Subject for StoreSubject<'_> {
                     )?);
                 }
                 let rebooted = reboot_after_power_cut(&fs, injection.syscall, *persistence, *pick)?;
-                let reboot_budget = rebooted.syscall_count() + probe.budget();
-                rebooted.set_fault_plan(driver::plan(None, reboot_budget));
                 states_checked += 1;
-                let recovered = driver::recover_and_check(factory, &rebooted, &model, reboot_budget, true);
-                let serviceable = self.serviceable(
-                    &rebooted,
-                    &model,
-                    recovered.observation.as_ref(),
-                    &recovered.violations,
-                    reboot_budget,
-                );
-                violations.extend(recovered.violations);
-                violations.extend(serviceable);
+                violations.extend(self.last_recovery(probe, &rebooted, &model));
             }
             None => {
                 let power_off = fs.halted().is_some_and(|h| h.kind == HaltKind::PowerCut);
@@ -286,19 +283,8 @@ impl Subject for StoreSubject<'_> {
                 }
                 let persistence = PersistenceModel::NothingUnsynced;
                 let rebooted = fs.reboot_with(persistence, &fs.crash_choice(persistence));
-                let reboot_budget = rebooted.syscall_count() + probe.budget();
-                rebooted.set_fault_plan(driver::plan(None, reboot_budget));
                 states_checked += 1;
-                let recovered = driver::recover_and_check(factory, &rebooted, &model, reboot_budget, true);
-                let serviceable = self.serviceable(
-                    &rebooted,
-                    &model,
-                    recovered.observation.as_ref(),
-                    &recovered.violations,
-                    reboot_budget,
-                );
-                violations.extend(recovered.violations);
-                violations.extend(serviceable);
+                violations.extend(self.last_recovery(probe, &rebooted, &model));
             }
         }
         let trace = fs.trace();

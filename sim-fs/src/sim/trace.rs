@@ -81,6 +81,22 @@ impl SyscallKind {
         SyscallKind::FreeSpace,
     ];
 
+    /// Whether a syscall of this kind, when it succeeds, changes the
+    /// namespace or a file's content or length (an `Open` may too, when it
+    /// creates or truncates: see [`SyscallArgs::Open`]).
+    pub fn writes(&self) -> bool {
+        matches!(
+            self,
+            SyscallKind::Write
+                | SyscallKind::SetLen
+                | SyscallKind::Rename
+                | SyscallKind::HardLink
+                | SyscallKind::RemoveFile
+                | SyscallKind::CreateDir
+                | SyscallKind::RemoveDir
+        )
+    }
+
     /// The short name used in the trace text.
     pub fn name(&self) -> &'static str {
         match self {
