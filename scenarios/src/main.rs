@@ -315,6 +315,10 @@ struct CertifyArgs {
     /// Instead of certifying, replay this repro line from a certificate.
     #[arg(long)]
     repro: Option<String>,
+    /// With --repro: syscalls of the trace to show before and after the
+    /// fault (default: 8 before, 40 after).
+    #[arg(long, value_name = "N", requires = "repro")]
+    context: Option<usize>,
     /// Certify a store in any language, black box: run `sh -c CMD` in a FUSE
     /// mount of the simulated filesystem and speak blackbox/PROTOCOL.md with it.
     #[arg(long, value_name = "CMD")]
@@ -342,7 +346,10 @@ fn certify_command(args: CertifyArgs) -> u8 {
         },
     };
     if let Some(line) = &args.repro {
-        return print_reproduction(replay::reproduce_line(factory.as_ref(), line));
+        let context = args
+            .context
+            .map_or_else(replay::Context::default, replay::Context::around);
+        return print_reproduction(replay::reproduce_line_with(factory.as_ref(), line, context));
     }
     let faults = match parse_faults(&args.matrix.faults) {
         Ok(f) => f,

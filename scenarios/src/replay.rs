@@ -56,8 +56,17 @@ pub struct Reproduction {
 
 /// Parses `line` and replays it against `factory` ([`reproduce`]).
 pub fn reproduce_line(factory: &dyn StoreFactory, line: &str) -> Result<Reproduction, HarnessError> {
+    reproduce_line_with(factory, line, Context::default())
+}
+
+/// [`reproduce_line`], showing `context` of the trace.
+pub fn reproduce_line_with(
+    factory: &dyn StoreFactory,
+    line: &str,
+    context: Context,
+) -> Result<Reproduction, HarnessError> {
     let case: Case = line.parse().map_err(|e| HarnessError(format!("{line:?}: {e}")))?;
-    reproduce(factory, &case)
+    reproduce_with(factory, &case, context)
 }
 
 /// Replays `case` from scratch against `factory` and describes what

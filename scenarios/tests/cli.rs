@@ -104,6 +104,13 @@ fn run_passes_on_the_correct_store_and_fails_on_the_broken_one() {
     assert_eq!(repro.status.code(), Some(1), "{text}");
     assert!(text.contains(">> #"), "the trace marks the fault: {text}");
     assert!(text.contains("committed-durable broke"), "{text}");
+    // --context N shows N syscalls on either side of the fault.
+    let shown = |text: &str| text.lines().filter(|l| l.starts_with("   #")).count();
+    args.extend(["--context", "2"]);
+    let narrow = stdout(&tearline(&args));
+    assert!(narrow.contains(">> #"), "{narrow}");
+    assert!(shown(&narrow) < shown(&text), "{narrow}\n---\n{text}");
+    assert!(shown(&narrow) <= 2 + 2 + 2, "{narrow}");
 }
 
 #[test]
