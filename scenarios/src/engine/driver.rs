@@ -3,6 +3,7 @@
 //! violation, never a crash of the harness), the model kept in step, and the
 //! writable reopen + observe + check that follows every fault.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use tearline_model::guard::catch_store_panic;
@@ -70,7 +71,7 @@ pub(crate) struct Driver<'f> {
     pub step_starts: Vec<(u64, usize)>,
     /// The operation whose failure stopped the workload, described, with
     /// its failure.
-    pub last_failure: Option<(String, StoreFailure)>,
+    pub last_failure: Option<(Operation, StoreFailure)>,
     /// What the last [`Step::LockFile`] did to the lock, for the evidence
     /// of a second writer let in after it.
     lock_attack: Option<String>,
@@ -186,6 +187,33 @@ impl<'f> Driver<'f> {
         }
     }
 
+    /// The harness, in a process of its own, changes `name` in the store's
+    /// source directory behind the store's back (`edit` gets the process,
+    /// the directory and the path), durably. Its syscalls are the
+    /// harness's. `Stop` if the machine halted meanwhile.
+    fn behind_the_store(
+        &self,
+        name: &str,
+        edit: impl FnOnce(&SimFs, &Path, &Path) -> std::io::Result<()>,
+    ) -> Result<Flow, HarnessError> {
+        let env = env_for(&self.fs);
+        let dir = self
+            .factory
+            .source_dir(&env)
+            .ok_or_else(|| HarnessError("a source edit, but the store has no source directory".into()))?;
+        let harness = self.fs.spawn_process();
+        let path = dir.join(name);
+        let result = harness
+            .create_dir_all_durable(&dir)
+            .and_then(|()| edit(&harness, &dir, &path));
+        harness.crash_process();
+        match result {
+            Ok(()) => Ok(Flow::Continue),
+            Err(_) if self.halted() => Ok(Flow::Stop),
+            Err(e) => Err(HarnessError(format!("editing source {}: {e}", path.display()))),
+        }
+    }
+
     /// Runs one step.
     pub fn step(&mut self, step: &Step) -> Result<Flow, HarnessError> {
         match step {
@@ -227,66 +255,42 @@ impl<'f> Driver<'f> {
                     // A failed operation may or may not have taken effect:
                     // the model keeps it uncertain until a check settles it.
                     Ok(Err(failure)) => {
-                        self.last_failure = Some((op.describe(), failure));
+                        self.last_failure = Some((op.clone(), failure));
                         Ok(Flow::Stop)
                     }
                 }
             }
             Step::EditSource { name, content } => {
-                let env = env_for(&self.fs);
-                let dir = self
-                    .factory
-                    .source_dir(&env)
-                    .ok_or_else(|| HarnessError("a source edit, but the store has no source directory".into()))?;
-                let harness = self.fs.spawn_process();
-                let path = dir.join(name);
-                let result = harness.create_dir_all_durable(&dir).and_then(|()| match content {
-                    Some(content) => harness.write_file_atomic(&path, content.as_bytes()),
-                    None => harness.remove_file(&path).and_then(|()| harness.sync_dir(&dir)),
-                });
-                harness.crash_process();
-                if let Err(e) = result {
-                    if self.halted() {
-                        return Ok(Flow::Stop);
-                    }
-                    return Err(HarnessError(format!("editing source {}: {e}", path.display())));
+                let edited = self.behind_the_store(name, |harness, dir, path| match content {
+                    Some(content) => harness.write_file_atomic(path, content.as_bytes()),
+                    None => harness.remove_file(path).and_then(|()| harness.sync_dir(dir)),
+                })?;
+                if edited == Flow::Continue {
+                    self.model.edit_source(name, content.as_deref());
+                    self.mark();
                 }
-                self.model.edit_source(name, content.as_deref());
-                self.mark();
-                Ok(Flow::Continue)
+                Ok(edited)
             }
             Step::PlantSource { name, plant } => {
-                let env = env_for(&self.fs);
-                let dir = self
-                    .factory
-                    .source_dir(&env)
-                    .ok_or_else(|| HarnessError("a source plant, but the store has no source directory".into()))?;
-                let harness = self.fs.spawn_process();
-                let path = dir.join(name);
-                let result = harness.create_dir_all_durable(&dir).and_then(|()| match plant.text() {
-                    Some(text) => harness.write_file_atomic(&path, text.as_bytes()),
+                let planted = self.behind_the_store(name, |harness, _, path| match plant.text() {
+                    Some(text) => harness.write_file_atomic(path, text.as_bytes()),
                     None if *plant == Plant::NotText => {
-                        harness.write_file_atomic(&path, &[0xff, 0xfe, 0x00, 0x9f, b'\n'])
+                        harness.write_file_atomic(path, &[0xff, 0xfe, 0x00, 0x9f, b'\n'])
                     }
                     None => harness
-                        .create_dir_all_durable(&path)
+                        .create_dir_all_durable(path)
                         .and_then(|()| harness.write_file_atomic(&path.join("inner.md"), b"# inside a directory\n")),
-                });
-                harness.crash_process();
-                if let Err(e) = result {
-                    if self.halted() {
-                        return Ok(Flow::Stop);
+                })?;
+                if planted == Flow::Continue {
+                    // A document is the store's to index; what is not text,
+                    // or not a file, it may index or skip, but not fail on.
+                    match plant.text() {
+                        Some(text) => self.model.edit_source(name, Some(&text)),
+                        None => self.model.unspecify(name),
                     }
-                    return Err(HarnessError(format!("planting {}: {e}", path.display())));
+                    self.mark();
                 }
-                // A document is the store's to index; what is not text, or
-                // not a file, it may index or skip, but not fail on.
-                match plant.text() {
-                    Some(text) => self.model.edit_source(name, Some(&text)),
-                    None => self.model.unspecify(name),
-                }
-                self.mark();
-                Ok(Flow::Continue)
+                Ok(planted)
             }
             Step::Reopen => {
                 self.mark();

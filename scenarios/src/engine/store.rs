@@ -2,7 +2,7 @@
 //! contract ([`StoreFactory`]), a writable reopen + observation + checks
 //! after every fault, and the lock invariant read off every trace.
 
-use tearline_model::{Model, StoreFactory, Violation};
+use tearline_model::{Model, Operation, StoreFactory, Violation};
 use tearline_sim_fs::{CrashChoice, HaltKind, Mount, PersistenceModel, SimConfig, SimFs, SyscallKind};
 
 use super::HarnessError;
@@ -38,8 +38,9 @@ fn machine_config(scenario: &StoreScenario, seed: u64) -> SimConfig {
 /// the scenario allows a fault-free failure.
 fn failed_fault_free(scenario: &StoreScenario, driver: &Driver<'_>) -> Option<Violation> {
     let (op, failure) = driver.last_failure.as_ref()?;
-    (!scenario.fault_free_failure_allowed && (op.starts_with("rebuild") || op.starts_with("reconcile")))
-        .then(|| tearline_model::invariants::filesystem_wins::failed_fault_free(op, failure))
+    let syncs = matches!(op, Operation::Rebuild { .. } | Operation::Reconcile { .. });
+    (!scenario.fault_free_failure_allowed && syncs)
+        .then(|| tearline_model::invariants::filesystem_wins::failed_fault_free(&op.describe(), failure))
 }
 
 /// Whether a syscall of this kind can change what a reader in another
