@@ -62,7 +62,7 @@ use crate::index::{Index, IndexAccess};
 use crate::layout::{DocName, Generation, INDEX_FILE_NAME, Layout, VECTORS_DIR_NAME};
 use crate::lock::WipePermission;
 use crate::schema::SCHEMA_VERSION;
-use crate::store::{SkippedSource, SourceScan, Store, content_hash, read_current, source_names};
+use crate::store::{SkippedSource, SourceScan, Store, read_current, source_names};
 use crate::vectors::local::{LocalVectorStore, OpenMode};
 use crate::vectors::{VectorId, VectorStore};
 
@@ -386,7 +386,7 @@ impl Store {
         let live = self.generation;
         let before: BTreeSet<String> = self.index.files()?.into_iter().map(|(path, _)| path).collect();
         // Listed once, before anything changes: nothing may fail after the switch.
-        let SourceScan { docs, skipped } = self.sources()?;
+        let SourceScan { docs, skipped, .. } = self.sources()?;
         #[cfg(feature = "flawed-variants")]
         if self.flaw == Some(crate::flawed::Flaw::TwoRenameSwap) {
             return self.rebuild_two_renames(&before, &docs, progress);
@@ -444,8 +444,9 @@ impl Store {
 
     fn rebuild_incremental(&mut self, progress: &mut dyn FnMut(&RebuildProgress)) -> Result<RebuildStats> {
         let indexed: BTreeMap<String, crate::index::FileRow> = self.index.files()?.into_iter().collect();
-        let SourceScan { docs, skipped } = self.sources()?;
-        let mut names: BTreeSet<String> = docs.into_iter().map(|name| name.as_str().to_string()).collect();
+        // The scan read every document once: its hashes say what changed.
+        let SourceScan { skipped, hashes, .. } = self.sources()?;
+        let mut names: BTreeSet<String> = hashes.keys().cloned().collect();
         names.extend(indexed.keys().cloned());
         let mut stats = RebuildStats {
             mode: RebuildMode::Incremental,
@@ -462,21 +463,8 @@ impl Store {
         };
         let total = names.len();
         for (position, name) in names.into_iter().enumerate() {
-            let doc = DocName::new(&name)?;
             let row = indexed.get(&name);
-            let path = self.layout.source_file(&doc);
-            let size = match self.fs.metadata(&path) {
-                Ok(meta) => Some(meta.len),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => return Err(e).context(|| format!("looking at {}", path.display())),
-            };
-            let unchanged = match (size, row) {
-                (Some(size), Some(row)) if size == row.size => self
-                    .read_source(&doc)?
-                    .is_some_and(|content| content_hash(&content) == row.hash),
-                (None, None) => true,
-                _ => false,
-            };
+            let unchanged = row.is_some_and(|row| hashes.get(&name) == Some(&row.hash));
             if unchanged {
                 stats.unchanged += 1;
             } else {

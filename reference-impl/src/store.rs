@@ -3,7 +3,7 @@
 //! [`crate::dual_write`]; rebuilding is in [`crate::rebuild`], building and
 //! switching a generation in `crate::generation`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
@@ -696,22 +696,24 @@ impl Store {
                 .fs
                 .read_dir(&dir)
                 .context(|| format!("listing {}", dir.display()))?;
-            let docs = entries
+            let docs: Vec<DocName> = entries
                 .into_iter()
                 .filter(|e| e.kind == FileKind::File)
                 .filter_map(|e| DocName::new(&e.name).ok())
                 .collect();
+            let mut hashes = BTreeMap::new();
+            for name in &docs {
+                if let Some(content) = self.read_source(name)? {
+                    hashes.insert(name.as_str().to_string(), content_hash(&content));
+                }
+            }
             return Ok(SourceScan {
                 docs,
                 skipped: Vec::new(),
+                hashes,
             });
         }
         scan_sources(self.fs.as_ref(), &self.layout)
-    }
-
-    /// The documents of `source/` (see [`scan_sources`]).
-    pub(crate) fn source_names(&self) -> Result<Vec<DocName>> {
-        self.sources().map(|scan| scan.docs)
     }
 
     /// What the vector store holds and what the summaries refer to, for
@@ -761,6 +763,7 @@ impl Store {
         let scan = self.sources()?;
         report.skipped_sources = scan.skipped;
         let sources = scan.docs;
+        let hashes = scan.hashes;
         let source_set: BTreeSet<&str> = sources.iter().map(DocName::as_str).collect();
         let indexed_set: BTreeSet<&str> = indexed.iter().map(|(p, _)| p.as_str()).collect();
         report.unindexed_sources = source_set.difference(&indexed_set).map(|s| s.to_string()).collect();
@@ -769,10 +772,7 @@ impl Store {
                 report.missing_sources.push(path.clone());
                 continue;
             }
-            let name = DocName::new(path)?;
-            if let Some(content) = self.read_source(&name)?
-                && content_hash(&content) != row.hash
-            {
+            if hashes.get(path).is_some_and(|hash| *hash != row.hash) {
                 report.stale.push(path.clone());
             }
         }
@@ -885,6 +885,9 @@ pub(crate) struct SourceScan {
     pub docs: Vec<DocName>,
     /// Everything else but the store's temporary files, sorted by name.
     pub skipped: Vec<SkippedSource>,
+    /// Each document's content hash, as read by the scan (so no caller
+    /// reads the files again to hash them).
+    pub hashes: BTreeMap<String, String>,
 }
 
 /// Lists `source/` and reads each candidate: a hostile tree (a directory or
@@ -898,6 +901,7 @@ pub(crate) fn scan_sources(fs: &dyn Fs, layout: &Layout) -> Result<SourceScan> {
     let mut scan = SourceScan {
         docs: Vec::new(),
         skipped: Vec::new(),
+        hashes: BTreeMap::new(),
     };
     for entry in entries.into_iter().filter(|e| !e.name.starts_with('.')) {
         let skip = |reason: String| SkippedSource {
@@ -925,7 +929,10 @@ pub(crate) fn scan_sources(fs: &dyn Fs, layout: &Layout) -> Result<SourceScan> {
         }
         let path = layout.source_file(&name);
         match fs.read_file(&path) {
-            Ok(content) if std::str::from_utf8(&content).is_ok() => scan.docs.push(name),
+            Ok(content) if std::str::from_utf8(&content).is_ok() => {
+                scan.hashes.insert(name.as_str().to_string(), content_hash(&content));
+                scan.docs.push(name);
+            }
             Ok(_) => scan.skipped.push(skip("its content is not UTF-8 text".to_string())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 scan.skipped

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use tearline_model::contract::{Access as ContractAccess, RebuildKind, ReconcileKind};
 use tearline_model::{
     Capabilities, Env, FailureKind, NamedStore, Observation, Operation, RemoteFault, SchemaObservation, SchemaStamp,
-    StoreFactory, StoreFailure, StoreUnderTest, content_hash,
+    StoreFactory, StoreFailure, StoreUnderTest,
 };
 use tearline_sim_fs::{FileKind, Fs, FsExt};
 
@@ -443,12 +443,7 @@ impl StoreUnderTest for RefStore {
             .into_iter()
             .map(|(name, row)| (name, row.hash))
             .collect();
-        let mut sources = BTreeMap::new();
-        for name in store.source_names().map_err(failure)? {
-            if let Some(content) = store.read_source(&name).map_err(failure)? {
-                sources.insert(name.as_str().to_string(), content_hash(&content));
-            }
-        }
+        let sources = store.sources().map_err(failure)?.hashes;
         let (version, _) = store.index.version().map_err(failure)?;
         let matches_stamp = store.index.schema_matches_stamp().map_err(failure)?;
         let live = store.generation;
