@@ -333,3 +333,77 @@ fn recovery_that_is_lost_by_a_power_cut_in_the_next_open_breaks_recovery_idempot
     );
     assert_eq!(found.reproduces, Some(true), "its line replays");
 }
+
+#[test]
+fn a_reader_that_writes_breaks_reader_consistent() {
+    use tearline_model::{Access, Capabilities, Env, StoreFailure, StoreUnderTest};
+    use tearline_sim_fs::FsExt;
+    /// The correct store, declaring concurrent readers; with `scribbles`,
+    /// a read-only open also leaves a file behind.
+    struct Reader {
+        inner: FilePerDocFactory,
+        scribbles: bool,
+    }
+    impl StoreFactory for Reader {
+        fn name(&self) -> &str {
+            "reader"
+        }
+        fn capabilities(&self) -> Capabilities {
+            Capabilities {
+                concurrent_readers: true,
+                ..self.inner.capabilities()
+            }
+        }
+        fn init(&self, env: &Env) -> Result<(), StoreFailure> {
+            self.inner.init(env)
+        }
+        fn open(&self, env: &Env, access: Access) -> Result<Box<dyn StoreUnderTest>, StoreFailure> {
+            if self.scribbles && access == Access::ReadOnly {
+                env.fs
+                    .write_file(&env.root.join("reader-was-here"), b"!")
+                    .map_err(StoreFailure::new)?;
+            }
+            self.inner.open(env, access)
+        }
+        fn source_dir(&self, env: &Env) -> Option<std::path::PathBuf> {
+            self.inner.source_dir(env)
+        }
+        fn protected_paths(&self, env: &Env) -> Vec<String> {
+            self.inner.protected_paths(env)
+        }
+        fn lock_file(&self, env: &Env) -> Option<std::path::PathBuf> {
+            self.inner.lock_file(env)
+        }
+    }
+    let options = RunOptions {
+        engine: EngineOptions {
+            faults: vec![Fault::PowerCut],
+            models: vec![tearline_sim_fs::PersistenceModel::NothingUnsynced],
+            ..EngineOptions::default()
+        },
+        ..RunOptions::default()
+    };
+    let changed_disk = |scribbles: bool| {
+        let factory = Reader {
+            inner: FilePerDocFactory::correct(),
+            scribbles,
+        };
+        let result = run::run_entry(&entry(&factory, "add-interrupted"), &factory, &options, &|_, _| {}).expect("runs");
+        assert!(result.reader_observations > 0, "readers were checked");
+        result
+            .failures
+            .iter()
+            .filter(|f| f.invariant == Invariant::ReaderConsistent)
+            .map(|f| f.evidence.clone())
+            .collect::<Vec<_>>()
+    };
+    let quiet = changed_disk(false);
+    assert!(quiet.is_empty(), "a reader that writes nothing: {quiet:?}");
+    let caught = changed_disk(true);
+    assert!(
+        caught
+            .iter()
+            .any(|e| e.contains("changed the disk") && e.contains("reader-was-here")),
+        "{caught:?}"
+    );
+}
