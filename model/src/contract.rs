@@ -211,6 +211,12 @@ pub enum FailureKind {
     /// writer in the middle of an operation, or one interrupted that a
     /// writable open must recover): retry later, or open writable.
     RecoveryPending,
+    /// The store found one of its own files damaged (a checksum, an
+    /// integrity check or a format that does not hold) and refused to
+    /// answer rather than answer wrong; the message names the file. A
+    /// writable open repairs it (rebuildable-from-source). Absent from
+    /// older descriptions.
+    Damaged,
 }
 
 impl FailureKind {
@@ -220,6 +226,7 @@ impl FailureKind {
             FailureKind::Unknown => "unknown",
             FailureKind::NotApplied => "not-applied",
             FailureKind::RecoveryPending => "recovery-pending",
+            FailureKind::Damaged => "damaged",
         }
     }
 }
@@ -296,6 +303,12 @@ pub struct Observation {
     pub backups: usize,
     /// The schema, if the store has a versioned one.
     pub schema: Option<SchemaObservation>,
+    /// Documents whose stored vector is not the embedding of their indexed
+    /// content (read back from the vector store and compared value by
+    /// value): a vector store that serves damaged records silently.
+    /// Absent from older observations: none.
+    #[serde(default)]
+    pub wrong_vectors: Vec<String>,
 }
 
 /// How [`StoreFactory::stamp_schema`] makes an index look written by another build.

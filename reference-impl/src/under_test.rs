@@ -466,6 +466,7 @@ impl StoreUnderTest for RefStore {
                 expected: SCHEMA_VERSION,
                 matches_stamp,
             }),
+            wrong_vectors: Vec::new(),
         })
     }
 }
