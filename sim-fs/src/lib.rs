@@ -23,7 +23,7 @@ pub use fs::{
     OpenOptions, PathError, RangeLockMode,
 };
 pub use real::RealFs;
-pub use sim::durability::SyncDataPolicy;
+pub use sim::durability::{FsyncFailure, SyncDataPolicy};
 pub use sim::faults::{Fault, FaultPlan, SyscallFilter, Trigger};
 pub use sim::persistence::{CrashChoice, Fate, PersistenceModel};
 pub use sim::trace::{Outcome, SyscallArgs, SyscallKind, Trace, TraceEntry};

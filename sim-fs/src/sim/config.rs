@@ -5,7 +5,7 @@ use std::time::Duration;
 
 #[cfg(doc)]
 use super::SimFs;
-use super::durability::SyncDataPolicy;
+use super::durability::{FsyncFailure, SyncDataPolicy};
 use super::persistence::PersistenceModel;
 
 /// A device mounted at a path prefix.
@@ -27,6 +27,9 @@ pub struct SimConfig {
     pub persistence: PersistenceModel,
     /// What `fdatasync` makes durable. Default [`SyncDataPolicy::Linux`].
     pub sync_data: SyncDataPolicy,
+    /// What a failed `fsync`/`fdatasync` does to the file's dirty data.
+    /// Default [`FsyncFailure::DropsDirtyData`] (Linux).
+    pub fsync_failure: FsyncFailure,
     /// Capacity of the root device in bytes. Default `u64::MAX` (unlimited).
     pub root_capacity_bytes: u64,
     /// Further devices. Default none.
@@ -41,6 +44,7 @@ impl Default for SimConfig {
             seed: 0,
             persistence: PersistenceModel::Prefix,
             sync_data: SyncDataPolicy::Linux,
+            fsync_failure: FsyncFailure::DropsDirtyData,
             root_capacity_bytes: u64::MAX,
             mounts: Vec::new(),
             syscall_time: Duration::from_micros(10),

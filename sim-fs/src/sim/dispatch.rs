@@ -14,11 +14,25 @@ use super::trace::{Outcome, SyscallArgs, SyscallKind};
 use super::world::{Call, PowerCut, World};
 
 /// What a fault does to the one syscall it strikes, once the generic faults
-/// (power cut, crash, errno, clock jump) are handled.
+/// (power cut, crash, errno, clock steps) are handled: the call's body
+/// carries these out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum WriteFault {
+pub(super) enum CallFault {
+    /// A write stores part of its buffer.
     Short,
+    /// A write stores a sector-aligned part, then the power goes.
     Torn,
+    /// A write lands at another sector-aligned offset.
+    Misdirected,
+    /// A file sync fails with this errno (what it does to the dirty data
+    /// is [`super::durability::FsyncFailure`]).
+    FailedSync(i32),
+    /// A read makes a sector it covers go bad.
+    LatentSector,
+    /// A read flips a bit on the medium.
+    BitRot,
+    /// A read returns a bit flipped.
+    BitFlip,
 }
 
 impl SimFs {
@@ -31,7 +45,7 @@ impl SimFs {
         op: SyscallKind,
         path: &str,
         args: impl FnOnce(&World) -> SyscallArgs,
-        body: impl FnOnce(&mut World, Option<WriteFault>) -> io::Result<T>,
+        body: impl FnOnce(&mut World, Option<CallFault>) -> io::Result<T>,
         describe: impl FnOnce(&T) -> Outcome,
     ) -> io::Result<T> {
         let mut guard = self.world();
@@ -56,7 +70,7 @@ impl SimFs {
             kind,
             at_syscall: index,
         };
-        let write_fault = match fault {
+        let call_fault = match fault {
             Some(Fault::PowerCut) => {
                 world.power_cut = Some(PowerCut {
                     halt: halt(HaltKind::PowerCut),
@@ -70,6 +84,9 @@ impl SimFs {
                 world.log(&call, Outcome::ProcessCrash, fault);
                 return Err(halt_error(halt(HaltKind::ProcessCrash)));
             }
+            Some(Fault::Errno(code)) if matches!(op, SyscallKind::SyncAll | SyscallKind::SyncData) => {
+                Some(CallFault::FailedSync(code))
+            }
             Some(Fault::Errno(code)) => {
                 world.log(&call, Outcome::Errno(code), fault);
                 return Err(io::Error::from_raw_os_error(code));
@@ -78,11 +95,19 @@ impl SimFs {
                 world.clock.jump_back(by);
                 None
             }
-            Some(Fault::ShortWrite) => Some(WriteFault::Short),
-            Some(Fault::TornWrite) => Some(WriteFault::Torn),
+            Some(Fault::ClockJumpForward(by)) => {
+                world.clock.advance(by);
+                None
+            }
+            Some(Fault::ShortWrite) => Some(CallFault::Short),
+            Some(Fault::TornWrite) => Some(CallFault::Torn),
+            Some(Fault::MisdirectedWrite) => Some(CallFault::Misdirected),
+            Some(Fault::LatentSector) => Some(CallFault::LatentSector),
+            Some(Fault::BitRot) => Some(CallFault::BitRot),
+            Some(Fault::BitFlip) => Some(CallFault::BitFlip),
             None => None,
         };
-        let result = body(world, write_fault);
+        let result = body(world, call_fault);
         let outcome = match (&result, world.power_cut) {
             (_, Some(cut)) if cut.halt.at_syscall == index => Outcome::PowerCut,
             (Ok(value), _) => describe(value),

@@ -22,6 +22,15 @@
 //!   directories has two halves (the old name goes, the new name appears), each
 //!   made durable by a sync of its own directory; until then a crash keeps or
 //!   loses the whole pending part of it.
+//!
+//! What a failed `fsync`/`fdatasync` does is [`FsyncFailure`]: by default
+//! Linux's rule ([`State::drop_dirty_data`]): the file's dirty data is marked
+//! clean without reaching the disk, so the page cache keeps the bytes, a
+//! power cut loses them, and a later successful sync does not bring them
+//! back (it makes durable only what was written after the failure).
+//!
+//! Faults at rest live here too: sectors of the medium that read as `EIO`
+//! until they are rewritten ([`State::bad_sectors`]); they survive reboots.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -40,6 +49,37 @@ pub enum SyncDataPolicy {
     /// truncation stays pending until `fsync` (what POSIX alone promises).
     SizeNotDurable,
 }
+
+/// What a failed `fsync` or `fdatasync` of a file does to its dirty data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum FsyncFailure {
+    /// As Linux (ext4, XFS, btrfs; since 4.13 writeback errors are reported
+    /// once per open file through `errseq`): the writeback error marks the
+    /// dirty pages clean without their reaching the disk. The page cache
+    /// keeps the new bytes (reads see them), a power cut loses them, the
+    /// error is reported once, and a retried `fsync` returns success
+    /// without making them durable (PostgreSQL's "fsyncgate", 2018). The
+    /// default.
+    #[default]
+    DropsDirtyData,
+    /// The failed sync changes nothing: the data stays dirty and a retried
+    /// sync makes it durable (what a store written for a kernel that keeps
+    /// dirty pages after a writeback error may assume).
+    KeepsDirtyData,
+}
+
+impl FsyncFailure {
+    /// Its name (`drops-dirty-data`, `keeps-dirty-data`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            FsyncFailure::DropsDirtyData => "drops-dirty-data",
+            FsyncFailure::KeepsDirtyData => "keeps-dirty-data",
+        }
+    }
+}
+
+/// The sector size of the medium, for faults at rest (latent sector errors).
+pub(crate) const MEDIUM_SECTOR: u64 = 512;
 
 /// An operation applied to the page cache and not yet known to be durable.
 #[derive(Clone, Debug)]
@@ -226,25 +266,87 @@ pub(crate) struct State {
     pub(crate) current: Image,
     pub(crate) durable: Image,
     pub(crate) pending: imbl::Vector<PendingOp>,
+    /// Files some of whose dirty data a failed sync dropped: their page
+    /// cache holds bytes that will never reach the disk, so a sync makes
+    /// durable only the pending writes, not the page cache's content.
+    pub(crate) dropped_dirty: imbl::OrdSet<Ino>,
+    /// Sectors ([`MEDIUM_SECTOR`] bytes, by index in the file) that read as
+    /// `EIO` until a write covers them: latent sector errors of the medium,
+    /// which a power cut does not heal.
+    pub(crate) bad_sectors: imbl::OrdSet<(Ino, u64)>,
 }
 
 impl State {
     /// An empty filesystem, all of it durable.
     pub(crate) fn new() -> Self {
-        let image = Image::new();
+        Self::from_image(Image::new(), imbl::OrdSet::new())
+    }
+
+    /// A state in which `image` is both current and durable (after a reboot),
+    /// on a medium with these bad sectors.
+    pub(crate) fn from_image(image: Image, bad_sectors: imbl::OrdSet<(Ino, u64)>) -> Self {
         Self {
             current: image.clone(),
             durable: image,
             pending: imbl::Vector::new(),
+            dropped_dirty: imbl::OrdSet::new(),
+            bad_sectors,
         }
     }
 
-    /// A state in which `image` is both current and durable (after a reboot).
-    pub(crate) fn from_image(image: Image) -> Self {
-        Self {
-            current: image.clone(),
-            durable: image,
-            pending: imbl::Vector::new(),
+    /// A failed sync of `ino` under Linux's rule: its pending data
+    /// operations are dropped without reaching the disk (the page cache
+    /// keeps them). Returns how many were dropped.
+    pub(crate) fn drop_dirty_data(&mut self, ino: Ino) -> usize {
+        let before = self.pending.len();
+        self.pending.retain(|op| op.data_ino() != Some(ino));
+        let dropped = before - self.pending.len();
+        if dropped > 0 {
+            self.dropped_dirty.insert(ino);
+        }
+        dropped
+    }
+
+    /// The first bad sector a read of `len` bytes at `offset` of `ino` meets.
+    pub(crate) fn bad_sector_in(&self, ino: Ino, offset: u64, len: u64) -> Option<u64> {
+        if self.bad_sectors.is_empty() || len == 0 {
+            return None;
+        }
+        let first = offset / MEDIUM_SECTOR;
+        let last = (offset + len - 1) / MEDIUM_SECTOR;
+        self.bad_sectors
+            .range((ino, first)..=(ino, last))
+            .next()
+            .map(|(_, s)| *s)
+    }
+
+    /// Bit rot: flips bit `bit` of byte `at` of `ino` on the medium and in
+    /// the page cache (where each holds that byte).
+    pub(crate) fn flip_bit(&mut self, ino: Ino, at: u64, bit: u8) {
+        for image in [&mut self.current, &mut self.durable] {
+            let Some(file) = image.file(ino) else { continue };
+            if at >= file.len() {
+                continue;
+            }
+            let (device, mtime) = (file.device, file.mtime);
+            let mut byte = [0u8];
+            file.read_at(&mut byte, at);
+            byte[0] ^= 1 << (bit % 8);
+            image.file_mut(ino, device, mtime).write_at(&byte, at);
+        }
+    }
+
+    /// A write of `len` bytes at `offset` of `ino` rewrites (and so heals,
+    /// as a drive remaps a sector on write) every bad sector it touches.
+    pub(crate) fn heal_sectors(&mut self, ino: Ino, offset: u64, len: u64) {
+        if self.bad_sectors.is_empty() || len == 0 {
+            return;
+        }
+        let first = offset / MEDIUM_SECTOR;
+        let last = (offset + len - 1) / MEDIUM_SECTOR;
+        let healed: Vec<(Ino, u64)> = self.bad_sectors.range((ino, first)..=(ino, last)).cloned().collect();
+        for sector in healed {
+            self.bad_sectors.remove(&sector);
         }
     }
 
@@ -254,8 +356,22 @@ impl State {
         self.pending.push_back(op);
     }
 
-    /// `fsync`: the file's data and length become durable.
+    /// `fsync`: the file's data and length become durable. For a file whose
+    /// dirty data a failed sync dropped, only what was written since is.
     pub(crate) fn sync_file(&mut self, ino: Ino) {
+        if self.dropped_dirty.contains(&ino) {
+            let ops: Vec<PendingOp> = self
+                .pending
+                .iter()
+                .filter(|op| op.data_ino() == Some(ino))
+                .cloned()
+                .collect();
+            for op in &ops {
+                apply(&mut self.durable, op, None);
+            }
+            self.pending.retain(|op| op.data_ino() != Some(ino));
+            return;
+        }
         let Some(node) = self.current.node(ino).cloned() else {
             return;
         };
@@ -265,6 +381,10 @@ impl State {
 
     /// `fdatasync` under `policy`.
     pub(crate) fn sync_data(&mut self, ino: Ino, policy: SyncDataPolicy) {
+        if self.dropped_dirty.contains(&ino) {
+            // The page cache is not what reaches the disk: the pending writes are.
+            return self.sync_file(ino);
+        }
         let (Some(current), SyncDataPolicy::SizeNotDurable) = (self.current.file(ino).cloned(), policy) else {
             return self.sync_file(ino);
         };
@@ -367,6 +487,14 @@ impl State {
             match choice.fate(index) {
                 Fate::Lost => {}
                 Fate::Kept => apply(&mut image, op, None),
+                Fate::Zeroed => apply(
+                    &mut image,
+                    op,
+                    Some(Tear {
+                        sector_size,
+                        keep_sector: &|_| false,
+                    }),
+                ),
                 Fate::Torn(sectors) => {
                     let keep_sector = |i: usize| sectors.get(i).copied().unwrap_or(false);
                     apply(

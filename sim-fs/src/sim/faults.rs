@@ -7,14 +7,41 @@
 //! - **process crash** ([`Fault::ProcessCrash`]): the calling process is killed
 //!   (SIGKILL) before the call completes; its handles and locks go, the page
 //!   cache stays;
-//! - **errno** ([`Fault::Errno`]): fail with that error, changing nothing
-//!   (`ENOSPC`, `EIO`, `EXDEV`, ... exactly as the kernel reports them);
+//! - **errno** ([`Fault::Errno`]): fail with that error (`ENOSPC`, `EIO`,
+//!   `EXDEV`, ... exactly as the kernel reports them), changing nothing —
+//!   except at a file's `fsync`/`fdatasync`, where by default Linux's rule
+//!   holds ([`super::durability::FsyncFailure::DropsDirtyData`]): the
+//!   writeback error marks the file's dirty pages clean without their
+//!   reaching the disk, the error is reported once, and a retried sync
+//!   succeeds without making them durable;
 //! - **short write** ([`Fault::ShortWrite`]): a write stores only a prefix of
 //!   its buffer and returns the shorter count, as the kernel may;
 //! - **torn write** ([`Fault::TornWrite`]): a write stores a sector-aligned
 //!   prefix of its buffer which reaches the disk, then the power is cut;
-//! - **clock jump** ([`Fault::ClockJumpBack`]): the wall clock steps backwards,
-//!   and the call then proceeds normally.
+//! - **clock steps** ([`Fault::ClockJumpBack`], [`Fault::ClockJumpForward`]):
+//!   the wall clock steps backwards or forwards (an NTP correction, a VM
+//!   resumed, a dead RTC battery), and the call then proceeds normally.
+//!
+//! Faults at rest: the medium, not the call, goes wrong. They strike reads and
+//! writes of every file, SQLite's included (through the VFS), as a drive and
+//! its firmware do (TigerBeetle's simulator injects the same three):
+//! - **latent sector error** ([`Fault::LatentSector`]): a 512-byte sector the
+//!   read covers goes bad: this read and every later read of it (across
+//!   reboots) fail with `EIO`, until a write covers it (a drive remaps a
+//!   sector on write);
+//! - **bit rot** ([`Fault::BitRot`]): one bit of what the read covers flips on
+//!   the medium (and in the page cache): this read and every later one
+//!   return the flipped byte;
+//! - **bit flip** ([`Fault::BitFlip`]): this read alone returns one bit
+//!   flipped (a transfer error); what is stored is unchanged;
+//! - **misdirected write** ([`Fault::MisdirectedWrite`]): the write lands at
+//!   another sector-aligned offset of the same file and reports success; the
+//!   bytes it was meant to replace stay as they were.
+//!
+//! Which byte, bit or sector is drawn from the fault RNG, so the same seed
+//! strikes the same place. After a power cut, an extended region whose data
+//! was not synced may read as zeros: that is the persistence model
+//! [`super::persistence::PersistenceModel::Zeroed`], not a fault.
 //!
 //! Each rule of a [`FaultPlan`] pairs a fault with a [`Trigger`]: a syscall
 //! index, the n-th syscall matching a [`SyscallFilter`] (e.g. the first fsync
@@ -46,6 +73,18 @@ pub enum Fault {
     TornWrite,
     /// The wall clock steps back by this much; the syscall then proceeds.
     ClockJumpBack(Duration),
+    /// The wall clock steps forward by this much; the syscall then proceeds.
+    ClockJumpForward(Duration),
+    /// A sector the read covers goes bad: `EIO` now and at every later
+    /// read of it until it is rewritten.
+    LatentSector,
+    /// One bit the read covers flips on the medium, for good.
+    BitRot,
+    /// This read returns one bit flipped; the medium is unchanged.
+    BitFlip,
+    /// The write lands at another sector-aligned offset of the file and
+    /// reports success.
+    MisdirectedWrite,
 }
 
 impl Fault {
@@ -59,16 +98,18 @@ impl Fault {
     /// Whether the kernel could produce this fault at this syscall: `ENOSPC`
     /// where space is allocated (writes, creates, syncs of delayed
     /// allocations), `EXDEV` only for rename and link, `EIO` for any I/O but
-    /// locks, short and torn writes only for writes; power cuts, crashes and
-    /// clock jumps anywhere.
+    /// locks, short, torn and misdirected writes only for writes, latent
+    /// sector errors and bit flips only for reads; power cuts, crashes and
+    /// clock steps anywhere.
     pub fn applies_to(&self, op: SyscallKind) -> bool {
         use SyscallKind::*;
         if matches!(op, Reboot | Unlock) {
             return false;
         }
         match self {
-            Fault::PowerCut | Fault::ProcessCrash | Fault::ClockJumpBack(_) => true,
-            Fault::ShortWrite | Fault::TornWrite => op == Write,
+            Fault::PowerCut | Fault::ProcessCrash | Fault::ClockJumpBack(_) | Fault::ClockJumpForward(_) => true,
+            Fault::ShortWrite | Fault::TornWrite | Fault::MisdirectedWrite => op == Write,
+            Fault::LatentSector | Fault::BitRot | Fault::BitFlip => op == Read,
             Fault::Errno(code) if *code == libc::ENOSPC => matches!(
                 op,
                 Open | Write | SetLen | SyncAll | SyncData | SyncDir | Rename | HardLink | CreateDir | Lock
@@ -80,23 +121,44 @@ impl Fault {
     }
 
     /// Parses the names printed by `Display`: `power-cut`, `crash`, `ENOSPC`
-    /// (any errno name), `short-write`, `torn-write`, `clock-back-<ms>ms`.
+    /// (any errno name), `short-write`, `torn-write`, `misdirected-write`,
+    /// `latent-sector`, `bit-rot`, `bit-flip`, `clock-back-<ms>ms`,
+    /// `clock-forward-<ms>ms`.
     pub fn parse(text: &str) -> Option<Fault> {
+        let millis = |prefix: &str| {
+            text.strip_prefix(prefix)
+                .and_then(|r| r.strip_suffix("ms"))
+                .filter(|digits| !digits.starts_with('+'))
+                .and_then(|digits| digits.parse().ok())
+                .map(Duration::from_millis)
+        };
         match text {
             "power-cut" => Some(Fault::PowerCut),
             "crash" => Some(Fault::ProcessCrash),
             "short-write" => Some(Fault::ShortWrite),
             "torn-write" => Some(Fault::TornWrite),
+            "misdirected-write" => Some(Fault::MisdirectedWrite),
+            "latent-sector" => Some(Fault::LatentSector),
+            "bit-rot" => Some(Fault::BitRot),
+            "bit-flip" => Some(Fault::BitFlip),
             other => {
-                if let Some(ms) = other.strip_prefix("clock-back-").and_then(|r| r.strip_suffix("ms")) {
-                    return ms
-                        .parse()
-                        .ok()
-                        .map(|ms| Fault::ClockJumpBack(Duration::from_millis(ms)));
+                if let Some(by) = millis("clock-back-") {
+                    return Some(Fault::ClockJumpBack(by));
+                }
+                if let Some(by) = millis("clock-forward-") {
+                    return Some(Fault::ClockJumpForward(by));
                 }
                 errno_from_name(other).map(Fault::Errno)
             }
         }
+    }
+
+    /// Whether this is a fault at rest (the medium goes wrong, not the call).
+    pub fn is_at_rest(&self) -> bool {
+        matches!(
+            self,
+            Fault::LatentSector | Fault::BitRot | Fault::BitFlip | Fault::MisdirectedWrite
+        )
     }
 }
 
@@ -109,6 +171,11 @@ impl fmt::Display for Fault {
             Fault::ShortWrite => f.write_str("short-write"),
             Fault::TornWrite => f.write_str("torn-write"),
             Fault::ClockJumpBack(by) => write!(f, "clock-back-{}ms", by.as_millis()),
+            Fault::ClockJumpForward(by) => write!(f, "clock-forward-{}ms", by.as_millis()),
+            Fault::LatentSector => f.write_str("latent-sector"),
+            Fault::BitRot => f.write_str("bit-rot"),
+            Fault::BitFlip => f.write_str("bit-flip"),
+            Fault::MisdirectedWrite => f.write_str("misdirected-write"),
         }
     }
 }
@@ -275,6 +342,11 @@ mod tests {
         assert!(Fault::TornWrite.applies_to(SyscallKind::Write));
         assert!(!Fault::TornWrite.applies_to(SyscallKind::SyncAll));
         assert!(Fault::PowerCut.applies_to(SyscallKind::LockRange));
+        for at_rest in [Fault::LatentSector, Fault::BitRot, Fault::BitFlip] {
+            assert!(at_rest.applies_to(SyscallKind::Read) && !at_rest.applies_to(SyscallKind::Write));
+        }
+        assert!(Fault::MisdirectedWrite.applies_to(SyscallKind::Write));
+        assert!(!Fault::MisdirectedWrite.applies_to(SyscallKind::Read));
     }
 
     #[test]
@@ -323,8 +395,16 @@ mod tests {
             Fault::ShortWrite,
             Fault::TornWrite,
             Fault::ClockJumpBack(Duration::from_millis(1500)),
+            Fault::ClockJumpForward(Duration::from_millis(2500)),
+            Fault::LatentSector,
+            Fault::BitRot,
+            Fault::BitFlip,
+            Fault::MisdirectedWrite,
         ] {
             assert_eq!(Fault::parse(&fault.to_string()), Some(fault));
+        }
+        for bad in ["clock-back-ms", "clock-forward-+5ms", "clock-forward-5", "bit-rots"] {
+            assert_eq!(Fault::parse(bad), None, "{bad}");
         }
     }
 }

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use rand::Rng;
 
 use super::SimFs;
-use super::dispatch::{WriteFault, ok};
-use super::durability::PendingOp;
+use super::dispatch::{CallFault, ok};
+use super::durability::{FsyncFailure, MEDIUM_SECTOR, PendingOp};
 use super::halt::{HaltKind, Halted, halt_error};
 use super::image::{Ino, Node};
 use super::locks;
@@ -87,7 +87,7 @@ impl SimFile {
         &self,
         op: SyscallKind,
         args: impl FnOnce(&World) -> SyscallArgs,
-        body: impl FnOnce(&mut World, &OpenFileView, Option<WriteFault>) -> io::Result<T>,
+        body: impl FnOnce(&mut World, &OpenFileView, Option<CallFault>) -> io::Result<T>,
         describe: impl FnOnce(&T) -> Outcome,
     ) -> io::Result<T> {
         let path = self.path();
@@ -112,6 +112,29 @@ impl SimFile {
     }
 }
 
+/// A file sync the fault plan fails: under [`FsyncFailure::DropsDirtyData`]
+/// the file's dirty data is dropped (Linux), then the error is returned.
+fn failed_sync(world: &mut World, ino: Ino, fault: Option<CallFault>) -> io::Result<()> {
+    let Some(CallFault::FailedSync(code)) = fault else {
+        return Ok(());
+    };
+    if world.config.fsync_failure == FsyncFailure::DropsDirtyData {
+        world.state.drop_dirty_data(ino);
+    }
+    Err(io::Error::from_raw_os_error(code))
+}
+
+/// Where a misdirected write of `len` bytes meant for `offset` lands: another
+/// sector-aligned offset within the file (or just past its end).
+fn misdirect(rng: &mut impl Rng, offset: u64, len: usize, file_len: u64) -> u64 {
+    let sectors = file_len.max(offset + len as u64).div_ceil(MEDIUM_SECTOR) + 1;
+    let meant = offset / MEDIUM_SECTOR;
+    let other = rng.random_range(0..sectors - 1);
+    // Every sector but the one meant, each equally likely.
+    let sector = if other >= meant { other + 1 } else { other };
+    sector * MEDIUM_SECTOR
+}
+
 /// The parts of an open file a syscall body needs.
 struct OpenFileView {
     ino: Ino,
@@ -131,9 +154,33 @@ impl FileHandle for SimFile {
                 offset,
                 len: len as u64,
             },
-            |world, file, _| {
+            |world, file, fault| {
+                let len = world.state.current.file(file.ino).ok_or_else(errno::ebadf)?.len();
+                // The bytes this read covers; a fault at rest strikes one of them.
+                let covered = len.saturating_sub(offset).min(buf.len() as u64);
+                if covered > 0 {
+                    let struck = offset + world.fault_rng.random_range(0..covered);
+                    match fault {
+                        Some(CallFault::LatentSector) => {
+                            world.state.bad_sectors.insert((file.ino, struck / MEDIUM_SECTOR));
+                        }
+                        Some(CallFault::BitRot) => {
+                            let bit = world.fault_rng.random_range(0..8u8);
+                            world.state.flip_bit(file.ino, struck, bit);
+                        }
+                        _ => {}
+                    }
+                }
+                if world.state.bad_sector_in(file.ino, offset, covered).is_some() {
+                    return Err(errno::eio());
+                }
                 let data = world.state.current.file(file.ino).ok_or_else(errno::ebadf)?;
-                Ok(data.read_at(buf, offset))
+                let read = data.read_at(buf, offset);
+                if fault == Some(CallFault::BitFlip) && read > 0 {
+                    let at = world.fault_rng.random_range(0..read);
+                    buf[at] ^= 1 << world.fault_rng.random_range(0..8u8);
+                }
+                Ok(read)
             },
             count,
         )
@@ -154,9 +201,13 @@ impl FileHandle for SimFile {
                     let data = world.state.current.file(file.ino).ok_or_else(errno::ebadf)?;
                     (data.device, data.len())
                 };
+                let offset = match fault {
+                    Some(CallFault::Misdirected) => misdirect(&mut world.fault_rng, offset, buf.len(), old_len),
+                    _ => offset,
+                };
                 let written = match fault {
-                    Some(WriteFault::Short) if buf.len() > 1 => world.fault_rng.random_range(1..buf.len()),
-                    Some(WriteFault::Torn) => {
+                    Some(CallFault::Short) if buf.len() > 1 => world.fault_rng.random_range(1..buf.len()),
+                    Some(CallFault::Torn) => {
                         let sector = world.config.persistence.sector_size() as usize;
                         let sectors = buf.len().div_ceil(sector);
                         world.fault_rng.random_range(0..sectors.max(1)) * sector
@@ -175,8 +226,9 @@ impl FileHandle for SimFile {
                         mtime,
                     });
                     world.account(device, old_len, new_len);
+                    world.state.heal_sectors(file.ino, offset, written as u64);
                 }
-                if fault == Some(WriteFault::Torn) {
+                if fault == Some(CallFault::Torn) {
                     let halt = Halted {
                         kind: HaltKind::PowerCut,
                         at_syscall: world.syscall_index - 1,
@@ -237,7 +289,8 @@ impl FileHandle for SimFile {
         self.call(
             SyscallKind::SyncAll,
             |_| SyscallArgs::None,
-            |world, file, _| {
+            |world, file, fault| {
+                failed_sync(world, file.ino, fault)?;
                 world.state.sync_file(file.ino);
                 Ok(())
             },
@@ -249,7 +302,8 @@ impl FileHandle for SimFile {
         self.call(
             SyscallKind::SyncData,
             |_| SyscallArgs::None,
-            |world, file, _| {
+            |world, file, fault| {
+                failed_sync(world, file.ino, fault)?;
                 let policy = world.config.sync_data;
                 world.state.sync_data(file.ino, policy);
                 Ok(())

@@ -11,6 +11,7 @@
 //! | [`PersistenceModel::Prefix`] | the first k pending ops, in issue order | a filesystem that journals in order (ext4 `data=journal`) |
 //! | [`PersistenceModel::AnySubset`] | any subset, in issue order | a disk cache that reorders writes |
 //! | [`PersistenceModel::Torn`] | any subset, and each surviving write may be torn: some of its sectors new, others old | a device without atomic sector groups |
+//! | [`PersistenceModel::Zeroed`] | every name and length change, no unsynced data: a region a write extended reads as zeros | metadata journaled, data not written (ext4 `data=writeback`, delayed allocation: the zero-filled files after a rename without fsync) |
 //!
 //! A [`CrashChoice`] is one concrete outcome: a [`Fate`] per pending op. Choices
 //! are drawn from an RNG seeded per crash point (so two points never share
@@ -37,15 +38,20 @@ pub enum PersistenceModel {
         /// Bytes per sector; at least 1. 512 models a classic disk.
         sector_size: u32,
     },
+    /// Every metadata operation survives (names, unlinks, renames, length
+    /// changes, the length a write extended a file to) and no unsynced data
+    /// does: an extended region reads as zeros. One outcome per crash point.
+    Zeroed,
 }
 
 impl PersistenceModel {
     /// Every model, with 512-byte sectors for [`PersistenceModel::Torn`].
-    pub const ALL: [PersistenceModel; 4] = [
+    pub const ALL: [PersistenceModel; 5] = [
         PersistenceModel::NothingUnsynced,
         PersistenceModel::Prefix,
         PersistenceModel::AnySubset,
         PersistenceModel::Torn { sector_size: 512 },
+        PersistenceModel::Zeroed,
     ];
 
     /// The sector size writes are torn at (the whole write is one "sector"
@@ -58,10 +64,11 @@ impl PersistenceModel {
     }
 
     /// Parses the names printed by `Display` (`nothing`, `prefix`, `subset`,
-    /// `torn`, `torn-4096`).
+    /// `torn`, `torn-4096`, `zeroed`).
     pub fn parse(text: &str) -> Option<Self> {
         match text {
             "nothing" => Some(Self::NothingUnsynced),
+            "zeroed" => Some(Self::Zeroed),
             "prefix" => Some(Self::Prefix),
             "subset" => Some(Self::AnySubset),
             "torn" => Some(Self::Torn { sector_size: 512 }),
@@ -77,6 +84,7 @@ impl PersistenceModel {
         let n = pending.len();
         let fates = match self {
             PersistenceModel::NothingUnsynced => vec![Fate::Lost; n],
+            PersistenceModel::Zeroed => return Self::zeroed(pending),
             PersistenceModel::Prefix => {
                 let kept = rng.random_range(0..=n);
                 (0..n).map(|i| if i < kept { Fate::Kept } else { Fate::Lost }).collect()
@@ -102,11 +110,29 @@ impl PersistenceModel {
         CrashChoice { fates }
     }
 
+    /// The one outcome of [`PersistenceModel::Zeroed`]: writes zeroed, every
+    /// other operation kept.
+    fn zeroed(pending: &imbl::Vector<PendingOp>) -> CrashChoice {
+        CrashChoice {
+            fates: pending
+                .iter()
+                .map(|op| {
+                    if op.write_span().is_some() {
+                        Fate::Zeroed
+                    } else {
+                        Fate::Kept
+                    }
+                })
+                .collect(),
+        }
+    }
+
     /// Every outcome for `pending`, or `None` if there are more than `limit`.
     pub(crate) fn enumerate(&self, pending: &imbl::Vector<PendingOp>, limit: usize) -> Option<Vec<CrashChoice>> {
         let n = pending.len();
         match self {
             PersistenceModel::NothingUnsynced => Some(vec![CrashChoice::nothing(n)]),
+            PersistenceModel::Zeroed => Some(vec![Self::zeroed(pending)]),
             PersistenceModel::Prefix => (n < limit).then(|| {
                 (0..=n)
                     .map(|kept| CrashChoice {
@@ -193,6 +219,7 @@ impl fmt::Display for PersistenceModel {
             PersistenceModel::AnySubset => f.write_str("subset"),
             PersistenceModel::Torn { sector_size: 512 } => f.write_str("torn"),
             PersistenceModel::Torn { sector_size } => write!(f, "torn-{sector_size}"),
+            PersistenceModel::Zeroed => f.write_str("zeroed"),
         }
     }
 }
@@ -207,6 +234,9 @@ pub enum Fate {
     /// A write reached the disk in part: sector i of it is new where the
     /// i-th flag is true, as it was elsewhere.
     Torn(Vec<bool>),
+    /// A write's length change reached the disk and its data did not: what
+    /// it extended reads as zeros, what it overwrote is as it was.
+    Zeroed,
 }
 
 /// One concrete outcome of a power cut: a [`Fate`] per pending operation, in
@@ -248,13 +278,14 @@ impl CrashChoice {
 }
 
 impl fmt::Display for CrashChoice {
-    /// `K` kept, `-` lost, `T` torn, one character per pending op.
+    /// `K` kept, `-` lost, `T` torn, `Z` zeroed, one character per pending op.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for fate in &self.fates {
             f.write_str(match fate {
                 Fate::Lost => "-",
                 Fate::Kept => "K",
                 Fate::Torn(_) => "T",
+                Fate::Zeroed => "Z",
             })?;
         }
         Ok(())
@@ -328,6 +359,20 @@ mod tests {
         let torn = PersistenceModel::Torn { sector_size: 256 };
         // Each 512-byte write spans two 256-byte sectors: 4 fates each.
         assert_eq!(torn.enumerate(&pending, 1000).map(|c| c.len()), Some(256));
+    }
+
+    #[test]
+    fn zeroed_keeps_every_metadata_op_and_zeroes_every_write() {
+        let mut pending = writes(2, 512);
+        pending.push_back(PendingOp::Unlink {
+            dir: 1,
+            name: "x".into(),
+        });
+        let one = PersistenceModel::Zeroed.enumerate(&pending, 1).expect("one outcome");
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].to_string(), "ZZK");
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        assert_eq!(PersistenceModel::Zeroed.sample(&pending, &mut rng), one[0]);
     }
 
     #[test]

@@ -81,7 +81,7 @@ impl SimSnapshot {
         let clock = SimClock::new();
         clock.advance(self.now.duration_since(SimClock::epoch()).unwrap_or_default());
         let mut world = World::new(Arc::clone(&self.config), clock);
-        world.state = State::from_image(image);
+        world.state = State::from_image(image, self.state.bad_sectors.clone());
         world.boot = self.boot + 1;
         world.syscall_index = self.syscall_index;
         world.next_ino = self.next_ino;

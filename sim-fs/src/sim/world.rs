@@ -269,7 +269,8 @@ impl World {
         for pid in pids {
             self.kill(pid, halt);
         }
-        self.state = State::from_image(image);
+        let bad_sectors = self.state.bad_sectors.clone();
+        self.state = State::from_image(image, bad_sectors);
         self.handles.clear();
         self.file_locks.clear();
         self.range_locks.clear();
