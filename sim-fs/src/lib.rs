@@ -29,4 +29,4 @@ pub use sim::persistence::{CrashChoice, Fate, PersistenceModel};
 pub use sim::trace::{Outcome, SyscallArgs, SyscallKind, Trace, TraceEntry};
 pub use sim::{HaltKind, Halted, Mount, SimConfig, SimFs, SimSnapshot, halted};
 #[cfg(feature = "sqlite")]
-pub use sqlite::{SqliteVfs, VfsOptions, reseed_sqlite_prng};
+pub use sqlite::{SqliteVfs, VfsOptions, reseed_sqlite_prng, reserve_page_checksum_bytes};

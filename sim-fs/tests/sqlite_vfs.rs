@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, ffi};
 use tearline_sim_fs::{
-    ByteRange, DirEntry, FileHandle, FileIdentity, Fs, LockGuard, Metadata, OpenOptions, RangeLockMode, RealFs,
-    SimClock, SqliteVfs, VfsOptions, errno,
+    ByteRange, DirEntry, FileHandle, FileIdentity, Fs, FsExt, LockGuard, Metadata, OpenOptions, RangeLockMode, RealFs,
+    SimClock, SimConfig, SimFs, SqliteVfs, VfsOptions, errno, reserve_page_checksum_bytes,
 };
 
 /// What the recording `Fs` saw, in order (the calls that matter here).
@@ -495,4 +495,79 @@ fn in_memory_databases_and_bad_options_are_refused() {
     };
     let err = SqliteVfs::register(Arc::new(RealFs), Arc::new(SimClock::new()), bad).expect_err("bad sector size");
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+}
+
+/// A database of 200 rows on a simulated disk, made with page checksums
+/// (reserved and checked) or without; the connection closed.
+fn database_on_simfs(checksums: bool) -> (SimFs, SqliteVfs) {
+    let fs = SimFs::new(SimConfig::with_seed(9));
+    let options = VfsOptions {
+        page_checksums: checksums,
+        ..VfsOptions::default()
+    };
+    let vfs = SqliteVfs::register(Arc::new(fs.clone()), Arc::new(SimClock::new()), options).expect("register");
+    let conn = open(&vfs, Path::new("/db"));
+    if checksums {
+        reserve_page_checksum_bytes(&conn).expect("reserve");
+    }
+    conn.execute_batch("CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT)")
+        .expect("create");
+    for k in 0..200 {
+        conn.execute("INSERT INTO t VALUES (?1, ?2)", (k, format!("value number {k:04}")))
+            .expect("insert");
+    }
+    drop(conn);
+    (fs, vfs)
+}
+
+/// Reads every row, or the error that stopped it.
+fn all_rows(vfs: &SqliteVfs) -> rusqlite::Result<Vec<(i64, String)>> {
+    let conn = open(vfs, Path::new("/db"));
+    let mut stmt = conn.prepare("SELECT k, v FROM t ORDER BY k")?;
+    stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect()
+}
+
+#[test]
+fn page_checksums_turn_bit_rot_and_misplaced_pages_into_errors() {
+    for checksums in [true, false] {
+        let (fs, vfs) = database_on_simfs(checksums);
+        let clean = all_rows(&vfs).expect("the clean database reads");
+        assert_eq!(clean.len(), 200);
+        let db = fs.read_file(Path::new("/db")).expect("read the file");
+        assert_eq!(db[20] == 8, checksums, "byte 20 is the reserve");
+        // One bit of a value on the last page flips on the medium.
+        let last = db.len() - 4096;
+        let at = last
+            + db[last..]
+                .iter()
+                .rposition(|&b| b == b'0')
+                .expect("a digit on the last page");
+        let file = fs.open(Path::new("/db"), &OpenOptions::read_write()).expect("open");
+        file.write_at(&[db[at] ^ 0x01], at as u64).expect("flip");
+        let rotted = all_rows(&vfs);
+        if checksums {
+            let err = rotted.expect_err("a rotted page is an error");
+            assert_eq!(error_code(&err).map(|c| c.1), Some(ffi::SQLITE_IOERR_DATA), "{err}");
+        } else {
+            let rows = rotted.expect("without checksums SQLite serves the rotted page");
+            assert_ne!(rows, clean, "served silently different data");
+        }
+        // Page 3 written where page 2 belongs (a misdirected write).
+        file.write_at(&db[last..], at as u64 - (at as u64 % 4096))
+            .expect("undo the flip");
+        file.write_at(&db[2 * 4096..3 * 4096], 4096).expect("misplace");
+        let conn = open(&vfs, Path::new("/db"));
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+            .expect("the first line of the check");
+        if checksums {
+            // integrity_check reads every page and names the one it could not.
+            assert!(
+                check.contains("page 2: unable to get the page. error code=8202"),
+                "{check}"
+            );
+            let err = all_rows(&vfs).expect_err("a misplaced page is an error");
+            assert_eq!(error_code(&err).map(|c| c.1), Some(ffi::SQLITE_IOERR_DATA), "{err}");
+        }
+    }
 }

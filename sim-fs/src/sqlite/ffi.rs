@@ -544,6 +544,27 @@ unsafe extern "C" fn x_shm_unmap(file: *mut ffi::sqlite3_file, delete: c_int) ->
     })
 }
 
+/// Asks SQLite to reserve `bytes` at the end of every page of `conn`'s main
+/// database (`SQLITE_FCNTL_RESERVE_BYTES`; applied while it has no pages).
+pub(crate) fn request_reserve_bytes(conn: &rusqlite::Connection, bytes: usize) -> rusqlite::Result<()> {
+    let mut arg = c_int::try_from(bytes).map_err(|_| rusqlite::Error::InvalidQuery)?;
+    // SAFETY: `conn.handle()` is a live connection for this call, and
+    // RESERVE_BYTES reads and writes the one int `arg` points to.
+    let rc = unsafe {
+        ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            ffi::SQLITE_FCNTL_RESERVE_BYTES,
+            (&mut arg as *mut c_int).cast::<c_void>(),
+        )
+    };
+    if rc == ffi::SQLITE_OK {
+        Ok(())
+    } else {
+        Err(rusqlite::Error::SqliteFailure(ffi::Error::new(rc), None))
+    }
+}
+
 /// Seeds SQLite's process-global PRNG (`SQLITE_TESTCTRL_PRNG_SEED`). SQLite
 /// treats 0 as "no seed" and draws from the default VFS instead.
 pub(crate) fn seed_sqlite_prng(seed: c_int) {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use rusqlite::ffi;
 
+use super::checksum::PageChecksums;
 use super::errors::{Code, read_error, write_error};
 use super::locks::{DbLock, LockLevel};
 use super::shm::Shm;
@@ -22,36 +23,53 @@ pub(crate) struct SqliteFile {
     sync_dir_on_first_sync: bool,
     lock: DbLock,
     shm: Option<Shm>,
+    /// For a main database file with [`super::VfsOptions::page_checksums`].
+    checksums: Option<PageChecksums>,
 }
 
 impl SqliteFile {
-    pub(crate) fn new(handle: Box<dyn FileHandle>, path: PathBuf, sync_dir_on_first_sync: bool) -> Self {
+    pub(crate) fn new(
+        handle: Box<dyn FileHandle>,
+        path: PathBuf,
+        sync_dir_on_first_sync: bool,
+        checksums: Option<PageChecksums>,
+    ) -> Self {
         Self {
             handle,
             path,
             sync_dir_on_first_sync,
             lock: DbLock::default(),
             shm: None,
+            checksums,
         }
     }
 
     /// Fills `buf` from `offset`. Past the end of the file the rest of `buf`
     /// is zeroed and the result is `SQLITE_IOERR_SHORT_READ`, which SQLite
-    /// expects and handles.
+    /// expects and handles. A whole page of a checksummed database whose
+    /// checksum does not match is `SQLITE_IOERR_DATA`.
     pub(crate) fn read(&self, buf: &mut [u8], offset: u64) -> Result<(), Code> {
         let read = self
             .handle
             .read_exact_at_most(buf, offset)
             .map_err(|e| read_error(&e))?;
         if read == buf.len() {
+            if let Some(checksums) = &self.checksums
+                && !checksums.verify(buf, offset)
+            {
+                return Err(ffi::SQLITE_IOERR_DATA);
+            }
             return Ok(());
         }
         buf[read..].fill(0);
         Err(ffi::SQLITE_IOERR_SHORT_READ)
     }
 
-    /// Writes all of `buf` at `offset`, retrying short writes.
+    /// Writes all of `buf` at `offset`, retrying short writes; a whole page
+    /// of a checksummed database with its checksum in place.
     pub(crate) fn write(&self, buf: &[u8], offset: u64) -> Result<(), Code> {
+        let sealed = self.checksums.as_ref().and_then(|c| c.seal(buf, offset));
+        let buf = sealed.as_deref().unwrap_or(buf);
         self.handle.write_all_at(buf, offset).map_err(|e| write_error(&e))
     }
 

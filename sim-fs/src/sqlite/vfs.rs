@@ -91,7 +91,9 @@ impl VfsState {
         }
         let new_journal = options.create
             && flags & (ffi::SQLITE_OPEN_MAIN_JOURNAL | ffi::SQLITE_OPEN_SUPER_JOURNAL | ffi::SQLITE_OPEN_WAL) != 0;
-        Ok(SqliteFile::new(handle, path, new_journal))
+        let checksums = (self.options.page_checksums && flags & ffi::SQLITE_OPEN_MAIN_DB != 0)
+            .then(super::checksum::PageChecksums::default);
+        Ok(SqliteFile::new(handle, path, new_journal, checksums))
     }
 
     /// Creates `etilqs_<n>` in the temp directory, `n` counting up per
