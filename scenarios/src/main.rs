@@ -180,22 +180,47 @@ fn list(store: &str) -> u8 {
 }
 
 /// The faults the matrix injects, for `tearline list`.
-const FAULTS: [(&str, &str); 6] = [
+const FAULTS: [(&str, &str); 12] = [
     (
         "power-cut",
         "the power goes before the syscall; the disk keeps what a persistence model lets survive \
-         (nothing, prefix, subset, torn at 512-byte sectors)",
+         (nothing, prefix, subset, torn at 512-byte sectors, zeroed: metadata but no unsynced data)",
     ),
     (
         "crash",
         "the process is killed (kill -9) at the syscall; the page cache survives",
     ),
-    ("ENOSPC", "the syscall fails with no space left and changes nothing"),
-    ("EIO", "the syscall fails with an I/O error and changes nothing"),
+    (
+        "ENOSPC",
+        "the syscall fails with no space left and changes nothing (at a file's fsync: Linux drops its dirty data)",
+    ),
+    (
+        "EIO",
+        "the syscall fails with an I/O error and changes nothing; at a file's fsync, as on Linux, the dirty \
+         data is dropped, the error is reported once, and a retried fsync succeeds without it",
+    ),
     ("EXDEV", "a rename or link fails as across devices"),
     (
         "torn-write",
         "a sector-aligned part of a write reaches the disk, then the power goes",
+    ),
+    (
+        "misdirected-write",
+        "a write lands at another sector-aligned offset of the file and reports success",
+    ),
+    (
+        "latent-sector",
+        "a sector a read covers goes bad: EIO at every read of it, across reboots, until it is rewritten",
+    ),
+    ("bit-rot", "one bit a read covers flips on the disk, for good"),
+    ("bit-flip", "one read returns one bit flipped; the disk is unchanged"),
+    (
+        "clock-back-691200000ms",
+        "the wall clock steps back 8 days (at the first syscall of each workload step)",
+    ),
+    (
+        "clock-forward-691200000ms",
+        "the wall clock steps forward 8 days (at the first syscall of each workload step)",
     ),
 ];
 

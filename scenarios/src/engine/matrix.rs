@@ -7,7 +7,7 @@ use tearline_sim_fs::{CrashChoice, Fault};
 
 use super::driver::first_of_each;
 use super::subject::{Probe, Subject};
-use super::{EngineOptions, HarnessError, Part};
+use super::{EngineOptions, HarnessError, Part, steps_the_clock};
 use crate::case::{Injection, crash_picks};
 
 /// One case of the matrix, with what is needed to check it.
@@ -70,7 +70,11 @@ pub(crate) fn enumerate(subject: &dyn Subject, probe: &Probe, options: &EngineOp
             }
         }
         if let Some(op) = op {
+            let first_of_step = syscall == probe.start || probe.step_at(syscall) != probe.step_at(syscall - 1);
             for &fault in &faults {
+                if steps_the_clock(fault) && !first_of_step {
+                    continue;
+                }
                 if fault != Fault::PowerCut && fault.applies_to(op) {
                     let injection = Injection {
                         syscall,

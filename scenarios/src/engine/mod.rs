@@ -42,6 +42,7 @@ pub mod store;
 pub mod subject;
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tearline_sim_fs::{Fault, PersistenceModel};
@@ -74,9 +75,10 @@ pub struct EngineOptions {
     /// The run seed. Default 0.
     pub seed: u64,
     /// The faults injected (power cuts, process crashes, errnos, torn
-    /// writes). Default: power-cut, crash, ENOSPC, EIO, EXDEV, torn-write.
+    /// and misdirected writes, faults at rest, clock steps). Default:
+    /// [`ALL_FAULTS`].
     pub faults: Vec<Fault>,
-    /// Persistence models for power cuts. Default: all four.
+    /// Persistence models for power cuts. Default: all five.
     pub models: Vec<PersistenceModel>,
     /// Enumerate every distinct outcome of a power cut when there are at
     /// most this many; sample otherwise. Default 16.
@@ -87,15 +89,33 @@ pub struct EngineOptions {
     pub check_determinism: bool,
 }
 
-/// Every fault the engine knows, in the order cases are enumerated.
-pub const ALL_FAULTS: [Fault; 6] = [
+/// How far the clock faults step: past the reference store's default
+/// backup retention (7 days), so a retention policy that trusts the clock
+/// shows it.
+pub const CLOCK_STEP: Duration = Duration::from_secs(8 * 24 * 3600);
+
+/// Every fault the engine knows, in the order cases are enumerated. Clock
+/// steps strike the first syscall of each workload step (a store reads its
+/// clock, not a syscall, so one step per operation finds what any would).
+pub const ALL_FAULTS: [Fault; 12] = [
     Fault::PowerCut,
     Fault::ProcessCrash,
     Fault::ENOSPC,
     Fault::EIO,
     Fault::EXDEV,
     Fault::TornWrite,
+    Fault::MisdirectedWrite,
+    Fault::LatentSector,
+    Fault::BitRot,
+    Fault::BitFlip,
+    Fault::ClockJumpBack(CLOCK_STEP),
+    Fault::ClockJumpForward(CLOCK_STEP),
 ];
+
+/// Whether a fault steps the clock (injected once per workload step).
+pub(crate) fn steps_the_clock(fault: Fault) -> bool {
+    matches!(fault, Fault::ClockJumpBack(_) | Fault::ClockJumpForward(_))
+}
 
 impl Default for EngineOptions {
     fn default() -> Self {

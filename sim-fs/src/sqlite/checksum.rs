@@ -65,7 +65,7 @@ impl PageChecksums {
     /// The 1-based page number of a whole-page access, if checksums apply.
     fn page_number(&self, buf: &[u8], offset: u64) -> Option<u64> {
         let len = buf.len();
-        let whole_page = (512..=65536).contains(&len) && len.is_power_of_two() && offset % len as u64 == 0;
+        let whole_page = (512..=65536).contains(&len) && len.is_power_of_two() && offset.is_multiple_of(len as u64);
         (self.active.get() && whole_page).then(|| offset / len as u64 + 1)
     }
 }
