@@ -85,11 +85,18 @@ pub struct Capabilities {
     /// older descriptions: `false` (every failure's outcome is unknown).
     #[serde(default)]
     pub definite_failures: bool,
+    /// The store names its derived files ([`StoreFactory::derived_files`]:
+    /// index, vectors, pointer, completion marks, journals), so the harness
+    /// can damage them at rest, and it claims it can always be rebuilt from
+    /// its source files (rebuildable-from-source). Absent from older
+    /// descriptions: `false`.
+    #[serde(default)]
+    pub derived_files: bool,
 }
 
 impl Capabilities {
     /// Each capability by its name (the field's), in declaration order.
-    pub fn flags(&self) -> [(&'static str, bool); 11] {
+    pub fn flags(&self) -> [(&'static str, bool); 12] {
         [
             ("remove", self.remove),
             ("import", self.import),
@@ -102,6 +109,7 @@ impl Capabilities {
             ("source_files", self.source_files),
             ("concurrent_readers", self.concurrent_readers),
             ("definite_failures", self.definite_failures),
+            ("derived_files", self.derived_files),
         ]
     }
 }
@@ -321,6 +329,45 @@ pub enum SchemaStamp {
     OlderInPlace,
 }
 
+/// What a derived file is to its store (see [`StoreFactory::derived_files`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileRole {
+    /// The live index (a SQLite database, say).
+    Index,
+    /// A file of the live vector store.
+    Vectors,
+    /// What names the live generation (`CURRENT`).
+    Pointer,
+    /// What marks a generation complete (`CREATED`).
+    CompletionMark,
+    /// A mutation journal.
+    Journal,
+}
+
+impl FileRole {
+    /// Its kebab-case name (`completion-mark`), as serialised.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FileRole::Index => "index",
+            FileRole::Vectors => "vectors",
+            FileRole::Pointer => "pointer",
+            FileRole::CompletionMark => "completion-mark",
+            FileRole::Journal => "journal",
+        }
+    }
+}
+
+/// One file a store derives from its source files, which damage must never
+/// cost a document.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DerivedFile {
+    /// What it is.
+    pub role: FileRole,
+    /// Where it is.
+    pub path: PathBuf,
+}
+
 /// A store, as the harness creates and opens it.
 pub trait StoreFactory: Send + Sync {
     /// The store's name, for reports.
@@ -348,6 +395,16 @@ pub trait StoreFactory: Send + Sync {
 
     /// The lock file, if the store has an exclusive lock.
     fn lock_file(&self, env: &Env) -> Option<PathBuf>;
+
+    /// The files the store derives from its source files, as they stand now
+    /// (the store is closed): the harness damages them at rest to check
+    /// that a writable open brings the store back from the sources
+    /// (rebuildable-from-source). For a store that declares
+    /// [`Capabilities::derived_files`]; the default names none.
+    fn derived_files(&self, env: &Env) -> Result<Vec<DerivedFile>, StoreFailure> {
+        let _ = env;
+        Ok(Vec::new())
+    }
 
     /// Makes the store's index (the store is closed) look written by another
     /// build, durably, as the schema-versioning scenarios need. Returns
@@ -452,6 +509,7 @@ mod tests {
             source_files: true,
             concurrent_readers: true,
             definite_failures: true,
+            derived_files: true,
         };
         let json = serde_json::to_value(all).unwrap();
         let fields: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();

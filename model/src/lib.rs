@@ -22,8 +22,8 @@ pub mod invariants;
 pub mod model;
 
 pub use contract::{
-    Access, Capabilities, Env, FailureKind, NamedStore, Observation, Operation, RebuildKind, ReconcileKind,
-    RemoteFault, SchemaObservation, SchemaStamp, StoreFactory, StoreFailure, StoreUnderTest,
+    Access, Capabilities, DerivedFile, Env, FailureKind, FileRole, NamedStore, Observation, Operation, RebuildKind,
+    ReconcileKind, RemoteFault, SchemaObservation, SchemaStamp, StoreFactory, StoreFailure, StoreUnderTest,
 };
 pub use invariants::{Invariant, Violation};
 pub use model::{Model, content_hash};

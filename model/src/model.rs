@@ -78,6 +78,7 @@ pub struct Model {
     full_rebuilds: usize,
     rejected: Vec<Rejected>,
     unspecified: BTreeSet<String>,
+    damage: Option<String>,
 }
 
 /// What a recovered store may look like: the acknowledged state, or (for
@@ -130,6 +131,20 @@ impl Model {
     /// there. A store must still not fail on it.
     pub fn unspecify(&mut self, name: &str) {
         self.unspecified.insert(name.to_string());
+    }
+
+    /// Something the store derives from its sources was damaged at rest
+    /// (`what`, for the evidence: "garbage in the middle of
+    /// /store/generations/gen-000002/index.db"): from now on a writable open
+    /// must bring the store back from its sources (rebuildable-from-source),
+    /// and a wrong answer is silent corruption. The first damage is kept.
+    pub fn note_damage(&mut self, what: impl Into<String>) {
+        self.damage.get_or_insert_with(|| what.into());
+    }
+
+    /// The first damage noted (see [`Model::note_damage`]).
+    pub fn damage(&self) -> Option<&str> {
+        self.damage.as_deref()
     }
 
     /// Whether observations are not judged at `name` (see [`Model::unspecify`]).

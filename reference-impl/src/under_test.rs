@@ -32,8 +32,8 @@ use std::sync::Arc;
 
 use tearline_model::contract::{Access as ContractAccess, RebuildKind, ReconcileKind};
 use tearline_model::{
-    Capabilities, Env, FailureKind, NamedStore, Observation, Operation, RemoteFault, SchemaObservation, SchemaStamp,
-    StoreFactory, StoreFailure, StoreUnderTest,
+    Capabilities, DerivedFile, Env, FailureKind, FileRole, NamedStore, Observation, Operation, RemoteFault,
+    SchemaObservation, SchemaStamp, StoreFactory, StoreFailure, StoreUnderTest,
 };
 use tearline_sim_fs::{FileKind, Fs, FsExt};
 
@@ -169,6 +169,7 @@ impl StoreFactory for RefStoreFactory {
             source_files: true,
             concurrent_readers: true,
             definite_failures: true,
+            derived_files: true,
         }
     }
 
@@ -230,6 +231,44 @@ impl StoreFactory for RefStoreFactory {
 
     fn lock_file(&self, env: &Env) -> Option<PathBuf> {
         Some(self.options(Access::Writable).lock_path(&Layout::new(&env.root)))
+    }
+
+    fn derived_files(&self, env: &Env) -> Result<Vec<DerivedFile>, StoreFailure> {
+        let layout = Layout::new(&env.root);
+        let fs = env.fs.as_ref();
+        let mut files = vec![DerivedFile {
+            role: FileRole::Pointer,
+            path: layout.current_file(),
+        }];
+        let listed = |dir: &Path| -> Result<Vec<PathBuf>, StoreFailure> {
+            Ok(fs
+                .read_dir_or_empty(dir)
+                .map_err(failure)?
+                .into_iter()
+                .filter(|e| e.kind == FileKind::File)
+                .map(|e| dir.join(e.name))
+                .collect())
+        };
+        if let Some(live) = crate::store::read_current(fs, &layout).ok().flatten() {
+            let dir = layout.generation_dir(live);
+            files.push(DerivedFile {
+                role: FileRole::Index,
+                path: layout.index_file(live),
+            });
+            files.push(DerivedFile {
+                role: FileRole::CompletionMark,
+                path: dir.join(crate::layout::CREATED_FILE_NAME),
+            });
+            files.extend(listed(&layout.vectors_dir(live))?.into_iter().map(|path| DerivedFile {
+                role: FileRole::Vectors,
+                path,
+            }));
+        }
+        files.extend(listed(&layout.journal_dir())?.into_iter().map(|path| DerivedFile {
+            role: FileRole::Journal,
+            path,
+        }));
+        Ok(files)
     }
 
     fn stamp_schema(&self, env: &Env, stamp: SchemaStamp) -> Result<bool, StoreFailure> {

@@ -205,3 +205,22 @@ fn the_clock_steps_forward_and_back_at_a_syscall() {
         assert_eq!(after + Duration::from_secs(3600) < before, !forward, "{fault}");
     }
 }
+
+#[test]
+fn a_sector_damaged_at_rest_reads_as_eio_until_rewritten() {
+    let fs = four_sectors(9);
+    fs.damage_sector(Path::new(PATH), 1500).expect("damage");
+    let file = fs.open(Path::new(PATH), &OpenOptions::read_write()).expect("open");
+    let mut sector = [0u8; 512];
+    file.read_at(&mut sector, 0).expect("sector 0 reads");
+    assert_eq!(
+        file.read_at(&mut sector, 1024).expect_err("sector 2").raw_os_error(),
+        Some(libc::EIO)
+    );
+    file.write_all_at(&[5u8; 512], 1024).expect("rewrite");
+    file.read_at(&mut sector, 1024).expect("healed");
+    assert_eq!(
+        fs.damage_sector(Path::new("/d/none"), 0).expect_err("no file").kind(),
+        std::io::ErrorKind::NotFound
+    );
+}

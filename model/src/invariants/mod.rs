@@ -29,6 +29,9 @@
 //! | reader-consistent | [`reader_consistent`] | [`reader_consistent::check`], [`reader_consistent::refused`], [`reader_consistent::changed_disk`] |
 //! | failed-means-not-applied | [`failed_means_not_applied`] | [`check_recovered`], [`check_read_only`], [`reader_consistent::check`] |
 //! | stays-serviceable | [`stays_serviceable`] | [`stays_serviceable::failed`] |
+//! | no-silent-corruption | [`no_silent_corruption`] | [`check_recovered`], [`reader_consistent::check`], [`no_silent_corruption::refusal`], [`no_silent_corruption::after_damage`] |
+//! | rebuildable-from-source | [`rebuildable_from_source`] | [`rebuildable_from_source::open_failed`] |
+//! | failed-open-changes-nothing | [`failed_open_changes_nothing`] | [`failed_open_changes_nothing::check`] |
 //! | clean-error | [`clean_error`] | [`crate::guard::catch_store_panic`], [`clean_error::check_budget`] |
 
 use std::fmt;
@@ -44,15 +47,18 @@ pub mod clean_error;
 pub mod committed_durable;
 pub mod complete_database;
 pub mod failed_means_not_applied;
+pub mod failed_open_changes_nothing;
 pub mod filesystem_wins;
 pub mod journal_drained;
 mod model_comparison;
 pub mod no_destructive_without_force;
 pub mod no_leaked_temp_files;
 pub mod no_orphan_vectors;
+pub mod no_silent_corruption;
 pub mod no_wipe_without_lock;
 pub mod reader_consistent;
 pub mod rebuild_idempotent;
+pub mod rebuildable_from_source;
 pub mod recovery_idempotent;
 pub mod schema_never_mis_stamped;
 pub mod stays_serviceable;
@@ -118,11 +124,19 @@ pub enum Invariant {
     /// A store whose device stays full can still read, remove, and recover
     /// once there is room.
     StaysServiceable,
+    /// After a fault at rest every answer is right or an error naming the
+    /// damaged file.
+    NoSilentCorruption,
+    /// After damage to a derived file a writable open brings the store back
+    /// from its source files.
+    RebuildableFromSource,
+    /// A writable open that fails removes nothing.
+    FailedOpenChangesNothing,
 }
 
 impl Invariant {
     /// The whole catalogue, in report order.
-    pub const ALL: [Invariant; 17] = [
+    pub const ALL: [Invariant; 20] = [
         Invariant::CompleteDatabase,
         Invariant::CommittedDurable,
         Invariant::AtomicOp,
@@ -140,6 +154,9 @@ impl Invariant {
         Invariant::ReaderConsistent,
         Invariant::FailedMeansNotApplied,
         Invariant::StaysServiceable,
+        Invariant::NoSilentCorruption,
+        Invariant::RebuildableFromSource,
+        Invariant::FailedOpenChangesNothing,
     ];
 
     /// Its definition, from its own file.
@@ -162,6 +179,9 @@ impl Invariant {
             Invariant::ReaderConsistent => &reader_consistent::SPEC,
             Invariant::FailedMeansNotApplied => &failed_means_not_applied::SPEC,
             Invariant::StaysServiceable => &stays_serviceable::SPEC,
+            Invariant::NoSilentCorruption => &no_silent_corruption::SPEC,
+            Invariant::RebuildableFromSource => &rebuildable_from_source::SPEC,
+            Invariant::FailedOpenChangesNothing => &failed_open_changes_nothing::SPEC,
         }
     }
 
@@ -231,7 +251,14 @@ impl fmt::Display for Violation {
 pub fn check_recovered(observation: &Observation, model: &Model, caps: &Capabilities) -> Vec<Violation> {
     let mut violations = Vec::new();
     violations.extend(complete_database::check(observation));
-    violations.extend(model_comparison::check(observation, model, caps));
+    let compared = model_comparison::check(observation, model, caps);
+    match model.damage() {
+        // After damage to a derived file, what disagrees with the model is a
+        // wrong answer given from damaged data.
+        Some(damage) => violations.extend(compared.iter().map(|v| no_silent_corruption::after_damage(damage, v))),
+        None => violations.extend(compared),
+    }
+    violations.extend(no_silent_corruption::check(observation));
     if Invariant::NoOrphanVectors.applies_to(caps) {
         violations.extend(no_orphan_vectors::check(observation));
     }

@@ -13,7 +13,7 @@
 //! ([`FailureKind::RecoveryPending`]); and the reader must change nothing on
 //! disk.
 
-use super::{Invariant, InvariantSpec, Violation, model_comparison};
+use super::{Invariant, InvariantSpec, Violation, model_comparison, no_silent_corruption};
 use crate::contract::{Capabilities, FailureKind, Observation, StoreFailure};
 use crate::model::Model;
 
@@ -32,21 +32,31 @@ pub(crate) const SPEC: InvariantSpec = InvariantSpec {
 /// What a reader `when` (`"a reader before syscall 812"`) observed, against
 /// the model as it stood then.
 pub fn check(observation: &Observation, model: &Model, caps: &Capabilities, when: &str) -> Vec<Violation> {
-    model_comparison::check(observation, model, caps)
+    let mut violations: Vec<Violation> = model_comparison::check(observation, model, caps)
         .into_iter()
         .map(|v| {
             let invariant = match v.invariant {
                 Invariant::FailedMeansNotApplied => Invariant::FailedMeansNotApplied,
+                _ if model.damage().is_some() => Invariant::NoSilentCorruption,
                 _ => Invariant::ReaderConsistent,
             };
             Violation::new(invariant, format!("{when} saw {}", v.evidence))
         })
-        .collect()
+        .collect();
+    violations.extend(
+        no_silent_corruption::check(observation)
+            .map(|v| Violation::new(v.invariant, format!("{when}: {}", v.evidence))),
+    );
+    violations
 }
 
 /// A read-only open or observation `when` failed: allowed only if it says
-/// recovery is pending.
+/// recovery is pending, or that a file is damaged and names it
+/// (no-silent-corruption holds a refusal to that).
 pub fn refused(failure: &StoreFailure, when: &str) -> Option<Violation> {
+    if failure.kind == FailureKind::Damaged {
+        return no_silent_corruption::refusal(failure, when);
+    }
     (failure.kind != FailureKind::RecoveryPending).then(|| {
         Violation::new(
             Invariant::ReaderConsistent,

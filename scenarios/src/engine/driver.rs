@@ -8,18 +8,22 @@ use std::sync::Arc;
 
 use tearline_model::guard::catch_store_panic;
 use tearline_model::invariants::{
-    check_read_only, check_recovered, clean_error, complete_database, filesystem_wins, no_destructive_without_force,
-    no_wipe_without_lock, reader_consistent, rebuild_idempotent, recovery_idempotent, stays_serviceable,
+    check_read_only, check_recovered, clean_error, complete_database, failed_open_changes_nothing, filesystem_wins,
+    no_destructive_without_force, no_wipe_without_lock, reader_consistent, rebuild_idempotent, rebuildable_from_source,
+    recovery_idempotent, stays_serviceable,
 };
 use tearline_model::{
     Access, Capabilities, Env, FailureKind, Model, Observation, Operation, StoreFactory, StoreFailure, StoreUnderTest,
     Violation,
 };
-use tearline_sim_fs::{Fault, FaultPlan, Fs, FsExt, Outcome, PersistenceModel, SimFs, SyscallArgs, Trace, TraceEntry};
+use tearline_sim_fs::{
+    Fault, FaultPlan, FileHandleExt, Fs, FsExt, OpenOptions, Outcome, PersistenceModel, SimFs, SyscallArgs, Trace,
+    TraceEntry,
+};
 
 use super::HarnessError;
 use super::lock_attack;
-use super::scenario::{Capacity, Plant, Step, StoreScenario, store_root};
+use super::scenario::{Capacity, Damage, Plant, Step, StoreScenario, store_root};
 use super::subject::Mark;
 
 /// Runs one store call: a panic, or more syscalls than the budget allows
@@ -75,6 +79,10 @@ pub(crate) struct Driver<'f> {
     /// What the last [`Step::LockFile`] did to the lock, for the evidence
     /// of a second writer let in after it.
     lock_attack: Option<String>,
+    /// The syscall a fault at rest is planned at, until the workload has
+    /// passed it and the model has been told what it struck
+    /// ([`Driver::account_fault_at_rest`]).
+    pub fault_at_rest: Option<u64>,
 }
 
 impl<'f> Driver<'f> {
@@ -96,6 +104,7 @@ impl<'f> Driver<'f> {
             step_starts: Vec::new(),
             last_failure: None,
             lock_attack: None,
+            fault_at_rest: None,
         };
         let env = env_for(&driver.fs);
         driver
@@ -152,11 +161,47 @@ impl<'f> Driver<'f> {
     pub fn workload(&mut self, steps: &[Step]) -> Result<bool, HarnessError> {
         for (i, step) in steps.iter().enumerate() {
             self.step_starts.push((self.fs.syscall_count(), i));
-            if self.step(step)? == Flow::Stop {
+            let flow = self.step(step)?;
+            self.account_fault_at_rest();
+            if flow == Flow::Stop {
                 return Ok(false);
             }
         }
         Ok(true)
+    }
+
+    /// Once the workload has passed [`Driver::fault_at_rest`], tells the
+    /// model what the fault struck: a source file (the truth itself: the
+    /// medium lost that document, so the store may serve it as it now reads,
+    /// or skip it, but must not fail on it), or a file the store derives from
+    /// its sources (damage: from now on a writable open must bring the store
+    /// back, and a wrong answer is silent corruption).
+    pub fn account_fault_at_rest(&mut self) {
+        let Some(at) = self.fault_at_rest.filter(|&at| self.fs.syscall_count() > at) else {
+            return;
+        };
+        self.fault_at_rest = None;
+        let trace = self.fs.trace();
+        let Some(entry) = trace
+            .entries()
+            .iter()
+            .find(|e| e.index == at && e.fault.is_some_and(|f| f.is_at_rest()))
+        else {
+            return;
+        };
+        let sources = self.factory.source_dir(&env_for(&self.fs));
+        let document = sources.as_deref().and_then(|dir| {
+            let name = Path::new(&entry.path).strip_prefix(dir).ok()?.components().next()?;
+            name.as_os_str().to_str().map(str::to_string)
+        });
+        match document {
+            Some(name) => self.model.unspecify(&name),
+            None => self.model.note_damage(format!(
+                "{} at {} (syscall {at})",
+                entry.fault.map(|f| f.to_string()).unwrap_or_default(),
+                entry.path
+            )),
+        }
     }
 
     /// Drops the open store (the process closes it).
@@ -172,6 +217,7 @@ impl<'f> Driver<'f> {
         self.close();
         let env = env_for(&self.fs);
         let factory = self.factory;
+        let start = self.fs.syscall_count();
         match guarded(&self.fs, self.budget_end, "a writable open", || {
             factory.open(&env, Access::Writable)
         }) {
@@ -179,7 +225,16 @@ impl<'f> Driver<'f> {
                 self.handle = Some(handle);
                 Ok(Flow::Continue)
             }
-            Ok(Err(_)) => Ok(Flow::Stop),
+            Ok(Err(e)) => {
+                if !self.halted() && !faulted_since(&self.fs, start) {
+                    self.violations
+                        .extend(failed_open_check(factory, &self.fs, self.fs.pid(), start));
+                    if let Some(damage) = self.model.damage() {
+                        self.violations.push(rebuildable_from_source::open_failed(damage, e));
+                    }
+                }
+                Ok(Flow::Stop)
+            }
             Err(v) => {
                 self.violations.push(v);
                 Ok(Flow::Stop)
@@ -429,7 +484,46 @@ impl<'f> Driver<'f> {
                 Ok(Flow::Continue)
             }
             Step::StaleLock => self.stale_lock(),
+            Step::Damage { role, damage } => self.damage(*role, damage),
         }
+    }
+
+    /// [`Step::Damage`]: closes the store, and the harness damages the first
+    /// derived file of `role` at rest.
+    fn damage(&mut self, role: tearline_model::FileRole, damage: &Damage) -> Result<Flow, HarnessError> {
+        self.mark();
+        self.close();
+        if self.halted() {
+            return Ok(Flow::Stop);
+        }
+        let harness = self.fs.spawn_process();
+        let env = env_for(&harness);
+        let factory = self.factory;
+        let files = guarded(&harness, u64::MAX, "listing the derived files", || {
+            factory.derived_files(&env)
+        })
+        .map_err(|v| HarnessError(format!("listing the derived files: {v}")))?
+        .map_err(|e| HarnessError(format!("listing the derived files: {e}")))?;
+        let mut paths: Vec<_> = files.into_iter().filter(|f| f.role == role).map(|f| f.path).collect();
+        paths.sort();
+        let path = paths.into_iter().next().ok_or_else(|| {
+            HarnessError(format!(
+                "{} names no {} file to damage (StoreFactory::derived_files)",
+                factory.name(),
+                role.name()
+            ))
+        })?;
+        let done = damage_file(&harness, &path, damage);
+        harness.crash_process();
+        match done {
+            Ok(()) => {}
+            Err(_) if self.halted() => return Ok(Flow::Stop),
+            Err(e) => return Err(HarnessError(format!("damaging {}: {e}", path.display()))),
+        }
+        self.model
+            .note_damage(format!("{} of {}", damage.describe(), path.display()));
+        self.mark();
+        Ok(Flow::Continue)
     }
 
     /// [`Step::StaleLock`]: another process opens the store writable and is
@@ -491,6 +585,48 @@ impl<'f> Driver<'f> {
             }
         }
     }
+}
+
+/// Damages the file at `path` as `damage` says, durably, from the harness's
+/// process `harness`.
+fn damage_file(harness: &SimFs, path: &Path, damage: &Damage) -> std::io::Result<()> {
+    let file = harness.open(path, &OpenOptions::read_write())?;
+    let len = file.len()?;
+    let middle = len / 2;
+    match damage {
+        Damage::Garbage => {
+            let garbage: Vec<u8> = (0..16u8).map(|i| 0xA5 ^ i.wrapping_mul(37)).collect();
+            file.write_all_at(&garbage, middle.saturating_sub(8))?;
+        }
+        Damage::FlipBit => {
+            let mut byte = [0u8];
+            file.read_exact_at_most(&mut byte, middle)?;
+            file.write_all_at(&[byte[0] ^ 0x10], middle)?;
+        }
+        Damage::UnreadableSector => {
+            drop(file);
+            return harness.damage_sector(path, middle);
+        }
+        Damage::Truncate => file.set_len(0)?,
+        Damage::Text(text) => {
+            file.set_len(0)?;
+            file.write_all_at(text.as_bytes(), 0)?;
+        }
+    }
+    file.sync_all()
+}
+
+/// failed-open-changes-nothing: the trace of the writable open that
+/// process `pid` began at syscall `start` and that failed.
+fn failed_open_check(factory: &dyn StoreFactory, fs: &SimFs, pid: u32, start: u64) -> Option<Violation> {
+    let env = env_for(fs);
+    let trace = fs.trace();
+    let entries = trace.entries().iter().filter(|e| e.index >= start && e.pid == pid);
+    failed_open_changes_nothing::check(
+        entries,
+        &factory.protected_paths(&env),
+        factory.source_dir(&env).as_deref(),
+    )
 }
 
 /// Whether a fault struck any syscall from `start` on.
@@ -592,6 +728,7 @@ pub(crate) fn recover_and_check(
             observation: None,
         };
     }
+    let start = fs.syscall_count();
     let handle = match guarded(fs, budget_end, "the writable open after the fault", || {
         factory.open(&env, Access::Writable)
     }) {
@@ -603,7 +740,13 @@ pub(crate) fn recover_and_check(
             };
         }
         Ok(Err(e)) => {
-            violations.push(complete_database::open_failed(e));
+            if fs.halted().is_none() && !faulted_since(fs, start) {
+                violations.extend(failed_open_check(factory, fs, fs.pid(), start));
+            }
+            violations.push(match model.damage() {
+                Some(damage) if caps.derived_files => rebuildable_from_source::open_failed(damage, e),
+                _ => complete_database::open_failed(e),
+            });
             return Recovered {
                 violations,
                 observation: None,

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use tearline_model::{Capabilities, Operation, RemoteFault, SchemaStamp};
+use tearline_model::{Capabilities, FileRole, Operation, RemoteFault, SchemaStamp};
 
 /// One step of a setup or a workload.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +59,19 @@ pub enum Step {
     /// behind, held by nobody; then the store is opened writable again, and
     /// must open. The store's syscalls (both opens): fault points.
     StaleLock,
+    /// The store is closed, and the harness damages one of the files it
+    /// derives from its sources ([`tearline_model::StoreFactory::derived_files`]:
+    /// the first of that role, in path order) at rest, as a disk, an
+    /// operator or a crashed tool would. The next writable open must bring
+    /// the store back from its sources (rebuildable-from-source). The
+    /// harness's syscalls, never a fault point; the store stays closed until
+    /// a [`Step::Reopen`].
+    Damage {
+        /// Which file.
+        role: FileRole,
+        /// What happens to it.
+        damage: Damage,
+    },
 }
 
 /// What happens to the lock in a [`Step::LockFile`].
@@ -94,6 +107,7 @@ impl Step {
             Step::StaleLock => {
                 "a process holding the store writable is killed, leaving its lock file; reopen".to_string()
             }
+            Step::Damage { role, damage } => format!("damage the {} file: {}", role.name(), damage.describe()),
         }
     }
 
@@ -106,7 +120,39 @@ impl Step {
                 | Step::StampSchema(_)
                 | Step::RemoteFault(_)
                 | Step::LockFile(_)
+                | Step::Damage { .. }
         )
+    }
+}
+
+/// What [`Step::Damage`] does to a file at rest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Damage {
+    /// 16 bytes of garbage over the middle of the file (`dd conv=notrunc`).
+    Garbage,
+    /// One bit in the middle of the file flips (bit rot).
+    FlipBit,
+    /// The sector in the middle of the file reads as `EIO` until it is
+    /// rewritten (a latent sector error).
+    UnreadableSector,
+    /// The file is cut to zero bytes.
+    Truncate,
+    /// The file holds this text instead (a pointer to a generation that
+    /// does not exist, say).
+    Text(String),
+}
+
+impl Damage {
+    /// In a few words.
+    pub fn describe(&self) -> String {
+        match self {
+            Damage::Garbage => "16 bytes of garbage in the middle".to_string(),
+            Damage::FlipBit => "a bit in the middle flipped".to_string(),
+            Damage::UnreadableSector => "a sector in the middle unreadable".to_string(),
+            Damage::Truncate => "cut to zero bytes".to_string(),
+            Damage::Text(text) => format!("replaced by {text:?}"),
+        }
     }
 }
 

@@ -238,7 +238,11 @@ impl Subject for StoreSubject<'_> {
         let budget_end = start + probe.budget();
         driver.budget_end = budget_end;
         fs.set_fault_plan(driver::plan(Some((injection.syscall, injection.fault)), budget_end));
+        if injection.fault.is_at_rest() {
+            driver.fault_at_rest = Some(injection.syscall);
+        }
         let finished = driver.workload(&scenario.workload)?;
+        driver.account_fault_at_rest();
         // Stopped before the fault struck: what the probe found, again.
         let fault_free = (!finished && fs.syscall_count() <= injection.syscall)
             .then(|| failed_fault_free(scenario, &driver))

@@ -89,6 +89,19 @@ impl SimFs {
         world.used.get(&device).copied().unwrap_or(0)
     }
 
+    /// A latent sector error at rest: the sector holding byte `offset` of the
+    /// file at `path` reads as `EIO` from now on, across reboots, until a
+    /// write covers it (as [`crate::Fault::LatentSector`] leaves it). No
+    /// process did anything, so no syscall is traced. `ENOENT` if there is
+    /// no such file.
+    pub fn damage_sector(&self, path: &Path, offset: u64) -> std::io::Result<()> {
+        let mut world = self.world();
+        let ino = world.resolve(path)?;
+        let sector = offset / super::durability::MEDIUM_SECTOR;
+        world.state.bad_sectors.insert((ino, sector));
+        Ok(())
+    }
+
     /// Replaces the fault plan. Rules see syscalls from now on.
     pub fn set_fault_plan(&self, plan: FaultPlan) {
         self.world().faults = plan;
