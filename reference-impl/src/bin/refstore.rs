@@ -19,7 +19,9 @@ use tearline_sim_fs::{Clock, Fs, RealFs, SystemClock};
     after_help = "Exit status: 0 done; 1 failed and nothing was changed (or verify found a problem); \
                   2 bad arguments; 3 failed, but it may be applied (the message says whether the next \
                   writable command finishes it); 4 a read refused because a write is unfinished (retry, \
-                  or run any write command to recover)."
+                  or run any write command to recover); 5 refused because a file derived from the sources \
+                  (CURRENT, an index, a vector segment) is damaged (the message names it; any write \
+                  command, or `rebuild --full`, rebuilds it from the source files)."
 )]
 struct Cli {
     /// The store's root directory.
@@ -129,6 +131,7 @@ fn exit_code(error: &StoreError) -> ExitCode {
         FailureEffect::NothingApplied => ExitCode::FAILURE,
         FailureEffect::Unknown => ExitCode::from(3),
         FailureEffect::RecoveryPending => ExitCode::from(4),
+        FailureEffect::Damaged => ExitCode::from(5),
     }
 }
 
