@@ -24,7 +24,10 @@ pub enum Flaw {
     /// origins/1: the shadow rebuild's swap by two renames of generation
     /// directories (the live one to a backup name, the new one to the live
     /// name), without a directory fsync. A power cut can leave no live
-    /// generation, or the old one after an acknowledged rebuild.
+    /// generation, or the old one after an acknowledged rebuild. Its open
+    /// is the one of its time: it does not rebuild a missing live
+    /// generation from the sources (`crate::repair`), which would hide the
+    /// first.
     TwoRenameSwap,
     /// origins/2: index and vector store written without intents or
     /// recovery: the index rows first, then the vector, and a failed vector

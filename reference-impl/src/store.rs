@@ -408,7 +408,12 @@ impl Store {
         let live = match checked {
             repair::Checked::Sound(live) => live,
             repair::Checked::Damaged(damage) => {
-                let no_repair = flaw!(options.flaw, RebuildNeedsLive) || cleans_first;
+                // The known-bad designs that predate the repair open as they
+                // did: the two-rename swap's crash (no directory at the
+                // live name) would otherwise be rebuilt from the sources,
+                // hiding that the swap itself is not atomic.
+                let no_repair =
+                    flaw!(options.flaw, RebuildNeedsLive) || flaw!(options.flaw, TwoRenameSwap) || cleans_first;
                 let (Some(lock), false) = (&lock, no_repair) else {
                     // A read-only open holds no lock: it refuses, naming the file.
                     return Err(damage.into_error());
