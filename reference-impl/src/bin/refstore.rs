@@ -242,6 +242,7 @@ fn run(cli: &Cli) -> Result<ExitCode, StoreError> {
                 RebuildMode::Full
             };
             let mut store = open(StoreOptions::default())?;
+            report_recovery(&store);
             let bar = ProgressBar::new(0);
             bar.set_style(
                 ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} {wide_msg}")
@@ -269,6 +270,7 @@ fn run(cli: &Cli) -> Result<ExitCode, StoreError> {
                 rebuild_if_needed: true,
                 ..StoreOptions::default()
             })?;
+            report_recovery(&store);
             print(cli.json, store.open_report())?;
         }
     }
@@ -276,7 +278,22 @@ fn run(cli: &Cli) -> Result<ExitCode, StoreError> {
 }
 
 fn report_recovery(store: &Store) {
-    let report = &store.open_report().recovery;
+    let open = store.open_report();
+    if let Some(repair) = &open.repaired {
+        let kept = repair.kept_aside.as_ref().map_or(String::new(), |kept| {
+            format!("; the damaged generation is kept at {kept} for inspection")
+        });
+        eprintln!(
+            "refstore: repaired: {} was damaged ({}); gen-{:06} was rebuilt from the source files and is live{kept}",
+            repair.damaged.display(),
+            repair.detail,
+            repair.generation
+        );
+    }
+    if let Some(error) = &open.cleanup_error {
+        eprintln!("refstore: warning: removing old generations failed ({error}); the next write command retries");
+    }
+    let report = &open.recovery;
     if !report.is_empty() {
         eprintln!("refstore: recovered interrupted work: {report:?}");
     }
