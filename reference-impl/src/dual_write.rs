@@ -24,8 +24,10 @@
 //! **Recovery** (on every writable open, before any mutation) resolves each
 //! intent by what is really there, never by guessing:
 //! - `add`: if the source file has the intent's hash, the add reached step 2:
-//!   make that durable (fsync the file and the directory: the page cache may
-//!   show a rename whose directory fsync failed) and complete it (store the
+//!   make that durable (write the content read again, as a new file renamed
+//!   into place, and fsync the directory: the page cache may show a rename
+//!   whose directory fsync failed, or bytes whose fsync failed, which no
+//!   later fsync makes durable) and complete it (store the
 //!   vector again if the vector store lacks it, write the rows); otherwise
 //!   undo it (delete the vector if present). Either way
 //!   the document is entirely the new one or entirely the old one (or absent).
@@ -38,6 +40,7 @@
 //! no orphans in either direction.
 
 use serde::Serialize;
+use tearline_sim_fs::FsExt;
 
 use crate::error::{Context, Result, StoreError};
 use crate::index::{Intent, IntentOp};
@@ -222,8 +225,12 @@ impl Store {
                 Some(content) if content_hash(&content) == intent.hash => {
                     // Decide on what is durable, not on what the page cache
                     // shows: a rename whose directory fsync failed may still
-                    // be undone by a power cut.
-                    self.make_source_durable(Some(&name))?;
+                    // be undone by a power cut. And an fsync that failed
+                    // before (the add's own, or a crashed process's) lost
+                    // what it was to write: syncing again would return 0
+                    // with nothing durable (Linux). So the content read is
+                    // written again, as a new file renamed into place.
+                    self.rewrite_source(&name, &content)?;
                     let (doc, vector) = self.prepare(&name, &content, intent.vector_id)?;
                     let stored = self
                         .vectors
@@ -306,6 +313,16 @@ impl Store {
         }
         let dir = self.layout.source_dir();
         self.fs.sync_dir(&dir).context(|| format!("syncing {}", dir.display()))
+    }
+
+    /// Writes `content` as the source file of `name` again, durably (temp
+    /// file + fsync + rename + directory fsync): after a failed fsync, the
+    /// only way to make bytes durable is to write them again.
+    fn rewrite_source(&self, name: &DocName, content: &[u8]) -> Result<()> {
+        let path = self.layout.source_file(name);
+        self.fs
+            .write_file_atomic(&path, content)
+            .context(|| format!("writing {} again to make it durable", path.display()))
     }
 
     /// Removes `source/.<name>.tmp` files left by interrupted writes.

@@ -160,6 +160,18 @@ pub enum StoreError {
         /// What is unfinished.
         what: String,
     },
+    /// A file the store derives from the source files (`CURRENT`, a
+    /// generation's `CREATED`, its index or a vector segment) is damaged: it
+    /// does not parse, fails its checksum or SQLite's integrity check, or is
+    /// missing. Nothing is served from it. The source files are the truth: a
+    /// writable open rebuilds from them (read-only opens, which hold no
+    /// lock, refuse with this error and change nothing).
+    Damaged {
+        /// The damaged file (or directory).
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
 }
 
 /// What a failed call did to the store's content, as far as the store knows.
@@ -171,6 +183,9 @@ pub enum FailureEffect {
     Unknown,
     /// A read refused: unfinished work must be finished first.
     RecoveryPending,
+    /// Refused: a derived file is damaged (see [`StoreError::Damaged`]);
+    /// nothing was changed, and a writable open repairs it.
+    Damaged,
 }
 
 impl StoreError {
@@ -192,6 +207,7 @@ impl StoreError {
             // Only a writable open that may rebuild brings the index to this
             // build's schema: until one has, nothing is served.
             StoreError::RecoveryPending { .. } | StoreError::RebuildRequired { .. } => FailureEffect::RecoveryPending,
+            StoreError::Damaged { .. } => FailureEffect::Damaged,
             StoreError::Corrupt { .. }
             | StoreError::Io { .. }
             | StoreError::Sqlite { .. }
@@ -285,6 +301,14 @@ impl fmt::Display for StoreError {
                 f,
                 "not serving a partial state: {what}; retry when the writer has finished, or open the \
                  store writable (any write command) to recover it"
+            ),
+            StoreError::Damaged { path, detail } => write!(
+                f,
+                "the store's {} is damaged ({detail}); nothing was served from it and nothing was changed; \
+                 the source files are the truth: a writable open (any `refstore` write command, or \
+                 `refstore rebuild --full`) rebuilds the index from them and keeps the damaged generation \
+                 aside for inspection",
+                path.display()
             ),
         }
     }

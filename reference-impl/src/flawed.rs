@@ -24,7 +24,10 @@ pub enum Flaw {
     /// origins/1: the shadow rebuild's swap by two renames of generation
     /// directories (the live one to a backup name, the new one to the live
     /// name), without a directory fsync. A power cut can leave no live
-    /// generation, or the old one after an acknowledged rebuild.
+    /// generation, or the old one after an acknowledged rebuild. Its open
+    /// is the one of its time: it does not rebuild a missing live
+    /// generation from the sources (`crate::repair`), which would hide the
+    /// first.
     TwoRenameSwap,
     /// origins/2: index and vector store written without intents or
     /// recovery: the index rows first, then the vector, and a failed vector
@@ -78,6 +81,33 @@ pub enum Flaw {
     /// while a writer holds it, the next writer locks a new file at the path
     /// and gets in beside the first.
     LockTrustsPath,
+    /// fsyncgate: a failed fsync retried as if it had changed nothing. When
+    /// the fsync of a mutation's staged file fails, this store fsyncs it
+    /// again, gets 0, and carries on (publishes and commits). On Linux the
+    /// failed fsync marked the dirty pages clean, so the retry makes nothing
+    /// durable: a power cut later takes back the content of an acknowledged
+    /// add or import (the real store fails the mutation and rolls it back).
+    /// Caught only where the simulated fsync has Linux's semantics.
+    RetriesFsync,
+    /// An open that trusts its derived files: no check of the live
+    /// generation (`CREATED`, SQLite's `quick_check`, the index's tables) and
+    /// no CRC check of vector records. A damaged index or vector segment is
+    /// served as it reads: a wrong vector, a wrong answer, or a failure at
+    /// the first query, never a repair from the source files.
+    TrustsIndex,
+    /// The old repair: a rebuild needs the live generation to open first, so
+    /// a damaged live generation (index, vectors, `CURRENT`, `CREATED`) makes
+    /// every writable open fail (with the damage named), `refstore rebuild
+    /// --full` and `reconcile` included, until an operator edits `CURRENT`
+    /// by hand: the store cannot be brought back from its source files.
+    RebuildNeedsLive,
+    /// The old open order: other generations are cleaned up (leftovers
+    /// removed, backups expired by the retention policy, counted from the
+    /// generation `CURRENT` names) before the live one is checked, and a
+    /// damaged live generation then fails the open. With `CURRENT` naming a
+    /// generation that does not exist, the open deletes the backup and then
+    /// fails: a failed open that changed something.
+    CleansBeforeCheck,
 }
 
 /// The lock file [`Flaw::LockTrustsPath`] locks.
@@ -87,7 +117,7 @@ pub(crate) fn trusted_lock_file(layout: &Layout) -> PathBuf {
 
 impl Flaw {
     /// Every flaw, in the order the harness lists them.
-    pub const ALL: [Flaw; 16] = [
+    pub const ALL: [Flaw; 20] = [
         Flaw::DropAndReindex,
         Flaw::TwoRenameSwap,
         Flaw::NoIntents,
@@ -104,6 +134,10 @@ impl Flaw {
         Flaw::CleanWithoutForce,
         Flaw::RepairOneByteShort,
         Flaw::LockTrustsPath,
+        Flaw::RetriesFsync,
+        Flaw::TrustsIndex,
+        Flaw::RebuildNeedsLive,
+        Flaw::CleansBeforeCheck,
     ];
 
     /// The store's name with this flaw, for `--store` and reports
@@ -126,6 +160,10 @@ impl Flaw {
             Flaw::CleanWithoutForce => "refstore/clean-without-force",
             Flaw::RepairOneByteShort => "refstore/repair-one-byte-short",
             Flaw::LockTrustsPath => "refstore/lock-trusts-path",
+            Flaw::RetriesFsync => "refstore/retries-fsync",
+            Flaw::TrustsIndex => "refstore/trusts-index",
+            Flaw::RebuildNeedsLive => "refstore/rebuild-needs-live",
+            Flaw::CleansBeforeCheck => "refstore/cleans-before-check",
         }
     }
 
@@ -150,6 +188,13 @@ impl Flaw {
             Flaw::StampWithoutMigration => &[Invariant::SchemaNeverMisStamped],
             Flaw::CleanWithoutForce => &[Invariant::NoDestructiveWithoutForce],
             Flaw::RepairOneByteShort => &[Invariant::RecoveryIdempotent],
+            // Until the catalogue has issue 12's invariants, the nearest of
+            // today's: no-silent-corruption, rebuildable-from-source and
+            // failed-open-changes-nothing are what these four break.
+            Flaw::RetriesFsync => &[Invariant::CommittedDurable, Invariant::AtomicOp],
+            Flaw::TrustsIndex => &[Invariant::CompleteDatabase, Invariant::CommittedDurable],
+            Flaw::RebuildNeedsLive => &[Invariant::CompleteDatabase, Invariant::StaysServiceable],
+            Flaw::CleansBeforeCheck => &[Invariant::BackupPresent, Invariant::CompleteDatabase],
         }
     }
 }

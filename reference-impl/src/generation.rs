@@ -15,7 +15,10 @@
 //!   anything else), and anything in `generations/` that is not a
 //!   generation;
 //! - **backups**, older complete generations, kept or removed by the
-//!   [`RetentionPolicy`].
+//!   [`RetentionPolicy`];
+//! - **damaged** generations moved aside by a repair
+//!   (`damaged-gen-NNNNNN`, see `crate::repair`), kept for inspection until
+//!   their note is older than the policy's `max_age`.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -31,6 +34,7 @@ use crate::index::{Index, IndexAccess, IndexedDocument};
 use crate::layout::{CREATED_FILE_NAME, DocName, Generation, INDEX_FILE_NAME, Layout, VECTORS_DIR_NAME};
 use crate::lock::WipePermission;
 use crate::rebuild::{RebuildProgress, RetentionPolicy};
+use crate::repair;
 use crate::store::{content_hash, prepare};
 use crate::vectors::VectorStore;
 use crate::vectors::local::{LocalVectorStore, OpenMode};
@@ -245,9 +249,10 @@ pub(crate) struct Removed {
     pub(crate) backups: Vec<String>,
 }
 
-/// Removes every leftover (see the module docs) and the backups `retention`
+/// Removes every leftover (see the module docs), the backups `retention`
 /// does not keep (beyond the newest `keep_backups`, or built more than
-/// `max_age` before `clock`'s now). Never touches `live`.
+/// `max_age` before `clock`'s now), and the damaged generations kept aside
+/// longer than `max_age`. Never touches `live`.
 pub(crate) fn clean_up(
     fs: &dyn Fs,
     clock: &dyn Clock,
@@ -263,6 +268,16 @@ pub(crate) fn clean_up(
     let mut backups: Vec<(Generation, Duration)> = Vec::new();
     for entry in entries {
         let path = dir.join(&entry.name);
+        if entry.kind == FileKind::Dir && entry.name.starts_with(repair::DAMAGED_PREFIX) {
+            // Kept for inspection until the retention policy's max_age.
+            if repair::damaged_expired(fs, &path, now, retention)? {
+                permission
+                    .remove_tree(fs, &path)
+                    .context(|| format!("removing {}", path.display()))?;
+                removed.backups.push(entry.name);
+            }
+            continue;
+        }
         let generation = Generation::parse(&entry.name).filter(|_| entry.kind == FileKind::Dir);
         match generation {
             Some(generation) if generation == live => continue,

@@ -15,6 +15,9 @@
 //!     vectors/                        the vector store's segment files
 //!     CREATED                         when it was built (ms since the Unix epoch),
 //!                                     written last: the generation is complete
+//! <root>/generations/damaged-gen-000002/  a damaged generation a repair moved
+//!                                     aside for inspection (`DAMAGED` says
+//!                                     when and why), see `crate::repair`
 //! ```
 //!
 //! A generation is complete before `CURRENT` names it: `CURRENT` is replaced

@@ -13,6 +13,8 @@
 //! - [`lock`]: the write lock and the permission to wipe only it hands out.
 //! - [`rebuild`]: full (a new, verified generation, switched atomically, the
 //!   old one kept as a backup) and incremental rebuilds, and backup retention.
+//! - `repair`: finding a damaged live generation before anything changes,
+//!   and rebuilding it from the source files (keeping the damaged one aside).
 //! - `generation`: building an index beside the live one, switching
 //!   atomically, removing leftovers and old backups.
 //! - [`vectors`]: the vector store contract and its local, segment-file implementation.
@@ -48,6 +50,7 @@ pub mod layout;
 pub mod lock;
 pub mod rebuild;
 pub mod reconcile;
+pub(crate) mod repair;
 pub mod reserve;
 pub mod schema;
 pub mod store;
@@ -64,6 +67,7 @@ pub use journal::{ImportStats, JournalReport, QuarantinedJournal};
 pub use layout::{DocName, Generation, Layout};
 pub use rebuild::{RebuildMode, RebuildProgress, RebuildStats, RetentionPolicy};
 pub use reconcile::{ReconcileMode, ReconcileOptions, ReconcileStats};
+pub use repair::Repair;
 pub use store::{
     Access, Document, Dump, DumpedDocument, Hit, OpenReport, SkippedSource, Status, Store, StoreOptions, VerifyReport,
 };

@@ -222,7 +222,13 @@ fn verify_built(fs: &Arc<dyn Fs>, clock: &Arc<dyn Clock>, dir: &Path, manifest: 
 
 /// Fails with [`StoreError::GenerationInvalid`] if the generation in `dir`
 /// does not match `manifest`.
-fn check_built(fs: &Arc<dyn Fs>, clock: &Arc<dyn Clock>, dir: &Path, name: &str, manifest: &Manifest) -> Result<()> {
+pub(crate) fn check_built(
+    fs: &Arc<dyn Fs>,
+    clock: &Arc<dyn Clock>,
+    dir: &Path,
+    name: &str,
+    manifest: &Manifest,
+) -> Result<()> {
     let mut problems = verify_built(fs, clock, dir, manifest)?;
     if problems.is_empty() {
         return Ok(());

@@ -21,9 +21,10 @@ use crate::layout::{DocName, Generation, Layout};
 use crate::lock::StoreLock;
 use crate::rebuild::RetentionPolicy;
 use crate::reconcile::{ReconcileOptions, ReconcileStats};
+use crate::repair::{self, Repair};
 use crate::reserve;
 use crate::schema::{self, Plan};
-use crate::vectors::local::{LocalVectorStore, OpenMode, OpenReport as VectorOpenReport};
+use crate::vectors::local::OpenReport as VectorOpenReport;
 use crate::vectors::{VectorId, VectorStore};
 
 /// Whether a store is opened for writing.
@@ -119,6 +120,13 @@ pub struct OpenReport {
     pub audit: Option<ReconcileStats>,
     /// What draining the mutation journals did (empty for a read-only open).
     pub journals: JournalReport,
+    /// The live generation was damaged and a writable open rebuilt it from
+    /// the source files: which file, why, and where the damaged generation
+    /// was kept (see `crate::repair`).
+    pub repaired: Option<Repair>,
+    /// Why removing leftovers and expired backups failed, if it did (the
+    /// open still succeeded; the next writable open retries).
+    pub cleanup_error: Option<String>,
 }
 
 /// What the vector store dropped when it opened (torn tails).
@@ -336,11 +344,18 @@ impl Store {
     }
 
     /// Opens the store at `root`. A writable open takes the lock (failing with
-    /// [`StoreError::Locked`] if another process has it), removes leftovers of
-    /// interrupted rebuilds and the backups [`StoreOptions::retention`] does
-    /// not keep, migrates or (if allowed) rebuilds the schema, recovers every
-    /// pending dual write, drains every pending mutation journal, and audits
-    /// the index against the source files, before returning.
+    /// [`StoreError::Locked`] if another process has it), checks the live
+    /// generation (`CURRENT`, `CREATED`, the index's `quick_check`, every
+    /// vector record's CRC) before it removes or changes anything and, if it
+    /// is damaged, rebuilds it from the source files and keeps the damaged
+    /// one aside ([`OpenReport::repaired`]); then migrates or (if allowed)
+    /// rebuilds the schema, recovers every pending dual write, drains every
+    /// pending mutation journal, audits the index against the source files,
+    /// and last (so that an open that fails has removed nothing) removes
+    /// leftovers of interrupted rebuilds and the backups
+    /// [`StoreOptions::retention`] does not keep, before returning. A read-only
+    /// open that finds the live generation damaged fails with
+    /// [`StoreError::Damaged`] and changes nothing.
     pub fn open(fs: Arc<dyn Fs>, clock: Arc<dyn Clock>, root: &Path, options: StoreOptions) -> Result<Store> {
         let layout = Layout::new(root);
         let writable = options.access == Access::Writable;
@@ -361,30 +376,67 @@ impl Store {
             }
             None
         };
-        let mut generation = read_current(fs.as_ref(), &layout)?.ok_or_else(|| StoreError::NotInitialized {
-            root: root.to_path_buf(),
-        })?;
-        // Leftovers of interrupted rebuilds go; backups as the policy says.
+        let reading = |e: StoreError| if writable { e } else { interrupted_transaction(e) };
+        let vector_options = crate::vectors::LocalOptions {
+            #[cfg(feature = "flawed-variants")]
+            flaw: options.flaw,
+            ..crate::vectors::LocalOptions::default()
+        };
         let mut removed = generation::Removed::default();
-        if let Some(lock) = &lock {
+        let cleans_first = flaw!(options.flaw, CleansBeforeCheck);
+        if let (Some(lock), true) = (&lock, cleans_first) {
+            // KNOWN BAD (Flaw::CleansBeforeCheck): the old order, cleanup
+            // counted from whatever CURRENT names, before anything is checked.
+            let named = read_current(fs.as_ref(), &layout)?.ok_or_else(|| StoreError::NotInitialized {
+                root: root.to_path_buf(),
+            })?;
             let permission = lock.wipe_permission();
             removed = generation::clean_up(
                 fs.as_ref(),
                 clock.as_ref(),
                 &layout,
-                generation,
+                named,
                 &options.retention,
                 &permission,
             )?;
         }
+        // The live generation is checked before anything is removed or
+        // changed (see `crate::repair`).
+        let trust = flaw!(options.flaw, TrustsIndex);
+        let checked = repair::check_live(&fs, &clock, &layout, writable, vector_options, trust).map_err(reading)?;
+        let mut repaired = None;
+        let live = match checked {
+            repair::Checked::Sound(live) => live,
+            repair::Checked::Damaged(damage) => {
+                // The known-bad designs that predate the repair open as they
+                // did: the two-rename swap's crash (no directory at the
+                // live name) would otherwise be rebuilt from the sources,
+                // hiding that the swap itself is not atomic.
+                let no_repair =
+                    flaw!(options.flaw, RebuildNeedsLive) || flaw!(options.flaw, TwoRenameSwap) || cleans_first;
+                let (Some(lock), false) = (&lock, no_repair) else {
+                    // A read-only open holds no lock: it refuses, naming the file.
+                    return Err(damage.into_error());
+                };
+                let permission = lock.wipe_permission();
+                repaired = Some(repair::repair(&fs, &clock, &layout, damage, &permission)?);
+                match repair::check_live(&fs, &clock, &layout, writable, vector_options, trust)? {
+                    repair::Checked::Sound(live) => live,
+                    repair::Checked::Damaged(damage) => return Err(damage.into_error()),
+                }
+            }
+        };
+        let repair::Live {
+            mut generation,
+            mut index,
+            vectors: mut local,
+            mut vector_report,
+        } = *live;
         let access = if writable {
             IndexAccess::ReadWrite
         } else {
             IndexAccess::ReadOnly
         };
-        let index_path = layout.index_file(generation);
-        let reading = |e: StoreError| if writable { e } else { interrupted_transaction(e) };
-        let mut index = Index::open(Arc::clone(&fs), Arc::clone(&clock), &index_path, access).map_err(reading)?;
         let (found, has_tables) = index.version().map_err(reading)?;
         let mut migrated_from = None;
         let mut rebuilt_from = None;
@@ -415,7 +467,7 @@ impl Store {
                 // KNOWN BAD (origins/5): deletes an index another process may
                 // be using, and recreates it empty, without holding the lock.
                 drop(index);
-                index = Index::wipe_and_create(Arc::clone(&fs), Arc::clone(&clock), &index_path)?;
+                index = Index::wipe_and_create(Arc::clone(&fs), Arc::clone(&clock), &layout.index_file(generation))?;
                 rebuilt_from = Some(found);
             }
             #[cfg(feature = "flawed-variants")]
@@ -427,7 +479,8 @@ impl Store {
                 // KNOWN BAD (origins/5, by truncation): empties an index
                 // another process may be using, in place, without the lock.
                 drop(index);
-                index = Index::truncate_and_create(Arc::clone(&fs), Arc::clone(&clock), &index_path)?;
+                index =
+                    Index::truncate_and_create(Arc::clone(&fs), Arc::clone(&clock), &layout.index_file(generation))?;
                 rebuilt_from = Some(found);
             }
             Plan::Create | Plan::Rebuild(_) => {
@@ -457,26 +510,11 @@ impl Store {
                 generation = next;
                 rebuilt_from = Some(found);
                 index = Index::open(Arc::clone(&fs), Arc::clone(&clock), &layout.index_file(next), access)?;
+                (local, vector_report) = repair::open_vectors(&fs, &layout, next, writable, vector_options)
+                    .context(|| format!("opening the vector store of {}", next.dir_name()))?;
             }
         }
-        let mode = if writable {
-            OpenMode::ReadWrite
-        } else {
-            OpenMode::ReadOnly
-        };
         let embedder = HashingEmbedder::default();
-        let (local, vector_report) = LocalVectorStore::open_with(
-            Arc::clone(&fs),
-            &layout.vectors_dir(generation),
-            embedder.dimension(),
-            mode,
-            crate::vectors::LocalOptions {
-                #[cfg(feature = "flawed-variants")]
-                flaw: options.flaw,
-                ..crate::vectors::LocalOptions::default()
-            },
-        )
-        .context(|| format!("opening the vector store of {}", generation.dir_name()))?;
         let local: Box<dyn VectorStore> = Box::new(local);
         let vectors = match &options.wrap_vectors {
             Some(wrap) => wrap(local),
@@ -507,6 +545,8 @@ impl Store {
                 recovery: RecoveryReport::default(),
                 audit: None,
                 journals: JournalReport::default(),
+                repaired,
+                cleanup_error: None,
             },
         };
         if writable {
@@ -519,8 +559,37 @@ impl Store {
                 result => result?,
             }
             store.report.reserve_kept = store.keep_reserve()?;
+            if !cleans_first {
+                store.clean_up_generations();
+            }
         }
         Ok(store)
+    }
+
+    /// A writable open's last step, once everything else succeeded (so an
+    /// open that fails has removed nothing): leftovers of interrupted
+    /// rebuilds go, backups and kept damaged generations as the retention
+    /// policy says. A failure does not fail the open: it is reported in
+    /// [`OpenReport::cleanup_error`], and the next writable open retries.
+    fn clean_up_generations(&mut self) {
+        let Some(lock) = &self.lock else {
+            return;
+        };
+        let permission = lock.wipe_permission();
+        match generation::clean_up(
+            self.fs.as_ref(),
+            self.clock.as_ref(),
+            &self.layout,
+            self.generation,
+            &self.retention,
+            &permission,
+        ) {
+            Ok(removed) => {
+                self.report.removed_generations.extend(removed.leftovers);
+                self.report.removed_backups.extend(removed.backups);
+            }
+            Err(error) => self.report.cleanup_error = Some(error.to_string()),
+        }
     }
 
     /// A writable open's recovery: pending dual writes, then every pending
@@ -779,6 +848,42 @@ impl Store {
         Ok(report)
     }
 
+    /// The vector stored under `id` for document `name`; a record that
+    /// fails its checksum is [`StoreError::Damaged`], naming its file.
+    pub(crate) fn stored_vector(&self, name: &str, id: VectorId) -> Result<Option<Vec<f32>>> {
+        match self.vectors.get(id) {
+            Err(crate::vectors::VectorError::Corrupt { file, offset, reason }) => Err(StoreError::Damaged {
+                path: file,
+                detail: format!("the vector of {name} is corrupt at byte {offset}: {reason}"),
+            }),
+            result => result.context(|| format!("reading the vector of {name}")),
+        }
+    }
+
+    /// The indexed documents whose stored vector is not, value by value,
+    /// the embedding of their indexed summary (the vector
+    /// `crate::store::prepare` computes for their content): a vector store
+    /// serving damaged records. A missing vector is not listed (`verify`
+    /// reports it). Only the contract adapter observes it.
+    #[cfg(feature = "tearline-contract")]
+    pub(crate) fn wrong_vectors(&self) -> Result<Vec<String>> {
+        let mut wrong = Vec::new();
+        for (name, id) in self.index.summary_vectors()? {
+            let Some(stored) = self.stored_vector(&name, id)? else {
+                continue;
+            };
+            let summary = self
+                .index
+                .summary(&name)?
+                .map(|(summary, _)| summary)
+                .unwrap_or_default();
+            if stored != self.embedder.embed(&summary) {
+                wrong.push(name);
+            }
+        }
+        Ok(wrong)
+    }
+
     /// The logical content, canonically: two stores holding the same
     /// documents dump equal, whatever their history.
     pub fn dump(&self) -> Result<Dump> {
@@ -786,10 +891,7 @@ impl Store {
         let mut documents = Vec::new();
         for (name, row) in self.index.files()? {
             let (summary, vector_id) = self.index.summary(&name)?.unwrap_or_default();
-            let vector = self
-                .vectors
-                .get(vector_id)
-                .context(|| format!("reading the vector of {name}"))?;
+            let vector = self.stored_vector(&name, vector_id)?;
             documents.push(DumpedDocument {
                 chunks: self.index.chunks(&name)?,
                 name,

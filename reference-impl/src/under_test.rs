@@ -122,6 +122,7 @@ fn store_failure(error: crate::error::StoreError) -> StoreFailure {
         FailureEffect::NothingApplied => FailureKind::NotApplied,
         FailureEffect::Unknown => FailureKind::Unknown,
         FailureEffect::RecoveryPending => FailureKind::RecoveryPending,
+        FailureEffect::Damaged => FailureKind::Damaged,
     };
     StoreFailure::of_kind(kind, error)
 }
@@ -372,6 +373,11 @@ impl RefStore {
             found.push(format!("staging/{}", entry.name));
         }
         for entry in listed(&layout.generations_dir())? {
+            if entry.kind == FileKind::Dir && entry.name.starts_with(crate::repair::DAMAGED_PREFIX) {
+                // A damaged generation a repair kept aside for inspection:
+                // neither a leftover nor a backup (see `crate::repair`).
+                continue;
+            }
             let generation = Generation::parse(&entry.name).filter(|_| entry.kind == FileKind::Dir);
             let leftover = match generation {
                 Some(g) if g == live => false,
@@ -505,7 +511,7 @@ impl StoreUnderTest for RefStore {
                 expected: SCHEMA_VERSION,
                 matches_stamp,
             }),
-            wrong_vectors: Vec::new(),
+            wrong_vectors: store.wrong_vectors().map_err(store_failure)?,
         })
     }
 }

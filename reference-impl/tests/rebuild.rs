@@ -232,6 +232,17 @@ fn power_cut_sweep(seed: u64, flaw: Option<Flaw>) -> Sweep {
                     continue;
                 }
             };
+            // A power cut must never cost the live generation: one the open
+            // had to rebuild from the sources was lost (the store comes
+            // back, but its backup and any index-only state went with it).
+            if let Some(repair) = &store.open_report().repaired {
+                sweep.bad.push(format!(
+                    "{what}: the live generation was lost and rebuilt from the sources ({} {})",
+                    repair.damaged.display(),
+                    repair.detail
+                ));
+                continue;
+            }
             let dump = match store.dump() {
                 Ok(dump) => dump,
                 Err(e) => {

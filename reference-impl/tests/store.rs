@@ -152,14 +152,20 @@ fn data_survives_reopening(env: &Env) {
     assert_eq!(store.search("lemon", 1).expect("search")[0].name, "b.md");
 }
 
+/// A corrupt pointer: a read-only open refuses naming it; a writable open
+/// rebuilds from the sources (more cases in `tests/damage.rs`).
 #[test]
-fn a_corrupt_generation_pointer_is_a_clear_error() {
+fn a_corrupt_generation_pointer_is_a_clear_error_and_a_writable_open_repairs_it() {
     let env = Env::sim();
     env.init();
     tearline_sim_fs::FsExt::write_file(env.fs.as_ref(), &env.root.join("CURRENT"), b"garbage").expect("write");
-    let err = env.open(StoreOptions::default()).expect_err("corrupt pointer");
-    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    let err = env.open(StoreOptions::read_only()).expect_err("corrupt pointer");
+    assert!(matches!(err, StoreError::Damaged { .. }), "{err}");
     assert!(err.to_string().contains("CURRENT"));
+    let store = env.open(StoreOptions::default()).expect("repaired");
+    let repaired = store.open_report().repaired.clone().expect("a repair");
+    assert_eq!(repaired.damaged, env.root.join("CURRENT"));
+    assert!(store.verify().expect("verify").is_clean());
 }
 
 /// `verify` sees orphans both ways, and recovery repairs both.

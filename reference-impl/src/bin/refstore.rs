@@ -19,7 +19,9 @@ use tearline_sim_fs::{Clock, Fs, RealFs, SystemClock};
     after_help = "Exit status: 0 done; 1 failed and nothing was changed (or verify found a problem); \
                   2 bad arguments; 3 failed, but it may be applied (the message says whether the next \
                   writable command finishes it); 4 a read refused because a write is unfinished (retry, \
-                  or run any write command to recover)."
+                  or run any write command to recover); 5 refused because a file derived from the sources \
+                  (CURRENT, an index, a vector segment) is damaged (the message names it; any write \
+                  command, or `rebuild --full`, rebuilds it from the source files)."
 )]
 struct Cli {
     /// The store's root directory.
@@ -129,6 +131,7 @@ fn exit_code(error: &StoreError) -> ExitCode {
         FailureEffect::NothingApplied => ExitCode::FAILURE,
         FailureEffect::Unknown => ExitCode::from(3),
         FailureEffect::RecoveryPending => ExitCode::from(4),
+        FailureEffect::Damaged => ExitCode::from(5),
     }
 }
 
@@ -239,6 +242,7 @@ fn run(cli: &Cli) -> Result<ExitCode, StoreError> {
                 RebuildMode::Full
             };
             let mut store = open(StoreOptions::default())?;
+            report_recovery(&store);
             let bar = ProgressBar::new(0);
             bar.set_style(
                 ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} {wide_msg}")
@@ -266,6 +270,7 @@ fn run(cli: &Cli) -> Result<ExitCode, StoreError> {
                 rebuild_if_needed: true,
                 ..StoreOptions::default()
             })?;
+            report_recovery(&store);
             print(cli.json, store.open_report())?;
         }
     }
@@ -273,7 +278,22 @@ fn run(cli: &Cli) -> Result<ExitCode, StoreError> {
 }
 
 fn report_recovery(store: &Store) {
-    let report = &store.open_report().recovery;
+    let open = store.open_report();
+    if let Some(repair) = &open.repaired {
+        let kept = repair.kept_aside.as_ref().map_or(String::new(), |kept| {
+            format!("; the damaged generation is kept at {kept} for inspection")
+        });
+        eprintln!(
+            "refstore: repaired: {} was damaged ({}); gen-{:06} was rebuilt from the source files and is live{kept}",
+            repair.damaged.display(),
+            repair.detail,
+            repair.generation
+        );
+    }
+    if let Some(error) = &open.cleanup_error {
+        eprintln!("refstore: warning: removing old generations failed ({error}); the next write command retries");
+    }
+    let report = &open.recovery;
     if !report.is_empty() {
         eprintln!("refstore: recovered interrupted work: {report:?}");
     }

@@ -8,6 +8,8 @@ use std::path::Path;
 use std::time::UNIX_EPOCH;
 
 use serde::Serialize;
+#[cfg(feature = "flawed-variants")]
+use tearline_sim_fs::FileHandleExt;
 use tearline_sim_fs::{FileKind, FsExt, OpenOptions};
 
 use super::record::{JOURNAL_VERSION, JournalRecord, JournalState, MutationOp, PathAction, TouchedPath};
@@ -314,9 +316,29 @@ impl Store {
         }
         for change in changes {
             if let Some(content) = &change.content {
+                #[cfg(feature = "flawed-variants")]
+                if self.flaw == Some(crate::flawed::Flaw::RetriesFsync) {
+                    self.write_retrying_fsync(&dir.join(change.name.as_str()), content)?;
+                    continue;
+                }
                 self.write_synced(&dir.join(change.name.as_str()), content)?;
             }
         }
         Ok(())
+    }
+
+    /// KNOWN BAD ([`crate::flawed::Flaw::RetriesFsync`], fsyncgate): writes
+    /// and fsyncs `path`, and when the fsync fails, fsyncs again and carries
+    /// on if that returns 0. On Linux the failed fsync marked the pages
+    /// clean: the retry succeeds with the bytes still not on disk.
+    #[cfg(feature = "flawed-variants")]
+    fn write_retrying_fsync(&self, path: &Path, content: &[u8]) -> Result<()> {
+        self.fs
+            .open(path, &OpenOptions::create_truncate())
+            .and_then(|file| {
+                file.write_all_at(content, 0)?;
+                file.sync_all().or_else(|_| file.sync_all())
+            })
+            .context(|| format!("writing {}", path.display()))
     }
 }

@@ -48,8 +48,8 @@ impl Store {
         reindexed: &mut Vec<String>,
     ) -> Result<()> {
         let mut last = None;
-        for _ in 0..ROLLBACK_ATTEMPTS {
-            match self.roll_back(record, reindexed) {
+        for attempt in 0..ROLLBACK_ATTEMPTS {
+            match self.roll_back(record, reindexed, attempt > 0) {
                 Ok(()) => return Ok(()),
                 Err(e) => last = Some(e),
             }
@@ -66,8 +66,9 @@ impl Store {
 
     /// Restores every touched file, brings the index in line, and marks the
     /// journal `rolled_back` durably. Idempotent: a retry or a later drain
-    /// starts it over.
-    fn roll_back(&mut self, record: &mut JournalRecord, reindexed: &mut Vec<String>) -> Result<()> {
+    /// starts it over. `rewrite` (a retry after a failed attempt) writes
+    /// again even the files that already read as their snapshot.
+    fn roll_back(&mut self, record: &mut JournalRecord, reindexed: &mut Vec<String>, rewrite: bool) -> Result<()> {
         if !flaw!(self.flaw, SkipRollback) {
             let snaps = self.snapshot_dir(&record.id);
             for path in &record.paths {
@@ -84,18 +85,29 @@ impl Store {
                 let Some(old) = self.read_if_exists(&snap)? else {
                     continue;
                 };
-                if self.read_source(&name)?.as_deref() == Some(&old[..]) {
-                    continue;
-                }
                 let temp = self.source_temp(&path.name);
-                match self.fs.hard_link(&snap, &temp) {
-                    Ok(()) => {}
-                    Err(e) if link_refused(&e) => self.write_synced(&temp, &old)?,
-                    Err(source) => {
-                        return Err(StoreError::Io {
-                            context: format!("restoring {} from {}", target.display(), snap.display()),
-                            source,
-                        });
+                if self.read_source(&name)?.as_deref() == Some(&old[..]) {
+                    if !rewrite {
+                        continue;
+                    }
+                    // A retry after a failed attempt: the file may read as
+                    // the snapshot only from the page cache, after a restore
+                    // whose fsync failed, and a failed fsync loses what it
+                    // was to write (syncing again would "succeed" with
+                    // nothing durable). Written again as a new file (a link
+                    // to the same inode would rename as a no-op), so the
+                    // directory fsync below has something to make durable.
+                    self.write_synced(&temp, &old)?;
+                } else {
+                    match self.fs.hard_link(&snap, &temp) {
+                        Ok(()) => {}
+                        Err(e) if link_refused(&e) => self.write_synced(&temp, &old)?,
+                        Err(source) => {
+                            return Err(StoreError::Io {
+                                context: format!("restoring {} from {}", target.display(), snap.display()),
+                                source,
+                            });
+                        }
                     }
                 }
                 self.fs

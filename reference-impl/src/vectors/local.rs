@@ -18,6 +18,16 @@
 //! Replaying every record in order gives the live vectors; the in-memory index
 //! (`id → vector`) is rebuilt that way on open.
 //!
+//! # Reads
+//!
+//! Every record's CRC is checked when it is read from disk, which is at open
+//! (the whole directory is replayed); `get`, `ids` and `nearest` answer from
+//! that checked copy. So a read never returns a vector whose bytes changed
+//! on disk: damage present at open makes the open fail with
+//! [`VectorError::Corrupt`] naming the file and offset (unless it is a torn
+//! tail, see below), and damage that happens later is not read by this
+//! handle (the next open finds it).
+//!
 //! # Write protocol
 //!
 //! - `upsert`/`delete` append one record at the end of the active segment and
@@ -227,7 +237,12 @@ impl LocalVectorStore {
         if mode == OpenMode::ReadWrite {
             fs.create_dir_all_durable(dir)?;
         }
-        let recovered = recovery::recover(&*fs, dir, dimension)?;
+        let checksums = if flaw!(options.flaw, TrustsIndex) {
+            format::Checksums::Trust
+        } else {
+            format::Checksums::Verify
+        };
+        let recovered = recovery::recover(&*fs, dir, dimension, checksums)?;
         let report = report_of(&recovered);
         let writer = match mode {
             OpenMode::ReadOnly => None,

@@ -30,6 +30,17 @@ impl Env {
         }
     }
 
+    /// A store at `/store` on this simulated machine's process.
+    pub fn on(sim: &SimFs) -> Env {
+        Env {
+            other_process: Arc::new(sim.spawn_process()),
+            clock: Arc::new(sim.clock()),
+            fs: Arc::new(sim.clone()),
+            root: PathBuf::from("/store"),
+            _tmp: None,
+        }
+    }
+
     pub fn real() -> Env {
         let tmp = tempfile::tempdir().expect("tempdir");
         Env {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use tearline_sim_fs::{FileKind, Fs, FsExt};
 
-use super::format::{HEADER_LEN, Record, RecordError, decode_header, decode_record, encode_header};
+use super::format::{Checksums, HEADER_LEN, Record, RecordError, decode_header, decode_record, encode_header};
 use crate::vectors::{VectorError, VectorId};
 
 /// The file name of segment `number`.
@@ -67,8 +67,14 @@ pub(crate) struct Recovered {
     pub(crate) ignored: Vec<PathBuf>,
 }
 
-/// Reads every segment under `dir` in order, replaying its records.
-pub(crate) fn recover(fs: &dyn Fs, dir: &Path, dimension: usize) -> Result<Recovered, VectorError> {
+/// Reads every segment under `dir` in order, replaying its records (each
+/// one's CRC checked, unless `checksums` says to trust them).
+pub(crate) fn recover(
+    fs: &dyn Fs,
+    dir: &Path,
+    dimension: usize,
+    checksums: Checksums,
+) -> Result<Recovered, VectorError> {
     let mut numbered = Vec::new();
     let mut recovered = Recovered::default();
     for entry in fs.read_dir(dir)? {
@@ -84,7 +90,7 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path, dimension: usize) -> Result<Recov
     for (i, (number, path)) in numbered.into_iter().enumerate() {
         let is_last = i + 1 == count;
         let bytes = fs.read_file(&path)?;
-        let parsed = parse_segment(&path, &bytes, dimension, is_last)?;
+        let parsed = parse_segment(&path, &bytes, dimension, is_last, checksums)?;
         recovered.segments += 1;
         recovered.records_read += parsed.records.len() as u64;
         for record in parsed.records {
@@ -126,7 +132,13 @@ fn corrupt(path: &Path, offset: u64, reason: String) -> VectorError {
 
 /// Parses one segment. Damage is repairable only in the last segment and
 /// only where no valid record follows it.
-fn parse_segment(path: &Path, bytes: &[u8], dimension: usize, is_last: bool) -> Result<ParsedSegment, VectorError> {
+fn parse_segment(
+    path: &Path,
+    bytes: &[u8],
+    dimension: usize,
+    is_last: bool,
+    checksums: Checksums,
+) -> Result<ParsedSegment, VectorError> {
     let file_len = bytes.len() as u64;
     if is_last && is_torn_header(bytes, dimension) {
         return Ok(ParsedSegment {
@@ -153,13 +165,13 @@ fn parse_segment(path: &Path, bytes: &[u8], dimension: usize, is_last: bool) -> 
     let mut records = Vec::new();
     let mut pos = HEADER_LEN as usize;
     while pos < bytes.len() {
-        match decode_record(&bytes[pos..], dimension) {
+        match decode_record(&bytes[pos..], dimension, checksums) {
             Ok((record, used)) => {
                 records.push(record);
                 pos += used;
             }
             Err(e) => {
-                let repair = damaged_tail(path, bytes, pos, dimension, is_last, &e)?;
+                let repair = damaged_tail(path, bytes, pos, dimension, is_last, &e, checksums)?;
                 return Ok(ParsedSegment {
                     records,
                     repair: Some(repair),
@@ -192,11 +204,12 @@ fn damaged_tail(
     dimension: usize,
     is_last: bool,
     error: &RecordError,
+    checksums: Checksums,
 ) -> Result<TailRepair, VectorError> {
     if !is_last {
         return Err(corrupt(path, pos as u64, format!("{error} in a sealed segment")));
     }
-    if let Some(next) = (pos + 1..bytes.len()).find(|&at| decode_record(&bytes[at..], dimension).is_ok()) {
+    if let Some(next) = (pos + 1..bytes.len()).find(|&at| decode_record(&bytes[at..], dimension, checksums).is_ok()) {
         return Err(corrupt(
             path,
             pos as u64,
