@@ -188,13 +188,12 @@ impl Flaw {
             Flaw::StampWithoutMigration => &[Invariant::SchemaNeverMisStamped],
             Flaw::CleanWithoutForce => &[Invariant::NoDestructiveWithoutForce],
             Flaw::RepairOneByteShort => &[Invariant::RecoveryIdempotent],
-            // Until the catalogue has issue 12's invariants, the nearest of
-            // today's: no-silent-corruption, rebuildable-from-source and
-            // failed-open-changes-nothing are what these four break.
+            // The acknowledged add whose data a failed fsync dropped is gone
+            // after the next power cut.
             Flaw::RetriesFsync => &[Invariant::CommittedDurable, Invariant::AtomicOp],
-            Flaw::TrustsIndex => &[Invariant::CompleteDatabase, Invariant::CommittedDurable],
-            Flaw::RebuildNeedsLive => &[Invariant::CompleteDatabase, Invariant::StaysServiceable],
-            Flaw::CleansBeforeCheck => &[Invariant::BackupPresent, Invariant::CompleteDatabase],
+            Flaw::TrustsIndex => &[Invariant::NoSilentCorruption],
+            Flaw::RebuildNeedsLive => &[Invariant::RebuildableFromSource],
+            Flaw::CleansBeforeCheck => &[Invariant::FailedOpenChangesNothing],
         }
     }
 }

@@ -125,8 +125,12 @@ pub(crate) fn build_at(
         let mut batch: Vec<IndexedDocument> = Vec::new();
         for (position, name) in docs.iter().enumerate() {
             let path = layout.source_file(name);
-            let content = read_durable(fs.as_ref(), &path).context(|| format!("reading {}", path.display()))?;
-            // A file removed since the listing is simply not indexed.
+            // A file removed since the listing is simply not indexed, and
+            // neither is one the device cannot give back (its sector gone).
+            let content = match crate::store::retry_eio(|| read_durable(fs.as_ref(), &path)) {
+                Err(e) if crate::store::is_eio(&e) => None,
+                result => result.context(|| format!("reading {}", path.display()))?,
+            };
             if let Some(content) = content {
                 let vector_id = position as u64 + 1;
                 let (doc, vector) = prepare(
@@ -170,10 +174,13 @@ pub(crate) fn build_at(
 }
 
 /// When the generation in `dir` was built, from its `CREATED` file: `None`
-/// if it has none or it does not hold a time (the generation is incomplete).
+/// if it has none or it does not hold a time (the generation is
+/// incomplete). A mark the device cannot read is an error
+/// ([`unreadable`] tells it): the generation may well be complete, so no
+/// caller may take it for a leftover.
 pub(crate) fn created_at(fs: &dyn Fs, dir: &Path) -> Result<Option<Duration>> {
     let path = dir.join(CREATED_FILE_NAME);
-    let bytes = match fs.read_file(&path) {
+    let bytes = match crate::store::retry_eio(|| fs.read_file(&path)) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).context(|| format!("reading {}", path.display())),
@@ -184,6 +191,12 @@ pub(crate) fn created_at(fs: &dyn Fs, dir: &Path) -> Result<Option<Duration>> {
         .filter(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|digits| digits.parse().ok())
         .map(Duration::from_millis))
+}
+
+/// Whether `error` is `EIO` reading a file: the device cannot give it back
+/// (a latent sector error, or an error that may pass).
+pub(crate) fn unreadable(error: &crate::error::StoreError) -> bool {
+    matches!(error, crate::error::StoreError::Io { source, .. } if crate::store::is_eio(source))
 }
 
 /// Makes `generation` live: one atomic replacement of `CURRENT`.
@@ -281,13 +294,16 @@ pub(crate) fn clean_up(
         let generation = Generation::parse(&entry.name).filter(|_| entry.kind == FileKind::Dir);
         match generation {
             Some(generation) if generation == live => continue,
-            Some(generation) if generation < live => {
-                if let Some(created) = created_at(fs, &path)? {
+            Some(generation) if generation < live => match created_at(fs, &path) {
+                Ok(Some(created)) => {
                     backups.push((generation, created));
                     continue;
                 }
-                remove_dir(fs, &path, permission)?;
-            }
+                Ok(None) => remove_dir(fs, &path, permission)?,
+                // A mark that cannot be read says nothing: keep it.
+                Err(e) if unreadable(&e) => continue,
+                Err(e) => return Err(e),
+            },
             Some(_) => remove_dir(fs, &path, permission)?,
             None => match entry.kind {
                 FileKind::Dir => remove_dir(fs, &path, permission)?,
@@ -301,7 +317,10 @@ pub(crate) fn clean_up(
     backups.sort_by_key(|(generation, _)| std::cmp::Reverse(*generation));
     for (rank, (generation, created)) in backups.into_iter().enumerate() {
         let age = now.saturating_sub(created);
-        if rank < retention.keep_backups && age <= retention.max_age {
+        // The newest backup is never removed for its age alone: a clock
+        // stepped forward (or a machine off for a week) must not leave a
+        // store without one.
+        if rank < retention.keep_backups && (age <= retention.max_age || rank == 0) {
             continue;
         }
         remove_dir(fs, &layout.generation_dir(generation), permission)?;

@@ -5,13 +5,18 @@
 //! mode with `synchronous=EXTRA`: Tearline's SQLite matrix shows that `FULL`
 //! can lose the last acknowledged commit (the journal's unlink is never made
 //! durable), and `EXTRA` survives every power cut.
+//!
+//! Every page carries a checksum of its content and page number (the
+//! bridge's page checksums, reserved when the schema is created), so a page
+//! that rots or a write that lands on the wrong page is an error, which a
+//! writable open answers by rebuilding from the source files.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use tearline_sim_fs::{Clock, Fs, SqliteVfs, VfsOptions};
+use tearline_sim_fs::{Clock, Fs, SqliteVfs, VfsOptions, reserve_page_checksum_bytes};
 
 use crate::error::{Context, Result};
 use crate::schema;
@@ -109,7 +114,13 @@ impl Index {
     /// Opens the index at `path`. Sets no PRAGMA that writes: the version can
     /// be checked before anything on disk changes.
     pub(crate) fn open(fs: Arc<dyn Fs>, clock: Arc<dyn Clock>, path: &Path, access: IndexAccess) -> Result<Index> {
-        let vfs = SqliteVfs::register(fs, clock, VfsOptions::default())
+        // Page checksums: a page that rots or lands in the wrong place reads
+        // as an error (and fails the integrity check), never as data.
+        let options = VfsOptions {
+            page_checksums: true,
+            ..VfsOptions::default()
+        };
+        let vfs = SqliteVfs::register(fs, clock, options)
             .context(|| format!("registering the SQLite VFS for {}", path.display()))?;
         let flags = match access {
             IndexAccess::ReadWrite => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
@@ -139,8 +150,10 @@ impl Index {
         Ok((version, tables > 0))
     }
 
-    /// Creates the schema on a fresh index.
+    /// Creates the schema on a fresh index, with room reserved in every page
+    /// for its checksum.
     pub(crate) fn create_schema(&mut self) -> Result<()> {
+        reserve_page_checksum_bytes(&self.conn).context(|| "reserving room for page checksums".to_string())?;
         schema::create(&mut self.conn).context(|| "creating the index schema".to_string())
     }
 

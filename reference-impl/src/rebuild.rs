@@ -119,8 +119,9 @@ pub struct RebuildStats {
 
 /// Which backup generations a store keeps. A backup is removed when it is
 /// not among the newest `keep_backups`, or when it was built more than
-/// `max_age` ago by the store's clock; both are applied after every full
-/// rebuild and by every writable open.
+/// `max_age` ago by the store's clock and is not the newest backup (a clock
+/// stepped forward must not take the last one); both are applied after
+/// every full rebuild and by every writable open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct RetentionPolicy {
     /// How many of the newest backups to keep at most. Default 1; 0 keeps

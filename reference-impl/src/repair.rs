@@ -110,7 +110,7 @@ pub struct Repair {
 }
 
 /// Damage found in the live generation.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Damage {
     /// The damaged file.
     pub(crate) path: PathBuf,
@@ -152,17 +152,24 @@ pub(crate) enum Checked {
     Damaged(Damage),
 }
 
-/// The SQLite error codes that mean the file is not a sound database.
-fn sqlite_damage(error: &StoreError) -> bool {
-    use rusqlite::ErrorCode;
+/// The SQLite error codes that mean the file is not a sound database: not a
+/// database, malformed, a page whose checksum does not match
+/// (`SQLITE_IOERR_DATA`, from the bridge's page checksums), or a page the
+/// device cannot read (`SQLITE_IOERR_CORRUPTFS`: `EIO` on a read, a latent
+/// sector error).
+pub(crate) fn sqlite_damage(error: &StoreError) -> bool {
+    use rusqlite::{ErrorCode, ffi};
     matches!(
         error,
         StoreError::Sqlite {
             source: rusqlite::Error::SqliteFailure(failure, _),
             ..
         } if matches!(failure.code, ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt)
+            || matches!(failure.extended_code, ffi::SQLITE_IOERR_DATA | ffi::SQLITE_IOERR_CORRUPTFS)
     )
 }
+
+
 
 /// Checks the live generation and opens it (see the module docs), writing
 /// nothing but what opening always writes in `writable` mode (SQLite's
@@ -179,12 +186,20 @@ pub(crate) fn check_live(
     trust: bool,
 ) -> Result<Checked> {
     let current = layout.current_file();
-    let bytes = match fs.read_file(&current) {
+    let bytes = match crate::store::retry_eio(|| fs.read_file(&current)) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(StoreError::NotInitialized {
                 root: layout.root().to_path_buf(),
             });
+        }
+        Err(e) if crate::store::is_eio(&e) && !trust => {
+            return Ok(Checked::Damaged(Damage {
+                path: current,
+                detail: format!("it cannot be read: {e}"),
+                named: None,
+                dir_exists: false,
+            }));
         }
         Err(e) => return Err(e).context(|| format!("reading {}", current.display())),
     };
@@ -221,12 +236,19 @@ pub(crate) fn check_live(
                 false,
             );
         }
-        if generation::created_at(fs.as_ref(), &dir)?.is_none() {
-            return damage(
-                dir.join(CREATED_FILE_NAME),
-                "missing, or not a time: the generation is not known to be complete".to_string(),
-                true,
-            );
+        match generation::created_at(fs.as_ref(), &dir) {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return damage(
+                    dir.join(CREATED_FILE_NAME),
+                    "missing, or not a time: the generation is not known to be complete".to_string(),
+                    true,
+                );
+            }
+            Err(e) if generation::unreadable(&e) => {
+                return damage(dir.join(CREATED_FILE_NAME), format!("it cannot be read: {e}"), true);
+            }
+            Err(e) => return Err(e),
         }
     }
     let index_path = dir.join(INDEX_FILE_NAME);
@@ -241,6 +263,12 @@ pub(crate) fn check_live(
     let opened = Index::open(Arc::clone(fs), Arc::clone(clock), &index_path, access).and_then(|index| {
         let (_, has_tables) = index.version()?;
         let quick = if trust { "ok".to_string() } else { index.quick_check()? };
+        if !trust && has_tables && quick == "ok" {
+            // quick_check passes a stale page that is a sound page of its own
+            // (the page a misdirected write left behind): reading every row
+            // the store serves finds it.
+            index.files()?;
+        }
         Ok((index, has_tables, quick))
     });
     let index = match opened {
@@ -271,6 +299,10 @@ pub(crate) fn check_live(
         }))),
         Err(VectorError::Corrupt { file, offset, reason }) if !trust => {
             damage(file, format!("corrupt at byte {offset}: {reason}"), true)
+        }
+        // A segment the device cannot read back (a latent sector error).
+        Err(VectorError::Io(e)) if !trust && crate::store::is_eio(&e) => {
+            damage(vectors_dir, format!("a segment cannot be read: {e}"), true)
         }
         Err(source) => Err(StoreError::Vectors {
             context: format!("opening the vector store of {}", live.dir_name()),

@@ -419,7 +419,14 @@ impl Store {
                     return Err(damage.into_error());
                 };
                 let permission = lock.wipe_permission();
-                repaired = Some(repair::repair(&fs, &clock, &layout, damage, &permission)?);
+                // A full device: the space reserve's room lets the repair build.
+                let reserve_kept = !flaw!(options.flaw, NoReserve);
+                repaired = Some(match repair::repair(&fs, &clock, &layout, damage.clone(), &permission) {
+                    Err(e) if reserve_kept && reserve::out_of_space(&e) && reserve::release(fs.as_ref(), &layout)? => {
+                        repair::repair(&fs, &clock, &layout, damage, &permission)?
+                    }
+                    result => result?,
+                });
                 match repair::check_live(&fs, &clock, &layout, writable, vector_options, trust)? {
                     repair::Checked::Sound(live) => live,
                     repair::Checked::Damaged(damage) => return Err(damage.into_error()),
@@ -676,12 +683,14 @@ impl Store {
         }
     }
 
-    /// Reads a document's source file, if it exists.
+    /// Reads a document's source file, if it exists and can be read: one the
+    /// device cannot give back (`EIO` twice, see [`retry_eio`]) is lost to
+    /// the store, which treats it as absent (the file stays where it is).
     pub(crate) fn read_source(&self, name: &DocName) -> Result<Option<Vec<u8>>> {
         let path = self.layout.source_file(name);
-        match self.fs.read_file(&path) {
+        match retry_eio(|| self.fs.read_file(&path)) {
             Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound || is_eio(&e) => Ok(None),
             Err(source) => Err(StoreError::Io {
                 context: format!("reading {}", path.display()),
                 source,
@@ -997,6 +1006,20 @@ pub(crate) struct SourceScan {
 /// not UTF-8, content that is not text, a file that vanishes between the
 /// listing and the read) is skipped and named, never an error; only a
 /// failing filesystem is.
+/// Whether `error` is `EIO`: the device failed to read or write.
+pub(crate) fn is_eio(error: &std::io::Error) -> bool {
+    error.raw_os_error() == tearline_sim_fs::errno::eio().raw_os_error()
+}
+
+/// Runs `read` once more if it fails with `EIO`: an error that passes is not
+/// a lost file; one that persists (a latent sector error) is returned.
+pub(crate) fn retry_eio<T>(read: impl Fn() -> std::io::Result<T>) -> std::io::Result<T> {
+    match read() {
+        Err(e) if is_eio(&e) => read(),
+        result => result,
+    }
+}
+
 pub(crate) fn scan_sources(fs: &dyn Fs, layout: &Layout) -> Result<SourceScan> {
     let dir = layout.source_dir();
     let entries = fs.read_dir(&dir).context(|| format!("listing {}", dir.display()))?;
@@ -1030,7 +1053,7 @@ pub(crate) fn scan_sources(fs: &dyn Fs, layout: &Layout) -> Result<SourceScan> {
             }
         }
         let path = layout.source_file(&name);
-        match fs.read_file(&path) {
+        match retry_eio(|| fs.read_file(&path)) {
             Ok(content) if std::str::from_utf8(&content).is_ok() => {
                 scan.hashes.insert(name.as_str().to_string(), content_hash(&content));
                 scan.docs.push(name);
@@ -1039,6 +1062,11 @@ pub(crate) fn scan_sources(fs: &dyn Fs, layout: &Layout) -> Result<SourceScan> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 scan.skipped
                     .push(skip("it vanished between the listing and the read".to_string()));
+            }
+            // The device cannot give the document back (a latent sector
+            // error): it is lost to the store, but the others are not.
+            Err(e) if is_eio(&e) => {
+                scan.skipped.push(skip(format!("it cannot be read: {e}")));
             }
             Err(source) => {
                 return Err(StoreError::Io {

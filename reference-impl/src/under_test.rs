@@ -381,9 +381,12 @@ impl RefStore {
             let generation = Generation::parse(&entry.name).filter(|_| entry.kind == FileKind::Dir);
             let leftover = match generation {
                 Some(g) if g == live => false,
-                Some(g) if g < live => generation::created_at(fs, &layout.generation_dir(g))
-                    .map_err(failure)?
-                    .is_none(),
+                Some(g) if g < live => match generation::created_at(fs, &layout.generation_dir(g)) {
+                    Ok(created) => created.is_none(),
+                    // An unreadable mark: the store keeps it, not a leftover.
+                    Err(e) if generation::unreadable(&e) => false,
+                    Err(e) => return Err(failure(e)),
+                },
                 _ => true,
             };
             if leftover {
@@ -415,11 +418,13 @@ impl RefStore {
         let layout = Layout::new(self.store.root());
         let mut backups = 0;
         for generation in generation::existing(fs, &layout).map_err(failure)? {
-            if generation < live
-                && generation::created_at(fs, &layout.generation_dir(generation))
-                    .map_err(failure)?
-                    .is_some()
-            {
+            let complete = match generation::created_at(fs, &layout.generation_dir(generation)) {
+                Ok(created) => created.is_some(),
+                // An unreadable mark: the store keeps the generation.
+                Err(e) if generation::unreadable(&e) => true,
+                Err(e) => return Err(failure(e)),
+            };
+            if generation < live && complete {
                 backups += 1;
             }
         }
@@ -480,6 +485,17 @@ impl StoreUnderTest for RefStore {
 
     fn observe(&self) -> Result<Observation, StoreFailure> {
         let store = &self.store;
+        // SQLite finding its index damaged while serving: a refusal that
+        // names the file, not an answer.
+        let index = store.layout.index_file(store.generation);
+        let store_failure = |e: crate::error::StoreError| {
+            if crate::repair::sqlite_damage(&e) {
+                StoreFailure::of_kind(FailureKind::Damaged, format!("{} is damaged: {e}", index.display()))
+            } else {
+                store_failure(e)
+            }
+        };
+        let failure = |e: crate::error::StoreError| store_failure(e);
         let verify = store.verify().map_err(store_failure)?;
         let indexed: BTreeMap<String, String> = store
             .index

@@ -14,13 +14,13 @@
 use std::collections::BTreeSet;
 
 use tearline_model::{
-    Capabilities, Invariant, Operation, RebuildKind, ReconcileKind, RemoteFault, SchemaStamp, StoreFactory,
+    Capabilities, FileRole, Invariant, Operation, RebuildKind, ReconcileKind, RemoteFault, SchemaStamp, StoreFactory,
 };
 use tearline_sim_fs::{Fault, SyscallKind};
 
 use crate::engine::{
-    AtomicCommitWorkload, Capacity, JournalMode, LockAttack, MountUnderRoot, Plant, SqliteSubject, Step, StoreScenario,
-    StoreSubject, Subject, Synchronous,
+    AtomicCommitWorkload, Capacity, Damage, JournalMode, LockAttack, MountUnderRoot, Plant, SqliteSubject, Step,
+    StoreScenario, StoreSubject, Subject, Synchronous,
 };
 use crate::report::FailureRecord;
 
@@ -136,11 +136,23 @@ pub fn catalogue(scale: u32) -> Vec<Scenario> {
         at: Some(SyscallKind::SyncDir),
         summary,
     };
+    // SQLite keeps no checksum of its pages: damage at rest shows only
+    // where it breaks the file's structure.
+    let damage_at_rest = |faults: Vec<Fault>| Finding {
+        invariants: [Invariant::CompleteDatabase].into(),
+        faults,
+        at: None,
+        summary: "SQLite has no page checksums: a misdirected write, a flipped bit or an unreadable sector is \
+                  found only where it breaks the file's structure (\"file is not a database\", \"disk I/O \
+                  error\", a malformed freelist), and the database does not open or fails integrity_check",
+    };
+    let at_rest = || vec![Fault::MisdirectedWrite, Fault::BitRot, Fault::LatentSector];
     vec![
         scenario(
             sized(JournalMode::Delete, Synchronous::Full),
             Expectation {
                 findings: vec![
+                    damage_at_rest(at_rest()),
                     Finding {
                         invariants: [Invariant::CommittedDurable].into(),
                         faults: Vec::new(),
@@ -163,22 +175,30 @@ pub fn catalogue(scale: u32) -> Vec<Scenario> {
         ),
         scenario(
             sized(JournalMode::Delete, Synchronous::Extra),
-            Expectation::pass(),
+            Expectation {
+                findings: vec![damage_at_rest(at_rest())],
+            },
             "SQLite rollback journal with synchronous=EXTRA, which fsyncs the directory after deleting the \
-             journal: every acknowledged commit survives every fault.",
+             journal: every acknowledged commit survives every fault in a syscall, a failed fsync under \
+             Linux's rule included (SQLite reports it and acknowledges nothing). A finding: damage at rest \
+             is caught only where it breaks the file's structure.",
         ),
         scenario(
             sized(JournalMode::Wal, Synchronous::Full),
             Expectation {
-                findings: vec![ignored_dir_sync_error(
-                    Invariant::CommittedDurable,
-                    "an error from the directory fsync that makes the new WAL's name durable is ignored; \
-                     commits are acknowledged, and a power cut loses the WAL and the database file's name",
-                )],
+                findings: vec![
+                    ignored_dir_sync_error(
+                        Invariant::CommittedDurable,
+                        "an error from the directory fsync that makes the new WAL's name durable is ignored; \
+                         commits are acknowledged, and a power cut loses the WAL and the database file's name",
+                    ),
+                    damage_at_rest([at_rest(), vec![Fault::BitFlip]].concat()),
+                ],
             },
             "SQLite write-ahead log with synchronous=FULL and a checkpoint every 4 pages: every acknowledged \
-             commit survives power cuts, torn writes and errors, except an error from the one directory \
-             fsync SQLite makes, which it ignores.",
+             commit survives power cuts, torn writes and errors (a failed fsync under Linux's rule \
+             included), except an error from the one directory fsync SQLite makes, which it ignores. Damage \
+             at rest is caught only where it breaks the file's structure.",
         ),
         scenario(
             no_sync,
@@ -750,6 +770,68 @@ pub fn store_scenarios(factory: &dyn StoreFactory) -> Vec<StoreScenario> {
         }
         .build(),
     );
+    let derived = Capabilities {
+        derived_files: true,
+        source_files: true,
+        full_rebuild: true,
+        ..Capabilities::default()
+    };
+    for (name, role, damage, description) in [
+        (
+            "index-page-damaged",
+            FileRole::Index,
+            Damage::Garbage,
+            "16 bytes of garbage over the middle of the live index (a page gone bad; `dd conv=notrunc` by \
+             hand): the writable open that follows must rebuild it from the source files, keep the backup, \
+             and serve every document; interrupted at every syscall (rebuildable-from-source).",
+        ),
+        (
+            "index-sector-unreadable",
+            FileRole::Index,
+            Damage::UnreadableSector,
+            "A latent sector error in the middle of the live index: every read of it fails with EIO. The \
+             writable open that follows must rebuild from the source files; interrupted at every syscall.",
+        ),
+        (
+            "vector-segment-damaged",
+            FileRole::Vectors,
+            Damage::Garbage,
+            "Garbage in the middle of a live vector segment: no answer may come from the damaged records \
+             (no-silent-corruption), and the writable open that follows must rebuild from the source \
+             files; interrupted at every syscall.",
+        ),
+        (
+            "pointer-to-missing-generation",
+            FileRole::Pointer,
+            Damage::Text("gen-000099\n".to_string()),
+            "The pointer to the live generation names one that does not exist (an operator's edit, a \
+             restore from another machine): the writable open must rebuild from the source files and \
+             remove nothing before it has (failed-open-changes-nothing; origins: an open that deleted the \
+             backup, then failed).",
+        ),
+        (
+            "completion-mark-truncated",
+            FileRole::CompletionMark,
+            Damage::Truncate,
+            "The live generation's completion mark cut to zero bytes (the zero-length file a crash after a \
+             rename without fsync leaves): the writable open must rebuild from the source files.",
+        ),
+    ] {
+        scenarios.push(
+            Builder {
+                name,
+                description,
+                setup: [docs("d", 3, 1), vec![rebuild()]].concat(),
+                workload: vec![
+                    Step::Damage { role, damage },
+                    Step::Reopen,
+                    add("after-damage.md", "# after\nwritten after the repair\n"),
+                ],
+                requires: derived,
+            }
+            .build(),
+        );
+    }
     scenarios.push(
         Builder {
             name: "stale-lock-file",

@@ -225,7 +225,7 @@ const FAULTS: [(&str, &str); 12] = [
 ];
 
 /// What scenarios do to a store besides the faults, for `tearline list`.
-const ATTACKS: [(&str, &str); 7] = [
+const ATTACKS: [(&str, &str); 8] = [
     (
         "readers",
         "a read-only open in another process beside every syscall of every operation, and after \
@@ -255,6 +255,12 @@ const ATTACKS: [(&str, &str); 7] = [
     (
         "edits behind the store's back",
         "source files written or deleted by another process",
+    ),
+    (
+        "damage at rest",
+        "the store closed, garbage, an unreadable sector, a truncation or a wrong name in one of the \
+         files it derives from its sources (index, vectors, CURRENT, CREATED): the next writable open \
+         must rebuild from the sources (rebuildable-from-source; stores with derived_files)",
     ),
 ];
 
@@ -287,7 +293,7 @@ struct MatrixArgs {
     /// The run seed: everything random derives from it.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Faults to inject, comma-separated: power-cut, crash, ENOSPC, EIO, EXDEV, torn-write.
+    /// Faults to inject, comma-separated (`tearline list` describes each; the default is all of them).
     #[arg(long, value_delimiter = ',', default_values_t = engine::ALL_FAULTS.iter().map(|f| f.to_string()).collect::<Vec<_>>())]
     faults: Vec<String>,
 }

@@ -85,6 +85,10 @@ fn exposed_by(variant: Flaw) -> (&'static str, Vec<Fault>, u64) {
         Flaw::RepairOneByteShort => ("two-processes-open", vec![Fault::PowerCut]),
         Flaw::LockTrustsPath => ("lock-file-removed", vec![Fault::PowerCut]),
         Flaw::StrictSources => ("hostile-sources", vec![Fault::PowerCut]),
+        Flaw::RetriesFsync => ("add-interrupted", vec![Fault::EIO]),
+        Flaw::TrustsIndex => ("vector-segment-damaged", vec![Fault::PowerCut]),
+        Flaw::RebuildNeedsLive => ("index-page-damaged", vec![Fault::PowerCut]),
+        Flaw::CleansBeforeCheck => ("pointer-to-missing-generation", vec![Fault::PowerCut]),
     };
     // The torn tail it mis-repairs is one outcome of a few.
     let samples = if variant == Flaw::RepairOneByteShort { 3 } else { 1 };

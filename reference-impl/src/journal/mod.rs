@@ -175,6 +175,11 @@ impl Store {
     }
 
     /// Creates or truncates `path`, writes `content` and fsyncs it.
+    ///
+    /// Then it reads the file back: a write the device put elsewhere (a
+    /// misdirected write) reports success, and only a read-back shows it. A
+    /// file that does not read back as written is an error, so the mutation
+    /// fails (and rolls back) rather than publish what the user did not write.
     fn write_synced(&self, path: &Path, content: &[u8]) -> Result<()> {
         self.fs
             .open(path, &OpenOptions::create_truncate())
@@ -182,6 +187,22 @@ impl Store {
                 file.write_all_at(content, 0)?;
                 file.sync_all()
             })
-            .context(|| format!("writing {}", path.display()))
+            .context(|| format!("writing {}", path.display()))?;
+        let written = self
+            .fs
+            .read_file(path)
+            .context(|| format!("reading back {}", path.display()))?;
+        if written != content {
+            return Err(StoreError::Corrupt {
+                what: format!(
+                    "{} does not read back as written ({} bytes written, {} read back, or different bytes): a \
+                     write the device put elsewhere?",
+                    path.display(),
+                    content.len(),
+                    written.len()
+                ),
+            });
+        }
+        Ok(())
     }
 }

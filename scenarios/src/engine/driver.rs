@@ -421,6 +421,7 @@ impl<'f> Driver<'f> {
                             Err(v) => self.violations.push(v),
                             Ok(Err(_)) => {}
                             Ok(Ok(observation)) => {
+                                self.account_fault_at_rest();
                                 self.violations
                                     .extend(check_read_only(&observation, &self.model, &self.caps));
                             }
@@ -513,7 +514,11 @@ impl<'f> Driver<'f> {
                 role.name()
             ))
         })?;
+        // Damage at rest, not a writer: the harness holds the store's lock
+        // (free: the store is closed) so the damage is nobody's wipe.
+        let lock = factory.lock_file(&env).and_then(|lock| harness.try_lock(&lock).ok());
         let done = damage_file(&harness, &path, damage);
+        drop(lock);
         harness.crash_process();
         match done {
             Ok(()) => {}
