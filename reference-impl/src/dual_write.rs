@@ -40,7 +40,6 @@
 //! no orphans in either direction.
 
 use serde::Serialize;
-use tearline_sim_fs::FsExt;
 
 use crate::error::{Context, Result, StoreError};
 use crate::index::{Intent, IntentOp};
@@ -320,9 +319,15 @@ impl Store {
     /// only way to make bytes durable is to write them again.
     fn rewrite_source(&self, name: &DocName, content: &[u8]) -> Result<()> {
         let path = self.layout.source_file(name);
+        let temp = self.layout.source_dir().join(format!(".{}.tmp", name.as_str()));
+        // Read back before it replaces the source (a misdirected write
+        // reports success).
+        self.write_synced(&temp, content)?;
         self.fs
-            .write_file_atomic(&path, content)
-            .context(|| format!("writing {} again to make it durable", path.display()))
+            .rename(&temp, &path)
+            .context(|| format!("writing {} again to make it durable", path.display()))?;
+        let dir = self.layout.source_dir();
+        self.fs.sync_dir(&dir).context(|| format!("syncing {}", dir.display()))
     }
 
     /// Removes `source/.<name>.tmp` files left by interrupted writes.

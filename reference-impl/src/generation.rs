@@ -173,16 +173,29 @@ pub(crate) fn build_at(
     Ok(manifest)
 }
 
-/// When the generation in `dir` was built, from its `CREATED` file: `None`
-/// if it has none or it does not hold a time (the generation is
-/// incomplete). A mark the device cannot read is an error
-/// ([`unreadable`] tells it): the generation may well be complete, so no
-/// caller may take it for a leftover.
-pub(crate) fn created_at(fs: &dyn Fs, dir: &Path) -> Result<Option<Duration>> {
+/// What a generation's `CREATED` mark says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mark {
+    /// No mark: the generation was never finished, or its removal was
+    /// interrupted (`CREATED` goes first): a leftover.
+    Absent,
+    /// Built at this time (since the Unix epoch): complete.
+    Built(Duration),
+    /// A mark that does not hold a time, or that the device cannot read
+    /// back. `CREATED` is written atomically, so this is damage, not an
+    /// unfinished build: the generation may well be complete, and it is
+    /// never removed for it.
+    Damaged,
+}
+
+/// Reads the `CREATED` mark of the generation in `dir` (an `EIO` is tried
+/// once more).
+pub(crate) fn mark(fs: &dyn Fs, dir: &Path) -> Result<Mark> {
     let path = dir.join(CREATED_FILE_NAME);
     let bytes = match crate::store::retry_eio(|| fs.read_file(&path)) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Mark::Absent),
+        Err(e) if crate::store::is_eio(&e) => return Ok(Mark::Damaged),
         Err(e) => return Err(e).context(|| format!("reading {}", path.display())),
     };
     Ok(std::str::from_utf8(&bytes)
@@ -190,13 +203,7 @@ pub(crate) fn created_at(fs: &dyn Fs, dir: &Path) -> Result<Option<Duration>> {
         .and_then(|text| text.strip_suffix('\n'))
         .filter(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|digits| digits.parse().ok())
-        .map(Duration::from_millis))
-}
-
-/// Whether `error` is `EIO` reading a file: the device cannot give it back
-/// (a latent sector error, or an error that may pass).
-pub(crate) fn unreadable(error: &crate::error::StoreError) -> bool {
-    matches!(error, crate::error::StoreError::Io { source, .. } if crate::store::is_eio(source))
+        .map_or(Mark::Damaged, |ms| Mark::Built(Duration::from_millis(ms))))
 }
 
 /// Makes `generation` live: one atomic replacement of `CURRENT`.
@@ -294,15 +301,14 @@ pub(crate) fn clean_up(
         let generation = Generation::parse(&entry.name).filter(|_| entry.kind == FileKind::Dir);
         match generation {
             Some(generation) if generation == live => continue,
-            Some(generation) if generation < live => match created_at(fs, &path) {
-                Ok(Some(created)) => {
+            Some(generation) if generation < live => match mark(fs, &path)? {
+                Mark::Built(created) => {
                     backups.push((generation, created));
                     continue;
                 }
-                Ok(None) => remove_dir(fs, &path, permission)?,
-                // A mark that cannot be read says nothing: keep it.
-                Err(e) if unreadable(&e) => continue,
-                Err(e) => return Err(e),
+                Mark::Absent => remove_dir(fs, &path, permission)?,
+                // A damaged mark says nothing of the rest: keep it.
+                Mark::Damaged => continue,
             },
             Some(_) => remove_dir(fs, &path, permission)?,
             None => match entry.kind {

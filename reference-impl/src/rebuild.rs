@@ -245,12 +245,6 @@ pub(crate) fn check_built(
     })
 }
 
-/// The generation a full rebuild builds: one past the highest that exists.
-fn next_generation(fs: &dyn Fs, layout: &Layout, live: Generation) -> Result<Generation> {
-    let highest = generation::existing(fs, layout)?.into_iter().max().unwrap_or(live);
-    Ok(highest.max(live).next())
-}
-
 /// Steps 1 and 2 (see the module docs): builds the next generation from
 /// `docs` and verifies it. On failure, removes it (best effort) and returns
 /// [`StoreError::RebuildFailed`].
@@ -263,7 +257,10 @@ fn build_verified(
     docs: &[DocName],
     progress: &mut dyn FnMut(&RebuildProgress),
 ) -> Result<(Generation, Manifest)> {
-    let next = next_generation(fs.as_ref(), layout, live).map_err(|cause| failed(live, live.next(), cause))?;
+    // The generation after the live one. A leftover there (a rebuild
+    // interrupted before its switch) is replaced, never kept beside the new
+    // one, where it would pass for a backup whose mark may not be durable.
+    let next = live.next();
     let result = generation::build(fs, clock, layout, next, permission, docs, progress).and_then(|manifest| {
         check_built(fs, clock, &layout.generation_dir(next), &next.dir_name(), &manifest)?;
         Ok(manifest)

@@ -53,8 +53,8 @@
 //! generation it was building (failed-open-changes-nothing).
 //!
 //! A crash at any step leaves either the damaged generation named by
-//! `CURRENT` (repaired again by the next writable open; a new generation
-//! left behind is a leftover or a complete backup), or `CURRENT` naming a
+//! `CURRENT` (repaired again by the next writable open, which builds the
+//! new generation again in the same place), or `CURRENT` naming a
 //! generation moved aside (damage again: repaired again), or the new
 //! generation live. The backups are only touched by the cleanup at the end
 //! of a successful open.
@@ -110,7 +110,7 @@ pub struct Repair {
 }
 
 /// Damage found in the live generation.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct Damage {
     /// The damaged file.
     pub(crate) path: PathBuf,
@@ -168,8 +168,6 @@ pub(crate) fn sqlite_damage(error: &StoreError) -> bool {
             || matches!(failure.extended_code, ffi::SQLITE_IOERR_DATA | ffi::SQLITE_IOERR_CORRUPTFS)
     )
 }
-
-
 
 /// Checks the live generation and opens it (see the module docs), writing
 /// nothing but what opening always writes in `writable` mode (SQLite's
@@ -236,19 +234,22 @@ pub(crate) fn check_live(
                 false,
             );
         }
-        match generation::created_at(fs.as_ref(), &dir) {
-            Ok(Some(_)) => {}
-            Ok(None) => {
+        match generation::mark(fs.as_ref(), &dir)? {
+            generation::Mark::Built(_) => {}
+            generation::Mark::Absent => {
                 return damage(
                     dir.join(CREATED_FILE_NAME),
-                    "missing, or not a time: the generation is not known to be complete".to_string(),
+                    "missing: the generation is not known to be complete".to_string(),
                     true,
                 );
             }
-            Err(e) if generation::unreadable(&e) => {
-                return damage(dir.join(CREATED_FILE_NAME), format!("it cannot be read: {e}"), true);
+            generation::Mark::Damaged => {
+                return damage(
+                    dir.join(CREATED_FILE_NAME),
+                    "unreadable, or not a time: the generation is not known to be complete".to_string(),
+                    true,
+                );
             }
-            Err(e) => return Err(e),
         }
     }
     let index_path = dir.join(INDEX_FILE_NAME);
@@ -350,12 +351,19 @@ pub(crate) fn repair(
     };
     let docs = source_names(fs.as_ref(), layout)
         .map_err(|cause| failed(&damage, "listing the source files".to_string(), cause))?;
-    let highest = generation::existing(fs.as_ref(), layout)
-        .map_err(|cause| failed(&damage, "listing the generations".to_string(), cause))?
-        .into_iter()
-        .chain(damage.named)
-        .max();
-    let next = highest.map_or(Generation(1), |g| g.next());
+    // The generation after the one `CURRENT` names: a leftover there (an
+    // earlier repair or rebuild interrupted before its switch) is
+    // replaced, never kept beside the new one where it would pass for a
+    // backup whose mark may not even be durable. With no name to go by,
+    // one past every generation there is.
+    let next = match damage.named {
+        Some(named) => named.next(),
+        None => generation::existing(fs.as_ref(), layout)
+            .map_err(|cause| failed(&damage, "listing the generations".to_string(), cause))?
+            .into_iter()
+            .max()
+            .map_or(Generation(1), |g| g.next()),
+    };
     let doing = format!("rebuilding it from the source files as {}", next.dir_name());
     let built = generation::build(fs, clock, layout, next, permission, &docs, &mut |_| {}).and_then(|manifest| {
         crate::rebuild::check_built(fs, clock, &layout.generation_dir(next), &next.dir_name(), &manifest)

@@ -419,14 +419,12 @@ impl Store {
                     return Err(damage.into_error());
                 };
                 let permission = lock.wipe_permission();
-                // A full device: the space reserve's room lets the repair build.
-                let reserve_kept = !flaw!(options.flaw, NoReserve);
-                repaired = Some(match repair::repair(&fs, &clock, &layout, damage.clone(), &permission) {
-                    Err(e) if reserve_kept && reserve::out_of_space(&e) && reserve::release(fs.as_ref(), &layout)? => {
-                        repair::repair(&fs, &clock, &layout, damage, &permission)?
-                    }
-                    result => result?,
-                });
+                // The space reserve's room lets the repair build on a full
+                // device; a writable open recreates it once there is room.
+                if !flaw!(options.flaw, NoReserve) {
+                    reserve::release(fs.as_ref(), &layout)?;
+                }
+                repaired = Some(repair::repair(&fs, &clock, &layout, damage, &permission)?);
                 match repair::check_live(&fs, &clock, &layout, writable, vector_options, trust)? {
                     repair::Checked::Sound(live) => live,
                     repair::Checked::Damaged(damage) => return Err(damage.into_error()),

@@ -285,10 +285,14 @@ impl StoreFactory for RefStoreFactory {
                 "ALTER TABLE files DROP COLUMN indexed_at_ms; PRAGMA user_version = 2;".to_string()
             }
         };
+        // The other build checksums its pages as this one does.
         let vfs = tearline_sim_fs::SqliteVfs::register(
             Arc::clone(&env.fs),
             Arc::clone(&env.clock),
-            tearline_sim_fs::VfsOptions::default(),
+            tearline_sim_fs::VfsOptions {
+                page_checksums: true,
+                ..tearline_sim_fs::VfsOptions::default()
+            },
         )
         .map_err(failure)?;
         let conn = vfs
@@ -334,7 +338,13 @@ impl RefStore {
         let written = documents.iter().try_for_each(|(name, content)| {
             let path = dir.join(name);
             fs.write_file(&path, content.as_bytes())
-                .map_err(|e| scratch(format!("writing {}: {e}", path.display())))
+                .map_err(|e| scratch(format!("writing {}: {e}", path.display())))?;
+            // The input the user hands the store must be what the harness
+            // meant (a misdirected write reports success).
+            match fs.read_file(&path) {
+                Ok(back) if back == content.as_bytes() => Ok(()),
+                _ => Err(scratch(format!("{} does not read back as written", path.display()))),
+            }
         });
         let result = written.and_then(|()| self.store.import(&dir).map(drop).map_err(store_failure));
         // Best effort: a writable open removes what is left.
@@ -381,12 +391,10 @@ impl RefStore {
             let generation = Generation::parse(&entry.name).filter(|_| entry.kind == FileKind::Dir);
             let leftover = match generation {
                 Some(g) if g == live => false,
-                Some(g) if g < live => match generation::created_at(fs, &layout.generation_dir(g)) {
-                    Ok(created) => created.is_none(),
-                    // An unreadable mark: the store keeps it, not a leftover.
-                    Err(e) if generation::unreadable(&e) => false,
-                    Err(e) => return Err(failure(e)),
-                },
+                // A damaged mark: the store keeps it, not a leftover.
+                Some(g) if g < live => {
+                    generation::mark(fs, &layout.generation_dir(g)).map_err(failure)? == generation::Mark::Absent
+                }
                 _ => true,
             };
             if leftover {
@@ -418,13 +426,11 @@ impl RefStore {
         let layout = Layout::new(self.store.root());
         let mut backups = 0;
         for generation in generation::existing(fs, &layout).map_err(failure)? {
-            let complete = match generation::created_at(fs, &layout.generation_dir(generation)) {
-                Ok(created) => created.is_some(),
-                // An unreadable mark: the store keeps the generation.
-                Err(e) if generation::unreadable(&e) => true,
-                Err(e) => return Err(failure(e)),
-            };
-            if generation < live && complete {
+            // A damaged mark: the store keeps the generation.
+            let kept = generation < live
+                && generation::mark(fs, &layout.generation_dir(generation)).map_err(failure)?
+                    != generation::Mark::Absent;
+            if kept {
                 backups += 1;
             }
         }

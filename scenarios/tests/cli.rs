@@ -29,6 +29,17 @@ fn list_names_scenarios_and_invariants() {
         "hostile-sources",
         "torn-write",
         "lock file removed",
+        "no-silent-corruption",
+        "rebuildable-from-source",
+        "failed-open-changes-nothing",
+        "index-page-damaged",
+        "pointer-to-missing-generation",
+        "misdirected-write",
+        "latent-sector",
+        "bit-rot",
+        "clock-forward-691200000ms",
+        "zeroed",
+        "damage at rest",
     ] {
         assert!(text.contains(name), "{name} missing from:\n{text}");
     }

@@ -180,7 +180,7 @@ impl Store {
     /// misdirected write) reports success, and only a read-back shows it. A
     /// file that does not read back as written is an error, so the mutation
     /// fails (and rolls back) rather than publish what the user did not write.
-    fn write_synced(&self, path: &Path, content: &[u8]) -> Result<()> {
+    pub(crate) fn write_synced(&self, path: &Path, content: &[u8]) -> Result<()> {
         self.fs
             .open(path, &OpenOptions::create_truncate())
             .and_then(|file| {

@@ -3,7 +3,7 @@
 //! snapshot, or a replay from scratch with the fault injected).
 
 use tearline_model::Violation;
-use tearline_sim_fs::{CrashChoice, Fault};
+use tearline_sim_fs::{CrashChoice, Fault, SyscallKind};
 
 use super::driver::first_of_each;
 use super::subject::{Probe, Subject};
@@ -73,6 +73,10 @@ pub(crate) fn enumerate(subject: &dyn Subject, probe: &Probe, options: &EngineOp
             let first_of_step = syscall == probe.start || probe.step_at(syscall) != probe.step_at(syscall - 1);
             for &fault in &faults {
                 if steps_the_clock(fault) && !first_of_step {
+                    continue;
+                }
+                let repeated_read = probe.repeated_reads[(syscall - probe.start) as usize];
+                if fault.is_at_rest() && op == SyscallKind::Read && repeated_read {
                     continue;
                 }
                 if fault != Fault::PowerCut && fault.applies_to(op) {

@@ -379,6 +379,7 @@ impl Subject for SqliteSubject {
             began = acked_at;
         }
         owners.extend((began..end).map(|_| Some(acks.len())));
+        let repeated_reads = super::subject::repeated_reads(&trace, start, &owners);
         Ok(Probe {
             seed,
             start,
@@ -387,6 +388,7 @@ impl Subject for SqliteSubject {
             ops,
             owners,
             steps: workload.steps(),
+            repeated_reads,
             marks,
             crash_seed: fs.crash_seed(),
             trace_hash: trace.hash(),

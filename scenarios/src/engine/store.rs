@@ -2,7 +2,7 @@
 //! contract ([`StoreFactory`]), a writable reopen + observation + checks
 //! after every fault, and the lock invariant read off every trace.
 
-use tearline_model::{Model, Operation, StoreFactory, Violation};
+use tearline_model::{Invariant, Model, Operation, StoreFactory, Violation};
 use tearline_sim_fs::{CrashChoice, HaltKind, Mount, PersistenceModel, SimConfig, SimFs, SyscallKind};
 
 use super::HarnessError;
@@ -57,7 +57,7 @@ impl StoreSubject<'_> {
     fn last_recovery(&self, probe: &Probe, rebooted: &SimFs, model: &Model) -> Vec<Violation> {
         let budget_end = rebooted.syscall_count() + probe.budget();
         rebooted.set_fault_plan(driver::plan(None, budget_end));
-        let recovered = driver::recover_and_check(self.factory, rebooted, model, budget_end, true);
+        let recovered = self.recover(rebooted, model, budget_end, true);
         let serviceable = self.serviceable(
             rebooted,
             model,
@@ -68,6 +68,26 @@ impl StoreSubject<'_> {
         let mut violations = recovered.violations;
         violations.extend(serviceable);
         violations
+    }
+
+    /// The writable open after a fault and its checks
+    /// ([`driver::recover_and_check`]). Rebuilding from the sources needs
+    /// room for a new generation: where the scenario keeps the device full
+    /// and that repair is all that failed, the harness gives it room (as an
+    /// operator would), and then the repair must succeed.
+    fn recover(&self, machine: &SimFs, model: &Model, budget_end: u64, reader: bool) -> driver::Recovered {
+        let recovered = driver::recover_and_check(self.factory, machine, model, budget_end, reader);
+        let repair_needs_room = self.scenario.stays_full
+            && !recovered.violations.is_empty()
+            && recovered
+                .violations
+                .iter()
+                .all(|v| v.invariant == Invariant::RebuildableFromSource);
+        if !repair_needs_room {
+            return recovered;
+        }
+        machine.set_capacity(store_root(), u64::MAX);
+        driver::recover_and_check(self.factory, machine, model, budget_end, false)
     }
 
     /// stays-serviceable after a case's last recovery, in a scenario whose
@@ -159,6 +179,7 @@ impl Subject for StoreSubject<'_> {
                 end - start
             )));
         }
+        let repeated_reads = super::subject::repeated_reads(&trace, start, &owners);
         Ok(Probe {
             seed,
             start,
@@ -167,6 +188,7 @@ impl Subject for StoreSubject<'_> {
             ops,
             owners,
             steps: scenario.workload.iter().map(|s| s.describe()).collect(),
+            repeated_reads,
             marks: driver.marks,
             crash_seed: fs.crash_seed(),
             trace_hash: trace.hash(),
@@ -218,7 +240,7 @@ impl Subject for StoreSubject<'_> {
         let budget_end = booted.syscall_count() + probe.budget();
         booted.set_fault_plan(driver::plan(None, budget_end));
         let model = probe.model_at(at);
-        let recovered = driver::recover_and_check(self.factory, booted, &model, budget_end, reader);
+        let recovered = self.recover(booted, &model, budget_end, reader);
         let mut violations = recovered.violations;
         violations.extend(self.serviceable(booted, &model, recovered.observation.as_ref(), &violations, budget_end));
         violations.extend(driver::check_trace(self.factory, booted, &booted.trace()));
@@ -278,7 +300,7 @@ impl Subject for StoreSubject<'_> {
                     fs.crash_process();
                     let restarted = fs.spawn_process();
                     states_checked += 1;
-                    let recovered = driver::recover_and_check(factory, &restarted, &model, budget_end, true);
+                    let recovered = self.recover(&restarted, &model, budget_end, true);
                     if let Some(observation) = &recovered.observation
                         && recovered.violations.is_empty()
                     {

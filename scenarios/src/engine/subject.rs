@@ -9,7 +9,7 @@
 //! a fault, and how to replay one case from scratch.
 
 use tearline_model::{Model, Violation};
-use tearline_sim_fs::{Fault, PersistenceModel, SimFs, SimSnapshot, SyscallKind, Trace};
+use tearline_sim_fs::{Fault, PersistenceModel, SimFs, SimSnapshot, SyscallArgs, SyscallKind, Trace};
 
 use super::HarnessError;
 use crate::case::{Case, CrashPick, Injection, resolve_crash};
@@ -84,6 +84,9 @@ pub struct Probe {
     pub owners: Vec<Option<usize>>,
     /// Each workload step, described.
     pub steps: Vec<String>,
+    /// For each syscall in `start..end`: whether it is a read of exactly
+    /// what an earlier read of the same step read ([`repeated_reads`]).
+    pub repeated_reads: Vec<bool>,
     /// The model as the workload went.
     pub marks: Vec<Mark>,
     /// The machine's crash seed (sampled power-cut outcomes derive from it).
@@ -211,6 +214,25 @@ pub(crate) struct Recording<T> {
 
 /// Runs `run` on `fs` with a snapshot recorded before every syscall it
 /// makes: what both subjects' probes are built from.
+/// For each syscall of `trace` in `start..start + owners.len()`: whether it
+/// reads exactly what an earlier read of the same step (`owners`) read (the
+/// same path, offset and length). A fault at rest on a read strikes the
+/// medium, and a second read of the same place in the same step meets the
+/// same medium: the matrix injects those faults at the first read only.
+pub(crate) fn repeated_reads(trace: &Trace, start: u64, owners: &[Option<usize>]) -> Vec<bool> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut repeated = vec![false; owners.len()];
+    for entry in trace.entries().iter().filter(|e| e.index >= start && e.boot == 0) {
+        let Some(i) = usize::try_from(entry.index - start).ok().filter(|&i| i < owners.len()) else {
+            continue;
+        };
+        if let (SyscallKind::Read, SyscallArgs::Read { offset, len }) = (entry.op, &entry.args) {
+            repeated[i] = !seen.insert((owners[i], entry.path.as_str(), *offset, *len));
+        }
+    }
+    repeated
+}
+
 pub(crate) fn record<T>(fs: &SimFs, run: impl FnOnce() -> T) -> Recording<T> {
     let start = fs.syscall_count();
     fs.record_snapshots(true);
