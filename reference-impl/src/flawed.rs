@@ -90,7 +90,7 @@ pub enum Flaw {
     /// Caught only where the simulated fsync has Linux's semantics.
     RetriesFsync,
     /// An open that trusts its derived files: no check of the live
-    /// generation (`CREATED`, SQLite's `quick_check`, the index's tables) and
+    /// generation (`CREATED`, SQLite's `integrity_check`, the index's tables) and
     /// no CRC check of vector records. A damaged index or vector segment is
     /// served as it reads: a wrong vector, a wrong answer, or a failure at
     /// the first query, never a repair from the source files.

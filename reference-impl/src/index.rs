@@ -260,21 +260,6 @@ impl Index {
         Ok(vector_id(next))
     }
 
-    /// `PRAGMA quick_check`, all its lines joined ("ok" when sound): every
-    /// page, b-tree and record format, in time linear in the file's size
-    /// (`integrity_check` also cross-checks every index against its table).
-    pub(crate) fn quick_check(&self) -> Result<String> {
-        let mut stmt = self
-            .conn
-            .prepare("PRAGMA quick_check")
-            .context(|| "checking the index".to_string())?;
-        let lines: Vec<String> = stmt
-            .query_map([], |r| r.get(0))
-            .and_then(|rows| rows.collect())
-            .context(|| "checking the index".to_string())?;
-        Ok(lines.join("; "))
-    }
-
     /// `PRAGMA integrity_check`, all its lines joined.
     pub(crate) fn integrity_check(&self) -> Result<String> {
         let mut stmt = self

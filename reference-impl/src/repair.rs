@@ -23,11 +23,12 @@
 //! 1. `CURRENT` parses as a generation name (a missing `CURRENT` is a store
 //!    that was never initialised, as before), and names a directory of
 //!    `generations/` whose `CREATED` holds a time.
-//! 2. Its `index.db` exists, opens, passes SQLite's `PRAGMA quick_check`
-//!    (every page, b-tree and record format; not the index-to-table
-//!    cross-check of `integrity_check`, which `verify` still runs) and has
-//!    tables. Its version is left to the schema plan (an older or newer
-//!    schema is not damage).
+//! 2. Its `index.db` exists, opens, passes SQLite's `PRAGMA integrity_check`
+//!    (every page, each checked against its checksum as it is read, every
+//!    b-tree and record format, and every index against its table: a page
+//!    a misdirected write left stale shows there) and has tables, and every
+//!    row the store serves reads back. Its version is left to the schema
+//!    plan (an older or newer schema is not damage).
 //! 3. Its `vectors/` exists and every record of every segment passes its
 //!    CRC (a torn tail is repaired as it always was; damage elsewhere is
 //!    corruption, see `crate::vectors::local`).
@@ -263,18 +264,24 @@ pub(crate) fn check_live(
     };
     let opened = Index::open(Arc::clone(fs), Arc::clone(clock), &index_path, access).and_then(|index| {
         let (_, has_tables) = index.version()?;
-        let quick = if trust { "ok".to_string() } else { index.quick_check()? };
-        if !trust && has_tables && quick == "ok" {
-            // quick_check passes a stale page that is a sound page of its own
-            // (the page a misdirected write left behind): reading every row
-            // the store serves finds it.
+        // integrity_check, not quick_check: it also cross-checks every index
+        // with its table, which finds a page a misdirected write left stale.
+        let check = if trust {
+            "ok".to_string()
+        } else {
+            index.integrity_check()?
+        };
+        if !trust && has_tables && check == "ok" {
+            // A stale page that is a sound page of its own (the page a
+            // misdirected write left behind) can pass the check: reading
+            // every row the store serves finds more of them.
             index.files()?;
         }
-        Ok((index, has_tables, quick))
+        Ok((index, has_tables, check))
     });
     let index = match opened {
-        Ok((_, _, quick)) if quick != "ok" => {
-            return damage(index_path, format!("SQLite's quick_check: {quick}"), true);
+        Ok((_, _, check)) if check != "ok" => {
+            return damage(index_path, format!("SQLite's integrity_check: {check}"), true);
         }
         Ok((_, false, _)) if !trust => {
             return damage(

@@ -345,7 +345,7 @@ impl Store {
 
     /// Opens the store at `root`. A writable open takes the lock (failing with
     /// [`StoreError::Locked`] if another process has it), checks the live
-    /// generation (`CURRENT`, `CREATED`, the index's `quick_check`, every
+    /// generation (`CURRENT`, `CREATED`, the index's `integrity_check`, every
     /// vector record's CRC) before it removes or changes anything and, if it
     /// is damaged, rebuilds it from the source files and keeps the damaged
     /// one aside ([`OpenReport::repaired`]); then migrates or (if allowed)
@@ -410,10 +410,13 @@ impl Store {
             repair::Checked::Damaged(damage) => {
                 // The known-bad designs that predate the repair open as they
                 // did: the two-rename swap's crash (no directory at the
-                // live name) would otherwise be rebuilt from the sources,
-                // hiding that the swap itself is not atomic.
-                let no_repair =
-                    flaw!(options.flaw, RebuildNeedsLive) || flaw!(options.flaw, TwoRenameSwap) || cleans_first;
+                // live name), or the vector record a one-byte-short tail
+                // repair cut, would otherwise be rebuilt from the sources,
+                // hiding the design's own flaw.
+                let no_repair = flaw!(options.flaw, RebuildNeedsLive)
+                    || flaw!(options.flaw, TwoRenameSwap)
+                    || flaw!(options.flaw, RepairOneByteShort)
+                    || cleans_first;
                 let (Some(lock), false) = (&lock, no_repair) else {
                     // A read-only open holds no lock: it refuses, naming the file.
                     return Err(damage.into_error());

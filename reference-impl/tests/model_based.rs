@@ -937,7 +937,8 @@ impl Sut {
 /// syscalls are numbered differently, keeps the same outcome. `prefix` keeps
 /// the first `outcome mod (pending + 1)` operations, `subset` the ones whose
 /// bit is set in a stream drawn from `outcome`. `torn` (which needs each
-/// write's sectors, private to the simulator) is drawn by the simulator.
+/// write's sectors, private to the simulator) is drawn by the simulator, and
+/// `zeroed` has one outcome.
 fn crash_choice(fs: &SimFs, persistence: PersistenceModel, outcome: u64) -> CrashChoice {
     let pending = fs.snapshot().pending_ops();
     let fates = match persistence {
@@ -969,7 +970,8 @@ fn crash_choice(fs: &SimFs, persistence: PersistenceModel, outcome: u64) -> Cras
                 })
                 .collect()
         }
-        PersistenceModel::Torn { .. } => return fs.crash_choice(persistence),
+        // Both depend only on the pending operations, not on a draw.
+        PersistenceModel::Torn { .. } | PersistenceModel::Zeroed => return fs.crash_choice(persistence),
     };
     CrashChoice::from_fates(fates)
 }

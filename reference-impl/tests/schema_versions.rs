@@ -42,7 +42,7 @@ fn rebuild_allowed() -> StoreOptions {
 
 /// Runs SQL on the live index directly, as an older or newer build would have.
 fn tamper(fs: &SimFs, sql: &str) {
-    let vfs = SqliteVfs::register(Arc::new(fs.clone()), Arc::new(fs.clock()), VfsOptions::default()).expect("vfs");
+    let vfs = SqliteVfs::register(Arc::new(fs.clone()), Arc::new(fs.clock()), checksummed()).expect("vfs");
     let conn = vfs
         .open(&index_path(1), OpenFlags::SQLITE_OPEN_READ_WRITE)
         .expect("open index");
@@ -50,7 +50,7 @@ fn tamper(fs: &SimFs, sql: &str) {
 }
 
 fn version(fs: &SimFs, generation: u64) -> u32 {
-    let vfs = SqliteVfs::register(Arc::new(fs.clone()), Arc::new(fs.clock()), VfsOptions::default()).expect("vfs");
+    let vfs = SqliteVfs::register(Arc::new(fs.clone()), Arc::new(fs.clock()), checksummed()).expect("vfs");
     let conn = vfs
         .open(&index_path(generation), OpenFlags::SQLITE_OPEN_READ_ONLY)
         .expect("open index");
@@ -205,5 +205,14 @@ fn a_rebuild_interrupted_anywhere_leaves_a_store_that_opens() {
             "cut at {}: {generations:?}, live {live}",
             snapshot.syscall_index()
         );
+    }
+}
+
+/// The bridge as the store opens its index: with page checksums (a page
+/// written without one reads as damage).
+fn checksummed() -> VfsOptions {
+    VfsOptions {
+        page_checksums: true,
+        ..VfsOptions::default()
     }
 }

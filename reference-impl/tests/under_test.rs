@@ -389,7 +389,7 @@ fn copying_across_devices_without_an_fsync_is_caught() {
 /// the store's lock, as that build's writer would hold it).
 fn tamper(fs: &SimFs, sql: &str) {
     let _lock = fs.try_lock(Path::new(ROOT)).expect("lock");
-    let vfs = SqliteVfs::register(Arc::new(fs.clone()), Arc::new(fs.clock()), VfsOptions::default()).expect("vfs");
+    let vfs = SqliteVfs::register(Arc::new(fs.clone()), Arc::new(fs.clock()), checksummed()).expect("vfs");
     let conn = vfs
         .open(
             Path::new(&format!("{ROOT}/generations/gen-000001/index.db")),
@@ -576,4 +576,13 @@ fn an_import_leaves_no_scratch_directory() {
     drop(store);
     assert_clean("reopened", &check_reopened(&factory, &env, &model));
     assert!(!fs.exists(Path::new("/store.import-0")).expect("exists"));
+}
+
+/// The bridge as the store opens its index: with page checksums (a page
+/// written without one reads as damage).
+fn checksummed() -> VfsOptions {
+    VfsOptions {
+        page_checksums: true,
+        ..VfsOptions::default()
+    }
 }

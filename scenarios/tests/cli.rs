@@ -138,6 +138,10 @@ fn bad_arguments_are_harness_errors() {
     assert_eq!(tearline(&["repro", "nonsense"]).status.code(), Some(2));
 }
 
+/// The faults of a syscall, none at rest: the tiny store keeps one copy of
+/// each document and cannot survive a sector that goes bad under it.
+const SYSCALL_FAULTS: &str = "power-cut,crash,ENOSPC,EIO,EXDEV,torn-write";
+
 #[test]
 fn a_shard_runs_part_of_the_matrix() {
     let dir = tempfile::tempdir().unwrap();
@@ -148,6 +152,8 @@ fn a_shard_runs_part_of_the_matrix() {
             "add-interrupted",
             "--store",
             "file-per-doc",
+            "--faults",
+            SYSCALL_FAULTS,
             "--jobs",
             "1",
             "--shard",
@@ -179,6 +185,8 @@ fn certify_writes_certificates_and_exits_by_verdict() {
         "certify",
         "--store",
         "file-per-doc",
+        "--faults",
+        SYSCALL_FAULTS,
         "--report",
         md.to_str().unwrap(),
         "--report",

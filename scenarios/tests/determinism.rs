@@ -86,10 +86,12 @@ fn check_determinism_passes_on_the_tiny_store() {
     let options = RunOptions {
         engine: EngineOptions {
             check_determinism: true,
+            // Faults at rest too: the tiny store does not survive them (one
+            // copy of each document), but what it does is deterministic.
             ..EngineOptions::default()
         },
         ..RunOptions::default()
     };
     let result = run::run_entry(&entry, &factory, &options, &|_, _| {}).expect("deterministic");
-    assert!(result.passed);
+    assert!(result.states_checked > 0);
 }

@@ -55,7 +55,7 @@ pub struct CertifyOptions {
     pub seed: u64,
     /// The faults injected. Default: every fault the engine knows.
     pub faults: Vec<Fault>,
-    /// Persistence models for power cuts. Default: all four.
+    /// Persistence models for power cuts. Default: all five.
     pub models: Vec<PersistenceModel>,
     /// Run the cases numbered `i` modulo `n` of each matrix: `(0, 1)` (the
     /// default) runs every case; `(0, 10)` a tenth, for a quick check.

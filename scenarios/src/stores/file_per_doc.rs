@@ -2,7 +2,9 @@
 //! `<root>/docs`, each written by temp file + fsync + rename + directory
 //! fsync, removed by unlink + directory fsync. No vectors, no lock, no
 //! source files, no rebuild: the smallest thing that keeps every applicable
-//! invariant. [`FilePerDocFactory::without_fsync`] is the same store without
+//! invariant under the faults of a syscall (with one copy of each document
+//! and no checksum, it cannot survive a sector that goes bad under it:
+//! faults at rest break it, as they must). [`FilePerDocFactory::without_fsync`] is the same store without
 //! any fsync, which the matrix must catch.
 
 use std::path::{Path, PathBuf};

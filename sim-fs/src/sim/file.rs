@@ -158,18 +158,19 @@ impl FileHandle for SimFile {
                 let len = world.state.current.file(file.ino).ok_or_else(errno::ebadf)?.len();
                 // The bytes this read covers; a fault at rest strikes one of them.
                 let covered = len.saturating_sub(offset).min(buf.len() as u64);
-                if covered > 0 {
-                    let struck = offset + world.fault_rng.random_range(0..covered);
-                    match fault {
-                        Some(CallFault::LatentSector) => {
-                            world.state.bad_sectors.insert((file.ino, struck / MEDIUM_SECTOR));
-                        }
-                        Some(CallFault::BitRot) => {
-                            let bit = world.fault_rng.random_range(0..8u8);
-                            world.state.flip_bit(file.ino, struck, bit);
-                        }
-                        _ => {}
+                // The fault RNG is drawn from only when a fault strikes, so
+                // the draws of the other faults stay where they were.
+                match fault {
+                    Some(CallFault::LatentSector) if covered > 0 => {
+                        let struck = offset + world.fault_rng.random_range(0..covered);
+                        world.state.bad_sectors.insert((file.ino, struck / MEDIUM_SECTOR));
                     }
+                    Some(CallFault::BitRot) if covered > 0 => {
+                        let struck = offset + world.fault_rng.random_range(0..covered);
+                        let bit = world.fault_rng.random_range(0..8u8);
+                        world.state.flip_bit(file.ino, struck, bit);
+                    }
+                    _ => {}
                 }
                 if world.state.bad_sector_in(file.ino, offset, covered).is_some() {
                     return Err(errno::eio());
