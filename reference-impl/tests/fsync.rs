@@ -5,11 +5,9 @@
 //! cut then shows the old state), or reports what it did honestly; never
 //! acknowledged on data that a power cut takes back.
 //!
-//! Until `SimFs` drops a file's dirty data on a failed fsync (issue 12,
-//! item 1, on the harness side), an `EIO` there "changes nothing" and a
-//! retried fsync really makes the data durable: the real store passes
-//! either way, and the known-bad `RetriesFsync` is only caught once the
-//! simulator has Linux's semantics (its test is ignored until then).
+//! `SimFs` drops a file's dirty data on a failed fsync by default (Linux's
+//! rule), so the known-bad `RetriesFsync`, which fsyncs again and carries
+//! on, loses an acknowledged add; the real store does not.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -110,7 +108,6 @@ fn an_add_whose_fsync_fails_is_not_acknowledged_on_data_that_is_not_durable() {
 }
 
 #[test]
-#[ignore = "needs SimFs's Linux fsync semantics (issue 12 item 1, the harness side); un-ignore after the merge"]
 fn a_store_that_retries_a_failed_fsync_loses_an_acknowledged_add() {
     let broken = broken_by_failed_fsyncs(Some(Flaw::RetriesFsync));
     assert!(!broken.is_empty(), "RetriesFsync was not caught");
