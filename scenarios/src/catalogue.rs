@@ -193,6 +193,14 @@ pub fn catalogue(scale: u32) -> Vec<Scenario> {
                          commits are acknowledged, and a power cut loses the WAL and the database file's name",
                     ),
                     damage_at_rest([at_rest(), vec![Fault::BitFlip]].concat()),
+                    Finding {
+                        invariants: [Invariant::CommittedDurable].into(),
+                        faults: vec![Fault::MisdirectedWrite],
+                        at: Some(SyscallKind::Write),
+                        summary: "a WAL frame written to the wrong place is not noticed: the checkpoint copies \
+                                  whatever is at the frame's place into the database, and an acknowledged commit \
+                                  vanishes with integrity_check ok",
+                    },
                 ],
             },
             "SQLite write-ahead log with synchronous=FULL and a checkpoint every 4 pages: every acknowledged \
