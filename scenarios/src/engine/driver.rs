@@ -229,7 +229,7 @@ impl<'f> Driver<'f> {
                 if !self.halted() && !faulted_since(&self.fs, start) {
                     self.violations
                         .extend(failed_open_check(factory, &self.fs, self.fs.pid(), start));
-                    if let Some(damage) = self.model.damage() {
+                    if let Some(damage) = self.model.damage().filter(|_| self.caps.derived_files) {
                         self.violations.push(rebuildable_from_source::open_failed(damage, e));
                     }
                 }
