@@ -170,6 +170,25 @@ pub(crate) fn sqlite_damage(error: &StoreError) -> bool {
     )
 }
 
+/// What SQLite's damage error means, in words a person can act on.
+fn sqlite_damage_detail(error: &StoreError) -> String {
+    use rusqlite::ffi;
+    let extended = match error {
+        StoreError::Sqlite {
+            source: rusqlite::Error::SqliteFailure(failure, _),
+            ..
+        } => failure.extended_code,
+        _ => 0,
+    };
+    match extended {
+        ffi::SQLITE_IOERR_DATA => {
+            format!("a page does not match its checksum (bit rot, or a write that landed elsewhere): {error}")
+        }
+        ffi::SQLITE_IOERR_CORRUPTFS => format!("the device cannot read a page (a bad sector): {error}"),
+        _ => error.to_string(),
+    }
+}
+
 /// Checks the live generation and opens it (see the module docs), writing
 /// nothing but what opening always writes in `writable` mode (SQLite's
 /// rollback of a hot journal, the vector store's torn-tail repair). `trust`
@@ -291,7 +310,7 @@ pub(crate) fn check_live(
             );
         }
         Ok((index, _, _)) => index,
-        Err(e) if !trust && sqlite_damage(&e) => return damage(index_path, e.to_string(), true),
+        Err(e) if !trust && sqlite_damage(&e) => return damage(index_path, sqlite_damage_detail(&e), true),
         Err(e) => return Err(e),
     };
     let vectors_dir = layout.vectors_dir(live);
