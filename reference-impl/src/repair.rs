@@ -153,6 +153,17 @@ pub(crate) enum Checked {
     Damaged(Damage),
 }
 
+/// SQLite's own failure inside a store error, if that is what it is.
+fn sqlite_failure(error: &StoreError) -> Option<&rusqlite::ffi::Error> {
+    match error {
+        StoreError::Sqlite {
+            source: rusqlite::Error::SqliteFailure(failure, _),
+            ..
+        } => Some(failure),
+        _ => None,
+    }
+}
+
 /// The SQLite error codes that mean the file is not a sound database: not a
 /// database, malformed, a page whose checksum does not match
 /// (`SQLITE_IOERR_DATA`, from the bridge's page checksums), or a page the
@@ -160,31 +171,23 @@ pub(crate) enum Checked {
 /// sector error).
 pub(crate) fn sqlite_damage(error: &StoreError) -> bool {
     use rusqlite::{ErrorCode, ffi};
-    matches!(
-        error,
-        StoreError::Sqlite {
-            source: rusqlite::Error::SqliteFailure(failure, _),
-            ..
-        } if matches!(failure.code, ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt)
-            || matches!(failure.extended_code, ffi::SQLITE_IOERR_DATA | ffi::SQLITE_IOERR_CORRUPTFS)
-    )
+    sqlite_failure(error).is_some_and(|failure| {
+        matches!(failure.code, ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt)
+            || matches!(
+                failure.extended_code,
+                ffi::SQLITE_IOERR_DATA | ffi::SQLITE_IOERR_CORRUPTFS
+            )
+    })
 }
 
 /// What SQLite's damage error means, in words a person can act on.
 fn sqlite_damage_detail(error: &StoreError) -> String {
     use rusqlite::ffi;
-    let extended = match error {
-        StoreError::Sqlite {
-            source: rusqlite::Error::SqliteFailure(failure, _),
-            ..
-        } => failure.extended_code,
-        _ => 0,
-    };
-    match extended {
-        ffi::SQLITE_IOERR_DATA => {
+    match sqlite_failure(error).map(|failure| failure.extended_code) {
+        Some(ffi::SQLITE_IOERR_DATA) => {
             format!("a page does not match its checksum (bit rot, or a write that landed elsewhere): {error}")
         }
-        ffi::SQLITE_IOERR_CORRUPTFS => format!("the device cannot read a page (a bad sector): {error}"),
+        Some(ffi::SQLITE_IOERR_CORRUPTFS) => format!("the device cannot read a page (a bad sector): {error}"),
         _ => error.to_string(),
     }
 }

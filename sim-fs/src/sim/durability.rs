@@ -68,16 +68,6 @@ pub enum FsyncFailure {
     KeepsDirtyData,
 }
 
-impl FsyncFailure {
-    /// Its name (`drops-dirty-data`, `keeps-dirty-data`).
-    pub fn name(&self) -> &'static str {
-        match self {
-            FsyncFailure::DropsDirtyData => "drops-dirty-data",
-            FsyncFailure::KeepsDirtyData => "keeps-dirty-data",
-        }
-    }
-}
-
 /// The sector size of the medium, for faults at rest (latent sector errors).
 pub(crate) const MEDIUM_SECTOR: u64 = 512;
 
@@ -296,15 +286,13 @@ impl State {
 
     /// A failed sync of `ino` under Linux's rule: its pending data
     /// operations are dropped without reaching the disk (the page cache
-    /// keeps them). Returns how many were dropped.
-    pub(crate) fn drop_dirty_data(&mut self, ino: Ino) -> usize {
+    /// keeps them).
+    pub(crate) fn drop_dirty_data(&mut self, ino: Ino) {
         let before = self.pending.len();
         self.pending.retain(|op| op.data_ino() != Some(ino));
-        let dropped = before - self.pending.len();
-        if dropped > 0 {
+        if self.pending.len() < before {
             self.dropped_dirty.insert(ino);
         }
-        dropped
     }
 
     /// The first bad sector a read of `len` bytes at `offset` of `ino` meets.
