@@ -120,6 +120,47 @@ mod tests {
     }
 
     #[test]
+    fn after_damage_a_rebuild_from_the_sources_is_right_and_anything_else_is_a_wrong_answer() {
+        use crate::contract::Operation;
+        let add = Operation::Add {
+            name: "a.md".into(),
+            content: "alpha".into(),
+        };
+        let mut model = model_with(&[add], None);
+        model.edit_source("a.md", Some("edited behind the store's back"));
+        model.note_damage("garbage in the middle of /store/index.db");
+        // Rebuilt from the sources: the index follows the edited file.
+        let rebuilt = Observation {
+            indexed: [(
+                "a.md".to_string(),
+                crate::model::content_hash(b"edited behind the store's back"),
+            )]
+            .into(),
+            sources: [(
+                "a.md".to_string(),
+                crate::model::content_hash(b"edited behind the store's back"),
+            )]
+            .into(),
+            integrity_ok: true,
+            ..Observation::default()
+        };
+        assert_eq!(super::super::check_recovered(&rebuilt, &model, &caps()), Vec::new());
+        // Served from the damaged index: neither the acknowledged entry nor the file.
+        let mut wrong = rebuilt.clone();
+        wrong
+            .indexed
+            .insert("a.md".into(), crate::model::content_hash(b"garbage"));
+        let found = super::super::check_recovered(&wrong, &model, &caps());
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].invariant, Invariant::NoSilentCorruption);
+        assert!(
+            found[0]
+                .evidence
+                .starts_with("after garbage in the middle of /store/index.db, the store answered wrong")
+        );
+    }
+
+    #[test]
     fn a_wrong_answer_after_damage_names_both() {
         let found = Violation::new(Invariant::CommittedDurable, "index a.md: acknowledged 1, found 2");
         assert_eq!(
