@@ -114,11 +114,7 @@ fn machine(seed: u64) -> SimFs {
 }
 
 fn env_for(fs: &SimFs) -> Env {
-    Env {
-        fs: Arc::new(fs.clone()),
-        clock: Arc::new(fs.clock()),
-        root: PathBuf::from("/store"),
-    }
+    Env::new(Arc::new(fs.clone()), Arc::new(fs.clock()), "/store")
 }
 
 fn add(name: &str, content: &str) -> Operation {

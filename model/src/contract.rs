@@ -20,7 +20,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tearline_sim_fs::{Clock, Fs};
 
-/// What a store runs on: a filesystem, a clock, and its root directory.
+/// What a store runs on: a filesystem, a clock, its root directory, and
+/// the state of its remote dependency.
 #[derive(Clone)]
 pub struct Env {
     /// The filesystem (on the harness: one simulated process's view).
@@ -29,11 +30,33 @@ pub struct Env {
     pub clock: Arc<dyn Clock>,
     /// The store's root directory.
     pub root: PathBuf,
+    /// How the store's remote dependency (a vector database, say) behaves
+    /// when the store is opened: an outage of another host outlives the
+    /// store's processes, so every open in this environment starts so (a
+    /// store with no remote dependency ignores it). [`RemoteFault::Healthy`]
+    /// unless a scenario takes the dependency down
+    /// ([`StoreUnderTest::set_remote_fault`] changes one handle only).
+    pub remote: RemoteFault,
+}
+
+impl Env {
+    /// An environment whose remote dependency is healthy.
+    pub fn new(fs: Arc<dyn Fs>, clock: Arc<dyn Clock>, root: impl Into<PathBuf>) -> Self {
+        Env {
+            fs,
+            clock,
+            root: root.into(),
+            remote: RemoteFault::Healthy,
+        }
+    }
 }
 
 impl fmt::Debug for Env {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Env").field("root", &self.root).finish_non_exhaustive()
+        f.debug_struct("Env")
+            .field("root", &self.root)
+            .field("remote", &self.remote)
+            .finish_non_exhaustive()
     }
 }
 
@@ -225,6 +248,12 @@ pub enum FailureKind {
     /// writable open repairs it (rebuildable-from-source). Absent from
     /// older descriptions.
     Damaged,
+    /// The store cannot do this while a dependency it needs is unavailable
+    /// (its remote vector store is down); nothing was changed; the message
+    /// names the dependency. stays-serviceable accepts a writable open that
+    /// refuses so while the dependency is down. Absent from older
+    /// descriptions.
+    Unavailable,
 }
 
 impl FailureKind {
@@ -235,6 +264,7 @@ impl FailureKind {
             FailureKind::NotApplied => "not-applied",
             FailureKind::RecoveryPending => "recovery-pending",
             FailureKind::Damaged => "damaged",
+            FailureKind::Unavailable => "unavailable",
         }
     }
 }
@@ -317,6 +347,14 @@ pub struct Observation {
     /// Absent from older observations: none.
     #[serde(default)]
     pub wrong_vectors: Vec<String>,
+    /// The store's remote dependency (its vector store) could not be
+    /// reached while observing: the vector fields (`orphan_vectors`,
+    /// `missing_vectors`, `wrong_vectors`) and `pending_work` that waits on
+    /// it are unknown, and only what the index serves is checked. Allowed
+    /// only while the harness has the dependency down
+    /// ([`Env::remote`]). Absent from older observations: false.
+    #[serde(default)]
+    pub remote_unavailable: bool,
 }
 
 /// How [`StoreFactory::stamp_schema`] makes an index look written by another build.

@@ -85,6 +85,15 @@ pub enum StoreError {
         /// The error.
         source: VectorError,
     },
+    /// The vector store could not be reached when an operation that needs
+    /// it began, so it was refused before it changed anything (an outage is
+    /// met up front, not halfway through a recovery or a mutation).
+    VectorStoreDown {
+        /// The refused operation (`a writable open's recovery`).
+        during: String,
+        /// What the vector store said.
+        why: String,
+    },
     /// A full rebuild failed before its new generation went live. The live
     /// generation is unchanged and still serves; the new one was removed
     /// (or, if removing it failed too, the next writable open removes it).
@@ -186,6 +195,9 @@ pub enum FailureEffect {
     /// Refused: a derived file is damaged (see [`StoreError::Damaged`]);
     /// nothing was changed, and a writable open repairs it.
     Damaged,
+    /// Refused: the vector store cannot be reached (see
+    /// [`StoreError::VectorStoreDown`]); nothing was changed.
+    Unavailable,
 }
 
 impl StoreError {
@@ -208,6 +220,7 @@ impl StoreError {
             // build's schema: until one has, nothing is served.
             StoreError::RecoveryPending { .. } | StoreError::RebuildRequired { .. } => FailureEffect::RecoveryPending,
             StoreError::Damaged { .. } => FailureEffect::Damaged,
+            StoreError::VectorStoreDown { .. } => FailureEffect::Unavailable,
             StoreError::Corrupt { .. }
             | StoreError::Io { .. }
             | StoreError::Sqlite { .. }
@@ -253,6 +266,11 @@ impl fmt::Display for StoreError {
             StoreError::Io { context, source } => write!(f, "{context}: {source}"),
             StoreError::Sqlite { context, source } => write!(f, "{context}: {source}"),
             StoreError::Vectors { context, source } => write!(f, "{context}: {source}"),
+            StoreError::VectorStoreDown { during, why } => write!(
+                f,
+                "the vector store cannot be reached ({why}), and {during} needs it: nothing was changed; \
+                 reads of the index (get, list, status) still work; retry once the vector store is back"
+            ),
             StoreError::RebuildFailed { live, attempted, cause } => write!(
                 f,
                 "rebuilding the index as {attempted} failed, so {live} is still live and unchanged: {cause}"

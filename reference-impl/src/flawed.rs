@@ -108,6 +108,11 @@ pub enum Flaw {
     /// generation that does not exist, the open deletes the backup and then
     /// fails: a failed open that changed something.
     CleansBeforeCheck,
+    /// A vector store outage is found only when a call to it fails: a
+    /// writable open starts its recovery, and a mutation its journal, and
+    /// each fails midway (having rolled back what it had begun), saying only
+    /// "vector store unavailable" with no word of what was changed.
+    IgnoresOutage,
 }
 
 /// The lock file [`Flaw::LockTrustsPath`] locks.
@@ -117,7 +122,7 @@ pub(crate) fn trusted_lock_file(layout: &Layout) -> PathBuf {
 
 impl Flaw {
     /// Every flaw, in the order the harness lists them.
-    pub const ALL: [Flaw; 20] = [
+    pub const ALL: [Flaw; 21] = [
         Flaw::DropAndReindex,
         Flaw::TwoRenameSwap,
         Flaw::NoIntents,
@@ -138,6 +143,7 @@ impl Flaw {
         Flaw::TrustsIndex,
         Flaw::RebuildNeedsLive,
         Flaw::CleansBeforeCheck,
+        Flaw::IgnoresOutage,
     ];
 
     /// The store's name with this flaw, for `--store` and reports
@@ -164,6 +170,7 @@ impl Flaw {
             Flaw::TrustsIndex => "refstore/trusts-index",
             Flaw::RebuildNeedsLive => "refstore/rebuild-needs-live",
             Flaw::CleansBeforeCheck => "refstore/cleans-before-check",
+            Flaw::IgnoresOutage => "refstore/ignores-outage",
         }
     }
 
@@ -194,6 +201,7 @@ impl Flaw {
             Flaw::TrustsIndex => &[Invariant::NoSilentCorruption],
             Flaw::RebuildNeedsLive => &[Invariant::RebuildableFromSource],
             Flaw::CleansBeforeCheck => &[Invariant::FailedOpenChangesNothing],
+            Flaw::IgnoresOutage => &[Invariant::StaysServiceable, Invariant::FailedOpenChangesNothing],
         }
     }
 }

@@ -352,6 +352,7 @@ impl Store {
     /// old or entirely new whatever happens; on `Ok` every one is new.
     pub fn rebuild(&mut self, mode: RebuildMode, progress: &mut dyn FnMut(&RebuildProgress)) -> Result<RebuildStats> {
         self.require_writable()?;
+        self.require_vectors("a rebuild")?;
         match mode {
             RebuildMode::Full => self.rebuild_full(progress),
             RebuildMode::Incremental => self.rebuild_incremental(progress),

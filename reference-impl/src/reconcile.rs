@@ -151,6 +151,7 @@ impl Store {
         }
         if mode != ReconcileMode::Audit && !dry_run {
             self.require_writable()?;
+            self.require_vectors("a reconcile")?;
         }
         let mut stats = self.audit_into(mode, dry_run)?;
         if mode.syncs() {

@@ -25,7 +25,7 @@ use crate::repair::{self, Repair};
 use crate::reserve;
 use crate::schema::{self, Plan};
 use crate::vectors::local::OpenReport as VectorOpenReport;
-use crate::vectors::{VectorId, VectorStore};
+use crate::vectors::{VectorError, VectorId, VectorStore};
 
 /// Whether a store is opened for writing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -604,6 +604,7 @@ impl Store {
     /// journal (rolled back or finished before anything can mutate, see
     /// `crate::journal`), then the audit.
     fn recover_everything(&mut self) -> Result<()> {
+        self.require_vectors("a writable open's recovery")?;
         self.report.recovery = self.recover()?;
         self.report.journals = self.drain_journals()?;
         self.report.audit = Some(self.reconcile(ReconcileOptions::audit())?);
@@ -663,7 +664,7 @@ impl Store {
     /// For a read-only handle: refuses ([`StoreError::RecoveryPending`]) while
     /// a mutation is unfinished, so no read serves half of one. A writable
     /// handle has recovered and holds the lock: always readable.
-    fn require_readable(&self) -> Result<()> {
+    pub(crate) fn require_readable(&self) -> Result<()> {
         #[cfg(feature = "flawed-variants")]
         if self.flaw == Some(crate::flawed::Flaw::ReaderIgnoresJournal) {
             return Ok(());
@@ -671,6 +672,32 @@ impl Store {
         match self.lock {
             Some(_) => Ok(()),
             None => refuse_unfinished(self.fs.as_ref(), &self.layout),
+        }
+    }
+
+    /// Refuses ([`StoreError::VectorStoreDown`]) an operation that needs the
+    /// vector store, before it changes anything, if the vector store cannot
+    /// be reached: an outage is met up front, not halfway through. Other
+    /// failures (a timeout) are left to the operation, which resolves them
+    /// by its intents.
+    pub(crate) fn require_vectors(&self, during: &str) -> Result<()> {
+        if flaw!(self.flaw, IgnoresOutage) {
+            return Ok(());
+        }
+        match self.vector_store_down() {
+            Some(why) => Err(StoreError::VectorStoreDown {
+                during: during.to_string(),
+                why,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// What the vector store says, if it cannot be reached.
+    pub(crate) fn vector_store_down(&self) -> Option<String> {
+        match self.vectors.ids() {
+            Err(VectorError::Unavailable(why)) => Some(why),
+            _ => None,
         }
     }
 

@@ -123,6 +123,7 @@ fn store_failure(error: crate::error::StoreError) -> StoreFailure {
         FailureEffect::Unknown => FailureKind::Unknown,
         FailureEffect::RecoveryPending => FailureKind::RecoveryPending,
         FailureEffect::Damaged => FailureKind::Damaged,
+        FailureEffect::Unavailable => FailureKind::Unavailable,
     };
     StoreFailure::of_kind(kind, error)
 }
@@ -187,6 +188,7 @@ impl StoreFactory for RefStoreFactory {
         // The vector store is reached through a switch, so the harness can
         // make it misbehave as a remote one would.
         let remote = FaultSwitch::new();
+        remote.set(fault_mode(env.remote));
         let switch = remote.clone();
         let options = StoreOptions {
             wrap_vectors: Some(Box::new(move |inner| {
@@ -438,14 +440,19 @@ impl RefStore {
     }
 }
 
+/// How the vector store misbehaves for a remote fault of the harness.
+fn fault_mode(fault: RemoteFault) -> FaultMode {
+    match fault {
+        RemoteFault::Healthy => FaultMode::Healthy,
+        RemoteFault::Unavailable => FaultMode::Unavailable,
+        RemoteFault::TimeoutBeforeApply => FaultMode::TimeoutBeforeApply,
+        RemoteFault::TimeoutAfterApply => FaultMode::TimeoutAfterApply,
+    }
+}
+
 impl StoreUnderTest for RefStore {
     fn set_remote_fault(&mut self, fault: RemoteFault) -> bool {
-        self.remote.set(match fault {
-            RemoteFault::Healthy => FaultMode::Healthy,
-            RemoteFault::Unavailable => FaultMode::Unavailable,
-            RemoteFault::TimeoutBeforeApply => FaultMode::TimeoutBeforeApply,
-            RemoteFault::TimeoutAfterApply => FaultMode::TimeoutAfterApply,
-        });
+        self.remote.set(fault_mode(fault));
         true
     }
 
@@ -502,7 +509,29 @@ impl StoreUnderTest for RefStore {
             }
         };
         let failure = |e: crate::error::StoreError| store_failure(e);
-        let verify = store.verify().map_err(store_failure)?;
+        // With the vector store down, reads of the index still serve: what
+        // the index holds is observed, and the vectors are said unknown.
+        let remote_unavailable = store.vector_store_down().is_some();
+        let (integrity, orphan_vectors, missing_vectors, intents, wrong_vectors) = if remote_unavailable {
+            store.require_readable().map_err(failure)?;
+            let integrity = store.index.integrity_check().map_err(failure)?;
+            (
+                integrity,
+                0,
+                0,
+                store.index.intents().map_err(failure)?.len(),
+                Vec::new(),
+            )
+        } else {
+            let verify = store.verify().map_err(store_failure)?;
+            (
+                verify.integrity,
+                verify.orphan_vectors.len(),
+                verify.missing_vectors.len(),
+                verify.pending_intents,
+                store.wrong_vectors().map_err(store_failure)?,
+            )
+        };
         let indexed: BTreeMap<String, String> = store
             .index
             .files()
@@ -517,15 +546,11 @@ impl StoreUnderTest for RefStore {
         Ok(Observation {
             indexed,
             sources,
-            integrity_ok: verify.integrity == "ok",
-            integrity_detail: if verify.integrity == "ok" {
-                String::new()
-            } else {
-                verify.integrity.clone()
-            },
-            orphan_vectors: verify.orphan_vectors.len(),
-            missing_vectors: verify.missing_vectors.len(),
-            pending_work: verify.pending_intents + self.pending_journals()?,
+            integrity_ok: integrity == "ok",
+            integrity_detail: if integrity == "ok" { String::new() } else { integrity },
+            orphan_vectors,
+            missing_vectors,
+            pending_work: intents + self.pending_journals()?,
             leftover_files: self.leftovers(live)?,
             backups: self.backups(live)?,
             schema: Some(SchemaObservation {
@@ -533,7 +558,8 @@ impl StoreUnderTest for RefStore {
                 expected: SCHEMA_VERSION,
                 matches_stamp,
             }),
-            wrong_vectors: store.wrong_vectors().map_err(store_failure)?,
+            wrong_vectors,
+            remote_unavailable,
         })
     }
 }

@@ -54,7 +54,6 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::marker::PhantomData;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use proptest::prelude::*;
@@ -439,11 +438,7 @@ impl<P: Profile> ReferenceStateMachine for RefMachine<P> {
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn env_on(fs: &SimFs) -> Env {
-    Env {
-        fs: Arc::new(fs.clone()),
-        clock: Arc::new(fs.clock()),
-        root: PathBuf::from(ROOT),
-    }
+    Env::new(Arc::new(fs.clone()), Arc::new(fs.clock()), ROOT)
 }
 
 /// What the transition being run failed with.

@@ -26,11 +26,7 @@ const ROOT: &str = "/store";
 const EIO: i32 = 5;
 
 fn env_on(fs: &SimFs) -> Env {
-    Env {
-        fs: Arc::new(fs.clone()),
-        clock: Arc::new(fs.clock()),
-        root: PathBuf::from(ROOT),
-    }
+    Env::new(Arc::new(fs.clone()), Arc::new(fs.clock()), ROOT)
 }
 
 fn add(name: &str, content: &str) -> Operation {
@@ -190,11 +186,7 @@ fn the_correct_store_round_trips_through_the_contract_on_simfs() {
 #[test]
 fn the_same_workload_observes_the_same_on_a_real_directory() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let real = Env {
-        fs: Arc::new(RealFs),
-        clock: Arc::new(SystemClock),
-        root: tmp.path().join("store"),
-    };
+    let real = Env::new(Arc::new(RealFs), Arc::new(SystemClock), tmp.path().join("store"));
     let on_real = round_trip(&real);
     let on_sim = round_trip(&env_on(&SimFs::new(SimConfig::with_seed(12))));
     assert_eq!(on_real.indexed, on_sim.indexed);

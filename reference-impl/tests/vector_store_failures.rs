@@ -6,7 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tearline_refstore::vectors::{FaultMode, FaultSwitch, FaultyVectorStore};
-use tearline_refstore::{Store, StoreError, StoreOptions};
+use tearline_refstore::{FailureEffect, Store, StoreError, StoreOptions};
+use tearline_sim_fs::FsExt;
 use tearline_sim_fs::{SimConfig, SimFs};
 
 const ROOT: &str = "/store";
@@ -25,6 +26,17 @@ fn open(fs: &SimFs, switch: &FaultSwitch) -> Result<Store, StoreError> {
             Box::new(FaultyVectorStore::new(inner, switch.clone()))
         })),
         ..StoreOptions::default()
+    };
+    Store::open(Arc::new(fs.clone()), Arc::new(fs.clock()), Path::new(ROOT), options)
+}
+
+fn open_read_only(fs: &SimFs, switch: &FaultSwitch) -> Result<Store, StoreError> {
+    let switch = switch.clone();
+    let options = StoreOptions {
+        wrap_vectors: Some(Box::new(move |inner| {
+            Box::new(FaultyVectorStore::new(inner, switch.clone()))
+        })),
+        ..StoreOptions::read_only()
     };
     Store::open(Arc::new(fs.clone()), Arc::new(fs.clock()), Path::new(ROOT), options)
 }
@@ -72,20 +84,36 @@ fn a_timeout_before_the_write_is_completed_from_the_source_by_recovery() {
 }
 
 #[test]
-fn an_unreachable_vector_store_blocks_recovery_with_a_clear_error_until_it_returns() {
+fn an_unreachable_vector_store_refuses_writes_up_front_and_serves_reads_until_it_returns() {
     let fs = machine();
     let switch = FaultSwitch::new();
     let mut store = open(&fs, &switch).expect("open");
     store.add("a.md", TEXT.as_bytes()).expect("add while healthy");
     switch.set(FaultMode::Unavailable);
     let err = store.add("b.md", TEXT.as_bytes()).expect_err("unavailable");
-    assert!(err.to_string().contains("unavailable"), "{err}");
+    assert_eq!(err.effect(), FailureEffect::Unavailable, "{err}");
+    assert!(err.to_string().contains("nothing was changed"), "{err}");
+    assert!(
+        !fs.exists(Path::new("/store/source/b.md")).expect("exists"),
+        "refused before anything was written"
+    );
     drop(store);
-    let err = open(&fs, &switch).expect_err("recovery needs the vector store");
-    assert!(err.to_string().contains("unavailable"), "{err}");
+    let trace_before = fs.trace().entries().len();
+    let err = open(&fs, &switch).expect_err("a writable open needs the vector store");
+    assert_eq!(err.effect(), FailureEffect::Unavailable, "{err}");
+    assert!(
+        fs.trace().entries()[trace_before..]
+            .iter()
+            .all(|e| !e.op.writes() || e.path.contains("index.db")),
+        "the refused open changed nothing but SQLite's own files"
+    );
+    let reader = open_read_only(&fs, &switch).expect("a read-only open while it is down");
+    assert_eq!(reader.list().expect("list while down"), ["a.md"]);
+    assert_eq!(reader.get("a.md").expect("get").expect("present").content, TEXT);
+    drop(reader);
     switch.set(FaultMode::Healthy);
-    let store = open(&fs, &switch).expect("recovers once it is back");
-    assert_clean_with(&store, &["a.md", "b.md"]);
+    let store = open(&fs, &switch).expect("opens once it is back");
+    assert_clean_with(&store, &["a.md"]);
 }
 
 #[test]

@@ -19,8 +19,8 @@ use tearline_model::{
 use tearline_sim_fs::{Fault, SyscallKind};
 
 use crate::engine::{
-    AtomicCommitWorkload, Capacity, Damage, JournalMode, LockAttack, MountUnderRoot, Plant, SqliteSubject, Step,
-    StoreScenario, StoreSubject, Subject, Synchronous,
+    AtomicCommitWorkload, Capacity, Damage, JournalMode, LockAttack, MountUnderRoot, PersistentCause, Plant,
+    SqliteSubject, Step, StoreScenario, StoreSubject, Subject, Synchronous,
 };
 use crate::report::FailureRecord;
 
@@ -376,7 +376,7 @@ impl Builder {
             mounts: Vec::new(),
             requires: self.requires,
             fault_free_failure_allowed: false,
-            stays_full: false,
+            persists: None,
         }
     }
 }
@@ -423,7 +423,7 @@ pub fn store_scenarios(factory: &dyn StoreFactory) -> Vec<StoreScenario> {
     .build();
     out_of_space.capacity = Capacity::SetupSizePlus(24 * 1024);
     out_of_space.fault_free_failure_allowed = true;
-    out_of_space.stays_full = true;
+    out_of_space.persists = Some(PersistentCause::DeviceFull);
     scenarios.push(out_of_space);
     let mut stays_full = Builder {
         name: "device-stays-full",
@@ -442,8 +442,30 @@ pub fn store_scenarios(factory: &dyn StoreFactory) -> Vec<StoreScenario> {
     .build();
     stays_full.capacity = Capacity::SetupSizePlus(4 * 1024);
     stays_full.fault_free_failure_allowed = true;
-    stays_full.stays_full = true;
+    stays_full.persists = Some(PersistentCause::DeviceFull);
     scenarios.push(stays_full);
+    let mut remote_down = Builder {
+        name: "vector-store-stays-down",
+        description: "The vector store goes down after setup and stays down across every crash and reopen \
+                      (origins/2's separate vector database): an add and a removal while it is down, faults \
+                      at every syscall. While it is down, a writable open succeeds or refuses naming the \
+                      cause, and a read serves what was acknowledged; once it is back, recovery finishes \
+                      what was left and an add works (stays-serviceable).",
+        setup: docs("d", 3, 1),
+        workload: vec![
+            add("down.md", "# down\nwritten while the vector store was down\n"),
+            remove("d0.md"),
+        ],
+        requires: Capabilities {
+            vectors: true,
+            remove: true,
+            ..Capabilities::default()
+        },
+    }
+    .build();
+    remote_down.fault_free_failure_allowed = true;
+    remote_down.persists = Some(PersistentCause::RemoteDown);
+    scenarios.push(remote_down);
     scenarios.push(
         Builder {
             name: "rebuild-swap-interrupted",

@@ -1,12 +1,13 @@
 //! `tearline`: run the crash matrix over the scenario catalogue, and reproduce
 //! any failure from the one line it printed.
 
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use tearline::case::{Case, DEFAULT_SCALE, MAX_SCALE};
 use tearline::catalogue::{self, Entry};
@@ -486,6 +487,23 @@ fn run_certification(factory: &dyn StoreFactory, options: &certify::CertifyOptio
     if certificate.passed { EXIT_PASS } else { EXIT_VIOLATION }
 }
 
+/// Whether a report can be written at `path` once the run ends: its
+/// directory exists and `path` is not a directory. Checked before a run, so
+/// a typo does not cost the whole run.
+fn writable_destination(path: &Path) -> Result<(), String> {
+    if path.is_dir() {
+        return Err("it is a directory".to_string());
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(format!("{} is not a directory", dir.display()));
+    }
+    Ok(())
+}
+
 fn parse_shard(text: &str) -> Option<(u64, u64)> {
     let (i, n) = text.split_once('/')?;
     let (i, n) = (i.parse().ok()?, n.parse().ok()?);
@@ -505,6 +523,12 @@ fn run(args: RunArgs) -> u8 {
         eprintln!("error: --shard takes i/n with i < n, got {:?}", args.shard);
         return EXIT_HARNESS_ERROR;
     };
+    for path in args.json.iter().chain(&args.junit) {
+        if let Err(why) = writable_destination(path) {
+            eprintln!("error: cannot write a report to {}: {why}", path.display());
+            return EXIT_HARNESS_ERROR;
+        }
+    }
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u64))
@@ -579,8 +603,12 @@ fn run(args: RunArgs) -> u8 {
         scenarios: Vec::new(),
     };
     let mut seconds = Vec::new();
-    for entry in &chosen {
-        let bar = ProgressBar::new(0);
+    // On a terminal, a bar per scenario; off one (a CI log), a line as each
+    // scenario ends.
+    let terminal = std::io::stderr().is_terminal();
+    for (n, entry) in chosen.iter().enumerate() {
+        // Hidden until the matrix is sized, so no frame says "0/0".
+        let bar = ProgressBar::hidden();
         bar.set_style(
             ProgressStyle::with_template("{msg:32} [{bar:40}] {pos}/{len} cases {elapsed}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -589,10 +617,25 @@ fn run(args: RunArgs) -> u8 {
         bar.set_message(entry.name().to_string());
         let scenario_start = Instant::now();
         let result = run::run_entry(entry, factory.as_ref(), &options, &|done, total| {
+            if terminal && bar.is_hidden() {
+                bar.set_draw_target(ProgressDrawTarget::stderr());
+            }
             bar.set_length(total);
             bar.set_position(done);
         });
         bar.finish_and_clear();
+        if !terminal && let Ok(result) = &result {
+            eprintln!(
+                "[{}/{}] {}: {} states, {} readers, {:.1} s: {}",
+                n + 1,
+                chosen.len(),
+                result.scenario,
+                result.states_checked,
+                result.reader_observations,
+                scenario_start.elapsed().as_secs_f64(),
+                if result.passed { "pass" } else { "FAIL" }
+            );
+        }
         let result = match result {
             Ok(result) => result,
             Err(e) => {

@@ -72,7 +72,7 @@ fn applicable(entry: &Entry, factory: &dyn StoreFactory, invariant: Invariant) -
             }
             match invariant {
                 Invariant::FilesystemWins | Invariant::RebuildIdempotent => scenario.ends_with_full_sync(),
-                Invariant::StaysServiceable => scenario.stays_full,
+                Invariant::StaysServiceable => scenario.persists.is_some(),
                 Invariant::BackupPresent => has_op(scenario, |op| {
                     matches!(
                         op,

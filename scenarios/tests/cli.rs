@@ -138,6 +138,34 @@ fn bad_arguments_are_harness_errors() {
     assert_eq!(tearline(&["repro", "nonsense"]).status.code(), Some(2));
 }
 
+#[test]
+fn a_report_that_cannot_be_written_is_refused_before_the_run() {
+    let missing = std::env::temp_dir().join("tearline-no-such-dir").join("report.json");
+    for flag in ["--json", "--junit"] {
+        let output = tearline(&["run", "long-mixed", flag, missing.to_str().expect("utf-8")]);
+        let errors = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert_eq!(output.status.code(), Some(2), "{errors}");
+        assert!(errors.contains("cannot write a report to"), "{errors}");
+        assert!(
+            !stdout(&output).contains("states/s"),
+            "refused before the matrix ran: {}",
+            stdout(&output)
+        );
+    }
+}
+
+#[test]
+fn off_a_terminal_run_prints_a_line_per_scenario_as_it_ends() {
+    let output = tearline(&["run", "reconcile-audit", "--jobs", "1"]);
+    let errors = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(0), "{errors}");
+    let line = errors
+        .lines()
+        .find(|l| l.starts_with("[1/1] reconcile-audit: "))
+        .unwrap_or_else(|| panic!("no progress line: {errors}"));
+    assert!(line.ends_with(": pass") && line.contains(" states, "), "{line}");
+}
+
 /// The faults of a syscall, none at rest: the tiny store keeps one copy of
 /// each document and cannot survive a sector that goes bad under it.
 const SYSCALL_FAULTS: &str = "power-cut,crash,ENOSPC,EIO,EXDEV,torn-write";

@@ -89,6 +89,7 @@ fn exposed_by(variant: Flaw) -> (&'static str, Vec<Fault>, u64) {
         Flaw::TrustsIndex => ("vector-segment-damaged", vec![Fault::PowerCut]),
         Flaw::RebuildNeedsLive => ("index-page-damaged", vec![Fault::PowerCut]),
         Flaw::CleansBeforeCheck => ("pointer-to-missing-generation", vec![Fault::PowerCut]),
+        Flaw::IgnoresOutage => ("vector-store-stays-down", vec![Fault::PowerCut]),
     };
     // The torn tail it mis-repairs is one outcome of a few.
     let samples = if variant == Flaw::RepairOneByteShort { 3 } else { 1 };
@@ -199,5 +200,68 @@ fn a_lock_that_trusts_its_path_is_caught_by_both_lock_attacks() {
         let result = run_entry(&entry, &correct, &options(vec![Fault::PowerCut], (0, 1)), &|_, _| {})
             .unwrap_or_else(|e| panic!("{scenario}: {e}"));
         assert!(result.passed, "{scenario}: {}", result.verdict);
+    }
+}
+
+/// A store that says its vector store could not be reached while the
+/// harness has it up (so that no vector of its is checked) breaks
+/// no-orphan-vectors, with evidence that says so; the same claim while the
+/// vector store is really down passes (vector-store-stays-down).
+#[test]
+fn a_store_that_says_its_vector_store_is_down_while_it_is_up_is_caught() {
+    use tearline_model::{Access, Capabilities, Env, Observation, Operation, StoreFailure, StoreUnderTest};
+    struct Claims(RefStoreFactory);
+    struct Handle(Box<dyn StoreUnderTest>);
+    impl StoreUnderTest for Handle {
+        fn apply(&mut self, op: &Operation) -> Result<(), StoreFailure> {
+            self.0.apply(op)
+        }
+        fn observe(&self) -> Result<Observation, StoreFailure> {
+            Ok(Observation {
+                remote_unavailable: true,
+                ..self.0.observe()?
+            })
+        }
+        fn set_remote_fault(&mut self, fault: tearline_model::RemoteFault) -> bool {
+            self.0.set_remote_fault(fault)
+        }
+    }
+    impl StoreFactory for Claims {
+        fn name(&self) -> &str {
+            "claims-vectors-down"
+        }
+        fn capabilities(&self) -> Capabilities {
+            self.0.capabilities()
+        }
+        fn init(&self, env: &Env) -> Result<(), StoreFailure> {
+            self.0.init(env)
+        }
+        fn open(&self, env: &Env, access: Access) -> Result<Box<dyn StoreUnderTest>, StoreFailure> {
+            Ok(Box::new(Handle(self.0.open(env, access)?)))
+        }
+        fn source_dir(&self, env: &Env) -> Option<std::path::PathBuf> {
+            self.0.source_dir(env)
+        }
+        fn protected_paths(&self, env: &Env) -> Vec<String> {
+            self.0.protected_paths(env)
+        }
+        fn lock_file(&self, env: &Env) -> Option<std::path::PathBuf> {
+            self.0.lock_file(env)
+        }
+    }
+    let factory = Claims(RefStoreFactory::correct());
+    for (scenario, caught) in [("add-interrupted", true), ("vector-store-stays-down", false)] {
+        let entry = catalogue::find_entry(&factory, scenario, 1).expect("scenario exists");
+        let result = run_entry(&entry, &factory, &options(vec![Fault::PowerCut], (0, 4)), &|_, _| {})
+            .unwrap_or_else(|e| panic!("{scenario}: {e}"));
+        let claims: Vec<_> = result
+            .failures
+            .iter()
+            .filter(|f| f.invariant == Invariant::NoOrphanVectors && f.evidence.contains("while it was up"))
+            .collect();
+        assert_eq!(!claims.is_empty(), caught, "{scenario}: {:?}", result.failures);
+        if !caught {
+            assert!(result.passed, "{scenario}: {:?}", result.failures);
+        }
     }
 }

@@ -27,10 +27,27 @@ pub fn check(observation: &Observation) -> Option<Violation> {
     })
 }
 
+/// The store said its vector store could not be reached
+/// ([`Observation::remote_unavailable`]) while the harness had it up, so its
+/// vectors went unchecked.
+pub fn claimed_unreachable() -> Violation {
+    Violation::new(
+        Invariant::NoOrphanVectors,
+        "the store said its vector store could not be reached while it was up, so no vector was checked",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::test_support::*;
     use super::*;
+
+    #[test]
+    fn a_claim_of_an_unreachable_vector_store_is_a_violation_of_its_own() {
+        let v = claimed_unreachable();
+        assert_eq!(v.invariant, Invariant::NoOrphanVectors);
+        assert!(v.evidence.contains("while it was up"), "{v}");
+    }
 
     #[test]
     fn an_orphan_or_a_missing_vector_breaks_it_and_agreement_keeps_it() {

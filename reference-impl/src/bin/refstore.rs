@@ -128,7 +128,8 @@ fn warn_skipped(skipped: &[SkippedSource]) {
 /// The exit status of a failure: it tells a script whether the store changed.
 fn exit_code(error: &StoreError) -> ExitCode {
     match error.effect() {
-        FailureEffect::NothingApplied => ExitCode::FAILURE,
+        // A vector store that cannot be reached refuses before anything changes.
+        FailureEffect::NothingApplied | FailureEffect::Unavailable => ExitCode::FAILURE,
         FailureEffect::Unknown => ExitCode::from(3),
         FailureEffect::RecoveryPending => ExitCode::from(4),
         FailureEffect::Damaged => ExitCode::from(5),

@@ -135,6 +135,11 @@ impl Store {
     /// Runs one mutation through the protocol of the module docs; returns
     /// what reindexing each document gave.
     fn mutate(&mut self, op: MutationOp, changes: Vec<Change>) -> Result<Vec<Option<AddOutcome>>> {
+        self.require_vectors(match op {
+            MutationOp::Add => "an add",
+            MutationOp::Remove => "a removal",
+            MutationOp::Import => "an import",
+        })?;
         self.prepare_journals()?;
         let mut paths = Vec::with_capacity(changes.len());
         for change in &changes {

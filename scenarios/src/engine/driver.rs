@@ -9,12 +9,12 @@ use std::sync::Arc;
 use tearline_model::guard::catch_store_panic;
 use tearline_model::invariants::{
     check_read_only, check_recovered, clean_error, complete_database, failed_open_changes_nothing, filesystem_wins,
-    no_destructive_without_force, no_wipe_without_lock, reader_consistent, rebuild_idempotent, rebuildable_from_source,
-    recovery_idempotent, stays_serviceable,
+    no_destructive_without_force, no_orphan_vectors, no_wipe_without_lock, reader_consistent, rebuild_idempotent,
+    rebuildable_from_source, recovery_idempotent, stays_serviceable,
 };
 use tearline_model::{
-    Access, Capabilities, Env, FailureKind, Model, Observation, Operation, StoreFactory, StoreFailure, StoreUnderTest,
-    Violation,
+    Access, Capabilities, Env, FailureKind, Model, Observation, Operation, RemoteFault, StoreFactory, StoreFailure,
+    StoreUnderTest, Violation,
 };
 use tearline_sim_fs::{
     Fault, FaultPlan, FileHandleExt, Fs, FsExt, OpenOptions, Outcome, PersistenceModel, SimFs, SyscallArgs, Trace,
@@ -23,7 +23,7 @@ use tearline_sim_fs::{
 
 use super::HarnessError;
 use super::lock_attack;
-use super::scenario::{Capacity, Damage, Plant, Step, StoreScenario, store_root};
+use super::scenario::{Capacity, Damage, PersistentCause, Plant, Step, StoreScenario, store_root};
 use super::subject::Mark;
 
 /// Runs one store call: a panic, or more syscalls than the budget allows
@@ -36,12 +36,12 @@ pub(crate) fn guarded<T>(fs: &SimFs, budget_end: u64, what: &str, call: impl FnO
     }
 }
 
-/// The environment a store sees in one simulated process.
-pub(crate) fn env_for(fs: &SimFs) -> Env {
+/// The environment a store sees in one simulated process, with its remote
+/// dependency behaving as `remote` says.
+pub(crate) fn env_for(fs: &SimFs, remote: RemoteFault) -> Env {
     Env {
-        fs: Arc::new(fs.clone()),
-        clock: Arc::new(fs.clock()),
-        root: store_root().to_path_buf(),
+        remote,
+        ..Env::new(Arc::new(fs.clone()), Arc::new(fs.clock()), store_root())
     }
 }
 
@@ -83,6 +83,10 @@ pub(crate) struct Driver<'f> {
     /// passed it and the model has been told what it struck
     /// ([`Driver::account_fault_at_rest`]).
     pub fault_at_rest: Option<u64>,
+    /// How the store's remote dependency behaves for every open from now
+    /// on (down from the first workload step in a scenario where it stays
+    /// down).
+    pub remote: RemoteFault,
 }
 
 impl<'f> Driver<'f> {
@@ -105,8 +109,9 @@ impl<'f> Driver<'f> {
             last_failure: None,
             lock_attack: None,
             fault_at_rest: None,
+            remote: RemoteFault::Healthy,
         };
-        let env = env_for(&driver.fs);
+        let env = driver.env();
         driver
             .fs
             .create_dir_all_durable(store_root())
@@ -143,7 +148,33 @@ impl<'f> Driver<'f> {
             }
             Capacity::SetupSizePlus(bytes) => driver.fs.set_capacity(store_root(), used.saturating_add(bytes)),
         }
+        // A remote dependency that stays down goes down now, for the open
+        // store and every later open.
+        let remote = PersistentCause::remote(scenario.persists);
+        if remote != RemoteFault::Healthy {
+            driver.remote = remote;
+            if let Some(handle) = driver.handle.as_mut()
+                && !handle.set_remote_fault(remote)
+            {
+                return Err(HarnessError(format!(
+                    "{}: {} has no remote dependency to take down (StoreUnderTest::set_remote_fault)",
+                    scenario.name,
+                    factory.name()
+                )));
+            }
+        }
         Ok(driver)
+    }
+
+    /// The environment of the driving process.
+    fn env(&self) -> Env {
+        self.env_on(&self.fs)
+    }
+
+    /// The environment of another process of the machine, as this driver
+    /// sees the remote dependency.
+    fn env_on(&self, fs: &SimFs) -> Env {
+        env_for(fs, self.remote)
     }
 
     fn mark(&mut self) {
@@ -189,7 +220,7 @@ impl<'f> Driver<'f> {
         else {
             return;
         };
-        let sources = self.factory.source_dir(&env_for(&self.fs));
+        let sources = self.factory.source_dir(&self.env());
         let document = sources.as_deref().and_then(|dir| {
             let name = Path::new(&entry.path).strip_prefix(dir).ok()?.components().next()?;
             name.as_os_str().to_str().map(str::to_string)
@@ -215,7 +246,7 @@ impl<'f> Driver<'f> {
 
     fn reopen(&mut self) -> Result<Flow, HarnessError> {
         self.close();
-        let env = env_for(&self.fs);
+        let env = self.env();
         let factory = self.factory;
         let start = self.fs.syscall_count();
         match guarded(&self.fs, self.budget_end, "a writable open", || {
@@ -251,7 +282,7 @@ impl<'f> Driver<'f> {
         name: &str,
         edit: impl FnOnce(&SimFs, &Path, &Path) -> std::io::Result<()>,
     ) -> Result<Flow, HarnessError> {
-        let env = env_for(&self.fs);
+        let env = self.env();
         let dir = self
             .factory
             .source_dir(&env)
@@ -373,7 +404,7 @@ impl<'f> Driver<'f> {
                 // The harness plays the other build's writer: it holds the
                 // store's lock while it rewrites the index, as that build would.
                 let harness = self.fs.spawn_process();
-                let env = env_for(&harness);
+                let env = self.env_on(&harness);
                 let factory = self.factory;
                 let lock =
                     match factory.lock_file(&env) {
@@ -408,7 +439,7 @@ impl<'f> Driver<'f> {
             Step::OpenReadOnly => {
                 self.mark();
                 let other = self.fs.spawn_process();
-                let env = env_for(&other);
+                let env = self.env_on(&other);
                 let factory = self.factory;
                 let opened = guarded(&other, self.budget_end, "a read-only open", || {
                     factory.open(&env, Access::ReadOnly)
@@ -439,7 +470,7 @@ impl<'f> Driver<'f> {
             Step::SecondWriter => {
                 self.mark();
                 let other = self.fs.spawn_process();
-                let env = env_for(&other);
+                let env = self.env_on(&other);
                 let factory = self.factory;
                 let opened = guarded(&other, self.budget_end, "a second writable open", || {
                     factory.open(&env, Access::Writable)
@@ -467,7 +498,7 @@ impl<'f> Driver<'f> {
                 Ok(if self.halted() { Flow::Stop } else { Flow::Continue })
             }
             Step::LockFile(attack) => {
-                let lock = self.factory.lock_file(&env_for(&self.fs)).ok_or_else(|| {
+                let lock = self.factory.lock_file(&self.env()).ok_or_else(|| {
                     HarnessError(format!(
                         "a lock attack, but {} names no lock (StoreFactory::lock_file)",
                         self.factory.name()
@@ -498,7 +529,7 @@ impl<'f> Driver<'f> {
             return Ok(Flow::Stop);
         }
         let harness = self.fs.spawn_process();
-        let env = env_for(&harness);
+        let env = self.env_on(&harness);
         let factory = self.factory;
         let files = guarded(&harness, u64::MAX, "listing the derived files", || {
             factory.derived_files(&env)
@@ -541,7 +572,7 @@ impl<'f> Driver<'f> {
         }
         let start = self.fs.syscall_count();
         let killed = self.fs.spawn_process();
-        let env = env_for(&killed);
+        let env = self.env_on(&killed);
         let factory = self.factory;
         let opened = guarded(
             &killed,
@@ -568,7 +599,7 @@ impl<'f> Driver<'f> {
         if self.halted() {
             return Ok(Flow::Stop);
         }
-        let env = env_for(&self.fs);
+        let env = self.env();
         match guarded(&self.fs, self.budget_end, "a writable open after a stale lock", || {
             factory.open(&env, Access::Writable)
         }) {
@@ -624,7 +655,7 @@ fn damage_file(harness: &SimFs, path: &Path, damage: &Damage) -> std::io::Result
 /// failed-open-changes-nothing: the trace of the writable open that
 /// process `pid` began at syscall `start` and that failed.
 fn failed_open_check(factory: &dyn StoreFactory, fs: &SimFs, pid: u32, start: u64) -> Option<Violation> {
-    let env = env_for(fs);
+    let env = env_for(fs, RemoteFault::Healthy);
     let trace = fs.trace();
     let entries = trace.entries().iter().filter(|e| e.index >= start && e.pid == pid);
     failed_open_changes_nothing::check(
@@ -662,12 +693,14 @@ fn changes_disk(entry: &TraceEntry) -> bool {
 /// `machine`, observes it and closes it, and checks what it saw against
 /// `model`, that a failure said recovery is pending, and that the reader
 /// changed nothing on disk. `when` says which reader it was, for the
-/// evidence. Nothing if the store does not declare concurrent readers.
+/// evidence; `remote`, how the remote dependency behaves. Nothing if the
+/// store does not declare concurrent readers.
 pub(crate) fn check_reader(
     factory: &dyn StoreFactory,
     machine: &SimFs,
     model: &Model,
     budget_end: u64,
+    remote: RemoteFault,
     when: &str,
 ) -> Vec<Violation> {
     let caps = factory.capabilities();
@@ -675,7 +708,7 @@ pub(crate) fn check_reader(
         return Vec::new();
     }
     let reader = machine.spawn_process();
-    let env = env_for(&reader);
+    let env = env_for(&reader, remote);
     let mut violations = Vec::new();
     let opened = guarded(&reader, budget_end, &format!("{when}: a read-only open"), || {
         factory.open(&env, Access::ReadOnly)
@@ -687,7 +720,10 @@ pub(crate) fn check_reader(
             match guarded(&reader, budget_end, &format!("{when}: observe"), || handle.observe()) {
                 Err(v) => violations.push(v),
                 Ok(Err(failure)) => violations.extend(reader_consistent::refused(&failure, when)),
-                Ok(Ok(observation)) => violations.extend(reader_consistent::check(&observation, model, &caps, when)),
+                Ok(Ok(observation)) => {
+                    violations.extend(claimed_unreachable(&observation, remote));
+                    violations.extend(reader_consistent::check(&observation, model, &caps, when));
+                }
             }
             if let Err(v) = guarded(&reader, budget_end, &format!("{when}: closing it"), move || {
                 drop(handle)
@@ -712,20 +748,24 @@ pub(crate) fn check_reader(
 /// Opens the store writable in process `fs` (recovery runs), observes it,
 /// and checks the observation against `model`. First, with `reader`, for a
 /// store with concurrent readers, a reader in another process looks at what
-/// the fault left ([`check_reader`]).
+/// the fault left ([`check_reader`]). While the remote dependency is down
+/// (`remote`), a writable open may refuse naming it
+/// ([`FailureKind::Unavailable`]), and so may the observation.
 pub(crate) fn recover_and_check(
     factory: &dyn StoreFactory,
     fs: &SimFs,
     model: &Model,
     budget_end: u64,
+    remote: RemoteFault,
     reader: bool,
 ) -> Recovered {
     let caps = factory.capabilities();
-    let env = env_for(fs);
+    let env = env_for(fs, remote);
+    let remote_down = remote != RemoteFault::Healthy;
     let mut violations = Vec::new();
     if reader {
         let when = "a reader after the fault, before recovery";
-        violations = check_reader(factory, fs, model, budget_end, when);
+        violations = check_reader(factory, fs, model, budget_end, remote, when);
     }
     if fs.halted().is_some() {
         return Recovered {
@@ -748,10 +788,16 @@ pub(crate) fn recover_and_check(
             if fs.halted().is_none() && !faulted_since(fs, start) {
                 violations.extend(failed_open_check(factory, fs, fs.pid(), start));
             }
-            violations.push(match model.damage() {
-                Some(damage) if caps.derived_files => rebuildable_from_source::open_failed(damage, e),
-                _ => complete_database::open_failed(e),
-            });
+            // Refusing while the remote dependency is down, naming it, is
+            // what a store should do (stays-serviceable checks the reads).
+            let refused_for_remote = remote_down && e.kind == FailureKind::Unavailable;
+            if !refused_for_remote {
+                violations.push(match model.damage() {
+                    _ if remote_down => stays_serviceable::cause_unnamed("the writable open after the fault", e),
+                    Some(damage) if caps.derived_files => rebuildable_from_source::open_failed(damage, e),
+                    _ => complete_database::open_failed(e),
+                });
+            }
             return Recovered {
                 violations,
                 observation: None,
@@ -764,6 +810,7 @@ pub(crate) fn recover_and_check(
             violations.push(v);
             None
         }
+        Ok(Err(e)) if remote_down && e.kind == FailureKind::Unavailable => None,
         Ok(Err(e)) => {
             violations.push(complete_database::observe_failed(e));
             None
@@ -771,6 +818,7 @@ pub(crate) fn recover_and_check(
         Ok(Ok(observation)) => Some(observation),
     };
     if let Some(observation) = &observation {
+        violations.extend(claimed_unreachable(observation, remote));
         violations.extend(check_recovered(observation, model, &caps));
     }
     if let Err(v) = guarded(fs, budget_end, "closing the recovered store", move || drop(handle)) {
@@ -780,7 +828,7 @@ pub(crate) fn recover_and_check(
         && violations.is_empty()
         && fs.halted().is_none()
     {
-        violations.extend(reopen_and_compare(factory, fs, recovered, budget_end));
+        violations.extend(reopen_and_compare(factory, fs, recovered, budget_end, remote));
     }
     Recovered {
         violations,
@@ -788,55 +836,64 @@ pub(crate) fn recover_and_check(
     }
 }
 
-/// stays-serviceable, on the machine `fs` whose device is still full, after
-/// a recovery that showed `recovered` and kept every invariant: a
-/// read-only open serves; a writable open removes the first acknowledged
-/// document on the full device; then, with the device unlimited, a
-/// writable open adds one; and a last writable open shows what the model
-/// (`model`, settled by `recovered`, with the removal and the add) says.
+/// stays-serviceable, on the machine `fs` where `cause` persists, after a
+/// recovery that kept every invariant and showed `recovered` (none if it
+/// refused because the remote dependency is down). While the cause
+/// persists: a read-only open serves what the model says, and on a full
+/// device a writable open removes the first acknowledged document. Then,
+/// with the cause cleared, a writable open adds one, and a last writable
+/// open shows what the model (settled by what the store showed, with the
+/// removal and the add) says.
 pub(crate) fn check_serviceable(
     factory: &dyn StoreFactory,
     fs: &SimFs,
     model: &Model,
-    recovered: &Observation,
+    recovered: Option<&Observation>,
     budget_end: u64,
+    cause: PersistentCause,
 ) -> Vec<Violation> {
     let caps = factory.capabilities();
     let mut model = model.clone();
-    settle(&mut model, recovered, &caps);
+    let mut env = env_for(fs, PersistentCause::remote(Some(cause)));
+    let reading = format!("a read-only open while {}", cause.describe());
+    let read = guarded(fs, budget_end, &reading, || {
+        factory.open(&env, Access::ReadOnly).and_then(|handle| handle.observe())
+    });
+    let read = match read {
+        Err(v) => return vec![v],
+        Ok(Err(e)) => return vec![stays_serviceable::failed(&reading, e)],
+        Ok(Ok(read)) => read,
+    };
+    settle(&mut model, recovered.unwrap_or(&read), &caps);
     if model.allowed().op.is_some() || !caps.remove {
         return Vec::new();
     }
-    let env = env_for(fs);
-    let read = guarded(fs, budget_end, "a read-only open on the full device", || {
-        factory.open(&env, Access::ReadOnly).and_then(|handle| handle.observe())
-    });
-    match read {
-        Err(v) => return vec![v],
-        Ok(Err(e)) => return vec![stays_serviceable::failed("a read-only open on the full device", e)],
-        Ok(Ok(_)) => {}
+    let seen = check_read_only(&read, &model, &caps);
+    if !seen.is_empty() {
+        return seen;
     }
-    let removal = model
-        .acknowledged()
-        .indexed
-        .keys()
-        .next()
-        .map(|name| Operation::Remove { name: name.clone() });
+    let removal = (cause == PersistentCause::DeviceFull)
+        .then(|| model.acknowledged().indexed.keys().next().cloned())
+        .flatten()
+        .map(|name| Operation::Remove { name });
     let addition = Operation::Add {
         name: "serviceable.md".to_string(),
-        content: "added once the device had room again\n".to_string(),
+        content: "added once the cause was cleared\n".to_string(),
     };
-    for (op, room) in removal.iter().map(|op| (op, false)).chain([(&addition, true)]) {
-        if room {
-            fs.set_capacity(store_root(), u64::MAX);
+    for (op, cleared) in removal.iter().map(|op| (op, false)).chain([(&addition, true)]) {
+        if cleared {
+            match cause {
+                PersistentCause::DeviceFull => fs.set_capacity(store_root(), u64::MAX),
+                PersistentCause::RemoteDown => env.remote = RemoteFault::Healthy,
+            }
         }
         let what = format!(
             "`{}` {}",
             op.describe(),
-            if room {
-                "once the device had room"
+            if cleared {
+                format!("once {} no longer", cause.describe())
             } else {
-                "on the full device"
+                format!("while {}", cause.describe())
             }
         );
         let applied = guarded(fs, budget_end, &what, || {
@@ -852,13 +909,13 @@ pub(crate) fn check_serviceable(
             }
         }
     }
-    let observed = guarded(fs, budget_end, "observing the store after the device had room", || {
+    let observed = guarded(fs, budget_end, "observing the store once the cause was cleared", || {
         factory.open(&env, Access::Writable).and_then(|handle| handle.observe())
     });
     match observed {
         Err(v) => vec![v],
         Ok(Err(e)) => vec![stays_serviceable::failed(
-            "a writable open after the device had room",
+            "a writable open once the cause was cleared",
             e,
         )],
         Ok(Ok(observation)) => check_recovered(&observation, &model, &caps)
@@ -867,13 +924,23 @@ pub(crate) fn check_serviceable(
                 Violation::new(
                     v.invariant,
                     format!(
-                        "after a removal on the full device and an add once it had room: {}",
+                        "after {} and an add once it no longer was: {}",
+                        match cause {
+                            PersistentCause::DeviceFull => "a removal while the device was full",
+                            PersistentCause::RemoteDown => "recovery while the vector store was down",
+                        },
                         v.evidence
                     ),
                 )
             })
             .collect(),
     }
+}
+
+/// no-orphan-vectors: a store that said its remote dependency was
+/// unreachable while the harness had it up left its vectors unchecked.
+fn claimed_unreachable(observation: &Observation, remote: RemoteFault) -> Option<Violation> {
+    (observation.remote_unavailable && remote == RemoteFault::Healthy).then(no_orphan_vectors::claimed_unreachable)
 }
 
 /// recovery-idempotent: opens the recovered store writable once more in
@@ -886,10 +953,11 @@ fn reopen_and_compare(
     fs: &SimFs,
     recovered: &Observation,
     budget_end: u64,
+    remote: RemoteFault,
 ) -> Option<Violation> {
     let budget = budget_end.saturating_sub(fs.syscall_count());
     fs.record_snapshots(true);
-    let second = open_observe_close(factory, fs, budget_end, "second");
+    let second = open_observe_close(factory, fs, budget_end, remote, "second");
     let snapshots = fs.take_snapshots();
     fs.record_snapshots(false);
     if let Some(broken) = compare(recovered, second) {
@@ -900,7 +968,11 @@ fn reopen_and_compare(
     let rebooted = middle.boot(model, &middle.sample_crash(model, 0));
     let third_end = rebooted.syscall_count() + budget;
     rebooted.set_fault_plan(plan(None, third_end));
-    compare(recovered, open_observe_close(factory, &rebooted, third_end, "third")).map(|v| {
+    compare(
+        recovered,
+        open_observe_close(factory, &rebooted, third_end, remote, "third"),
+    )
+    .map(|v| {
         Violation::new(
             v.invariant,
             format!("after a power cut in the middle of the second open: {}", v.evidence),
@@ -914,9 +986,10 @@ fn open_observe_close(
     factory: &dyn StoreFactory,
     fs: &SimFs,
     budget_end: u64,
+    remote: RemoteFault,
     which: &str,
 ) -> Result<Observation, Violation> {
-    let env = env_for(fs);
+    let env = env_for(fs, remote);
     let handle = match guarded(
         fs,
         budget_end,
@@ -980,7 +1053,7 @@ pub(crate) fn check_trace(factory: &dyn StoreFactory, fs: &SimFs, trace: &Trace)
     if !caps.exclusive_lock {
         return None;
     }
-    let env = env_for(fs);
+    let env = env_for(fs, RemoteFault::Healthy);
     let lock = factory.lock_file(&env)?;
     no_wipe_without_lock::check(trace, &lock, &factory.protected_paths(&env))
 }

@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 use tearline_sim_fs::{Fault, PersistenceModel};
 
 pub use parallel::{Part, WorkerCommand};
-pub use scenario::{Capacity, Damage, LockAttack, MountUnderRoot, Plant, Step, StoreScenario};
+pub use scenario::{Capacity, Damage, LockAttack, MountUnderRoot, PersistentCause, Plant, Step, StoreScenario};
 pub use sqlite::{AtomicCommitWorkload, JournalMode, SqliteSubject, Synchronous};
 pub use store::StoreSubject;
 pub use subject::{Probe, Replay, Subject};

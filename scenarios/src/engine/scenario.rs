@@ -247,11 +247,47 @@ pub struct StoreScenario {
     /// harness error (the matrix needs a workload that runs to its end),
     /// unless it broke an invariant: then that violation is reported.
     pub fault_free_failure_allowed: bool,
-    /// The root device stays full after a fault (its capacity is not
-    /// [`Capacity::Unlimited`]): after every case's last recovery the
-    /// engine checks stays-serviceable (a read, a removal on the full
-    /// device, an add once there is room).
-    pub stays_full: bool,
+    /// A cause of failure that outlives the fault, if the scenario has one:
+    /// after every case's last recovery the engine checks stays-serviceable
+    /// while the cause persists, and again once it is cleared.
+    pub persists: Option<PersistentCause>,
+}
+
+/// A cause of failure that outlives the fault and the store's processes,
+/// until an operator clears it (stays-serviceable).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PersistentCause {
+    /// The root device stays full (its capacity is not
+    /// [`Capacity::Unlimited`]). While it is: a read serves, and a removal
+    /// succeeds (the one command that frees space); once it has room, an
+    /// add succeeds.
+    DeviceFull,
+    /// The store's remote dependency is down from the first workload step
+    /// on, for every open and across crashes ([`tearline_model::Env::remote`]
+    /// is [`tearline_model::RemoteFault::Unavailable`]). While it is: a
+    /// writable open succeeds or refuses with
+    /// [`tearline_model::FailureKind::Unavailable`], and a read serves; once
+    /// it is back, an add succeeds.
+    RemoteDown,
+}
+
+impl PersistentCause {
+    /// How the remote dependency behaves while this cause persists.
+    pub fn remote(cause: Option<PersistentCause>) -> RemoteFault {
+        match cause {
+            Some(PersistentCause::RemoteDown) => RemoteFault::Unavailable,
+            Some(PersistentCause::DeviceFull) | None => RemoteFault::Healthy,
+        }
+    }
+
+    /// The cause in a few words, for evidence (`the device is full`).
+    pub fn describe(&self) -> &'static str {
+        match self {
+            PersistentCause::DeviceFull => "the device is full",
+            PersistentCause::RemoteDown => "the vector store is down",
+        }
+    }
 }
 
 impl StoreScenario {

@@ -7,7 +7,7 @@ use tearline_sim_fs::{CrashChoice, HaltKind, Mount, PersistenceModel, SimConfig,
 
 use super::HarnessError;
 use super::driver::{self, Driver};
-use super::scenario::{StoreScenario, store_root};
+use super::scenario::{PersistentCause, StoreScenario, store_root};
 use super::subject::{Mark, Probe, Replay, Subject, reboot_after_power_cut, record};
 use crate::case::{Case, DEFAULT_SCALE, Injection};
 
@@ -76,8 +76,9 @@ impl StoreSubject<'_> {
     /// and that repair is all that failed, the harness gives it room (as an
     /// operator would), and then the repair must succeed.
     fn recover(&self, machine: &SimFs, model: &Model, budget_end: u64, reader: bool) -> driver::Recovered {
-        let recovered = driver::recover_and_check(self.factory, machine, model, budget_end, reader);
-        let repair_needs_room = self.scenario.stays_full
+        let remote = PersistentCause::remote(self.scenario.persists);
+        let recovered = driver::recover_and_check(self.factory, machine, model, budget_end, remote, reader);
+        let repair_needs_room = self.scenario.persists == Some(PersistentCause::DeviceFull)
             && !recovered.violations.is_empty()
             && recovered
                 .violations
@@ -87,11 +88,11 @@ impl StoreSubject<'_> {
             return recovered;
         }
         machine.set_capacity(store_root(), u64::MAX);
-        driver::recover_and_check(self.factory, machine, model, budget_end, false)
+        driver::recover_and_check(self.factory, machine, model, budget_end, remote, false)
     }
 
     /// stays-serviceable after a case's last recovery, in a scenario whose
-    /// device stays full, if that recovery kept every invariant.
+    /// cause of failure persists, if that recovery kept every invariant.
     fn serviceable(
         &self,
         machine: &SimFs,
@@ -100,9 +101,9 @@ impl StoreSubject<'_> {
         violations: &[Violation],
         budget_end: u64,
     ) -> Vec<Violation> {
-        match recovered {
-            Some(observation) if self.scenario.stays_full && violations.is_empty() && machine.halted().is_none() => {
-                driver::check_serviceable(self.factory, machine, model, observation, budget_end)
+        match self.scenario.persists {
+            Some(cause) if violations.is_empty() && machine.halted().is_none() => {
+                driver::check_serviceable(self.factory, machine, model, recovered, budget_end, cause)
             }
             _ => Vec::new(),
         }
@@ -228,6 +229,7 @@ impl Subject for StoreSubject<'_> {
             &live,
             &probe.model_at(at),
             budget_end,
+            PersistentCause::remote(self.scenario.persists),
             &when,
         ))
     }
