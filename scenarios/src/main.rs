@@ -69,22 +69,28 @@ enum Command {
     },
     /// Run one part of one scenario's matrix and print it as JSON (used by `run --jobs`).
     #[command(hide = true)]
-    Worker {
-        #[arg(long)]
-        store: String,
-        #[arg(long)]
-        scenario: String,
-        #[arg(long)]
-        seed: u64,
-        #[arg(long, value_delimiter = ',')]
-        faults: Vec<String>,
-        #[arg(long)]
-        scale: u32,
-        #[arg(long)]
-        part: String,
-        #[arg(long)]
-        check_determinism: bool,
-    },
+    Worker(WorkerArgs),
+}
+
+/// The options of the hidden `worker` command (what `run --jobs` passes on).
+#[derive(clap::Args)]
+struct WorkerArgs {
+    #[arg(long)]
+    store: String,
+    #[arg(long)]
+    scenario: String,
+    #[arg(long)]
+    seed: u64,
+    #[arg(long, value_delimiter = ',')]
+    faults: Vec<String>,
+    #[arg(long)]
+    scale: u32,
+    #[arg(long)]
+    part: String,
+    #[arg(long)]
+    check_determinism: bool,
+    #[arg(long)]
+    every_state: bool,
 }
 
 fn main() -> ExitCode {
@@ -95,15 +101,7 @@ fn main() -> ExitCode {
         Command::Repro { line, store, context } => repro(&line, store.as_deref(), context),
         Command::Certify(args) => certify_command(args),
         Command::Explain { invariant } => explain(&invariant),
-        Command::Worker {
-            store,
-            scenario,
-            seed,
-            faults,
-            scale,
-            part,
-            check_determinism,
-        } => worker(&store, &scenario, seed, &faults, scale, &part, check_determinism),
+        Command::Worker(args) => worker(&args),
     };
     ExitCode::from(code)
 }
@@ -325,6 +323,11 @@ struct RunArgs {
     /// Run every case twice and compare trace hashes.
     #[arg(long)]
     check_determinism: bool,
+    /// Check every post-fault state, even one an earlier case of the matrix
+    /// already checked (the same disk under the same model): slower, with
+    /// the same verdicts; for measuring what deduplication saves.
+    #[arg(long)]
+    every_state: bool,
     /// Violations to print per failing scenario.
     #[arg(long, default_value_t = 5)]
     show: usize,
@@ -575,6 +578,9 @@ fn run(args: RunArgs) -> u8 {
             if args.check_determinism {
                 worker_args.push("--check-determinism".to_string());
             }
+            if args.every_state {
+                worker_args.push("--every-state".to_string());
+            }
             Some(WorkerCommand {
                 program,
                 args: worker_args,
@@ -587,6 +593,7 @@ fn run(args: RunArgs) -> u8 {
             seed: args.matrix.seed,
             faults,
             check_determinism: args.check_determinism,
+            dedup: !args.every_state,
             ..EngineOptions::default()
         },
         shard,
@@ -683,10 +690,10 @@ fn run(args: RunArgs) -> u8 {
 fn print_summary(report: &RunReport, seconds: &[f64]) {
     println!();
     println!(
-        "{:<32} {:>8} {:>7} {:>8} {:>8} {:>9} {:>8} {:>10}  verdict",
-        "scenario", "syscalls", "points", "states", "readers", "failures", "time s", "states/s"
+        "{:<32} {:>8} {:>7} {:>8} {:>8} {:>8} {:>9} {:>8} {:>10}  verdict",
+        "scenario", "syscalls", "points", "states", "distinct", "readers", "failures", "time s", "states/s"
     );
-    let (mut states, mut readers, mut time) = (0, 0, 0.0);
+    let (mut states, mut distinct, mut readers, mut time) = (0, 0, 0, 0.0);
     for (result, secs) in report.scenarios.iter().zip(seconds) {
         let rate = if *secs > 0.0 {
             result.states_checked as f64 / secs
@@ -694,14 +701,16 @@ fn print_summary(report: &RunReport, seconds: &[f64]) {
             0.0
         };
         states += result.states_checked;
+        distinct += result.distinct_states;
         readers += result.reader_observations;
         time += secs;
         println!(
-            "{:<32} {:>8} {:>7} {:>8} {:>8} {:>9} {:>8.1} {:>10.0}  {}",
+            "{:<32} {:>8} {:>7} {:>8} {:>8} {:>8} {:>9} {:>8.1} {:>10.0}  {}",
             result.scenario,
             result.workload_syscalls,
             result.crash_points,
             result.states_checked,
+            result.distinct_states,
             result.reader_observations,
             result.failures.len(),
             secs,
@@ -711,7 +720,7 @@ fn print_summary(report: &RunReport, seconds: &[f64]) {
     }
     let rate = if time > 0.0 { states as f64 / time } else { 0.0 };
     println!(
-        "{:<32} {:>8} {:>7} {states:>8} {readers:>8} {:>9} {time:>8.1} {rate:>10.0}",
+        "{:<32} {:>8} {:>7} {states:>8} {distinct:>8} {readers:>8} {:>9} {time:>8.1} {rate:>10.0}",
         "total", "", "", ""
     );
     for result in &report.scenarios {
@@ -730,15 +739,17 @@ fn print_summary(report: &RunReport, seconds: &[f64]) {
     }
 }
 
-fn worker(
-    store: &str,
-    scenario: &str,
-    seed: u64,
-    faults: &[String],
-    scale: u32,
-    part: &str,
-    check_determinism: bool,
-) -> u8 {
+fn worker(args: &WorkerArgs) -> u8 {
+    let WorkerArgs {
+        store,
+        scenario,
+        seed,
+        faults,
+        scale,
+        part,
+        check_determinism,
+        every_state,
+    } = args;
     let factory = match factory(store) {
         Ok(f) => f,
         Err(code) => return code,
@@ -751,14 +762,15 @@ fn worker(
         eprintln!("error: bad --part {part:?}");
         return EXIT_HARNESS_ERROR;
     };
-    let Some(entry) = catalogue::find_entry(factory.as_ref(), scenario, scale) else {
+    let Some(entry) = catalogue::find_entry(factory.as_ref(), scenario, *scale) else {
         eprintln!("error: no scenario named {scenario:?}");
         return EXIT_HARNESS_ERROR;
     };
     let options = EngineOptions {
-        seed,
+        seed: *seed,
         faults,
-        check_determinism,
+        check_determinism: *check_determinism,
+        dedup: !every_state,
         ..EngineOptions::default()
     };
     let mut last = 0;

@@ -94,7 +94,7 @@ impl TryFrom<FailureJson> for FailureRecord {
 }
 
 /// The syscall kind a trace calls `name`.
-fn syscall_kind(name: &str) -> Option<SyscallKind> {
+pub(crate) fn syscall_kind(name: &str) -> Option<SyscallKind> {
     SyscallKind::SYSCALLS
         .into_iter()
         .chain([SyscallKind::Reboot, SyscallKind::Unlock])
@@ -150,8 +150,13 @@ pub struct ScenarioResult {
     pub cases: u64,
     /// Crash points tried (syscall, fault, model).
     pub crash_points: u64,
-    /// Post-fault states checked.
+    /// Post-fault states, each with a verdict.
     pub states_checked: u64,
+    /// Of those, the distinct states checked: the others left the same
+    /// disk, under the same model, as an earlier case, and share its
+    /// verdict ([`crate::engine::EngineOptions::dedup`]).
+    #[serde(default)]
+    pub distinct_states: u64,
     /// Read-only opens checked for reader-consistent: concurrent with the
     /// workload (one per workload syscall), and one per post-fault state
     /// before its recovery. 0 for a store without concurrent readers.

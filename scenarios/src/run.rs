@@ -113,6 +113,7 @@ pub fn run_entry(
         cases: 0,
         crash_points: 0,
         states_checked: 0,
+        distinct_states: 0,
         reader_observations: 0,
         workload_trace_hash: None,
         invariants: Vec::new(),
@@ -187,6 +188,7 @@ pub fn run_entry(
     result.cases = merged.cases;
     result.crash_points = merged.crash_points;
     result.states_checked = merged.states_checked;
+    result.distinct_states = merged.distinct_states;
     result.reader_observations = merged.reader_observations;
     result.workload_trace_hash = merged.workload_trace_hash;
     let unreproducible: Vec<&str> = shrunk

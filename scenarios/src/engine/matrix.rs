@@ -3,7 +3,7 @@
 //! snapshot, or a replay from scratch with the fault injected).
 
 use tearline_model::Violation;
-use tearline_sim_fs::{CrashChoice, Fault, SyscallKind};
+use tearline_sim_fs::{CrashChoice, Fault, PageHashes, SyscallKind};
 
 use super::driver::first_of_each;
 use super::subject::{Probe, Subject};
@@ -95,6 +95,9 @@ pub(crate) fn enumerate(subject: &dyn Subject, probe: &Probe, options: &EngineOp
 
 /// What checking one case found.
 pub(crate) struct CaseOutcome {
+    /// The earlier case whose post-fault state this one shares (and so its
+    /// verdict): it was not checked again.
+    pub same_as: Option<u64>,
     pub violations: Vec<Violation>,
     pub states_checked: u64,
     /// Read-only opens checked (concurrent with the workload, and after the
@@ -106,12 +109,30 @@ pub(crate) struct CaseOutcome {
 /// Runs one case: a power cut from the probe's snapshot, any other fault by
 /// replaying the workload with it; with the first case at a syscall, the
 /// reader concurrent with the workload there.
-fn run_case(subject: &dyn Subject, probe: &Probe, planned: &PlannedCase) -> Result<CaseOutcome, HarnessError> {
-    let mut outcome = run_fault(subject, probe, planned)?;
-    // After a power cut, only the first outcome of a point is read.
-    if planned.choice.is_none() || planned.first_of_point {
-        outcome.readers = outcome.states_checked * subject.readers_per_state();
-    }
+fn run_case(
+    subject: &dyn Subject,
+    probe: &Probe,
+    planned: &PlannedCase,
+    same_as: Option<u64>,
+    hash_trace: bool,
+) -> Result<CaseOutcome, HarnessError> {
+    let mut outcome = match same_as {
+        Some(_) => CaseOutcome {
+            same_as,
+            violations: Vec::new(),
+            states_checked: 1,
+            readers: 0,
+            trace_hash: 0,
+        },
+        None => {
+            let mut outcome = run_fault(subject, probe, planned, hash_trace)?;
+            // After a power cut, only the first outcome of a point is read.
+            if planned.choice.is_none() || planned.first_of_point {
+                outcome.readers = outcome.states_checked * subject.readers_per_state();
+            }
+            outcome
+        }
+    };
     if planned.first_at_syscall
         && let Some(violations) = subject.check_reader(probe, planned.injection.syscall)
     {
@@ -122,7 +143,13 @@ fn run_case(subject: &dyn Subject, probe: &Probe, planned: &PlannedCase) -> Resu
 }
 
 /// The fault of one case, injected and checked.
-fn run_fault(subject: &dyn Subject, probe: &Probe, planned: &PlannedCase) -> Result<CaseOutcome, HarnessError> {
+/// The trace is hashed only with `hash_trace` (for the determinism check).
+fn run_fault(
+    subject: &dyn Subject,
+    probe: &Probe,
+    planned: &PlannedCase,
+    hash_trace: bool,
+) -> Result<CaseOutcome, HarnessError> {
     let injection = &planned.injection;
     match (&injection.crash, &planned.choice) {
         (Some((model, _)), Some(choice)) => {
@@ -132,19 +159,21 @@ fn run_fault(subject: &dyn Subject, probe: &Probe, planned: &PlannedCase) -> Res
             let booted = snapshot.boot(*model, choice);
             let violations = subject.check_power_cut(probe, injection.syscall, &booted, planned.first_of_point);
             Ok(CaseOutcome {
+                same_as: None,
                 violations,
                 states_checked: 1,
                 readers: 0,
-                trace_hash: booted.trace().hash(),
+                trace_hash: if hash_trace { booted.trace().hash() } else { 0 },
             })
         }
         _ => {
             let replay = subject.replay(probe, probe.seed, injection)?;
             Ok(CaseOutcome {
+                same_as: None,
                 violations: replay.violations,
                 states_checked: replay.states_checked,
                 readers: 0,
-                trace_hash: replay.trace.hash(),
+                trace_hash: if hash_trace { replay.trace.hash() } else { 0 },
             })
         }
     }
@@ -166,9 +195,20 @@ pub(crate) fn run_cases(
         .map(|c| c.index);
     let total = cases.len() as u64;
     let mut results = Vec::new();
+    // Each distinct post-fault state of the shard, by its key: the first
+    // case that reached it. Every job of the shard computes the same map.
+    let mut first_with_state = std::collections::BTreeMap::new();
+    let mut pages = PageHashes::default();
     for planned in cases {
+        let same_as = match state_key(probe, planned, anchor, options, &mut pages) {
+            Some(key) if part.shard_owns(planned.index) => {
+                let first = *first_with_state.entry(key).or_insert(planned.index);
+                (first != planned.index).then_some(first)
+            }
+            _ => None,
+        };
         if part.owns(planned.index) {
-            let mut outcome = run_case(subject, probe, planned)?;
+            let mut outcome = run_case(subject, probe, planned, same_as, options.check_determinism)?;
             if Some(planned.index) == anchor {
                 // The probe's own findings belong to the case that replays
                 // the whole fault-free workload.
@@ -177,8 +217,8 @@ pub(crate) fn run_cases(
                 outcome.violations = all;
             }
             outcome.violations = first_of_each(std::mem::take(&mut outcome.violations));
-            if options.check_determinism {
-                let again = run_case(subject, probe, planned)?.trace_hash;
+            if options.check_determinism && same_as.is_none() {
+                let again = run_case(subject, probe, planned, None, true)?.trace_hash;
                 if again != outcome.trace_hash {
                     return Err(HarnessError(format!(
                         "{} is not deterministic: trace hashes {:016x} and {:016x}",
@@ -193,4 +233,32 @@ pub(crate) fn run_cases(
         progress(planned.index + 1, total);
     }
     Ok(results)
+}
+
+/// The key of the state a power-cut case checks, for deduplication: the
+/// disk it boots (see [`tearline_sim_fs::SimSnapshot::crash_state_key`]),
+/// the model of what must be there before its syscall, and whether a reader
+/// looks first. A case's verdict depends on nothing else but the clock and
+/// the syscall numbering, which no check reads. `None` for a case that is
+/// always checked: any fault but a power cut (each is a replay), and the
+/// anchor, which carries the probe's own findings.
+fn state_key(
+    probe: &Probe,
+    planned: &PlannedCase,
+    anchor: Option<u64>,
+    options: &EngineOptions,
+    pages: &mut PageHashes,
+) -> Option<u64> {
+    let (Some((model, _)), Some(choice)) = (&planned.injection.crash, &planned.choice) else {
+        return None;
+    };
+    if !options.dedup || Some(planned.index) == anchor {
+        return None;
+    }
+    let at = planned.injection.syscall;
+    let snapshot = probe.snapshot_at(at)?;
+    let disk = snapshot.crash_state_key(*model, choice, pages);
+    let mark = probe.mark_index(at) as u64;
+    let reader = u64::from(planned.first_of_point);
+    Some(disk ^ mark.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ reader.wrapping_mul(0xC2B2_AE3D_27D4_EB4F))
 }

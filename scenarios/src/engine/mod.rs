@@ -25,6 +25,20 @@
 //! than 50 times the probe's (a hang), is a clean-error violation.
 //! Invariants whose capability the store lacks are not applicable.
 //!
+//! **Each distinct state once** ([`EngineOptions::dedup`]): a power cut at a
+//! syscall that changed nothing on disk (a read, a `stat`, a lock) leaves
+//! the disk one at the syscall before it left, and many outcomes of the
+//! persistence models coincide. A power-cut case whose booted disk (names,
+//! inodes, contents, times, bad sectors:
+//! [`tearline_sim_fs::SimSnapshot::crash_state_key`]), model of what must
+//! be there, and reader flag equal an earlier case's of the same CI shard
+//! is not checked again: it gets that case's verdict
+//! ([`PartResult::merge`]), and reports count it among the states but not
+//! among the distinct states checked. Only the clock and the syscall
+//! numbering of the two machines differ, and no check reads them. Other
+//! faults are replays and always run; the concurrent reader at a syscall
+//! runs with its first case either way.
+//!
 //! Cases are numbered in a fixed order; a [`Part`] (a CI shard, and within
 //! it one of several local worker processes) owns the cases whose number it
 //! selects, so any split gives the same merged results. SQLite's PRNG is
@@ -87,6 +101,12 @@ pub struct EngineOptions {
     pub samples_per_point: u64,
     /// Check every case twice and compare trace hashes. Default false.
     pub check_determinism: bool,
+    /// Check each distinct post-fault state once: a power cut that leaves
+    /// the same disk (names, inodes, contents, times, bad sectors) as an
+    /// earlier case of the matrix, with the same model of what must be
+    /// there, gets that case's verdict without being checked again. Default
+    /// true.
+    pub dedup: bool,
 }
 
 /// How far the clock faults step: past the reference store's default
@@ -126,8 +146,25 @@ impl Default for EngineOptions {
             exhaustive_limit: 16,
             samples_per_point: 3,
             check_determinism: false,
+            dedup: true,
         }
     }
+}
+
+/// A case whose post-fault state an earlier case of the matrix already
+/// checked (see [`EngineOptions::dedup`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Duplicate {
+    /// The case's number in the enumeration.
+    pub case_index: u64,
+    /// The earlier case with the same state.
+    pub same_as: u64,
+    /// The case, for its failure records.
+    pub case: crate::case::Case,
+    /// The syscall at the case's index, by its trace name.
+    pub op: Option<String>,
+    /// The workload step in flight.
+    pub step: Option<String>,
 }
 
 /// What one part of a scenario's matrix found (a worker's answer).
@@ -141,8 +178,16 @@ pub struct PartResult {
     pub cases: u64,
     /// Crash points (syscall, fault, model) whose first case this part owns.
     pub crash_points: u64,
-    /// Post-fault states this part checked.
+    /// Post-fault states of this part's cases (each has a verdict).
     pub states_checked: u64,
+    /// Of those, the states this part checked: the others had the same
+    /// post-fault state as an earlier case, whose verdict they share.
+    #[serde(default)]
+    pub distinct_states: u64,
+    /// This part's cases that shared an earlier case's state, and so its
+    /// verdict: [`PartResult::merge`] gives them its failures.
+    #[serde(default)]
+    pub duplicates: Vec<Duplicate>,
     /// Read-only opens this part checked: concurrent with the workload, and
     /// after a fault before recovery (reader-consistent).
     #[serde(default)]
@@ -164,11 +209,29 @@ impl PartResult {
             merged.cases = merged.cases.max(part.cases);
             merged.crash_points += part.crash_points;
             merged.states_checked += part.states_checked;
+            merged.distinct_states += part.distinct_states;
+            merged.duplicates.extend(part.duplicates);
             merged.reader_observations += part.reader_observations;
             merged.workload_trace_hash = merged.workload_trace_hash.or(part.workload_trace_hash);
             merged.failures.extend(part.failures);
         }
+        // A duplicate breaks what the case it repeats broke.
+        let mut shared = Vec::new();
+        for duplicate in &merged.duplicates {
+            for failure in merged.failures.iter().filter(|f| f.case_index == duplicate.same_as) {
+                shared.push(FailureRecord {
+                    case_index: duplicate.case_index,
+                    case: duplicate.case.clone(),
+                    op: duplicate.op.as_deref().and_then(crate::report::syscall_kind),
+                    step: duplicate.step.clone(),
+                    invariant: failure.invariant,
+                    evidence: failure.evidence.clone(),
+                });
+            }
+        }
+        merged.failures.extend(shared);
         merged.failures.sort_by_key(|f| f.case_index);
+        merged.duplicates.sort_by_key(|d| d.case_index);
         merged
     }
 }
@@ -197,6 +260,16 @@ pub fn run_part(
         }
         result.states_checked += outcome.states_checked;
         result.reader_observations += outcome.readers;
+        match outcome.same_as {
+            Some(same_as) => result.duplicates.push(Duplicate {
+                case_index: index,
+                same_as,
+                case: subject.case(options.seed, planned.injection.clone()),
+                op: probe.op_at(planned.injection.syscall).map(|op| op.name().to_string()),
+                step: probe.step_name(planned.injection.syscall),
+            }),
+            None => result.distinct_states += outcome.states_checked,
+        }
         for violation in outcome.violations {
             result.failures.push(FailureRecord {
                 case_index: index,

@@ -45,6 +45,12 @@ impl Part {
         jobs: 1,
     };
 
+    /// Whether case (or point) number `index` belongs to this part's CI
+    /// shard (to any of its jobs).
+    pub fn shard_owns(&self, index: u64) -> bool {
+        index % self.shards.max(1) == self.shard
+    }
+
     /// Whether case (or point) number `index` belongs to this part.
     pub fn owns(&self, index: u64) -> bool {
         let (shards, jobs) = (self.shards.max(1), self.jobs.max(1));

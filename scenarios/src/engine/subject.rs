@@ -103,6 +103,12 @@ impl Probe {
         self.end.saturating_mul(50).max(10_000)
     }
 
+    /// Which model [`Probe::model_at`] gives for `at` (the number of marks
+    /// up to it): equal for two syscalls, the model is the same.
+    pub fn mark_index(&self, at: u64) -> usize {
+        self.marks.iter().take_while(|m| m.at <= at).count()
+    }
+
     /// The model as it stood before syscall `at`.
     pub fn model_at(&self, at: u64) -> Model {
         self.marks

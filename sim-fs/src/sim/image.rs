@@ -26,6 +26,81 @@ pub(crate) const ROOT_INO: Ino = 1;
 /// A device (mount) index; 0 is the root device.
 pub(crate) type DeviceId = u32;
 
+/// A 64-bit key of a machine state, mixed a word at a time: equal states get
+/// equal keys, and different ones (with overwhelming probability) different
+/// keys. For deduplicating states within one run, not for storing.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StateKey(u64);
+
+impl StateKey {
+    pub(crate) fn new() -> Self {
+        StateKey(0x243F_6A88_85A3_08D3)
+    }
+
+    /// Mixes in one word (a multiply-xorshift round).
+    pub(crate) fn word(&mut self, word: u64) {
+        let mixed = (self.0 ^ word).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = mixed ^ (mixed >> 29);
+    }
+
+    /// Mixes in a string, length first.
+    pub(crate) fn text(&mut self, text: &str) {
+        self.word(text.len() as u64);
+        for chunk in text.as_bytes().chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.word(u64::from_le_bytes(word));
+        }
+    }
+
+    pub(crate) fn finish(self) -> u64 {
+        self.0
+    }
+}
+
+/// Mixes `bytes` into `key`, a word at a time.
+fn mix_bytes(key: &mut StateKey, bytes: &[u8]) {
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        key.word(u64::from_le_bytes(word.try_into().unwrap_or_default()));
+    }
+    let rest = words.remainder();
+    if !rest.is_empty() {
+        let mut word = [0u8; 8];
+        word[..rest.len()].copy_from_slice(rest);
+        key.word(u64::from_le_bytes(word));
+    }
+}
+
+/// Content pages' hashes, remembered by page: images of one run share
+/// most of their pages (copy on write), so a page is hashed once. Holds
+/// each page it has hashed (so no other page can take its address) and
+/// forgets them all once it holds [`PageHashes::LIMIT`].
+#[derive(Debug, Default)]
+pub struct PageHashes {
+    known: std::collections::BTreeMap<usize, (Arc<Page>, u64)>,
+}
+
+impl PageHashes {
+    /// Pages remembered at most (16 MiB of content).
+    const LIMIT: usize = 4096;
+
+    fn hash(&mut self, page: &Arc<Page>) -> u64 {
+        let address = Arc::as_ptr(page) as usize;
+        if let Some((_, hash)) = self.known.get(&address) {
+            return *hash;
+        }
+        let mut key = StateKey::new();
+        mix_bytes(&mut key, &page[..]);
+        let hash = key.finish();
+        if self.known.len() >= Self::LIMIT {
+            self.known.clear();
+        }
+        self.known.insert(address, (Arc::clone(page), hash));
+        hash
+    }
+}
+
 /// A regular file's contents and metadata.
 #[derive(Clone, Debug)]
 pub(crate) struct FileData {
@@ -68,7 +143,32 @@ impl FileData {
         count
     }
 
-    /// The whole content as a vector (for tests, hashing and comparisons).
+    /// Mixes the length, device, modification time and content into `key`
+    /// (see [`StateKey`]), each page by its hash in `pages`.
+    pub(crate) fn mix_into(&self, key: &mut StateKey, pages: &mut PageHashes) {
+        key.word(self.len);
+        key.word(u64::from(self.device));
+        let mtime = self.mtime.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        key.word(mtime.as_secs());
+        key.word(u64::from(mtime.subsec_nanos()));
+        for page in &self.pages {
+            key.word(pages.hash(page));
+        }
+    }
+
+    /// Mixes the length and content into `key`.
+    pub(crate) fn mix_content_into(&self, key: &mut StateKey) {
+        key.word(self.len);
+        let mut left = usize::try_from(self.len).unwrap_or(usize::MAX);
+        for page in &self.pages {
+            let take = left.min(PAGE_SIZE);
+            mix_bytes(key, &page[..take]);
+            left -= take;
+        }
+    }
+
+    /// The whole content as a vector (for tests).
+    #[cfg(test)]
     pub(crate) fn to_vec(&self) -> Vec<u8> {
         let mut out = vec![0u8; usize::try_from(self.len).unwrap_or(usize::MAX)];
         let read = self.read_at(&mut out, 0);

@@ -76,5 +76,6 @@ mod world;
 
 pub use config::{Mount, SimConfig};
 pub use halt::{HaltKind, Halted, halted};
+pub use image::PageHashes;
 pub use machine::SimFs;
 pub use snapshot::SimSnapshot;

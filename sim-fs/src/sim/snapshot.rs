@@ -16,10 +16,9 @@ use rand_chacha::ChaCha8Rng;
 use super::SimFs;
 use super::config::SimConfig;
 use super::durability::{PendingOp, State};
-use super::image::{Image, Ino, Node, ROOT_INO};
+use super::image::{Image, Ino, Node, PageHashes, ROOT_INO, StateKey};
 use super::persistence::{CrashChoice, PersistenceModel};
 use super::seeds::mix;
-use super::trace;
 use super::world::{World, lock_world};
 use crate::clock::{Clock, SimClock};
 
@@ -58,6 +57,41 @@ impl SimSnapshot {
     pub fn sample_crash(&self, model: PersistenceModel, seed: u64) -> CrashChoice {
         let mut rng = ChaCha8Rng::seed_from_u64(mix(seed, self.syscall_index, u64::from(self.boot)));
         model.sample(&self.state.pending, &mut rng)
+    }
+
+    /// A key of the machine a power cut here under `model` with outcome
+    /// `choice` boots: every name, inode, length, device, modification time
+    /// and byte of the disk it leaves, and the sectors that have gone bad.
+    /// Two outcomes (of any snapshots of one run) with equal keys boot
+    /// machines whose disks are the same; only the clock and the syscall
+    /// numbering may differ. For deduplicating post-fault states.
+    /// `pages` remembers content pages' hashes from one call to the next.
+    pub fn crash_state_key(&self, model: PersistenceModel, choice: &CrashChoice, pages: &mut PageHashes) -> u64 {
+        let image = self.state.crash_image(choice, model.sector_size());
+        let mut key = StateKey::new();
+        let mut stack = vec![(String::new(), ROOT_INO)];
+        while let Some((path, ino)) = stack.pop() {
+            key.text(&path);
+            key.word(ino);
+            match image.node(ino) {
+                Some(Node::Dir(entries)) => {
+                    key.word(1);
+                    for (name, child) in entries.iter() {
+                        stack.push((format!("{path}/{name}"), *child));
+                    }
+                }
+                Some(Node::File(data)) => {
+                    key.word(2);
+                    data.mix_into(&mut key, pages);
+                }
+                None => key.word(0),
+            }
+        }
+        for &(ino, sector) in &self.state.bad_sectors {
+            key.word(ino);
+            key.word(sector);
+        }
+        key.finish()
     }
 
     /// Every outcome of a power cut here under `model` that leaves a distinct
@@ -132,24 +166,27 @@ impl World {
     }
 }
 
-/// A stable hash of the names and contents reachable from the root.
+/// A hash of the names and contents reachable from the root (equal images,
+/// equal hashes; for comparing images within a run).
 pub(super) fn fingerprint(image: &Image) -> u64 {
-    let mut text = Vec::new();
+    let mut key = StateKey::new();
     let mut stack = vec![(String::new(), ROOT_INO)];
     while let Some((path, ino)) = stack.pop() {
         match image.node(ino) {
             Some(Node::Dir(entries)) => {
-                text.extend_from_slice(format!("d {path}\n").as_bytes());
+                key.word(1);
+                key.text(&path);
                 for (name, child) in entries.iter() {
                     stack.push((format!("{path}/{name}"), *child));
                 }
             }
             Some(Node::File(data)) => {
-                text.extend_from_slice(format!("f {path} {}\n", data.len()).as_bytes());
-                text.extend_from_slice(&data.to_vec());
+                key.word(2);
+                key.text(&path);
+                data.mix_content_into(&mut key);
             }
             None => {}
         }
     }
-    trace::fnv1a(&text)
+    key.finish()
 }

@@ -1,0 +1,90 @@
+//! Checking each distinct post-fault state once (`EngineOptions::dedup`):
+//! the same verdict for every case as checking every state, on matrices
+//! that fail at many cases (stores without fsync, known-bad designs of the
+//! reference store, SQLite's own findings) and on one that passes, for any
+//! split of the matrix over jobs; and fewer states checked.
+
+use std::collections::BTreeSet;
+
+use tearline::catalogue;
+use tearline::engine::EngineOptions;
+use tearline::run::{RunOptions, run_entry};
+use tearline::stores::file_per_doc::FilePerDocFactory;
+use tearline_model::{Invariant, StoreFactory};
+use tearline_refstore::Flaw;
+use tearline_refstore::under_test::RefStoreFactory;
+use tearline_sim_fs::{Fault, PersistenceModel};
+
+/// Every (case, invariant) broken, and (states, distinct states checked).
+fn verdicts(
+    factory: &dyn StoreFactory,
+    scenario: &str,
+    dedup: bool,
+    jobs: u64,
+) -> (BTreeSet<(u64, Invariant)>, (u64, u64)) {
+    let entry = catalogue::find_entry(factory, scenario, 1).unwrap_or_else(|| panic!("no scenario {scenario}"));
+    let options = RunOptions {
+        engine: EngineOptions {
+            faults: vec![Fault::PowerCut],
+            models: PersistenceModel::ALL.to_vec(),
+            samples_per_point: 2,
+            dedup,
+            ..EngineOptions::default()
+        },
+        // A quarter of the matrix: deduplication works within a CI shard.
+        shard: (1, 4),
+        jobs,
+        worker: None,
+    };
+    let result = run_entry(&entry, factory, &options, &|_, _| {}).unwrap_or_else(|e| panic!("{scenario}: {e}"));
+    let broken = result.failures.iter().map(|f| (f.case_index, f.invariant)).collect();
+    (broken, (result.states_checked, result.distinct_states))
+}
+
+fn assert_same_verdicts(factory: &dyn StoreFactory, scenario: &str, must_fail: bool) {
+    let (every, (states, checked)) = verdicts(factory, scenario, false, 1);
+    assert_eq!(checked, states, "{scenario}: without dedup every state is checked");
+    assert_eq!(
+        !every.is_empty(),
+        must_fail,
+        "{} on {scenario}: {every:?}",
+        factory.name()
+    );
+    for jobs in [1, 3] {
+        let (once, (deduped_states, distinct)) = verdicts(factory, scenario, true, jobs);
+        assert_eq!(deduped_states, states, "{scenario}: every case still has a verdict");
+        assert!(
+            distinct < states,
+            "{} on {scenario} with {jobs} jobs: no state repeated ({distinct} of {states})",
+            factory.name()
+        );
+        assert_eq!(
+            once,
+            every,
+            "{} on {scenario} with {jobs} jobs: deduplication changed a verdict (left: once, right: every state)",
+            factory.name()
+        );
+    }
+}
+
+#[test]
+fn dedup_gives_every_case_the_verdict_checking_it_gives() {
+    assert_same_verdicts(&FilePerDocFactory::without_fsync(), "add-interrupted", true);
+    assert_same_verdicts(
+        &RefStoreFactory::with_flaw(Flaw::PublishWithoutFsync),
+        "import-interrupted",
+        true,
+    );
+    assert_same_verdicts(
+        &RefStoreFactory::with_flaw(Flaw::DropAndReindex),
+        "rebuild-crash-midway",
+        true,
+    );
+    assert_same_verdicts(&RefStoreFactory::correct(), "add-interrupted", false);
+}
+
+#[test]
+fn dedup_keeps_sqlite_findings_at_the_same_cases() {
+    let factory = RefStoreFactory::correct();
+    assert_same_verdicts(&factory, "sqlite-delete-full", true);
+}
