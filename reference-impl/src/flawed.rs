@@ -113,6 +113,10 @@ pub enum Flaw {
     /// each fails midway (having rolled back what it had begun), saying only
     /// "vector store unavailable" with no word of what was changed.
     IgnoresOutage,
+    /// A journal that does not parse, or that the device cannot read, fails
+    /// every writable open instead of being quarantined: one damaged record
+    /// of an interrupted mutation wedges the store.
+    StrictJournals,
 }
 
 /// The lock file [`Flaw::LockTrustsPath`] locks.
@@ -122,7 +126,7 @@ pub(crate) fn trusted_lock_file(layout: &Layout) -> PathBuf {
 
 impl Flaw {
     /// Every flaw, in the order the harness lists them.
-    pub const ALL: [Flaw; 21] = [
+    pub const ALL: [Flaw; 22] = [
         Flaw::DropAndReindex,
         Flaw::TwoRenameSwap,
         Flaw::NoIntents,
@@ -144,6 +148,7 @@ impl Flaw {
         Flaw::RebuildNeedsLive,
         Flaw::CleansBeforeCheck,
         Flaw::IgnoresOutage,
+        Flaw::StrictJournals,
     ];
 
     /// The store's name with this flaw, for `--store` and reports
@@ -171,6 +176,7 @@ impl Flaw {
             Flaw::RebuildNeedsLive => "refstore/rebuild-needs-live",
             Flaw::CleansBeforeCheck => "refstore/cleans-before-check",
             Flaw::IgnoresOutage => "refstore/ignores-outage",
+            Flaw::StrictJournals => "refstore/strict-journals",
         }
     }
 
@@ -202,6 +208,7 @@ impl Flaw {
             Flaw::RebuildNeedsLive => &[Invariant::RebuildableFromSource],
             Flaw::CleansBeforeCheck => &[Invariant::FailedOpenChangesNothing],
             Flaw::IgnoresOutage => &[Invariant::StaysServiceable, Invariant::FailedOpenChangesNothing],
+            Flaw::StrictJournals => &[Invariant::RebuildableFromSource, Invariant::CompleteDatabase],
         }
     }
 }

@@ -1,17 +1,25 @@
-//! The crash matrix two ways, measured in one run: deriving each power-cut
-//! state from a snapshot taken during one probe run, versus re-running the
-//! workload from the start to each crash point. Same workload, same
-//! persistence model, same checks; prints states checked per second and the
-//! ratio.
+//! The crash matrix measured several ways in one run, on the same machine:
+//!
+//! 1. SQLite's matrix: deriving each power-cut state from a snapshot taken
+//!    during one probe run, versus re-running the workload from the start to
+//!    each crash point (states checked per second, and the ratio).
+//! 2. Store scenarios of the reference store, every fault: checking every
+//!    post-fault state, versus each distinct state once
+//!    ([`EngineOptions::dedup`]): states, distinct states, seconds, ratio.
+//! 3. Growth: SQLite's matrix as its workload doubles (1x, 2x, 4x the
+//!    transactions), both ways, to show the time per transaction.
 //!
 //! Run with `cargo bench -p tearline --bench matrix_speed`.
 
 use std::time::Instant;
 
 use tearline::case::{CrashPick, Injection};
+use tearline::catalogue;
 use tearline::engine::{
     self, AtomicCommitWorkload, EngineOptions, JournalMode, Part, SqliteSubject, Subject, Synchronous,
 };
+use tearline::run::{RunOptions, run_entry};
+use tearline_refstore::under_test::RefStoreFactory;
 use tearline_sim_fs::{Fault, PersistenceModel};
 
 /// How many crash points the re-run way samples (it is too slow to do them all).
@@ -31,6 +39,93 @@ fn main() {
             measure(journal, sync, label, transactions, rows);
         }
     }
+    println!();
+    println!(
+        "{:<26} {:>8} {:>9} {:>13} {:>11} {:>7}",
+        "store scenario (1/4)", "states", "distinct", "every state s", "distinct s", "ratio"
+    );
+    for scenario in [
+        "add-interrupted",
+        "import-interrupted",
+        "rebuild-crash-midway",
+        "long-mixed",
+    ] {
+        store_scenario(scenario);
+    }
+    println!();
+    println!(
+        "{:<26} {:>8} {:>9} {:>13} {:>11} {:>7}",
+        "growth: WAL/FULL x 50 rows", "states", "distinct", "every state s", "distinct s", "ratio"
+    );
+    for transactions in [8, 16, 32] {
+        growth(transactions);
+    }
+}
+
+/// One store scenario's matrix (a quarter of it: CI shard 1 of 4), every
+/// fault, both ways.
+fn store_scenario(name: &str) {
+    let factory = RefStoreFactory::correct();
+    let entry = catalogue::find_entry(&factory, name, 1).expect("scenario");
+    let run = |dedup: bool| {
+        let options = RunOptions {
+            engine: EngineOptions {
+                dedup,
+                ..EngineOptions::default()
+            },
+            shard: (1, 4),
+            jobs: 1,
+            worker: None,
+        };
+        let started = Instant::now();
+        let result = run_entry(&entry, &factory, &options, &|_, _| {}).expect("matrix");
+        assert!(result.passed, "{name}: {}", result.verdict);
+        (result, started.elapsed().as_secs_f64())
+    };
+    let (every, every_secs) = run(false);
+    let (once, once_secs) = run(true);
+    assert_eq!(every.failures, once.failures, "{name}: the same verdicts");
+    println!(
+        "{:<26} {:>8} {:>9} {:>13.1} {:>11.1} {:>6.1}x",
+        name,
+        once.states_checked,
+        once.distinct_states,
+        every_secs,
+        once_secs,
+        every_secs / once_secs
+    );
+}
+
+/// SQLite's WAL/FULL matrix of `transactions` transactions, every
+/// persistence model, both ways.
+fn growth(transactions: u32) {
+    let workload = AtomicCommitWorkload {
+        transactions,
+        rows_per_transaction: 50,
+        ..AtomicCommitWorkload::new(JournalMode::Wal, Synchronous::Full)
+    };
+    let subject = SqliteSubject::new(workload, 1);
+    let run = |dedup: bool| {
+        let options = EngineOptions {
+            faults: vec![Fault::PowerCut],
+            dedup,
+            ..EngineOptions::default()
+        };
+        let started = Instant::now();
+        let part = engine::run_part(&subject, &options, Part::WHOLE, &mut |_, _| {}).expect("matrix");
+        (engine::PartResult::merge(vec![part]), started.elapsed().as_secs_f64())
+    };
+    let (_, every_secs) = run(false);
+    let (once, once_secs) = run(true);
+    println!(
+        "{:<26} {:>8} {:>9} {:>13.2} {:>11.2} {:>6.1}x",
+        format!("{transactions} transactions"),
+        once.states_checked,
+        once.distinct_states,
+        every_secs,
+        once_secs,
+        every_secs / once_secs
+    );
 }
 
 fn measure(journal: JournalMode, sync: Synchronous, label: &str, transactions: u32, rows: u32) {

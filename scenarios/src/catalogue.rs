@@ -862,6 +862,48 @@ pub fn store_scenarios(factory: &dyn StoreFactory) -> Vec<StoreScenario> {
             .build(),
         );
     }
+    let import_op = |docs: &[(&str, &str)]| Operation::Import {
+        documents: docs.iter().map(|(n, c)| (n.to_string(), c.to_string())).collect(),
+    };
+    scenarios.push(
+        Builder {
+            name: "journal-damaged",
+            description: "An import of 3 documents (2 of them replacing documents) killed (kill -9) at its \
+                          second change of the source directory, and the record it left of itself (its \
+                          journal) damaged at rest by garbage: the next writable open, interrupted at every \
+                          syscall, must not wedge or panic, must keep every acknowledged document and serve \
+                          what the source files hold; the import's documents may be left either way.",
+            setup: [
+                docs("d", 3, 1),
+                vec![
+                    Step::KilledMidway {
+                        op: import_op(&[
+                            ("d0.md", "# d0\nversion 2\n"),
+                            ("d1.md", "# d1\nversion 2\n"),
+                            ("n0.md", "# n0\nnew\n"),
+                        ]),
+                        at_source_change: 2,
+                    },
+                    Step::Damage {
+                        role: FileRole::Journal,
+                        damage: Damage::Garbage,
+                    },
+                ],
+            ]
+            .concat(),
+            workload: vec![
+                Step::Reopen,
+                add("after-journal.md", "# after\nwritten after recovery\n"),
+            ],
+            requires: Capabilities {
+                import: true,
+                derived_files: true,
+                source_files: true,
+                ..Capabilities::default()
+            },
+        }
+        .build(),
+    );
     scenarios.push(
         Builder {
             name: "stale-lock-file",

@@ -9,7 +9,7 @@ use serde::Serialize;
 use tearline_sim_fs::{FileKind, FsExt};
 
 use super::record::{JournalState, parse_journal};
-use crate::error::{Context, Named, Result};
+use crate::error::{Context, Named, Result, StoreError};
 use crate::store::Store;
 
 /// The directory under `journal/` malformed journals are moved to.
@@ -81,12 +81,26 @@ impl Store {
                 continue;
             };
             let path = dir.join(&entry.name);
-            let bytes = self
-                .fs
-                .read_file(&path)
-                .context(|| format!("reading {}", path.display()))?;
-            let mut record = match parse_journal(id, &bytes) {
+            // A journal the device cannot read (a latent sector error, EIO
+            // twice) is as lost as a malformed one: quarantined, not fatal.
+            let parsed = match crate::store::retry_eio(|| self.fs.read_file(&path)) {
+                Ok(bytes) => parse_journal(id, &bytes),
+                Err(e) if crate::store::is_eio(&e) => Err(format!("the device cannot read it: {e}")),
+                Err(source) => {
+                    return Err(StoreError::Io {
+                        context: format!("reading {}", path.display()),
+                        source,
+                    });
+                }
+            };
+            let mut record = match parsed {
                 Ok(record) => record,
+                // KNOWN BAD (Flaw::StrictJournals): the damage wedges every open.
+                Err(reason) if flaw!(self.flaw, StrictJournals) => {
+                    return Err(StoreError::Corrupt {
+                        what: format!("journal {}: {reason}", path.display()),
+                    });
+                }
                 Err(reason) => {
                     let quarantined = self.quarantine(&entry.name, id, reason)?;
                     report.quarantined.push(quarantined);

@@ -17,8 +17,8 @@ use tearline_model::{
     StoreUnderTest, Violation,
 };
 use tearline_sim_fs::{
-    Fault, FaultPlan, FileHandleExt, Fs, FsExt, OpenOptions, Outcome, PersistenceModel, SimFs, SyscallArgs, Trace,
-    TraceEntry,
+    Fault, FaultPlan, FileHandleExt, Fs, FsExt, OpenOptions, Outcome, PersistenceModel, SimFs, SyscallArgs,
+    SyscallFilter, SyscallKind, Trace, TraceEntry,
 };
 
 use super::HarnessError;
@@ -517,7 +517,68 @@ impl<'f> Driver<'f> {
             }
             Step::StaleLock => self.stale_lock(),
             Step::Damage { role, damage } => self.damage(*role, damage),
+            Step::KilledMidway { op, at_source_change } => self.killed_midway(op, *at_source_change),
         }
+    }
+
+    /// [`Step::KilledMidway`]: closes the store; another process opens it
+    /// writable and runs `op` until it dies at its `n`-th change of the
+    /// source directory.
+    fn killed_midway(&mut self, op: &Operation, n: u64) -> Result<Flow, HarnessError> {
+        if self.budget_end != u64::MAX {
+            // Its fault plan would replace the case's.
+            return Err(HarnessError(
+                "a process killed midway belongs in a setup, not a workload".into(),
+            ));
+        }
+        self.mark();
+        self.close();
+        if self.halted() {
+            return Ok(Flow::Stop);
+        }
+        let dir = self.factory.source_dir(&self.env()).ok_or_else(|| {
+            HarnessError("a process killed at a source change, but the store has no source directory".into())
+        })?;
+        let filter = SyscallFilter::ops(&[SyscallKind::Rename, SyscallKind::HardLink, SyscallKind::RemoveFile])
+            .path(&format!("{}/*", glob::Pattern::escape(&dir.to_string_lossy())))
+            .map_err(|e| HarnessError(format!("a filter on {}: {e}", dir.display())))?;
+        let killed = self.fs.spawn_process();
+        let env = self.env_on(&killed);
+        let factory = self.factory;
+        self.fs
+            .set_fault_plan(plan(None, self.budget_end).nth(filter, n, Fault::ProcessCrash));
+        self.model.begin(op);
+        let what = format!("`{}` in a process killed midway", op.describe());
+        let ran = guarded(&killed, self.budget_end, &what, || {
+            let mut handle = factory.open(&env, Access::Writable)?;
+            let applied = handle.apply(op);
+            Ok::<_, StoreFailure>((handle, applied))
+        });
+        // kill -9, if the fault has not: its handles and locks vanish.
+        killed.crash_process();
+        self.fs.set_fault_plan(plan(None, self.budget_end));
+        match ran {
+            Err(v) => {
+                self.violations.push(v);
+                return Ok(Flow::Stop);
+            }
+            Ok(Ok((handle, applied))) => {
+                if applied.is_ok() {
+                    self.model.acknowledge();
+                }
+                if let Err(v) = guarded(
+                    &killed,
+                    self.budget_end,
+                    "dropping a killed process's store",
+                    move || drop(handle),
+                ) {
+                    self.violations.push(v);
+                }
+            }
+            Ok(Err(_)) => {}
+        }
+        self.mark();
+        Ok(if self.halted() { Flow::Stop } else { Flow::Continue })
     }
 
     /// [`Step::Damage`]: closes the store, and the harness damages the first
@@ -558,6 +619,14 @@ impl<'f> Driver<'f> {
         }
         self.model
             .note_damage(format!("{} of {}", damage.describe(), path.display()));
+        if role == tearline_model::FileRole::Journal {
+            // The record that would finish or undo the operation in flight is
+            // gone: what it touched may be left either way, or between.
+            let touched = self.model.allowed().touched.clone();
+            for name in touched {
+                self.model.unspecify(&name);
+            }
+        }
         self.mark();
         Ok(Flow::Continue)
     }

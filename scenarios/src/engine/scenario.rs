@@ -72,6 +72,20 @@ pub enum Step {
         /// What happens to it.
         damage: Damage,
     },
+    /// The store is closed; another process opens it writable, starts
+    /// `op`, and is killed (`kill -9`) at its `at_source_change`-th syscall
+    /// that changes the source directory (a rename, link or unlink there):
+    /// the operation is left half done, with whatever record of it the
+    /// store keeps (its journal) for the next writable open. If the
+    /// operation finishes first it is acknowledged. The store stays closed
+    /// until a [`Step::Reopen`]. For setups: the killed process's syscalls
+    /// are not fault points.
+    KilledMidway {
+        /// The operation left half done.
+        op: Operation,
+        /// Which change of the source directory the process dies at (1-based).
+        at_source_change: u64,
+    },
 }
 
 /// What happens to the lock in a [`Step::LockFile`].
@@ -108,6 +122,10 @@ impl Step {
                 "a process holding the store writable is killed, leaving its lock file; reopen".to_string()
             }
             Step::Damage { role, damage } => format!("damage the {} file: {}", role.name(), damage.describe()),
+            Step::KilledMidway { op, at_source_change } => format!(
+                "`{}` in another process, killed at its source change {at_source_change}",
+                op.describe()
+            ),
         }
     }
 
@@ -121,6 +139,7 @@ impl Step {
                 | Step::RemoteFault(_)
                 | Step::LockFile(_)
                 | Step::Damage { .. }
+                | Step::KilledMidway { .. }
         )
     }
 }
