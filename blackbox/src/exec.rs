@@ -37,7 +37,7 @@ use tearline_model::{
 };
 use tearline_sim_fs::{FsExt, SimConfig, SimFs};
 
-use crate::mount::SimMount;
+use crate::mount::{LockWaiters, SimMount};
 
 /// The protocol this crate speaks: the `hello` value a child must send.
 pub const PROTOCOL_VERSION: &str = "tearline/1";
@@ -48,6 +48,9 @@ pub const PROTOCOL_BROKEN: &str = "black-box protocol broken: ";
 
 /// How often a wait for an answer checks the mount for a halt.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// How long a killed child may take to die before it is left behind.
+const KILL_WAIT: Duration = Duration::from_secs(10);
 
 /// What the black-box path cannot make deterministic. A certificate of an
 /// `--exec` store should print these beside its seed.
@@ -276,6 +279,9 @@ struct StoreProcess {
     stderr: Arc<Mutex<Tail>>,
     command: String,
     exited: Option<ExitStatus>,
+    /// The blocking lock requests of its mount, answered after a kill so
+    /// the child can die.
+    waiters: Option<LockWaiters>,
 }
 
 impl StoreProcess {
@@ -334,6 +340,7 @@ impl StoreProcess {
             stderr: tail,
             command: command.to_string(),
             exited: None,
+            waiters: None,
         })
     }
 
@@ -357,7 +364,22 @@ impl StoreProcess {
         }
         self.kill_group();
         let _ = self.child.kill();
-        self.exited = self.child.wait().ok();
+        // A child waiting in a blocking lock request cannot die before the
+        // mount answers it: cancel the waiters until it is gone.
+        let deadline = Instant::now() + KILL_WAIT;
+        loop {
+            if let Some(waiters) = &self.waiters {
+                waiters.cancel();
+            }
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    self.exited = Some(status);
+                    break;
+                }
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(2)),
+                _ => break,
+            }
+        }
         self.stdin = None;
     }
 
