@@ -117,6 +117,8 @@ use crate::locks::{Held, Request as LockRequest, Table, would_deadlock};
 const TTL: Duration = Duration::ZERO;
 /// The kernel's `OFFSET_MAX`: a lock range ending here runs to the end of the file.
 const OFFSET_MAX: u64 = i64::MAX as u64;
+/// How long an unmount waits for the request loop to end.
+const UNMOUNT_WAIT: Duration = Duration::from_secs(1);
 /// Block size reported by `stat` and `statfs`.
 const BLOCK_SIZE: u32 = 4096;
 
@@ -129,6 +131,7 @@ static MOUNTS: Mutex<Vec<Weak<Core>>> = Mutex::new(Vec::new());
 struct Core {
     fs: Arc<dyn Fs>,
     root: PathBuf,
+    mountpoint: PathBuf,
     halted: Mutex<Option<Halted>>,
     state: Mutex<State>,
 }
@@ -137,6 +140,19 @@ impl std::fmt::Debug for Core {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Core").field("root", &self.root).finish_non_exhaustive()
     }
+}
+
+/// The mountpoints of every mount alive in this process (a child given a
+/// mount namespace of its own unmounts the others' copies there, so their
+/// unmounts need not wait for it).
+pub(crate) fn mountpoints() -> Vec<PathBuf> {
+    MOUNTS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .filter_map(Weak::upgrade)
+        .map(|core| core.mountpoint.clone())
+        .collect()
 }
 
 impl Core {
@@ -186,6 +202,7 @@ impl SimMount {
         let core = Arc::new(Core {
             fs,
             root,
+            mountpoint: mountpoint.to_path_buf(),
             halted: Mutex::new(None),
             state: Mutex::new(State::new()),
         });
@@ -240,14 +257,27 @@ impl SimMount {
             return Ok(());
         };
         self.lock_waiters().cancel();
-        match session.umount_and_join() {
+        let result = match nix::mount::umount2(&self.mountpoint, nix::mount::MntFlags::empty()) {
             Ok(()) => Ok(()),
             Err(err) => {
                 // Busy or already gone: detach so nothing hangs on it.
                 let _ = nix::mount::umount2(&self.mountpoint, nix::mount::MntFlags::MNT_DETACH);
-                Err(err)
+                Err(io::Error::from(err))
             }
+        };
+        // The request loop ends when the kernel lets go of the filesystem:
+        // at once, unless a copy of the mount lives on in a child's mount
+        // namespace (one made while this mount was up). Wait a little for
+        // the requests the kernel sends after the last close, then leave
+        // the loop to end by itself.
+        let deadline = std::time::Instant::now() + UNMOUNT_WAIT;
+        while !session.guard.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
         }
+        if session.guard.is_finished() {
+            let _ = session.join();
+        }
+        result
     }
 }
 
