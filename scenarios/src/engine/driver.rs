@@ -76,6 +76,8 @@ pub(crate) struct Driver<'f> {
     /// The operation whose failure stopped the workload, described, with
     /// its failure.
     pub last_failure: Option<(Operation, StoreFailure)>,
+    /// The last failure of a writable open outside a fault, for messages.
+    pub open_failure: Option<StoreFailure>,
     /// What the last [`Step::LockFile`] did to the lock, for the evidence
     /// of a second writer let in after it.
     lock_attack: Option<String>,
@@ -103,6 +105,7 @@ impl<'f> Driver<'f> {
             violations: Vec::new(),
             step_starts: Vec::new(),
             last_failure: None,
+            open_failure: None,
             lock_attack: None,
             fault_at_rest: None,
         };
@@ -118,18 +121,19 @@ impl<'f> Driver<'f> {
         }
         if driver.reopen()? == Flow::Stop {
             return Err(HarnessError(format!(
-                "{}: the first writable open failed: {:?}",
-                scenario.name, driver.violations
+                "{}: the first writable open failed: {}",
+                scenario.name,
+                driver.why_stopped()
             )));
         }
         for (i, step) in scenario.setup.iter().enumerate() {
             let flow = driver.step(step)?;
             if flow == Flow::Stop || !driver.violations.is_empty() {
                 return Err(HarnessError(format!(
-                    "{}: setup step {i} ({}) failed fault-free: {:?}",
+                    "{}: setup step {i} ({}) failed fault-free: {}",
                     scenario.name,
                     step.describe(),
-                    driver.violations
+                    driver.why_stopped()
                 )));
             }
         }
@@ -144,6 +148,24 @@ impl<'f> Driver<'f> {
             Capacity::SetupSizePlus(bytes) => driver.fs.set_capacity(store_root(), used.saturating_add(bytes)),
         }
         Ok(driver)
+    }
+
+    /// Why the store stopped, in words: the violations found, else the
+    /// last failure the store answered.
+    fn why_stopped(&self) -> String {
+        if !self.violations.is_empty() {
+            let found: Vec<String> = self
+                .violations
+                .iter()
+                .map(|v| format!("{}: {}", v.invariant, v.evidence))
+                .collect();
+            return found.join("; ");
+        }
+        match (&self.last_failure, &self.open_failure) {
+            (Some((op, failure)), _) => format!("{} failed: {}", op.describe(), failure.message),
+            (None, Some(failure)) => format!("the open failed: {}", failure.message),
+            (None, None) => "(the store gave no reason)".to_string(),
+        }
     }
 
     fn mark(&mut self) {
@@ -226,6 +248,7 @@ impl<'f> Driver<'f> {
                 Ok(Flow::Continue)
             }
             Ok(Err(e)) => {
+                self.open_failure = Some(e.clone());
                 if !self.halted() && !faulted_since(&self.fs, start) {
                     self.violations
                         .extend(failed_open_check(factory, &self.fs, self.fs.pid(), start));
