@@ -999,13 +999,29 @@ pub(crate) fn settle(model: &mut Model, observation: &Observation, caps: &Capabi
 
 /// The lock invariant read off a trace, if the store has a lock.
 pub(crate) fn check_trace(factory: &dyn StoreFactory, fs: &SimFs, trace: &Trace) -> Option<Violation> {
+    check_trace_after(factory, fs, &[], trace)
+}
+
+/// The lock invariant read off what a machine did before (`before`, the
+/// probe's trace up to a power cut) and then `trace` (after the reboot):
+/// the same trace a replay of the case reads.
+pub(crate) fn check_trace_after(
+    factory: &dyn StoreFactory,
+    fs: &SimFs,
+    before: &[TraceEntry],
+    trace: &Trace,
+) -> Option<Violation> {
     let caps = factory.capabilities();
     if !caps.exclusive_lock {
         return None;
     }
     let env = env_for(fs);
     let lock = factory.lock_file(&env)?;
-    no_wipe_without_lock::check(trace, &lock, &factory.protected_paths(&env))
+    no_wipe_without_lock::check_entries(
+        before.iter().chain(trace.entries()),
+        &lock,
+        &factory.protected_paths(&env),
+    )
 }
 
 /// Keeps the first violation of each invariant, in order.

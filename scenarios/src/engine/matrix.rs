@@ -150,6 +150,17 @@ fn run_fault(subject: &dyn Subject, probe: &Probe, planned: &PlannedCase) -> Res
     }
 }
 
+/// The case the probe's own findings are reported with: the one that
+/// replays the whole fault-free workload (a power cut after it, else any
+/// fault there).
+pub(crate) fn anchor(probe: &Probe, cases: &[PlannedCase]) -> Option<u64> {
+    cases
+        .iter()
+        .find(|c| c.injection.syscall == probe.end && c.injection.fault == Fault::PowerCut)
+        .or_else(|| cases.iter().find(|c| c.injection.syscall == probe.end))
+        .map(|c| c.index)
+}
+
 /// The cases a part owns, checked; with what the part reports.
 pub(crate) fn run_cases(
     subject: &dyn Subject,
@@ -159,11 +170,7 @@ pub(crate) fn run_cases(
     part: Part,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Vec<(u64, CaseOutcome)>, HarnessError> {
-    let anchor = cases
-        .iter()
-        .find(|c| c.injection.syscall == probe.end && c.injection.fault == Fault::PowerCut)
-        .or_else(|| cases.iter().find(|c| c.injection.syscall == probe.end))
-        .map(|c| c.index);
+    let anchor = anchor(probe, cases);
     let total = cases.len() as u64;
     let mut results = Vec::new();
     for planned in cases {

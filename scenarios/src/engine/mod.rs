@@ -169,6 +169,9 @@ impl PartResult {
             merged.failures.extend(part.failures);
         }
         merged.failures.sort_by_key(|f| f.case_index);
+        // Shards merged together each carry the fault-free run's findings.
+        let mut seen = std::collections::BTreeSet::new();
+        merged.failures.retain(|f| seen.insert((f.case_index, f.invariant)));
         merged
     }
 }
@@ -190,6 +193,24 @@ pub fn run_part(
         workload_trace_hash: Some(probe.trace_hash),
         ..PartResult::default()
     };
+    // A shard that does not own the anchor case still reports what the
+    // fault-free run broke (its first job does), so no sample drops it.
+    if let Some(anchor) = matrix::anchor(&probe, &cases)
+        && anchor % part.shards.max(1) != part.shard
+        && part.job == 0
+    {
+        let planned = &cases[anchor as usize];
+        for violation in driver::first_of_each(probe.violations.clone()) {
+            result.failures.push(FailureRecord {
+                case_index: anchor,
+                case: subject.case(options.seed, planned.injection.clone()),
+                op: probe.op_at(planned.injection.syscall),
+                step: probe.step_name(planned.injection.syscall),
+                invariant: violation.invariant,
+                evidence: violation.evidence,
+            });
+        }
+    }
     for (index, outcome) in outcomes {
         let planned = &cases[index as usize];
         if planned.first_of_point {

@@ -392,6 +392,7 @@ impl Subject for SqliteSubject {
             marks,
             crash_seed: fs.crash_seed(),
             trace_hash: trace.hash(),
+            trace,
             violations: Vec::new(),
         })
     }

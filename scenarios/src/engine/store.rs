@@ -192,6 +192,7 @@ impl Subject for StoreSubject<'_> {
             marks: driver.marks,
             crash_seed: fs.crash_seed(),
             trace_hash: trace.hash(),
+            trace,
             violations,
         })
     }
@@ -243,7 +244,12 @@ impl Subject for StoreSubject<'_> {
         let recovered = self.recover(booted, &model, budget_end, reader);
         let mut violations = recovered.violations;
         violations.extend(self.serviceable(booted, &model, recovered.observation.as_ref(), &violations, budget_end));
-        violations.extend(driver::check_trace(self.factory, booted, &booted.trace()));
+        violations.extend(driver::check_trace_after(
+            self.factory,
+            booted,
+            probe.trace_before(at),
+            &booted.trace(),
+        ));
         violations
     }
 
