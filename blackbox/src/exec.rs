@@ -19,8 +19,10 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::ffi::CString;
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -37,7 +39,7 @@ use tearline_model::{
 };
 use tearline_sim_fs::{FsExt, SimConfig, SimFs};
 
-use crate::mount::SimMount;
+use crate::mount::{LockWaiters, SimMount};
 
 /// The protocol this crate speaks: the `hello` value a child must send.
 pub const PROTOCOL_VERSION: &str = "tearline/1";
@@ -48,6 +50,12 @@ pub const PROTOCOL_BROKEN: &str = "black-box protocol broken: ";
 
 /// How often a wait for an answer checks the mount for a halt.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Where every child sees the store by default ([`ExecOptions::store_path`]).
+pub const DEFAULT_STORE_PATH: &str = "/tmp/tearline-store";
+
+/// How long a killed child may take to die before it is left behind.
+const KILL_WAIT: Duration = Duration::from_secs(10);
 
 /// What the black-box path cannot make deterministic. A certificate of an
 /// `--exec` store should print these beside its seed.
@@ -86,6 +94,13 @@ pub struct ExecOptions {
     /// How many bytes of the child's stderr to keep for error messages.
     /// Default 4096.
     pub stderr_tail_bytes: usize,
+    /// The absolute path at which every child sees the store's root (its
+    /// working directory), the same for every child: each child runs in a
+    /// mount namespace of its own with its mount bind-mounted there, so
+    /// children alive at once do not see each other's. Created if missing
+    /// (an empty directory; nothing is mounted on it outside the children).
+    /// Default `/tmp/tearline-store`.
+    pub store_path: PathBuf,
 }
 
 impl Default for ExecOptions {
@@ -94,6 +109,7 @@ impl Default for ExecOptions {
             timeout: Duration::from_secs(60),
             close_grace: Duration::from_secs(5),
             stderr_tail_bytes: 4096,
+            store_path: PathBuf::from(DEFAULT_STORE_PATH),
         }
     }
 }
@@ -110,6 +126,14 @@ impl ExecOptions {
     /// These options with this close grace.
     pub fn with_close_grace(self, close_grace: Duration) -> Self {
         Self { close_grace, ..self }
+    }
+
+    /// These options with this store path.
+    pub fn with_store_path(self, store_path: impl Into<PathBuf>) -> Self {
+        Self {
+            store_path: store_path.into(),
+            ..self
+        }
     }
 }
 
@@ -276,11 +300,18 @@ struct StoreProcess {
     stderr: Arc<Mutex<Tail>>,
     command: String,
     exited: Option<ExitStatus>,
+    /// The blocking lock requests of its mount, answered after a kill so
+    /// the child can die.
+    waiters: Option<LockWaiters>,
 }
 
 impl StoreProcess {
-    fn spawn(command: &str, cwd: &Path, options: &ExecOptions) -> io::Result<StoreProcess> {
-        let mut child = Command::new("sh")
+    /// Starts `command` with `sh -c` in `cwd`; with `store_path`, in a
+    /// mount namespace of its own where `cwd` is bind-mounted at
+    /// `store_path`, which becomes its working directory.
+    fn spawn(command: &str, cwd: &Path, options: &ExecOptions, store_path: Option<&Path>) -> io::Result<StoreProcess> {
+        let mut builder = Command::new("sh");
+        builder
             .arg("-c")
             .arg(command)
             .current_dir(cwd)
@@ -289,8 +320,54 @@ impl StoreProcess {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             // Its own process group, so a SIGKILL reaches whatever `sh` started.
-            .process_group(0)
-            .spawn()?;
+            .process_group(0);
+        if let Some(store_path) = store_path {
+            builder.env("TEARLINE_STORE", store_path);
+            let source = CString::new(cwd.as_os_str().as_bytes()).map_err(io::Error::other)?;
+            let target = CString::new(store_path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+            let others: Vec<CString> = crate::mount::mountpoints()
+                .iter()
+                .filter(|m| m.as_path() != cwd)
+                .filter_map(|m| CString::new(m.as_os_str().as_bytes()).ok())
+                .collect();
+            let check = |rc: libc::c_int| {
+                if rc == 0 {
+                    Ok(())
+                } else {
+                    Err(io::Error::last_os_error())
+                }
+            };
+            // SAFETY: between fork and exec the closure makes only
+            // async-signal-safe system calls on memory prepared before the
+            // fork; it allocates nothing.
+            unsafe {
+                builder.pre_exec(move || {
+                    check(libc::unshare(libc::CLONE_NEWNS))?;
+                    // Nothing mounted here propagates back to the harness.
+                    check(libc::mount(
+                        c"none".as_ptr(),
+                        c"/".as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_REC | libc::MS_PRIVATE,
+                        std::ptr::null(),
+                    ))?;
+                    check(libc::mount(
+                        source.as_ptr(),
+                        target.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_BIND,
+                        std::ptr::null(),
+                    ))?;
+                    // Copies of the other mounts of the harness would keep
+                    // them alive while this child lives.
+                    for other in &others {
+                        libc::umount2(other.as_ptr(), libc::MNT_DETACH);
+                    }
+                    check(libc::chdir(target.as_ptr()))
+                });
+            }
+        }
+        let mut child = builder.spawn()?;
         let stdout = child.stdout.take().ok_or_else(|| io::Error::other("no stdout pipe"))?;
         let mut stderr = child.stderr.take().ok_or_else(|| io::Error::other("no stderr pipe"))?;
         let (send, lines) = mpsc::channel();
@@ -334,6 +411,7 @@ impl StoreProcess {
             stderr: tail,
             command: command.to_string(),
             exited: None,
+            waiters: None,
         })
     }
 
@@ -357,7 +435,22 @@ impl StoreProcess {
         }
         self.kill_group();
         let _ = self.child.kill();
-        self.exited = self.child.wait().ok();
+        // A child waiting in a blocking lock request cannot die before the
+        // mount answers it: cancel the waiters until it is gone.
+        let deadline = Instant::now() + KILL_WAIT;
+        loop {
+            if let Some(waiters) = &self.waiters {
+                waiters.cancel();
+            }
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    self.exited = Some(status);
+                    break;
+                }
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(2)),
+                _ => break,
+            }
+        }
         self.stdin = None;
     }
 
@@ -551,6 +644,34 @@ fn describe_status(status: Option<ExitStatus>) -> String {
     }
 }
 
+/// Starts the child at [`ExecOptions::store_path`] (in a mount namespace of
+/// its own); where this process may not make one (no `CAP_SYS_ADMIN`), at
+/// the mountpoint itself, saying so once on stderr.
+fn spawn_at_store_path(command: &str, mountpoint: &Path, options: &ExecOptions) -> Result<StoreProcess, StoreFailure> {
+    static WARNED: OnceLock<()> = OnceLock::new();
+    let cannot_start = |e: io::Error| StoreFailure::new(format!("cannot start `{command}`: {e}"));
+    if let Err(e) = std::fs::create_dir_all(&options.store_path) {
+        return Err(StoreFailure::new(format!(
+            "cannot make the store path {}: {e}",
+            options.store_path.display()
+        )));
+    }
+    match StoreProcess::spawn(command, mountpoint, options, Some(&options.store_path)) {
+        Ok(child) => Ok(child),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) => {
+            WARNED.get_or_init(|| {
+                let _ = writeln!(
+                    io::stderr(),
+                    "tearline: cannot give the store a fixed path ({e}: mount namespaces need CAP_SYS_ADMIN); \
+                     each child sees it at a new path"
+                );
+            });
+            StoreProcess::spawn(command, mountpoint, options, None).map_err(cannot_start)
+        }
+        Err(e) => Err(cannot_start(e)),
+    }
+}
+
 /// One conversation with a child on a mount: the child, the mount, and the
 /// temporary mountpoint, torn down in that order.
 struct Conversation {
@@ -573,8 +694,8 @@ impl Conversation {
                 mountpoint.path().display()
             ))
         })?;
-        let child = StoreProcess::spawn(command, mountpoint.path(), options)
-            .map_err(|e| StoreFailure::new(format!("cannot start `{command}`: {e}")))?;
+        let mut child = spawn_at_store_path(command, mountpoint.path(), options)?;
+        child.waiters = Some(mount.lock_waiters());
         let mut conversation = Conversation {
             child,
             mount: Some(mount),
@@ -641,6 +762,12 @@ impl ExecStoreFactory {
         if options.timeout.is_zero() {
             return Err(ExecError::BadOption("timeout must be at least 1 ms".to_string()));
         }
+        if !options.store_path.is_absolute() || options.store_path.parent().is_none() {
+            return Err(ExecError::BadOption(format!(
+                "the store path must be absolute and not /: {}",
+                options.store_path.display()
+            )));
+        }
         let scratch = tempfile::Builder::new()
             .prefix("tearline-hello-")
             .tempdir()
@@ -648,10 +775,11 @@ impl ExecStoreFactory {
                 command: command.to_string(),
                 source,
             })?;
-        let mut child = StoreProcess::spawn(command, scratch.path(), &options).map_err(|source| ExecError::Spawn {
-            command: command.to_string(),
-            source,
-        })?;
+        let mut child =
+            StoreProcess::spawn(command, scratch.path(), &options, None).map_err(|source| ExecError::Spawn {
+                command: command.to_string(),
+                source,
+            })?;
         let hello = child.hello(options.timeout, None);
         child.stdin = None;
         child.wait_exit(options.close_grace);

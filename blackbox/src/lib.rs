@@ -35,10 +35,11 @@
 //! ```
 
 pub mod exec;
+mod locks;
 pub mod mount;
 
 pub use exec::{
-    ExecError, ExecOptions, ExecStoreFactory, Hello, NONDETERMINISM, PROTOCOL_BROKEN, fuse_available, fuse_or_skip,
-    is_protocol_break,
+    DEFAULT_STORE_PATH, ExecError, ExecOptions, ExecStoreFactory, Hello, NONDETERMINISM, PROTOCOL_BROKEN,
+    fuse_available, fuse_or_skip, is_protocol_break,
 };
-pub use mount::SimMount;
+pub use mount::{LockWaiters, SimMount};

@@ -29,13 +29,46 @@
 //! | mkdir, rmdir, unlink, link | `create_dir`, `remove_dir`, `remove_file`, `hard_link` |
 //! | rename | `rename` (`RENAME_NOREPLACE` checked with `metadata` first; `RENAME_EXCHANGE` → `EINVAL`) |
 //! | statfs | `free_space` |
-//! | whole-file exclusive lock (`F_SETLK`/`lockf`/`flock`) | `lock_range` (exclusive, whole file) on the handle, then `try_lock(path)`; held until unlock, the owner's close (`fcntl` locks) or release (`flock`) |
-//! | other byte-range locks | `lock_range` on the request's handle |
-//! | getlk | a probe: `lock_range` on a fresh handle, undone at once |
+//! | setlk (`F_SETLK`/`F_SETLKW`, `flock`) | the mount's lock table (per lock owner), mirrored by `lock_range` on one handle per owner; `try_lock(path)` while an owner holds one exclusive lock over the whole file |
+//! | getlk | the lock table; where no owner of the mount locks the range, a probe: `lock_range` on a fresh handle, undone at once |
+//! | flush (every `close(2)`) | drops the POSIX locks of the closing process on that file |
+//! | release (last close of an open file) | drops the locks taken through it (`flock`, OFD) |
 //!
-//! Lock conflicts answer `EAGAIN` at once; a blocking request (`F_SETLKW`,
-//! `flock` without `LOCK_NB`) answers `EAGAIN` too instead of waiting, since
-//! the single session thread must never block.
+//! # Locks
+//!
+//! Locks are kept as the kernel keeps them, in a table of the mount
+//! (`locks.rs`): byte ranges per (inode, lock owner), shared or
+//! exclusive, conflicting only between different owners. The owner is the
+//! `lock_owner` the kernel sends with each request (the `FUSE_POSIX_LOCKS`
+//! and `FUSE_FLOCK_LOCKS` capabilities, asked for in `init`, make the kernel
+//! send locks here instead of keeping them itself):
+//!
+//! - classic POSIX `fcntl` locks (`F_SETLK`, `lockf`, SQLite): the process
+//!   (its table of open files), so two connections of one process never
+//!   conflict, and a lock taken through one descriptor is upgraded, split or
+//!   dropped through another. They go when the process closes *any*
+//!   descriptor of the file: the kernel sends `flush` with the process as
+//!   owner at every `close(2)`.
+//! - OFD locks (`F_OFD_SETLK`) and `flock`: the open file description. They
+//!   go at its `release` (its last close), not at a `flush`.
+//!
+//! A blocking request (`F_SETLKW`, `flock` without `LOCK_NB`) that conflicts
+//! is parked with its reply (the session thread never blocks) and answered
+//! when a lock is released (unlock, flush, release, a downgrade), in the
+//! order the requests came (FIFO); a request whose owner would then wait in
+//! a cycle of waiting owners is answered `EDEADLK` at once. A release on one
+//! mount wakes the requests parked on every other mount of the process
+//! (another simulated process). A killed process cannot leave a request the
+//! kernel already sent: [`LockWaiters::cancel`] answers them `EINTR`.
+//!
+//! Each owner's ranges reach the simulator through one handle (the open
+//! file it first locked through), so the trace shows every lock that was
+//! granted (`fcntl_lock`) and the simulator sees another simulated process's
+//! locks (through another mount) as conflicts. A request refused by another
+//! owner on this mount never reaches the simulator (it is not traced). The
+//! store's whole-file exclusive lock is `try_lock(path)` as well, so the
+//! no-wipe-without-lock invariant reads who holds it off the trace
+//! (`flock`/`funlock` lines).
 //!
 //! # Halts
 //!
@@ -47,17 +80,25 @@
 //! # Known gaps
 //!
 //! - Hard links get one inode number per path (the kernel sees two inodes).
-//! - A `getlk` probe sees the caller's own locks held through another open
-//!   file as conflicts.
-//! - A partial unlock of a whole-file exclusive lock keeps the `try_lock`.
+//! - `flock` and `fcntl` locks share one table: fuser 0.18 does not pass
+//!   the request's `FUSE_LK_FLOCK` flag, so a `flock` reads as an OFD lock
+//!   (owned by its open file). It conflicts with another owner's `fcntl`
+//!   lock on the same file, where Linux keeps the two kinds apart; and a
+//!   `flock` conversion is atomic here (Linux drops the old lock first).
+//! - Deadlocks are detected for every owner (Linux detects them for POSIX
+//!   locks only; a `flock` deadlock waits forever there).
+//! - A `getlk` where an owner of this mount locks part of the range does
+//!   not see another simulated process's locks there.
+//! - A process that passed a descriptor to another before closing its own
+//!   loses the locks it took through that open file at its release.
 //! - `mmap` is allowed where the kernel offers `FUSE_DIRECT_IO_ALLOW_MMAP`
 //!   (SQLite's WAL `-shm`), and mapped pages bypass the ordering above.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
@@ -70,20 +111,51 @@ use tearline_sim_fs::{
     ByteRange, FileHandle, FileKind, Fs, Halted, LockGuard, Metadata, OpenOptions, RangeLockMode, halted,
 };
 
+use crate::locks::{Held, Request as LockRequest, Table, would_deadlock};
+
 /// Attributes and entries are never cached by the kernel.
 const TTL: Duration = Duration::ZERO;
 /// The kernel's `OFFSET_MAX`: a lock range ending here runs to the end of the file.
 const OFFSET_MAX: u64 = i64::MAX as u64;
+/// How long an unmount waits for the request loop to end.
+const UNMOUNT_WAIT: Duration = Duration::from_secs(1);
 /// Block size reported by `stat` and `statfs`.
 const BLOCK_SIZE: u32 = 4096;
 
-/// What the mount and its owner share.
-#[derive(Debug, Default)]
-struct Shared {
+/// Every mount alive in this process, so a lock released on one wakes the
+/// blocking requests parked on the others (a lock held through another
+/// mount is another simulated process's).
+static MOUNTS: Mutex<Vec<Weak<Core>>> = Mutex::new(Vec::new());
+
+/// What the mount, its request loop and its owner share.
+struct Core {
+    fs: Arc<dyn Fs>,
+    root: PathBuf,
+    mountpoint: PathBuf,
     halted: Mutex<Option<Halted>>,
+    state: Mutex<State>,
 }
 
-impl Shared {
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core").field("root", &self.root).finish_non_exhaustive()
+    }
+}
+
+/// The mountpoints of every mount alive in this process (a child given a
+/// mount namespace of its own unmounts the others' copies there, so their
+/// unmounts need not wait for it).
+pub(crate) fn mountpoints() -> Vec<PathBuf> {
+    MOUNTS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .filter_map(Weak::upgrade)
+        .map(|core| core.mountpoint.clone())
+        .collect()
+}
+
+impl Core {
     fn halted(&self) -> Option<Halted> {
         *self.halted.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -94,8 +166,29 @@ impl Shared {
 #[derive(Debug)]
 pub struct SimMount {
     session: Option<BackgroundSession>,
-    shared: Arc<Shared>,
+    core: Arc<Core>,
     mountpoint: PathBuf,
+}
+
+/// The blocking lock requests parked on one mount, as a handle that outlives
+/// borrowing the mount ([`SimMount::lock_waiters`]).
+#[derive(Clone, Debug)]
+pub struct LockWaiters {
+    core: Arc<Core>,
+}
+
+impl LockWaiters {
+    /// Answers every parked blocking lock request (`F_SETLKW`, `flock`
+    /// without `LOCK_NB`) with `EINTR`, as a signal would. Call it after
+    /// killing a process that may wait in one: the kernel keeps a killed
+    /// process waiting for the filesystem's answer to a request it already
+    /// sent (the mount cannot be interrupted), so it cannot die until then.
+    pub fn cancel(&self) {
+        let mut st = self.core.state();
+        for waiter in std::mem::take(&mut st.waiting) {
+            waiter.reply.error(Errno::EINTR);
+        }
+    }
 }
 
 impl SimMount {
@@ -106,12 +199,15 @@ impl SimMount {
     /// Errors: whatever mounting fails with (no `/dev/fuse`, no permission to
     /// mount, `mountpoint` missing).
     pub fn mount(fs: Arc<dyn Fs>, root: PathBuf, mountpoint: &Path) -> io::Result<SimMount> {
-        let shared = Arc::new(Shared::default());
-        let server = Server {
+        let core = Arc::new(Core {
             fs,
             root,
-            shared: Arc::clone(&shared),
+            mountpoint: mountpoint.to_path_buf(),
+            halted: Mutex::new(None),
             state: Mutex::new(State::new()),
+        });
+        let server = Server {
+            core: Arc::clone(&core),
         };
         let mut config = Config::default();
         config.mount_options = vec![
@@ -122,9 +218,14 @@ impl SimMount {
         ];
         config.n_threads = Some(1);
         let session = Session::new(server, mountpoint, &config)?.spawn()?;
+        {
+            let mut mounts = MOUNTS.lock().unwrap_or_else(PoisonError::into_inner);
+            mounts.retain(|m| m.strong_count() > 0);
+            mounts.push(Arc::downgrade(&core));
+        }
         Ok(SimMount {
             session: Some(session),
-            shared,
+            core,
             mountpoint: mountpoint.to_path_buf(),
         })
     }
@@ -132,12 +233,21 @@ impl SimMount {
     /// The simulated halt (power cut, process crash) an `Fs` call reported,
     /// if one did. From then on every request answers `EIO`.
     pub fn halted(&self) -> Option<Halted> {
-        self.shared.halted()
+        self.core.halted()
+    }
+
+    /// The blocking lock requests parked on this mount, to cancel after a
+    /// kill ([`LockWaiters::cancel`]).
+    pub fn lock_waiters(&self) -> LockWaiters {
+        LockWaiters {
+            core: Arc::clone(&self.core),
+        }
     }
 
     /// Unmounts now and waits for the request loop to end. If the mount is
     /// busy (a process still has files open there), it is detached lazily
-    /// instead and the loop left to end by itself.
+    /// instead and the loop left to end by itself. Blocking lock requests
+    /// still parked are answered `EINTR` first.
     pub fn unmount(mut self) -> io::Result<()> {
         self.unmount_inner()
     }
@@ -146,14 +256,28 @@ impl SimMount {
         let Some(session) = self.session.take() else {
             return Ok(());
         };
-        match session.umount_and_join() {
+        self.lock_waiters().cancel();
+        let result = match nix::mount::umount2(&self.mountpoint, nix::mount::MntFlags::empty()) {
             Ok(()) => Ok(()),
             Err(err) => {
                 // Busy or already gone: detach so nothing hangs on it.
                 let _ = nix::mount::umount2(&self.mountpoint, nix::mount::MntFlags::MNT_DETACH);
-                Err(err)
+                Err(io::Error::from(err))
             }
+        };
+        // The request loop ends when the kernel lets go of the filesystem:
+        // at once, unless a copy of the mount lives on in a child's mount
+        // namespace (one made while this mount was up). Wait a little for
+        // the requests the kernel sends after the last close, then leave
+        // the loop to end by itself.
+        let deadline = std::time::Instant::now() + UNMOUNT_WAIT;
+        while !session.guard.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
         }
+        if session.guard.is_finished() {
+            let _ = session.join();
+        }
+        result
     }
 }
 
@@ -167,20 +291,32 @@ impl Drop for SimMount {
 #[derive(Debug)]
 struct OpenFile {
     handle: Box<dyn FileHandle>,
-    /// Whether a byte-range lock was ever taken through it (so a close
-    /// must release the owner's range locks).
-    range_locked: bool,
 }
 
-/// A whole-file exclusive lock held for one lock owner.
+/// What the mount keeps for one lock owner that holds locks on one inode.
 #[derive(Debug)]
-struct WholeLock {
-    fh: u64,
-    _guard: Box<dyn LockGuard>,
+struct Owner {
+    /// The open file whose simulator handle mirrors the owner's ranges (the
+    /// first it locked through), so the simulator sees one holder per owner.
+    anchor: u64,
+    /// Every open file the owner locked through since it last held nothing.
+    fhs: BTreeSet<u64>,
+    /// The simulator's whole-file lock (`Fs::try_lock`), held while the
+    /// owner's locks are one exclusive lock over the whole file.
+    whole: Option<Box<dyn LockGuard>>,
 }
 
-/// The inode table and open files. Every map is ordered: nothing here
-/// depends on hashing.
+/// A blocking lock request that must wait: answered when it can be granted.
+#[derive(Debug)]
+struct Waiter {
+    request: LockRequest,
+    fh: u64,
+    pid: u32,
+    reply: ReplyEmpty,
+}
+
+/// The inode table, open files and locks. Every map is ordered: nothing
+/// here depends on hashing.
 #[derive(Debug)]
 struct State {
     /// Inode → path relative to the root (`""` for the root).
@@ -192,8 +328,12 @@ struct State {
     /// Directory listings taken at opendir: (name, inode, kind), sorted.
     dirs: BTreeMap<u64, Vec<(OsString, u64, FileType)>>,
     next_fh: u64,
-    /// Whole-file exclusive locks by (inode, lock owner).
-    whole_locks: BTreeMap<(u64, u64), WholeLock>,
+    /// Every lock held, by (inode, owner).
+    locks: Table,
+    /// The owners holding locks, by (inode, owner).
+    owners: BTreeMap<(u64, u64), Owner>,
+    /// Blocking requests waiting, first come first served.
+    waiting: VecDeque<Waiter>,
 }
 
 impl State {
@@ -209,7 +349,9 @@ impl State {
             files: BTreeMap::new(),
             dirs: BTreeMap::new(),
             next_fh: 1,
-            whole_locks: BTreeMap::new(),
+            locks: Table::default(),
+            owners: BTreeMap::new(),
+            waiting: VecDeque::new(),
         }
     }
 
@@ -278,10 +420,7 @@ impl State {
 
 /// The FUSE filesystem.
 struct Server {
-    fs: Arc<dyn Fs>,
-    root: PathBuf,
-    shared: Arc<Shared>,
-    state: Mutex<State>,
+    core: Arc<Core>,
 }
 
 fn kind_of(kind: FileKind) -> FileType {
@@ -331,14 +470,14 @@ fn open_options(flags: i32) -> OpenOptions {
     options
 }
 
-impl Server {
+impl Core {
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The state, or `EIO` once the simulated process has halted.
     fn gate(&self) -> Result<MutexGuard<'_, State>, Errno> {
-        if self.shared.halted().is_some() {
+        if self.halted().is_some() {
             return Err(Errno::EIO);
         }
         Ok(self.state())
@@ -347,8 +486,7 @@ impl Server {
     /// The errno for an `Fs` error; a halt is recorded and answers `EIO`.
     fn errno(&self, err: &io::Error) -> Errno {
         if let Some(halt) = halted(err) {
-            self.shared
-                .halted
+            self.halted
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .get_or_insert(halt);
@@ -424,13 +562,7 @@ impl Server {
         };
         let ino = st.ino(&rel);
         let fh = st.new_fh();
-        st.files.insert(
-            fh,
-            OpenFile {
-                handle,
-                range_locked: false,
-            },
-        );
+        st.files.insert(fh, OpenFile { handle });
         Ok((attr(ino, FileType::RegularFile, len, SystemTime::UNIX_EPOCH, 1), fh))
     }
 
@@ -439,13 +571,7 @@ impl Server {
         let rel = st.path(ino)?;
         let handle = self.io(self.fs.open(&self.abs(&rel), &open_options(flags)))?;
         let fh = st.new_fh();
-        st.files.insert(
-            fh,
-            OpenFile {
-                handle,
-                range_locked: false,
-            },
-        );
+        st.files.insert(fh, OpenFile { handle });
         Ok(fh)
     }
 
@@ -528,93 +654,317 @@ impl Server {
         let new_ino = st.ino(&link);
         Ok(meta_attr(new_ino, &meta))
     }
+}
 
-    /// Drops the whole-file locks of `(ino, owner)` and, if the handle took
-    /// range locks, releases them: a process's `fcntl` locks on a file go
-    /// when it closes any descriptor of it.
-    fn release_owner(&self, st: &mut State, ino: u64, fh: u64, owner: u64) -> Result<(), Errno> {
-        st.whole_locks.remove(&(ino, owner));
-        if let Some(file) = st.files.get_mut(&fh).filter(|f| f.range_locked) {
-            file.range_locked = false;
-            let whole = ByteRange::new(0, u64::MAX);
-            self.io(file.handle.lock_range(whole, RangeLockMode::Unlock))?;
+/// How a lock request fared against the table and the simulator.
+enum Grant {
+    /// Granted: the table, the simulator's ranges and its whole-file lock
+    /// agree on it.
+    Granted,
+    /// Another owner holds a conflicting lock (on this mount, or through
+    /// another simulated process); nothing changed.
+    Conflict,
+}
+
+/// The simulator's byte range for bytes `start..=end`.
+fn sim_range(start: u64, end: u64) -> ByteRange {
+    ByteRange::new(start, end.saturating_sub(start).saturating_add(1))
+}
+
+fn sim_mode(exclusive: bool) -> RangeLockMode {
+    if exclusive {
+        RangeLockMode::Exclusive
+    } else {
+        RangeLockMode::Shared
+    }
+}
+
+impl Core {
+    /// Sets `request` (a lock, not an unlock) for its owner through open
+    /// file `fh` if nothing conflicts: first against this mount's table,
+    /// then in the simulator (through the owner's anchor handle, so another
+    /// simulated process's locks are seen), then, when the owner's locks
+    /// become one exclusive lock over the whole file, the simulator's
+    /// whole-file lock (`try_lock`). On a conflict nothing is changed.
+    fn try_grant(&self, st: &mut State, fh: u64, request: &LockRequest, pid: u32) -> Result<Grant, Errno> {
+        if st.locks.conflict(request).is_some() {
+            return Ok(Grant::Conflict);
+        }
+        let key = (request.ino, request.owner);
+        let anchor = st.owners.get(&key).map_or(fh, |o| o.anchor);
+        let range = sim_range(request.start, request.end);
+        let before: Vec<Held> = st.locks.held(request.ino, request.owner).to_vec();
+        {
+            let handle = &st.files.get(&anchor).ok_or(Errno::EBADF)?.handle;
+            match handle.lock_range(range, sim_mode(request.exclusive)) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => return Ok(Grant::Conflict),
+                Err(e) => return Err(self.errno(&e)),
+            }
+        }
+        st.locks.set(
+            request.ino,
+            request.owner,
+            request.start,
+            request.end,
+            Some(request.exclusive),
+            pid,
+        );
+        let owner = st.owners.entry(key).or_insert_with(|| Owner {
+            anchor,
+            fhs: BTreeSet::new(),
+            whole: None,
+        });
+        owner.fhs.insert(fh);
+        match self.sync_whole(st, request.ino, request.owner) {
+            Ok(true) => Ok(Grant::Granted),
+            Ok(false) => {
+                // Someone outside the mount holds the whole-file lock: undo.
+                st.locks
+                    .set(request.ino, request.owner, request.start, request.end, None, pid);
+                for held in &before {
+                    st.locks.set(
+                        request.ino,
+                        request.owner,
+                        held.start,
+                        held.end,
+                        Some(held.exclusive),
+                        held.pid,
+                    );
+                }
+                let handle = &st.files.get(&anchor).ok_or(Errno::EBADF)?.handle;
+                self.io(handle.lock_range(range, RangeLockMode::Unlock))?;
+                for held in before
+                    .iter()
+                    .filter(|h| h.start <= request.end && request.start <= h.end)
+                {
+                    let part = sim_range(held.start.max(request.start), held.end.min(request.end));
+                    self.io(handle.lock_range(part, sim_mode(held.exclusive)))?;
+                }
+                if before.is_empty() {
+                    st.owners.remove(&key);
+                }
+                Ok(Grant::Conflict)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Takes or drops the simulator's whole-file lock of `(ino, owner)` to
+    /// match the table; `Ok(false)` if it must be taken and another holds it.
+    fn sync_whole(&self, st: &mut State, ino: u64, owner: u64) -> Result<bool, Errno> {
+        let whole = st.locks.whole_exclusive(ino, owner, OFFSET_MAX);
+        let path = st.path(INodeNo(ino)).ok().map(|rel| self.abs(&rel));
+        let Some(entry) = st.owners.get_mut(&(ino, owner)) else {
+            return Ok(true);
+        };
+        match (whole, entry.whole.is_some(), path) {
+            (true, false, Some(path)) => match self.fs.try_lock(&path) {
+                Ok(guard) => entry.whole = Some(guard),
+                Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => return Ok(false),
+                Err(e) => return Err(self.errno(&e)),
+            },
+            (false, true, _) => entry.whole = None,
+            _ => {}
+        }
+        Ok(true)
+    }
+
+    /// Clears `owner`'s locks over bytes `start..=end` of `ino`.
+    fn unlock(&self, st: &mut State, ino: u64, owner: u64, start: u64, end: u64) -> Result<(), Errno> {
+        let Some(anchor) = st.owners.get(&(ino, owner)).map(|o| o.anchor) else {
+            return Ok(());
+        };
+        if let Some(file) = st.files.get(&anchor) {
+            self.io(file.handle.lock_range(sim_range(start, end), RangeLockMode::Unlock))?;
+        }
+        st.locks.set(ino, owner, start, end, None, 0);
+        if st.locks.held(ino, owner).is_empty() {
+            st.owners.remove(&(ino, owner));
+            return Ok(());
+        }
+        self.sync_whole(st, ino, owner).map(|_| ())
+    }
+
+    /// Drops every lock of `owner` on `ino` (the simulator's ranges through
+    /// the anchor unless `anchor_closing`, since closing a handle releases
+    /// them anyway).
+    fn drop_owner(&self, st: &mut State, ino: u64, owner: u64, anchor_closing: bool) -> Result<(), Errno> {
+        let Some(entry) = st.owners.remove(&(ino, owner)) else {
+            return Ok(());
+        };
+        st.locks.clear(ino, owner);
+        if !anchor_closing
+            && self.halted().is_none()
+            && let Some(file) = st.files.get(&entry.anchor)
+        {
+            self.io(file.handle.lock_range(sim_range(0, OFFSET_MAX), RangeLockMode::Unlock))?;
         }
         Ok(())
     }
 
-    fn setlk_inner(&self, ino: INodeNo, fh: u64, owner: u64, start: u64, end: u64, typ: i32) -> Result<(), Errno> {
-        let mut st = self.gate()?;
-        let whole = start == 0 && end >= OFFSET_MAX;
-        let range = ByteRange::new(start, end.saturating_sub(start).saturating_add(1));
-        if typ == libc::F_UNLCK {
-            if whole {
-                st.whole_locks.remove(&(ino.0, owner));
+    /// Answers the parked requests that can be granted now, first come
+    /// first served; after a halt, answers them all `EIO`.
+    fn wake(&self, st: &mut State) {
+        let waiting = std::mem::take(&mut st.waiting);
+        for waiter in waiting {
+            if self.halted().is_some() {
+                waiter.reply.error(Errno::EIO);
+                continue;
             }
-            if let Some(file) = st.files.get(&fh).filter(|f| f.range_locked) {
-                self.io(file.handle.lock_range(range, RangeLockMode::Unlock))?;
-            }
-            return Ok(());
-        }
-        let mode = if typ == libc::F_WRLCK {
-            RangeLockMode::Exclusive
-        } else {
-            RangeLockMode::Shared
-        };
-        if whole && mode == RangeLockMode::Exclusive && st.whole_locks.contains_key(&(ino.0, owner)) {
-            return Ok(());
-        }
-        let Some(file) = st.files.get_mut(&fh) else {
-            return Err(Errno::EBADF);
-        };
-        self.io(file.handle.lock_range(range, mode))?;
-        file.range_locked = true;
-        if !(whole && mode == RangeLockMode::Exclusive) {
-            // A shared whole-file lock, or a downgrade: no longer exclusive.
-            if whole {
-                st.whole_locks.remove(&(ino.0, owner));
-            }
-            return Ok(());
-        }
-        let rel = st.path(ino)?;
-        match self.fs.try_lock(&self.abs(&rel)) {
-            Ok(guard) => {
-                st.whole_locks.insert((ino.0, owner), WholeLock { fh, _guard: guard });
-                Ok(())
-            }
-            Err(err) => {
-                let errno = self.errno(&err);
-                if let Some(file) = st.files.get(&fh) {
-                    self.io(file.handle.lock_range(range, RangeLockMode::Unlock))?;
-                }
-                Err(errno)
+            match self.try_grant(st, waiter.fh, &waiter.request, waiter.pid) {
+                Ok(Grant::Granted) => waiter.reply.ok(),
+                Ok(Grant::Conflict) => st.waiting.push_back(waiter),
+                Err(e) => waiter.reply.error(e),
             }
         }
     }
 
-    fn getlk_inner(&self, ino: INodeNo, owner: u64, start: u64, end: u64, typ: i32) -> Result<i32, Errno> {
+    /// Wakes the parked requests of every other mount of this process
+    /// (call it without holding this mount's state: a lock released here
+    /// may be what another simulated process waits for).
+    fn wake_others(self: &Arc<Self>) {
+        let mounts: Vec<Arc<Core>> = MOUNTS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for core in mounts.iter().filter(|c| !Arc::ptr_eq(c, self)) {
+            let mut st = core.state();
+            if !st.waiting.is_empty() {
+                core.wake(&mut st);
+            }
+        }
+    }
+
+    /// `F_SETLK`/`F_SETLKW`/`flock`: answers `reply` now, or parks it.
+    #[allow(clippy::too_many_arguments)]
+    fn setlk(
+        &self,
+        ino: u64,
+        fh: u64,
+        owner: u64,
+        start: u64,
+        end: u64,
+        typ: i32,
+        pid: u32,
+        sleep: bool,
+        reply: ReplyEmpty,
+    ) {
+        let mut st = match self.gate() {
+            Ok(st) => st,
+            Err(e) => return reply.error(e),
+        };
+        if end < start {
+            return reply.error(Errno::EINVAL);
+        }
+        if typ == libc::F_UNLCK {
+            let result = self.unlock(&mut st, ino, owner, start, end);
+            self.wake(&mut st);
+            return match result {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            };
+        }
+        let request = LockRequest {
+            ino,
+            owner,
+            start,
+            end,
+            exclusive: typ == libc::F_WRLCK,
+        };
+        match self.try_grant(&mut st, fh, &request, pid) {
+            Ok(Grant::Granted) => {
+                // A downgrade may let others in.
+                self.wake(&mut st);
+                reply.ok();
+            }
+            Ok(Grant::Conflict) if !sleep => reply.error(Errno::EAGAIN),
+            Ok(Grant::Conflict) => {
+                let waiting: Vec<LockRequest> = st.waiting.iter().map(|w| w.request).collect();
+                if would_deadlock(&st.locks, &waiting, &request) {
+                    reply.error(Errno::EDEADLK);
+                } else {
+                    st.waiting.push_back(Waiter {
+                        request,
+                        fh,
+                        pid,
+                        reply,
+                    });
+                }
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    /// `F_GETLK`: the first conflicting lock of another owner on this
+    /// mount, as (start, end, type, pid); where no owner here holds a lock
+    /// over the range, a probe in the simulator finds another simulated
+    /// process's (reported as a write lock over the asked range, pid 0).
+    fn getlk(&self, ino: u64, owner: u64, start: u64, end: u64, typ: i32) -> Result<(u64, u64, i32, u32), Errno> {
         let st = self.gate()?;
         if typ == libc::F_UNLCK {
-            return Ok(libc::F_UNLCK);
+            return Ok((start, end, libc::F_UNLCK, 0));
         }
-        if st.whole_locks.keys().any(|&(i, o)| i == ino.0 && o != owner) {
-            return Ok(libc::F_WRLCK);
-        }
-        let rel = st.path(ino)?;
-        let probe = self.io(self.fs.open(&self.abs(&rel), &OpenOptions::read_only()))?;
-        let range = ByteRange::new(start, end.saturating_sub(start).saturating_add(1));
-        let mode = if typ == libc::F_WRLCK {
-            RangeLockMode::Exclusive
-        } else {
-            RangeLockMode::Shared
+        let request = LockRequest {
+            ino,
+            owner,
+            start,
+            end,
+            exclusive: typ == libc::F_WRLCK,
         };
-        match probe.lock_range(range, mode) {
+        if let Some((_, held)) = st.locks.conflict(&request) {
+            let typ = if held.exclusive { libc::F_WRLCK } else { libc::F_RDLCK };
+            return Ok((held.start, held.end, typ, held.pid));
+        }
+        if st.locks.any_overlapping(ino, start, end) {
+            return Ok((start, end, libc::F_UNLCK, 0));
+        }
+        let rel = st.path(INodeNo(ino))?;
+        let probe = self.io(self.fs.open(&self.abs(&rel), &OpenOptions::read_only()))?;
+        let range = sim_range(start, end);
+        match probe.lock_range(range, sim_mode(request.exclusive)) {
             Ok(()) => {
                 self.io(probe.lock_range(range, RangeLockMode::Unlock))?;
-                Ok(libc::F_UNLCK)
+                Ok((start, end, libc::F_UNLCK, 0))
             }
-            Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(libc::F_WRLCK),
+            Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok((start, end, libc::F_WRLCK, 0)),
             Err(e) => Err(self.errno(&e)),
         }
+    }
+
+    /// `flush` (every `close(2)`): a process's POSIX locks on a file go
+    /// when it closes any descriptor of it; the kernel names the process as
+    /// `lock_owner`.
+    fn flush(&self, ino: u64, owner: u64) -> Result<(), Errno> {
+        let mut st = self.gate()?;
+        let result = self.drop_owner(&mut st, ino, owner, false);
+        self.wake(&mut st);
+        result
+    }
+
+    /// `release` (the last close of an open file description): its `flock`
+    /// and OFD locks go, and any owner's locks taken through it (a POSIX
+    /// owner's went at its `flush` already). Runs even after a halt.
+    fn release(&self, fh: u64) {
+        let mut st = self.state();
+        let keys: Vec<(u64, u64)> = st
+            .owners
+            .iter()
+            .filter(|(_, o)| o.fhs.contains(&fh))
+            .map(|(&k, _)| k)
+            .collect();
+        for (ino, owner) in keys {
+            let closing = st.owners.get(&(ino, owner)).is_some_and(|o| o.anchor == fh);
+            // An error here is a halt, recorded; the locks go regardless.
+            if self.drop_owner(&mut st, ino, owner, closing).is_err() {
+                st.owners.remove(&(ino, owner));
+                st.locks.clear(ino, owner);
+            }
+        }
+        st.files.remove(&fh);
+        self.wake(&mut st);
     }
 }
 
@@ -625,7 +975,7 @@ fn fh_of(fh: fuser::FileHandle) -> u64 {
 impl fuser::Filesystem for Server {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         // Locks go to the simulator (so its trace shows who holds them);
-        // without these the kernel would keep them to itself.
+        // without these the kernel would keep them to itself.core.
         for flag in [
             InitFlags::FUSE_POSIX_LOCKS,
             InitFlags::FUSE_FLOCK_LOCKS,
@@ -637,14 +987,17 @@ impl fuser::Filesystem for Server {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.lookup_inner(parent, name) {
+        match self.core.lookup_inner(parent, name) {
             Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
             Err(e) => reply.error(e),
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<fuser::FileHandle>, reply: ReplyAttr) {
-        let result = self.gate().and_then(|st| self.getattr_inner(&st, ino, fh.map(fh_of)));
+        let result = self
+            .core
+            .gate()
+            .and_then(|st| self.core.getattr_inner(&st, ino, fh.map(fh_of)));
         match result {
             Ok(attr) => reply.attr(&TTL, &attr),
             Err(e) => reply.error(e),
@@ -669,28 +1022,28 @@ impl fuser::Filesystem for Server {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        match self.setattr_inner(ino, size, fh.map(fh_of)) {
+        match self.core.setattr_inner(ino, size, fh.map(fh_of)) {
             Ok(attr) => reply.attr(&TTL, &attr),
             Err(e) => reply.error(e),
         }
     }
 
     fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
-        match self.mkdir_inner(parent, name) {
+        match self.core.mkdir_inner(parent, name) {
             Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
             Err(e) => reply.error(e),
         }
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.remove_inner(parent, name, false) {
+        match self.core.remove_inner(parent, name, false) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.remove_inner(parent, name, true) {
+        match self.core.remove_inner(parent, name, true) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
@@ -706,21 +1059,21 @@ impl fuser::Filesystem for Server {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        match self.rename_inner(parent, name, newparent, newname, flags) {
+        match self.core.rename_inner(parent, name, newparent, newname, flags) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
     }
 
     fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
-        match self.link_inner(ino, newparent, newname) {
+        match self.core.link_inner(ino, newparent, newname) {
             Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
             Err(e) => reply.error(e),
         }
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.open_inner(ino, flags.0) {
+        match self.core.open_inner(ino, flags.0) {
             Ok(fh) => reply.opened(fuser::FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
             Err(e) => reply.error(e),
         }
@@ -736,7 +1089,7 @@ impl fuser::Filesystem for Server {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        match self.create_inner(parent, name, flags) {
+        match self.core.create_inner(parent, name, flags) {
             Ok((attr, fh)) => reply.created(
                 &TTL,
                 &attr,
@@ -759,10 +1112,10 @@ impl fuser::Filesystem for Server {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let result = self.gate().and_then(|st| {
+        let result = self.core.gate().and_then(|st| {
             let file = st.files.get(&fh.0).ok_or(Errno::EBADF)?;
             let mut buf = vec![0u8; size as usize];
-            let n = self.io(file.handle.read_at(&mut buf, offset))?;
+            let n = self.core.io(file.handle.read_at(&mut buf, offset))?;
             buf.truncate(n);
             Ok(buf)
         });
@@ -784,9 +1137,9 @@ impl fuser::Filesystem for Server {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let result = self.gate().and_then(|st| {
+        let result = self.core.gate().and_then(|st| {
             let file = st.files.get(&fh.0).ok_or(Errno::EBADF)?;
-            self.io(file.handle.write_at(data, offset))
+            self.core.io(file.handle.write_at(data, offset))
         });
         match result {
             Ok(n) => reply.written(u32::try_from(n).unwrap_or(u32::MAX)),
@@ -794,42 +1147,39 @@ impl fuser::Filesystem for Server {
         }
     }
 
-    fn flush(&self, _req: &Request, ino: INodeNo, fh: fuser::FileHandle, lock_owner: LockOwner, reply: ReplyEmpty) {
-        let result = self
-            .gate()
-            .and_then(|mut st| self.release_owner(&mut st, ino.0, fh.0, lock_owner.0));
+    fn flush(&self, _req: &Request, ino: INodeNo, _fh: fuser::FileHandle, lock_owner: LockOwner, reply: ReplyEmpty) {
+        let result = self.core.flush(ino.0, lock_owner.0);
         match result {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
+        self.core.wake_others();
     }
 
     fn release(
         &self,
         _req: &Request,
-        ino: INodeNo,
+        _ino: INodeNo,
         fh: fuser::FileHandle,
         _flags: OpenFlags,
-        lock_owner: Option<LockOwner>,
+        _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        // Runs even after a halt: dropping handles and guards makes no Fs call
-        // that can fail (the simulator forgets a dead process's locks itself).
-        let mut st = self.state();
-        st.whole_locks
-            .retain(|&(i, o), lock| !(lock.fh == fh.0 || (i == ino.0 && Some(o) == lock_owner.map(|l| l.0))));
-        st.files.remove(&fh.0);
+        // The owners whose locks were taken through this open file lose them
+        // (`flock` and OFD locks are the open file's own; see the module docs).
+        self.core.release(fh.0);
         reply.ok();
+        self.core.wake_others();
     }
 
     fn fsync(&self, _req: &Request, _ino: INodeNo, fh: fuser::FileHandle, datasync: bool, reply: ReplyEmpty) {
-        let result = self.gate().and_then(|st| {
+        let result = self.core.gate().and_then(|st| {
             let file = st.files.get(&fh.0).ok_or(Errno::EBADF)?;
             if datasync {
-                self.io(file.handle.sync_data())
+                self.core.io(file.handle.sync_data())
             } else {
-                self.io(file.handle.sync_all())
+                self.core.io(file.handle.sync_all())
             }
         });
         match result {
@@ -839,14 +1189,14 @@ impl fuser::Filesystem for Server {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.opendir_inner(ino) {
+        match self.core.opendir_inner(ino) {
             Ok(fh) => reply.opened(fuser::FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(e),
         }
     }
 
     fn readdir(&self, _req: &Request, _ino: INodeNo, fh: fuser::FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        let st = match self.gate() {
+        let st = match self.core.gate() {
             Ok(st) => st,
             Err(e) => return reply.error(e),
         };
@@ -863,14 +1213,14 @@ impl fuser::Filesystem for Server {
     }
 
     fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: fuser::FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
-        self.state().dirs.remove(&fh.0);
+        self.core.state().dirs.remove(&fh.0);
         reply.ok();
     }
 
     fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: fuser::FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        let result = self.gate().and_then(|st| {
+        let result = self.core.gate().and_then(|st| {
             let rel = st.path(ino)?;
-            self.io(self.fs.sync_dir(&self.abs(&rel)))
+            self.core.io(self.core.fs.sync_dir(&self.core.abs(&rel)))
         });
         match result {
             Ok(()) => reply.ok(),
@@ -879,7 +1229,10 @@ impl fuser::Filesystem for Server {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let result = self.gate().and_then(|_st| self.io(self.fs.free_space(&self.root)));
+        let result = self
+            .core
+            .gate()
+            .and_then(|_st| self.core.io(self.core.fs.free_space(&self.core.root)));
         match result {
             Ok(free) => {
                 let blocks = free / u64::from(BLOCK_SIZE);
@@ -892,7 +1245,7 @@ impl fuser::Filesystem for Server {
     fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
         // No permissions are modelled: a known inode is accessible. (The
         // kernel looked it up just before, with a zero TTL.)
-        match self.gate().and_then(|st| st.path(ino)) {
+        match self.core.gate().and_then(|st| st.path(ino)) {
             Ok(_) => reply.ok(),
             Err(e) => reply.error(e),
         }
@@ -910,8 +1263,8 @@ impl fuser::Filesystem for Server {
         _pid: u32,
         reply: ReplyLock,
     ) {
-        match self.getlk_inner(ino, lock_owner.0, start, end, typ) {
-            Ok(found) => reply.locked(start, end, found, 0),
+        match self.core.getlk(ino.0, lock_owner.0, start, end, typ) {
+            Ok((start, end, typ, pid)) => reply.locked(start, end, typ, pid),
             Err(e) => reply.error(e),
         }
     }
@@ -925,13 +1278,12 @@ impl fuser::Filesystem for Server {
         start: u64,
         end: u64,
         typ: i32,
-        _pid: u32,
-        _sleep: bool,
+        pid: u32,
+        sleep: bool,
         reply: ReplyEmpty,
     ) {
-        match self.setlk_inner(ino, fh.0, lock_owner.0, start, end, typ) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        self.core
+            .setlk(ino.0, fh.0, lock_owner.0, start, end, typ, pid, sleep, reply);
+        self.core.wake_others();
     }
 }

@@ -304,3 +304,78 @@ fn garbage_an_exit_or_silence_is_a_clean_protocol_break() {
         "killed at the timeout, not after the sleep: {took:?}"
     );
 }
+
+/// A store that records its absolute root at `init` (durably) and refuses
+/// to open anywhere else, as a store with absolute paths in its journal
+/// would fail its recovery.
+const ROOTED_STORE: &str = r#"
+import json, os, sys
+def say(answer):
+    sys.stdout.write(json.dumps(answer) + "\n")
+    sys.stdout.flush()
+caps = ["remove", "import", "full_rebuild", "incremental_rebuild", "reconcile", "vectors",
+        "schema_version", "exclusive_lock", "source_files"]
+say({"hello": "tearline/1", "name": "rooted", "capabilities": {c: False for c in caps},
+     "source_dir": None, "lock_file": None, "protected": []})
+for line in sys.stdin:
+    kind = json.loads(line)["request"]
+    if kind == "init":
+        fd = os.open("ROOT", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.write(fd, os.getcwd().encode())
+        os.fsync(fd)
+        os.close(fd)
+        d = os.open(".", os.O_RDONLY)
+        os.fsync(d)
+        os.close(d)
+        say({"ok": True})
+    elif kind == "open":
+        recorded = open("ROOT").read()
+        if recorded == os.getcwd() == os.environ.get("TEARLINE_STORE"):
+            say({"ok": True})
+        else:
+            say({"ok": False, "error": "recorded %s, now at %s" % (recorded, os.getcwd())})
+    else:
+        say({"ok": True})
+        if kind == "close":
+            break
+"#;
+
+#[test]
+fn every_child_sees_the_store_at_the_same_absolute_path() {
+    if !fuse_or_skip("every_child_sees_the_store_at_the_same_absolute_path") {
+        return;
+    }
+    let scripts = Scripts::new();
+    std::fs::write(scripts.path("rooted.py"), ROOTED_STORE).expect("write rooted.py");
+    let command = format!("exec python3 {}", scripts.path("rooted.py").display());
+    let options = ExecOptions::default().with_store_path(scripts.path("store-root"));
+    let factory = ExecStoreFactory::new(&command, options).expect("hello");
+    let fs = machine(40);
+    factory.init(&env_for(&fs)).expect("init");
+    // Two children at once, each at the same path on its own mount.
+    let first = factory.open(&env_for(&fs), Access::Writable).expect("open");
+    let second = factory
+        .open(&env_for(&fs.spawn_process()), Access::ReadOnly)
+        .expect("a second child");
+    drop((first, second));
+    // A crash of the process, then a power cut: each recovery is a new child.
+    fs.crash_process();
+    let restarted = fs.spawn_process();
+    drop(
+        factory
+            .open(&env_for(&restarted), Access::Writable)
+            .expect("open after a crash"),
+    );
+    restarted.power_cut();
+    let pending = restarted.snapshot().pending_ops();
+    let rebooted = restarted.reboot_with(PersistenceModel::NothingUnsynced, &CrashChoice::nothing(pending));
+    drop(
+        factory
+            .open(&env_for(&rebooted), Access::Writable)
+            .expect("open after a power cut"),
+    );
+    assert_eq!(
+        rebooted.read_file(Path::new("/store/ROOT")).expect("read"),
+        scripts.path("store-root").display().to_string().as_bytes()
+    );
+}

@@ -313,3 +313,258 @@ fn a_second_process_cannot_take_a_held_lock() {
         "the holder's unlock is traced"
     );
 }
+
+/// A python process that takes and drops locks on command, one line each
+/// (`open ID PATH`, `close ID`, `lockf ID ex|sh|un START LEN wait|nowait`,
+/// `flock ID ex|sh|un wait|nowait`), answering `ok` or the errno's name.
+const LOCKER: &str = r#"
+import errno, fcntl, os, sys
+fds = {}
+kinds = {"ex": fcntl.LOCK_EX, "sh": fcntl.LOCK_SH, "un": fcntl.LOCK_UN}
+print("ready", flush=True)
+for line in sys.stdin:
+    w = line.split()
+    try:
+        if w[0] == "open":
+            fds[w[1]] = os.open(w[2], os.O_RDWR | os.O_CREAT, 0o644)
+        elif w[0] == "close":
+            os.close(fds.pop(w[1]))
+        elif w[0] == "lockf":
+            cmd = kinds[w[2]] | (fcntl.LOCK_NB if w[5] == "nowait" and w[2] != "un" else 0)
+            fcntl.lockf(fds[w[1]], cmd, int(w[4]), int(w[3]))
+        elif w[0] == "flock":
+            cmd = kinds[w[2]] | (fcntl.LOCK_NB if w[3] == "nowait" and w[2] != "un" else 0)
+            fcntl.flock(fds[w[1]], cmd)
+        print("ok", flush=True)
+    except OSError as e:
+        # EDEADLK and EDEADLOCK are one number on Linux: print the first.
+        print("EDEADLK" if e.errno == errno.EDEADLK else errno.errorcode[e.errno], flush=True)
+"#;
+
+/// A running [`LOCKER`].
+struct Locker {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    answers: std::sync::mpsc::Receiver<String>,
+}
+
+impl Locker {
+    fn start(dir: &Path) -> Locker {
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(LOCKER)
+            .current_dir(dir)
+            .env("PYTHONSAFEPATH", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let stdout = child.stdout.take().expect("stdout");
+        let (send, answers) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if send.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut locker = Locker {
+            stdin: child.stdin.take(),
+            child,
+            answers,
+        };
+        assert_eq!(locker.answer(), "ready");
+        locker
+    }
+
+    /// Sends a command without waiting for its answer.
+    fn send(&mut self, command: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "{command}").expect("send");
+        stdin.flush().expect("flush");
+    }
+
+    /// The next answer (waiting up to 20 s: a hang fails the test).
+    fn answer(&mut self) -> String {
+        self.answer_within(std::time::Duration::from_secs(20))
+            .expect("an answer within 20 s")
+    }
+
+    fn answer_within(&mut self, wait: std::time::Duration) -> Option<String> {
+        self.answers.recv_timeout(wait).ok()
+    }
+
+    fn ask(&mut self, command: &str) -> String {
+        self.send(command);
+        self.answer()
+    }
+
+    /// Closes stdin (the script ends, closing every descriptor) and waits.
+    fn finish(mut self) {
+        drop(self.stdin.take());
+        assert!(self.child.wait().expect("wait").success());
+    }
+}
+
+/// Two SQLite connections to one file in one process, in `mode`: both
+/// write, both read, with statements of one open while the other works (so
+/// SQLite's per-process lock sharing takes a lock through one descriptor
+/// and drops or upgrades it through the other, as POSIX locks allow).
+fn two_connections(mode: &str) -> String {
+    format!(
+        r#"
+import sqlite3
+a = sqlite3.connect("t.db", timeout=2, isolation_level=None)
+b = sqlite3.connect("t.db", timeout=2, isolation_level=None)
+print(a.execute("pragma journal_mode={mode}").fetchone()[0])
+a.execute("create table t(x)")
+for i in range(3):
+    a.execute("insert into t values (?)", (i,))
+    b.execute("insert into t values (?)", (10 + i,))
+    ra = a.execute("select x from t order by x")
+    ra.fetchone()
+    rb = b.execute("select x from t order by x")
+    rb.fetchone()
+    ra.fetchall()
+    rb.fetchall()
+    b.execute("begin immediate")
+    b.execute("insert into t values (?)", (20 + i,))
+    b.execute("commit")
+print(a.execute("select count(*) from t").fetchone()[0], b.execute("select count(*) from t").fetchone()[0])
+print(a.execute("pragma integrity_check").fetchone()[0])
+a.close()
+b.close()
+"#
+    )
+}
+
+#[test]
+fn two_sqlite_connections_in_one_process_do_not_lock_each_other_out() {
+    if !fuse_or_skip("two_sqlite_connections_in_one_process_do_not_lock_each_other_out") {
+        return;
+    }
+    for (seed, mode, said) in [(20, "delete", "delete"), (21, "wal", "wal")] {
+        let fs = machine(seed);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mnt = mount(&fs, dir.path());
+        let out = Command::new("python3")
+            .arg("-c")
+            .arg(two_connections(mode))
+            .current_dir(dir.path())
+            .env("PYTHONSAFEPATH", "1")
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "{mode}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("{said}\n9 9\nok\n"),
+            "{mode}"
+        );
+        drop(mnt);
+    }
+}
+
+#[test]
+fn a_blocking_lock_waits_for_the_holder_to_let_go() {
+    if !fuse_or_skip("a_blocking_lock_waits_for_the_holder_to_let_go") {
+        return;
+    }
+    let fs = machine(22);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mnt = mount(&fs, dir.path());
+    for (take, drop_it) in [
+        ("lockf f ex 0 0 wait", "lockf f un 0 0 wait"),
+        ("flock f ex wait", "flock f un wait"),
+    ] {
+        let (mut first, mut second) = (Locker::start(dir.path()), Locker::start(dir.path()));
+        assert_eq!(first.ask("open f LOCK"), "ok");
+        assert_eq!(second.ask("open f LOCK"), "ok");
+        assert_eq!(first.ask(take), "ok", "{take}");
+        second.send(take);
+        assert_eq!(
+            second.answer_within(std::time::Duration::from_millis(300)),
+            None,
+            "{take}: the second process waits while the first holds the lock"
+        );
+        assert_eq!(first.ask(drop_it), "ok");
+        assert_eq!(second.answer(), "ok", "{take}: granted once the first let go");
+        // Now the first one waits, until the second process exits.
+        first.send(take);
+        assert_eq!(first.answer_within(std::time::Duration::from_millis(100)), None);
+        second.finish();
+        assert_eq!(first.answer(), "ok", "{take}: the holder's exit lets the waiter in");
+        first.finish();
+    }
+    drop(mnt);
+}
+
+#[test]
+fn posix_locks_go_with_any_close_of_the_process_and_flock_locks_with_their_open_file() {
+    if !fuse_or_skip("posix_locks_go_with_any_close_of_the_process_and_flock_locks_with_their_open_file") {
+        return;
+    }
+    let fs = machine(23);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mnt = mount(&fs, dir.path());
+    let (mut holder, mut other) = (Locker::start(dir.path()), Locker::start(dir.path()));
+    for id in ["p1", "p2", "f1", "f2"] {
+        let file = if id.starts_with('p') { "POSIX" } else { "FLOCK" };
+        assert_eq!(holder.ask(&format!("open {id} {file}")), "ok");
+    }
+    assert_eq!(other.ask("open p POSIX"), "ok");
+    assert_eq!(other.ask("open f FLOCK"), "ok");
+    // One owner, two descriptors: a lock through one is the process's; a
+    // second lock through the other descriptor upgrades, never conflicts.
+    assert_eq!(holder.ask("lockf p1 sh 0 0 nowait"), "ok");
+    assert_eq!(holder.ask("lockf p2 ex 0 0 nowait"), "ok");
+    assert_eq!(holder.ask("flock f1 ex nowait"), "ok");
+    assert_eq!(other.ask("lockf p ex 0 0 nowait"), "EAGAIN");
+    assert_eq!(other.ask("flock f ex nowait"), "EAGAIN");
+    // Closing the OTHER descriptor of each file: the process's POSIX lock
+    // goes (the kernel's close rule); the flock, held by the open file f1,
+    // stays.
+    assert_eq!(holder.ask("close p1"), "ok");
+    assert_eq!(holder.ask("close f2"), "ok");
+    assert_eq!(other.ask("lockf p ex 0 0 nowait"), "ok");
+    assert_eq!(other.ask("flock f ex nowait"), "EAGAIN");
+    assert_eq!(holder.ask("close f1"), "ok");
+    assert_eq!(other.ask("flock f ex nowait"), "ok");
+    holder.finish();
+    other.finish();
+    drop(mnt);
+}
+
+#[test]
+fn a_deadlock_between_two_waiting_processes_is_answered_edeadlk() {
+    if !fuse_or_skip("a_deadlock_between_two_waiting_processes_is_answered_edeadlk") {
+        return;
+    }
+    let fs = machine(24);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mnt = mount(&fs, dir.path());
+    let (mut a, mut b) = (Locker::start(dir.path()), Locker::start(dir.path()));
+    assert_eq!(a.ask("open f DB"), "ok");
+    assert_eq!(b.ask("open f DB"), "ok");
+    assert_eq!(a.ask("lockf f ex 0 1 nowait"), "ok");
+    assert_eq!(b.ask("lockf f ex 1 1 nowait"), "ok");
+    a.send("lockf f ex 1 1 wait");
+    assert_eq!(
+        a.answer_within(std::time::Duration::from_millis(200)),
+        None,
+        "a waits for b"
+    );
+    // b asking for a's byte would wait for a, who waits for b.
+    assert_eq!(b.ask("lockf f ex 0 1 wait"), "EDEADLK");
+    assert_eq!(b.ask("lockf f un 1 1 nowait"), "ok");
+    assert_eq!(a.answer(), "ok", "a gets b's byte once b lets go");
+    a.finish();
+    b.finish();
+    drop(mnt);
+}

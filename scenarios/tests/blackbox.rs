@@ -130,3 +130,105 @@ fn the_origins_drop_and_reindex_rebuild_fails_atomic_op() {
 /// One case in this many of each matrix: about a minute a test on 2 cores
 /// (a tenth took about eight).
 const SAMPLE: u64 = 40;
+
+/// A store of one file per document that never answers an `add` of
+/// `d2.md` (the third document of some scenarios' setups), saying so on
+/// stderr first.
+const STUCK_STORE: &str = r#"
+import hashlib, json, os, sys, time
+def say(answer):
+    sys.stdout.write(json.dumps(answer) + "\n")
+    sys.stdout.flush()
+def fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+caps = ["remove", "import", "full_rebuild", "incremental_rebuild", "reconcile", "vectors",
+        "schema_version", "exclusive_lock", "source_files"]
+say({"hello": "tearline/1", "name": "stuck", "capabilities": {c: False for c in caps},
+     "source_dir": None, "lock_file": None, "protected": []})
+for line in sys.stdin:
+    request = json.loads(line)
+    kind = request["request"]
+    try:
+        if kind == "init":
+            os.mkdir("docs")
+            fsync_dir(".")
+            say({"ok": True})
+        elif kind == "apply":
+            op = request["operation"]
+            if op["name"] == "d2.md":
+                sys.stderr.write("stuck adding d2.md\n")
+                sys.stderr.flush()
+                time.sleep(3600)
+            fd = os.open("docs/tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.write(fd, op["content"].encode())
+            os.fsync(fd)
+            os.close(fd)
+            os.rename("docs/tmp", "docs/" + op["name"])
+            fsync_dir("docs")
+            say({"ok": True})
+        elif kind == "observe":
+            names = sorted(n for n in os.listdir("docs") if n != "tmp")
+            indexed = {n: hashlib.sha256(open("docs/" + n, "rb").read()).hexdigest() for n in names}
+            say({"ok": True, "observation": {"indexed": indexed, "sources": {}, "integrity_ok": True,
+                 "integrity_detail": "", "orphan_vectors": 0, "missing_vectors": 0, "pending_work": 0,
+                 "leftover_files": [], "backups": 0, "schema": None}})
+        elif kind in ("remote-fault", "stamp-schema"):
+            say({"ok": True, "supported": False})
+        else:
+            say({"ok": True})
+            if kind == "close":
+                break
+    except OSError as e:
+        say({"ok": False, "error": str(e)})
+"#;
+
+#[test]
+fn a_scenario_whose_fault_free_run_hangs_is_a_finding_and_the_certificate_is_written() {
+    let test = "a_scenario_whose_fault_free_run_hangs_is_a_finding_and_the_certificate_is_written";
+    if !fuse_or_skip(test) {
+        return;
+    }
+    let python = python().unwrap_or_else(|why| panic!("{test}: {why}"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("stuck.py");
+    std::fs::write(&script, STUCK_STORE).expect("write the store");
+    let command = format!("PYTHONSAFEPATH=1 exec {python} {}", script.display());
+    let factory = ExecStoreFactory::new(
+        &command,
+        ExecOptions::with_timeout(std::time::Duration::from_millis(1500)),
+    )
+    .expect("hello");
+    let options = CertifyOptions {
+        sample: (0, 40),
+        // add-interrupted adds d0 and d1 in its setup; sqlite-write-failing
+        // adds d2 too, and hangs there.
+        scenarios: vec!["add-interrupted".to_string(), "sqlite-write-failing".to_string()],
+        ..CertifyOptions::default()
+    };
+    let certificate = certify(&factory, &options).expect("a certificate, not an abort");
+    println!("{}", certificate.to_markdown());
+    assert!(!certificate.passed);
+    let clean_error = certificate
+        .invariants
+        .iter()
+        .find(|l| l.invariant == Invariant::CleanError)
+        .expect("listed");
+    assert_eq!(clean_error.verdict, Verdict::Failed);
+    let finding = clean_error
+        .failures
+        .iter()
+        .find(|f| f.scenario == "sqlite-write-failing")
+        .expect("the hanging scenario's finding");
+    for said in ["setup step", "add d2.md", "within 1.5 s", "stuck adding d2.md"] {
+        assert!(finding.evidence.contains(said), "{said:?} not in {}", finding.evidence);
+    }
+    let ran = certificate
+        .scenarios
+        .iter()
+        .find(|s| s.name == "add-interrupted")
+        .expect("listed");
+    assert!(ran.states_checked > 0, "the other scenario ran: {ran:?}");
+    assert!(!ran.broke.contains(&Invariant::CleanError), "{ran:?}");
+}

@@ -266,3 +266,70 @@ fn a_store_that_says_its_vector_store_is_down_while_it_is_up_is_caught() {
         }
     }
 }
+
+/// What the fault-free run itself breaks belongs to every sample of the
+/// matrix: a shard that does not own the case it is attached to still
+/// reports it (StrictSources fails its fault-free rebuild on a file that is
+/// not text, which only the probe sees).
+#[test]
+fn sampling_never_drops_what_the_fault_free_run_broke() {
+    let factory = RefStoreFactory::with_flaw(Flaw::StrictSources);
+    let entry = catalogue::find_entry(&factory, "hostile-sources", 1).expect("scenario exists");
+    let shards = 4;
+    for shard in 0..shards {
+        let result = run_entry(
+            &entry,
+            &factory,
+            &options(vec![Fault::PowerCut], (shard, shards)),
+            &|_, _| {},
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let broke: Vec<Invariant> = result.failures.iter().map(|f| f.invariant).collect();
+        assert!(
+            Flaw::StrictSources.breaks().iter().any(|i| broke.contains(i)),
+            "shard {shard}/{shards} lost the fault-free finding: {broke:?}"
+        );
+    }
+}
+
+/// A power-cut case derived from the probe's snapshot reads the lock
+/// invariant off the same trace as a replay of its line: what the machine
+/// did before the power cut, then the recovery. A store that truncates its
+/// index without the lock in a read-only open of the workload breaks it in
+/// every power-cut case after the truncation, whether or not the case's
+/// recovery opens a reader first (only the first outcome of a point does).
+#[test]
+fn a_derived_power_cut_case_reads_the_lock_invariant_off_the_whole_trace() {
+    let factory = RefStoreFactory::with_flaw(Flaw::TruncateWithoutLock);
+    let entry = catalogue::find_entry(&factory, "index-from-newer-build", 1).expect("scenario exists");
+    let mut options = options(vec![Fault::PowerCut], (0, 1));
+    options.engine.samples_per_point = 3;
+    let result = run_entry(&entry, &factory, &options, &|_, _| {}).unwrap_or_else(|e| panic!("{e}"));
+    // Outcomes after the first of a point recover without a reader: only
+    // the trace before the power cut holds the truncation.
+    let later = result
+        .failures
+        .iter()
+        .filter(|f| f.invariant == Invariant::NoWipeWithoutLock)
+        .find(|f| {
+            let line = f.case.to_string();
+            !line.contains(":d0 ") && !line.contains(":s0 ")
+        })
+        .expect("a later outcome of a point broke it too");
+    let Entry::Store { scenario, .. } = &entry else {
+        panic!("a store scenario");
+    };
+    let subject = engine::StoreSubject {
+        factory: &factory,
+        scenario,
+    };
+    let (replay, _) = engine::replay(&subject, later.case.seed, &later.case.injection).expect("replay");
+    assert!(
+        replay
+            .violations
+            .iter()
+            .any(|v| v.invariant == Invariant::NoWipeWithoutLock),
+        "{} broke it derived, not replayed",
+        later.case
+    );
+}

@@ -18,7 +18,7 @@
 
 use std::path::Path;
 
-use tearline_sim_fs::{Outcome, SyscallKind, Trace};
+use tearline_sim_fs::{Outcome, SyscallKind, Trace, TraceEntry};
 
 use super::{Invariant, InvariantSpec, Violation};
 use crate::contract::Capabilities;
@@ -41,11 +41,21 @@ pub(crate) const SPEC: InvariantSpec = InvariantSpec {
 /// replaced before the violation, the evidence says so: a lock on a file no
 /// longer at its path excludes no one.
 pub fn check(trace: &Trace, lock_file: &Path, protected: &[String]) -> Option<Violation> {
+    check_entries(trace.entries(), lock_file, protected)
+}
+
+/// [`check`] over entries in order: a trace, or pieces of traces read as
+/// one (what a machine did before a power cut, then after the reboot).
+pub fn check_entries<'a>(
+    entries: impl IntoIterator<Item = &'a TraceEntry>,
+    lock_file: &Path,
+    protected: &[String],
+) -> Option<Violation> {
     let patterns: Vec<glob::Pattern> = protected.iter().filter_map(|p| glob::Pattern::new(p).ok()).collect();
     let lock = lock_file.display().to_string();
     let mut holder: Option<(u32, u32)> = None; // (boot, pid)
     let mut tampered: Option<String> = None;
-    for entry in trace.entries() {
+    for entry in entries {
         if holder.is_some_and(|(boot, _)| boot != entry.boot) {
             holder = None;
         }

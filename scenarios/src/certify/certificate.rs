@@ -182,7 +182,7 @@ impl Certificate {
                 for example in line.failures.iter().take(MARKDOWN_EXAMPLES) {
                     let _ = writeln!(
                         md,
-                        "- in `{}` ({} cases){}:\n  - evidence: {}\n  - reproduce: `{}`",
+                        "- in `{}` ({} cases){}:\n  - evidence: {}\n  - reproduce: {}",
                         example.scenario,
                         example.cases,
                         match example.reproduces {
@@ -190,7 +190,11 @@ impl Certificate {
                             _ => "",
                         },
                         example.evidence.replace('\n', " "),
-                        example.repro
+                        if example.repro.is_empty() {
+                            "(no case: rerun the certification of this scenario)".to_string()
+                        } else {
+                            format!("`{}`", example.repro)
+                        }
                     );
                 }
                 if line.failures.len() > MARKDOWN_EXAMPLES {

@@ -36,7 +36,7 @@ pub use certificate::{Certificate, FailureExample, InvariantLine, ScenarioLine, 
 
 use crate::catalogue::{self, Entry};
 use crate::engine::{self, EngineOptions, HarnessError};
-use crate::report::{InvariantStatus, ScenarioResult};
+use crate::report::{InvariantResult, InvariantStatus, ScenarioResult};
 use crate::run::{self, RunOptions};
 
 /// What a store implementation needs to plug into the harness, in one `use`.
@@ -99,9 +99,11 @@ pub fn certify(factory: &dyn StoreFactory, options: &CertifyOptions) -> Result<C
 }
 
 /// Certifies a store, calling `progress(scenario, cases done, cases)` as
-/// each matrix runs. `Err` only when the harness itself fails (a
-/// fault-free workload that cannot run, say); a store that breaks an
-/// invariant gets a failing certificate.
+/// each matrix runs. `Err` only for bad options (a bad sample, an unknown
+/// scenario); a store that breaks an invariant gets a failing certificate,
+/// and so does one whose fault-free run of a scenario cannot finish (it
+/// hangs, or its setup fails): that scenario breaks clean-error, with the
+/// harness's error as evidence, and the others run.
 pub fn certify_with_progress(
     factory: &dyn StoreFactory,
     options: &CertifyOptions,
@@ -138,9 +140,18 @@ pub fn certify_with_progress(
         .filter(|e| options.scenarios.is_empty() || options.scenarios.iter().any(|n| n == e.name()))
     {
         let name = entry.name().to_string();
-        let result = run::run_entry(entry, factory, &run_options, &|done, total| {
+        let result = match run::run_entry(entry, factory, &run_options, &|done, total| {
             progress(&name, done, total)
-        })?;
+        }) {
+            Ok(result) => result,
+            // A scenario whose fault-free run cannot finish (the store
+            // hangs, or fails its setup) is that scenario's finding; the
+            // others still run.
+            Err(error) => {
+                results.push(unfinished(entry, &error));
+                continue;
+            }
+        };
         if let (Entry::Store { scenario, .. }, Some(first), true) =
             (entry, result.workload_trace_hash, options.measure_repeatability)
         {
@@ -172,6 +183,51 @@ pub fn certify_with_progress(
         );
     }
     Ok(certificate)
+}
+
+/// The result of a scenario whose fault-free run could not finish: it
+/// breaks clean-error, with the harness's account of what the store did
+/// (for a black-box store: what it was asked, how long the harness waited,
+/// the tail of its stderr). Nothing else was checked in it.
+fn unfinished(entry: &Entry, error: &HarnessError) -> ScenarioResult {
+    let evidence = format!(
+        "the fault-free run could not finish, so no fault was injected in this scenario: {}",
+        error.0
+    );
+    ScenarioResult {
+        scenario: entry.name().to_string(),
+        kind: "store".to_string(),
+        description: entry.description().to_string(),
+        not_applicable: None,
+        workload_syscalls: 0,
+        cases: 0,
+        crash_points: 0,
+        states_checked: 0,
+        distinct_states: 0,
+        reader_observations: 0,
+        workload_trace_hash: None,
+        invariants: Invariant::ALL
+            .iter()
+            .map(|&invariant| {
+                let broken = invariant == Invariant::CleanError;
+                InvariantResult {
+                    invariant,
+                    status: if broken {
+                        InvariantStatus::Failed
+                    } else {
+                        InvariantStatus::NotApplicable
+                    },
+                    failures: u64::from(broken),
+                    repro: None,
+                    evidence: broken.then(|| evidence.clone()),
+                    reproduces: None,
+                }
+            })
+            .collect(),
+        passed: false,
+        verdict: format!("FAIL: {evidence}"),
+        failures: Vec::new(),
+    }
 }
 
 /// Assembles the certificate from the scenarios' results.
@@ -239,7 +295,13 @@ fn build(factory: &dyn StoreFactory, options: &CertifyOptions, results: &[Scenar
             workload_syscalls: r.workload_syscalls,
             crash_points: r.crash_points,
             states_checked: r.states_checked,
-            violations: r.failures.len() as u64,
+            violations: (r.failures.len() as u64).max(
+                r.invariants
+                    .iter()
+                    .filter(|i| i.status == InvariantStatus::Failed)
+                    .map(|i| i.failures)
+                    .sum(),
+            ),
             broke: r
                 .invariants
                 .iter()

@@ -76,6 +76,8 @@ pub(crate) struct Driver<'f> {
     /// The operation whose failure stopped the workload, described, with
     /// its failure.
     pub last_failure: Option<(Operation, StoreFailure)>,
+    /// The last failure of a writable open outside a fault, for messages.
+    pub open_failure: Option<StoreFailure>,
     /// What the last [`Step::LockFile`] did to the lock, for the evidence
     /// of a second writer let in after it.
     lock_attack: Option<String>,
@@ -107,6 +109,7 @@ impl<'f> Driver<'f> {
             violations: Vec::new(),
             step_starts: Vec::new(),
             last_failure: None,
+            open_failure: None,
             lock_attack: None,
             fault_at_rest: None,
             remote: RemoteFault::Healthy,
@@ -123,18 +126,19 @@ impl<'f> Driver<'f> {
         }
         if driver.reopen()? == Flow::Stop {
             return Err(HarnessError(format!(
-                "{}: the first writable open failed: {:?}",
-                scenario.name, driver.violations
+                "{}: the first writable open failed: {}",
+                scenario.name,
+                driver.why_stopped()
             )));
         }
         for (i, step) in scenario.setup.iter().enumerate() {
             let flow = driver.step(step)?;
             if flow == Flow::Stop || !driver.violations.is_empty() {
                 return Err(HarnessError(format!(
-                    "{}: setup step {i} ({}) failed fault-free: {:?}",
+                    "{}: setup step {i} ({}) failed fault-free: {}",
                     scenario.name,
                     step.describe(),
-                    driver.violations
+                    driver.why_stopped()
                 )));
             }
         }
@@ -175,6 +179,24 @@ impl<'f> Driver<'f> {
     /// sees the remote dependency.
     fn env_on(&self, fs: &SimFs) -> Env {
         env_for(fs, self.remote)
+    }
+
+    /// Why the store stopped, in words: the violations found, else the
+    /// last failure the store answered.
+    fn why_stopped(&self) -> String {
+        if !self.violations.is_empty() {
+            let found: Vec<String> = self
+                .violations
+                .iter()
+                .map(|v| format!("{}: {}", v.invariant, v.evidence))
+                .collect();
+            return found.join("; ");
+        }
+        match (&self.last_failure, &self.open_failure) {
+            (Some((op, failure)), _) => format!("{} failed: {}", op.describe(), failure.message),
+            (None, Some(failure)) => format!("the open failed: {}", failure.message),
+            (None, None) => "(the store gave no reason)".to_string(),
+        }
     }
 
     fn mark(&mut self) {
@@ -257,6 +279,7 @@ impl<'f> Driver<'f> {
                 Ok(Flow::Continue)
             }
             Ok(Err(e)) => {
+                self.open_failure = Some(e.clone());
                 if !self.halted() && !faulted_since(&self.fs, start) {
                     self.violations
                         .extend(failed_open_check(factory, &self.fs, self.fs.pid(), start));
@@ -1118,13 +1141,56 @@ pub(crate) fn settle(model: &mut Model, observation: &Observation, caps: &Capabi
 
 /// The lock invariant read off a trace, if the store has a lock.
 pub(crate) fn check_trace(factory: &dyn StoreFactory, fs: &SimFs, trace: &Trace) -> Option<Violation> {
+    check_trace_after(factory, fs, &[], trace)
+}
+
+/// The lock invariant read off what a machine did before (`before`, the
+/// probe's trace up to a power cut) and then `trace` (after the reboot):
+/// the same trace a replay of the case reads.
+pub(crate) fn check_trace_after(
+    factory: &dyn StoreFactory,
+    fs: &SimFs,
+    before: &[TraceEntry],
+    trace: &Trace,
+) -> Option<Violation> {
     let caps = factory.capabilities();
     if !caps.exclusive_lock {
         return None;
     }
     let env = env_for(fs, RemoteFault::Healthy);
     let lock = factory.lock_file(&env)?;
-    no_wipe_without_lock::check(trace, &lock, &factory.protected_paths(&env))
+    no_wipe_without_lock::check_entries(
+        before.iter().chain(trace.entries()),
+        &lock,
+        &factory.protected_paths(&env),
+    )
+}
+
+/// The first power-cut point `at` whose prefix of `entries` (those before
+/// syscall `at`) breaks the lock invariant, if any: a broken prefix stays
+/// broken, so it is found by bisection.
+pub(crate) fn lock_broken_from(factory: &dyn StoreFactory, fs: &SimFs, entries: &[TraceEntry]) -> Option<u64> {
+    if !factory.capabilities().exclusive_lock {
+        return None;
+    }
+    let env = env_for(fs, RemoteFault::Healthy);
+    let lock = factory.lock_file(&env)?;
+    let protected = factory.protected_paths(&env);
+    let broken = |n: usize| no_wipe_without_lock::check_entries(&entries[..n], &lock, &protected).is_some();
+    if !broken(entries.len()) {
+        return None;
+    }
+    // The fewest entries that break it: the last of them is the culprit.
+    let (mut low, mut high) = (0, entries.len());
+    while low < high {
+        let middle = (low + high) / 2;
+        if broken(middle) {
+            high = middle;
+        } else {
+            low = middle + 1;
+        }
+    }
+    entries.get(low.checked_sub(1)?).map(|culprit| culprit.index + 1)
 }
 
 /// Keeps the first violation of each invariant, in order.

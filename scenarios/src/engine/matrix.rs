@@ -179,6 +179,17 @@ fn run_fault(
     }
 }
 
+/// The case the probe's own findings are reported with: the one that
+/// replays the whole fault-free workload (a power cut after it, else any
+/// fault there).
+pub(crate) fn anchor(probe: &Probe, cases: &[PlannedCase]) -> Option<u64> {
+    cases
+        .iter()
+        .find(|c| c.injection.syscall == probe.end && c.injection.fault == Fault::PowerCut)
+        .or_else(|| cases.iter().find(|c| c.injection.syscall == probe.end))
+        .map(|c| c.index)
+}
+
 /// The cases a part owns, checked; with what the part reports.
 pub(crate) fn run_cases(
     subject: &dyn Subject,
@@ -188,11 +199,7 @@ pub(crate) fn run_cases(
     part: Part,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Vec<(u64, CaseOutcome)>, HarnessError> {
-    let anchor = cases
-        .iter()
-        .find(|c| c.injection.syscall == probe.end && c.injection.fault == Fault::PowerCut)
-        .or_else(|| cases.iter().find(|c| c.injection.syscall == probe.end))
-        .map(|c| c.index);
+    let anchor = anchor(probe, cases);
     let total = cases.len() as u64;
     let mut results = Vec::new();
     // Each distinct post-fault state of the shard, by its key: the first
@@ -237,9 +244,11 @@ pub(crate) fn run_cases(
 
 /// The key of the state a power-cut case checks, for deduplication: the
 /// disk it boots (see [`tearline_sim_fs::SimSnapshot::crash_state_key`]),
-/// the model of what must be there before its syscall, and whether a reader
-/// looks first. A case's verdict depends on nothing else but the clock and
-/// the syscall numbering, which no check reads. `None` for a case that is
+/// the model of what must be there before its syscall, whether a reader
+/// looks first, and whether what the machine did before the cut already
+/// broke the lock invariant ([`Probe::lock_broken_from`]). A case's verdict
+/// depends on nothing else but the clock and the syscall numbering, which
+/// no check reads. `None` for a case that is
 /// always checked: any fault but a power cut (each is a replay), and the
 /// anchor, which carries the probe's own findings.
 fn state_key(
@@ -260,5 +269,11 @@ fn state_key(
     let disk = snapshot.crash_state_key(*model, choice, pages);
     let mark = probe.mark_index(at) as u64;
     let reader = u64::from(planned.first_of_point);
-    Some(disk ^ mark.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ reader.wrapping_mul(0xC2B2_AE3D_27D4_EB4F))
+    // The lock invariant also reads what the machine did before the cut.
+    let lock_broken = u64::from(probe.lock_broken_from.is_some_and(|from| at >= from));
+    Some(
+        disk ^ mark.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ reader.wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+            ^ lock_broken.wrapping_mul(0x1656_67B1_9E37_79F9),
+    )
 }

@@ -31,7 +31,9 @@
 //! persistence models coincide. A power-cut case whose booted disk (names,
 //! inodes, contents, times, bad sectors:
 //! [`tearline_sim_fs::SimSnapshot::crash_state_key`]), model of what must
-//! be there, and reader flag equal an earlier case's of the same CI shard
+//! be there, reader flag, and lock verdict of what the machine did before
+//! the cut ([`subject::Probe::lock_broken_from`]) equal an earlier case's of
+//! the same CI shard
 //! is not checked again: it gets that case's verdict
 //! ([`PartResult::merge`]), and reports count it among the states but not
 //! among the distinct states checked. Only the clock and the syscall
@@ -232,6 +234,9 @@ impl PartResult {
         merged.failures.extend(shared);
         merged.failures.sort_by_key(|f| f.case_index);
         merged.duplicates.sort_by_key(|d| d.case_index);
+        // Shards merged together each carry the fault-free run's findings.
+        let mut seen = std::collections::BTreeSet::new();
+        merged.failures.retain(|f| seen.insert((f.case_index, f.invariant)));
         merged
     }
 }
@@ -253,6 +258,24 @@ pub fn run_part(
         workload_trace_hash: Some(probe.trace_hash),
         ..PartResult::default()
     };
+    // A shard that does not own the anchor case still reports what the
+    // fault-free run broke (its first job does), so no sample drops it.
+    if let Some(anchor) = matrix::anchor(&probe, &cases)
+        && anchor % part.shards.max(1) != part.shard
+        && part.job == 0
+    {
+        let planned = &cases[anchor as usize];
+        for violation in driver::first_of_each(probe.violations.clone()) {
+            result.failures.push(FailureRecord {
+                case_index: anchor,
+                case: subject.case(options.seed, planned.injection.clone()),
+                op: probe.op_at(planned.injection.syscall),
+                step: probe.step_name(planned.injection.syscall),
+                invariant: violation.invariant,
+                evidence: violation.evidence,
+            });
+        }
+    }
     for (index, outcome) in outcomes {
         let planned = &cases[index as usize];
         if planned.first_of_point {

@@ -392,6 +392,8 @@ impl Subject for SqliteSubject {
             marks,
             crash_seed: fs.crash_seed(),
             trace_hash: trace.hash(),
+            trace,
+            lock_broken_from: None,
             violations: Vec::new(),
         })
     }

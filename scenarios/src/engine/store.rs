@@ -181,6 +181,7 @@ impl Subject for StoreSubject<'_> {
             )));
         }
         let repeated_reads = super::subject::repeated_reads(&trace, start, &owners);
+        let lock_broken_from = driver::lock_broken_from(factory, &fs, trace.entries());
         Ok(Probe {
             seed,
             start,
@@ -193,6 +194,8 @@ impl Subject for StoreSubject<'_> {
             marks: driver.marks,
             crash_seed: fs.crash_seed(),
             trace_hash: trace.hash(),
+            trace,
+            lock_broken_from,
             violations,
         })
     }
@@ -245,7 +248,12 @@ impl Subject for StoreSubject<'_> {
         let recovered = self.recover(booted, &model, budget_end, reader);
         let mut violations = recovered.violations;
         violations.extend(self.serviceable(booted, &model, recovered.observation.as_ref(), &violations, budget_end));
-        violations.extend(driver::check_trace(self.factory, booted, &booted.trace()));
+        violations.extend(driver::check_trace_after(
+            self.factory,
+            booted,
+            probe.trace_before(at),
+            &booted.trace(),
+        ));
         violations
     }
 

@@ -9,7 +9,7 @@
 //! a fault, and how to replay one case from scratch.
 
 use tearline_model::{Model, Violation};
-use tearline_sim_fs::{Fault, PersistenceModel, SimFs, SimSnapshot, SyscallArgs, SyscallKind, Trace};
+use tearline_sim_fs::{Fault, PersistenceModel, SimFs, SimSnapshot, SyscallArgs, SyscallKind, Trace, TraceEntry};
 
 use super::HarnessError;
 use crate::case::{Case, CrashPick, Injection, resolve_crash};
@@ -93,11 +93,26 @@ pub struct Probe {
     pub crash_seed: u64,
     /// The hash of the probe's whole trace.
     pub trace_hash: u64,
+    /// The probe's whole trace (setup and workload).
+    pub trace: Trace,
+    /// The first power-cut point whose prefix of the probe's trace (what
+    /// the machine did before the power went, [`Probe::trace_before`])
+    /// already breaks the lock invariant: from there on every power cut
+    /// does, whatever the disk. `None` if none does (or the subject has no
+    /// lock).
+    pub lock_broken_from: Option<u64>,
     /// What the fault-free run itself broke.
     pub violations: Vec<Violation>,
 }
 
 impl Probe {
+    /// The probe's trace before syscall `at`: what a machine that loses
+    /// power at `at` had done.
+    pub fn trace_before(&self, at: u64) -> &[TraceEntry] {
+        let entries = self.trace.entries();
+        &entries[..entries.partition_point(|e| e.index < at)]
+    }
+
     /// The budget: a case may make this many syscalls past its start.
     pub fn budget(&self) -> u64 {
         self.end.saturating_mul(50).max(10_000)
