@@ -847,6 +847,18 @@ impl StoreFactory for ExecStoreFactory {
 
     fn open(&self, env: &Env, access: Access) -> Result<Box<dyn StoreUnderTest>, StoreFailure> {
         let mut conversation = self.start(env)?;
+        if env.remote != RemoteFault::Healthy {
+            // The remote dependency is already down (an outage outlives the
+            // store's processes): the child hears so before it opens.
+            let answer = conversation.request(&json!({"request": "remote-fault", "fault": env.remote}))?;
+            if !supported(&answer)? {
+                return Err(StoreFailure::new(format!(
+                    "{PROTOCOL_BROKEN}the store cannot be opened with its remote dependency {:?}: it does not \
+                     support remote-fault",
+                    env.remote
+                )));
+            }
+        }
         conversation.request(&json!({"request": "open", "access": access}))?;
         Ok(Box::new(ExecStore {
             conversation: RefCell::new(conversation),
