@@ -350,6 +350,11 @@ struct CertifyArgs {
     /// Instead of certifying, replay this repro line from a certificate.
     #[arg(long)]
     repro: Option<String>,
+    /// Instead of certifying, print each scenario's plan: its fault-free
+    /// workload's syscalls, and the cases, crash points and derived power
+    /// cuts of its matrix within the sample (one probe per scenario).
+    #[arg(long, conflicts_with = "repro")]
+    plan: bool,
     /// With --repro: syscalls of the trace to show before and after the
     /// fault (default: 8 before, 40 after).
     #[arg(long, value_name = "N", requires = "repro")]
@@ -418,7 +423,58 @@ fn certify_command(args: CertifyArgs) -> u8 {
         measure_repeatability: args.exec.is_some(),
         ..certify::CertifyOptions::default()
     };
+    if args.plan {
+        return print_plan(factory.as_ref(), &options);
+    }
     run_certification(factory.as_ref(), &options, &args.reports)
+}
+
+/// `certify --plan`: one probe per scenario, the matrix sizes, no case run.
+fn print_plan(factory: &dyn StoreFactory, options: &certify::CertifyOptions) -> u8 {
+    let lines = match certify::plan(factory, options) {
+        Ok(lines) => lines,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_HARNESS_ERROR;
+        }
+    };
+    println!(
+        "plan for {} (SEED={}, sample {}/{})\n",
+        factory.name(),
+        options.seed,
+        options.sample.0,
+        options.sample.1
+    );
+    println!("| scenario | syscalls | cases | crash points | derived power cuts | replays | probe (s) |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let (mut cases, mut estimate) = (0, 0.0);
+    for line in &lines {
+        if let Some(why) = &line.not_applicable_because {
+            println!("| {} | not applicable: {why} | | | | | |", line.scenario);
+            continue;
+        }
+        if let Some(error) = &line.error {
+            println!(
+                "| {} | its fault-free run does not finish (a clean-error finding): {} | | | | | |",
+                line.scenario,
+                error.replace('\n', " ")
+            );
+            continue;
+        }
+        let size = &line.size;
+        let replays = size.owned_cases - size.derived_cases;
+        let probe = line.probe_time.as_secs_f64();
+        cases += size.owned_cases;
+        // A replay runs the workload again; a derived power cut only the
+        // recovery (counted as half a workload).
+        estimate += probe * (replays as f64 + size.derived_cases as f64 / 2.0);
+        println!(
+            "| {} | {} | {} | {} | {} | {replays} | {probe:.2} |",
+            line.scenario, size.workload_syscalls, size.owned_cases, size.crash_points, size.derived_cases
+        );
+    }
+    println!("\n{cases} cases; estimated wall time about {estimate:.0} s (from each probe's time, one job)");
+    EXIT_PASS
 }
 
 /// The black-box factory for `--exec`: FUSE must work here, and the
@@ -460,10 +516,25 @@ fn run_certification(factory: &dyn StoreFactory, options: &certify::CertifyOptio
             .progress_chars("=> "),
     );
     let started = Instant::now();
+    // Off a terminal (a CI log), a line per scenario at every tenth of its
+    // cases instead of the bar.
+    let lines = !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let printed: std::sync::Mutex<(String, u64)> = std::sync::Mutex::new((String::new(), 0));
     let result = certify::certify_with_progress(factory, options, &|scenario, done, total| {
         bar.set_message(scenario.to_string());
         bar.set_length(total);
         bar.set_position(done);
+        if lines && total > 0 {
+            let tenth = done * 10 / total;
+            let mut last = printed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.0 != scenario || tenth > last.1 {
+                *last = (scenario.to_string(), tenth);
+                eprintln!(
+                    "{scenario}: {done}/{total} of its matrix ({:.0} s)",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        }
     });
     bar.finish_and_clear();
     let certificate = match result {

@@ -258,3 +258,40 @@ fn certify_writes_certificates_and_exits_by_verdict() {
     let output = tearline(&["certify", "--store", "file-per-doc", "--report", "cert.txt"]);
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn certify_plan_gives_the_figures_the_run_finds_without_running_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("cert.json");
+    let common = [
+        "certify",
+        "--store",
+        "file-per-doc",
+        "--faults",
+        SYSCALL_FAULTS,
+        "--sample",
+        "1/3",
+        "--scenario",
+        "add-interrupted",
+    ];
+    let plan = tearline(&[&common[..], &["--plan"]].concat());
+    assert_eq!(plan.status.code(), Some(0), "{}", stdout(&plan));
+    let text = stdout(&plan);
+    let row: Vec<u64> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("| add-interrupted | "))
+        .expect("a row for the scenario")
+        .split(" | ")
+        .take(3)
+        .map(|n| n.trim().parse().expect("a number"))
+        .collect();
+    let (syscalls, cases, crash_points) = (row[0], row[1], row[2]);
+    assert!(cases > 0, "{text}");
+    let run = tearline(&[&common[..], &["--report", json.to_str().unwrap()]].concat());
+    assert_eq!(run.status.code(), Some(0), "{}", stdout(&run));
+    let parsed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let scenario = &parsed["scenarios"][0];
+    assert_eq!(scenario["name"], "add-interrupted");
+    assert_eq!(scenario["workload_syscalls"], syscalls, "{text}");
+    assert_eq!(scenario["crash_points"], crash_points, "{text}");
+}

@@ -109,36 +109,16 @@ pub fn certify_with_progress(
     options: &CertifyOptions,
     progress: &(dyn Fn(&str, u64, u64) + Sync),
 ) -> Result<Certificate, HarnessError> {
-    let (sample_i, sample_n) = options.sample;
-    if sample_n == 0 || sample_i >= sample_n {
-        return Err(HarnessError(format!("bad sample {sample_i}/{sample_n}: need i < n")));
-    }
-    let entries: Vec<Entry> = catalogue::entries(factory, 2)
-        .into_iter()
-        .filter(|e| matches!(e, Entry::Store { .. }))
-        .collect();
-    for name in &options.scenarios {
-        if !entries.iter().any(|e| e.name() == name) {
-            return Err(HarnessError(format!("no store scenario named {name:?}")));
-        }
-    }
+    let (entries, engine) = chosen(factory, options)?;
     let run_options = RunOptions {
-        engine: EngineOptions {
-            seed: options.seed,
-            faults: options.faults.clone(),
-            models: options.models.clone(),
-            ..EngineOptions::default()
-        },
+        engine,
         shard: options.sample,
         ..RunOptions::default()
     };
     let mut results = Vec::new();
     let mut differed = Vec::new();
     let mut compared = 0;
-    for entry in entries
-        .iter()
-        .filter(|e| options.scenarios.is_empty() || options.scenarios.iter().any(|n| n == e.name()))
-    {
+    for entry in &entries {
         let name = entry.name().to_string();
         let result = match run::run_entry(entry, factory, &run_options, &|done, total| {
             progress(&name, done, total)
@@ -183,6 +163,89 @@ pub fn certify_with_progress(
         );
     }
     Ok(certificate)
+}
+
+/// One scenario of a certification's plan ([`plan`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanLine {
+    /// The scenario.
+    pub scenario: String,
+    /// Why it would not run (the capabilities the store lacks), if so.
+    pub not_applicable_because: Option<String>,
+    /// Why its fault-free run could not finish, if so (it would be a
+    /// clean-error finding).
+    pub error: Option<String>,
+    /// What its matrix holds, within the sample.
+    pub size: engine::MatrixSize,
+    /// How long its one probe (the fault-free run) took, wall time: a case
+    /// that replays the workload costs about as much.
+    pub probe_time: std::time::Duration,
+}
+
+/// What [`certify`] would run, scenario by scenario, without running a
+/// case: each applicable scenario's fault-free run once (its probe), and
+/// its matrix enumerated within the sample. `Err` only for bad options.
+pub fn plan(factory: &dyn StoreFactory, options: &CertifyOptions) -> Result<Vec<PlanLine>, HarnessError> {
+    let (entries, engine_options) = chosen(factory, options)?;
+    let part = crate::engine::Part::split(options.sample.0, options.sample.1, 1)
+        .into_iter()
+        .next()
+        .ok_or_else(|| HarnessError("an empty sample".to_string()))?;
+    let mut lines = Vec::new();
+    for entry in &entries {
+        let mut line = PlanLine {
+            scenario: entry.name().to_string(),
+            not_applicable_because: None,
+            error: None,
+            size: engine::MatrixSize::default(),
+            probe_time: std::time::Duration::ZERO,
+        };
+        if let Entry::Store { scenario, .. } = entry {
+            let missing = scenario.missing(&factory.capabilities());
+            if !missing.is_empty() {
+                line.not_applicable_because = Some(format!("{} lacks {}", factory.name(), missing.join(", ")));
+                lines.push(line);
+                continue;
+            }
+        }
+        let started = std::time::Instant::now();
+        match engine::matrix_size(entry.subject(factory).as_ref(), &engine_options, part) {
+            Ok(size) => line.size = size,
+            Err(error) => line.error = Some(error.0),
+        }
+        line.probe_time = started.elapsed();
+        lines.push(line);
+    }
+    Ok(lines)
+}
+
+/// The store scenarios a certification runs (checked against the
+/// catalogue) and its engine options.
+fn chosen(factory: &dyn StoreFactory, options: &CertifyOptions) -> Result<(Vec<Entry>, EngineOptions), HarnessError> {
+    let (sample_i, sample_n) = options.sample;
+    if sample_n == 0 || sample_i >= sample_n {
+        return Err(HarnessError(format!("bad sample {sample_i}/{sample_n}: need i < n")));
+    }
+    let entries: Vec<Entry> = catalogue::entries(factory, 2)
+        .into_iter()
+        .filter(|e| matches!(e, Entry::Store { .. }))
+        .collect();
+    for name in &options.scenarios {
+        if !entries.iter().any(|e| e.name() == name) {
+            return Err(HarnessError(format!("no store scenario named {name:?}")));
+        }
+    }
+    let entries = entries
+        .into_iter()
+        .filter(|e| options.scenarios.is_empty() || options.scenarios.iter().any(|n| n == e.name()))
+        .collect();
+    let engine = EngineOptions {
+        seed: options.seed,
+        faults: options.faults.clone(),
+        models: options.models.clone(),
+        ..EngineOptions::default()
+    };
+    Ok((entries, engine))
 }
 
 /// The result of a scenario whose fault-free run could not finish: it

@@ -307,6 +307,41 @@ pub fn run_part(
     Ok(result)
 }
 
+/// What a part of a subject's matrix would run, read off one probe and the
+/// enumeration, without running a case.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MatrixSize {
+    /// Syscalls in the fault-free workload.
+    pub workload_syscalls: u64,
+    /// Cases in the whole matrix (every part).
+    pub cases: u64,
+    /// Cases this part owns.
+    pub owned_cases: u64,
+    /// Crash points whose first case this part owns (as
+    /// [`PartResult::crash_points`] counts them).
+    pub crash_points: u64,
+    /// Power-cut cases this part owns, each derived from the probe's
+    /// snapshot (one post-fault state each).
+    pub derived_cases: u64,
+}
+
+/// The size of `part` of a subject's matrix ([`MatrixSize`]): one probe.
+pub fn matrix_size(subject: &dyn Subject, options: &EngineOptions, part: Part) -> Result<MatrixSize, HarnessError> {
+    let probe = subject.probe(options.seed)?;
+    let cases = matrix::enumerate(subject, &probe, options);
+    let owned: Vec<&matrix::PlannedCase> = cases.iter().filter(|c| part.owns(c.index)).collect();
+    Ok(MatrixSize {
+        workload_syscalls: probe.end - probe.start,
+        cases: cases.len() as u64,
+        owned_cases: owned.len() as u64,
+        crash_points: owned.iter().filter(|c| c.first_of_point).count() as u64,
+        derived_cases: owned
+            .iter()
+            .filter(|c| c.injection.crash.is_some() && c.choice.is_some())
+            .count() as u64,
+    })
+}
+
 /// The hash of a fresh fault-free probe's trace, to compare with a
 /// [`PartResult::workload_trace_hash`]: do the subject's syscalls repeat?
 pub fn workload_trace_hash(subject: &dyn Subject, seed: u64) -> Result<u64, HarnessError> {
