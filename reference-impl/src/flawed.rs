@@ -117,6 +117,10 @@ pub enum Flaw {
     /// every writable open instead of being quarantined: one damaged record
     /// of an interrupted mutation wedges the store.
     StrictJournals,
+    /// A source file listed is taken to be there: one that vanishes between
+    /// the listing and the read (another process removed it) fails the
+    /// whole rebuild or sync.
+    ListedMeansThere,
 }
 
 /// The lock file [`Flaw::LockTrustsPath`] locks.
@@ -126,7 +130,7 @@ pub(crate) fn trusted_lock_file(layout: &Layout) -> PathBuf {
 
 impl Flaw {
     /// Every flaw, in the order the harness lists them.
-    pub const ALL: [Flaw; 22] = [
+    pub const ALL: [Flaw; 23] = [
         Flaw::DropAndReindex,
         Flaw::TwoRenameSwap,
         Flaw::NoIntents,
@@ -149,6 +153,7 @@ impl Flaw {
         Flaw::CleansBeforeCheck,
         Flaw::IgnoresOutage,
         Flaw::StrictJournals,
+        Flaw::ListedMeansThere,
     ];
 
     /// The store's name with this flaw, for `--store` and reports
@@ -177,6 +182,7 @@ impl Flaw {
             Flaw::CleansBeforeCheck => "refstore/cleans-before-check",
             Flaw::IgnoresOutage => "refstore/ignores-outage",
             Flaw::StrictJournals => "refstore/strict-journals",
+            Flaw::ListedMeansThere => "refstore/listed-means-there",
         }
     }
 
@@ -209,6 +215,7 @@ impl Flaw {
             Flaw::CleansBeforeCheck => &[Invariant::FailedOpenChangesNothing],
             Flaw::IgnoresOutage => &[Invariant::StaysServiceable, Invariant::FailedOpenChangesNothing],
             Flaw::StrictJournals => &[Invariant::RebuildableFromSource, Invariant::CompleteDatabase],
+            Flaw::ListedMeansThere => &[Invariant::FilesystemWins],
         }
     }
 }

@@ -790,10 +790,20 @@ impl Store {
         Ok(hits)
     }
 
-    /// Source files, by name (temporary files excluded).
-    /// What `source/` holds that is not a document (see [`scan_sources`]).
-    /// The documents of `source/` and what it holds that is not one.
+    /// The documents of `source/` and what it holds that is not one (see
+    /// [`scan_sources`]).
     pub(crate) fn sources(&self) -> Result<SourceScan> {
+        if flaw!(self.flaw, ListedMeansThere) {
+            // KNOWN BAD: a file listed must be read, or the scan fails.
+            let scan = scan_sources(self.fs.as_ref(), &self.layout)?;
+            if let Some(gone) = scan.skipped.iter().find(|s| s.reason.contains("vanished")) {
+                return Err(StoreError::Io {
+                    context: format!("reading {}", self.layout.source_dir().join(&gone.name).display()),
+                    source: tearline_sim_fs::errno::enoent(),
+                });
+            }
+            return Ok(scan);
+        }
         #[cfg(feature = "flawed-variants")]
         if self.flaw == Some(crate::flawed::Flaw::StrictSources) {
             // KNOWN BAD: every regular file with a valid name, text or not.

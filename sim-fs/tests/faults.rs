@@ -260,3 +260,41 @@ fn random_faults_fire_at_the_same_calls_for_the_same_seed() {
     assert_ne!(run(3), run(4));
     assert!(run(3).iter().any(|f| *f) && run(3).iter().any(|f| !*f));
 }
+
+/// A file that vanishes: another process unlinks it just before an open
+/// names it. The open finds nothing (`ENOENT`), the unlink is durable (a
+/// power cut does not bring the file back), an open that creates gets a new
+/// empty file, and the fault applies to opens only.
+#[test]
+fn a_file_vanishes_just_before_an_open_and_stays_gone() {
+    assert!(Fault::Vanish.applies_to(SyscallKind::Open));
+    assert!(!Fault::Vanish.applies_to(SyscallKind::Read));
+    assert_eq!(Fault::parse("vanish"), Some(Fault::Vanish));
+    assert_eq!(Fault::Vanish.to_string(), "vanish");
+    let fs = SimFs::new(SimConfig::with_seed(11));
+    fs.create_dir_all_durable(Path::new("/d")).expect("mkdir");
+    fs.write_file_atomic(Path::new("/d/a"), b"listed").expect("write");
+    fs.write_file_atomic(Path::new("/d/b"), b"listed too").expect("write");
+    assert_eq!(fs.read_dir(Path::new("/d")).expect("list").len(), 2);
+    fs.set_fault_plan(FaultPlan::none().at(next(&fs), Fault::Vanish));
+    let gone = fs
+        .open(Path::new("/d/a"), &OpenOptions::read_only())
+        .expect_err("it vanished");
+    assert_eq!(gone.kind(), ErrorKind::NotFound);
+    let entry = fs.trace().entries().last().cloned().expect("traced");
+    assert_eq!(entry.fault, Some(Fault::Vanish));
+    assert_eq!(entry.outcome, Outcome::Errno(libc::ENOENT));
+    fs.set_fault_plan(FaultPlan::none().at(next(&fs), Fault::Vanish));
+    let created = fs
+        .open(Path::new("/d/b"), &OpenOptions::create_truncate())
+        .expect("an open that creates gets a new file");
+    assert_eq!(created.len().expect("len"), 0);
+    drop(created);
+    fs.power_cut();
+    let model = tearline_sim_fs::PersistenceModel::NothingUnsynced;
+    let rebooted = fs.reboot_with(model, &fs.crash_choice(model));
+    assert!(
+        !rebooted.exists(Path::new("/d/a")).expect("exists"),
+        "the unlink was durable"
+    );
+}

@@ -26,6 +26,19 @@ pub fn failed_fault_free(op: &str, error: impl std::fmt::Display) -> Violation {
     )
 }
 
+/// A rebuild or sync (`op`) failed because a source file vanished between
+/// its listing and its read (another process removed it): that is the
+/// sources changing, not a fault; the file must be taken as gone.
+pub fn failed_on_vanished(op: &str, path: &str, error: impl std::fmt::Display) -> Violation {
+    Violation::new(
+        Invariant::FilesystemWins,
+        format!(
+            "`{op}` failed because {path} vanished between its listing and its read (another process removed \
+             it): {error}; a source file that is gone must be taken as gone, not fail the operation"
+        ),
+    )
+}
+
 /// After an acknowledged full reconcile or rebuild: the index serves
 /// exactly the source files.
 pub fn check(observation: &Observation) -> Option<Violation> {

@@ -238,7 +238,7 @@ impl<'f> Driver<'f> {
         let Some(entry) = trace
             .entries()
             .iter()
-            .find(|e| e.index == at && e.fault.is_some_and(|f| f.is_at_rest()))
+            .find(|e| e.index == at && e.fault.is_some_and(super::strikes_a_file))
         else {
             return;
         };

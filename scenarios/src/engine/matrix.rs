@@ -79,6 +79,10 @@ pub(crate) fn enumerate(subject: &dyn Subject, probe: &Probe, options: &EngineOp
                 if fault.is_at_rest() && op == SyscallKind::Read && repeated_read {
                     continue;
                 }
+                // A file vanishes from under the store's sources only.
+                if fault == Fault::Vanish && !probe.opens_a_source(syscall) {
+                    continue;
+                }
                 if fault != Fault::PowerCut && fault.applies_to(op) {
                     let injection = Injection {
                         syscall,

@@ -119,7 +119,7 @@ pub const CLOCK_STEP: Duration = Duration::from_secs(8 * 24 * 3600);
 /// Every fault the engine knows, in the order cases are enumerated. Clock
 /// steps strike the first syscall of each workload step (a store reads its
 /// clock, not a syscall, so one step per operation finds what any would).
-pub const ALL_FAULTS: [Fault; 12] = [
+pub const ALL_FAULTS: [Fault; 13] = [
     Fault::PowerCut,
     Fault::ProcessCrash,
     Fault::ENOSPC,
@@ -130,9 +130,17 @@ pub const ALL_FAULTS: [Fault; 12] = [
     Fault::LatentSector,
     Fault::BitRot,
     Fault::BitFlip,
+    Fault::Vanish,
     Fault::ClockJumpBack(CLOCK_STEP),
     Fault::ClockJumpForward(CLOCK_STEP),
 ];
+
+/// Whether a fault strikes a file behind the store's back (the medium, or
+/// another process), so the model must be told what it struck
+/// ([`driver::Driver::account_fault_at_rest`]).
+pub(crate) fn strikes_a_file(fault: Fault) -> bool {
+    fault.is_at_rest() || fault == Fault::Vanish
+}
 
 /// Whether a fault steps the clock (injected once per workload step).
 pub(crate) fn steps_the_clock(fault: Fault) -> bool {

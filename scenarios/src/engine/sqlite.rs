@@ -394,6 +394,7 @@ impl Subject for SqliteSubject {
             trace_hash: trace.hash(),
             trace,
             lock_broken_from: None,
+            source_dir: None,
             violations: Vec::new(),
         })
     }

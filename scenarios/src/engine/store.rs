@@ -3,7 +3,7 @@
 //! after every fault, and the lock invariant read off every trace.
 
 use tearline_model::{Invariant, Model, Operation, StoreFactory, Violation};
-use tearline_sim_fs::{CrashChoice, HaltKind, Mount, PersistenceModel, SimConfig, SimFs, SyscallKind};
+use tearline_sim_fs::{CrashChoice, Fault, HaltKind, Mount, PersistenceModel, SimConfig, SimFs, SyscallKind};
 
 use super::HarnessError;
 use super::driver::{self, Driver};
@@ -41,6 +41,15 @@ fn failed_fault_free(scenario: &StoreScenario, driver: &Driver<'_>) -> Option<Vi
     let syncs = matches!(op, Operation::Rebuild { .. } | Operation::Reconcile { .. });
     (!scenario.fault_free_failure_allowed && syncs)
         .then(|| tearline_model::invariants::filesystem_wins::failed_fault_free(&op.describe(), failure))
+}
+
+/// A workload stopped by a rebuild or sync that failed after a source file
+/// vanished at syscall `at` (filesystem-wins).
+fn failed_on_vanished(driver: &Driver<'_>, at: u64) -> Option<Violation> {
+    let (op, failure) = driver.last_failure.as_ref()?;
+    let syncs = matches!(op, Operation::Rebuild { .. } | Operation::Reconcile { .. });
+    let path = driver.fs.trace().entries().iter().find(|e| e.index == at)?.path.clone();
+    syncs.then(|| tearline_model::invariants::filesystem_wins::failed_on_vanished(&op.describe(), &path, failure))
 }
 
 /// Whether a syscall of this kind can change what a reader in another
@@ -196,6 +205,7 @@ impl Subject for StoreSubject<'_> {
             trace_hash: trace.hash(),
             trace,
             lock_broken_from,
+            source_dir: factory.source_dir(&driver::env_for(&fs, tearline_model::RemoteFault::Healthy)),
             violations,
         })
     }
@@ -270,7 +280,7 @@ impl Subject for StoreSubject<'_> {
         let budget_end = start + probe.budget();
         driver.budget_end = budget_end;
         fs.set_fault_plan(driver::plan(Some((injection.syscall, injection.fault)), budget_end));
-        if injection.fault.is_at_rest() {
+        if super::strikes_a_file(injection.fault) {
             driver.fault_at_rest = Some(injection.syscall);
         }
         let finished = driver.workload(&scenario.workload)?;
@@ -280,6 +290,11 @@ impl Subject for StoreSubject<'_> {
             .then(|| failed_fault_free(scenario, &driver))
             .flatten();
         driver.violations.extend(fault_free);
+        // A file that vanished from the sources is the sources changing:
+        // a rebuild or sync must take it as gone, not fail on it.
+        if !finished && injection.fault == Fault::Vanish && fs.syscall_count() > injection.syscall {
+            driver.violations.extend(failed_on_vanished(&driver, injection.syscall));
+        }
         if fs.halted().is_none() {
             driver.close();
         }

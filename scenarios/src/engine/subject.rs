@@ -8,6 +8,8 @@
 //! subject says only how to run its workload, how to check a machine after
 //! a fault, and how to replay one case from scratch.
 
+use std::path::{Path, PathBuf};
+
 use tearline_model::{Model, Violation};
 use tearline_sim_fs::{Fault, PersistenceModel, SimFs, SimSnapshot, SyscallArgs, SyscallKind, Trace, TraceEntry};
 
@@ -101,6 +103,9 @@ pub struct Probe {
     /// does, whatever the disk. `None` if none does (or the subject has no
     /// lock).
     pub lock_broken_from: Option<u64>,
+    /// The store's source directory, if it has one (a file there can
+    /// vanish: [`tearline_sim_fs::Fault::Vanish`]).
+    pub source_dir: Option<PathBuf>,
     /// What the fault-free run itself broke.
     pub violations: Vec<Violation>,
 }
@@ -116,6 +121,19 @@ impl Probe {
     /// The budget: a case may make this many syscalls past its start.
     pub fn budget(&self) -> u64 {
         self.end.saturating_mul(50).max(10_000)
+    }
+
+    /// Whether syscall `at` opens a file in the store's source directory.
+    pub fn opens_a_source(&self, at: u64) -> bool {
+        let Some(dir) = &self.source_dir else {
+            return false;
+        };
+        let entries = self.trace.entries();
+        let first = entries.partition_point(|e| e.index < at);
+        entries[first..]
+            .iter()
+            .take_while(|e| e.index == at)
+            .any(|e| e.op == SyscallKind::Open && Path::new(&e.path).starts_with(dir))
     }
 
     /// Which model [`Probe::model_at`] gives for `at` (the number of marks
@@ -181,6 +199,9 @@ impl Probe {
             Some(op) if !injection.fault.applies_to(op) => {
                 Some(format!("{} does not apply to syscall {at} ({op})", injection.fault))
             }
+            Some(_) if injection.fault == Fault::Vanish && !self.opens_a_source(at) => Some(format!(
+                "vanish strikes only opens of source files, and syscall {at} is not one"
+            )),
             None if injection.fault != Fault::PowerCut => Some(format!(
                 "syscall {at} is the workload's end: only a power cut strikes there"
             )),

@@ -105,6 +105,10 @@ impl SimFs {
             Some(Fault::LatentSector) => Some(CallFault::LatentSector),
             Some(Fault::BitRot) => Some(CallFault::BitRot),
             Some(Fault::BitFlip) => Some(CallFault::BitFlip),
+            Some(Fault::Vanish) => {
+                world.vanish(Path::new(path));
+                None
+            }
             None => None,
         };
         let result = body(world, call_fault);

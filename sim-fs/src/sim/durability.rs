@@ -339,6 +339,23 @@ impl State {
     }
 
     /// Applies `op` to the page cache and remembers it as pending.
+    /// Another process unlinks `name` from `dir` and makes it durable at once
+    /// (as the harness's own edits are), when the name is durable and names
+    /// the same file there; otherwise the unlink is pending like any other.
+    pub(crate) fn unlink_durably(&mut self, dir: Ino, name: &str) {
+        let op = PendingOp::Unlink {
+            dir,
+            name: name.to_string(),
+        };
+        let durable = self.durable.lookup(dir, name);
+        if durable.is_some() && durable == self.current.lookup(dir, name) {
+            apply(&mut self.durable, &op, None);
+            apply(&mut self.current, &op, None);
+        } else {
+            self.record(op);
+        }
+    }
+
     pub(crate) fn record(&mut self, op: PendingOp) {
         apply(&mut self.current, &op, None);
         self.pending.push_back(op);

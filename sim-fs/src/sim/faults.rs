@@ -20,7 +20,11 @@
 //!   prefix of its buffer which reaches the disk, then the power is cut;
 //! - **clock steps** ([`Fault::ClockJumpBack`], [`Fault::ClockJumpForward`]):
 //!   the wall clock steps backwards or forwards (an NTP correction, a VM
-//!   resumed, a dead RTC battery), and the call then proceeds normally.
+//!   resumed, a dead RTC battery), and the call then proceeds normally;
+//! - **vanish** ([`Fault::Vanish`]): another process unlinks the file an
+//!   `open` names just before it, durably (a file listed a moment ago is
+//!   gone when it is read), and the open then proceeds: `ENOENT`, unless it
+//!   creates.
 //!
 //! Faults at rest: the medium, not the call, goes wrong. They strike reads and
 //! writes of every file, SQLite's included (through the VFS), as a drive and
@@ -85,6 +89,9 @@ pub enum Fault {
     /// The write lands at another sector-aligned offset of the file and
     /// reports success.
     MisdirectedWrite,
+    /// Another process unlinks the file this `open` names just before it;
+    /// the open then proceeds.
+    Vanish,
 }
 
 impl Fault {
@@ -99,8 +106,8 @@ impl Fault {
     /// where space is allocated (writes, creates, syncs of delayed
     /// allocations), `EXDEV` only for rename and link, `EIO` for any I/O but
     /// locks, short, torn and misdirected writes only for writes, latent
-    /// sector errors and bit flips only for reads; power cuts, crashes and
-    /// clock steps anywhere.
+    /// sector errors and bit flips only for reads, a vanishing file only
+    /// for opens; power cuts, crashes and clock steps anywhere.
     pub fn applies_to(&self, op: SyscallKind) -> bool {
         use SyscallKind::*;
         if matches!(op, Reboot | Unlock) {
@@ -110,6 +117,7 @@ impl Fault {
             Fault::PowerCut | Fault::ProcessCrash | Fault::ClockJumpBack(_) | Fault::ClockJumpForward(_) => true,
             Fault::ShortWrite | Fault::TornWrite | Fault::MisdirectedWrite => op == Write,
             Fault::LatentSector | Fault::BitRot | Fault::BitFlip => op == Read,
+            Fault::Vanish => op == Open,
             Fault::Errno(code) if *code == libc::ENOSPC => matches!(
                 op,
                 Open | Write | SetLen | SyncAll | SyncData | SyncDir | Rename | HardLink | CreateDir | Lock
@@ -122,7 +130,7 @@ impl Fault {
 
     /// Parses the names printed by `Display`: `power-cut`, `crash`, `ENOSPC`
     /// (any errno name), `short-write`, `torn-write`, `misdirected-write`,
-    /// `latent-sector`, `bit-rot`, `bit-flip`, `clock-back-<ms>ms`,
+    /// `latent-sector`, `bit-rot`, `bit-flip`, `vanish`, `clock-back-<ms>ms`,
     /// `clock-forward-<ms>ms`.
     pub fn parse(text: &str) -> Option<Fault> {
         let millis = |prefix: &str| {
@@ -141,6 +149,7 @@ impl Fault {
             "latent-sector" => Some(Fault::LatentSector),
             "bit-rot" => Some(Fault::BitRot),
             "bit-flip" => Some(Fault::BitFlip),
+            "vanish" => Some(Fault::Vanish),
             other => {
                 if let Some(by) = millis("clock-back-") {
                     return Some(Fault::ClockJumpBack(by));
@@ -176,6 +185,7 @@ impl fmt::Display for Fault {
             Fault::BitRot => f.write_str("bit-rot"),
             Fault::BitFlip => f.write_str("bit-flip"),
             Fault::MisdirectedWrite => f.write_str("misdirected-write"),
+            Fault::Vanish => f.write_str("vanish"),
         }
     }
 }

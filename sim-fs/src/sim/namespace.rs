@@ -61,6 +61,22 @@ impl World {
     }
 
     /// The directory holding a path's last name, and that name.
+    /// [`crate::Fault::Vanish`]: another process unlinks the regular file
+    /// at `path`, if there is one, durably (see
+    /// [`super::durability::State::unlink_durably`]).
+    pub(super) fn vanish(&mut self, path: &Path) {
+        let Ok((dir, name)) = self.resolve_parent(path) else {
+            return;
+        };
+        let Some(ino) = self.state.current.lookup(dir, name) else {
+            return;
+        };
+        if self.state.current.dir(ino).is_none() {
+            self.state.unlink_durably(dir, name);
+            self.collect_garbage();
+        }
+    }
+
     pub(super) fn resolve_parent<'p>(&self, path: &'p Path) -> io::Result<(Ino, &'p str)> {
         let mut names = components(path)?;
         let name = names.pop().ok_or_else(errno::einval)?;
