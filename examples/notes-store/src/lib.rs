@@ -129,8 +129,14 @@ impl NotesStore {
         for entry in self.fs.read_dir(&self.root.join("notes"))? {
             // A directory (or a symlink) among the notes is not a note.
             if !entry.name.starts_with('.') && entry.kind == FileKind::File {
-                let content = self.fs.read_file(&self.root.join("notes").join(&entry.name))?;
-                notes.insert(entry.name, hash(&content));
+                // A note removed since the listing is gone, not an error.
+                match self.fs.read_file(&self.root.join("notes").join(&entry.name)) {
+                    Ok(content) => {
+                        notes.insert(entry.name, hash(&content));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
         Ok(notes)

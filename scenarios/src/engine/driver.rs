@@ -965,7 +965,11 @@ pub(crate) fn check_serviceable(
         return seen;
     }
     let removal = (cause == PersistentCause::DeviceFull)
-        .then(|| model.acknowledged().indexed.keys().next().cloned())
+        .then(|| {
+            // One the model is sure of (a document a fault struck may be gone).
+            let acknowledged = model.acknowledged().indexed.keys();
+            acknowledged.clone().find(|name| !model.is_unspecified(name)).cloned()
+        })
         .flatten()
         .map(|name| Operation::Remove { name });
     let addition = Operation::Add {
