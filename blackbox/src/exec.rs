@@ -62,9 +62,10 @@ const KILL_WAIT: Duration = Duration::from_secs(10);
 pub const NONDETERMINISM: &[&str] = &[
     "the child's own clock, threads, randomness and environment (hash seeds, PIDs, temp names): \
      run it single-threaded with fixed seeds (e.g. PYTHONHASHSEED=0) to get repeatable traces",
-    "the kernel sends RELEASE (close) and FORGET asynchronously: a release may reach the \
-     simulator after the child's next request; handles dropped late keep byte-range locks a \
-     little longer (closes are not traced; whole-file unlocks are)",
+    "the kernel sends RELEASE (the last close of an open file) and FORGET asynchronously: a \
+     release may reach the simulator after the child's next request, so flock and OFD locks, \
+     which go at release, are held a little longer (POSIX locks go at the close itself; closes \
+     are not traced, unlocks are)",
     "a power cut or process crash is noticed by polling the mount (every 10 ms of wall time): \
      requests the child makes in between answer EIO and do not reach the simulator, but how \
      many it makes before the SIGKILL lands varies",
