@@ -179,7 +179,7 @@ fn list(store: &str) -> u8 {
 }
 
 /// The faults the matrix injects, for `tearline list`.
-const FAULTS: [(&str, &str); 12] = [
+const FAULTS: [(&str, &str); engine::ALL_FAULTS.len()] = [
     (
         "power-cut",
         "the power goes before the syscall; the disk keeps what a persistence model lets survive \
@@ -213,6 +213,10 @@ const FAULTS: [(&str, &str); 12] = [
     ),
     ("bit-rot", "one bit a read covers flips on the disk, for good"),
     ("bit-flip", "one read returns one bit flipped; the disk is unchanged"),
+    (
+        "vanish",
+        "another process removes a source file, durably, just before the store opens it (listed, then gone)",
+    ),
     (
         "clock-back-691200000ms",
         "the wall clock steps back 8 days (at the first syscall of each workload step)",

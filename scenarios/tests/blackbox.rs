@@ -90,7 +90,13 @@ fn the_corrected_python_store_is_certified() {
     // an EIO in rebuild-swap-interrupted leaves a recovery that a power cut
     // in the next open undoes): `tearline certify --exec` with every fault
     // shows them.
-    let faults = vec![Fault::PowerCut, Fault::ProcessCrash, Fault::ENOSPC, Fault::EXDEV, Fault::TornWrite];
+    let faults = vec![
+        Fault::PowerCut,
+        Fault::ProcessCrash,
+        Fault::ENOSPC,
+        Fault::EXDEV,
+        Fault::TornWrite,
+    ];
     let (_, certificate) = certify_exec_with(
         &command,
         &["add-interrupted", "vector-write-failing", "rebuild-swap-interrupted"],
