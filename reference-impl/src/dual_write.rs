@@ -118,27 +118,31 @@ impl Store {
         let content = self
             .read_source(&name)?
             .filter(|content| std::str::from_utf8(content).is_ok());
-        match content {
-            Some(content) => {
-                let intent = self
-                    .index
-                    .begin(IntentOp::Add, name.as_str(), &content_hash(&content), None)?;
-                let result = self
-                    .make_source_durable(Some(&name))
-                    .and_then(|()| self.link_source(&name, &content, &intent));
-                self.recover_after(result).map(Some)
-            }
-            None => {
-                if let Some((_, vector_id)) = self.index.summary(name.as_str())? {
-                    let intent = self.index.begin(IntentOp::Remove, name.as_str(), "", Some(vector_id))?;
-                    let result = self
-                        .make_source_durable(None)
-                        .and_then(|()| self.complete_removal(&intent));
-                    self.recover_after(result)?;
+        if let Some(content) = content {
+            let intent = self
+                .index
+                .begin(IntentOp::Add, name.as_str(), &content_hash(&content), None)?;
+            let result = self
+                .make_source_durable(Some(&name))
+                .and_then(|()| self.link_source(&name, &content, &intent));
+            match result {
+                // The file went between the read and its sync (another
+                // process removed it): recovery undoes the add, whose source
+                // is missing, and the document leaves the index below.
+                Err(e) if vanished(&e) => {
+                    self.recover()?;
                 }
-                Ok(None)
+                result => return self.recover_after(result).map(Some),
             }
         }
+        if let Some((_, vector_id)) = self.index.summary(name.as_str())? {
+            let intent = self.index.begin(IntentOp::Remove, name.as_str(), "", Some(vector_id))?;
+            let result = self
+                .make_source_durable(None)
+                .and_then(|()| self.complete_removal(&intent));
+            self.recover_after(result)?;
+        }
+        Ok(None)
     }
 
     /// After a failed step, resolves the intent now if it can (best effort:
@@ -381,4 +385,10 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Whether `error` is a source file found missing (another process removed
+/// it since it was read).
+fn vanished(error: &StoreError) -> bool {
+    matches!(error, StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
 }
