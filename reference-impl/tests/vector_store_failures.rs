@@ -20,23 +20,21 @@ fn machine() -> SimFs {
 }
 
 fn open(fs: &SimFs, switch: &FaultSwitch) -> Result<Store, StoreError> {
-    let switch = switch.clone();
-    let options = StoreOptions {
-        wrap_vectors: Some(Box::new(move |inner| {
-            Box::new(FaultyVectorStore::new(inner, switch.clone()))
-        })),
-        ..StoreOptions::default()
-    };
-    Store::open(Arc::new(fs.clone()), Arc::new(fs.clock()), Path::new(ROOT), options)
+    open_as(fs, switch, StoreOptions::default())
 }
 
 fn open_read_only(fs: &SimFs, switch: &FaultSwitch) -> Result<Store, StoreError> {
+    open_as(fs, switch, StoreOptions::read_only())
+}
+
+/// Opens the store with `options`, its vector store behind `switch`.
+fn open_as(fs: &SimFs, switch: &FaultSwitch, options: StoreOptions) -> Result<Store, StoreError> {
     let switch = switch.clone();
     let options = StoreOptions {
         wrap_vectors: Some(Box::new(move |inner| {
             Box::new(FaultyVectorStore::new(inner, switch.clone()))
         })),
-        ..StoreOptions::read_only()
+        ..options
     };
     Store::open(Arc::new(fs.clone()), Arc::new(fs.clock()), Path::new(ROOT), options)
 }

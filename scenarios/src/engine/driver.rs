@@ -544,6 +544,19 @@ impl<'f> Driver<'f> {
         }
     }
 
+    /// Drops the store handle of `killed`, a process already killed (its
+    /// handles are gone: the drop must not panic or hang).
+    fn drop_killed(&mut self, killed: &SimFs, handle: Box<dyn StoreUnderTest>) {
+        if let Err(v) = guarded(
+            killed,
+            self.budget_end,
+            "dropping a killed process's store",
+            move || drop(handle),
+        ) {
+            self.violations.push(v);
+        }
+    }
+
     /// [`Step::KilledMidway`]: closes the store; another process opens it
     /// writable and runs `op` until it dies at its `n`-th change of the
     /// source directory.
@@ -589,14 +602,7 @@ impl<'f> Driver<'f> {
                 if applied.is_ok() {
                     self.model.acknowledge();
                 }
-                if let Err(v) = guarded(
-                    &killed,
-                    self.budget_end,
-                    "dropping a killed process's store",
-                    move || drop(handle),
-                ) {
-                    self.violations.push(v);
-                }
+                self.drop_killed(&killed, handle);
             }
             Ok(Err(_)) => {}
         }
@@ -678,14 +684,7 @@ impl<'f> Driver<'f> {
             Err(v) => self.violations.push(v),
             Ok(Err(_)) => {}
             Ok(Ok(handle)) => {
-                if let Err(v) = guarded(
-                    &killed,
-                    self.budget_end,
-                    "dropping a killed process's store",
-                    move || drop(handle),
-                ) {
-                    self.violations.push(v);
-                }
+                self.drop_killed(&killed, handle);
             }
         }
         if self.halted() {
