@@ -252,9 +252,9 @@ pub(crate) fn run_cases(
 /// looks first, and whether what the machine did before the cut already
 /// broke the lock invariant ([`Probe::lock_broken_from`]). A case's verdict
 /// depends on nothing else but the clock and the syscall numbering, which
-/// no check reads. `None` for a case that is
-/// always checked: any fault but a power cut (each is a replay), and the
-/// anchor, which carries the probe's own findings.
+/// no check reads. `None` for a case that is always checked: any fault but
+/// a power cut (each is a replay), and the anchor, which carries the
+/// probe's own findings.
 fn state_key(
     probe: &Probe,
     planned: &PlannedCase,

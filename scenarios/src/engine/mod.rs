@@ -71,6 +71,7 @@ pub use subject::{Probe, Replay, Subject};
 
 use crate::case::Injection;
 use crate::report::FailureRecord;
+use tearline_model::Violation;
 
 /// The harness itself failed (not the store): bad setup, a fault-free
 /// workload that does not finish, a worker that died.
@@ -266,22 +267,26 @@ pub fn run_part(
         workload_trace_hash: Some(probe.trace_hash),
         ..PartResult::default()
     };
+    // What case `index` broke, as a record.
+    let record = |index: u64, violation: Violation| {
+        let planned = &cases[index as usize];
+        FailureRecord {
+            case_index: index,
+            case: subject.case(options.seed, planned.injection.clone()),
+            op: probe.op_at(planned.injection.syscall),
+            step: probe.step_name(planned.injection.syscall),
+            invariant: violation.invariant,
+            evidence: violation.evidence,
+        }
+    };
     // A shard that does not own the anchor case still reports what the
     // fault-free run broke (its first job does), so no sample drops it.
     if let Some(anchor) = matrix::anchor(&probe, &cases)
         && anchor % part.shards.max(1) != part.shard
         && part.job == 0
     {
-        let planned = &cases[anchor as usize];
         for violation in driver::first_of_each(probe.violations.clone()) {
-            result.failures.push(FailureRecord {
-                case_index: anchor,
-                case: subject.case(options.seed, planned.injection.clone()),
-                op: probe.op_at(planned.injection.syscall),
-                step: probe.step_name(planned.injection.syscall),
-                invariant: violation.invariant,
-                evidence: violation.evidence,
-            });
+            result.failures.push(record(anchor, violation));
         }
     }
     for (index, outcome) in outcomes {
@@ -302,14 +307,7 @@ pub fn run_part(
             None => result.distinct_states += outcome.states_checked,
         }
         for violation in outcome.violations {
-            result.failures.push(FailureRecord {
-                case_index: index,
-                case: subject.case(options.seed, planned.injection.clone()),
-                op: probe.op_at(planned.injection.syscall),
-                step: probe.step_name(planned.injection.syscall),
-                invariant: violation.invariant,
-                evidence: violation.evidence,
-            });
+            result.failures.push(record(index, violation));
         }
     }
     Ok(result)
