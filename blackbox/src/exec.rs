@@ -31,18 +31,16 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
 use serde_json::{Value, json};
 use tearline_model::{
-    Access, Capabilities, Env, FailureKind, Observation, Operation, RemoteFault, SchemaStamp, StoreFactory,
-    StoreFailure, StoreUnderTest,
+    Access, Capabilities, Env, Observation, Operation, RemoteFault, SchemaStamp, StoreFactory, StoreFailure,
+    StoreUnderTest,
 };
 use tearline_sim_fs::{FsExt, SimConfig, SimFs};
 
 use crate::mount::{LockWaiters, SimMount};
-
-/// The protocol this crate speaks: the `hello` value a child must send.
-pub const PROTOCOL_VERSION: &str = "tearline/1";
+pub use crate::reply::{Hello, MAX_LINE_BYTES, PROTOCOL_VERSION};
+use crate::reply::{Reply, read_hello, read_observation, read_reply, shown};
 
 /// The start of every [`StoreFailure`] message that reports a child breaking
 /// the protocol (as opposed to a clean `{"ok":false}` answer or a halt).
@@ -177,27 +175,6 @@ impl std::error::Error for ExecError {
             _ => None,
         }
     }
-}
-
-/// A child's hello line: who it is and what it supports. Paths are relative
-/// to the store's root.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-pub struct Hello {
-    /// Must be [`PROTOCOL_VERSION`].
-    pub hello: String,
-    /// The store's name, for reports.
-    pub name: String,
-    /// What it supports.
-    pub capabilities: Capabilities,
-    /// Where its source files live, relative to the root.
-    #[serde(default)]
-    pub source_dir: Option<String>,
-    /// Its exclusive lock file, relative to the root.
-    #[serde(default)]
-    pub lock_file: Option<String>,
-    /// Globs (relative) of the files only the lock holder may destroy.
-    #[serde(default)]
-    pub protected: Vec<String>,
 }
 
 /// Whether `failure` reports a child that broke the protocol (exited, printed
@@ -377,10 +354,21 @@ impl StoreProcess {
             .spawn(move || {
                 let mut reader = BufReader::new(stdout);
                 loop {
-                    let mut line = String::new();
-                    let message = match reader.read_line(&mut line) {
+                    let mut line = Vec::new();
+                    let limit = MAX_LINE_BYTES as u64;
+                    let message = match (&mut reader).take(limit).read_until(b'\n', &mut line) {
                         Ok(0) => Line::End,
-                        Ok(_) => Line::Text(line),
+                        Ok(_) if !line.ends_with(b"\n") && line.len() as u64 == limit => Line::Error(format!(
+                            "a line longer than {MAX_LINE_BYTES} bytes: {:?}...",
+                            shown(&String::from_utf8_lossy(&line[..200]))
+                        )),
+                        Ok(_) => match String::from_utf8(line) {
+                            Ok(text) => Line::Text(text),
+                            Err(e) => Line::Error(format!(
+                                "a line that is not UTF-8: {:?}",
+                                shown(&String::from_utf8_lossy(e.as_bytes()))
+                            )),
+                        },
                         Err(e) => Line::Error(e.to_string()),
                     };
                     let last = !matches!(message, Line::Text(_));
@@ -557,42 +545,19 @@ impl StoreProcess {
     }
 
     /// Parses a line as a JSON object.
-    fn parse(&mut self, line: &str, what: &str) -> Result<Value, Broken> {
-        match serde_json::from_str::<Value>(line) {
-            Ok(value) if value.is_object() => Ok(value),
-            _ => {
-                self.kill();
-                let shown: String = line.trim_end().chars().take(200).collect();
-                Err(Broken::Protocol(format!(
-                    "`{}` printed a line that is not a JSON object in answer to {what}: {shown:?}; {}",
-                    self.command,
-                    self.stderr_tail()
-                )))
-            }
-        }
+    /// Kills the child and reports a line that breaks the protocol.
+    fn broke(&mut self, why: &str, what: &str) -> Broken {
+        self.kill();
+        Broken::Protocol(format!(
+            "`{}` printed {why} in answer to {what}; {}",
+            self.command,
+            self.stderr_tail()
+        ))
     }
 
     fn hello(&mut self, timeout: Duration, mount: Option<&SimMount>) -> Result<Hello, Broken> {
         let line = self.receive("the hello", timeout, mount)?;
-        let value = self.parse(&line, "the hello")?;
-        match serde_json::from_value::<Hello>(value) {
-            Ok(hello) if hello.hello == PROTOCOL_VERSION => Ok(hello),
-            Ok(hello) => {
-                self.kill();
-                Err(Broken::Protocol(format!(
-                    "`{}` speaks {:?}, not {PROTOCOL_VERSION:?}",
-                    self.command, hello.hello
-                )))
-            }
-            Err(err) => {
-                self.kill();
-                Err(Broken::Protocol(format!(
-                    "the hello of `{}` does not parse ({err}): {}",
-                    self.command,
-                    line.trim_end()
-                )))
-            }
-        }
+        read_hello(&line).map_err(|why| self.broke(&why, "the hello"))
     }
 
     /// Sends one request and reads its answer: `Ok(answer)` for `"ok":true`,
@@ -601,31 +566,10 @@ impl StoreProcess {
         let what = describe_request(request);
         self.send(request, mount).map_err(Broken::into_failure)?;
         let line = self.receive(&what, timeout, mount).map_err(Broken::into_failure)?;
-        let answer = self.parse(&line, &what).map_err(Broken::into_failure)?;
-        match answer.get("ok").and_then(Value::as_bool) {
-            Some(true) => Ok(answer),
-            Some(false) => {
-                let error = answer
-                    .get("error")
-                    .and_then(Value::as_str)
-                    .unwrap_or("(no error given)");
-                // What the store claims of the effect; an outcome it does
-                // not name claims nothing.
-                let kind = answer
-                    .get("outcome")
-                    .and_then(|o| serde_json::from_value::<FailureKind>(o.clone()).ok())
-                    .unwrap_or_default();
-                Err(StoreFailure::of_kind(kind, format!("{what} failed: {error}")))
-            }
-            None => {
-                self.kill();
-                Err(Broken::Protocol(format!(
-                    "the answer of `{}` to {what} has no boolean \"ok\": {}",
-                    self.command,
-                    line.trim_end()
-                ))
-                .into_failure())
-            }
+        match read_reply(&line) {
+            Reply::Done(answer) => Ok(answer),
+            Reply::Failed { kind, error } => Err(StoreFailure::of_kind(kind, format!("{what} failed: {error}"))),
+            Reply::Broken(why) => Err(self.broke(&why, &what).into_failure()),
         }
     }
 }
@@ -919,10 +863,9 @@ impl StoreUnderTest for ExecStore {
     fn observe(&self) -> Result<Observation, StoreFailure> {
         let mut conversation = self.conversation.borrow_mut();
         let answer = escalate(conversation.request(&json!({"request": "observe"})))?;
-        let observation = answer.get("observation").cloned().unwrap_or(Value::Null);
-        escalate(serde_json::from_value(observation).map_err(|e| {
+        escalate(read_observation(&answer).map_err(|why| {
             StoreFailure::new(format!(
-                "{PROTOCOL_BROKEN}the observation of `{}` does not parse ({e}): {answer}",
+                "{PROTOCOL_BROKEN}{why} in the answer of `{}`: {answer}",
                 conversation.child.command
             ))
         }))

@@ -15,6 +15,8 @@
 //!   there (`sh -c CMD`, `TEARLINE_PROTOCOL=1`); the handle `open` returns
 //!   sends `apply`, `observe` and `remote-fault`, and on drop sends `close`
 //!   (or, after a halt, kills the child at once) and unmounts.
+//! - [`reply`]: what a child's hello, answers and observations mean (pure
+//!   functions of a line, fuzzed in `fuzz/`).
 //! - [`fuse_available`]: whether this machine can mount FUSE at all, for
 //!   callers and tests that must say why they skip.
 //! - [`NONDETERMINISM`]: what the black-box path cannot make deterministic.
@@ -37,9 +39,10 @@
 pub mod exec;
 mod locks;
 pub mod mount;
+pub mod reply;
 
 pub use exec::{
-    DEFAULT_STORE_PATH, ExecError, ExecOptions, ExecStoreFactory, Hello, NONDETERMINISM, PROTOCOL_BROKEN,
-    fuse_available, fuse_or_skip, is_protocol_break,
+    DEFAULT_STORE_PATH, ExecError, ExecOptions, ExecStoreFactory, Hello, MAX_LINE_BYTES, NONDETERMINISM,
+    PROTOCOL_BROKEN, PROTOCOL_VERSION, fuse_available, fuse_or_skip, is_protocol_break,
 };
 pub use mount::{LockWaiters, SimMount};

@@ -257,6 +257,41 @@ fn a_hello_that_is_not_json_is_an_error_naming_it() {
     drop(scripts);
 }
 
+#[test]
+fn a_line_without_end_is_refused_at_its_limit_not_held_without_bound() {
+    // 48 MiB without a newline, from a child that then stays silent: the
+    // reader must stop at its limit and report it, not buffer the stream
+    // until the timeout (a child printing forever would exhaust memory).
+    let started = Instant::now();
+    let err = ExecStoreFactory::new(
+        "head -c 50331648 /dev/zero | tr '\\0' x; exec sleep 60",
+        ExecOptions::with_timeout(Duration::from_secs(20)).with_close_grace(Duration::from_millis(100)),
+    )
+    .expect_err("no hello");
+    let text = err.to_string();
+    assert!(text.contains("longer than"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the reader waited for the timeout: {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_hello_that_points_outside_the_root_is_refused() {
+    let hello = serde_json::json!({
+        "hello": tearline_blackbox::PROTOCOL_VERSION,
+        "name": "s",
+        "capabilities": tearline_model::Capabilities::default(),
+        "source_dir": "../../etc",
+    });
+    let err = ExecStoreFactory::new(&format!("echo '{hello}'"), ExecOptions::default()).expect_err("outside");
+    assert!(
+        err.to_string().contains("not a relative path under the store's root"),
+        "{err}"
+    );
+}
+
 /// Runs a child that says hello and then misbehaves on `open`; returns the
 /// failure and how long it took.
 fn open_misbehaving(then: &str, timeout: Duration) -> (tearline_model::StoreFailure, Duration) {

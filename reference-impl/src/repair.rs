@@ -210,9 +210,26 @@ pub(crate) fn check_live(
     let bytes = match crate::store::retry_eio(|| fs.read_file(&current)) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(StoreError::NotInitialized {
-                root: layout.root().to_path_buf(),
-            });
+            // No pointer, but generations: a store whose `CURRENT` was
+            // removed (by hand, by a cleaning tool), not one never made.
+            let generations = fs
+                .read_dir_or_empty(&layout.generations_dir())
+                .context(|| format!("listing {}", layout.generations_dir().display()))?;
+            if generations.is_empty() || trust {
+                return Err(StoreError::NotInitialized {
+                    root: layout.root().to_path_buf(),
+                });
+            }
+            return Ok(Checked::Damaged(Damage {
+                path: current,
+                detail: format!(
+                    "it is missing, though {} holds {} generation(s)",
+                    layout.generations_dir().display(),
+                    generations.len()
+                ),
+                named: None,
+                dir_exists: false,
+            }));
         }
         Err(e) if crate::store::is_eio(&e) && !trust => {
             return Ok(Checked::Damaged(Damage {

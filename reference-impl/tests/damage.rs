@@ -40,22 +40,29 @@ enum Damage {
     CurrentGarbage,
     /// The live generation's `CREATED` does not hold a time.
     CreatedDamaged,
+    /// `CURRENT` is removed (found by the fuzzer, target `store_at_rest`:
+    /// the store took itself for one never initialised).
+    CurrentRemoved,
 }
 
-const ALL: [Damage; 6] = [
+const ALL: [Damage; 7] = [
     Damage::IndexBytes,
     Damage::IndexEmpty,
     Damage::VectorGarbage,
     Damage::CurrentMissingGeneration,
     Damage::CurrentGarbage,
     Damage::CreatedDamaged,
+    Damage::CurrentRemoved,
 ];
 
 impl Damage {
     /// Whether the damage is inside the live generation (which a repair
     /// then keeps aside), rather than in `CURRENT`.
     fn in_generation(self) -> bool {
-        !matches!(self, Damage::CurrentMissingGeneration | Damage::CurrentGarbage)
+        !matches!(
+            self,
+            Damage::CurrentMissingGeneration | Damage::CurrentGarbage | Damage::CurrentRemoved
+        )
     }
 }
 
@@ -121,6 +128,12 @@ fn damage_generation(fs: &dyn Fs, root: &Path, damage: Damage, live: u64) -> Pat
         Damage::CreatedDamaged => {
             let path = live.join("CREATED");
             write(fs, &path, b"not a time");
+            path
+        }
+        Damage::CurrentRemoved => {
+            let path = root.join("CURRENT");
+            fs.remove_file(&path).expect("remove CURRENT");
+            fs.sync_dir(root).expect("sync");
             path
         }
     }

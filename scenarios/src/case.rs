@@ -187,7 +187,7 @@ impl FromStr for Case {
         };
         let mut parts = body.splitn(3, ':');
         let scenario = parts.next().unwrap_or_default();
-        if scenario.is_empty() || scenario.contains(char::is_whitespace) {
+        if scenario.is_empty() || scenario.contains(|c: char| c.is_whitespace() || c == '@') {
             return Err(bad(format!("{scenario:?} is not a scenario name")));
         }
         let seed = parts.next().ok_or_else(|| bad("no seed"))?;

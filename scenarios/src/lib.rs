@@ -8,6 +8,9 @@
 //! - [`catalogue`]: every scenario by name, with what it must show.
 //! - [`certify`]: certification of any store against the catalogue, and
 //!   its [`certify::Certificate`].
+//! - [`fuzz`]: the fuzz targets (journal, segments, damage at rest, repro
+//!   lines, black-box answers, operation sequences with a fault), run by
+//!   cargo-fuzz from `fuzz/` and replayed from its corpora in `cargo test`.
 //! - [`case`]: a case and its repro line (the one grammar).
 //! - [`replay`]: replaying a case from its line, and the trace printer.
 //! - [`report`]: the JSON and JUnit reports.
@@ -19,6 +22,7 @@ pub mod case;
 pub mod catalogue;
 pub mod certify;
 pub mod engine;
+pub mod fuzz;
 pub mod replay;
 pub mod report;
 pub mod run;

@@ -322,11 +322,15 @@ impl StoreScenario {
     }
 
     /// Whether the workload ends with an acknowledged full rebuild or a
-    /// forced full reconcile: then filesystem-wins and rebuild-idempotent are
-    /// checked on the fault-free probe.
+    /// forced full reconcile, with no source edited behind the store's back
+    /// after it: then filesystem-wins and rebuild-idempotent are checked on
+    /// the fault-free probe.
     pub fn ends_with_full_sync(&self) -> bool {
         matches!(
-            self.workload.iter().rev().find(|s| matches!(s, Step::Op(_))),
+            self.workload
+                .iter()
+                .rev()
+                .find(|s| matches!(s, Step::Op(_) | Step::EditSource { .. } | Step::PlantSource { .. })),
             Some(Step::Op(Operation::Rebuild {
                 kind: tearline_model::RebuildKind::Full
             })) | Some(Step::Op(Operation::Reconcile {
@@ -344,4 +348,46 @@ pub const STORE_ROOT: &str = "/store";
 /// The root as a path.
 pub fn store_root() -> &'static Path {
     Path::new(STORE_ROOT)
+}
+
+#[cfg(test)]
+mod tests {
+    use tearline_model::{Capabilities, Operation, RebuildKind};
+
+    use super::*;
+
+    fn ending_with(workload: Vec<Step>) -> StoreScenario {
+        StoreScenario {
+            name: "t".to_string(),
+            description: String::new(),
+            setup: Vec::new(),
+            workload,
+            capacity: Capacity::Unlimited,
+            mounts: Vec::new(),
+            requires: Capabilities::default(),
+            fault_free_failure_allowed: false,
+            persists: None,
+        }
+    }
+
+    #[test]
+    fn a_source_edit_after_the_last_full_sync_means_the_workload_does_not_end_synced() {
+        // Found by the fuzzer (target `operations`): a full rebuild, then an
+        // edit behind the store's back, was held to filesystem-wins.
+        let rebuild = Step::Op(Operation::Rebuild {
+            kind: RebuildKind::Full,
+        });
+        let edit = Step::EditSource {
+            name: "a.md".to_string(),
+            content: Some("new".to_string()),
+        };
+        assert!(ending_with(vec![rebuild.clone(), Step::Reopen]).ends_with_full_sync());
+        assert!(ending_with(vec![edit.clone(), rebuild.clone()]).ends_with_full_sync());
+        assert!(!ending_with(vec![rebuild.clone(), edit]).ends_with_full_sync());
+        let plant = Step::PlantSource {
+            name: "x".to_string(),
+            plant: Plant::Empty,
+        };
+        assert!(!ending_with(vec![rebuild, plant]).ends_with_full_sync());
+    }
 }
