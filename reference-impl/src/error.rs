@@ -183,8 +183,11 @@ pub enum StoreError {
     },
 }
 
-/// What a failed call did to the store's content, as far as the store knows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What a failed call did to the store's content, as far as the store knows
+/// (in JSON: `nothing-applied`, `unknown`, `recovery-pending`, `damaged`,
+/// `unavailable`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum FailureEffect {
     /// Nothing of the call was applied, nor will any recovery apply it.
     NothingApplied,

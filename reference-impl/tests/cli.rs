@@ -126,3 +126,89 @@ fn every_error_is_a_clear_message_and_a_failing_exit() {
     assert!(!corrupt.status.success());
     assert!(stderr(&corrupt).contains("damaged"), "{}", stderr(&corrupt));
 }
+
+#[test]
+fn output_is_for_people_by_default_and_json_on_request_errors_included() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("store");
+    let missing = refstore(&root, &["--json", "status"]);
+    assert!(!missing.status.success());
+    let error: serde_json::Value = serde_json::from_str(&stdout(&missing)).expect("the error is JSON");
+    assert!(
+        error["error"].as_str().unwrap_or_default().contains("no store at"),
+        "{error}"
+    );
+    assert_eq!(error["exit_status"], 1, "{error}");
+    assert!(
+        error["fix"].as_str().unwrap_or_default().contains("refstore init"),
+        "{error}"
+    );
+    assert!(
+        stderr(&missing).contains("to fix: `refstore init`"),
+        "{}",
+        stderr(&missing)
+    );
+
+    let init = refstore(&root, &["--json", "init"]);
+    let init: serde_json::Value = serde_json::from_str(&stdout(&init)).expect("init is JSON");
+    assert!(init["initialised"].is_string(), "{init}");
+
+    // Several files: each is its own mutation; a failure says what is in
+    // and what was not tried, and exits with the failure's status.
+    let (a, bad, b) = (
+        tmp.path().join("a.md"),
+        tmp.path().join("bad.md"),
+        tmp.path().join("b.md"),
+    );
+    std::fs::write(&a, "Alpha").expect("write");
+    std::fs::write(&bad, [0xff, 0xfe]).expect("write");
+    std::fs::write(&b, "Beta").expect("write");
+    let path = |p: &Path| p.to_str().expect("utf8").to_string();
+    let add = refstore(&root, &["--json", "add", &path(&a), &path(&bad), &path(&b)]);
+    assert_eq!(add.status.code(), Some(1));
+    assert!(
+        stderr(&add).contains("1 of 3 files added") && stderr(&add).contains("not tried"),
+        "{}",
+        stderr(&add)
+    );
+    let answers: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&stdout(&add))
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .expect("every answer is JSON");
+    assert_eq!(answers.len(), 2, "the partial result, then the error: {answers:?}");
+    assert_eq!(answers[0]["done"][0]["name"], "a.md", "{answers:?}");
+    assert_eq!(answers[0]["not_tried"][0], path(&b), "{answers:?}");
+    assert!(
+        answers[1]["error"].as_str().unwrap_or_default().contains("not UTF-8"),
+        "{answers:?}"
+    );
+    let status = refstore(&root, &["status"]);
+    let text = stdout(&status);
+    assert!(
+        text.lines().any(|l| l.starts_with("documents") && l.ends_with(" 1")),
+        "human status: {text}"
+    );
+    assert!(!text.contains('{') && !text.contains("Status"), "no Debug text: {text}");
+
+    // Import says what it left out.
+    let dir = tmp.path().join("import");
+    std::fs::create_dir_all(dir.join("nested")).expect("mkdir");
+    std::fs::write(dir.join("c.md"), "Gamma").expect("write");
+    let import = refstore(&root, &["import", &path(&dir)]);
+    assert!(import.status.success(), "{}", stderr(&import));
+    assert!(
+        stderr(&import).contains("nested: a directory: import does not recurse"),
+        "{}",
+        stderr(&import)
+    );
+
+    // Recovery on a writable open names what it did, file by file.
+    std::fs::write(root.join("journal/m7.json"), "{\"version\":1").expect("a torn journal");
+    let rm = refstore(&root, &["rm", "a.md"]);
+    assert!(rm.status.success(), "{}", stderr(&rm));
+    assert!(
+        stderr(&rm).contains("recovered: malformed journals quarantined") && stderr(&rm).contains("journal/m7.json"),
+        "{}",
+        stderr(&rm)
+    );
+}

@@ -105,9 +105,45 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(code) => code,
         Err(e) => {
+            let code = exit_code(&e);
+            let fix = fix_for(&cli.command, &e);
             eprintln!("refstore: {e}");
-            exit_code(&e)
+            if let Some(fix) = &fix {
+                eprintln!("refstore: to fix: {fix}");
+            }
+            if cli.json {
+                // A script reads one stream: the error is JSON on stdout too.
+                let error = serde_json::json!({
+                    "error": e.to_string(),
+                    "effect": e.effect(),
+                    "exit_status": exit_status(&e),
+                    "fix": fix,
+                });
+                println!("{error}");
+            }
+            code
         }
+    }
+}
+
+/// The command that gets past `error`, when there is one.
+fn fix_for(command: &Command, error: &StoreError) -> Option<String> {
+    match error {
+        StoreError::NotInitialized { .. } => Some("`refstore init`".to_string()),
+        StoreError::RebuildRequired { .. } => {
+            Some("`refstore upgrade` rebuilds the index from the source files under this build's schema".to_string())
+        }
+        StoreError::ForceRequired { .. } => Some("add `--force` (preview with `--dry-run`)".to_string()),
+        StoreError::RecoveryPending { .. }
+        | StoreError::CommittedNotIndexed { .. }
+        | StoreError::RollbackFailed { .. } => {
+            Some("any write command (`refstore upgrade`, say) recovers the unfinished work".to_string())
+        }
+        StoreError::Damaged { .. } | StoreError::Corrupt { .. } if !matches!(command, Command::Rebuild { .. }) => {
+            Some("`refstore rebuild --full` rebuilds the index from the source files".to_string())
+        }
+        StoreError::Locked { .. } => Some("wait for the other writer to exit, or open read-only".to_string()),
+        _ => None,
     }
 }
 
@@ -126,17 +162,21 @@ fn warn_skipped(skipped: &[SkippedSource]) {
 }
 
 /// The exit status of a failure: it tells a script whether the store changed.
-fn exit_code(error: &StoreError) -> ExitCode {
+fn exit_status(error: &StoreError) -> u8 {
     match error.effect() {
         // A vector store that cannot be reached refuses before anything changes.
-        FailureEffect::NothingApplied | FailureEffect::Unavailable => ExitCode::FAILURE,
-        FailureEffect::Unknown => ExitCode::from(3),
-        FailureEffect::RecoveryPending => ExitCode::from(4),
-        FailureEffect::Damaged => ExitCode::from(5),
+        FailureEffect::NothingApplied | FailureEffect::Unavailable => 1,
+        FailureEffect::Unknown => 3,
+        FailureEffect::RecoveryPending => 4,
+        FailureEffect::Damaged => 5,
     }
 }
 
-fn print<T: serde::Serialize + std::fmt::Debug>(json: bool, value: &T) -> Result<(), StoreError> {
+fn exit_code(error: &StoreError) -> ExitCode {
+    ExitCode::from(exit_status(error))
+}
+
+fn print<T: serde::Serialize>(json: bool, value: &T) -> Result<(), StoreError> {
     if json {
         let text = serde_json::to_string_pretty(value).map_err(|e| StoreError::Io {
             context: "writing JSON".to_string(),
@@ -144,9 +184,51 @@ fn print<T: serde::Serialize + std::fmt::Debug>(json: bool, value: &T) -> Result
         })?;
         println!("{text}");
     } else {
-        println!("{value:#?}");
+        let value = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+        print!("{}", human(&value, 0));
     }
     Ok(())
+}
+
+/// A value for people: one aligned `key  value` line per field (keys in
+/// words), lists joined, nested records indented, empty lists as `none`.
+fn human(value: &serde_json::Value, indent: usize) -> String {
+    use serde_json::Value;
+    let pad = " ".repeat(indent);
+    let scalar = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_string(),
+        other => other.to_string(),
+    };
+    let flat = |v: &Value| match v {
+        Value::Array(items) if items.is_empty() => Some("none".to_string()),
+        Value::Array(items) if items.iter().all(|i| !i.is_object() && !i.is_array()) => {
+            Some(items.iter().map(scalar).collect::<Vec<_>>().join(", "))
+        }
+        Value::Object(_) | Value::Array(_) => None,
+        other => Some(scalar(other)),
+    };
+    match value {
+        Value::Object(fields) => {
+            let width = fields.keys().map(|k| k.len()).max().unwrap_or(0);
+            let mut out = String::new();
+            for (key, v) in fields {
+                let key = key.replace('_', " ");
+                match flat(v) {
+                    Some(text) => out.push_str(&format!("{pad}{key:width$}  {text}\n")),
+                    None => out.push_str(&format!("{pad}{key}:\n{}", human(v, indent + 2))),
+                }
+            }
+            out
+        }
+        // Records in a list, a blank line between them.
+        Value::Array(items) => items
+            .iter()
+            .map(|item| flat(item).map_or_else(|| human(item, indent), |text| format!("{pad}{text}\n")))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        other => format!("{pad}{}\n", scalar(other)),
+    }
 }
 
 fn run(cli: &Cli) -> Result<ExitCode, StoreError> {
@@ -157,27 +239,67 @@ fn run(cli: &Cli) -> Result<ExitCode, StoreError> {
     match &cli.command {
         Command::Init => {
             Store::init(Arc::clone(&fs), Arc::clone(&clock), root)?;
-            println!("initialised an empty store at {}", root.display());
+            if cli.json {
+                print(true, &serde_json::json!({"initialised": root}))?;
+            } else {
+                println!("initialised an empty store at {}", root.display());
+            }
         }
         Command::Add { files } => {
             let mut store = open(StoreOptions::default())?;
             report_recovery(&store);
-            for file in files {
-                let name = file_name(file)?;
-                let content = std::fs::read(file).map_err(|source| StoreError::Io {
-                    context: format!("reading {}", file.display()),
-                    source,
-                })?;
-                let outcome = store.add(&name, &content)?;
-                let verb = if outcome.replaced { "replaced" } else { "added" };
-                println!("{verb} {name} (vector {})", outcome.vector_id);
+            let mut done = Vec::new();
+            for (i, file) in files.iter().enumerate() {
+                let added = file_name(file).and_then(|name| {
+                    let content = std::fs::read(file).map_err(|source| StoreError::Io {
+                        context: format!("reading {}", file.display()),
+                        source,
+                    })?;
+                    Ok((store.add(&name, &content)?, name))
+                });
+                match added {
+                    Ok((outcome, name)) => {
+                        let verb = if outcome.replaced { "replaced" } else { "added" };
+                        if !cli.json {
+                            println!("{verb} {name} (vector {})", outcome.vector_id);
+                        }
+                        done.push(serde_json::json!({"name": name, "done": verb, "vector": outcome.vector_id}));
+                    }
+                    Err(e) => {
+                        // Each add is its own mutation: say what is in and what was not tried.
+                        let not_tried: Vec<String> = files[i + 1..].iter().map(|f| f.display().to_string()).collect();
+                        if !not_tried.is_empty() {
+                            eprintln!(
+                                "refstore: {} of {} files added; {} failed; not tried: {}",
+                                done.len(),
+                                files.len(),
+                                file.display(),
+                                not_tried.join(", ")
+                            );
+                        }
+                        if cli.json {
+                            print(
+                                true,
+                                &serde_json::json!({"done": done, "failed": file, "not_tried": not_tried}),
+                            )?;
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            if cli.json {
+                print(true, &serde_json::json!({"done": done}))?;
             }
         }
         Command::Rm { name } => {
             let mut store = open(StoreOptions::default())?;
             report_recovery(&store);
             store.remove(name)?;
-            println!("removed {name}");
+            if cli.json {
+                print(true, &serde_json::json!({"removed": name}))?;
+            } else {
+                println!("removed {name}");
+            }
         }
         Command::Get { name } => {
             let store = open(StoreOptions::read_only())?;
@@ -206,7 +328,11 @@ fn run(cli: &Cli) -> Result<ExitCode, StoreError> {
             warn_skipped(&report.skipped_sources);
             print(cli.json, &report)?;
             if !report.is_clean() {
-                eprintln!("refstore: the store is not consistent (a writable open recovers pending work)");
+                eprintln!(
+                    "refstore: the store is not consistent; to fix: any write command (`refstore upgrade`, say) \
+                     recovers pending work, and `refstore reconcile --mode sync` brings the index in line with \
+                     the source files (`--mode full --force` also drops entries whose file is gone)"
+                );
                 return Ok(ExitCode::FAILURE);
             }
         }
@@ -264,6 +390,7 @@ fn run(cli: &Cli) -> Result<ExitCode, StoreError> {
             let mut store = open(StoreOptions::default())?;
             report_recovery(&store);
             let stats = store.import(dir)?;
+            warn_skipped_import(&stats.skipped);
             print(cli.json, &stats)?;
         }
         Command::Upgrade => {
@@ -294,9 +421,63 @@ fn report_recovery(store: &Store) {
     if let Some(error) = &open.cleanup_error {
         eprintln!("refstore: warning: removing old generations failed ({error}); the next write command retries");
     }
-    let report = &open.recovery;
-    if !report.is_empty() {
-        eprintln!("refstore: recovered interrupted work: {report:?}");
+    for line in recovery_lines(open) {
+        eprintln!("refstore: recovered: {line}");
+    }
+}
+
+/// What a writable open's recovery did, one line each, naming the files.
+fn recovery_lines(open: &tearline_refstore::OpenReport) -> Vec<String> {
+    let dual = &open.recovery;
+    let journals = &open.journals;
+    let mut lines = Vec::new();
+    let mut say = |what: &str, items: Vec<String>| {
+        if !items.is_empty() {
+            lines.push(format!("{what}: {}", items.join(", ")));
+        }
+    };
+    let journal = |id: &String| format!("journal/{id}.json");
+    say(
+        "interrupted mutations rolled back (their files restored)",
+        journals.rolled_back.iter().map(journal).collect(),
+    );
+    say(
+        "committed mutations finished (indexed)",
+        journals.completed.iter().map(journal).collect(),
+    );
+    say(
+        "rolled-back mutations cleaned up",
+        journals.cleaned_up.iter().map(journal).collect(),
+    );
+    say(
+        "malformed journals quarantined",
+        journals.quarantined.iter().map(ToString::to_string).collect(),
+    );
+    say("documents reindexed to match their files", journals.reindexed.clone());
+    say("leftovers removed", journals.leftovers_removed.clone());
+    say("interrupted adds and removals completed", dual.completed.clone());
+    say("interrupted adds and removals undone", dual.undone.clone());
+    say(
+        "orphan vectors removed",
+        dual.orphan_vectors_removed.iter().map(ToString::to_string).collect(),
+    );
+    say(
+        "vectors deleted for dropped documents",
+        dual.dropped_vectors.iter().map(ToString::to_string).collect(),
+    );
+    say("missing vectors recomputed", dual.vectors_restored.clone());
+    say("temporary files removed", dual.temp_files_removed.clone());
+    lines
+}
+
+/// Names, on stderr, what an import left out of the directory.
+fn warn_skipped_import(skipped: &[SkippedSource]) {
+    if skipped.is_empty() {
+        return;
+    }
+    eprintln!("refstore: warning: {} entries were not imported:", skipped.len());
+    for entry in skipped {
+        eprintln!("  {}: {}", entry.name, entry.reason);
     }
 }
 

@@ -17,7 +17,7 @@ use super::{Change, QUARANTINE_DIR, link_refused};
 use crate::dual_write::{AddOutcome, check_text};
 use crate::error::{Context, Named, Result, StoreError};
 use crate::layout::DocName;
-use crate::store::Store;
+use crate::store::{SkippedSource, Store};
 
 /// What an import did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -30,6 +30,9 @@ pub struct ImportStats {
     pub replaced: usize,
     /// Bytes imported.
     pub bytes: u64,
+    /// Entries of the directory that are not files, left out (import does
+    /// not recurse into subdirectories).
+    pub skipped: Vec<SkippedSource>,
 }
 
 impl Store {
@@ -96,7 +99,18 @@ impl Store {
         }
         let entries = self.fs.read_dir(dir).context(|| format!("listing {}", dir.display()))?;
         let mut changes = Vec::new();
-        for entry in entries.into_iter().filter(|e| e.kind == FileKind::File) {
+        let mut skipped = Vec::new();
+        for entry in entries {
+            if entry.kind != FileKind::File {
+                skipped.push(SkippedSource {
+                    reason: match entry.kind {
+                        FileKind::Dir => "a directory: import does not recurse".to_string(),
+                        _ => "not a regular file".to_string(),
+                    },
+                    name: entry.name,
+                });
+                continue;
+            }
             let path = dir.join(&entry.name);
             let name = DocName::new(&entry.name).map_err(|e| refuse(&path, e.to_string()))?;
             let content = self
@@ -117,6 +131,7 @@ impl Store {
                 .iter()
                 .map(|c| c.content.as_ref().map_or(0, |b| b.len() as u64))
                 .sum(),
+            skipped,
             ..ImportStats::default()
         };
         if changes.is_empty() {

@@ -174,10 +174,12 @@ fn hurt(sim: &SimFs, files: &[PathBuf], hurt: &Hurt, journaled: &mut BTreeSet<St
             sim.sync_dir_named(path.parent().expect("a parent")).expect("sync");
         }
         Hurt::Unreadable { file, offset } => {
+            // A file an earlier hurt removed has no sector to lose.
             let path = pick(file);
-            let len = sim.read_file(path).map(|b| b.len()).unwrap_or(0) as u64;
-            sim.damage_sector(path, u64::from(*offset) % len.max(1))
-                .expect("damaging a sector");
+            if let Ok(bytes) = sim.read_file(path) {
+                let at = u64::from(*offset) % (bytes.len() as u64).max(1);
+                sim.damage_sector(path, at).expect("damaging a sector");
+            }
         }
         Hurt::RawJournal { id, bytes } => {
             let path = journal(*id % 4);
