@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -332,6 +332,10 @@ struct RunArgs {
     /// the same verdicts; for measuring what deduplication saves.
     #[arg(long)]
     every_state: bool,
+    /// Off a terminal (a CI log), how often, in seconds, a scenario still
+    /// running prints how far it is (0: at every step of progress).
+    #[arg(long, default_value_t = 10)]
+    heartbeat: u64,
     /// Violations to print per failing scenario.
     #[arg(long, default_value_t = 5)]
     show: usize,
@@ -698,12 +702,28 @@ fn run(args: RunArgs) -> u8 {
         );
         bar.set_message(entry.name().to_string());
         let scenario_start = Instant::now();
+        // Off a terminal, a heartbeat at most every --heartbeat seconds.
+        let heartbeat = Duration::from_secs(args.heartbeat);
+        let last_beat = std::sync::Mutex::new(scenario_start);
         let result = run::run_entry(entry, factory.as_ref(), &options, &|done, total| {
             if terminal && bar.is_hidden() {
                 bar.set_draw_target(ProgressDrawTarget::stderr());
             }
             bar.set_length(total);
             bar.set_position(done);
+            if !terminal && done < total {
+                let mut last = last_beat.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if last.elapsed() >= heartbeat {
+                    *last = Instant::now();
+                    eprintln!(
+                        "[{}/{}] {}: {done}/{total} cases, {:.0} s so far",
+                        n + 1,
+                        chosen.len(),
+                        entry.name(),
+                        scenario_start.elapsed().as_secs_f64()
+                    );
+                }
+            }
         });
         bar.finish_and_clear();
         if !terminal && let Ok(result) = &result {

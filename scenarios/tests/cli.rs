@@ -164,6 +164,16 @@ fn off_a_terminal_run_prints_a_line_per_scenario_as_it_ends() {
         .find(|l| l.starts_with("[1/1] reconcile-audit: "))
         .unwrap_or_else(|| panic!("no progress line: {errors}"));
     assert!(line.ends_with(": pass") && line.contains(" states, "), "{line}");
+    // A heartbeat as often as asked: a line before the scenario's end.
+    let output = tearline(&["run", "reconcile-audit", "--jobs", "1", "--heartbeat", "0"]);
+    let errors = String::from_utf8_lossy(&output.stderr).into_owned();
+    let beats: Vec<&str> = errors.lines().filter(|l| l.contains(" cases, ")).collect();
+    assert!(
+        beats
+            .first()
+            .is_some_and(|l| l.starts_with("[1/1] reconcile-audit: ") && l.ends_with(" s so far")),
+        "{errors}"
+    );
 }
 
 /// The faults of a syscall, none at rest: the tiny store keeps one copy of
