@@ -14,6 +14,7 @@
 //! - [`case`]: a case and its repro line (the one grammar).
 //! - [`replay`]: replaying a case from its line, and the trace printer.
 //! - [`report`]: the JSON and JUnit reports.
+//! - [`map`]: the crash map, one self-contained HTML page per run.
 //! - [`run`]: running catalogue entries, split, merged, shrunk and judged.
 //! - [`stores`]: the stores the `tearline` binary knows by name (today a
 //!   tiny file-per-document store and a deliberately broken copy).
@@ -23,6 +24,7 @@ pub mod catalogue;
 pub mod certify;
 pub mod engine;
 pub mod fuzz;
+pub mod map;
 pub mod replay;
 pub mod report;
 pub mod run;

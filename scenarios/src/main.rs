@@ -14,7 +14,7 @@ use tearline::catalogue::{self, Entry};
 use tearline::engine::{self, EngineOptions, Part, WorkerCommand};
 use tearline::report::{InvariantStatus, REPORT_SCHEMA_VERSION, RunReport};
 use tearline::run::{self, RunOptions};
-use tearline::{certify, replay, stores};
+use tearline::{certify, map, replay, stores};
 use tearline_model::{Invariant, StoreFactory};
 use tearline_sim_fs::Fault;
 
@@ -321,6 +321,10 @@ struct RunArgs {
     /// Write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Write the crash map here: one self-contained HTML page drawing each
+    /// scenario's matrix, every cell clickable for its cases.
+    #[arg(long)]
+    html: Option<PathBuf>,
     /// Write the JUnit XML report here.
     #[arg(long)]
     junit: Option<PathBuf>,
@@ -352,7 +356,8 @@ struct CertifyArgs {
     /// Only these scenarios (repeatable; default: every applicable one).
     #[arg(long = "scenario")]
     scenarios: Vec<String>,
-    /// Write the certificate here; `.md` for Markdown, `.json` for JSON (repeatable).
+    /// Write the certificate here: `.md` for Markdown, `.json` for JSON, `.html`
+    /// for the crash map of every scenario (repeatable).
     #[arg(long = "report")]
     reports: Vec<PathBuf>,
     /// Instead of certifying, replay this repro line from a certificate.
@@ -378,8 +383,12 @@ struct CertifyArgs {
 
 fn certify_command(args: CertifyArgs) -> u8 {
     for path in &args.reports {
-        if !matches!(path.extension().and_then(|e| e.to_str()), Some("md" | "json")) {
-            eprintln!("error: --report {} must end in .md or .json", path.display());
+        if !matches!(path.extension().and_then(|e| e.to_str()), Some("md" | "json" | "html")) {
+            eprintln!("error: --report {} must end in .md, .json or .html", path.display());
+            return EXIT_HARNESS_ERROR;
+        }
+        if let Err(why) = writable_destination(path) {
+            eprintln!("error: cannot write a report to {}: {why}", path.display());
             return EXIT_HARNESS_ERROR;
         }
     }
@@ -528,22 +537,31 @@ fn run_certification(factory: &dyn StoreFactory, options: &certify::CertifyOptio
     // cases instead of the bar.
     let lines = !std::io::IsTerminal::is_terminal(&std::io::stderr());
     let printed: std::sync::Mutex<(String, u64)> = std::sync::Mutex::new((String::new(), 0));
-    let result = certify::certify_with_progress(factory, options, &|scenario, done, total| {
-        bar.set_message(scenario.to_string());
-        bar.set_length(total);
-        bar.set_position(done);
-        if lines && total > 0 {
-            let tenth = done * 10 / total;
-            let mut last = printed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if last.0 != scenario || tenth > last.1 {
-                *last = (scenario.to_string(), tenth);
-                eprintln!(
-                    "{scenario}: {done}/{total} of its matrix ({:.0} s)",
-                    started.elapsed().as_secs_f64()
-                );
+    let is_html = |path: &PathBuf| path.extension().and_then(|e| e.to_str()) == Some("html");
+    let mut maps = Vec::new();
+    let wants_maps = reports.iter().any(is_html);
+    let draw = if wants_maps { Some(&mut maps) } else { None };
+    let result = certify::certify_with_progress(
+        factory,
+        options,
+        &|scenario, done, total| {
+            bar.set_message(scenario.to_string());
+            bar.set_length(total);
+            bar.set_position(done);
+            if lines && total > 0 {
+                let tenth = done * 10 / total;
+                let mut last = printed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if last.0 != scenario || tenth > last.1 {
+                    *last = (scenario.to_string(), tenth);
+                    eprintln!(
+                        "{scenario}: {done}/{total} of its matrix ({:.0} s)",
+                        started.elapsed().as_secs_f64()
+                    );
+                }
             }
-        }
-    });
+        },
+        draw,
+    );
     bar.finish_and_clear();
     let certificate = match result {
         Ok(c) => c,
@@ -555,10 +573,21 @@ fn run_certification(factory: &dyn StoreFactory, options: &certify::CertifyOptio
     println!("{}", certificate.to_markdown());
     println!("wall time {:.1} s", started.elapsed().as_secs_f64());
     for path in reports {
-        let text = if path.extension().and_then(|e| e.to_str()) == Some("json") {
-            certificate.to_json()
-        } else {
-            certificate.to_markdown()
+        let text = match path.extension().and_then(|e| e.to_str()) {
+            Some("json") => certificate.to_json(),
+            Some("html") => map::render(
+                &map::MapSummary {
+                    title: format!("tearline certify ({})", certificate.coverage),
+                    store: certificate.store.clone(),
+                    seed: certificate.seed,
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                    states: certificate.scenarios.iter().map(|s| s.states_checked).sum(),
+                    failures: certificate.scenarios.iter().map(|s| s.violations).sum(),
+                    seconds: started.elapsed().as_secs_f64(),
+                },
+                &maps,
+            ),
+            _ => certificate.to_markdown(),
         };
         if let Err(e) = std::fs::write(path, text) {
             eprintln!("error: writing {}: {e}", path.display());
@@ -605,7 +634,7 @@ fn run(args: RunArgs) -> u8 {
         eprintln!("error: --shard takes i/n with i < n, got {:?}", args.shard);
         return EXIT_HARNESS_ERROR;
     };
-    for path in args.json.iter().chain(&args.junit) {
+    for path in args.json.iter().chain(&args.junit).chain(&args.html) {
         if let Err(why) = writable_destination(path) {
             eprintln!("error: cannot write a report to {}: {why}", path.display());
             return EXIT_HARNESS_ERROR;
@@ -689,6 +718,7 @@ fn run(args: RunArgs) -> u8 {
         scenarios: Vec::new(),
     };
     let mut seconds = Vec::new();
+    let mut maps = Vec::new();
     // On a terminal, a bar per scenario; off one (a CI log), a line as each
     // scenario ends.
     let terminal = std::io::stderr().is_terminal();
@@ -746,6 +776,22 @@ fn run(args: RunArgs) -> u8 {
             }
         };
         seconds.push(scenario_start.elapsed().as_secs_f64());
+        if args.html.is_some() && result.not_applicable.is_none() {
+            let subject = entry.subject(factory.as_ref());
+            match map::scenario_map(
+                subject.as_ref(),
+                &options.engine,
+                result.passed,
+                &result.verdict,
+                &result.failures,
+            ) {
+                Ok(map) => maps.push(map),
+                Err(e) => {
+                    eprintln!("error: {}: drawing its crash map failed: {e}", entry.name());
+                    return EXIT_HARNESS_ERROR;
+                }
+            }
+        }
         if !result.passed {
             eprintln!("FAIL {}: {}", result.scenario, result.verdict);
             for invariant in result
@@ -778,6 +824,22 @@ fn run(args: RunArgs) -> u8 {
     {
         eprintln!("error: writing {}: {e}", path.display());
         return EXIT_HARNESS_ERROR;
+    }
+    if let Some(path) = &args.html {
+        let summary = map::MapSummary {
+            title: "tearline run".to_string(),
+            store: report.store.clone(),
+            seed: report.seed,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            states: report.scenarios.iter().map(|s| s.states_checked).sum(),
+            failures: report.scenarios.iter().map(|s| s.failures.len() as u64).sum(),
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        if let Err(e) = std::fs::write(path, map::render(&summary, &maps)) {
+            eprintln!("error: writing {}: {e}", path.display());
+            return EXIT_HARNESS_ERROR;
+        }
+        println!("crash map written to {}", path.display());
     }
     if report.passed() { EXIT_PASS } else { EXIT_VIOLATION }
 }

@@ -305,3 +305,48 @@ fn certify_plan_gives_the_figures_the_run_finds_without_running_it() {
     assert_eq!(scenario["workload_syscalls"], syscalls, "{text}");
     assert_eq!(scenario["crash_points"], crash_points, "{text}");
 }
+
+#[test]
+fn run_and_certify_write_the_crash_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_map = dir.path().join("run.html");
+    let output = tearline(&[
+        "run",
+        "add-interrupted",
+        "--store",
+        "file-per-doc-nosync",
+        "--faults",
+        "power-cut",
+        "--html",
+        run_map.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let cert_map = dir.path().join("cert.html");
+    let output = tearline(&[
+        "certify",
+        "--store",
+        "file-per-doc-nosync",
+        "--scenario",
+        "add-interrupted",
+        "--report",
+        cert_map.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    for page in [run_map, cert_map] {
+        let html = std::fs::read_to_string(&page).expect("the map is written");
+        assert!(html.starts_with("<!DOCTYPE html>"), "{}", page.display());
+        let data = html
+            .split(r#"<script type="application/json" id="data">"#)
+            .nth(1)
+            .and_then(|rest| rest.split("</script>").next())
+            .expect("its data");
+        let data: serde_json::Value = serde_json::from_str(data).expect("JSON data");
+        let map = &data["maps"][0];
+        assert_eq!(map["name"], "add-interrupted", "{}", page.display());
+        assert!(
+            map["failing"].as_array().is_some_and(|cells| !cells.is_empty()),
+            "the store without fsync fails on its map: {}",
+            page.display()
+        );
+    }
+}

@@ -95,7 +95,7 @@ impl Default for CertifyOptions {
 
 /// Certifies a store: [`certify_with_progress`] without progress reports.
 pub fn certify(factory: &dyn StoreFactory, options: &CertifyOptions) -> Result<Certificate, HarnessError> {
-    certify_with_progress(factory, options, &|_, _, _| {})
+    certify_with_progress(factory, options, &|_, _, _| {}, None)
 }
 
 /// Certifies a store, calling `progress(scenario, cases done, cases)` as
@@ -103,11 +103,13 @@ pub fn certify(factory: &dyn StoreFactory, options: &CertifyOptions) -> Result<C
 /// scenario); a store that breaks an invariant gets a failing certificate,
 /// and so does one whose fault-free run of a scenario cannot finish (it
 /// hangs, or its setup fails): that scenario breaks clean-error, with the
-/// harness's error as evidence, and the others run.
+/// harness's error as evidence, and the others run. With `maps`, each
+/// scenario that ran gets its crash map ([`crate::map`]) drawn there.
 pub fn certify_with_progress(
     factory: &dyn StoreFactory,
     options: &CertifyOptions,
     progress: &(dyn Fn(&str, u64, u64) + Sync),
+    mut maps: Option<&mut Vec<crate::map::ScenarioMap>>,
 ) -> Result<Certificate, HarnessError> {
     let (entries, engine) = chosen(factory, options)?;
     let run_options = RunOptions {
@@ -140,6 +142,16 @@ pub fn certify_with_progress(
             if engine::workload_trace_hash(&subject, options.seed)? != first {
                 differed.push(name);
             }
+        }
+        if let Some(maps) = maps.as_deref_mut() {
+            let subject = entry.subject(factory);
+            maps.push(crate::map::scenario_map(
+                subject.as_ref(),
+                &run_options.engine,
+                result.passed,
+                &result.verdict,
+                &result.failures,
+            )?);
         }
         results.push(result);
     }
