@@ -274,7 +274,29 @@ fn first_sentence(text: &str) -> &str {
 fn explain(name: &str) -> u8 {
     match Invariant::parse(name) {
         Some(invariant) => {
-            println!("{invariant}\n\n{}", invariant.explanation());
+            println!("{invariant}\n\n{}\n", invariant.explanation());
+            println!(
+                "What a violation usually means, and the usual fix:\n{}\n",
+                invariant.usually()
+            );
+            println!("An example of its evidence:\n  {}\n", invariant.example());
+            if let Some(needs) = invariant.needs() {
+                println!("Only for stores that have: {needs}\n");
+            }
+            let Some(factory) = stores::by_name(stores::DEFAULT) else {
+                return EXIT_PASS;
+            };
+            let checking: Vec<String> = catalogue::entries(factory.as_ref(), DEFAULT_SCALE)
+                .iter()
+                .filter(|entry| run::applicable(entry, factory.as_ref(), invariant))
+                .map(|entry| entry.name().to_string())
+                .collect();
+            println!(
+                "Checked after every fault by {} scenarios (for {}): {}",
+                checking.len(),
+                factory.name(),
+                checking.join(", ")
+            );
             EXIT_PASS
         }
         None => {

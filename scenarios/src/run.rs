@@ -59,7 +59,7 @@ fn has_op(scenario: &StoreScenario, wanted: impl Fn(&Operation) -> bool) -> bool
 }
 
 /// Whether an invariant is exercised by this entry for this store.
-fn applicable(entry: &Entry, factory: &dyn StoreFactory, invariant: Invariant) -> bool {
+pub fn applicable(entry: &Entry, factory: &dyn StoreFactory, invariant: Invariant) -> bool {
     match entry {
         Entry::Sqlite(_) => matches!(
             invariant,

@@ -52,6 +52,20 @@ fn explain_an_invariant() {
     assert_eq!(output.status.code(), Some(0));
     assert!(stdout(&output).contains("Every operation that returned Ok"));
     assert_eq!(tearline(&["explain", "no-such-thing"]).status.code(), Some(2));
+    // The definition, what a violation usually means and its fix, an
+    // example of evidence, and the scenarios that check it.
+    let text = stdout(&tearline(&["explain", "stays-serviceable"]));
+    for part in [
+        "What a violation usually means",
+        "An example of its evidence",
+        "Checked after every fault by 3 scenarios",
+    ] {
+        assert!(text.contains(part), "{part:?} missing: {text}");
+    }
+    assert!(
+        text.contains("device-stays-full") && !text.contains("reconcile-audit"),
+        "{text}"
+    );
 }
 
 /// Arguments that cannot be right are refused with exit 2 and a reason,

@@ -17,6 +17,8 @@ pub(crate) const SPEC: InvariantSpec = InvariantSpec {
     explanation: "The operation in flight at the fault (or that failed) left every document it touches \
                   entirely as before or entirely as after; an atomic operation (add, remove, import, \
                   full rebuild) left all of them before or all after.",
+    usually: "An operation's steps were made durable one by one with no record of the whole: a crash between them leaves half an import, or a document whose index row is new and whose file is old. Usually fixed with a journal (or intent record) written durably before the first change, and a recovery that rolls the whole operation back or forward from it.",
+    example: "import 4 documents: after recovery a.md, b.md are as after and c.md, d.md as before (half applied)",
     needs: None,
     applies_to: |_| true,
 };

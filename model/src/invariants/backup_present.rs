@@ -10,6 +10,8 @@ pub(crate) const SPEC: InvariantSpec = InvariantSpec {
     name: "backup-present",
     explanation: "After an acknowledged full rebuild, the previous generation is kept as a backup. Needs \
                   full rebuilds.",
+    usually: "A full rebuild removed or overwrote the previous generation before the new one was durable and live, so a crash left no complete index to fall back to. Usually fixed by building beside the live generation and removing the old one only after the switch is durable.",
+    example: "after an acknowledged full rebuild no backup generation is left: generations/ holds gen-000002 only",
     needs: Some("full rebuilds (capability `full_rebuild`)"),
     applies_to: |caps| caps.full_rebuild,
 };

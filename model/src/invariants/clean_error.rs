@@ -15,6 +15,8 @@ pub(crate) const SPEC: InvariantSpec = InvariantSpec {
     name: "clean-error",
     explanation: "Every store call, on bad input or under an injected fault, returns (Ok or an error): it \
                   never panics, and never makes more syscalls than the harness's budget (a hang).",
+    usually: "A fault reached the caller as a panic, a hang or an error that does not say what happened (or a corrupt file made the store crash). Usually fixed by treating every syscall result and every byte read back as untrusted: return a typed error that names the file and what is wrong with it.",
+    example: "the store panicked on open: called `Result::unwrap()` on an `Err` value: Os { code: 5, kind: Uncategorized }",
     needs: None,
     applies_to: |_| true,
 };

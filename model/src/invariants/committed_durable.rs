@@ -17,6 +17,8 @@ pub(crate) const SPEC: InvariantSpec = InvariantSpec {
                   documents are in the index and the source files with the content it gave them. \
                   Checked against the model's acknowledged state; an operation still in flight is \
                   exempt (that is atomic-op).",
+    usually: "An operation was acknowledged before its data was durable: a missing fsync of the file, or of the directory that holds its new name, or a failed fsync that was retried and believed. Usually fixed by fsyncing file then directory before returning Ok, and treating a failed fsync as a failed operation.",
+    example: "index d0.md: acknowledged content 9b78224e, found absent (add d0.md returned Ok before the power cut)",
     needs: None,
     applies_to: |_| true,
 };

@@ -17,6 +17,8 @@ pub(crate) const SPEC: InvariantSpec = InvariantSpec {
     explanation: "After any fault and a writable reopen, the store opens, and its index passes its own \
                   integrity check (SQLite's integrity_check for SQLite stores). Checked after every \
                   injected fault.",
+    usually: "After recovery the store has no complete, sound index: a file replaced in place, a pointer switched before its target was durable, or a torn page nothing detects. Usually fixed with write-new-then-rename, a durable directory before the switch, and checksums or an integrity check at open.",
+    example: "the database does not open: file is not a database (after a power cut at syscall 1432, fsync of index.db)",
     needs: None,
     applies_to: |_| true,
 };

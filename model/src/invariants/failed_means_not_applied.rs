@@ -23,6 +23,8 @@ pub(crate) const SPEC: InvariantSpec = InvariantSpec {
                   roll an operation forward must say its outcome is unknown (or succeed), not that it \
                   failed. Checked on every observation after such a failure; the workload goes on \
                   after it.",
+    usually: "The store said an operation failed and changed nothing, but a later recovery applied it: the commit point came before the error was decided. Usually fixed by reporting the failure's real effect (\"committed, indexing pending\") or by rolling back before reporting.",
+    example: "`import 4 documents` failed with \"disk is full; nothing was changed\", and a later `rm` applied the whole import",
     needs: Some("failures that say nothing was applied (definite_failures)"),
     applies_to: |caps| caps.definite_failures,
 };

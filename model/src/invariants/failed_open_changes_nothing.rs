@@ -24,6 +24,8 @@ pub(crate) const SPEC: InvariantSpec = InvariantSpec {
                   source file and no index file of any generation (the live one or a backup) that existed \
                   when it began is unlinked, renamed away or over, or truncated before it gives up. Read \
                   off the trace of the open's process.",
+    usually: "A writable open that failed had already destroyed something (a backup, a generation) while cleaning up before checking what is live. Usually fixed by checking everything first and removing last, so a failure at any point has removed nothing.",
+    example: "a writable open that failed had first destroyed /store/generations/gen-000001/index.db",
     needs: None,
     applies_to: |_| true,
 };

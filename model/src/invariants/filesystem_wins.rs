@@ -9,6 +9,8 @@ pub(crate) const SPEC: InvariantSpec = InvariantSpec {
     name: "filesystem-wins",
     explanation: "After an acknowledged full reconcile (with force) or rebuild, the index serves exactly \
                   the source files. Needs source files.",
+    usually: "The index disagrees with the source files after a full sync: a file added, changed or removed behind the store's back was missed, or one the store could not read failed the whole sync. Usually fixed by reconciling from a fresh listing, skipping (and naming) what is not a document, and treating a file that vanished as removed.",
+    example: "the index and the source files differ on: notes.md (indexed 1f2e3d4c, on disk 9a8b7c6d)",
     needs: Some("source files and a full reconcile or rebuild (`source_files` and `reconcile` or `full_rebuild`)"),
     applies_to: |caps| caps.source_files && (caps.reconcile || caps.full_rebuild),
 };

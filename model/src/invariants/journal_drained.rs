@@ -9,6 +9,8 @@ pub(crate) const SPEC: InvariantSpec = InvariantSpec {
     name: "journal-drained",
     explanation: "A writable open finishes or rolls back every interrupted operation before returning: no \
                   intent or journal is left pending.",
+    usually: "A journal of an interrupted operation was left behind after recovery, or a malformed one wedged every open. Usually fixed by draining journals on every writable open, and quarantining (not obeying, not failing on) one that does not parse.",
+    example: "after recovery journal/m00000001.json is still on disk in state active",
     needs: None,
     applies_to: |_| true,
 };

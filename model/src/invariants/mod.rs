@@ -78,6 +78,11 @@ pub(crate) struct InvariantSpec {
     pub name: &'static str,
     /// What it means and how it is checked, for `tearline explain`.
     pub explanation: &'static str,
+    /// What a violation usually means in a store, and how such bugs are
+    /// usually fixed.
+    pub usually: &'static str,
+    /// An example of its evidence.
+    pub example: &'static str,
     /// The capability it needs, in words (`None`: every store).
     pub needs: Option<&'static str>,
     /// Whether a store with these capabilities can be held to it.
@@ -200,6 +205,17 @@ impl Invariant {
     /// What it means and how it is checked, for `tearline explain`.
     pub fn explanation(&self) -> &'static str {
         self.spec().explanation
+    }
+
+    /// What a violation usually means in a store, and how such bugs are
+    /// usually fixed, for `tearline explain`.
+    pub fn usually(&self) -> &'static str {
+        self.spec().usually
+    }
+
+    /// An example of its evidence, for `tearline explain`.
+    pub fn example(&self) -> &'static str {
+        self.spec().example
     }
 
     /// The capability it needs, in words (`None`: every store), for reports

@@ -13,6 +13,8 @@ pub(crate) const SPEC: InvariantSpec = InvariantSpec {
     name: "no-destructive-without-force",
     explanation: "A destructive operation (reconcile clean or full) without force fails and changes \
                   nothing. Needs reconcile.",
+    usually: "A destructive mode (clean, full reconcile) ran without the explicit force the API promises. Usually fixed by checking the flag before any listing or deletion, and refusing with an error that names it.",
+    example: "`reconcile clean` without force returned Ok and deleted 2 index entries",
     needs: Some("reconcile (capability `reconcile`)"),
     applies_to: |caps| caps.reconcile,
 };

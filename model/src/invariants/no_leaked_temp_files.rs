@@ -10,6 +10,8 @@ pub(crate) const SPEC: InvariantSpec = InvariantSpec {
     name: "no-leaked-temp-files",
     explanation: "After a writable open, no temporary, staging or snapshot file of an interrupted \
                   operation is left under the store's root.",
+    usually: "Temporary files of an interrupted write outlive recovery and accumulate. Usually fixed by naming temporaries recognisably and removing them during recovery, under the lock.",
+    example: "after recovery source/.a.md.journal.tmp is still on disk",
     needs: None,
     applies_to: |_| true,
 };

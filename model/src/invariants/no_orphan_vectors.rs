@@ -9,6 +9,8 @@ pub(crate) const SPEC: InvariantSpec = InvariantSpec {
     name: "no-orphan-vectors",
     explanation: "After recovery, no vector is stored that no index entry refers to, and no index entry \
                   refers to a missing vector. Needs a vector store.",
+    usually: "A vector store and an index written without a shared transaction: a crash between the two writes leaves a vector no document names (or a document whose vector is missing). Usually fixed with a durable intent before the first write and a recovery that completes or undoes it, plus a sweep of unclaimed ids.",
+    example: "vector 17 is in the vector store but no index entry names it (orphan)",
     needs: Some("a vector store (capability `vectors`)"),
     applies_to: |caps| caps.vectors,
 };

@@ -21,6 +21,8 @@ pub(crate) const SPEC: InvariantSpec = InvariantSpec {
                   (what it serves matches the model and the source files, and every stored vector is the \
                   embedding of its document's content, compared value by value) or a clear error of kind \
                   `damaged` that names the damaged file. Never a wrong answer, never a panic.",
+    usually: "The store served data that changed at rest (a flipped bit, a misdirected write) without noticing: it trusts the bytes it reads. Usually fixed with checksums on every record or page, checked on read, and a repair from the source files.",
+    example: "served vectors that are not the embedding of their document's content: d1.md",
     needs: None,
     applies_to: |_| true,
 };

@@ -29,6 +29,8 @@ pub(crate) const SPEC: InvariantSpec = InvariantSpec {
     explanation: "No process deletes, renames over, truncates (O_TRUNC, or set_len shorter) or writes over \
                   one of the store's index files unless it holds the store's exclusive lock at that \
                   syscall. Read off the syscall trace. Needs an exclusive lock.",
+    usually: "A process that does not hold the write lock deleted, renamed over or truncated the index (a read-only open \"fixing\" a schema, a second writer let in by a lock file that was removed). Usually fixed by making only the lock holder able to wipe, and a lock the filesystem cannot take away.",
+    example: "process 2 unlinked /store/index.db without holding the lock (after process 1 removed the lock file /store/store.lock)",
     needs: Some("an exclusive lock (capability `exclusive_lock`)"),
     applies_to: |caps| caps.exclusive_lock,
 };

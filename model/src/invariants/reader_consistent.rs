@@ -25,6 +25,8 @@ pub(crate) const SPEC: InvariantSpec = InvariantSpec {
                   shows a state the model allows at that moment: every acknowledged operation, the one \
                   in flight all or nothing. Or it fails saying recovery is pending; never a partial \
                   operation, never another error, never a change on disk.",
+    usually: "A read-only open saw half an operation: the writer's changes became visible one by one, or a reader served the state a crash left before recovery. Usually fixed by making changes visible atomically (rename, a generation switch) and having readers refuse while recovery is pending.",
+    example: "a reader while `import 4 documents` ran, before syscall 509, saw 2 of its 4 documents applied in the source",
     needs: Some("concurrent read-only opens (concurrent_readers)"),
     applies_to: |caps| caps.concurrent_readers,
 };

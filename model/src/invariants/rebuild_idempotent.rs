@@ -9,6 +9,8 @@ pub(crate) const SPEC: InvariantSpec = InvariantSpec {
     name: "rebuild-idempotent",
     explanation: "A full rebuild run twice in a row gives the same logical content as running it once. \
                   Checked after a scenario's fault-free rebuild.",
+    usually: "A second full rebuild from the same sources gave a different index: the rebuild depends on state other than the sources (order, leftovers, the previous index). Usually fixed by deriving everything from a sorted listing of the sources.",
+    example: "a second full rebuild changed the index: b.md summary differs",
     needs: Some("full rebuilds (capability `full_rebuild`)"),
     applies_to: |caps| caps.full_rebuild,
 };

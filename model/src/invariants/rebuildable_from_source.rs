@@ -24,6 +24,8 @@ pub(crate) const SPEC: InvariantSpec = InvariantSpec {
                   that does not exist), a writable open under the lock restores a complete, verified store \
                   with every source document, unchanged, and without the operator editing files. Needs a \
                   store that names its derived files.",
+    usually: "A damaged derived file (index, vectors, pointer, journal) wedged the store although its sources are the truth: the repair path needed the damaged file to open first. Usually fixed by checking derived files before use and rebuilding them from the sources when damaged.",
+    example: "after 16 bytes of garbage in the middle of /store/generations/gen-000002/index.db, the writable open failed: file is not a database",
     needs: Some("derived files the harness can damage (capability `derived_files`)"),
     applies_to: |caps| caps.derived_files && caps.source_files,
 };

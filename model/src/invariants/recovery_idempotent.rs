@@ -17,6 +17,8 @@ pub(crate) const SPEC: InvariantSpec = InvariantSpec {
                   writable again shows the same state: the same documents and sources, the same vectors, \
                   nothing newly pending or left behind, the same backups and schema. Checked after every \
                   recovery that kept the other invariants.",
+    usually: "Running recovery twice changed the store the second time: the first recovery left work half done, or a repair cut too much. Usually fixed by making every recovery step check its own precondition and by syncing what it writes.",
+    example: "a second writable open changed the store: vector 3 lost its last byte (dropped 1 byte)",
     needs: None,
     applies_to: |_| true,
 };

@@ -9,6 +9,8 @@ pub(crate) const SPEC: InvariantSpec = InvariantSpec {
     name: "schema-never-mis-stamped",
     explanation: "The schema version on disk is this build's, and the stored schema is really that \
                   version's (no version stamped without its migration). Needs a versioned schema.",
+    usually: "An index claims a schema version its tables do not have: the version was stamped before (or without) the migration it names. Usually fixed by running a migration and its stamp in one transaction.",
+    example: "the index says schema version 3 but its files table lacks column content_hash",
     needs: Some("a versioned schema (capability `schema_version`)"),
     applies_to: |caps| caps.schema_version,
 };

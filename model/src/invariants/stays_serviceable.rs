@@ -27,6 +27,8 @@ pub(crate) const SPEC: InvariantSpec = InvariantSpec {
                   open adds one; the store then shows what the model says. Checked in the scenarios whose \
                   device stays full or whose vector store stays down, after every recovery that kept the \
                   other invariants.",
+    usually: "A fault whose cause persists (a full disk, a vector store that is down) wedged the store: every writable open fails, even the removal that would free space. Usually fixed with a reserve of space recovery can release, and an open that serves what it can and refuses writes with a clear reason.",
+    example: "while the device is full, `remove a.md` failed: no space left on device (the only command that frees space)",
     needs: Some("removing documents (remove)"),
     applies_to: |caps| caps.remove,
 };
