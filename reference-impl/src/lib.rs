@@ -63,7 +63,7 @@ pub use error::{FailureEffect, StoreError};
 #[cfg(feature = "flawed-variants")]
 pub use flawed::Flaw;
 pub use index::FileRow;
-pub use journal::{ImportStats, JournalReport, QuarantinedJournal};
+pub use journal::{ImportProgress, ImportStats, JournalReport, QuarantinedJournal};
 pub use layout::{DocName, Generation, Layout};
 pub use rebuild::{RebuildMode, RebuildProgress, RebuildStats, RetentionPolicy};
 pub use reconcile::{ReconcileMode, ReconcileOptions, ReconcileStats};

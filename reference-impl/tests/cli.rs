@@ -201,6 +201,24 @@ fn output_is_for_people_by_default_and_json_on_request_errors_included() {
         "{}",
         stderr(&import)
     );
+    // Off a terminal, progress is a line per phase (and every few seconds).
+    for phase in [
+        "import: reading 0/2",
+        "import: staging 0/1 (c.md)",
+        "import: indexing 0/1 (c.md)",
+    ] {
+        assert!(
+            stderr(&import).contains(phase),
+            "{phase:?} missing: {}",
+            stderr(&import)
+        );
+    }
+    let rebuild = refstore(&root, &["rebuild", "--full"]);
+    assert!(
+        stderr(&rebuild).contains("rebuild: indexing 1/2 (a.md)"),
+        "{}",
+        stderr(&rebuild)
+    );
 
     // Recovery on a writable open names what it did, file by file.
     std::fs::write(root.join("journal/m7.json"), "{\"version\":1").expect("a torn journal");

@@ -1,8 +1,10 @@
 //! `refstore`: the reference store on the real filesystem.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -370,18 +372,9 @@ fn run(cli: &Cli) -> Result<ExitCode, StoreError> {
             };
             let mut store = open(StoreOptions::default())?;
             report_recovery(&store);
-            let bar = ProgressBar::new(0);
-            bar.set_style(
-                ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} {wide_msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
-            );
-            let stats = store.rebuild(mode, &mut |progress| {
-                bar.set_length(progress.total as u64);
-                bar.set_position(progress.done as u64);
-                bar.set_message(progress.name.clone());
-            });
-            bar.finish_and_clear();
+            let mut shown = Progress::new("rebuild");
+            let stats = store.rebuild(mode, &mut |p| shown.update("indexing", p.done, p.total, &p.name));
+            shown.finish();
             let stats = stats?;
             warn_skipped(&stats.skipped);
             print(cli.json, &stats)?;
@@ -389,7 +382,10 @@ fn run(cli: &Cli) -> Result<ExitCode, StoreError> {
         Command::Import { dir } => {
             let mut store = open(StoreOptions::default())?;
             report_recovery(&store);
-            let stats = store.import(dir)?;
+            let mut shown = Progress::new("import");
+            let stats = store.import_with_progress(dir, &mut |p| shown.update(p.phase, p.done, p.total, &p.name));
+            shown.finish();
+            let stats = stats?;
             warn_skipped_import(&stats.skipped);
             print(cli.json, &stats)?;
         }
@@ -403,6 +399,60 @@ fn run(cli: &Cli) -> Result<ExitCode, StoreError> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A long command's progress: a bar on a terminal; off one (a log), a line
+/// as each phase starts and at most every [`Progress::EVERY`] within it.
+struct Progress {
+    command: &'static str,
+    bar: Option<ProgressBar>,
+    last: Instant,
+    phase: String,
+}
+
+impl Progress {
+    const EVERY: Duration = Duration::from_secs(2);
+
+    fn new(command: &'static str) -> Progress {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template("{prefix:>9} [{bar:40}] {pos}/{len} {wide_msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            bar
+        });
+        Progress {
+            command,
+            bar,
+            last: Instant::now(),
+            phase: String::new(),
+        }
+    }
+
+    fn update(&mut self, phase: &str, done: usize, total: usize, name: &str) {
+        match &self.bar {
+            Some(bar) => {
+                bar.set_prefix(phase.to_string());
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+                bar.set_message(name.to_string());
+            }
+            None if self.phase != phase || self.last.elapsed() >= Self::EVERY => {
+                self.last = Instant::now();
+                self.phase = phase.to_string();
+                eprintln!("refstore: {}: {phase} {done}/{total} ({name})", self.command);
+            }
+            None => {}
+        }
+    }
+
+    fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 fn report_recovery(store: &Store) {

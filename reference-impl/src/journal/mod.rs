@@ -99,7 +99,7 @@ pub mod record;
 mod rollback;
 
 pub use drain::{JournalReport, QUARANTINE_DIR, QuarantinedJournal};
-pub use mutation::ImportStats;
+pub use mutation::{ImportProgress, ImportStats};
 pub use record::{JOURNAL_VERSION, JournalRecord, JournalState, MutationOp, PathAction, TouchedPath, parse_journal};
 pub use rollback::ROLLBACK_ATTEMPTS;
 

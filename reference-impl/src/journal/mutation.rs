@@ -35,6 +35,20 @@ pub struct ImportStats {
     pub skipped: Vec<SkippedSource>,
 }
 
+/// Where an import stands, for progress reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportProgress {
+    /// `reading` the directory's files, `staging` them durably, or
+    /// `indexing` them once committed.
+    pub phase: &'static str,
+    /// Files done in this phase.
+    pub done: usize,
+    /// Files in this phase.
+    pub total: usize,
+    /// The file just done.
+    pub name: String,
+}
+
 impl Store {
     /// Adds a document, or replaces the one of that name, as one journaled
     /// mutation. On `Ok` the document, its index rows and its vector are
@@ -45,12 +59,13 @@ impl Store {
         self.require_writable()?;
         let name = DocName::new(name)?;
         check_text(&name, content)?;
-        let outcomes = self.mutate(
+        let outcomes = self.mutate_with_progress(
             MutationOp::Add,
             vec![Change {
                 name: name.clone(),
                 content: Some(content.to_vec()),
             }],
+            &mut |_| {},
         )?;
         outcomes
             .into_iter()
@@ -77,7 +92,7 @@ impl Store {
         if self.nearly_full()? {
             self.release_reserve()?;
         }
-        self.mutate(MutationOp::Remove, vec![Change { name, content: None }])?;
+        self.mutate_with_progress(MutationOp::Remove, vec![Change { name, content: None }], &mut |_| {})?;
         Ok(())
     }
 
@@ -89,6 +104,16 @@ impl Store {
     /// refuses the whole import up front ([`StoreError::ImportRefused`]) and
     /// changes nothing.
     pub fn import(&mut self, dir: &Path) -> Result<ImportStats> {
+        self.import_with_progress(dir, &mut |_| {})
+    }
+
+    /// [`Store::import`], calling `progress` as each file is read, staged
+    /// and indexed.
+    pub fn import_with_progress(
+        &mut self,
+        dir: &Path,
+        progress: &mut dyn FnMut(&ImportProgress),
+    ) -> Result<ImportStats> {
         self.require_writable()?;
         let refuse = |path: &Path, reason: String| StoreError::ImportRefused {
             path: path.to_path_buf(),
@@ -100,7 +125,14 @@ impl Store {
         let entries = self.fs.read_dir(dir).context(|| format!("listing {}", dir.display()))?;
         let mut changes = Vec::new();
         let mut skipped = Vec::new();
-        for entry in entries {
+        let total = entries.len();
+        for (done, entry) in entries.into_iter().enumerate() {
+            progress(&ImportProgress {
+                phase: "reading",
+                done,
+                total,
+                name: entry.name.clone(),
+            });
             if entry.kind != FileKind::File {
                 skipped.push(SkippedSource {
                     reason: match entry.kind {
@@ -137,7 +169,11 @@ impl Store {
         if changes.is_empty() {
             return Ok(stats);
         }
-        for outcome in self.mutate(MutationOp::Import, changes)?.into_iter().flatten() {
+        for outcome in self
+            .mutate_with_progress(MutationOp::Import, changes, progress)?
+            .into_iter()
+            .flatten()
+        {
             if outcome.replaced {
                 stats.replaced += 1;
             } else {
@@ -147,9 +183,15 @@ impl Store {
         Ok(stats)
     }
 
-    /// Runs one mutation through the protocol of the module docs; returns
-    /// what reindexing each document gave.
-    fn mutate(&mut self, op: MutationOp, changes: Vec<Change>) -> Result<Vec<Option<AddOutcome>>> {
+    /// Runs one mutation through the protocol of the module docs, calling
+    /// `progress` as each document is staged and indexed; returns what
+    /// reindexing each document gave.
+    fn mutate_with_progress(
+        &mut self,
+        op: MutationOp,
+        changes: Vec<Change>,
+        progress: &mut dyn FnMut(&ImportProgress),
+    ) -> Result<Vec<Option<AddOutcome>>> {
         self.require_vectors(match op {
             MutationOp::Add => "an add",
             MutationOp::Remove => "a removal",
@@ -188,7 +230,7 @@ impl Store {
         }
         let applied = self
             .snapshot(&record)
-            .and_then(|()| self.stage(&record, &changes))
+            .and_then(|()| self.stage(&record, &changes, progress))
             .and_then(|()| self.publish(&record, &changes))
             .and_then(|()| {
                 record.state = JournalState::Committed;
@@ -199,7 +241,13 @@ impl Store {
             return Err(self.roll_back_after(&mut record, e));
         }
         let mut outcomes = Vec::with_capacity(changes.len());
-        for change in &changes {
+        for (done, change) in changes.iter().enumerate() {
+            progress(&ImportProgress {
+                phase: "indexing",
+                done,
+                total: changes.len(),
+                name: change.name.as_str().to_string(),
+            });
             // On error the journal stays `committed`: the next drain (or
             // recovery, for an intent left pending) brings the index in
             // line. The mutation is applied, and the error says so.
@@ -311,7 +359,12 @@ impl Store {
     }
 
     /// Step 3: every new content in `staging/<id>/`, fsynced.
-    fn stage(&self, record: &JournalRecord, changes: &[Change]) -> Result<()> {
+    fn stage(
+        &self,
+        record: &JournalRecord,
+        changes: &[Change],
+        progress: &mut dyn FnMut(&ImportProgress),
+    ) -> Result<()> {
         if changes.iter().all(|c| c.content.is_none()) {
             return Ok(());
         }
@@ -334,7 +387,13 @@ impl Store {
                 });
             }
         }
-        for change in changes {
+        for (done, change) in changes.iter().enumerate() {
+            progress(&ImportProgress {
+                phase: "staging",
+                done,
+                total: changes.len(),
+                name: change.name.as_str().to_string(),
+            });
             if let Some(content) = &change.content {
                 #[cfg(feature = "flawed-variants")]
                 if self.flaw == Some(crate::flawed::Flaw::RetriesFsync) {
