@@ -238,6 +238,7 @@ pub struct Status {
     /// The live generation.
     pub generation: u64,
     /// The index's schema version.
+    #[serde(rename = "index_schema_version")]
     pub schema_version: u32,
     /// Indexed documents.
     pub documents: usize,

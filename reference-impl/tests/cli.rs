@@ -230,3 +230,73 @@ fn output_is_for_people_by_default_and_json_on_request_errors_included() {
         stderr(&rm)
     );
 }
+
+/// The schema of one `refstore --json` document (`schemas/refstore/`).
+fn schema(command: &str) -> jsonschema::Validator {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../schemas/refstore/{command}.schema.json"));
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("the schema")).expect("JSON");
+    jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every JSON document a command printed, each checked against `command`'s
+/// schema (or, after a failure, the error's).
+fn check(output: &Output, command: &str) -> Vec<serde_json::Value> {
+    let documents: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&stdout(output))
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("{command}: not JSON ({e}): {}", stdout(output)));
+    assert!(!documents.is_empty(), "{command} printed nothing: {}", stderr(output));
+    for (i, document) in documents.iter().enumerate() {
+        let last_of_a_failure = !output.status.success() && i == documents.len() - 1;
+        let name = if last_of_a_failure { "error" } else { command };
+        let errors: Vec<String> = schema(name).iter_errors(document).map(|e| e.to_string()).collect();
+        assert!(
+            errors.is_empty(),
+            "{command}: {document} does not match {name}.schema.json: {errors:?}"
+        );
+        assert_eq!(document["schema_version"], 1, "{document}");
+    }
+    documents
+}
+
+#[test]
+fn every_json_output_matches_its_schema() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("store");
+    let path = |p: &Path| p.to_str().expect("utf8").to_string();
+    let (a, bad) = (tmp.path().join("a.md"), tmp.path().join("bad.md"));
+    std::fs::write(&a, "Alpha, about crash safety").expect("write");
+    std::fs::write(&bad, [0xff]).expect("write");
+    let dir = tmp.path().join("import");
+    std::fs::create_dir_all(dir.join("sub")).expect("mkdir");
+    std::fs::write(dir.join("c.md"), "Gamma").expect("write");
+    let run = |args: &[&str]| {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        refstore(&root, &all)
+    };
+    check(&run(&["status"]), "status"); // no store yet: an error
+    check(&run(&["init"]), "init");
+    check(&run(&["add", &path(&a)]), "add");
+    check(&run(&["add", &path(&a), &path(&bad), &path(&a)]), "add");
+    check(&run(&["get", "a.md"]), "get");
+    let hits = check(&run(&["search", "crash"]), "search");
+    assert_eq!(hits[0]["hits"][0]["name"], "a.md");
+    check(&run(&["verify"]), "verify");
+    let status = check(&run(&["status"]), "status");
+    assert_eq!(status[0]["documents"], 1);
+    check(&run(&["import", &path(&dir)]), "import");
+    check(&run(&["rebuild", "--full"]), "rebuild");
+    check(&run(&["rebuild", "--incremental"]), "rebuild");
+    check(&run(&["reconcile", "--mode", "sync"]), "reconcile");
+    check(&run(&["reconcile", "--mode", "clean"]), "reconcile"); // needs --force: an error
+    std::fs::write(root.join("journal/m9.json"), "{").expect("a torn journal");
+    let upgrade = check(&run(&["upgrade"]), "upgrade");
+    assert_eq!(upgrade[0]["journals"]["quarantined"][0]["file"], "journal/m9.json");
+    check(&run(&["rm", "a.md"]), "rm");
+    check(&run(&["rm", "a.md"]), "rm"); // gone: an error
+    // The schemas have teeth: a status is not a verify report, nor an error.
+    let status = &status[0];
+    assert!(!schema("verify").is_valid(status) && !schema("error").is_valid(status));
+}

@@ -116,6 +116,7 @@ fn main() -> ExitCode {
             if cli.json {
                 // A script reads one stream: the error is JSON on stdout too.
                 let error = serde_json::json!({
+                    "schema_version": JSON_SCHEMA_VERSION,
                     "error": e.to_string(),
                     "effect": e.effect(),
                     "exit_status": exit_status(&e),
@@ -178,9 +179,20 @@ fn exit_code(error: &StoreError) -> ExitCode {
     ExitCode::from(exit_status(error))
 }
 
+/// The version of every `--json` document's schema (`schemas/refstore/`).
+const JSON_SCHEMA_VERSION: u32 = 1;
+
 fn print<T: serde::Serialize>(json: bool, value: &T) -> Result<(), StoreError> {
     if json {
-        let text = serde_json::to_string_pretty(value).map_err(|e| StoreError::Io {
+        // Every document is an object that names its schema's version.
+        let mut value = serde_json::to_value(value).map_err(|e| StoreError::Io {
+            context: "writing JSON".to_string(),
+            source: std::io::Error::other(e),
+        })?;
+        if let Some(fields) = value.as_object_mut() {
+            fields.insert("schema_version".to_string(), JSON_SCHEMA_VERSION.into());
+        }
+        let text = serde_json::to_string_pretty(&value).map_err(|e| StoreError::Io {
             context: "writing JSON".to_string(),
             source: std::io::Error::other(e),
         })?;
@@ -317,7 +329,7 @@ fn run(cli: &Cli) -> Result<ExitCode, StoreError> {
             let store = open(StoreOptions::read_only())?;
             let hits = store.search(text, *k)?;
             if cli.json {
-                print(true, &hits)?;
+                print(true, &serde_json::json!({ "hits": hits }))?;
             } else {
                 for hit in hits {
                     println!("{:.3}  {}  {}", hit.score, hit.name, hit.summary);

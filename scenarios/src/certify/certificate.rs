@@ -90,9 +90,15 @@ pub struct ScenarioLine {
     pub broke: Vec<Invariant>,
 }
 
+/// The version of the certificate's JSON schema
+/// (`schemas/certificate.schema.json`).
+pub const CERTIFICATE_SCHEMA_VERSION: u32 = 1;
+
 /// A certification's result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Certificate {
+    /// [`CERTIFICATE_SCHEMA_VERSION`].
+    pub schema_version: u32,
     /// The harness and its version (`tearline 0.1.0`).
     pub harness: String,
     /// The store's name.

@@ -387,6 +387,7 @@ fn build(factory: &dyn StoreFactory, options: &CertifyOptions, results: &[Scenar
         .collect();
     let (i, n) = options.sample;
     Certificate {
+        schema_version: certificate::CERTIFICATE_SCHEMA_VERSION,
         harness: format!("tearline {}", env!("CARGO_PKG_VERSION")),
         store: factory.name().to_string(),
         driver: options.driver.clone(),
