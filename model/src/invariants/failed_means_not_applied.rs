@@ -68,6 +68,29 @@ mod tests {
     }
 
     #[test]
+    fn an_index_that_caught_up_with_its_file_is_not_the_failed_operations_doing() {
+        // Found by the fuzzer (target `operations`): b.md edited behind the
+        // store's back to X, then `add b.md X` fails saying nothing was
+        // applied; its rollback re-indexes b.md from its file (the
+        // filesystem wins), which is X.
+        let mut model = model_with(&[], None);
+        model.edit_source("b.md", Some("X"));
+        model.begin(&add("b.md", "X"));
+        model.reject();
+        let caught_up = check_recovered(&observation(&[("b.md", "X")]), &model, &caps());
+        assert!(caught_up.is_empty(), "{caught_up:?}");
+        // Content the file never held is still the failed add's doing.
+        let mut model = model_with(&[], None);
+        model.edit_source("b.md", Some("X"));
+        model.begin(&add("b.md", "Z"));
+        model.reject();
+        let mut applied = observation(&[("b.md", "Z")]);
+        applied.sources = observation(&[("b.md", "X")]).sources;
+        let found = check_recovered(&applied, &model, &caps());
+        assert_eq!(broken(&found), [Invariant::FailedMeansNotApplied], "{found:?}");
+    }
+
+    #[test]
     fn a_failed_removal_found_applied_is_named() {
         let mut model = model_with(&[add("x", "old")], Some(Operation::Remove { name: "x".into() }));
         model.reject();

@@ -254,6 +254,12 @@ pub fn store_at_rest(data: &[u8]) {
             assert_eq!(now, Some(content), "source {name}, which no journal names, changed");
         }
     }
+    // A journal's snapshot may restore bytes that are not text: not a
+    // document (the store skips it, and says so).
+    let after: Vec<(String, Vec<u8>)> = after
+        .into_iter()
+        .filter(|(_, content)| std::str::from_utf8(content).is_ok())
+        .collect();
     let check = |store: &Store, when: &str| {
         let report = store.verify().unwrap_or_else(|e| panic!("verify {when} failed: {e}"));
         assert!(report.is_clean(), "verify {when} is not clean: {report:?}");
