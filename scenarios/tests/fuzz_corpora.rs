@@ -1,21 +1,28 @@
-//! Replays every committed fuzz corpus (`fuzz/corpus/<target>/`) through
-//! the same functions the cargo-fuzz binaries call, on the stable
-//! toolchain: every input that ever found a bug stays fixed.
+//! Replays every committed fuzz corpus (`fuzz/corpus/<target>/`) and every
+//! input that ever found a bug (`fuzz/regressions/<target>/`) through the
+//! same functions the cargo-fuzz binaries call, on the stable toolchain.
 
 use std::path::{Path, PathBuf};
 
 use tearline::fuzz::{TARGETS, Target};
 
-fn corpus_dir(target: &Target) -> PathBuf {
+/// `fuzz/<kind>/<target>/`: `corpus` (the fuzzer's minimised corpus, which
+/// every target keeps) or `regressions` (every input that ever found a
+/// bug, kept apart so a corpus minimisation cannot drop one).
+fn dir(kind: &str, target: &Target) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/corpus")
+        .join("../fuzz")
+        .join(kind)
         .join(target.name)
 }
 
 fn inputs(target: &Target) -> Vec<PathBuf> {
-    let dir = corpus_dir(target);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e} (every target keeps a corpus)", dir.display()))
+    let corpus = dir("corpus", target);
+    assert!(corpus.is_dir(), "{}: every target keeps a corpus", corpus.display());
+    let mut files: Vec<PathBuf> = [corpus, dir("regressions", target)]
+        .iter()
+        .filter_map(|dir| std::fs::read_dir(dir).ok())
+        .flatten()
         .map(|entry| entry.expect("a corpus entry").path())
         .filter(|path| path.is_file())
         .collect();
