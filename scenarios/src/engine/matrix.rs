@@ -3,7 +3,7 @@
 //! snapshot, or a replay from scratch with the fault injected).
 
 use tearline_model::Violation;
-use tearline_sim_fs::{CrashChoice, Fault, PageHashes, SyscallKind};
+use tearline_sim_fs::{CrashChoice, Fault, PageHashes};
 
 use super::driver::first_of_each;
 use super::subject::{Probe, Subject};
@@ -69,26 +69,20 @@ pub(crate) fn enumerate(subject: &dyn Subject, probe: &Probe, options: &EngineOp
                 }
             }
         }
-        if let Some(op) = op {
+        if op.is_some() {
             let first_of_step = syscall == probe.start || probe.step_at(syscall) != probe.step_at(syscall - 1);
             for &fault in &faults {
                 if steps_the_clock(fault) && !first_of_step {
                     continue;
                 }
-                let repeated_read = probe.repeated_reads[(syscall - probe.start) as usize];
-                if fault.is_at_rest() && op == SyscallKind::Read && repeated_read {
-                    continue;
-                }
-                // A file vanishes from under the store's sources only.
-                if fault == Fault::Vanish && !probe.opens_a_source(syscall) {
-                    continue;
-                }
-                if fault != Fault::PowerCut && fault.applies_to(op) {
-                    let injection = Injection {
-                        syscall,
-                        fault,
-                        crash: None,
-                    };
+                // Where a fault can strike is the probe's to say, for the
+                // matrix, `tearline repro` and the fuzzer alike.
+                let injection = Injection {
+                    syscall,
+                    fault,
+                    crash: None,
+                };
+                if fault != Fault::PowerCut && probe.refuse(&injection).is_none() {
                     push(injection, None, true);
                 }
             }

@@ -202,6 +202,15 @@ impl Probe {
             Some(_) if injection.fault == Fault::Vanish && !self.opens_a_source(at) => Some(format!(
                 "vanish strikes only opens of source files, and syscall {at} is not one"
             )),
+            Some(SyscallKind::Read)
+                if injection.fault.is_at_rest() && self.repeated_reads[(at - self.start) as usize] =>
+            {
+                Some(format!(
+                    "syscall {at} reads again what its step already read: the matrix injects {} at the first read \
+                     of a place only",
+                    injection.fault
+                ))
+            }
             None if injection.fault != Fault::PowerCut => Some(format!(
                 "syscall {at} is the workload's end: only a power cut strikes there"
             )),

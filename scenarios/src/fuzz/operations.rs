@@ -200,9 +200,10 @@ pub fn operations(data: &[u8]) {
         return;
     };
     if let Some(v) = replay.violations.first() {
+        let trace = crate::replay::trace_around(&replay.trace, injection.syscall, crate::replay::Context::default());
         found(
             &format!("{} broke at {injection}", v.invariant),
-            &format!("evidence: {}", v.evidence),
+            &format!("evidence: {}\n{trace}", v.evidence),
         );
     }
 }
