@@ -155,7 +155,7 @@ fn bad_arguments_are_harness_errors() {
 #[test]
 fn a_report_that_cannot_be_written_is_refused_before_the_run() {
     let missing = std::env::temp_dir().join("tearline-no-such-dir").join("report.json");
-    for flag in ["--json", "--junit"] {
+    for flag in ["--json", "--junit", "--html"] {
         let output = tearline(&["run", "long-mixed", flag, missing.to_str().expect("utf-8")]);
         let errors = String::from_utf8_lossy(&output.stderr).into_owned();
         assert_eq!(output.status.code(), Some(2), "{errors}");
