@@ -121,6 +121,7 @@ pub fn read_reply(line: &str) -> Reply {
             error: answer
                 .get("error")
                 .and_then(Value::as_str)
+                .filter(|e| !e.trim().is_empty())
                 .unwrap_or("(no error given)")
                 .to_string(),
         },
@@ -173,6 +174,14 @@ mod tests {
                 kind: FailureKind::default(),
                 error: "(no error given)".to_string()
             }
+        );
+        assert_eq!(
+            read_reply(r#"{"ok":false,"error":"  "}"#),
+            Reply::Failed {
+                kind: FailureKind::default(),
+                error: "(no error given)".to_string()
+            },
+            "a failure always has words"
         );
         for broken in ["", "[1]", "{\"ok\":1}", "not json", "{\"ok\":true"] {
             assert!(matches!(read_reply(broken), Reply::Broken(_)), "{broken:?}");

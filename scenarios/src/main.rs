@@ -559,10 +559,12 @@ fn run_certification(factory: &dyn StoreFactory, options: &certify::CertifyOptio
     // cases instead of the bar.
     let lines = !std::io::IsTerminal::is_terminal(&std::io::stderr());
     let printed: std::sync::Mutex<(String, u64)> = std::sync::Mutex::new((String::new(), 0));
-    let is_html = |path: &PathBuf| path.extension().and_then(|e| e.to_str()) == Some("html");
+    // Crash maps are drawn only for an `.html` report.
     let mut maps = Vec::new();
-    let wants_maps = reports.iter().any(is_html);
-    let draw = if wants_maps { Some(&mut maps) } else { None };
+    let draw = reports
+        .iter()
+        .any(|path| path.extension().is_some_and(|e| e == "html"))
+        .then_some(&mut maps);
     let result = certify::certify_with_progress(
         factory,
         options,

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use tearline_sim_fs::{Fault, PersistenceModel};
 
-use crate::case::{Case, CrashPick, Injection};
+use crate::case::{CrashPick, Injection};
 use crate::engine::{self, EngineOptions, HarnessError, Subject};
 use crate::replay::{Context, trace_around};
 use crate::report::FailureRecord;
@@ -94,10 +94,6 @@ pub struct ScenarioMap {
     pub tested: Vec<String>,
     /// The cells with failures.
     pub failing: Vec<FailingCell>,
-    /// What a line for a case of this scenario ends with (scale, store).
-    pub line_suffix: String,
-    /// The line prefix (`scenario:seed:`).
-    pub line_prefix: String,
 }
 
 /// The rows of a matrix with these faults and models: a power cut gets a
@@ -165,9 +161,9 @@ pub fn scenario_map(
     for (n, ((x, row), records)) in cells.into_iter().enumerate() {
         let trace = if n < TRACED_CELLS {
             let case = &records[0].case;
-            engine::replay(subject, options.seed, &case.injection)
+            engine::replay_case(subject, &probe, options.seed, &case.injection)
                 .ok()
-                .map(|(replay, _)| trace_around(&replay.trace, case.injection.syscall, Context::default()))
+                .map(|replay| trace_around(&replay.trace, case.injection.syscall, Context::default()))
         } else {
             None
         };
@@ -185,15 +181,6 @@ pub fn scenario_map(
             trace,
         });
     }
-    let sample = subject.case(
-        options.seed,
-        Injection {
-            syscall: 0,
-            fault: Fault::ProcessCrash,
-            crash: None,
-        },
-    );
-    let (line_prefix, line_suffix) = line_parts(&sample);
     let mut steps = Vec::new();
     for (column, syscall) in (probe.start..probe.end).enumerate() {
         let Some(step) = probe.step_name(syscall) else {
@@ -215,20 +202,7 @@ pub fn scenario_map(
         rows: rows.iter().map(|&(f, m)| row_name(f, m)).collect(),
         tested,
         failing,
-        line_suffix,
-        line_prefix,
     })
-}
-
-/// A case's line split around its injection: `scenario:seed:` and the
-/// `@scale --store …` that follows.
-fn line_parts(case: &Case) -> (String, String) {
-    let line = case.to_string();
-    let injection = case.injection.to_string();
-    match line.split_once(&format!(":{injection}")) {
-        Some((prefix, suffix)) => (format!("{prefix}:"), suffix.to_string()),
-        None => (format!("{}:{}:", case.scenario, case.seed), String::new()),
-    }
 }
 
 /// The page: the summary, then every map.
@@ -238,6 +212,15 @@ pub fn render(summary: &MapSummary, maps: &[ScenarioMap]) -> String {
     let data = data.to_string().replace("</", "<\\/");
     PAGE.replace("__DATA__", &data)
 }
+
+/// The JSON data of a page [`render`] wrote (the summary and the maps), as
+/// the page holds it; `None` if `page` is not such a page.
+pub fn page_data(page: &str) -> Option<&str> {
+    page.split_once(DATA_OPEN)?.1.split("</script>").next()
+}
+
+/// Where the page's data begins.
+const DATA_OPEN: &str = r#"<script type="application/json" id="data">"#;
 
 /// The page's HTML, style and script; `__DATA__` is the JSON.
 const PAGE: &str = include_str!("map.html");

@@ -349,11 +349,7 @@ fn run_and_certify_write_the_crash_map() {
     for page in [run_map, cert_map] {
         let html = std::fs::read_to_string(&page).expect("the map is written");
         assert!(html.starts_with("<!DOCTYPE html>"), "{}", page.display());
-        let data = html
-            .split(r#"<script type="application/json" id="data">"#)
-            .nth(1)
-            .and_then(|rest| rest.split("</script>").next())
-            .expect("its data");
+        let data = tearline::map::page_data(&html).expect("its data");
         let data: serde_json::Value = serde_json::from_str(data).expect("JSON data");
         let map = &data["maps"][0];
         assert_eq!(map["name"], "add-interrupted", "{}", page.display());

@@ -116,11 +116,7 @@ fn the_map_marks_where_each_fault_struck_and_what_broke() {
 
     let html = page(&[bad.clone(), good.clone()]);
     assert!(!html.contains("http://") && !html.contains("https://"), "no network");
-    let data = html
-        .split(r#"<script type="application/json" id="data">"#)
-        .nth(1)
-        .and_then(|rest| rest.split("</script>").next())
-        .expect("the data element");
+    let data = tearline::map::page_data(&html).expect("the data element");
     let parsed: serde_json::Value = serde_json::from_str(data).expect("the data is JSON");
     assert_eq!(parsed["maps"].as_array().map(Vec::len), Some(2));
     assert_eq!(

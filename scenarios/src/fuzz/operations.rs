@@ -196,7 +196,7 @@ pub fn operations(data: &[u8]) {
     if probe.refuse(&injection).is_some() {
         return;
     }
-    let Ok((replay, _)) = engine::replay(&subject, seed, &injection) else {
+    let Ok(replay) = engine::replay_case(&subject, &probe, seed, &injection) else {
         return;
     };
     if let Some(v) = replay.violations.first() {
