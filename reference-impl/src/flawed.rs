@@ -121,6 +121,9 @@ pub enum Flaw {
     /// the listing and the read (another process removed it) fails the
     /// whole rebuild or sync.
     ListedMeansThere,
+    /// An import reads each input file once: a bit flipped in that one
+    /// transfer is stored as the document's source, the truth, for good.
+    ReadsInputOnce,
 }
 
 /// The lock file [`Flaw::LockTrustsPath`] locks.
@@ -130,7 +133,7 @@ pub(crate) fn trusted_lock_file(layout: &Layout) -> PathBuf {
 
 impl Flaw {
     /// Every flaw, in the order the harness lists them.
-    pub const ALL: [Flaw; 23] = [
+    pub const ALL: [Flaw; 24] = [
         Flaw::DropAndReindex,
         Flaw::TwoRenameSwap,
         Flaw::NoIntents,
@@ -154,6 +157,7 @@ impl Flaw {
         Flaw::IgnoresOutage,
         Flaw::StrictJournals,
         Flaw::ListedMeansThere,
+        Flaw::ReadsInputOnce,
     ];
 
     /// The store's name with this flaw, for `--store` and reports
@@ -183,6 +187,7 @@ impl Flaw {
             Flaw::IgnoresOutage => "refstore/ignores-outage",
             Flaw::StrictJournals => "refstore/strict-journals",
             Flaw::ListedMeansThere => "refstore/listed-means-there",
+            Flaw::ReadsInputOnce => "refstore/reads-input-once",
         }
     }
 
@@ -216,6 +221,7 @@ impl Flaw {
             Flaw::IgnoresOutage => &[Invariant::StaysServiceable, Invariant::FailedOpenChangesNothing],
             Flaw::StrictJournals => &[Invariant::RebuildableFromSource, Invariant::CompleteDatabase],
             Flaw::ListedMeansThere => &[Invariant::FilesystemWins],
+            Flaw::ReadsInputOnce => &[Invariant::NoSilentCorruption],
         }
     }
 }

@@ -145,10 +145,7 @@ impl Store {
             }
             let path = dir.join(&entry.name);
             let name = DocName::new(&entry.name).map_err(|e| refuse(&path, e.to_string()))?;
-            let content = self
-                .fs
-                .read_file(&path)
-                .context(|| format!("reading {}", path.display()))?;
+            let content = self.read_input(&path)?;
             if std::str::from_utf8(&content).is_err() {
                 return Err(refuse(&path, "it is not UTF-8 text".to_string()));
             }
@@ -181,6 +178,38 @@ impl Store {
             }
         }
         Ok(stats)
+    }
+
+    /// Reads one file the user hands an import until two reads in a row
+    /// agree. What an import reads becomes the truth (its source file), and
+    /// nothing else holds a copy to check it against: a transfer error the
+    /// device's own checks missed (one read returning a flipped bit) would
+    /// otherwise be stored for good. A file that never reads the same twice
+    /// (a failing device, or another process writing it) refuses the import.
+    fn read_input(&self, path: &Path) -> Result<Vec<u8>> {
+        const READS: usize = 4;
+        let read = || {
+            self.fs
+                .read_file(path)
+                .context(|| format!("reading {}", path.display()))
+        };
+        let mut last = read()?;
+        if flaw!(self.flaw, ReadsInputOnce) {
+            return Ok(last);
+        }
+        for _ in 1..READS {
+            let again = read()?;
+            if again == last {
+                return Ok(last);
+            }
+            last = again;
+        }
+        Err(StoreError::ImportRefused {
+            path: path.to_path_buf(),
+            reason: format!(
+                "it read differently each of {READS} times (a failing device, or another process writing it)"
+            ),
+        })
     }
 
     /// Runs one mutation through the protocol of the module docs, calling

@@ -203,11 +203,11 @@ impl Probe {
                 "vanish strikes only opens of source files, and syscall {at} is not one"
             )),
             Some(SyscallKind::Read)
-                if injection.fault.is_at_rest() && self.repeated_reads[(at - self.start) as usize] =>
+                if injection.fault.strikes_the_medium() && self.repeated_reads[(at - self.start) as usize] =>
             {
                 Some(format!(
-                    "syscall {at} reads again what its step already read: the matrix injects {} at the first read \
-                     of a place only",
+                    "syscall {at} reads again what its step already read, from the same medium: the matrix injects \
+                     {} at the first read of a place only (a bit flip, one transfer's error, strikes every read)",
                     injection.fault
                 ))
             }
@@ -263,13 +263,12 @@ pub(crate) struct Recording<T> {
     pub trace: Trace,
 }
 
-/// Runs `run` on `fs` with a snapshot recorded before every syscall it
-/// makes: what both subjects' probes are built from.
 /// For each syscall of `trace` in `start..start + owners.len()`: whether it
 /// reads exactly what an earlier read of the same step (`owners`) read (the
-/// same path, offset and length). A fault at rest on a read strikes the
-/// medium, and a second read of the same place in the same step meets the
-/// same medium: the matrix injects those faults at the first read only.
+/// same path, offset and length). A latent sector error or bit rot strikes
+/// the medium, and a second read of the same place in the same step meets
+/// the same medium: the matrix injects those at the first read only (a bit
+/// flip, one transfer's error, at every read).
 pub(crate) fn repeated_reads(trace: &Trace, start: u64, owners: &[Option<usize>]) -> Vec<bool> {
     let mut seen = std::collections::BTreeSet::new();
     let mut repeated = vec![false; owners.len()];
@@ -284,6 +283,8 @@ pub(crate) fn repeated_reads(trace: &Trace, start: u64, owners: &[Option<usize>]
     repeated
 }
 
+/// Runs `run` on `fs` with a snapshot recorded before every syscall it
+/// makes: what both subjects' probes are built from.
 pub(crate) fn record<T>(fs: &SimFs, run: impl FnOnce() -> T) -> Recording<T> {
     let start = fs.syscall_count();
     fs.record_snapshots(true);

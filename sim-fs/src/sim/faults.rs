@@ -169,6 +169,14 @@ impl Fault {
             Fault::LatentSector | Fault::BitRot | Fault::BitFlip | Fault::MisdirectedWrite
         )
     }
+
+    /// Whether a read fault strikes what is stored, so that a second read
+    /// of the same place meets it again (a latent sector error, bit rot),
+    /// rather than one transfer alone (a bit flip: the next read of the
+    /// same place is right again).
+    pub fn strikes_the_medium(&self) -> bool {
+        matches!(self, Fault::LatentSector | Fault::BitRot)
+    }
 }
 
 impl fmt::Display for Fault {
