@@ -55,6 +55,9 @@ pub const DEFAULT_STORE_PATH: &str = "/tmp/tearline-store";
 /// How long a killed child may take to die before it is left behind.
 const KILL_WAIT: Duration = Duration::from_secs(10);
 
+/// How long a gone child's stderr pipe may take to drain into a [`StderrLog`].
+const STDERR_DRAIN: Duration = Duration::from_millis(500);
+
 /// What the black-box path cannot make deterministic. A certificate of an
 /// `--exec` store should print these beside its seed.
 pub const NONDETERMINISM: &[&str] = &[
@@ -100,6 +103,10 @@ pub struct ExecOptions {
     /// (an empty directory; nothing is mounted on it outside the children).
     /// Default `/tmp/tearline-store`.
     pub store_path: PathBuf,
+    /// Where to keep what every child wrote to stderr (its last
+    /// [`ExecOptions::stderr_tail_bytes`]) and the requests it was asked,
+    /// once it is gone: what a replay prints. Default: not kept.
+    pub stderr_log: Option<StderrLog>,
 }
 
 impl Default for ExecOptions {
@@ -109,7 +116,51 @@ impl Default for ExecOptions {
             close_grace: Duration::from_secs(5),
             stderr_tail_bytes: 4096,
             store_path: PathBuf::from(DEFAULT_STORE_PATH),
+            stderr_log: None,
         }
+    }
+}
+
+/// What each child of a factory said on stderr ([`ExecOptions::stderr_log`]).
+/// Cloning shares the log.
+#[derive(Clone, Debug, Default)]
+pub struct StderrLog(Arc<Mutex<StderrLogState>>);
+
+#[derive(Debug, Default)]
+struct StderrLogState {
+    started: usize,
+    ended: Vec<ChildStderr>,
+}
+
+/// One child's stderr, and what it was asked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChildStderr {
+    /// Its number among the factory's children, in the order they started
+    /// (from 1).
+    pub number: usize,
+    /// The requests it was sent, in order (`open`, `apply add`, ...).
+    pub requests: Vec<String>,
+    /// The end of what it wrote to stderr (lossy UTF-8).
+    pub text: String,
+}
+
+impl StderrLog {
+    /// Every ended child's stderr kept so far, in the order they started.
+    pub fn children(&self) -> Vec<ChildStderr> {
+        let mut children = self.0.lock().unwrap_or_else(PoisonError::into_inner).ended.clone();
+        children.sort_by_key(|c| c.number);
+        children
+    }
+
+    /// The number of the child starting now.
+    fn next_number(&self) -> usize {
+        let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        state.started += 1;
+        state.started
+    }
+
+    fn keep(&self, child: ChildStderr) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).ended.push(child);
     }
 }
 
@@ -125,6 +176,16 @@ impl ExecOptions {
     /// These options with this close grace.
     pub fn with_close_grace(self, close_grace: Duration) -> Self {
         Self { close_grace, ..self }
+    }
+
+    /// These options keeping every child's stderr in `log`, with up to
+    /// `tail_bytes` of each.
+    pub fn with_stderr_log(self, log: StderrLog, tail_bytes: usize) -> Self {
+        Self {
+            stderr_log: Some(log),
+            stderr_tail_bytes: tail_bytes,
+            ..self
+        }
     }
 
     /// These options with this store path.
@@ -233,6 +294,8 @@ pub fn fuse_available() -> Result<(), String> {
 struct Tail {
     bytes: VecDeque<u8>,
     limit: usize,
+    /// The pipe reached its end (every writer closed it).
+    ended: bool,
 }
 
 impl Tail {
@@ -277,6 +340,10 @@ struct StoreProcess {
     lines: Receiver<Line>,
     stderr: Arc<Mutex<Tail>>,
     command: String,
+    /// Its number in a [`StderrLog`], if one is kept.
+    number: usize,
+    /// What it was asked, for [`StderrLog`].
+    requests: Vec<String>,
     exited: Option<ExitStatus>,
     /// The blocking lock requests of its mount, answered after a kill so
     /// the child can die.
@@ -380,18 +447,19 @@ impl StoreProcess {
         let tail = Arc::new(Mutex::new(Tail {
             bytes: VecDeque::new(),
             limit: options.stderr_tail_bytes,
+            ended: false,
         }));
         let sink = Arc::clone(&tail);
         thread::Builder::new()
             .name("blackbox-stderr".to_string())
             .spawn(move || {
                 let mut buf = [0u8; 4096];
-                while let Ok(n) = stderr.read(&mut buf) {
-                    if n == 0 {
-                        return;
-                    }
+                while let Ok(n) = stderr.read(&mut buf)
+                    && n > 0
+                {
                     sink.lock().unwrap_or_else(PoisonError::into_inner).push(&buf[..n]);
                 }
+                sink.lock().unwrap_or_else(PoisonError::into_inner).ended = true;
             })?;
         Ok(StoreProcess {
             stdin: child.stdin.take(),
@@ -399,6 +467,8 @@ impl StoreProcess {
             lines,
             stderr: tail,
             command: command.to_string(),
+            number: 0,
+            requests: Vec::new(),
             exited: None,
             waiters: None,
         })
@@ -564,6 +634,7 @@ impl StoreProcess {
     /// a clean failure for `"ok":false`.
     fn request(&mut self, request: &Value, timeout: Duration, mount: Option<&SimMount>) -> Result<Value, StoreFailure> {
         let what = describe_request(request);
+        self.requests.push(what.trim_matches('`').to_string());
         self.send(request, mount).map_err(Broken::into_failure)?;
         let line = self.receive(&what, timeout, mount).map_err(Broken::into_failure)?;
         match read_reply(&line) {
@@ -641,6 +712,7 @@ impl Conversation {
         })?;
         let mut child = spawn_at_store_path(command, mountpoint.path(), options)?;
         child.waiters = Some(mount.lock_waiters());
+        child.number = options.stderr_log.as_ref().map_or(0, StderrLog::next_number);
         let mut conversation = Conversation {
             child,
             mount: Some(mount),
@@ -674,6 +746,24 @@ impl Conversation {
             self.child.wait_exit(grace);
         }
         self.child.kill();
+        if let Some(log) = &self.options.stderr_log {
+            // The child is gone; what it wrote last may still be in the pipe.
+            let deadline = Instant::now() + STDERR_DRAIN;
+            let text = loop {
+                let tail = self.child.stderr.lock().unwrap_or_else(PoisonError::into_inner);
+                if tail.ended || Instant::now() >= deadline {
+                    let bytes: Vec<u8> = tail.bytes.iter().copied().collect();
+                    break String::from_utf8_lossy(&bytes).into_owned();
+                }
+                drop(tail);
+                thread::sleep(Duration::from_millis(2));
+            };
+            log.keep(ChildStderr {
+                number: self.child.number,
+                requests: std::mem::take(&mut self.child.requests),
+                text,
+            });
+        }
         if let Some(mount) = self.mount.take() {
             let _ = mount.unmount();
         }

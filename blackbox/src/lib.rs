@@ -42,7 +42,7 @@ pub mod mount;
 pub mod reply;
 
 pub use exec::{
-    DEFAULT_STORE_PATH, ExecError, ExecOptions, ExecStoreFactory, Hello, MAX_LINE_BYTES, NONDETERMINISM,
-    PROTOCOL_BROKEN, PROTOCOL_VERSION, fuse_available, fuse_or_skip, is_protocol_break,
+    ChildStderr, DEFAULT_STORE_PATH, ExecError, ExecOptions, ExecStoreFactory, Hello, MAX_LINE_BYTES, NONDETERMINISM,
+    PROTOCOL_BROKEN, PROTOCOL_VERSION, StderrLog, fuse_available, fuse_or_skip, is_protocol_break,
 };
 pub use mount::{LockWaiters, SimMount};

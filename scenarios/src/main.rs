@@ -1,6 +1,7 @@
 //! `tearline`: run the crash matrix over the scenario catalogue, and reproduce
 //! any failure from the one line it printed.
 
+use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -24,6 +25,8 @@ const EXIT_PASS: u8 = 0;
 const EXIT_VIOLATION: u8 = 1;
 /// Exit code when the harness itself failed (bad arguments, I/O).
 const EXIT_HARNESS_ERROR: u8 = 2;
+/// How much of each child's stderr a replay of an `--exec` store prints.
+const REPLAY_STDERR_BYTES: usize = 64 * 1024;
 
 #[derive(Parser)]
 #[command(
@@ -414,8 +417,10 @@ fn certify_command(args: CertifyArgs) -> u8 {
             return EXIT_HARNESS_ERROR;
         }
     }
+    // A replay of an --exec store shows what each child wrote to stderr.
+    let stderr_log = (args.repro.is_some() && args.exec.is_some()).then(tearline_blackbox::StderrLog::default);
     let factory: Box<dyn StoreFactory> = match &args.exec {
-        Some(command) => match exec_factory(command, args.timeout) {
+        Some(command) => match exec_factory(command, args.timeout, stderr_log.clone()) {
             Ok(f) => Box::new(f),
             Err(code) => return code,
         },
@@ -428,7 +433,12 @@ fn certify_command(args: CertifyArgs) -> u8 {
         let context = args
             .context
             .map_or_else(replay::Context::default, replay::Context::around);
-        return print_reproduction(replay::reproduce_line_with(factory.as_ref(), line, context));
+        let reproduced = replay::reproduce_line_with(factory.as_ref(), line, context);
+        let code = print_reproduction(reproduced);
+        if let Some(log) = &stderr_log {
+            print!("{}", children_stderr(&log.children()));
+        }
+        return code;
     }
     let faults = match parse_faults(&args.matrix.faults) {
         Ok(f) => f,
@@ -518,7 +528,45 @@ fn print_plan(factory: &dyn StoreFactory, options: &certify::CertifyOptions) -> 
 
 /// The black-box factory for `--exec`: FUSE must work here, and the
 /// command must say hello.
-fn exec_factory(command: &str, timeout: u64) -> Result<tearline_blackbox::ExecStoreFactory, u8> {
+/// `, about N s left` in a scenario that took `elapsed` for `done` of its
+/// `total` cases, if the rate is known yet (cases cost about the same).
+fn time_left(elapsed: Duration, done: u64, total: u64) -> String {
+    if done == 0 || done >= total {
+        return String::new();
+    }
+    let left = elapsed.as_secs_f64() * (total - done) as f64 / done as f64;
+    format!(", about {left:.0} s left in it")
+}
+
+/// What each child of a replay wrote to stderr, in the order they
+/// started, with the requests each was sent.
+fn children_stderr(children: &[tearline_blackbox::ChildStderr]) -> String {
+    let mut text = format!("\nthe store's children ({}), each with its stderr:\n", children.len());
+    for child in children {
+        let said = child.text.trim_end();
+        let _ = writeln!(
+            text,
+            "  child {}: asked {}; {}",
+            child.number,
+            if child.requests.is_empty() {
+                "nothing after its hello".to_string()
+            } else {
+                child.requests.join(", ")
+            },
+            if said.is_empty() { "stderr was empty" } else { "stderr:" }
+        );
+        for line in said.lines().filter(|_| !said.is_empty()) {
+            let _ = writeln!(text, "    | {line}");
+        }
+    }
+    text
+}
+
+fn exec_factory(
+    command: &str,
+    timeout: u64,
+    stderr_log: Option<tearline_blackbox::StderrLog>,
+) -> Result<tearline_blackbox::ExecStoreFactory, u8> {
     if let Err(why) = tearline_blackbox::fuse_available() {
         eprintln!(
             "error: --exec needs FUSE: {why}\n(install fuse3 for fusermount3, run as root or a user allowed to \
@@ -526,7 +574,10 @@ fn exec_factory(command: &str, timeout: u64) -> Result<tearline_blackbox::ExecSt
         );
         return Err(EXIT_HARNESS_ERROR);
     }
-    let options = tearline_blackbox::ExecOptions::with_timeout(std::time::Duration::from_secs(timeout));
+    let mut options = tearline_blackbox::ExecOptions::with_timeout(std::time::Duration::from_secs(timeout));
+    if let Some(log) = stderr_log {
+        options = options.with_stderr_log(log, REPLAY_STDERR_BYTES);
+    }
     tearline_blackbox::ExecStoreFactory::new(command, options).map_err(|e| {
         eprintln!("error: {e}");
         EXIT_HARNESS_ERROR
@@ -550,7 +601,7 @@ fn run_certification(factory: &dyn StoreFactory, options: &certify::CertifyOptio
     );
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template("{msg:32} [{bar:40}] {pos}/{len} cases {elapsed}")
+        ProgressStyle::with_template("{msg:32} [{bar:40}] {pos}/{len} cases {elapsed}, {eta} left")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
@@ -558,7 +609,8 @@ fn run_certification(factory: &dyn StoreFactory, options: &certify::CertifyOptio
     // Off a terminal (a CI log), a line per scenario at every tenth of its
     // cases instead of the bar.
     let lines = !std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let printed: std::sync::Mutex<(String, u64)> = std::sync::Mutex::new((String::new(), 0));
+    // The scenario last reported, its tenth, and when it started.
+    let printed: std::sync::Mutex<(String, u64, Instant)> = std::sync::Mutex::new((String::new(), 0, started));
     // Crash maps are drawn only for an `.html` report.
     let mut maps = Vec::new();
     let draw = reports
@@ -575,11 +627,18 @@ fn run_certification(factory: &dyn StoreFactory, options: &certify::CertifyOptio
             if lines && total > 0 {
                 let tenth = done * 10 / total;
                 let mut last = printed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                if last.0 != scenario || tenth > last.1 {
-                    *last = (scenario.to_string(), tenth);
+                if last.0 != scenario {
+                    *last = (scenario.to_string(), tenth, Instant::now());
                     eprintln!(
                         "{scenario}: {done}/{total} of its matrix ({:.0} s)",
                         started.elapsed().as_secs_f64()
+                    );
+                } else if tenth > last.1 {
+                    last.1 = tenth;
+                    eprintln!(
+                        "{scenario}: {done}/{total} of its matrix ({:.0} s{})",
+                        started.elapsed().as_secs_f64(),
+                        time_left(last.2.elapsed(), done, total)
                     );
                 }
             }
@@ -750,7 +809,7 @@ fn run(args: RunArgs) -> u8 {
         // Hidden until the matrix is sized, so no frame says "0/0".
         let bar = ProgressBar::hidden();
         bar.set_style(
-            ProgressStyle::with_template("{msg:32} [{bar:40}] {pos}/{len} cases {elapsed}")
+            ProgressStyle::with_template("{msg:32} [{bar:40}] {pos}/{len} cases {elapsed}, {eta} left")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
         );
@@ -770,11 +829,12 @@ fn run(args: RunArgs) -> u8 {
                 if last.elapsed() >= heartbeat {
                     *last = Instant::now();
                     eprintln!(
-                        "[{}/{}] {}: {done}/{total} cases, {:.0} s so far",
+                        "[{}/{}] {}: {done}/{total} cases, {:.0} s so far{}",
                         n + 1,
                         chosen.len(),
                         entry.name(),
-                        scenario_start.elapsed().as_secs_f64()
+                        scenario_start.elapsed().as_secs_f64(),
+                        time_left(scenario_start.elapsed(), done, total)
                     );
                 }
             }

@@ -150,6 +150,42 @@ fn the_origins_designs_fail_black_box_certification() {
     let line = &certificate.failed()[0].failures[0].repro;
     let replayed = reproduce(&factory, line).expect("the line replays");
     assert!(!replayed.violations.is_empty(), "{}", replayed.report);
+    // The JSON lists every failing case, each with its own line.
+    for failure in certificate.failed().iter().flat_map(|l| &l.failures) {
+        assert_eq!(failure.failing_cases.len() as u64, failure.cases, "{failure:?}");
+        let lines: std::collections::BTreeSet<&str> = failure.failing_cases.iter().map(|c| c.repro.as_str()).collect();
+        assert_eq!(lines.len(), failure.failing_cases.len(), "one line per case");
+        assert!(lines.contains(failure.repro.as_str()), "the example is one of them");
+    }
+    // `certify --repro` shows what each child wrote to stderr: the origins
+    // store's observation says so when it finds orphan or missing vectors.
+    let orphans = certificate
+        .invariants
+        .iter()
+        .find(|l| l.invariant == Invariant::NoOrphanVectors)
+        .and_then(|l| l.failures.first())
+        .expect("no-orphan-vectors failed");
+    let line = orphans.repro.split(" --store").next().expect("a line");
+    let output = Command::new(env!("CARGO_BIN_EXE_tearline"))
+        .args(["certify", "--exec", &command, "--repro", line])
+        .output()
+        .expect("tearline runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "the line breaks again:\n{stdout}");
+    let children = stdout
+        .split("the store's children")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        children.lines().any(|l| l.contains("asked open, observe")),
+        "each child with its requests:\n{children}"
+    );
+    assert!(
+        children
+            .lines()
+            .any(|l| l.starts_with("    | observe: ") && l.contains("vectors")),
+        "the observing child's stderr:\n{children}"
+    );
 }
 
 #[test]

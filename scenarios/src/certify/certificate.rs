@@ -46,6 +46,21 @@ pub struct FailureExample {
     /// Whether replaying the line from scratch broke the invariant again
     /// (`None`: not re-checked).
     pub reproduces: Option<bool>,
+    /// Every case of that scenario that broke the invariant, in the
+    /// matrix's order (`cases` of them).
+    pub failing_cases: Vec<FailingCase>,
+}
+
+/// One case that broke an invariant: its repro line and what it found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailingCase {
+    /// The line `--repro` takes (not shrunk).
+    pub repro: String,
+    /// The workload step in flight at the fault (`None`: between steps or
+    /// after the last).
+    pub step: Option<String>,
+    /// What was found.
+    pub evidence: String,
 }
 
 /// One invariant's line in the certificate.
@@ -92,7 +107,7 @@ pub struct ScenarioLine {
 
 /// The version of the certificate's JSON schema
 /// (`schemas/certificate.schema.json`).
-pub const CERTIFICATE_SCHEMA_VERSION: u32 = 1;
+pub const CERTIFICATE_SCHEMA_VERSION: u32 = 2;
 
 /// A certification's result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

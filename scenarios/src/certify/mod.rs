@@ -32,7 +32,7 @@ use tearline_model::{Invariant, StoreFactory};
 use tearline_sim_fs::{Fault, PersistenceModel};
 
 pub use crate::replay::Reproduction;
-pub use certificate::{Certificate, FailureExample, InvariantLine, ScenarioLine, Verdict};
+pub use certificate::{Certificate, FailingCase, FailureExample, InvariantLine, ScenarioLine, Verdict};
 
 use crate::catalogue::{self, Entry};
 use crate::engine::{self, EngineOptions, HarnessError};
@@ -344,6 +344,16 @@ fn build(factory: &dyn StoreFactory, options: &CertifyOptions, results: &[Scenar
                         repro: found.repro.as_ref().map(|c| c.to_string()).unwrap_or_default(),
                         evidence: found.evidence.clone().unwrap_or_default(),
                         reproduces: found.reproduces,
+                        failing_cases: result
+                            .failures
+                            .iter()
+                            .filter(|f| f.invariant == invariant)
+                            .map(|f| FailingCase {
+                                repro: f.case.to_string(),
+                                step: f.step.clone(),
+                                evidence: f.evidence.clone(),
+                            })
+                            .collect(),
                     });
                 }
             }
