@@ -201,6 +201,80 @@ fn the_origins_drop_and_reindex_rebuild_fails_atomic_op() {
     assert_eq!(verdict(&certificate, Invariant::CommittedDurable), Verdict::Failed);
 }
 
+/// A store over real ChromaDB (`examples/chroma-store/`), built to origins/2's
+/// recommended two-phase commit, certified on the mount. Runs where
+/// `TEARLINE_CHROMA_PYTHON` names a Python with `chromadb` installed (`.ci/run`
+/// makes one); says SKIPPED otherwise.
+#[test]
+fn a_store_over_real_chromadb_breaks_what_origins_2_predicts_and_nothing_else() {
+    let test = "a_store_over_real_chromadb_breaks_what_origins_2_predicts_and_nothing_else";
+    let Ok(python) = std::env::var("TEARLINE_CHROMA_PYTHON") else {
+        eprintln!("SKIPPED {test}: TEARLINE_CHROMA_PYTHON is not set (a Python with chromadb: see .ci/run)");
+        return;
+    };
+    if !fuse_or_skip(test) {
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/chroma-store/chroma_store.py");
+    let command = format!("{python} {}", script.display());
+    let (factory, certificate) =
+        certify_exec_with(&command, &["add-interrupted"], CHROMA_SAMPLE, vec![Fault::PowerCut]);
+    println!("{}", certificate.to_markdown());
+    // The design's flaw: the tracking row is in the same uncommitted
+    // transaction as what it tracks, so a power cut after ChromaDB's write
+    // rolls all of it back and leaves a vector nothing names.
+    assert_eq!(verdict(&certificate, Invariant::NoOrphanVectors), Verdict::Failed);
+    let orphans = &certificate
+        .invariants
+        .iter()
+        .find(|l| l.invariant == Invariant::NoOrphanVectors)
+        .expect("listed")
+        .failures[0];
+    assert!(
+        orphans
+            .failing_cases
+            .iter()
+            .any(|c| c.evidence.contains("vectors no entry refers to")),
+        "{orphans:?}"
+    );
+    // ChromaDB's own threads open its SQLite connections in a varying
+    // order, so its setup makes a few syscalls more or fewer from run to
+    // run (the certificate says so) and a line can miss its syscall on
+    // replay. One of the first few failing lines must break it again.
+    let mut tried = Vec::new();
+    let reproduced = orphans.failing_cases.iter().take(4).any(|case| {
+        let found = reproduce(&factory, &case.repro)
+            .map(|r| r.violations.iter().any(|v| v.invariant == Invariant::NoOrphanVectors));
+        tried.push(format!("{}: {found:?}", case.repro));
+        found.unwrap_or(false)
+    });
+    assert!(
+        reproduced,
+        "no line broke no-orphan-vectors again:\n{}",
+        tried.join("\n")
+    );
+    assert!(
+        certificate.nondeterminism.iter().any(|n| n.starts_with("measured: ")),
+        "the certificate says whether the workload repeated"
+    );
+    // The mount is faithful enough for a real vector database: ChromaDB
+    // (its own SQLite, its threads, its locks) never breaks the protocol,
+    // hangs or fails outside a fault, and what the store does not get
+    // wrong passes.
+    for invariant in [
+        Invariant::CleanError,
+        Invariant::NoWipeWithoutLock,
+        Invariant::NoLeakedTempFiles,
+        Invariant::RecoveryIdempotent,
+    ] {
+        assert_eq!(verdict(&certificate, invariant), Verdict::Passed, "{invariant}");
+    }
+}
+
+/// One case in this many of the ChromaDB store's matrix: a ChromaDB child
+/// costs about 2 s (importing chromadb), so this is about 40 states.
+const CHROMA_SAMPLE: u64 = 400;
+
 /// One case in this many of each matrix: about a minute a test on 2 cores
 /// (a tenth took about eight).
 const SAMPLE: u64 = 40;
