@@ -8,7 +8,11 @@
 //! `open` with `O_TRUNC` of it while it has bytes, or a `set_len` shorter
 //! than it was ([`tearline_sim_fs::SyscallArgs::truncates`]); any `write`
 //! to it (a process without the lock has no business changing an index's
-//! bytes).
+//! bytes). A file a process created itself without the lock, in this boot,
+//! and that no other process has touched since, is its own: changing,
+//! moving or removing it destroys nothing that was there before (an `init`
+//! publishing a new file by rename, SQLite deleting the journal it has just
+//! created). What a process creates under the lock is the store's.
 //!
 //! Read off the syscall trace ([`check`]); a second writable open that the
 //! store lets in while another process holds it breaks it too
@@ -16,9 +20,10 @@
 //! under its holder first (the harness's lock attacks), the evidence says
 //! so: that is how a lock that trusts its path lets a second writer in.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use tearline_sim_fs::{Outcome, SyscallKind, Trace, TraceEntry};
+use tearline_sim_fs::{Outcome, SyscallArgs, SyscallKind, Trace, TraceEntry};
 
 use super::{Invariant, InvariantSpec, Violation};
 use crate::contract::Capabilities;
@@ -28,7 +33,8 @@ pub(crate) const SPEC: InvariantSpec = InvariantSpec {
     name: "no-wipe-without-lock",
     explanation: "No process deletes, renames over, truncates (O_TRUNC, or set_len shorter) or writes over \
                   one of the store's index files unless it holds the store's exclusive lock at that \
-                  syscall. Read off the syscall trace. Needs an exclusive lock.",
+                  syscall (a file it created itself without the lock, untouched by others since, is its \
+                  own). Read off the syscall trace. Needs an exclusive lock.",
     usually: "A process that does not hold the write lock deleted, renamed over or truncated the index (a read-only open \"fixing\" a schema, a second writer let in by a lock file that was removed). Usually fixed by making only the lock holder able to wipe, and a lock the filesystem cannot take away.",
     example: "process 2 unlinked /store/index.db without holding the lock (after process 1 removed the lock file /store/store.lock)",
     needs: Some("an exclusive lock (capability `exclusive_lock`)"),
@@ -57,10 +63,16 @@ pub fn check_entries<'a>(
     let lock = lock_file.display().to_string();
     let mut holder: Option<(u32, u32)> = None; // (boot, pid)
     let mut tampered: Option<String> = None;
+    // Files each process created itself and nobody else touched since.
+    let mut own: BTreeMap<String, (u32, u32)> = BTreeMap::new();
     for entry in entries {
         if holder.is_some_and(|(boot, _)| boot != entry.boot) {
             holder = None;
         }
+        if own.values().next().is_some_and(|&(boot, _)| boot != entry.boot) {
+            own.clear();
+        }
+        let process = (entry.boot, entry.pid);
         if matches!(entry.outcome, Outcome::Ok) {
             let done = match entry.op {
                 SyscallKind::RemoveFile | SyscallKind::RemoveDir if entry.path == lock => Some("removed"),
@@ -82,24 +94,33 @@ pub fn check_entries<'a>(
             (_, Outcome::ProcessCrash) if holder == Some((entry.boot, entry.pid)) => holder = None,
             _ => {}
         }
-        let destroyed = match entry.op {
-            SyscallKind::RemoveFile | SyscallKind::Rename | SyscallKind::RemoveDir => "destroyed",
-            SyscallKind::Open | SyscallKind::SetLen if entry.args.truncates() => "truncated",
-            SyscallKind::Write => "wrote over",
-            _ => continue,
-        };
         if !matches!(entry.outcome, Outcome::Ok | Outcome::Count(_)) {
             continue;
         }
+        let mine = own.get(&entry.path) == Some(&process);
+        let destroyed = match entry.op {
+            SyscallKind::RemoveFile | SyscallKind::Rename | SyscallKind::RemoveDir => Some("destroyed"),
+            SyscallKind::Open | SyscallKind::SetLen if entry.args.truncates() => Some("truncated"),
+            SyscallKind::Write => Some("wrote over"),
+            _ => None,
+        };
         // A rename destroys what it moves away and what it replaces; one
-        // that creates a new name destroys nothing there.
-        let targets = std::iter::once(entry.path.as_str()).chain(entry.args.replaced_target());
-        let hit = targets
-            .into_iter()
-            .find(|path| patterns.iter().any(|p| p.matches(path)));
-        if let Some(path) = hit
-            && holder != Some((entry.boot, entry.pid))
-        {
+        // that creates a new name destroys nothing there. Nothing of a
+        // process's own new file is destroyed by it.
+        let hit = destroyed.and_then(|destroyed| {
+            let targets = std::iter::once(entry.path.as_str())
+                .filter(|_| !mine)
+                .chain(entry.args.replaced_target().filter(|to| own.get(*to) != Some(&process)));
+            targets
+                .into_iter()
+                .find(|path| patterns.iter().any(|p| p.matches(path)))
+                .map(|path| (path.to_string(), destroyed))
+        });
+        track_own(&mut own, entry, process, mine, holder == Some(process));
+        let Some((path, destroyed)) = hit else {
+            continue;
+        };
+        if holder != Some(process) {
             return Some(Violation::new(
                 Invariant::NoWipeWithoutLock,
                 format!(
@@ -113,6 +134,43 @@ pub fn check_entries<'a>(
         }
     }
     None
+}
+
+/// Keeps `own` (each file a process created without the lock and nobody
+/// else touched since) up to date after `entry`, a successful syscall of
+/// `process`; `mine`: whether `entry.path` was the process's own before
+/// it; `locked`: whether the process holds the lock (what it creates then
+/// is the store's, for good).
+fn track_own(
+    own: &mut BTreeMap<String, (u32, u32)>,
+    entry: &TraceEntry,
+    process: (u32, u32),
+    mine: bool,
+    locked: bool,
+) {
+    match (entry.op, &entry.args) {
+        (SyscallKind::Open, SyscallArgs::Open { options, existing_len })
+            if options.create && existing_len.is_none() && !locked =>
+        {
+            own.insert(entry.path.clone(), process);
+        }
+        (SyscallKind::Rename, SyscallArgs::Rename { to, .. }) => {
+            own.remove(&entry.path);
+            if mine && !locked {
+                own.insert(to.clone(), process);
+            } else {
+                own.remove(to);
+            }
+        }
+        _ if own.get(&entry.path).is_some_and(|&owner| owner != process) => {
+            // Another process has a stake in it now.
+            own.remove(&entry.path);
+        }
+        (SyscallKind::RemoveFile | SyscallKind::RemoveDir, _) => {
+            own.remove(&entry.path);
+        }
+        _ => {}
+    }
 }
 
 /// A store with an exclusive lock let process `writer` open it writable
@@ -259,6 +317,53 @@ mod tests {
             after(&|other| drop(other.read_file(Path::new("/s/index/a.db")).expect("read"))),
             None
         );
+        // A process's own new file, even one the protected pattern names,
+        // is its own to write, move into place and remove (OpenKB's `init`
+        // publishing `index/x.tmp` as `index/x`; SQLite deleting the journal
+        // it has just created).
+        assert_eq!(
+            after(&|other| {
+                other.write_file(Path::new("/s/index/reg.tmp"), b"new").expect("write");
+                other
+                    .rename(Path::new("/s/index/reg.tmp"), Path::new("/s/index/reg.json"))
+                    .expect("rename");
+                other.write_file(Path::new("/s/index/journal"), b"j").expect("write");
+                other.remove_file(Path::new("/s/index/journal")).expect("unlink");
+            }),
+            None
+        );
+        // But moving it over a file that was there destroys that file.
+        let over_existing = after(&|other| {
+            other.write_file(Path::new("/s/index/a.tmp"), b"new").expect("write");
+            other
+                .rename(Path::new("/s/index/a.tmp"), Path::new("/s/index/a.db"))
+                .expect("rename");
+        })
+        .expect("a rename of its own file over the index caught");
+        assert!(
+            over_existing.evidence.contains("destroyed /s/index/a.db (rename"),
+            "{}",
+            over_existing.evidence
+        );
+        // And once another process has written to it, it is not only its
+        // creator's any more.
+        let shared = after(&|other| {
+            other
+                .write_file(Path::new("/s/index/shared.db"), b"mine")
+                .expect("write");
+            let third = other.spawn_process();
+            let file = third
+                .open(Path::new("/s/index/shared.db"), &OpenOptions::read_write())
+                .expect("open");
+            drop(file);
+            other.remove_file(Path::new("/s/index/shared.db")).expect("unlink");
+        })
+        .expect("removing a file another process opened is caught");
+        assert!(
+            shared.evidence.contains("destroyed /s/index/shared.db (unlink"),
+            "{}",
+            shared.evidence
+        );
     }
 
     #[test]
@@ -271,6 +376,7 @@ mod tests {
             let fs = SimFs::new(SimConfig::with_seed(1));
             fs.create_dir_all(Path::new("/s/index")).expect("mkdir");
             let _first = fs.try_lock(lock).expect("lock");
+            fs.write_file(Path::new("/s/index/a.db"), b"first").expect("write");
             let other = fs.spawn_process();
             if replace {
                 other.write_file(Path::new("/s/new.lock"), b"").expect("write");
