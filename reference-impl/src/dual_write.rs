@@ -118,6 +118,9 @@ impl Store {
         let content = self
             .read_source(&name)?
             .filter(|content| std::str::from_utf8(content).is_ok());
+        if self.vectors_deferred() {
+            return self.reindex_deferring_vectors(&name, content);
+        }
         if let Some(content) = content {
             let intent = self
                 .index
@@ -141,6 +144,33 @@ impl Store {
                 .make_source_durable(None)
                 .and_then(|()| self.complete_removal(&intent));
             self.recover_after(result)?;
+        }
+        Ok(None)
+    }
+
+    /// [`Store::reindex`] while the vector store is down (a writable open's
+    /// recovery in an outage): the first two steps of the protocol and the
+    /// rows, with the intent kept. The index serves the document as its
+    /// file now is; the intent still names the vector the document is
+    /// owed (or the one to delete), and the next writable open that
+    /// reaches the vector store resolves it as any interrupted write.
+    fn reindex_deferring_vectors(&mut self, name: &DocName, content: Option<Vec<u8>>) -> Result<Option<AddOutcome>> {
+        if let Some(content) = content {
+            let intent = self
+                .index
+                .begin(IntentOp::Add, name.as_str(), &content_hash(&content), None)?;
+            self.make_source_durable(Some(name))?;
+            let (doc, _) = self.prepare(name, &content, intent.vector_id)?;
+            let dropped = self.index.link_keeping_intent(&intent, &doc)?;
+            return Ok(Some(AddOutcome {
+                vector_id: intent.vector_id,
+                replaced: dropped,
+            }));
+        }
+        if let Some((_, vector_id)) = self.index.summary(name.as_str())? {
+            let intent = self.index.begin(IntentOp::Remove, name.as_str(), "", Some(vector_id))?;
+            self.make_source_durable(None)?;
+            self.index.unlink(&intent.path, None)?;
         }
         Ok(None)
     }

@@ -124,6 +124,11 @@ pub enum Flaw {
     /// An import reads each input file once: a bit flipped in that one
     /// transfer is stored as the document's source, the truth, for good.
     ReadsInputOnce,
+    /// A writable open that finds the vector store down refuses before it
+    /// recovers anything: a mutation interrupted before the outage stays
+    /// unfinished, and every reader is refused ("a mutation is unfinished")
+    /// for as long as the outage lasts.
+    RecoveryNeedsVectors,
 }
 
 /// The lock file [`Flaw::LockTrustsPath`] locks.
@@ -133,7 +138,7 @@ pub(crate) fn trusted_lock_file(layout: &Layout) -> PathBuf {
 
 impl Flaw {
     /// Every flaw, in the order the harness lists them.
-    pub const ALL: [Flaw; 24] = [
+    pub const ALL: [Flaw; 25] = [
         Flaw::DropAndReindex,
         Flaw::TwoRenameSwap,
         Flaw::NoIntents,
@@ -158,6 +163,7 @@ impl Flaw {
         Flaw::StrictJournals,
         Flaw::ListedMeansThere,
         Flaw::ReadsInputOnce,
+        Flaw::RecoveryNeedsVectors,
     ];
 
     /// The store's name with this flaw, for `--store` and reports
@@ -188,6 +194,7 @@ impl Flaw {
             Flaw::StrictJournals => "refstore/strict-journals",
             Flaw::ListedMeansThere => "refstore/listed-means-there",
             Flaw::ReadsInputOnce => "refstore/reads-input-once",
+            Flaw::RecoveryNeedsVectors => "refstore/recovery-needs-vectors",
         }
     }
 
@@ -222,6 +229,7 @@ impl Flaw {
             Flaw::StrictJournals => &[Invariant::RebuildableFromSource, Invariant::CompleteDatabase],
             Flaw::ListedMeansThere => &[Invariant::FilesystemWins],
             Flaw::ReadsInputOnce => &[Invariant::NoSilentCorruption],
+            Flaw::RecoveryNeedsVectors => &[Invariant::StaysServiceable],
         }
     }
 }

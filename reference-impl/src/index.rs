@@ -395,6 +395,17 @@ impl Index {
     /// `intent`, and if the document had another vector, records a `Drop`
     /// intent for it. Returns that intent.
     pub(crate) fn link(&mut self, intent: &Intent, doc: &IndexedDocument) -> Result<Option<Intent>> {
+        self.link_rows(intent, doc, true)
+    }
+
+    /// [`Index::link`] without clearing `intent`: the rows point at a vector
+    /// the intent still owes (the vector store is down). Whether a `Drop`
+    /// intent was recorded for an older vector.
+    pub(crate) fn link_keeping_intent(&mut self, intent: &Intent, doc: &IndexedDocument) -> Result<bool> {
+        self.link_rows(intent, doc, false).map(|dropped| dropped.is_some())
+    }
+
+    fn link_rows(&mut self, intent: &Intent, doc: &IndexedDocument, clear_intent: bool) -> Result<Option<Intent>> {
         let context = || format!("linking {} to vector {}", doc.path, doc.vector_id);
         let tx = self.conn.transaction().context(context)?;
         let old: Option<i64> = tx
@@ -404,8 +415,10 @@ impl Index {
             .optional()
             .context(context)?;
         write_rows(&tx, doc).context(context)?;
-        tx.execute("DELETE FROM intents WHERE id = ?1", [intent.id])
-            .context(context)?;
+        if clear_intent {
+            tx.execute("DELETE FROM intents WHERE id = ?1", [intent.id])
+                .context(context)?;
+        }
         let dropped = match old.map(vector_id) {
             Some(old) if old != doc.vector_id => {
                 tx.execute(

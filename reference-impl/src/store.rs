@@ -127,6 +127,12 @@ pub struct OpenReport {
     /// Why removing leftovers and expired backups failed, if it did (the
     /// open still succeeded; the next writable open retries).
     pub cleanup_error: Option<String>,
+    /// The vector store could not be reached at this writable open, and
+    /// why: interrupted mutations were finished or rolled back at the files
+    /// and the index only, so reads serve a whole state; what the vectors
+    /// owe waits in dual-write intents for the next writable open that can
+    /// reach them, and every write is refused until then.
+    pub vectors_deferred: Option<String>,
 }
 
 /// What the vector store dropped when it opened (torn tails).
@@ -556,6 +562,7 @@ impl Store {
                 journals: JournalReport::default(),
                 repaired,
                 cleanup_error: None,
+                vectors_deferred: None,
             },
         };
         if writable {
@@ -605,6 +612,17 @@ impl Store {
     /// journal (rolled back or finished before anything can mutate, see
     /// `crate::journal`), then the audit.
     fn recover_everything(&mut self) -> Result<()> {
+        if !flaw!(self.flaw, IgnoresOutage)
+            && !flaw!(self.flaw, RecoveryNeedsVectors)
+            && let Some(why) = self.vector_store_down()
+        {
+            // What the files and the index alone can settle is settled now
+            // (an interrupted mutation would otherwise keep every reader
+            // out for as long as the outage lasts); the vectors wait.
+            self.report.vectors_deferred = Some(why);
+            self.report.journals = self.drain_journals()?;
+            return Ok(());
+        }
         self.require_vectors("a writable open's recovery")?;
         self.report.recovery = self.recover()?;
         self.report.journals = self.drain_journals()?;
@@ -692,6 +710,12 @@ impl Store {
             }),
             None => Ok(()),
         }
+    }
+
+    /// Whether this handle's vector work is deferred: a writable open found
+    /// the vector store down ([`OpenReport::vectors_deferred`]).
+    pub(crate) fn vectors_deferred(&self) -> bool {
+        self.report.vectors_deferred.is_some()
     }
 
     /// What the vector store says, if it cannot be reached.

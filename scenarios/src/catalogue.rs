@@ -466,6 +466,34 @@ pub fn store_scenarios(factory: &dyn StoreFactory) -> Vec<StoreScenario> {
     remote_down.fault_free_failure_allowed = true;
     remote_down.persists = Some(PersistentCause::RemoteDown);
     scenarios.push(remote_down);
+    let mut down_at_fault = Builder {
+        name: "vector-store-down-after-fault",
+        description: "An add, an import and a removal with the vector store up, interrupted at every \
+                      syscall; the vector store goes down with the fault and stays down across every later \
+                      open (origins/2: the separate vector database gone when the crashed store restarts). \
+                      While it is down, reads serve what the model allows (never refused because the \
+                      interrupted operation waits on the vector store), a writable open succeeds or \
+                      refuses naming the cause; once it is back, everything is finished and an add works \
+                      (stays-serviceable).",
+        setup: docs("d", 3, 1),
+        workload: vec![
+            add("a.md", "# a\nadded before the outage\n"),
+            import(&[
+                ("i0.md", "# i0\nimported\n"),
+                ("d1.md", "# d1\nreplaced by the import\n"),
+            ]),
+            remove("d0.md"),
+        ],
+        requires: Capabilities {
+            vectors: true,
+            remove: true,
+            import: true,
+            ..Capabilities::default()
+        },
+    }
+    .build();
+    down_at_fault.persists = Some(PersistentCause::RemoteDownAtFault);
+    scenarios.push(down_at_fault);
     scenarios.push(
         Builder {
             name: "rebuild-swap-interrupted",

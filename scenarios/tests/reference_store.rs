@@ -93,6 +93,7 @@ fn exposed_by(variant: Flaw) -> (&'static str, Vec<Fault>, u64) {
         Flaw::StrictJournals => ("journal-damaged", vec![Fault::PowerCut]),
         Flaw::ListedMeansThere => ("hostile-sources", vec![Fault::Vanish]),
         Flaw::ReadsInputOnce => ("import-interrupted", vec![Fault::BitFlip]),
+        Flaw::RecoveryNeedsVectors => ("vector-store-down-after-fault", vec![Fault::PowerCut]),
     };
     // The torn tail it mis-repairs is one outcome of a few.
     let samples = if variant == Flaw::RepairOneByteShort { 3 } else { 1 };

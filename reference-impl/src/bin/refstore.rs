@@ -483,6 +483,12 @@ fn report_recovery(store: &Store) {
     if let Some(error) = &open.cleanup_error {
         eprintln!("refstore: warning: removing old generations failed ({error}); the next write command retries");
     }
+    if let Some(why) = &open.vectors_deferred {
+        eprintln!(
+            "refstore: warning: the vector store is down ({why}): interrupted work was finished at the files and the \
+             index, so reads serve a whole state; what the vectors owe, and every write, waits until it is back"
+        );
+    }
     for line in recovery_lines(open) {
         eprintln!("refstore: recovered: {line}");
     }

@@ -154,7 +154,7 @@ impl<'f> Driver<'f> {
         }
         // A remote dependency that stays down goes down now, for the open
         // store and every later open.
-        let remote = PersistentCause::remote(scenario.persists);
+        let remote = PersistentCause::remote_during_workload(scenario.persists);
         if remote != RemoteFault::Healthy {
             driver.remote = remote;
             if let Some(handle) = driver.handle.as_mut()
@@ -945,7 +945,7 @@ pub(crate) fn check_serviceable(
 ) -> Vec<Violation> {
     let caps = factory.capabilities();
     let mut model = model.clone();
-    let mut env = env_for(fs, PersistentCause::remote(Some(cause)));
+    let mut env = env_for(fs, PersistentCause::remote_after_fault(Some(cause)));
     let reading = format!("a read-only open while {}", cause.describe());
     let read = guarded(fs, budget_end, &reading, || {
         factory.open(&env, Access::ReadOnly).and_then(|handle| handle.observe())
@@ -979,7 +979,7 @@ pub(crate) fn check_serviceable(
         if cleared {
             match cause {
                 PersistentCause::DeviceFull => fs.set_capacity(store_root(), u64::MAX),
-                PersistentCause::RemoteDown => env.remote = RemoteFault::Healthy,
+                PersistentCause::RemoteDown | PersistentCause::RemoteDownAtFault => env.remote = RemoteFault::Healthy,
             }
         }
         let what = format!(
@@ -1022,7 +1022,9 @@ pub(crate) fn check_serviceable(
                         "after {} and an add once it no longer was: {}",
                         match cause {
                             PersistentCause::DeviceFull => "a removal while the device was full",
-                            PersistentCause::RemoteDown => "recovery while the vector store was down",
+                            PersistentCause::RemoteDown | PersistentCause::RemoteDownAtFault => {
+                                "recovery while the vector store was down"
+                            }
                         },
                         v.evidence
                     ),

@@ -289,13 +289,29 @@ pub enum PersistentCause {
     /// [`tearline_model::FailureKind::Unavailable`], and a read serves; once
     /// it is back, an add succeeds.
     RemoteDown,
+    /// The store's remote dependency is up for the whole workload and goes
+    /// down at the fault, for every later open, across crashes: the outage
+    /// that begins in the middle of an operation (a crash in the middle of
+    /// an import, and the vector store gone when the store restarts).
+    /// While it is down, and once it is back, as [`PersistentCause::RemoteDown`].
+    RemoteDownAtFault,
 }
 
 impl PersistentCause {
-    /// How the remote dependency behaves while this cause persists.
-    pub fn remote(cause: Option<PersistentCause>) -> RemoteFault {
+    /// How the remote dependency behaves during the workload, before the
+    /// fault.
+    pub fn remote_during_workload(cause: Option<PersistentCause>) -> RemoteFault {
         match cause {
             Some(PersistentCause::RemoteDown) => RemoteFault::Unavailable,
+            Some(PersistentCause::DeviceFull | PersistentCause::RemoteDownAtFault) | None => RemoteFault::Healthy,
+        }
+    }
+
+    /// How the remote dependency behaves after the fault, for recovery,
+    /// readers and stays-serviceable, until the harness clears the cause.
+    pub fn remote_after_fault(cause: Option<PersistentCause>) -> RemoteFault {
+        match cause {
+            Some(PersistentCause::RemoteDown | PersistentCause::RemoteDownAtFault) => RemoteFault::Unavailable,
             Some(PersistentCause::DeviceFull) | None => RemoteFault::Healthy,
         }
     }
@@ -305,6 +321,7 @@ impl PersistentCause {
         match self {
             PersistentCause::DeviceFull => "the device is full",
             PersistentCause::RemoteDown => "the vector store is down",
+            PersistentCause::RemoteDownAtFault => "the vector store is down (since the fault)",
         }
     }
 }

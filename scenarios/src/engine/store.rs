@@ -85,7 +85,7 @@ impl StoreSubject<'_> {
     /// and that repair is all that failed, the harness gives it room (as an
     /// operator would), and then the repair must succeed.
     fn recover(&self, machine: &SimFs, model: &Model, budget_end: u64, reader: bool) -> driver::Recovered {
-        let remote = PersistentCause::remote(self.scenario.persists);
+        let remote = PersistentCause::remote_after_fault(self.scenario.persists);
         let recovered = driver::recover_and_check(self.factory, machine, model, budget_end, remote, reader);
         let repair_needs_room = self.scenario.persists == Some(PersistentCause::DeviceFull)
             && !recovered.violations.is_empty()
@@ -242,7 +242,7 @@ impl Subject for StoreSubject<'_> {
             &live,
             &probe.model_at(at),
             budget_end,
-            PersistentCause::remote(self.scenario.persists),
+            PersistentCause::remote_during_workload(self.scenario.persists),
             &when,
         ))
     }
