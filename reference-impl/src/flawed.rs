@@ -129,6 +129,10 @@ pub enum Flaw {
     /// unfinished, and every reader is refused ("a mutation is unfinished")
     /// for as long as the outage lasts.
     RecoveryNeedsVectors,
+    /// A name in `source/` that is not a document name (one that is not
+    /// UTF-8, listed with U+FFFD) fails every scan of the sources (sync,
+    /// incremental rebuild, verify) instead of being skipped with a word.
+    StrictNames,
 }
 
 /// The lock file [`Flaw::LockTrustsPath`] locks.
@@ -138,7 +142,7 @@ pub(crate) fn trusted_lock_file(layout: &Layout) -> PathBuf {
 
 impl Flaw {
     /// Every flaw, in the order the harness lists them.
-    pub const ALL: [Flaw; 25] = [
+    pub const ALL: [Flaw; 26] = [
         Flaw::DropAndReindex,
         Flaw::TwoRenameSwap,
         Flaw::NoIntents,
@@ -164,6 +168,7 @@ impl Flaw {
         Flaw::ListedMeansThere,
         Flaw::ReadsInputOnce,
         Flaw::RecoveryNeedsVectors,
+        Flaw::StrictNames,
     ];
 
     /// The store's name with this flaw, for `--store` and reports
@@ -195,6 +200,7 @@ impl Flaw {
             Flaw::ListedMeansThere => "refstore/listed-means-there",
             Flaw::ReadsInputOnce => "refstore/reads-input-once",
             Flaw::RecoveryNeedsVectors => "refstore/recovery-needs-vectors",
+            Flaw::StrictNames => "refstore/strict-names",
         }
     }
 
@@ -230,6 +236,7 @@ impl Flaw {
             Flaw::ListedMeansThere => &[Invariant::FilesystemWins],
             Flaw::ReadsInputOnce => &[Invariant::NoSilentCorruption],
             Flaw::RecoveryNeedsVectors => &[Invariant::StaysServiceable],
+            Flaw::StrictNames => &[Invariant::FilesystemWins],
         }
     }
 }

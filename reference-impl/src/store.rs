@@ -818,6 +818,20 @@ impl Store {
     /// The documents of `source/` and what it holds that is not one (see
     /// [`scan_sources`]).
     pub(crate) fn sources(&self) -> Result<SourceScan> {
+        if flaw!(self.flaw, StrictNames) {
+            // KNOWN BAD: a name that is not a document name fails the scan.
+            let scan = scan_sources(self.fs.as_ref(), &self.layout)?;
+            if let Some(odd) = scan
+                .skipped
+                .iter()
+                .find(|s| s.reason.starts_with("not a document name"))
+            {
+                return Err(StoreError::Corrupt {
+                    what: format!("source/{}: {}", odd.name, odd.reason),
+                });
+            }
+            return Ok(scan);
+        }
         if flaw!(self.flaw, ListedMeansThere) {
             // KNOWN BAD: a file listed must be read, or the scan fails.
             let scan = scan_sources(self.fs.as_ref(), &self.layout)?;

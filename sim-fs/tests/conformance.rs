@@ -78,6 +78,7 @@ conformance!(
     range_locks_follow_ofd_semantics,
     conveniences_compose_the_primitives,
     read_dir_or_empty_lists_a_missing_directory_as_empty,
+    names_are_bytes_and_are_listed_lossily,
     remove_file_if_exists_reports_what_it_removed,
     remove_tree_removes_a_tree_and_accepts_a_missing_one,
     remove_tree_durable_removes_a_tree_and_accepts_a_missing_one,
@@ -374,6 +375,40 @@ fn make_tree(env: &Env) -> PathBuf {
         env.fs.write_file(&tree.join(file), file.as_bytes()).expect("write");
     }
     tree
+}
+
+/// A Linux name is bytes: one that is not UTF-8 (a Latin-1 `é`) opens by
+/// its bytes, is listed with U+FFFD where its bytes are not UTF-8, and the
+/// listed name does not open it.
+fn names_are_bytes_and_are_listed_lossily(env: &Env) {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = env.path("names");
+    env.fs.create_dir(&dir).expect("mkdir");
+    let raw = dir.join(OsStr::from_bytes(b"caf\xe9.md"));
+    env.fs.write_file(&raw, b"latin-1").expect("a name that is not UTF-8");
+    env.fs.write_file(&dir.join("plain.md"), b"utf-8").expect("write");
+    assert_eq!(env.fs.read_file(&raw).expect("opens by its bytes"), b"latin-1");
+    let listed = env.fs.read_dir(&dir).expect("read_dir");
+    let names: Vec<&str> = listed.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["caf\u{FFFD}.md", "plain.md"]);
+    let err = env
+        .fs
+        .read_file(&dir.join("caf\u{FFFD}.md"))
+        .expect_err("the listed name is another name");
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    let moved = dir.join(OsStr::from_bytes(b"\xff\xfe"));
+    env.fs.rename(&raw, &moved).expect("rename by bytes");
+    assert_eq!(env.fs.read_file(&moved).expect("read"), b"latin-1");
+    env.fs.remove_file(&moved).expect("unlink by bytes");
+    let names: Vec<String> = env
+        .fs
+        .read_dir(&dir)
+        .expect("read_dir")
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, ["plain.md"]);
 }
 
 fn read_dir_or_empty_lists_a_missing_directory_as_empty(env: &Env) {

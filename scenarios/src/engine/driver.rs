@@ -381,21 +381,27 @@ impl<'f> Driver<'f> {
                 Ok(edited)
             }
             Step::PlantSource { name, plant } => {
-                let planted = self.behind_the_store(name, |harness, _, path| match plant.text() {
-                    Some(text) => harness.write_file_atomic(path, text.as_bytes()),
-                    None if *plant == Plant::NotText => {
-                        harness.write_file_atomic(path, &[0xff, 0xfe, 0x00, 0x9f, b'\n'])
-                    }
-                    None => harness
+                let planted = self.behind_the_store(name, |harness, dir, path| match plant {
+                    Plant::NotText => harness.write_file_atomic(path, &[0xff, 0xfe, 0x00, 0x9f, b'\n']),
+                    Plant::Directory => harness
                         .create_dir_all_durable(path)
                         .and_then(|()| harness.write_file_atomic(&path.join("inner.md"), b"# inside a directory\n")),
+                    Plant::NameNotUtf8 => {
+                        use std::os::unix::ffi::OsStrExt;
+                        let raw = dir.join(std::ffi::OsStr::from_bytes(&plant.file_name(name)));
+                        harness.write_file_atomic(&raw, format!("# {name}\nnamed in Latin-1\n").as_bytes())
+                    }
+                    Plant::Empty | Plant::Large(_) => {
+                        harness.write_file_atomic(path, plant.text().unwrap_or_default().as_bytes())
+                    }
                 })?;
                 if planted == Flow::Continue {
                     // A document is the store's to index; what is not text,
-                    // or not a file, it may index or skip, but not fail on.
+                    // or not a file, or cannot be opened by the name it is
+                    // listed under, it may index or skip, but not fail on.
                     match plant.text() {
                         Some(text) => self.model.edit_source(name, Some(&text)),
-                        None => self.model.unspecify(name),
+                        None => self.model.unspecify(&plant.listed_name(name)),
                     }
                     self.mark();
                 }

@@ -191,6 +191,11 @@ pub enum Plant {
     NotText,
     /// A directory, holding one file, under a document's name.
     Directory,
+    /// A text file whose name is not UTF-8: the document's name with its
+    /// non-ASCII characters written as Latin-1 bytes (`café.md` as
+    /// `caf\xe9.md`, copied from an older system). Linux lists it as
+    /// [`Plant::listed_name`], which does not open it.
+    NameNotUtf8,
 }
 
 impl Plant {
@@ -201,7 +206,28 @@ impl Plant {
             Plant::Large(bytes) => format!("a text file of {bytes} bytes"),
             Plant::NotText => "a file that is not UTF-8".to_string(),
             Plant::Directory => "a directory".to_string(),
+            Plant::NameNotUtf8 => "a file whose name is not UTF-8".to_string(),
         }
+    }
+
+    /// The bytes of the file name the plant is written under, for the
+    /// document `name`: its own UTF-8, but Latin-1 for a name that is not
+    /// UTF-8 ([`Plant::NameNotUtf8`]; characters beyond Latin-1 become `?`).
+    pub fn file_name(&self, name: &str) -> Vec<u8> {
+        match self {
+            Plant::NameNotUtf8 => name
+                .chars()
+                .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
+                .collect(),
+            _ => name.as_bytes().to_vec(),
+        }
+    }
+
+    /// The name a directory listing shows for the plant of document
+    /// `name` (each byte that is not UTF-8 as U+FFFD): the name the model
+    /// leaves to the store.
+    pub fn listed_name(&self, name: &str) -> String {
+        String::from_utf8_lossy(&self.file_name(name)).into_owned()
     }
 
     /// The document's text, if the plant is a document.
@@ -212,7 +238,7 @@ impl Plant {
                 let line = "a line of a large document, repeated to fill it\n";
                 Some(line.repeat(bytes / line.len() + 1)[..*bytes].to_string())
             }
-            Plant::NotText | Plant::Directory => None,
+            Plant::NotText | Plant::Directory | Plant::NameNotUtf8 => None,
         }
     }
 }

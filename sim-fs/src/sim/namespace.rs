@@ -4,6 +4,8 @@
 //! space. Every name change is a pending operation (see
 //! [`super::durability`]) until the directory holding it is synced.
 
+use std::borrow::Cow;
+use std::ffi::OsStr;
 use std::io;
 use std::path::{Component, Path};
 use std::sync::Arc;
@@ -19,9 +21,9 @@ use crate::clock::{Clock, SimClock};
 use crate::errno;
 use crate::fs::{DirEntry, FileHandle, FileKind, Fs, LockGuard, Metadata, OpenOptions};
 
-/// Splits an absolute path into its names; `EINVAL` for relative paths, `..`
-/// or names that are not UTF-8.
-pub(super) fn components(path: &Path) -> io::Result<Vec<&str>> {
+/// Splits an absolute path into its names, as the namespace keeps them
+/// ([`stored_name`]); `EINVAL` for relative paths or `..`.
+pub(super) fn components(path: &Path) -> io::Result<Vec<Cow<'_, str>>> {
     if !path.is_absolute() {
         return Err(errno::einval());
     }
@@ -29,11 +31,60 @@ pub(super) fn components(path: &Path) -> io::Result<Vec<&str>> {
     for component in path.components() {
         match component {
             Component::RootDir | Component::CurDir => {}
-            Component::Normal(name) => names.push(name.to_str().ok_or_else(errno::einval)?),
+            Component::Normal(name) => names.push(stored_name(name)?),
             Component::ParentDir | Component::Prefix(_) => return Err(errno::einval()),
         }
     }
     Ok(names)
+}
+
+/// The first of the 128 code points that stand for the bytes 0x80..=0xFF of
+/// a name that are not UTF-8 (private use, plane 16).
+const RAW_BYTE_BASE: u32 = 0x10_FF80;
+
+/// A name as the namespace keeps it. Linux names are bytes, not text: the
+/// bytes of a name that are not UTF-8 are kept one code point each from
+/// [`RAW_BYTE_BASE`] on, so the name round-trips exactly (the same bytes
+/// open the same file). A name that holds one of those code points itself
+/// is refused (`EINVAL`), so no two names share a spelling.
+pub(super) fn stored_name(name: &OsStr) -> io::Result<Cow<'_, str>> {
+    let is_raw = |c: char| u32::from(c) >= RAW_BYTE_BASE;
+    if let Some(text) = name.to_str() {
+        return if text.chars().any(is_raw) {
+            Err(errno::einval())
+        } else {
+            Ok(Cow::Borrowed(text))
+        };
+    }
+    let mut stored = String::new();
+    for chunk in name.as_encoded_bytes().utf8_chunks() {
+        if chunk.valid().chars().any(is_raw) {
+            return Err(errno::einval());
+        }
+        stored.push_str(chunk.valid());
+        for &byte in chunk.invalid() {
+            stored.extend(char::from_u32(RAW_BYTE_BASE + u32::from(byte & 0x7f)));
+        }
+    }
+    Ok(Cow::Owned(stored))
+}
+
+/// A kept name as `read_dir` lists it: as Linux's names are listed through
+/// Rust's `to_string_lossy` (what [`crate::RealFs`] does), each run of bytes
+/// that is not UTF-8 becomes U+FFFD, so the listed name does not open the
+/// file.
+pub(super) fn listed_name(stored: &str) -> String {
+    if stored.chars().all(|c| u32::from(c) < RAW_BYTE_BASE) {
+        return stored.to_string();
+    }
+    let mut bytes = Vec::with_capacity(stored.len());
+    for c in stored.chars() {
+        match u32::from(c).checked_sub(RAW_BYTE_BASE) {
+            Some(low) => bytes.push(0x80 | low as u8),
+            None => bytes.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 impl World {
@@ -55,7 +106,7 @@ impl World {
         let mut ino = ROOT_INO;
         for name in components(path)? {
             let entries = self.state.current.dir(ino).ok_or_else(errno::enotdir)?;
-            ino = *entries.get(name).ok_or_else(errno::enoent)?;
+            ino = *entries.get(name.as_ref()).ok_or_else(errno::enoent)?;
         }
         Ok(ino)
     }
@@ -68,22 +119,22 @@ impl World {
         let Ok((dir, name)) = self.resolve_parent(path) else {
             return;
         };
-        let Some(ino) = self.state.current.lookup(dir, name) else {
+        let Some(ino) = self.state.current.lookup(dir, &name) else {
             return;
         };
         if self.state.current.dir(ino).is_none() {
-            self.state.unlink_durably(dir, name);
+            self.state.unlink_durably(dir, &name);
             self.collect_garbage();
         }
     }
 
-    pub(super) fn resolve_parent<'p>(&self, path: &'p Path) -> io::Result<(Ino, &'p str)> {
+    pub(super) fn resolve_parent<'p>(&self, path: &'p Path) -> io::Result<(Ino, Cow<'p, str>)> {
         let mut names = components(path)?;
         let name = names.pop().ok_or_else(errno::einval)?;
         let mut dir = ROOT_INO;
         for part in names {
             let entries = self.state.current.dir(dir).ok_or_else(errno::enotdir)?;
-            dir = *entries.get(part).ok_or_else(errno::enoent)?;
+            dir = *entries.get(part.as_ref()).ok_or_else(errno::enoent)?;
         }
         if self.state.current.dir(dir).is_none() {
             return Err(errno::enotdir());
@@ -121,7 +172,7 @@ impl Fs for SimFs {
             |world, _| {
                 options.validate()?;
                 let (dir, name) = world.resolve_parent(path)?;
-                let ino = match world.state.current.lookup(dir, name) {
+                let ino = match world.state.current.lookup(dir, &name) {
                     Some(ino) => {
                         if options.create_new {
                             return Err(errno::eexist());
@@ -140,7 +191,7 @@ impl Fs for SimFs {
                         }
                         ino
                     }
-                    None if options.create || options.create_new => world.create_file(dir, name, path),
+                    None if options.create || options.create_new => world.create_file(dir, &name, path),
                     None => return Err(errno::enoent()),
                 };
                 Ok(ino)
@@ -163,7 +214,7 @@ impl Fs for SimFs {
                 let ino = world
                     .state
                     .current
-                    .lookup(from_dir, from_name)
+                    .lookup(from_dir, &from_name)
                     .ok_or_else(errno::enoent)?;
                 let (to_dir, to_name) = world.resolve_parent(to)?;
                 if world.device_of(from) != world.device_of(to) || world.is_mount_point(from) {
@@ -173,7 +224,7 @@ impl Fs for SimFs {
                 if moving_dir && to.starts_with(from) && to != from {
                     return Err(errno::einval());
                 }
-                if let Some(target) = world.state.current.lookup(to_dir, to_name) {
+                if let Some(target) = world.state.current.lookup(to_dir, &to_name) {
                     if target == ino {
                         return Ok(());
                     }
@@ -216,7 +267,7 @@ impl Fs for SimFs {
                     _ => return Err(errno::eperm()),
                 };
                 let (dir, name) = world.resolve_parent(link)?;
-                if world.state.current.lookup(dir, name).is_some() {
+                if world.state.current.lookup(dir, &name).is_some() {
                     return Err(errno::eexist());
                 }
                 if world.device_of(original) != world.device_of(link) {
@@ -237,7 +288,7 @@ impl Fs for SimFs {
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         self.path_call(SyscallKind::RemoveFile, path, |world| {
             let (dir, name) = world.resolve_parent(path)?;
-            let ino = world.state.current.lookup(dir, name).ok_or_else(errno::enoent)?;
+            let ino = world.state.current.lookup(dir, &name).ok_or_else(errno::enoent)?;
             if world.state.current.dir(ino).is_some() {
                 return Err(errno::eisdir());
             }
@@ -253,7 +304,7 @@ impl Fs for SimFs {
     fn create_dir(&self, path: &Path) -> io::Result<()> {
         self.path_call(SyscallKind::CreateDir, path, |world| {
             let (dir, name) = world.resolve_parent(path)?;
-            if world.state.current.lookup(dir, name).is_some() {
+            if world.state.current.lookup(dir, &name).is_some() {
                 return Err(errno::eexist());
             }
             let ino = world.alloc_ino();
@@ -270,7 +321,7 @@ impl Fs for SimFs {
     fn remove_dir(&self, path: &Path) -> io::Result<()> {
         self.path_call(SyscallKind::RemoveDir, path, |world| {
             let (dir, name) = world.resolve_parent(path)?;
-            let ino = world.state.current.lookup(dir, name).ok_or_else(errno::enoent)?;
+            let ino = world.state.current.lookup(dir, &name).ok_or_else(errno::enoent)?;
             let entries = world.state.current.dir(ino).ok_or_else(errno::enotdir)?;
             if !entries.is_empty() {
                 return Err(errno::enotempty());
@@ -295,16 +346,19 @@ impl Fs for SimFs {
             |world, _| {
                 let ino = world.resolve(path)?;
                 let entries = world.state.current.dir(ino).ok_or_else(errno::enotdir)?;
-                Ok(entries
+                let mut listed: Vec<DirEntry> = entries
                     .iter()
                     .map(|(name, child)| DirEntry {
-                        name: name.clone(),
+                        name: listed_name(name),
                         kind: match world.state.current.node(*child) {
                             Some(Node::Dir(_)) => FileKind::Dir,
                             _ => FileKind::File,
                         },
                     })
-                    .collect())
+                    .collect();
+                // In the order `RealFs` lists, by the names as listed.
+                listed.sort();
+                Ok(listed)
             },
             |entries: &Vec<DirEntry>| Outcome::Count(entries.len() as u64),
         )
@@ -351,9 +405,9 @@ impl Fs for SimFs {
                 let (dir, name) = world.resolve_parent(path)?;
                 // A directory is locked as it is (flock works on a directory's
                 // descriptor); a missing name becomes an empty file.
-                let ino = match world.state.current.lookup(dir, name) {
+                let ino = match world.state.current.lookup(dir, &name) {
                     Some(ino) => ino,
-                    None => world.create_file(dir, name, path),
+                    None => world.create_file(dir, &name, path),
                 };
                 if world.file_locks.contains_key(&ino) {
                     return Err(errno::ewouldblock());
@@ -386,5 +440,27 @@ impl Fs for SimFs {
             },
             |free: &u64| Outcome::Count(*free),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStrExt;
+
+    #[test]
+    fn a_name_round_trips_by_its_bytes_and_cannot_be_spelt_twice() {
+        let raw = OsStr::from_bytes(b"a\xe9b\xff\xfe.md");
+        let stored = stored_name(raw).expect("any bytes but / and NUL");
+        assert_ne!(stored, "a\u{FFFD}b\u{FFFD}\u{FFFD}.md");
+        assert_eq!(listed_name(&stored), String::from_utf8_lossy(raw.as_bytes()));
+        assert_eq!(stored_name(OsStr::new("plain.md")).expect("utf-8"), "plain.md");
+        // A UTF-8 name that holds the code points kept for raw bytes would
+        // be the same name as a raw one: refused.
+        let taken = format!("a{}b", char::from_u32(RAW_BYTE_BASE + 0x69).expect("a char"));
+        assert_eq!(
+            stored_name(OsStr::new(&taken)).expect_err("refused").raw_os_error(),
+            Some(libc::EINVAL)
+        );
     }
 }

@@ -125,7 +125,7 @@ impl World {
             let Ok(names) = components(&mount) else { continue };
             let mut dir = ROOT_INO;
             for name in names {
-                dir = match self.state.current.lookup(dir, name) {
+                dir = match self.state.current.lookup(dir, &name) {
                     Some(ino) => ino,
                     None => {
                         let ino = self.alloc_ino();
