@@ -93,6 +93,12 @@
 //!   loses the locks it took through that open file at its release.
 //! - `mmap` is allowed where the kernel offers `FUSE_DIRECT_IO_ALLOW_MMAP`
 //!   (SQLite's WAL `-shm`), and mapped pages bypass the ordering above.
+//! - A name that is not UTF-8 is listed as the simulator lists it (U+FFFD
+//!   for its bad bytes), so the program cannot open it by the listed name
+//!   (on Linux it would get the bytes).
+//! - A symbolic link the harness planted is served as one (`readlink`), and
+//!   the kernel follows it: an absolute target leads out of the mount, to
+//!   the host's path, where the simulator would follow it inside itself.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ffi::{OsStr, OsString};
@@ -425,9 +431,11 @@ struct Server {
 
 fn kind_of(kind: FileKind) -> FileType {
     match kind {
-        // The simulator makes no other kind; served as a file if one came.
-        FileKind::File | FileKind::Other => FileType::RegularFile,
+        FileKind::File => FileType::RegularFile,
         FileKind::Dir => FileType::Directory,
+        // The only other kind the simulator makes: the kernel reads its
+        // target (`readlink`) and follows it itself.
+        FileKind::Other => FileType::Symlink,
     }
 }
 
@@ -989,6 +997,20 @@ impl fuser::Filesystem for Server {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.core.lookup_inner(parent, name) {
             Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let result = self.core.gate().and_then(|st| {
+            let rel = st.path(ino)?;
+            self.core.io(self.core.fs.read_link(&self.core.abs(&rel)))
+        });
+        match result {
+            Ok(target) => {
+                use std::os::unix::ffi::OsStrExt;
+                reply.data(target.as_os_str().as_bytes());
+            }
             Err(e) => reply.error(e),
         }
     }

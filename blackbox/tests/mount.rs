@@ -95,6 +95,28 @@ fn shell_writes_land_in_the_simulator() {
 }
 
 #[test]
+fn a_symbolic_link_in_the_simulator_is_one_on_the_mount() {
+    if !fuse_or_skip("a_symbolic_link_in_the_simulator_is_one_on_the_mount") {
+        return;
+    }
+    let fs = machine(0);
+    fs.write_file(Path::new("/store/real.md"), b"real").expect("write");
+    fs.plant_symlink(Path::new("/store/link.md"), Path::new("real.md"))
+        .expect("a link");
+    fs.plant_symlink(Path::new("/store/loop.md"), Path::new("loop.md"))
+        .expect("a loop");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _mnt = mount(&fs, dir.path());
+    // The kernel sees links (`test -L`), reads their targets and follows
+    // them; a loop is no regular file (`test -f` follows it, and fails).
+    let out = sh(
+        dir.path(),
+        "test -L link.md && readlink link.md && cat link.md && echo && test -L loop.md && ! test -f loop.md && echo loop",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "real.md\nreal\nloop\n");
+}
+
+#[test]
 fn a_power_cut_keeps_fsynced_data_and_drops_the_rest() {
     if !fuse_or_skip("a_power_cut_keeps_fsynced_data_and_drops_the_rest") {
         return;

@@ -133,6 +133,10 @@ pub enum Flaw {
     /// UTF-8, listed with U+FFFD) fails every scan of the sources (sync,
     /// incremental rebuild, verify) instead of being skipped with a word.
     StrictNames,
+    /// Every entry of `source/` that is not a directory is read as a
+    /// document, a symbolic link followed: one that loops (`ELOOP`) fails
+    /// every scan of the sources.
+    ReadsEveryEntry,
 }
 
 /// The lock file [`Flaw::LockTrustsPath`] locks.
@@ -142,7 +146,7 @@ pub(crate) fn trusted_lock_file(layout: &Layout) -> PathBuf {
 
 impl Flaw {
     /// Every flaw, in the order the harness lists them.
-    pub const ALL: [Flaw; 26] = [
+    pub const ALL: [Flaw; 27] = [
         Flaw::DropAndReindex,
         Flaw::TwoRenameSwap,
         Flaw::NoIntents,
@@ -169,6 +173,7 @@ impl Flaw {
         Flaw::ReadsInputOnce,
         Flaw::RecoveryNeedsVectors,
         Flaw::StrictNames,
+        Flaw::ReadsEveryEntry,
     ];
 
     /// The store's name with this flaw, for `--store` and reports
@@ -201,6 +206,7 @@ impl Flaw {
             Flaw::ReadsInputOnce => "refstore/reads-input-once",
             Flaw::RecoveryNeedsVectors => "refstore/recovery-needs-vectors",
             Flaw::StrictNames => "refstore/strict-names",
+            Flaw::ReadsEveryEntry => "refstore/reads-every-entry",
         }
     }
 
@@ -236,7 +242,7 @@ impl Flaw {
             Flaw::ListedMeansThere => &[Invariant::FilesystemWins],
             Flaw::ReadsInputOnce => &[Invariant::NoSilentCorruption],
             Flaw::RecoveryNeedsVectors => &[Invariant::StaysServiceable],
-            Flaw::StrictNames => &[Invariant::FilesystemWins],
+            Flaw::StrictNames | Flaw::ReadsEveryEntry => &[Invariant::FilesystemWins],
         }
     }
 }

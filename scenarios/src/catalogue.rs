@@ -728,6 +728,8 @@ pub fn store_scenarios(factory: &dyn StoreFactory) -> Vec<StoreScenario> {
         plant("binary.md", Plant::NotText),
         plant("folder.md", Plant::Directory),
         plant("café.md", Plant::NameNotUtf8),
+        plant("linked.md", Plant::SymlinkOut),
+        plant("loop.md", Plant::SymlinkLoop),
     ];
     if caps.incremental_rebuild {
         hostile.push(Step::Op(Operation::Rebuild {
@@ -742,8 +744,9 @@ pub fn store_scenarios(factory: &dyn StoreFactory) -> Vec<StoreScenario> {
         Builder {
             name: "hostile-sources",
             description: "The source tree a user really has: an empty file, a 20 KB file, a file that is not \
-                          UTF-8, a directory under a document's name and a file whose name is not UTF-8 (a \
-                          Latin-1 `café.md`) appear behind the store's back; an \
+                          UTF-8, a directory under a document's name, a file whose name is not UTF-8 (a \
+                          Latin-1 `café.md`), a symbolic link out of the store and one to itself appear \
+                          behind the store's back; an \
                           incremental rebuild and a sync (if the store has them) and a full rebuild, \
                           interrupted at every syscall, must index the documents and skip the rest, never \
                           fail on them (one file the store could not read made every rebuild and verify \

@@ -58,12 +58,14 @@ fn explain_an_invariant() {
     for part in [
         "What a violation usually means",
         "An example of its evidence",
-        "Checked after every fault by 3 scenarios",
+        "Checked after every fault by 4 scenarios",
     ] {
         assert!(text.contains(part), "{part:?} missing: {text}");
     }
     assert!(
-        text.contains("device-stays-full") && !text.contains("reconcile-audit"),
+        text.contains("device-stays-full")
+            && text.contains("vector-store-down-after-fault")
+            && !text.contains("reconcile-audit"),
         "{text}"
     );
 }

@@ -54,6 +54,8 @@ errno_table! {
     efbig => EFBIG;
     /// Device or resource busy (e.g. removing a mount point).
     ebusy => EBUSY;
+    /// Too many levels of symbolic links.
+    eloop => ELOOP;
 }
 
 /// The symbolic name of an errno (`ENOSPC`), or `errno N` for codes not in

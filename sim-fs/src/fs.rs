@@ -284,6 +284,14 @@ pub trait Fs: Send + Sync + fmt::Debug {
     /// Describes a path without following symlinks. `ENOENT` if missing.
     fn metadata(&self, path: &Path) -> io::Result<Metadata>;
 
+    /// The target of the symbolic link at `path`, as it was given
+    /// (`readlink(2)`); `EINVAL` if `path` is not a symbolic link. A store
+    /// rarely needs it; a FUSE mount serving the filesystem does.
+    fn read_link(&self, path: &Path) -> io::Result<std::path::PathBuf> {
+        let _ = path;
+        Err(io::Error::from_raw_os_error(libc::EINVAL))
+    }
+
     /// Makes the directory's entries (creates, renames, unlinks in it) durable:
     /// `fsync(2)` on the directory.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;

@@ -174,6 +174,10 @@ impl Fs for RealFs {
         })
     }
 
+    fn read_link(&self, path: &Path) -> io::Result<std::path::PathBuf> {
+        fs::read_link(path)
+    }
+
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         fs::File::open(path)?.sync_all()
     }

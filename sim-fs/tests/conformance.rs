@@ -9,6 +9,9 @@ use tearline_sim_fs::{
     ByteRange, FileHandleExt, FileKind, Fs, FsExt, OpenOptions, PathError, RangeLockMode, RealFs, SimConfig, SimFs,
 };
 
+/// Makes a symbolic link (`link`, `target`), as a user would.
+type MakeSymlink = Box<dyn Fn(&Path, &Path) -> io::Result<()>>;
+
 /// A filesystem under test and a fresh, empty directory on it. `other` is a
 /// second process on the same machine (for RealFs, the same process: its
 /// locks are per open file, so they exclude each other all the same).
@@ -16,6 +19,9 @@ struct Env {
     fs: Box<dyn Fs>,
     other: Box<dyn Fs>,
     root: PathBuf,
+    /// Makes `link` a symbolic link to `target`, as a user would (the store
+    /// never does: it is not part of `Fs`).
+    symlink: MakeSymlink,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -23,10 +29,12 @@ impl Env {
     fn sim() -> Env {
         let fs = SimFs::new(SimConfig::with_seed(1));
         fs.create_dir(Path::new("/work")).expect("mkdir /work");
+        let user = fs.clone();
         Env {
             other: Box::new(fs.spawn_process()),
             fs: Box::new(fs),
             root: PathBuf::from("/work"),
+            symlink: Box::new(move |link, target| user.plant_symlink(link, target)),
             _tmp: None,
         }
     }
@@ -37,6 +45,7 @@ impl Env {
             fs: Box::new(RealFs),
             other: Box::new(RealFs),
             root: tmp.path().to_path_buf(),
+            symlink: Box::new(|link, target| std::os::unix::fs::symlink(target, link)),
             _tmp: Some(tmp),
         }
     }
@@ -79,6 +88,7 @@ conformance!(
     conveniences_compose_the_primitives,
     read_dir_or_empty_lists_a_missing_directory_as_empty,
     names_are_bytes_and_are_listed_lossily,
+    symbolic_links_are_followed_listed_as_other_and_unlinked_themselves,
     remove_file_if_exists_reports_what_it_removed,
     remove_tree_removes_a_tree_and_accepts_a_missing_one,
     remove_tree_durable_removes_a_tree_and_accepts_a_missing_one,
@@ -409,6 +419,69 @@ fn names_are_bytes_and_are_listed_lossily(env: &Env) {
         .map(|e| e.name)
         .collect();
     assert_eq!(names, ["plain.md"]);
+}
+
+/// A symbolic link in a tree a store reads: opening one reads what it
+/// names (from its directory, or absolute; through a linked directory too),
+/// a dangling one is `ENOENT`, a loop `ELOOP`; it is listed and described
+/// as neither file nor directory, and unlink and rename act on the link.
+fn symbolic_links_are_followed_listed_as_other_and_unlinked_themselves(env: &Env) {
+    let dir = env.path("links");
+    env.fs.create_dir(&dir).expect("mkdir");
+    env.fs.create_dir(&dir.join("inner")).expect("mkdir");
+    env.fs.write_file(&dir.join("real.md"), b"real").expect("write");
+    env.fs.write_file(&dir.join("inner/deep.md"), b"deep").expect("write");
+    let link = |name: &str, target: &Path| (env.symlink)(&dir.join(name), target).expect("symlink");
+    link("relative.md", Path::new("real.md"));
+    link("absolute.md", &dir.join("real.md"));
+    link("dangling.md", Path::new("missing.md"));
+    link("up.md", Path::new("inner/../real.md"));
+    link("sub", Path::new("inner"));
+    link("loop-a", Path::new("loop-b"));
+    link("loop-b", Path::new("loop-a"));
+    for name in ["relative.md", "absolute.md", "up.md"] {
+        assert_eq!(env.fs.read_file(&dir.join(name)).expect(name), b"real", "{name}");
+    }
+    assert_eq!(
+        env.fs
+            .read_file(&dir.join("sub/deep.md"))
+            .expect("through a linked directory"),
+        b"deep"
+    );
+    assert_eq!(
+        env.fs.read_file(&dir.join("dangling.md")).expect_err("dangling").kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        env.fs
+            .read_file(&dir.join("loop-a"))
+            .expect_err("a loop")
+            .raw_os_error(),
+        Some(libc::ELOOP)
+    );
+    let listed: Vec<(String, FileKind)> = env
+        .fs
+        .read_dir(&dir)
+        .expect("read_dir")
+        .into_iter()
+        .map(|e| (e.name, e.kind))
+        .collect();
+    let kind = |name: &str| listed.iter().find(|(n, _)| n == name).map(|(_, k)| *k);
+    assert_eq!(kind("real.md"), Some(FileKind::File));
+    assert_eq!(kind("inner"), Some(FileKind::Dir));
+    for name in ["relative.md", "absolute.md", "dangling.md", "sub", "loop-a"] {
+        assert_eq!(kind(name), Some(FileKind::Other), "{name}");
+    }
+    assert_eq!(
+        env.fs.metadata(&dir.join("relative.md")).expect("lstat").kind,
+        FileKind::Other
+    );
+    env.fs
+        .rename(&dir.join("relative.md"), &dir.join("moved.md"))
+        .expect("rename the link");
+    assert_eq!(env.fs.read_file(&dir.join("moved.md")).expect("read"), b"real");
+    env.fs.remove_file(&dir.join("moved.md")).expect("unlink the link");
+    assert_eq!(env.fs.read_file(&dir.join("real.md")).expect("the file stays"), b"real");
 }
 
 fn read_dir_or_empty_lists_a_missing_directory_as_empty(env: &Env) {

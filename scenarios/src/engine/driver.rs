@@ -391,6 +391,17 @@ impl<'f> Driver<'f> {
                         let raw = dir.join(std::ffi::OsStr::from_bytes(&plant.file_name(name)));
                         harness.write_file_atomic(&raw, format!("# {name}\nnamed in Latin-1\n").as_bytes())
                     }
+                    Plant::SymlinkOut => {
+                        let outside = Path::new("/outside").join(name);
+                        harness
+                            .create_dir_all_durable(Path::new("/outside"))
+                            .and_then(|()| harness.write_file_atomic(&outside, b"# outside\nnot the store's\n"))
+                            .and_then(|()| harness.plant_symlink(path, &outside))
+                            .and_then(|()| harness.sync_dir(dir))
+                    }
+                    Plant::SymlinkLoop => harness
+                        .plant_symlink(path, Path::new(name))
+                        .and_then(|()| harness.sync_dir(dir)),
                     Plant::Empty | Plant::Large(_) => {
                         harness.write_file_atomic(path, plant.text().unwrap_or_default().as_bytes())
                     }

@@ -196,6 +196,12 @@ pub enum Plant {
     /// `caf\xe9.md`, copied from an older system). Linux lists it as
     /// [`Plant::listed_name`], which does not open it.
     NameNotUtf8,
+    /// A symbolic link under a document's name to a text file outside the
+    /// store (which the harness writes first, at `/outside/<name>`).
+    SymlinkOut,
+    /// A symbolic link under a document's name to itself: every open of it
+    /// is `ELOOP`.
+    SymlinkLoop,
 }
 
 impl Plant {
@@ -207,6 +213,8 @@ impl Plant {
             Plant::NotText => "a file that is not UTF-8".to_string(),
             Plant::Directory => "a directory".to_string(),
             Plant::NameNotUtf8 => "a file whose name is not UTF-8".to_string(),
+            Plant::SymlinkOut => "a symbolic link to a file outside the store".to_string(),
+            Plant::SymlinkLoop => "a symbolic link to itself".to_string(),
         }
     }
 
@@ -238,7 +246,7 @@ impl Plant {
                 let line = "a line of a large document, repeated to fill it\n";
                 Some(line.repeat(bytes / line.len() + 1)[..*bytes].to_string())
             }
-            Plant::NotText | Plant::Directory | Plant::NameNotUtf8 => None,
+            Plant::NotText | Plant::Directory | Plant::NameNotUtf8 | Plant::SymlinkOut | Plant::SymlinkLoop => None,
         }
     }
 }

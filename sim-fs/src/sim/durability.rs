@@ -216,7 +216,7 @@ pub(crate) fn apply(image: &mut Image, op: &PendingOp, tear: Option<Tear<'_>>) {
             file.set_len(*len);
         }
         PendingOp::Link { dir, name, ino, kind } => {
-            image.ensure(*ino, *kind, SystemTime::UNIX_EPOCH);
+            image.ensure(*ino, kind, SystemTime::UNIX_EPOCH);
             image.dir_mut(*dir).insert(name.clone(), *ino);
         }
         PendingOp::Unlink { dir, name } => {
@@ -236,7 +236,7 @@ pub(crate) fn apply(image: &mut Image, op: &PendingOp, tear: Option<Tear<'_>>) {
                 image.dir_mut(*from_dir).remove(from_name);
             }
             if *to_pending {
-                image.ensure(*ino, *kind, SystemTime::UNIX_EPOCH);
+                image.ensure(*ino, kind, SystemTime::UNIX_EPOCH);
                 image.dir_mut(*to_dir).insert(to_name.clone(), *ino);
             }
         }
@@ -436,9 +436,10 @@ impl State {
             let kind = match self.current.node(child) {
                 Some(Node::File(data)) => NewNode::File(data.device),
                 Some(Node::Dir(_)) => NewNode::Dir,
+                Some(Node::Symlink(target)) => NewNode::Symlink(std::sync::Arc::clone(target)),
                 None => continue,
             };
-            self.durable.ensure(child, kind, SystemTime::UNIX_EPOCH);
+            self.durable.ensure(child, &kind, SystemTime::UNIX_EPOCH);
         }
         *self.durable.dir_mut(dir) = entries;
         let mut kept = imbl::Vector::new();

@@ -224,15 +224,21 @@ pub(crate) enum Node {
     File(FileData),
     /// A directory: name → inode, in name order.
     Dir(OrdMap<String, Ino>),
+    /// A symbolic link: the path it points to, as given (relative paths
+    /// resolve from the link's directory). Only the harness makes one
+    /// ([`crate::SimFs::plant_symlink`]).
+    Symlink(Arc<str>),
 }
 
 /// What kind of node a link creates when its inode is not in an image yet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum NewNode {
     /// An empty file on the given device.
     File(DeviceId),
     /// An empty directory.
     Dir,
+    /// A symbolic link to this path (its target is written with its name).
+    Symlink(Arc<str>),
 }
 
 /// A set of inodes reachable from [`ROOT_INO`] through directory entries, plus
@@ -269,6 +275,14 @@ impl Image {
         }
     }
 
+    /// The target of the symbolic link `ino`, if it is one.
+    pub(crate) fn symlink(&self, ino: Ino) -> Option<&str> {
+        match self.nodes.get(&ino) {
+            Some(Node::Symlink(target)) => Some(target),
+            _ => None,
+        }
+    }
+
     pub(crate) fn lookup(&self, dir: Ino, name: &str) -> Option<Ino> {
         self.dir(dir).and_then(|entries| entries.get(name).copied())
     }
@@ -284,7 +298,7 @@ impl Image {
         }
         match node {
             Node::File(data) => data,
-            Node::Dir(_) => unreachable!("replaced above"),
+            Node::Dir(_) | Node::Symlink(_) => unreachable!("replaced above"),
         }
     }
 
@@ -296,16 +310,17 @@ impl Image {
         }
         match node {
             Node::Dir(entries) => entries,
-            Node::File(_) => unreachable!("replaced above"),
+            Node::File(_) | Node::Symlink(_) => unreachable!("replaced above"),
         }
     }
 
     /// Makes sure `ino` exists, creating it as `kind` says if missing.
-    pub(crate) fn ensure(&mut self, ino: Ino, kind: NewNode, mtime: SystemTime) {
+    pub(crate) fn ensure(&mut self, ino: Ino, kind: &NewNode, mtime: SystemTime) {
         if !self.nodes.contains_key(&ino) {
             let node = match kind {
-                NewNode::File(device) => Node::File(FileData::new(device, mtime)),
+                NewNode::File(device) => Node::File(FileData::new(*device, mtime)),
                 NewNode::Dir => Node::Dir(OrdMap::new()),
+                NewNode::Symlink(target) => Node::Symlink(Arc::clone(target)),
             };
             self.nodes.insert(ino, node);
         }
@@ -322,7 +337,7 @@ impl Image {
             .values()
             .filter_map(|node| match node {
                 Node::Dir(entries) => Some(entries.values().filter(|&&child| child == ino).count() as u64),
-                Node::File(_) => None,
+                Node::File(_) | Node::Symlink(_) => None,
             })
             .sum()
     }

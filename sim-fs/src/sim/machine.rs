@@ -102,6 +102,31 @@ impl SimFs {
         Ok(())
     }
 
+    /// Another process (the harness, standing for a user) makes `link` a
+    /// symbolic link to `target` (a path, absolute or from the link's
+    /// directory; it need not exist), as `symlink(2)` does: a new name,
+    /// durable once its directory is synced. Not a call of the store, so
+    /// not traced. `SimFs` follows links in every path it resolves (the
+    /// last name's too, but for `metadata`, which describes the link, and
+    /// for unlink and rename, which act on it), and lists one as
+    /// [`crate::FileKind::Other`]. `EEXIST` if `link` exists.
+    pub fn plant_symlink(&self, link: &Path, target: &Path) -> std::io::Result<()> {
+        let mut world = self.world();
+        let (dir, name) = world.resolve_parent(link)?;
+        if world.state.current.lookup(dir, &name).is_some() {
+            return Err(crate::errno::eexist());
+        }
+        let ino = world.alloc_ino();
+        let name = name.into_owned();
+        world.state.record(super::durability::PendingOp::Link {
+            dir,
+            name,
+            ino,
+            kind: super::image::NewNode::Symlink(target.to_string_lossy().into()),
+        });
+        Ok(())
+    }
+
     /// Replaces the fault plan. Rules see syscalls from now on.
     pub fn set_fault_plan(&self, plan: FaultPlan) {
         self.world().faults = plan;

@@ -38,6 +38,36 @@ pub(super) fn components(path: &Path) -> io::Result<Vec<Cow<'_, str>>> {
     Ok(names)
 }
 
+/// How many symbolic links one path resolution may go through (Linux's
+/// `MAXSYMLINKS`).
+const MAX_SYMLINKS: usize = 40;
+
+/// The path reached through the link that is `path`'s `at`-th name (0-based),
+/// pointing to `target`: the target (from the link's directory if it is
+/// relative, its `..` taken lexically), then the names of `path` after the
+/// link, up to its `count`-th.
+fn through_link(path: &Path, at: usize, target: &str, count: usize) -> std::path::PathBuf {
+    let mut names = path.components().filter_map(|c| match c {
+        Component::Normal(name) => Some(name),
+        _ => None,
+    });
+    let mut through = std::path::PathBuf::from("/");
+    through.extend(names.by_ref().take(at));
+    names.next();
+    for part in Path::new(target).components() {
+        match part {
+            Component::RootDir => through = std::path::PathBuf::from("/"),
+            Component::ParentDir => {
+                through.pop();
+            }
+            Component::Normal(name) => through.push(name),
+            Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    through.extend(names.take(count.saturating_sub(at + 1)));
+    through
+}
+
 /// The first of the 128 code points that stand for the bytes 0x80..=0xFF of
 /// a name that are not UTF-8 (private use, plane 16).
 const RAW_BYTE_BASE: u32 = 0x10_FF80;
@@ -101,14 +131,66 @@ impl World {
         ino
     }
 
-    /// The inode a path names.
+    /// The inode a path names, following symbolic links, the last name's
+    /// too (as `open` and `stat` do).
     pub(super) fn resolve(&self, path: &Path) -> io::Result<Ino> {
-        let mut ino = ROOT_INO;
-        for name in components(path)? {
-            let entries = self.state.current.dir(ino).ok_or_else(errno::enotdir)?;
-            ino = *entries.get(name.as_ref()).ok_or_else(errno::enoent)?;
+        let names = components(path)?;
+        self.walk(path, &names, true, 0)
+    }
+
+    /// The inode a path names, following symbolic links but not the last
+    /// name's (as `lstat` does): a link names itself.
+    pub(super) fn resolve_no_follow(&self, path: &Path) -> io::Result<Ino> {
+        let names = components(path)?;
+        self.walk(path, &names, false, 0)
+    }
+
+    /// Walks `names` (the first names of `path`'s components) from the
+    /// root. A symbolic link met on the way restarts the walk from its
+    /// target, with the names after it; at most [`MAX_SYMLINKS`] of them
+    /// (`ELOOP`).
+    fn walk(&self, path: &Path, names: &[Cow<'_, str>], follow_last: bool, hops: usize) -> io::Result<Ino> {
+        let mut dir = ROOT_INO;
+        for (i, name) in names.iter().enumerate() {
+            let entries = self.state.current.dir(dir).ok_or_else(errno::enotdir)?;
+            let ino = *entries.get(name.as_ref()).ok_or_else(errno::enoent)?;
+            let last = i + 1 == names.len();
+            if (follow_last || !last)
+                && let Some(target) = self.state.current.symlink(ino)
+            {
+                if hops >= MAX_SYMLINKS {
+                    return Err(errno::eloop());
+                }
+                let through = through_link(path, i, target, names.len());
+                let names = components(&through)?;
+                return self.walk(&through, &names, follow_last, hops + 1);
+            }
+            dir = ino;
         }
-        Ok(ino)
+        Ok(dir)
+    }
+
+    /// [`World::resolve_parent`] for `open`, which follows a symbolic link
+    /// that is the last name to what it names (a file `O_CREAT` creates
+    /// there, as Linux does through a dangling link): the directory, the
+    /// name in it, and the path followed to them.
+    pub(super) fn follow_last_links<'p>(&self, path: &'p Path) -> io::Result<(Ino, String, Cow<'p, Path>)> {
+        let mut path = Cow::Borrowed(path);
+        for _ in 0..=MAX_SYMLINKS {
+            let (dir, name) = self.resolve_parent(&path)?;
+            let target = self
+                .state
+                .current
+                .lookup(dir, &name)
+                .and_then(|ino| self.state.current.symlink(ino));
+            let Some(target) = target else {
+                let name = name.into_owned();
+                return Ok((dir, name, path));
+            };
+            let count = components(&path)?.len();
+            path = Cow::Owned(through_link(&path, count - 1, target, count));
+        }
+        Err(errno::eloop())
     }
 
     /// The directory holding a path's last name, and that name.
@@ -131,11 +213,7 @@ impl World {
     pub(super) fn resolve_parent<'p>(&self, path: &'p Path) -> io::Result<(Ino, Cow<'p, str>)> {
         let mut names = components(path)?;
         let name = names.pop().ok_or_else(errno::einval)?;
-        let mut dir = ROOT_INO;
-        for part in names {
-            let entries = self.state.current.dir(dir).ok_or_else(errno::enotdir)?;
-            dir = *entries.get(part.as_ref()).ok_or_else(errno::enoent)?;
-        }
+        let dir = self.walk(path, &names, true, 0)?;
         if self.state.current.dir(dir).is_none() {
             return Err(errno::enotdir());
         }
@@ -155,6 +233,7 @@ impl World {
     pub(super) fn node_kind(&self, ino: Ino) -> NewNode {
         match self.state.current.node(ino) {
             Some(Node::File(data)) => NewNode::File(data.device),
+            Some(Node::Symlink(target)) => NewNode::Symlink(Arc::clone(target)),
             _ => NewNode::Dir,
         }
     }
@@ -171,7 +250,8 @@ impl Fs for SimFs {
             },
             |world, _| {
                 options.validate()?;
-                let (dir, name) = world.resolve_parent(path)?;
+                let (dir, name, path) = world.follow_last_links(path)?;
+                let path = path.as_ref();
                 let ino = match world.state.current.lookup(dir, &name) {
                     Some(ino) => {
                         if options.create_new {
@@ -352,6 +432,7 @@ impl Fs for SimFs {
                         name: listed_name(name),
                         kind: match world.state.current.node(*child) {
                             Some(Node::Dir(_)) => FileKind::Dir,
+                            Some(Node::Symlink(_)) => FileKind::Other,
                             _ => FileKind::File,
                         },
                     })
@@ -366,13 +447,20 @@ impl Fs for SimFs {
 
     fn metadata(&self, path: &Path) -> io::Result<Metadata> {
         self.path_call(SyscallKind::Metadata, path, |world| {
-            let ino = world.resolve(path)?;
+            // As `RealFs`, `lstat`: a symbolic link describes itself.
+            let ino = world.resolve_no_follow(path)?;
             Ok(match world.state.current.node(ino) {
                 Some(Node::File(data)) => Metadata {
                     kind: FileKind::File,
                     len: data.len(),
                     modified: data.mtime,
                     links: world.state.current.link_count(ino),
+                },
+                Some(Node::Symlink(target)) => Metadata {
+                    kind: FileKind::Other,
+                    len: target.len() as u64,
+                    modified: SimClock::epoch(),
+                    links: 1,
                 },
                 _ => Metadata {
                     kind: FileKind::Dir,
@@ -382,6 +470,15 @@ impl Fs for SimFs {
                 },
             })
         })
+    }
+
+    /// Read off the page cache; not traced and not a fault point (only a
+    /// FUSE mount serving a black-box store asks, for the kernel).
+    fn read_link(&self, path: &Path) -> io::Result<std::path::PathBuf> {
+        let world = self.world();
+        let ino = world.resolve_no_follow(path)?;
+        let target = world.state.current.symlink(ino).ok_or_else(errno::einval)?;
+        Ok(std::path::PathBuf::from(target))
     }
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {

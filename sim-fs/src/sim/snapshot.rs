@@ -84,6 +84,10 @@ impl SimSnapshot {
                     key.word(2);
                     data.mix_into(&mut key, pages);
                 }
+                Some(Node::Symlink(target)) => {
+                    key.word(3);
+                    key.text(target);
+                }
                 None => key.word(0),
             }
         }
@@ -184,6 +188,11 @@ pub(super) fn fingerprint(image: &Image) -> u64 {
                 key.word(2);
                 key.text(&path);
                 data.mix_content_into(&mut key);
+            }
+            Some(Node::Symlink(target)) => {
+                key.word(3);
+                key.text(&path);
+                key.text(target);
             }
             None => {}
         }
