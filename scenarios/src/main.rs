@@ -78,8 +78,14 @@ enum Command {
 /// The options of the hidden `worker` command (what `run --jobs` passes on).
 #[derive(clap::Args)]
 struct WorkerArgs {
-    #[arg(long)]
+    #[arg(long, default_value = "refstore")]
     store: String,
+    /// A black-box store's command (`certify --exec`), instead of `--store`.
+    #[arg(long)]
+    exec: Option<String>,
+    /// With `--exec`: seconds to wait for each answer.
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
     #[arg(long)]
     scenario: String,
     #[arg(long)]
@@ -404,6 +410,38 @@ struct CertifyArgs {
     /// Seconds to wait for each answer of an --exec store (wall time), 1 to 86400.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     timeout: u64,
+    /// Local worker processes, 1 to 256, each running its share of every
+    /// matrix (an --exec store gets a mount per child, so workers never
+    /// share one); the certificate is the same for any number.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
+    jobs: u64,
+}
+
+/// How `certify --jobs` starts a worker: the same store, faults and seed.
+fn certify_worker(args: &CertifyArgs, faults: &[String]) -> Option<WorkerCommand> {
+    let program = std::env::current_exe().ok()?;
+    let mut worker_args = vec!["worker".to_string()];
+    match &args.exec {
+        Some(command) => worker_args.extend([
+            "--exec".to_string(),
+            command.clone(),
+            "--timeout".to_string(),
+            args.timeout.to_string(),
+        ]),
+        None => worker_args.extend(["--store".to_string(), args.matrix.store.clone()]),
+    }
+    worker_args.extend([
+        "--seed".to_string(),
+        args.matrix.seed.to_string(),
+        "--faults".to_string(),
+        faults.join(","),
+        "--scale".to_string(),
+        DEFAULT_SCALE.to_string(),
+    ]);
+    Some(WorkerCommand {
+        program,
+        args: worker_args,
+    })
 }
 
 fn certify_command(args: CertifyArgs) -> u8 {
@@ -444,6 +482,7 @@ fn certify_command(args: CertifyArgs) -> u8 {
         Ok(f) => f,
         Err(code) => return code,
     };
+    let fault_names: Vec<String> = faults.iter().map(ToString::to_string).collect();
     let Some(sample) = parse_shard(&args.sample) else {
         eprintln!("error: --sample takes i/n with i < n, got {:?}", args.sample);
         return EXIT_HARNESS_ERROR;
@@ -470,6 +509,8 @@ fn certify_command(args: CertifyArgs) -> u8 {
             Vec::new()
         },
         measure_repeatability: args.exec.is_some(),
+        jobs: args.jobs,
+        worker: (args.jobs > 1).then(|| certify_worker(&args, &fault_names)).flatten(),
         ..certify::CertifyOptions::default()
     };
     if args.plan {
@@ -983,6 +1024,8 @@ fn print_summary(report: &RunReport, seconds: &[f64]) {
 fn worker(args: &WorkerArgs) -> u8 {
     let WorkerArgs {
         store,
+        exec,
+        timeout,
         scenario,
         seed,
         faults,
@@ -991,9 +1034,15 @@ fn worker(args: &WorkerArgs) -> u8 {
         check_determinism,
         every_state,
     } = args;
-    let factory = match factory(store) {
-        Ok(f) => f,
-        Err(code) => return code,
+    let factory: Box<dyn StoreFactory> = match exec {
+        Some(command) => match exec_factory(command, *timeout, None) {
+            Ok(f) => Box::new(f),
+            Err(code) => return code,
+        },
+        None => match factory(store) {
+            Ok(f) => f,
+            Err(code) => return code,
+        },
     };
     let faults = match parse_faults(faults) {
         Ok(f) => f,

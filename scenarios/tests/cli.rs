@@ -288,6 +288,30 @@ fn certify_writes_certificates_and_exits_by_verdict() {
 }
 
 #[test]
+fn certify_over_worker_processes_writes_the_same_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let certificate = |jobs: &str| {
+        let json = dir.path().join(format!("cert-{jobs}.json"));
+        let output = tearline(&[
+            "certify",
+            "--store",
+            "file-per-doc-nosync",
+            "--faults",
+            SYSCALL_FAULTS,
+            "--jobs",
+            jobs,
+            "--report",
+            json.to_str().unwrap(),
+        ]);
+        assert_eq!(output.status.code(), Some(1), "it fails: {}", stdout(&output));
+        std::fs::read_to_string(&json).unwrap()
+    };
+    let one = certificate("1");
+    assert!(one.contains("\"failing_cases\""), "{one}");
+    assert_eq!(certificate("3"), one, "three workers, the same certificate");
+}
+
+#[test]
 fn certify_plan_gives_the_figures_the_run_finds_without_running_it() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("cert.json");

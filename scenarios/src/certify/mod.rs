@@ -75,6 +75,11 @@ pub struct CertifyOptions {
     /// repeat (for drivers that cannot promise it, like a child process on
     /// a FUSE mount). Default false.
     pub measure_repeatability: bool,
+    /// Local worker processes each matrix is split over. Default 1.
+    pub jobs: u64,
+    /// How to start a worker (with `jobs` above 1); `None` runs every part
+    /// in this process.
+    pub worker: Option<engine::WorkerCommand>,
 }
 
 impl Default for CertifyOptions {
@@ -89,6 +94,8 @@ impl Default for CertifyOptions {
             reproduce_with: "`tearline::certify::reproduce(&factory, LINE)`".to_string(),
             driver: "in-process".to_string(),
             measure_repeatability: false,
+            jobs: 1,
+            worker: None,
         }
     }
 }
@@ -115,7 +122,8 @@ pub fn certify_with_progress(
     let run_options = RunOptions {
         engine,
         shard: options.sample,
-        ..RunOptions::default()
+        jobs: options.jobs.max(1),
+        worker: options.worker.clone(),
     };
     let mut results = Vec::new();
     let mut differed = Vec::new();
