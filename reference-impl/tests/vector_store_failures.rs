@@ -96,15 +96,24 @@ fn an_unreachable_vector_store_refuses_writes_up_front_and_serves_reads_until_it
         "refused before anything was written"
     );
     drop(store);
+    // A writable open still opens (it settles what the files and the index
+    // alone can, here nothing) and says the vectors wait; its writes refuse.
     let trace_before = fs.trace().entries().len();
-    let err = open(&fs, &switch).expect_err("a writable open needs the vector store");
+    let mut writer = open(&fs, &switch).expect("a writable open while it is down");
+    assert!(
+        writer.open_report().vectors_deferred.is_some(),
+        "{:?}",
+        writer.open_report()
+    );
+    let err = writer.add("b.md", TEXT.as_bytes()).expect_err("writes wait");
     assert_eq!(err.effect(), FailureEffect::Unavailable, "{err}");
     assert!(
         fs.trace().entries()[trace_before..]
             .iter()
             .all(|e| !e.op.writes() || e.path.contains("index.db")),
-        "the refused open changed nothing but SQLite's own files"
+        "nothing to settle: the open changed nothing but SQLite's own files"
     );
+    drop(writer);
     let reader = open_read_only(&fs, &switch).expect("a read-only open while it is down");
     assert_eq!(reader.list().expect("list while down"), ["a.md"]);
     assert_eq!(reader.get("a.md").expect("get").expect("present").content, TEXT);
