@@ -300,16 +300,7 @@ class ChromaStore:
             obs["integrity_ok"] = False
             obs["integrity_detail"] = f"ChromaDB does not open: {type(e).__name__}: {e}"[:500]
             stored = set()
-        referenced = set()
-        for name, content_hash, vid in rows:
-            obs["indexed"][name] = content_hash
-            if vid is None or vid not in stored:
-                obs["missing_vectors"] += 1
-            else:
-                referenced.add(vid)
-        obs["orphan_vectors"] = len(stored - referenced)
-        if obs["missing_vectors"] or obs["orphan_vectors"]:
-            log(f"observe: {obs['missing_vectors']} missing, {obs['orphan_vectors']} orphan vectors")
+        docstore.count_vectors(obs, rows, stored)
         return obs
 
 

@@ -174,7 +174,6 @@ def observe(backup_names):
         "backups": sum(1 for name in backup_names if os.path.isfile(name)),
         "schema": None,
     }
-    referenced = set()
     rows = []
     if not os.path.isfile(INDEX):
         obs["integrity_ok"] = False
@@ -202,7 +201,15 @@ def observe(backup_names):
             obs["integrity_detail"] = f"{INDEX}: {e}"
     if os.path.exists(INDEX_JOURNAL):
         obs["pending_work"] += 1  # a hot journal: a transaction not yet rolled back
-    stored = VectorStore(durable=False).ids()
+    count_vectors(obs, rows, VectorStore(durable=False).ids())
+    return obs
+
+
+def count_vectors(obs, rows, stored):
+    """Fills `obs` from the index's `rows` (name, hash, vector id) and the
+    vector ids `stored`: what is indexed, vectors no row names (orphans) and
+    rows whose vector is not stored (missing), said on stderr if any."""
+    referenced = set()
     for name, content_hash, vid in rows:
         obs["indexed"][name] = content_hash
         if vid is None or vid not in stored:
@@ -212,7 +219,6 @@ def observe(backup_names):
     obs["orphan_vectors"] = len(stored - referenced)
     if obs["missing_vectors"] or obs["orphan_vectors"]:
         log(f"observe: {obs['missing_vectors']} missing, {obs['orphan_vectors']} orphan vectors")
-    return obs
 
 
 class DocStore:
