@@ -305,6 +305,12 @@ impl Tail {
             self.bytes.pop_front();
         }
     }
+
+    /// What is kept, as text (lossy UTF-8).
+    fn text(&self) -> String {
+        let bytes: Vec<u8> = self.bytes.iter().copied().collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
 }
 
 /// What the stdout reader thread sends.
@@ -476,12 +482,12 @@ impl StoreProcess {
 
     fn stderr_tail(&self) -> String {
         let tail = self.stderr.lock().unwrap_or_else(PoisonError::into_inner);
-        let bytes: Vec<u8> = tail.bytes.iter().copied().collect();
-        let text = String::from_utf8_lossy(&bytes).trim_end().to_string();
+        let text = tail.text();
+        let text = text.trim_end();
         if text.is_empty() {
             "(stderr was empty)".to_string()
         } else {
-            format!("stderr (last {} bytes):\n{text}", bytes.len())
+            format!("stderr (last {} bytes):\n{text}", tail.bytes.len())
         }
     }
 
@@ -752,8 +758,7 @@ impl Conversation {
             let text = loop {
                 let tail = self.child.stderr.lock().unwrap_or_else(PoisonError::into_inner);
                 if tail.ended || Instant::now() >= deadline {
-                    let bytes: Vec<u8> = tail.bytes.iter().copied().collect();
-                    break String::from_utf8_lossy(&bytes).into_owned();
+                    break tail.text();
                 }
                 drop(tail);
                 thread::sleep(Duration::from_millis(2));

@@ -75,13 +75,11 @@ SCHEMA = [
     "CREATE TABLE IF NOT EXISTS pending_vectors (id INTEGER PRIMARY KEY, temp_id TEXT NOT NULL, payload TEXT NOT NULL)",
 ]
 
-REMOTE_FAULTS = ("healthy", "unavailable", "timeout-before-apply", "timeout-after-apply")
-
-
-class ChromaVectors:
+class ChromaVectors(docstore.RemoteFaults):
     """ChromaDB's collection, with the harness's remote faults in front of
-    its writes (reads always work: they stand for looking at what is
-    really there)."""
+    its writes (`docstore.RemoteFaults`)."""
+
+    SERVICE = "ChromaDB"
 
     def __init__(self):
         import chromadb
@@ -93,14 +91,6 @@ class ChromaVectors:
         )
         self.collection = self.client.get_or_create_collection(COLLECTION, embedding_function=None)
         self.fault = "healthy"
-
-    def _before(self, what):
-        if self.fault in ("unavailable", "timeout-before-apply"):
-            raise StoreError(f"ChromaDB: {what}: {self.fault}")
-
-    def _after(self, what):
-        if self.fault == "timeout-after-apply":
-            raise StoreError(f"ChromaDB: {what}: timed out (it may have been applied)")
 
     def add(self, vid, content_hash, name):
         self._before(f"add {vid}")
@@ -179,9 +169,7 @@ class ChromaStore:
             self.lock_fd = None
 
     def remote_fault(self, fault):
-        if fault not in REMOTE_FAULTS:
-            raise StoreError(f"unknown remote fault {fault!r}")
-        self.fault = fault
+        self.fault = docstore.RemoteFaults.check(fault)
         if self.vectors is not None:
             self.vectors.fault = fault
         return True

@@ -84,33 +84,48 @@ def read_sources():
     return found
 
 
-class VectorStore:
-    """A non-transactional vector store (one file per vector under vectors/),
-    standing in for a remote service such as ChromaDB. `fault` makes it
-    misbehave the way the harness's `remote-fault` request asks:
+class RemoteFaults:
+    """The harness's `remote-fault` switch in front of a vector store's
+    writes. `fault` makes the writes misbehave as the request asks:
 
     - "unavailable", "timeout-before-apply": writes fail, nothing applied;
     - "timeout-after-apply": writes are applied, then fail (the caller
       cannot tell);
     - "healthy": writes go through.
 
-    Reads (`exists`, `ids`) always work: they stand for "look at what is
-    really there", which is how recovery resolves an ambiguous write.
+    A write calls `_before` and `_after` around itself. Reads always work:
+    they stand for "look at what is really there", which is how recovery
+    resolves an ambiguous write. `SERVICE` names the store in errors.
     """
 
     FAULTS = ("healthy", "unavailable", "timeout-before-apply", "timeout-after-apply")
+    SERVICE = "vector store"
+    fault = "healthy"
+
+    @classmethod
+    def check(cls, fault):
+        """`fault`, if it is one of FAULTS; StoreError otherwise."""
+        if fault not in cls.FAULTS:
+            raise StoreError(f"unknown remote fault {fault!r}")
+        return fault
+
+    def _before(self, what):
+        if self.fault in ("unavailable", "timeout-before-apply"):
+            raise StoreError(f"{self.SERVICE}: {what}: {self.fault}")
+
+    def _after(self, what):
+        if self.fault == "timeout-after-apply":
+            raise StoreError(f"{self.SERVICE}: {what}: timed out (it may have been applied)")
+
+
+class VectorStore(RemoteFaults):
+    """A non-transactional vector store (one file per vector under vectors/),
+    standing in for a remote service such as ChromaDB, with the remote
+    faults of `RemoteFaults`. Reads (`exists`, `ids`) always work."""
 
     def __init__(self, durable):
         self.durable = durable
         self.fault = "healthy"
-
-    def _before(self, what):
-        if self.fault in ("unavailable", "timeout-before-apply"):
-            raise StoreError(f"vector store: {what}: {self.fault}")
-
-    def _after(self, what):
-        if self.fault == "timeout-after-apply":
-            raise StoreError(f"vector store: {what}: timed out (it may have been applied)")
 
     def put(self, vid, content_hash):
         self._before(f"put {vid}")
@@ -248,9 +263,7 @@ class DocStore:
             self.lock_fd = None
 
     def remote_fault(self, fault):
-        if fault not in VectorStore.FAULTS:
-            raise StoreError(f"unknown remote fault {fault!r}")
-        self.vectors.fault = fault
+        self.vectors.fault = RemoteFaults.check(fault)
         return True
 
     def observe(self):

@@ -118,7 +118,7 @@ impl Store {
         let content = self
             .read_source(&name)?
             .filter(|content| std::str::from_utf8(content).is_ok());
-        if self.vectors_deferred() {
+        if self.deferring_vectors() {
             return self.reindex_deferring_vectors(&name, content);
         }
         if let Some(content) = content {

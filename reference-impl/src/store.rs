@@ -281,6 +281,11 @@ pub struct Store {
     #[cfg(feature = "flawed-variants")]
     pub(crate) flaw: Option<crate::flawed::Flaw>,
     report: OpenReport,
+    /// Set only while a writable open's recovery runs with the vector store
+    /// down: reindexing then leaves the vector work in intents
+    /// ([`OpenReport::vectors_deferred`]). A mutation later on this handle
+    /// checks the vector store itself and, once it is back, writes through.
+    deferring_vectors: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -564,6 +569,7 @@ impl Store {
                 cleanup_error: None,
                 vectors_deferred: None,
             },
+            deferring_vectors: false,
         };
         if writable {
             match store.recover_everything() {
@@ -620,7 +626,10 @@ impl Store {
             // (an interrupted mutation would otherwise keep every reader
             // out for as long as the outage lasts); the vectors wait.
             self.report.vectors_deferred = Some(why);
-            self.report.journals = self.drain_journals()?;
+            self.deferring_vectors = true;
+            let drained = self.drain_journals();
+            self.deferring_vectors = false;
+            self.report.journals = drained?;
             return Ok(());
         }
         self.require_vectors("a writable open's recovery")?;
@@ -712,10 +721,10 @@ impl Store {
         }
     }
 
-    /// Whether this handle's vector work is deferred: a writable open found
-    /// the vector store down ([`OpenReport::vectors_deferred`]).
-    pub(crate) fn vectors_deferred(&self) -> bool {
-        self.report.vectors_deferred.is_some()
+    /// Whether reindexing leaves the vector work in intents: only during a
+    /// writable open's recovery in an outage ([`OpenReport::vectors_deferred`]).
+    pub(crate) fn deferring_vectors(&self) -> bool {
+        self.deferring_vectors
     }
 
     /// What the vector store says, if it cannot be reached.
@@ -818,53 +827,6 @@ impl Store {
     /// The documents of `source/` and what it holds that is not one (see
     /// [`scan_sources`]).
     pub(crate) fn sources(&self) -> Result<SourceScan> {
-        if flaw!(self.flaw, ReadsEveryEntry) {
-            // KNOWN BAD: what is not a regular file is read all the same
-            // (following a symbolic link), and an error reading it fails
-            // the scan.
-            let scan = scan_sources(self.fs.as_ref(), &self.layout)?;
-            for odd in scan
-                .skipped
-                .iter()
-                .filter(|s| s.reason.starts_with("not a regular file"))
-            {
-                let path = self.layout.source_dir().join(&odd.name);
-                if let Err(source) = self.fs.read_file(&path)
-                    && source.kind() != std::io::ErrorKind::NotFound
-                {
-                    return Err(StoreError::Io {
-                        context: format!("reading {}", path.display()),
-                        source,
-                    });
-                }
-            }
-            return Ok(scan);
-        }
-        if flaw!(self.flaw, StrictNames) {
-            // KNOWN BAD: a name that is not a document name fails the scan.
-            let scan = scan_sources(self.fs.as_ref(), &self.layout)?;
-            if let Some(odd) = scan
-                .skipped
-                .iter()
-                .find(|s| s.reason.starts_with("not a document name"))
-            {
-                return Err(StoreError::Corrupt {
-                    what: format!("source/{}: {}", odd.name, odd.reason),
-                });
-            }
-            return Ok(scan);
-        }
-        if flaw!(self.flaw, ListedMeansThere) {
-            // KNOWN BAD: a file listed must be read, or the scan fails.
-            let scan = scan_sources(self.fs.as_ref(), &self.layout)?;
-            if let Some(gone) = scan.skipped.iter().find(|s| s.reason.contains("vanished")) {
-                return Err(StoreError::Io {
-                    context: format!("reading {}", self.layout.source_dir().join(&gone.name).display()),
-                    source: tearline_sim_fs::errno::enoent(),
-                });
-            }
-            return Ok(scan);
-        }
         #[cfg(feature = "flawed-variants")]
         if self.flaw == Some(crate::flawed::Flaw::StrictSources) {
             // KNOWN BAD: every regular file with a valid name, text or not.
@@ -890,7 +852,41 @@ impl Store {
                 hashes,
             });
         }
-        scan_sources(self.fs.as_ref(), &self.layout)
+        let scan = scan_sources(self.fs.as_ref(), &self.layout)?;
+        self.refuse_skipped(&scan)?;
+        Ok(scan)
+    }
+
+    /// KNOWN BAD (only with a flaw that fails a scan on what the real scan
+    /// skips): `ListedMeansThere` on a file that vanished, `StrictNames` on
+    /// a name that is not a document's, `ReadsEveryEntry` on what is not a
+    /// regular file and cannot be read (a symbolic link that loops).
+    fn refuse_skipped(&self, scan: &SourceScan) -> Result<()> {
+        for odd in &scan.skipped {
+            let path = self.layout.source_dir().join(&odd.name);
+            if flaw!(self.flaw, ListedMeansThere) && odd.reason.contains("vanished") {
+                return Err(StoreError::Io {
+                    context: format!("reading {}", path.display()),
+                    source: tearline_sim_fs::errno::enoent(),
+                });
+            }
+            if flaw!(self.flaw, StrictNames) && odd.reason.starts_with("not a document name") {
+                return Err(StoreError::Corrupt {
+                    what: format!("source/{}: {}", odd.name, odd.reason),
+                });
+            }
+            if flaw!(self.flaw, ReadsEveryEntry)
+                && odd.reason.starts_with("not a regular file")
+                && let Err(source) = self.fs.read_file(&path)
+                && source.kind() != std::io::ErrorKind::NotFound
+            {
+                return Err(StoreError::Io {
+                    context: format!("reading {}", path.display()),
+                    source,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// What the vector store holds and what the summaries refer to, for

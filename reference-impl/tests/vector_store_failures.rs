@@ -113,14 +113,17 @@ fn an_unreachable_vector_store_refuses_writes_up_front_and_serves_reads_until_it
             .all(|e| !e.op.writes() || e.path.contains("index.db")),
         "nothing to settle: the open changed nothing but SQLite's own files"
     );
-    drop(writer);
     let reader = open_read_only(&fs, &switch).expect("a read-only open while it is down");
     assert_eq!(reader.list().expect("list while down"), ["a.md"]);
     assert_eq!(reader.get("a.md").expect("get").expect("present").content, TEXT);
     drop(reader);
+    // Back: the handle opened in the outage writes through, vectors and all.
     switch.set(FaultMode::Healthy);
+    writer.add("b.md", TEXT.as_bytes()).expect("an add once it is back");
+    assert_clean_with(&writer, &["a.md", "b.md"]);
+    drop(writer);
     let store = open(&fs, &switch).expect("opens once it is back");
-    assert_clean_with(&store, &["a.md"]);
+    assert_clean_with(&store, &["a.md", "b.md"]);
 }
 
 #[test]
