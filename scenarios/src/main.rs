@@ -100,6 +100,10 @@ struct WorkerArgs {
     check_determinism: bool,
     #[arg(long)]
     every_state: bool,
+    #[arg(long)]
+    rerun_each_case: bool,
+    #[arg(long)]
+    branch_from: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -367,6 +371,18 @@ struct RunArgs {
     /// the same verdicts; for measuring what deduplication saves.
     #[arg(long)]
     every_state: bool,
+    /// Replay the workload from scratch for every case that is not a power
+    /// cut, instead of branching each off one run of it (a fork at its
+    /// syscall): slower, with the same verdicts; for measuring what
+    /// branching saves.
+    #[arg(long)]
+    rerun_each_case: bool,
+    /// Branch the cases whose fault strikes at or after this syscall off
+    /// one run of the workload (0: every case that is not a power cut);
+    /// replay the others from scratch. Where a prefix is short, a replay
+    /// costs less than a fork's copied pages. The verdicts are the same.
+    #[arg(long, value_name = "SYSCALL", default_value_t = tearline::engine::BRANCH_FROM)]
+    branch_from: u64,
     /// Off a terminal (a CI log), how often, in seconds, a scenario still
     /// running prints how far it is (0: at every step of progress).
     #[arg(long, default_value_t = 10)]
@@ -813,6 +829,10 @@ fn run(args: RunArgs) -> u8 {
             if args.every_state {
                 worker_args.push("--every-state".to_string());
             }
+            if args.rerun_each_case {
+                worker_args.push("--rerun-each-case".to_string());
+            }
+            worker_args.push(format!("--branch-from={}", args.branch_from));
             Some(WorkerCommand {
                 program,
                 args: worker_args,
@@ -826,6 +846,7 @@ fn run(args: RunArgs) -> u8 {
             faults,
             check_determinism: args.check_determinism,
             dedup: !args.every_state,
+            branch_from: branch_options(Some(args.branch_from), args.rerun_each_case),
             ..EngineOptions::default()
         },
         shard,
@@ -1021,6 +1042,11 @@ fn print_summary(report: &RunReport, seconds: &[f64]) {
     }
 }
 
+/// [`EngineOptions::branch_from`] from `--branch-from` and `--rerun-each-case`.
+fn branch_options(from: Option<u64>, rerun_each_case: bool) -> Option<u64> {
+    (!rerun_each_case).then(|| from.unwrap_or(tearline::engine::BRANCH_FROM))
+}
+
 fn worker(args: &WorkerArgs) -> u8 {
     let WorkerArgs {
         store,
@@ -1033,6 +1059,8 @@ fn worker(args: &WorkerArgs) -> u8 {
         part,
         check_determinism,
         every_state,
+        rerun_each_case,
+        branch_from,
     } = args;
     let factory: Box<dyn StoreFactory> = match exec {
         Some(command) => match exec_factory(command, *timeout, None) {
@@ -1061,6 +1089,7 @@ fn worker(args: &WorkerArgs) -> u8 {
         faults,
         check_determinism: *check_determinism,
         dedup: !every_state,
+        branch_from: branch_options(*branch_from, *rerun_each_case),
         ..EngineOptions::default()
     };
     let mut last = 0;

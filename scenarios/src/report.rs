@@ -157,6 +157,11 @@ pub struct ScenarioResult {
     /// verdict ([`crate::engine::EngineOptions::dedup`]).
     #[serde(default)]
     pub distinct_states: u64,
+    /// Cases branched off one run of the workload instead of replayed from
+    /// scratch ([`crate::engine::EngineOptions::branch_from`]); the
+    /// results are the same either way.
+    #[serde(default)]
+    pub branched_cases: u64,
     /// Read-only opens checked for reader-consistent: concurrent with the
     /// workload (one per workload syscall), and one per post-fault state
     /// before its recovery. 0 for a store without concurrent readers.

@@ -16,7 +16,10 @@ pub struct RunOptions {
     pub shard: (u64, u64),
     /// Local worker processes. Default 1.
     pub jobs: u64,
-    /// How to start a worker; `None` runs every part in this process.
+    /// How to start a worker: every part then runs in a worker process (one
+    /// with `jobs` 1), single-threaded, so cases can be branched off the
+    /// workload ([`crate::engine::branch`]); `None` runs every part in this
+    /// process.
     pub worker: Option<WorkerCommand>,
 }
 
@@ -114,6 +117,7 @@ pub fn run_entry(
         crash_points: 0,
         states_checked: 0,
         distinct_states: 0,
+        branched_cases: 0,
         reader_observations: 0,
         workload_trace_hash: None,
         invariants: Vec::new(),
@@ -140,7 +144,7 @@ pub fn run_entry(
     }
     let parts = Part::split(options.shard.0, options.shard.1, options.jobs);
     let results = match &options.worker {
-        Some(command) if parts.len() > 1 => {
+        Some(command) => {
             let mut command = command.clone();
             command.args.push("--scenario".to_string());
             command.args.push(entry.name().to_string());
@@ -189,6 +193,7 @@ pub fn run_entry(
     result.crash_points = merged.crash_points;
     result.states_checked = merged.states_checked;
     result.distinct_states = merged.distinct_states;
+    result.branched_cases = merged.branched_cases;
     result.reader_observations = merged.reader_observations;
     result.workload_trace_hash = merged.workload_trace_hash;
     let unreproducible: Vec<&str> = shrunk

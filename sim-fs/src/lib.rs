@@ -27,6 +27,6 @@ pub use sim::durability::{FsyncFailure, SyncDataPolicy};
 pub use sim::faults::{Fault, FaultPlan, SyscallFilter, Trigger};
 pub use sim::persistence::{CrashChoice, Fate, PersistenceModel};
 pub use sim::trace::{Outcome, SyscallArgs, SyscallKind, Trace, TraceEntry};
-pub use sim::{HaltKind, Halted, Mount, PageHashes, SimConfig, SimFs, SimSnapshot, halted};
+pub use sim::{HaltKind, Halted, Mount, PageHashes, SimConfig, SimFs, SimSnapshot, SyscallHook, halted};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteVfs, VfsOptions, reseed_sqlite_prng, reserve_page_checksum_bytes};

@@ -287,6 +287,7 @@ fn unfinished(entry: &Entry, error: &HarnessError) -> ScenarioResult {
         crash_points: 0,
         states_checked: 0,
         distinct_states: 0,
+        branched_cases: 0,
         reader_observations: 0,
         workload_trace_hash: None,
         invariants: Invariant::ALL

@@ -22,6 +22,7 @@ use tearline_sim_fs::{
 };
 
 use super::HarnessError;
+use super::branch::Branches;
 use super::lock_attack;
 use super::scenario::{Capacity, Damage, PersistentCause, Plant, Step, StoreScenario, store_root};
 use super::subject::Mark;
@@ -89,6 +90,9 @@ pub(crate) struct Driver<'f> {
     /// on (down from the first workload step in a scenario where it stays
     /// down).
     pub remote: RemoteFault,
+    /// The branches of a run that branches cases off ([`super::branch`]):
+    /// a branch whose fault strikes a file tells [`Driver::fault_at_rest`].
+    pub branches: Option<Arc<Branches>>,
 }
 
 impl<'f> Driver<'f> {
@@ -113,6 +117,7 @@ impl<'f> Driver<'f> {
             lock_attack: None,
             fault_at_rest: None,
             remote: RemoteFault::Healthy,
+            branches: None,
         };
         let env = driver.env();
         driver
@@ -230,16 +235,20 @@ impl<'f> Driver<'f> {
     /// its sources (damage: from now on a writable open must bring the store
     /// back, and a wrong answer is silent corruption).
     pub fn account_fault_at_rest(&mut self) {
+        if let Some(at) = self.branches.as_ref().and_then(|b| b.take_fault_at_rest()) {
+            self.fault_at_rest = Some(at);
+        }
         let Some(at) = self.fault_at_rest.filter(|&at| self.fs.syscall_count() > at) else {
             return;
         };
         self.fault_at_rest = None;
-        let trace = self.fs.trace();
-        let Some(entry) = trace
-            .entries()
-            .iter()
-            .find(|e| e.index == at && e.fault.is_some_and(super::strikes_a_file))
-        else {
+        let Some(entry) = self.fs.with_trace(|trace| {
+            trace
+                .entries()
+                .iter()
+                .find(|e| e.index == at && e.fault.is_some_and(super::strikes_a_file))
+                .cloned()
+        }) else {
             return;
         };
         let sources = self.factory.source_dir(&self.env());
@@ -764,21 +773,16 @@ fn damage_file(harness: &SimFs, path: &Path, damage: &Damage) -> std::io::Result
 /// process `pid` began at syscall `start` and that failed.
 fn failed_open_check(factory: &dyn StoreFactory, fs: &SimFs, pid: u32, start: u64) -> Option<Violation> {
     let env = env_for(fs, RemoteFault::Healthy);
-    let trace = fs.trace();
-    let entries = trace.entries().iter().filter(|e| e.index >= start && e.pid == pid);
-    failed_open_changes_nothing::check(
-        entries,
-        &factory.protected_paths(&env),
-        factory.source_dir(&env).as_deref(),
-    )
+    let (protected, sources) = (factory.protected_paths(&env), factory.source_dir(&env));
+    fs.with_trace(|trace| {
+        let entries = trace.entries().iter().filter(|e| e.index >= start && e.pid == pid);
+        failed_open_changes_nothing::check(entries, &protected, sources.as_deref())
+    })
 }
 
 /// Whether a fault struck any syscall from `start` on.
 fn faulted_since(fs: &SimFs, start: u64) -> bool {
-    fs.trace()
-        .entries()
-        .iter()
-        .any(|e| e.index >= start && e.fault.is_some())
+    fs.with_trace(|trace| trace.entries().iter().any(|e| e.index >= start && e.fault.is_some()))
 }
 
 /// What a writable reopen after a fault showed.
@@ -842,14 +846,15 @@ pub(crate) fn check_reader(
     }
     reader.crash_process();
     let pid = reader.pid();
-    if let Some(change) = machine
-        .trace()
-        .entries()
-        .iter()
-        .find(|e| e.pid == pid && changes_disk(e))
-    {
-        violations.push(reader_consistent::changed_disk(change, when));
-    }
+    violations.extend(machine.with_trace(|trace| {
+        let entries = trace.entries();
+        // The reader's calls are the last ones.
+        let first = entries.iter().rposition(|e| e.pid != pid).map_or(0, |i| i + 1);
+        entries[first..]
+            .iter()
+            .find(|e| changes_disk(e))
+            .map(|change| reader_consistent::changed_disk(change, when))
+    }));
     violations
 }
 
@@ -1163,29 +1168,37 @@ pub(crate) fn settle(model: &mut Model, observation: &Observation, caps: &Capabi
 
 /// The lock invariant read off a trace, if the store has a lock.
 pub(crate) fn check_trace(factory: &dyn StoreFactory, fs: &SimFs, trace: &Trace) -> Option<Violation> {
-    check_trace_after(factory, fs, &[], trace)
+    if !factory.capabilities().exclusive_lock {
+        return None;
+    }
+    let env = env_for(fs, RemoteFault::Healthy);
+    let lock = factory.lock_file(&env)?;
+    no_wipe_without_lock::check_entries(trace.entries(), &lock, &factory.protected_paths(&env))
+}
+
+/// [`check_trace`] of `machine`'s own trace, read in place.
+pub(crate) fn check_machine_trace(factory: &dyn StoreFactory, machine: &SimFs) -> Option<Violation> {
+    check_machine_trace_after(factory, machine, &[])
 }
 
 /// The lock invariant read off what a machine did before (`before`, the
-/// probe's trace up to a power cut) and then `trace` (after the reboot):
-/// the same trace a replay of the case reads.
-pub(crate) fn check_trace_after(
+/// probe's trace up to a power cut) and then its own trace since the
+/// reboot, read in place: the same trace a replay of the case reads.
+pub(crate) fn check_machine_trace_after(
     factory: &dyn StoreFactory,
-    fs: &SimFs,
+    machine: &SimFs,
     before: &[TraceEntry],
-    trace: &Trace,
 ) -> Option<Violation> {
     let caps = factory.capabilities();
     if !caps.exclusive_lock {
         return None;
     }
-    let env = env_for(fs, RemoteFault::Healthy);
+    let env = env_for(machine, RemoteFault::Healthy);
     let lock = factory.lock_file(&env)?;
-    no_wipe_without_lock::check_entries(
-        before.iter().chain(trace.entries()),
-        &lock,
-        &factory.protected_paths(&env),
-    )
+    let protected = factory.protected_paths(&env);
+    machine.with_trace(|trace| {
+        no_wipe_without_lock::check_entries(before.iter().chain(trace.entries()), &lock, &protected)
+    })
 }
 
 /// The first power-cut point `at` whose prefix of `entries` (those before

@@ -1,10 +1,14 @@
 //! The crash matrix over one [`Subject`]: the enumeration of cases from its
 //! probe, and the check of each case (a power cut derived from the probe's
-//! snapshot, or a replay from scratch with the fault injected).
+//! snapshot, or a branch off one run of the workload, or a replay from
+//! scratch with the fault injected).
 
 use tearline_model::Violation;
 use tearline_sim_fs::{CrashChoice, Fault, PageHashes};
 
+use std::collections::BTreeMap;
+
+use super::branch::{self, Branched};
 use super::driver::first_of_each;
 use super::subject::{Probe, Subject};
 use super::{EngineOptions, HarnessError, Part, steps_the_clock};
@@ -102,28 +106,43 @@ pub(crate) struct CaseOutcome {
     /// fault before recovery).
     pub readers: u64,
     pub trace_hash: u64,
+    /// Whether it was branched off one run of the workload.
+    pub branched: bool,
 }
 
-/// Runs one case: a power cut from the probe's snapshot, any other fault by
-/// replaying the workload with it; with the first case at a syscall, the
-/// reader concurrent with the workload there.
+/// Runs one case: a power cut from the probe's snapshot, any other fault
+/// from its branch off the workload (if it was branched) or by replaying
+/// the workload with it; with the first case at a syscall, the reader
+/// concurrent with the workload there.
 fn run_case(
     subject: &dyn Subject,
     probe: &Probe,
     planned: &PlannedCase,
     same_as: Option<u64>,
+    branched: Option<Branched>,
     hash_trace: bool,
 ) -> Result<CaseOutcome, HarnessError> {
-    let mut outcome = match same_as {
-        Some(_) => CaseOutcome {
+    let mut outcome = match (same_as, branched) {
+        (Some(_), _) => CaseOutcome {
             same_as,
             violations: Vec::new(),
             states_checked: 1,
             readers: 0,
             trace_hash: 0,
+            branched: false,
         },
-        None => {
-            let mut outcome = run_fault(subject, probe, planned, hash_trace)?;
+        (None, branched) => {
+            let mut outcome = match branched {
+                Some(branched) => CaseOutcome {
+                    same_as: None,
+                    violations: branched.violations,
+                    states_checked: branched.states_checked,
+                    readers: 0,
+                    trace_hash: branched.trace_hash,
+                    branched: true,
+                },
+                None => run_fault(subject, probe, planned, hash_trace)?,
+            };
             // After a power cut, only the first outcome of a point is read.
             if planned.choice.is_none() || planned.first_of_point {
                 outcome.readers = outcome.states_checked * subject.readers_per_state();
@@ -162,6 +181,7 @@ fn run_fault(
                 states_checked: 1,
                 readers: 0,
                 trace_hash: if hash_trace { booted.trace().hash() } else { 0 },
+                branched: false,
             })
         }
         _ => {
@@ -172,6 +192,7 @@ fn run_fault(
                 states_checked: replay.states_checked,
                 readers: 0,
                 trace_hash: if hash_trace { replay.trace.hash() } else { 0 },
+                branched: false,
             })
         }
     }
@@ -188,7 +209,10 @@ pub(crate) fn anchor(probe: &Probe, cases: &[PlannedCase]) -> Option<u64> {
         .map(|c| c.index)
 }
 
-/// The cases a part owns, checked; with what the part reports.
+/// The cases a part owns, checked; with what the part reports. The cases
+/// that are not derived from a snapshot are branched off one run of the
+/// workload where [`EngineOptions::branch_from`] asks and this process can
+/// ([`super::branch`]), else each replayed from scratch.
 pub(crate) fn run_cases(
     subject: &dyn Subject,
     probe: &Probe,
@@ -199,10 +223,25 @@ pub(crate) fn run_cases(
 ) -> Result<Vec<(u64, CaseOutcome)>, HarnessError> {
     let anchor = anchor(probe, cases);
     let total = cases.len() as u64;
+    let mut done = 0;
+    let branch_from = options.branch_from.unwrap_or(u64::MAX);
+    let to_branch: Vec<(u64, Injection)> = cases
+        .iter()
+        .filter(|c| c.choice.is_none() && c.injection.syscall >= branch_from && part.owns(c.index))
+        .map(|c| (c.index, c.injection.clone()))
+        .collect();
+    let mut branched = if !to_branch.is_empty() && branch::can_branch() {
+        branch::run_branched(subject, probe, &to_branch, options.check_determinism, &mut |_| {
+            done += 1;
+            progress(done, total);
+        })?
+    } else {
+        BTreeMap::new()
+    };
     let mut results = Vec::new();
     // Each distinct post-fault state of the shard, by its key: the first
     // case that reached it. Every job of the shard computes the same map.
-    let mut first_with_state = std::collections::BTreeMap::new();
+    let mut first_with_state = BTreeMap::new();
     let mut pages = PageHashes::default();
     for planned in cases {
         let same_as = match state_key(probe, planned, anchor, options, &mut pages) {
@@ -212,8 +251,17 @@ pub(crate) fn run_cases(
             }
             _ => None,
         };
+        let was_branched = branched.remove(&planned.index);
+        let counted = was_branched.is_some();
         if part.owns(planned.index) {
-            let mut outcome = run_case(subject, probe, planned, same_as, options.check_determinism)?;
+            let mut outcome = run_case(
+                subject,
+                probe,
+                planned,
+                same_as,
+                was_branched,
+                options.check_determinism,
+            )?;
             if Some(planned.index) == anchor {
                 // The probe's own findings belong to the case that replays
                 // the whole fault-free workload.
@@ -223,7 +271,9 @@ pub(crate) fn run_cases(
             }
             outcome.violations = first_of_each(std::mem::take(&mut outcome.violations));
             if options.check_determinism && same_as.is_none() {
-                let again = run_case(subject, probe, planned, None, true)?.trace_hash;
+                // The second run replays from scratch: a branched case is
+                // compared with its replay.
+                let again = run_case(subject, probe, planned, None, None, true)?.trace_hash;
                 if again != outcome.trace_hash {
                     return Err(HarnessError(format!(
                         "{} is not deterministic: trace hashes {:016x} and {:016x}",
@@ -235,7 +285,10 @@ pub(crate) fn run_cases(
             }
             results.push((planned.index, outcome));
         }
-        progress(planned.index + 1, total);
+        if !counted {
+            done += 1;
+            progress(done, total);
+        }
     }
     Ok(results)
 }

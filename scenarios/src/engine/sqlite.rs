@@ -32,6 +32,7 @@ use tearline_sim_fs::sqlite::{SqliteVfs, VfsOptions, reseed_sqlite_prng};
 use tearline_sim_fs::{Fault, FaultPlan, Fs, FsExt, HaltKind, PersistenceModel, SimConfig, SimFs};
 
 use super::HarnessError;
+use super::branch::Branches;
 use super::driver::first_of_each;
 use super::subject::{Mark, Probe, Replay, Subject, reboot_after_power_cut, record};
 use crate::case::{Case, Injection};
@@ -407,15 +408,44 @@ impl Subject for SqliteSubject {
     /// A fresh run with the fault injected (no snapshots); a power cut is
     /// replayed with the outcome the matrix derived from its snapshot, so a
     /// repro line reproduces exactly.
-    fn replay(&self, _probe: &Probe, seed: u64, injection: &Injection) -> Result<Replay, HarnessError> {
+    fn replay(&self, probe: &Probe, seed: u64, injection: &Injection) -> Result<Replay, HarnessError> {
+        self.run_case(probe, seed, Some(injection), None)?
+            .ok_or_else(|| HarnessError(format!("{}: the replay struck no fault", self.name())))
+    }
+
+    fn replay_branching(&self, probe: &Probe, seed: u64, branches: &Arc<Branches>) -> Result<(), HarnessError> {
+        self.run_case(probe, seed, None, Some(branches)).map(drop)
+    }
+}
+
+impl SqliteSubject {
+    /// [`Subject::replay`] (with `injection`) and
+    /// [`Subject::replay_branching`] (with `branches`): `None` in a
+    /// branching run's runner, once its workload has ended (a branch
+    /// concludes and exits).
+    fn run_case(
+        &self,
+        _probe: &Probe,
+        seed: u64,
+        injection: Option<&Injection>,
+        branches: Option<&Arc<Branches>>,
+    ) -> Result<Option<Replay>, HarnessError> {
         let _serial = sqlite_serial();
         let harness = |e: io::Error| HarnessError(format!("{}: {e}", self.name()));
         let fs = machine(seed).map_err(harness)?;
         let start = fs.syscall_count();
-        fs.set_fault_plan(FaultPlan::none().at(injection.syscall, injection.fault));
+        if let Some(injection) = injection {
+            fs.set_fault_plan(FaultPlan::none().at(injection.syscall, injection.fault));
+        }
+        if let Some(branches) = branches {
+            branches.install(&fs, u64::MAX);
+        }
         // The workload stops at the fault, or runs on past an error SQLite
         // tolerated: either way every ack it got came before the check.
         let acked = run_workload(&fs, &self.workload, seed).len() as u32;
+        let Some(injection) = injection.cloned().or_else(|| branches.and_then(|b| b.struck())) else {
+            return Ok(None);
+        };
         let end = fs.syscall_count();
         // The plan is for the workload: a fault not reached (a power cut after
         // the last syscall) must not strike the recovery instead.
@@ -447,11 +477,15 @@ impl Subject for SqliteSubject {
                 violations.extend(check(&rebooted, seed, &model));
             }
         }
-        Ok(Replay {
-            violations: first_of_each(violations),
+        let violations = first_of_each(violations);
+        if let Some(branches) = branches {
+            branches.conclude(&fs, violations, states_checked);
+        }
+        Ok(Some(Replay {
+            violations,
             states_checked,
             trace: fs.trace(),
             workload: (start, end),
-        })
+        }))
     }
 }

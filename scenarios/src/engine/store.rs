@@ -5,7 +5,10 @@
 use tearline_model::{Invariant, Model, Operation, StoreFactory, Violation};
 use tearline_sim_fs::{CrashChoice, Fault, HaltKind, Mount, PersistenceModel, SimConfig, SimFs, SyscallKind};
 
+use std::sync::Arc;
+
 use super::HarnessError;
+use super::branch::Branches;
 use super::driver::{self, Driver};
 use super::scenario::{PersistentCause, StoreScenario, store_root};
 use super::subject::{Mark, Probe, Replay, Subject, reboot_after_power_cut, record};
@@ -48,7 +51,9 @@ fn failed_fault_free(scenario: &StoreScenario, driver: &Driver<'_>) -> Option<Vi
 fn failed_on_vanished(driver: &Driver<'_>, at: u64) -> Option<Violation> {
     let (op, failure) = driver.last_failure.as_ref()?;
     let syncs = matches!(op, Operation::Rebuild { .. } | Operation::Reconcile { .. });
-    let path = driver.fs.trace().entries().iter().find(|e| e.index == at)?.path.clone();
+    let path = driver
+        .fs
+        .with_trace(|trace| trace.entries().iter().find(|e| e.index == at).map(|e| e.path.clone()))?;
     syncs.then(|| tearline_model::invariants::filesystem_wins::failed_on_vanished(&op.describe(), &path, failure))
 }
 
@@ -258,11 +263,10 @@ impl Subject for StoreSubject<'_> {
         let recovered = self.recover(booted, &model, budget_end, reader);
         let mut violations = recovered.violations;
         violations.extend(self.serviceable(booted, &model, recovered.observation.as_ref(), &violations, budget_end));
-        violations.extend(driver::check_trace_after(
+        violations.extend(driver::check_machine_trace_after(
             self.factory,
             booted,
             probe.trace_before(at),
-            &booted.trace(),
         ));
         violations
     }
@@ -273,17 +277,53 @@ impl Subject for StoreSubject<'_> {
     /// cut that keeps nothing unsynced (but a torn write's sectors). After
     /// each, a writable open, an observation and the checks.
     fn replay(&self, probe: &Probe, seed: u64, injection: &Injection) -> Result<Replay, HarnessError> {
+        self.run_case(probe, seed, Arm::Fault(injection))?
+            .ok_or_else(|| HarnessError(format!("{}: the replay struck no fault", self.scenario.name)))
+    }
+
+    fn replay_branching(&self, probe: &Probe, seed: u64, branches: &Arc<Branches>) -> Result<(), HarnessError> {
+        self.run_case(probe, seed, Arm::Branches(branches)).map(drop)
+    }
+}
+
+/// How a run of the workload injects its fault: one fault planned from
+/// the start (a replay), or a branch per case off a fault-free run.
+enum Arm<'a> {
+    Fault(&'a Injection),
+    Branches(&'a Arc<Branches>),
+}
+
+impl StoreSubject<'_> {
+    /// [`Subject::replay`] and [`Subject::replay_branching`]: `None` in a
+    /// branching run's runner, once its workload has ended (a branch
+    /// concludes and exits).
+    fn run_case(&self, probe: &Probe, seed: u64, arm: Arm<'_>) -> Result<Option<Replay>, HarnessError> {
         let (factory, scenario) = (self.factory, self.scenario);
         let fs = SimFs::new(machine_config(scenario, seed));
         let mut driver = Driver::boot(factory, scenario, fs.clone())?;
         let start = fs.syscall_count();
         let budget_end = start + probe.budget();
         driver.budget_end = budget_end;
-        fs.set_fault_plan(driver::plan(Some((injection.syscall, injection.fault)), budget_end));
-        if super::strikes_a_file(injection.fault) {
-            driver.fault_at_rest = Some(injection.syscall);
+        match arm {
+            Arm::Fault(injection) => {
+                fs.set_fault_plan(driver::plan(Some((injection.syscall, injection.fault)), budget_end));
+                if super::strikes_a_file(injection.fault) {
+                    driver.fault_at_rest = Some(injection.syscall);
+                }
+            }
+            Arm::Branches(branches) => {
+                branches.install(&fs, budget_end);
+                driver.branches = Some(Arc::clone(branches));
+            }
         }
         let finished = driver.workload(&scenario.workload)?;
+        let injection = match arm {
+            Arm::Fault(injection) => injection.clone(),
+            Arm::Branches(branches) => match branches.struck() {
+                Some(injection) => injection,
+                None => return Ok(None),
+            },
+        };
         driver.account_fault_at_rest();
         // Stopped before the fault struck: what the probe found, again.
         let fault_free = (!finished && fs.syscall_count() <= injection.syscall)
@@ -339,13 +379,16 @@ impl Subject for StoreSubject<'_> {
                 violations.extend(self.last_recovery(probe, &rebooted, &model));
             }
         }
-        let trace = fs.trace();
-        violations.extend(driver::check_trace(factory, &fs, &trace));
-        Ok(Replay {
-            violations: driver::first_of_each(violations),
+        violations.extend(driver::check_machine_trace(factory, &fs));
+        let violations = driver::first_of_each(violations);
+        if let Arm::Branches(branches) = arm {
+            branches.conclude(&fs, violations, states_checked);
+        }
+        Ok(Some(Replay {
+            violations,
             states_checked,
-            trace,
+            trace: fs.trace(),
             workload: (start, end),
-        })
+        }))
     }
 }

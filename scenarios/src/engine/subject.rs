@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 use tearline_model::{Model, Violation};
 use tearline_sim_fs::{Fault, PersistenceModel, SimFs, SimSnapshot, SyscallArgs, SyscallKind, Trace, TraceEntry};
 
+use std::sync::Arc;
+
 use super::HarnessError;
+use super::branch::Branches;
 use crate::case::{Case, CrashPick, Injection, resolve_crash};
 
 /// A workload the crash matrix can run, fault-free and with one fault.
@@ -42,6 +45,13 @@ pub trait Subject {
     /// Replays one injection from scratch: a fresh machine, the workload
     /// with the fault, then the recovery and the checks.
     fn replay(&self, probe: &Probe, seed: u64, injection: &Injection) -> Result<Replay, HarnessError>;
+
+    /// Runs the workload once on a fresh machine for `seed`, armed with
+    /// `branches` ([`Branches::install`]): in the runner, returns once the
+    /// workload has ended; in a branch (whose fault struck:
+    /// [`Branches::struck`]), finishes as [`Subject::replay`] does and
+    /// concludes ([`Branches::conclude`], which does not return).
+    fn replay_branching(&self, probe: &Probe, seed: u64, branches: &Arc<Branches>) -> Result<(), HarnessError>;
 
     /// A reader concurrent with the workload before syscall `at`: what it
     /// broke, or `None` if the subject has no such reader there (the

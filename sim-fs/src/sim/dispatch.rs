@@ -1,6 +1,7 @@
 //! The syscall dispatcher: every syscall of every process goes through
 //! [`SimFs::syscall`](super::SimFs), which checks the process may run,
-//! numbers the call, advances the clock, records a snapshot if asked,
+//! calls the machine's hook if it has one, numbers the call, advances the
+//! clock, records a snapshot if asked,
 //! consults the fault plan, runs the call's body unless a fault pre-empts it,
 //! and traces the outcome.
 
@@ -49,10 +50,19 @@ impl SimFs {
         describe: impl FnOnce(&T) -> Outcome,
     ) -> io::Result<T> {
         let mut guard = self.world();
-        let world = &mut *guard;
-        if let Some(halt) = world.stopped(self.pid) {
+        if let Some(halt) = guard.stopped(self.pid) {
             return Err(halt_error(halt));
         }
+        if let Some(hook) = guard.hook.clone() {
+            let index = guard.syscall_index;
+            drop(guard);
+            hook(self, index);
+            guard = self.world();
+            if let Some(halt) = guard.stopped(self.pid) {
+                return Err(halt_error(halt));
+            }
+        }
+        let world = &mut *guard;
         let args = args(world);
         let index = world.syscall_index;
         world.syscall_index += 1;

@@ -132,6 +132,17 @@ impl SimFs {
         self.world().faults = plan;
     }
 
+    /// Sets (or, with `None`, removes) the machine's syscall hook: before
+    /// each syscall of any of its processes is numbered, the hook is called
+    /// with the calling process's handle and the index the syscall will get,
+    /// outside the machine's lock, so it may call into the machine (change
+    /// the fault plan, say) before the syscall runs. The harness forks its
+    /// worker there to branch a case off the fault-free run. A syscall the
+    /// hook makes itself is numbered first and runs the hook again.
+    pub fn set_syscall_hook(&self, hook: Option<super::world::SyscallHook>) {
+        self.world().hook = hook;
+    }
+
     /// Kills this process now (SIGKILL): its handles and locks go, its writes stay.
     pub fn crash_process(&self) {
         let mut world = self.world();
@@ -221,6 +232,12 @@ impl SimFs {
     /// A copy of the trace so far.
     pub fn trace(&self) -> Trace {
         self.world().trace.clone()
+    }
+
+    /// Runs `read` on the trace so far, without copying it. The machine is
+    /// locked meanwhile: `read` must not call into it.
+    pub fn with_trace<R>(&self, read: impl FnOnce(&Trace) -> R) -> R {
+        read(&self.world().trace)
     }
 
     /// The index the next syscall will get (= syscalls made so far).

@@ -79,3 +79,4 @@ pub use halt::{HaltKind, Halted, halted};
 pub use image::PageHashes;
 pub use machine::SimFs;
 pub use snapshot::SimSnapshot;
+pub use world::SyscallHook;

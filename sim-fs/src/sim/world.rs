@@ -77,7 +77,12 @@ pub(super) struct World {
     pub(super) fault_rng: ChaCha8Rng,
     pub(super) clock: SimClock,
     pub(super) snapshots: Option<Vec<SimSnapshot>>,
+    pub(super) hook: Option<SyscallHook>,
 }
+
+/// Called before each syscall of a machine is numbered, with the index it
+/// will get ([`crate::SimFs::set_syscall_hook`]).
+pub type SyscallHook = Arc<dyn Fn(&crate::SimFs, u64) + Send + Sync>;
 
 #[derive(Clone, Copy, Debug)]
 pub(super) struct PowerCut {
@@ -113,6 +118,7 @@ impl World {
             fault_rng,
             clock,
             snapshots: None,
+            hook: None,
         };
         world.create_mount_points();
         world

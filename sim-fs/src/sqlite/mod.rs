@@ -185,12 +185,21 @@ impl SqliteVfs {
     /// (`""`, `":memory:"`, `SQLITE_OPEN_MEMORY`) are refused with
     /// `InvalidPath`: they open no file, so nothing would keep the VFS alive
     /// for them (see the module docs).
+    ///
+    /// The connection has no mutex of its own (`SQLITE_OPEN_NOMUTEX`, as
+    /// rusqlite's default flags ask; `SQLITE_OPEN_FULLMUTEX` is dropped): a
+    /// [`Connection`] is used by one thread at a time anyway, and a
+    /// connection's recursive mutex belongs to the thread that took it, so
+    /// a process forked while a connection is busy (the harness branching
+    /// a case off its workload at a syscall) could never take it again.
     pub fn open(&self, path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
         let in_memory = path.as_os_str().is_empty() || path == Path::new(":memory:");
         if in_memory || flags.contains(OpenFlags::SQLITE_OPEN_MEMORY) {
             return Err(rusqlite::Error::InvalidPath(path.to_path_buf()));
         }
-        Connection::open_with_flags_and_vfs(path, flags - OpenFlags::SQLITE_OPEN_URI, self.name.as_str())
+        let flags =
+            (flags - OpenFlags::SQLITE_OPEN_URI - OpenFlags::SQLITE_OPEN_FULL_MUTEX) | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        Connection::open_with_flags_and_vfs(path, flags, self.name.as_str())
     }
 }
 
