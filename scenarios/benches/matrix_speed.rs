@@ -8,6 +8,12 @@
 //!    ([`EngineOptions::dedup`]): states, distinct states, seconds, ratio.
 //! 3. Growth: SQLite's matrix as its workload doubles (1x, 2x, 4x the
 //!    transactions), both ways, to show the time per transaction.
+//! 4. Continue, don't re-run: the faults that are not power cuts, each
+//!    case replayed from scratch, versus branched off one run of the
+//!    workload (a fork at its syscall) for every case, versus the default
+//!    (branched where the prefix is at least [`engine::BRANCH_FROM`]
+//!    syscalls), as the workload doubles: SQLite's (transactions) and a
+//!    store scenario's (its scale). The verdicts are asserted equal.
 //!
 //! Run with `cargo bench -p tearline --bench matrix_speed`.
 
@@ -60,6 +66,88 @@ fn main() {
     for transactions in [8, 16, 32] {
         growth(transactions);
     }
+    println!();
+    println!(
+        "{:<30} {:>7} {:>9} {:>10} {:>10} {:>10} {:>8}",
+        "replayed faults, growing", "cases", "syscalls", "re-run s", "branch s", "default s", "ratio"
+    );
+    for transactions in [8, 16, 32, 64] {
+        replayed_sqlite(transactions);
+    }
+    for scale in [1, 2, 4] {
+        replayed_store("long-mixed", scale);
+    }
+}
+
+/// The faults a matrix replays (all but the power cut).
+fn replayed_faults() -> Vec<Fault> {
+    engine::ALL_FAULTS.iter().copied().filter(|f| *f != Fault::PowerCut).collect()
+}
+
+/// One row of the fourth table: the same matrix three ways
+/// ([`EngineOptions::branch_from`]), their failures asserted equal.
+fn replayed_row(label: &str, run: &dyn Fn(Option<u64>) -> (engine::PartResult, f64)) {
+    let (rerun, rerun_secs) = run(None);
+    let (branched, branch_secs) = run(Some(0));
+    let (default, default_secs) = run(Some(engine::BRANCH_FROM));
+    assert_eq!(rerun.failures, branched.failures, "{label}: the same verdicts branched");
+    assert_eq!(rerun.failures, default.failures, "{label}: the same verdicts by default");
+    assert!(branched.branched_cases > 0, "{label}: this process could branch");
+    println!(
+        "{:<30} {:>7} {:>9} {:>10.2} {:>10.2} {:>10.2} {:>7.1}x",
+        label,
+        rerun.cases,
+        rerun.workload_syscalls,
+        rerun_secs,
+        branch_secs,
+        default_secs,
+        rerun_secs / default_secs
+    );
+}
+
+/// SQLite's WAL/FULL workload of `transactions` transactions of 50 rows,
+/// the replayed faults.
+fn replayed_sqlite(transactions: u32) {
+    let workload = AtomicCommitWorkload {
+        transactions,
+        rows_per_transaction: 50,
+        ..AtomicCommitWorkload::new(JournalMode::Wal, Synchronous::Full)
+    };
+    let subject = SqliteSubject::new(workload, 1);
+    replayed_row(&format!("WAL/FULL {transactions} transactions"), &|branch_from| {
+        let options = EngineOptions {
+            faults: replayed_faults(),
+            branch_from,
+            ..EngineOptions::default()
+        };
+        let started = Instant::now();
+        let part = engine::run_part(&subject, &options, Part::WHOLE, &mut |_, _| {}).expect("matrix");
+        (engine::PartResult::merge(vec![part]), started.elapsed().as_secs_f64())
+    });
+}
+
+/// A store scenario at `scale`, the replayed faults, a sixteenth of the
+/// matrix (CI shard 1 of 16).
+fn replayed_store(name: &str, scale: u32) {
+    let factory = RefStoreFactory::correct();
+    let entry = catalogue::find_entry(&factory, name, scale).expect("scenario");
+    let subject = entry.subject(&factory);
+    replayed_row(&format!("{name} at scale {scale} (1/16)"), &|branch_from| {
+        let options = EngineOptions {
+            faults: replayed_faults(),
+            branch_from,
+            ..EngineOptions::default()
+        };
+        let part = Part {
+            shard: 1,
+            shards: 16,
+            job: 0,
+            jobs: 1,
+        };
+        let started = Instant::now();
+        let result = engine::run_part(subject.as_ref(), &options, part, &mut |_, _| {}).expect("matrix");
+        (engine::PartResult::merge(vec![result]), started.elapsed().as_secs_f64())
+    });
 }
 
 /// One store scenario's matrix (a quarter of it: CI shard 1 of 4), every
