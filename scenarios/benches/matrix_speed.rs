@@ -12,19 +12,22 @@
 //!    case replayed from scratch, versus branched off one run of the
 //!    workload (a fork at its syscall) for every case, versus the default
 //!    (branched where the prefix is at least [`engine::BRANCH_FROM`]
-//!    syscalls), as the workload doubles: SQLite's (transactions) and a
-//!    store scenario's (its scale). The verdicts are asserted equal.
+//!    syscalls), as the workload doubles: SQLite's (transactions) and the
+//!    reference store's (adds). The verdicts are asserted equal.
 //!
-//! Run with `cargo bench -p tearline --bench matrix_speed`.
+//! Run with `cargo bench -p tearline --bench matrix_speed`; a word after
+//! `--` (`snapshot`, `dedup`, `growth` or `replayed`) runs that table only.
 
 use std::time::Instant;
 
 use tearline::case::{CrashPick, Injection};
 use tearline::catalogue;
 use tearline::engine::{
-    self, AtomicCommitWorkload, EngineOptions, JournalMode, Part, SqliteSubject, Subject, Synchronous,
+    self, AtomicCommitWorkload, EngineOptions, JournalMode, Part, SqliteSubject, Step, StoreScenario, StoreSubject,
+    Subject, Synchronous,
 };
 use tearline::run::{RunOptions, run_entry};
+use tearline_model::Operation;
 use tearline_refstore::under_test::RefStoreFactory;
 use tearline_sim_fs::{Fault, PersistenceModel};
 
@@ -32,56 +35,71 @@ use tearline_sim_fs::{Fault, PersistenceModel};
 const RERUN_SAMPLE: u64 = 150;
 
 fn main() {
-    println!(
-        "{:<26} {:>8} {:>10} {:>12} {:>14} {:>8}",
-        "workload", "points", "snapshot s", "snapshot st/s", "re-run st/s", "ratio"
-    );
-    let setups = [
-        (JournalMode::Wal, Synchronous::Full, "WAL/FULL"),
-        (JournalMode::Delete, Synchronous::Extra, "DELETE/EXTRA"),
-    ];
-    for (journal, sync, label) in setups {
-        for (transactions, rows) in [(12, 100), (20, 150)] {
-            measure(journal, sync, label, transactions, rows);
+    // `cargo bench` passes `--bench`; a plain word picks one table.
+    let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let wanted = |table: &str| only.as_deref().is_none_or(|o| o == table);
+    if wanted("snapshot") {
+        println!(
+            "{:<26} {:>8} {:>10} {:>12} {:>14} {:>8}",
+            "workload", "points", "snapshot s", "snapshot st/s", "re-run st/s", "ratio"
+        );
+        let setups = [
+            (JournalMode::Wal, Synchronous::Full, "WAL/FULL"),
+            (JournalMode::Delete, Synchronous::Extra, "DELETE/EXTRA"),
+        ];
+        for (journal, sync, label) in setups {
+            for (transactions, rows) in [(12, 100), (20, 150)] {
+                measure(journal, sync, label, transactions, rows);
+            }
         }
+        println!();
     }
-    println!();
-    println!(
-        "{:<26} {:>8} {:>9} {:>13} {:>11} {:>7}",
-        "store scenario (1/4)", "states", "distinct", "every state s", "distinct s", "ratio"
-    );
-    for scenario in [
-        "add-interrupted",
-        "import-interrupted",
-        "rebuild-crash-midway",
-        "long-mixed",
-    ] {
-        store_scenario(scenario);
+    if wanted("dedup") {
+        println!(
+            "{:<26} {:>8} {:>9} {:>13} {:>11} {:>7}",
+            "store scenario (1/4)", "states", "distinct", "every state s", "distinct s", "ratio"
+        );
+        for scenario in [
+            "add-interrupted",
+            "import-interrupted",
+            "rebuild-crash-midway",
+            "long-mixed",
+        ] {
+            store_scenario(scenario);
+        }
+        println!();
     }
-    println!();
-    println!(
-        "{:<26} {:>8} {:>9} {:>13} {:>11} {:>7}",
-        "growth: WAL/FULL x 50 rows", "states", "distinct", "every state s", "distinct s", "ratio"
-    );
-    for transactions in [8, 16, 32] {
-        growth(transactions);
+    if wanted("growth") {
+        println!(
+            "{:<26} {:>8} {:>9} {:>13} {:>11} {:>7}",
+            "growth: WAL/FULL x 50 rows", "states", "distinct", "every state s", "distinct s", "ratio"
+        );
+        for transactions in [8, 16, 32] {
+            growth(transactions);
+        }
+        println!();
     }
-    println!();
-    println!(
-        "{:<30} {:>7} {:>9} {:>10} {:>10} {:>10} {:>8}",
-        "replayed faults, growing", "cases", "syscalls", "re-run s", "branch s", "default s", "ratio"
-    );
-    for transactions in [8, 16, 32, 64] {
-        replayed_sqlite(transactions);
-    }
-    for scale in [1, 2, 4] {
-        replayed_store("long-mixed", scale);
+    if wanted("replayed") {
+        println!(
+            "{:<30} {:>7} {:>9} {:>10} {:>10} {:>10} {:>8}",
+            "replayed faults, growing", "cases", "syscalls", "re-run s", "branch s", "default s", "ratio"
+        );
+        for transactions in [8, 16, 32, 64] {
+            replayed_sqlite(transactions);
+        }
+        for adds in [2, 4, 8] {
+            replayed_store(adds);
+        }
     }
 }
 
 /// The faults a matrix replays (all but the power cut).
 fn replayed_faults() -> Vec<Fault> {
-    engine::ALL_FAULTS.iter().copied().filter(|f| *f != Fault::PowerCut).collect()
+    engine::ALL_FAULTS
+        .iter()
+        .copied()
+        .filter(|f| *f != Fault::PowerCut)
+        .collect()
 }
 
 /// One row of the fourth table: the same matrix three ways
@@ -91,7 +109,10 @@ fn replayed_row(label: &str, run: &dyn Fn(Option<u64>) -> (engine::PartResult, f
     let (branched, branch_secs) = run(Some(0));
     let (default, default_secs) = run(Some(engine::BRANCH_FROM));
     assert_eq!(rerun.failures, branched.failures, "{label}: the same verdicts branched");
-    assert_eq!(rerun.failures, default.failures, "{label}: the same verdicts by default");
+    assert_eq!(
+        rerun.failures, default.failures,
+        "{label}: the same verdicts by default"
+    );
     assert!(branched.branched_cases > 0, "{label}: this process could branch");
     println!(
         "{:<30} {:>7} {:>9} {:>10.2} {:>10.2} {:>10.2} {:>7.1}x",
@@ -126,13 +147,30 @@ fn replayed_sqlite(transactions: u32) {
     });
 }
 
-/// A store scenario at `scale`, the replayed faults, a sixteenth of the
-/// matrix (CI shard 1 of 16).
-fn replayed_store(name: &str, scale: u32) {
+/// add-interrupted's setup with a workload of `adds` adds of new
+/// documents, the replayed faults, a quarter of the matrix (CI shard 1 of
+/// 4).
+fn replayed_store(adds: usize) {
     let factory = RefStoreFactory::correct();
-    let entry = catalogue::find_entry(&factory, name, scale).expect("scenario");
-    let subject = entry.subject(&factory);
-    replayed_row(&format!("{name} at scale {scale} (1/16)"), &|branch_from| {
+    let Some(catalogue::Entry::Store { scenario, .. }) = catalogue::find_entry(&factory, "add-interrupted", 1) else {
+        panic!("add-interrupted is a store scenario");
+    };
+    let scenario = StoreScenario {
+        workload: (0..adds)
+            .map(|n| {
+                Step::Op(Operation::Add {
+                    name: format!("g{n}.md"),
+                    content: format!("# g{n}\n"),
+                })
+            })
+            .collect(),
+        ..scenario
+    };
+    let subject = StoreSubject {
+        factory: &factory,
+        scenario: &scenario,
+    };
+    replayed_row(&format!("{adds} adds (1/4)"), &|branch_from| {
         let options = EngineOptions {
             faults: replayed_faults(),
             branch_from,
@@ -140,12 +178,12 @@ fn replayed_store(name: &str, scale: u32) {
         };
         let part = Part {
             shard: 1,
-            shards: 16,
+            shards: 4,
             job: 0,
             jobs: 1,
         };
         let started = Instant::now();
-        let result = engine::run_part(subject.as_ref(), &options, part, &mut |_, _| {}).expect("matrix");
+        let result = engine::run_part(&subject, &options, part, &mut |_, _| {}).expect("matrix");
         (engine::PartResult::merge(vec![result]), started.elapsed().as_secs_f64())
     });
 }
