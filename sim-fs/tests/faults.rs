@@ -298,3 +298,38 @@ fn a_file_vanishes_just_before_an_open_and_stays_gone() {
         "the unlink was durable"
     );
 }
+
+#[test]
+fn the_syscall_hook_sees_each_index_before_its_syscall_and_can_plan_a_fault_there() {
+    use std::sync::{Arc, Mutex};
+    let fs = machine();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let strike = next(&fs) + 1;
+    let log = Arc::clone(&seen);
+    fs.set_syscall_hook(Some(Arc::new(move |fs: &SimFs, index: u64| {
+        log.lock().expect("log").push((index, fs.syscall_count()));
+        if index == strike {
+            // The hook runs outside the machine's lock, so it may plan a
+            // fault for the very syscall it precedes.
+            fs.set_fault_plan(FaultPlan::none().at(index, Fault::EIO));
+        }
+    })));
+    let first = next(&fs);
+    fs.write_file(Path::new("/d/a"), b"a")
+        .expect_err("the write's second syscall fails");
+    fs.set_syscall_hook(None);
+    let unhooked = next(&fs);
+    fs.write_file(Path::new("/d/b"), b"b").expect("no hook, no fault");
+    let seen = seen.lock().expect("log").clone();
+    assert!(seen.iter().all(|(index, _)| *index < unhooked), "no hook, no call");
+    // Every index once, in order, each seen before its syscall was numbered.
+    assert!(seen.len() >= 2, "{seen:?}");
+    for (n, (index, count)) in seen.iter().enumerate() {
+        assert_eq!(*index, first + n as u64);
+        assert_eq!(count, index);
+    }
+    let trace = fs.trace();
+    let struck = trace.entries().iter().find(|e| e.index == strike).expect("traced");
+    assert_eq!(struck.outcome, Outcome::Errno(libc::EIO));
+    assert_eq!(struck.fault, Some(Fault::EIO));
+}
