@@ -143,6 +143,7 @@ impl Branches {
                 states_checked,
                 trace_hash: if self.hash_trace { fs.with_trace(Trace::hash) } else { 0 },
                 error: None,
+                skipped: false,
             },
             None => BranchReport::failed(None, "the fault-free run concluded as a branch".to_string()),
         };
@@ -166,9 +167,18 @@ impl Branches {
         let Some(cases) = self.at.get(&index) else {
             return;
         };
+        // A store may have started a thread since the engine looked: a
+        // branch would not have it, nor any lock it held. Those cases are
+        // replayed from scratch instead.
+        if !can_branch() {
+            for (case, _) in cases {
+                self.report(&BranchReport::skipped(*case));
+            }
+            return;
+        }
         for (case, injection) in cases {
-            // SAFETY: the runner has one thread (the engine checked before
-            // forking it), so the branch has every lock it could need.
+            // SAFETY: the runner has one thread (just checked), so the
+            // branch has every lock it could need.
             match unsafe { libc::fork() } {
                 0 => {
                     let budget_end = {
@@ -273,6 +283,10 @@ struct BranchReport {
     trace_hash: u64,
     /// The harness failed in the branch (or the branch died).
     error: Option<String>,
+    /// The case was not branched (the runner had started a thread): the
+    /// engine replays it.
+    #[serde(default)]
+    skipped: bool,
 }
 
 impl BranchReport {
@@ -283,6 +297,18 @@ impl BranchReport {
             states_checked: 0,
             trace_hash: 0,
             error: Some(error),
+            skipped: false,
+        }
+    }
+
+    fn skipped(case: u64) -> BranchReport {
+        BranchReport {
+            case: Some(case),
+            violations: Vec::new(),
+            states_checked: 0,
+            trace_hash: 0,
+            error: None,
+            skipped: true,
         }
     }
 }
@@ -296,7 +322,9 @@ pub(crate) struct Branched {
 
 /// Runs every case of `cases` (case number, injection; none a power cut)
 /// by branching it off one run of the workload, calling `done` as each
-/// finishes. With `hash_trace`, each branch hashes its whole trace.
+/// finishes. With `hash_trace`, each branch hashes its whole trace. A case
+/// whose syscall the runner reached with a second thread (a store's) is
+/// not branched and not in the result: the engine replays it.
 pub(crate) fn run_branched(
     subject: &dyn Subject,
     probe: &Probe,
@@ -325,6 +353,7 @@ pub(crate) fn run_branched(
         )));
     }
     let mut results = BTreeMap::new();
+    let mut skipped = std::collections::BTreeSet::new();
     let mut failure = None;
     for line in BufReader::new(reader).lines() {
         let line = line.map_err(|e| HarnessError(format!("reading the branches' reports: {e}")))?;
@@ -346,6 +375,10 @@ pub(crate) fn run_branched(
             )));
             continue;
         };
+        if report.skipped {
+            skipped.insert(case);
+            continue;
+        }
         done(case);
         results.insert(
             case,
@@ -365,7 +398,10 @@ pub(crate) fn run_branched(
     if let Some(failure) = failure {
         return Err(failure);
     }
-    if let Some((_, injection)) = cases.iter().find(|(case, _)| !results.contains_key(case)) {
+    if let Some((_, injection)) = cases
+        .iter()
+        .find(|(case, _)| !results.contains_key(case) && !skipped.contains(case))
+    {
         return Err(HarnessError(format!(
             "{}: its branch reported nothing",
             subject.case(probe.seed, injection.clone())
@@ -404,4 +440,18 @@ fn run_runner(subject: &dyn Subject, probe: &Probe, branches: Branches) -> ! {
     // SAFETY: ends this forked process at once, running no destructor and
     // flushing no buffer it shares with the engine.
     unsafe { libc::_exit(0) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_with_a_second_thread_does_not_branch() {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || stopped.recv());
+        assert!(!can_branch(), "two threads at least");
+        drop(stop);
+        let _ = thread.join();
+    }
 }
