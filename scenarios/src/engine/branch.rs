@@ -21,12 +21,17 @@
 //! `--check-determinism`'s second run and shrinking still replay from
 //! scratch, and `tests/branch.rs` compares the two ways case by case.
 //!
+//! Only the cases at or after [`super::EngineOptions::branch_from`] are
+//! branched: a branch costs the pages it copies from the runner, which a
+//! short prefix does not pay for (the README's Speed section has the
+//! figures).
+//!
 //! Forking is only safe in a process with one thread (another thread could
 //! hold a lock the branch then waits on for ever), so [`can_branch`] says
-//! whether this process may: `tearline run` and `certify` run their matrices
-//! in single-threaded worker processes; elsewhere (the test harness's
-//! threads) the engine replays each case from scratch, with the same
-//! results.
+//! whether this process may: `tearline run` (and `certify --jobs`) run
+//! their matrices in single-threaded worker processes; elsewhere (the test
+//! harness's threads, a store that starts a thread) the engine replays
+//! each case from scratch, with the same results.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, PipeWriter, Write};
