@@ -48,6 +48,27 @@ fn the_careful_store_is_certified() {
     for invariant in [Invariant::NoOrphanVectors, Invariant::SchemaNeverMisStamped] {
         assert_eq!(verdict(invariant), Verdict::NotApplicable, "{invariant}");
     }
+    // Each distinct state is checked once, and the certificate says so.
+    for line in certificate
+        .scenarios
+        .iter()
+        .filter(|s| s.not_applicable_because.is_none())
+    {
+        assert!(
+            0 < line.distinct_states && line.distinct_states <= line.states_checked,
+            "{}: {} distinct of {} states",
+            line.name,
+            line.distinct_states,
+            line.states_checked
+        );
+    }
+    assert!(
+        certificate
+            .scenarios
+            .iter()
+            .any(|s| s.distinct_states < s.states_checked),
+        "some states repeat"
+    );
     insta::with_settings!({filters => filters()}, {
         insta::assert_snapshot!("passing", certificate.to_markdown());
     });
@@ -146,6 +167,7 @@ fn filters() -> Vec<(&'static str, &'static str)> {
         (r"\| \d+ ", "| N "),
         (r"\d+ post-fault states", "N post-fault states"),
         (r"\(\d+ cases\)", "(N cases)"),
+        (r"\(\d+ distinct\)", "(N distinct)"),
         (r"tearline \d+\.\d+\.\d+", "tearline X.Y.Z"),
         (r"`([a-z-]+):0:[^`]+`", "`$1:0:CASE`"),
     ]

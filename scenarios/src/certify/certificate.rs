@@ -97,8 +97,11 @@ pub struct ScenarioLine {
     pub workload_syscalls: u64,
     /// Crash points tried.
     pub crash_points: u64,
-    /// Post-fault states checked.
+    /// Post-fault states checked (each has a verdict).
     pub states_checked: u64,
+    /// Of those, the distinct states: the others left the same disk, under
+    /// the same model, as an earlier case, and share its verdict.
+    pub distinct_states: u64,
     /// Violations found (cases × invariants).
     pub violations: u64,
     /// The invariants it broke.
@@ -107,7 +110,7 @@ pub struct ScenarioLine {
 
 /// The version of the certificate's JSON schema
 /// (`schemas/certificate.schema.json`).
-pub const CERTIFICATE_SCHEMA_VERSION: u32 = 2;
+pub const CERTIFICATE_SCHEMA_VERSION: u32 = 3;
 
 /// A certification's result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -246,8 +249,11 @@ impl Certificate {
             }
         }
         let _ = writeln!(md, "\n## Scenarios\n");
-        let _ = writeln!(md, "| scenario | syscalls | crash points | states | result |");
-        let _ = writeln!(md, "|---|---:|---:|---:|---|");
+        let _ = writeln!(
+            md,
+            "| scenario | syscalls | crash points | states | distinct | result |"
+        );
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---|");
         for scenario in &self.scenarios {
             let result = match &scenario.not_applicable_because {
                 Some(why) => format!("not applicable: {why}"),
@@ -258,11 +264,14 @@ impl Certificate {
                 ),
             };
             let figures = if scenario.not_applicable_because.is_some() {
-                "— | — | —".to_string()
+                "— | — | — | —".to_string()
             } else {
                 format!(
-                    "{} | {} | {}",
-                    scenario.workload_syscalls, scenario.crash_points, scenario.states_checked
+                    "{} | {} | {} | {}",
+                    scenario.workload_syscalls,
+                    scenario.crash_points,
+                    scenario.states_checked,
+                    scenario.distinct_states
                 )
             };
             let _ = writeln!(md, "| {} | {figures} | {result} |", scenario.name);
@@ -290,8 +299,10 @@ impl Certificate {
             .filter(|s| s.not_applicable_because.is_none())
             .count();
         let states: u64 = self.scenarios.iter().map(|s| s.states_checked).sum();
+        let distinct: u64 = self.scenarios.iter().map(|s| s.distinct_states).sum();
         format!(
-            "{} invariants passed, {} failed, {} not applicable; {ran} of {} scenarios ran, {states} post-fault states checked.",
+            "{} invariants passed, {} failed, {} not applicable; {ran} of {} scenarios ran, {states} post-fault states \
+             checked ({distinct} distinct).",
             count(Verdict::Passed),
             count(Verdict::Failed),
             count(Verdict::NotApplicable),

@@ -389,6 +389,7 @@ fn build(factory: &dyn StoreFactory, options: &CertifyOptions, results: &[Scenar
             workload_syscalls: r.workload_syscalls,
             crash_points: r.crash_points,
             states_checked: r.states_checked,
+            distinct_states: r.distinct_states,
             violations: (r.failures.len() as u64).max(
                 r.invariants
                     .iter()
