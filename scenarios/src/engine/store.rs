@@ -2,10 +2,10 @@
 //! contract ([`StoreFactory`]), a writable reopen + observation + checks
 //! after every fault, and the lock invariant read off every trace.
 
+use std::sync::Arc;
+
 use tearline_model::{Invariant, Model, Operation, StoreFactory, Violation};
 use tearline_sim_fs::{CrashChoice, Fault, HaltKind, Mount, PersistenceModel, SimConfig, SimFs, SyscallKind};
-
-use std::sync::Arc;
 
 use super::HarnessError;
 use super::branch::Branches;
