@@ -93,6 +93,23 @@ fn main() {
     }
 }
 
+/// SQLite's WAL/FULL workload of `transactions` transactions of 50 rows.
+fn wal_full(transactions: u32) -> SqliteSubject {
+    let workload = AtomicCommitWorkload {
+        transactions,
+        rows_per_transaction: 50,
+        ..AtomicCommitWorkload::new(JournalMode::Wal, Synchronous::Full)
+    };
+    SqliteSubject::new(workload, 1)
+}
+
+/// Runs `part` of a subject's matrix, timed.
+fn timed(subject: &dyn Subject, options: &EngineOptions, part: Part) -> (engine::PartResult, f64) {
+    let started = Instant::now();
+    let result = engine::run_part(subject, options, part, &mut |_, _| {}).expect("matrix");
+    (engine::PartResult::merge(vec![result]), started.elapsed().as_secs_f64())
+}
+
 /// The faults a matrix replays (all but the power cut).
 fn replayed_faults() -> Vec<Fault> {
     engine::ALL_FAULTS
@@ -129,21 +146,14 @@ fn replayed_row(label: &str, run: &dyn Fn(Option<u64>) -> (engine::PartResult, f
 /// SQLite's WAL/FULL workload of `transactions` transactions of 50 rows,
 /// the replayed faults.
 fn replayed_sqlite(transactions: u32) {
-    let workload = AtomicCommitWorkload {
-        transactions,
-        rows_per_transaction: 50,
-        ..AtomicCommitWorkload::new(JournalMode::Wal, Synchronous::Full)
-    };
-    let subject = SqliteSubject::new(workload, 1);
+    let subject = wal_full(transactions);
     replayed_row(&format!("WAL/FULL {transactions} transactions"), &|branch_from| {
         let options = EngineOptions {
             faults: replayed_faults(),
             branch_from,
             ..EngineOptions::default()
         };
-        let started = Instant::now();
-        let part = engine::run_part(&subject, &options, Part::WHOLE, &mut |_, _| {}).expect("matrix");
-        (engine::PartResult::merge(vec![part]), started.elapsed().as_secs_f64())
+        timed(&subject, &options, Part::WHOLE)
     });
 }
 
@@ -182,9 +192,7 @@ fn replayed_store(adds: usize) {
             job: 0,
             jobs: 1,
         };
-        let started = Instant::now();
-        let result = engine::run_part(&subject, &options, part, &mut |_, _| {}).expect("matrix");
-        (engine::PartResult::merge(vec![result]), started.elapsed().as_secs_f64())
+        timed(&subject, &options, part)
     });
 }
 
@@ -225,21 +233,14 @@ fn store_scenario(name: &str) {
 /// SQLite's WAL/FULL matrix of `transactions` transactions, every
 /// persistence model, both ways.
 fn growth(transactions: u32) {
-    let workload = AtomicCommitWorkload {
-        transactions,
-        rows_per_transaction: 50,
-        ..AtomicCommitWorkload::new(JournalMode::Wal, Synchronous::Full)
-    };
-    let subject = SqliteSubject::new(workload, 1);
+    let subject = wal_full(transactions);
     let run = |dedup: bool| {
         let options = EngineOptions {
             faults: vec![Fault::PowerCut],
             dedup,
             ..EngineOptions::default()
         };
-        let started = Instant::now();
-        let part = engine::run_part(&subject, &options, Part::WHOLE, &mut |_, _| {}).expect("matrix");
-        (engine::PartResult::merge(vec![part]), started.elapsed().as_secs_f64())
+        timed(&subject, &options, Part::WHOLE)
     };
     let (_, every_secs) = run(false);
     let (once, once_secs) = run(true);

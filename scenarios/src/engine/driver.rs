@@ -3,7 +3,7 @@
 //! violation, never a crash of the harness), the model kept in step, and the
 //! writable reopen + observe + check that follows every fault.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tearline_model::guard::catch_store_panic;
@@ -1166,14 +1166,20 @@ pub(crate) fn settle(model: &mut Model, observation: &Observation, caps: &Capabi
     }
 }
 
-/// The lock invariant read off a trace, if the store has a lock.
-pub(crate) fn check_trace(factory: &dyn StoreFactory, fs: &SimFs, trace: &Trace) -> Option<Violation> {
+/// The store's lock file and protected paths, if it has a lock: what the
+/// lock invariant reads a trace against.
+fn lock_and_protected(factory: &dyn StoreFactory, fs: &SimFs) -> Option<(PathBuf, Vec<String>)> {
     if !factory.capabilities().exclusive_lock {
         return None;
     }
     let env = env_for(fs, RemoteFault::Healthy);
-    let lock = factory.lock_file(&env)?;
-    no_wipe_without_lock::check_entries(trace.entries(), &lock, &factory.protected_paths(&env))
+    Some((factory.lock_file(&env)?, factory.protected_paths(&env)))
+}
+
+/// The lock invariant read off a trace, if the store has a lock.
+pub(crate) fn check_trace(factory: &dyn StoreFactory, fs: &SimFs, trace: &Trace) -> Option<Violation> {
+    let (lock, protected) = lock_and_protected(factory, fs)?;
+    no_wipe_without_lock::check_entries(trace.entries(), &lock, &protected)
 }
 
 /// [`check_trace`] of `machine`'s own trace, read in place.
@@ -1189,13 +1195,7 @@ pub(crate) fn check_machine_trace_after(
     machine: &SimFs,
     before: &[TraceEntry],
 ) -> Option<Violation> {
-    let caps = factory.capabilities();
-    if !caps.exclusive_lock {
-        return None;
-    }
-    let env = env_for(machine, RemoteFault::Healthy);
-    let lock = factory.lock_file(&env)?;
-    let protected = factory.protected_paths(&env);
+    let (lock, protected) = lock_and_protected(factory, machine)?;
     machine.with_trace(|trace| {
         no_wipe_without_lock::check_entries(before.iter().chain(trace.entries()), &lock, &protected)
     })
@@ -1205,12 +1205,7 @@ pub(crate) fn check_machine_trace_after(
 /// syscall `at`) breaks the lock invariant, if any: a broken prefix stays
 /// broken, so it is found by bisection.
 pub(crate) fn lock_broken_from(factory: &dyn StoreFactory, fs: &SimFs, entries: &[TraceEntry]) -> Option<u64> {
-    if !factory.capabilities().exclusive_lock {
-        return None;
-    }
-    let env = env_for(fs, RemoteFault::Healthy);
-    let lock = factory.lock_file(&env)?;
-    let protected = factory.protected_paths(&env);
+    let (lock, protected) = lock_and_protected(factory, fs)?;
     let broken = |n: usize| no_wipe_without_lock::check_entries(&entries[..n], &lock, &protected).is_some();
     if !broken(entries.len()) {
         return None;
