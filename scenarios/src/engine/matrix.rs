@@ -131,25 +131,21 @@ fn run_case(
             trace_hash: 0,
             branched: false,
         },
-        (None, branched) => {
-            let mut outcome = match branched {
-                Some(branched) => CaseOutcome {
-                    same_as: None,
-                    violations: branched.violations,
-                    states_checked: branched.states_checked,
-                    readers: 0,
-                    trace_hash: branched.trace_hash,
-                    branched: true,
-                },
-                None => run_fault(subject, probe, planned, hash_trace)?,
-            };
-            // After a power cut, only the first outcome of a point is read.
-            if planned.choice.is_none() || planned.first_of_point {
-                outcome.readers = outcome.states_checked * subject.readers_per_state();
-            }
-            outcome
-        }
+        (None, Some(branched)) => CaseOutcome {
+            same_as: None,
+            violations: branched.violations,
+            states_checked: branched.states_checked,
+            readers: 0,
+            trace_hash: branched.trace_hash,
+            branched: true,
+        },
+        (None, None) => run_fault(subject, probe, planned, hash_trace)?,
     };
+    // Each state checked was read first; after a power cut, only the first
+    // outcome of a point is.
+    if same_as.is_none() && (planned.choice.is_none() || planned.first_of_point) {
+        outcome.readers = outcome.states_checked * subject.readers_per_state();
+    }
     if planned.first_at_syscall
         && let Some(violations) = subject.check_reader(probe, planned.injection.syscall)
     {
