@@ -100,6 +100,19 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Serve the store over HTTP/JSON under /v1 until interrupted (keys from
+    /// --keys FILE or REFSTORE_KEYS="admin:KEY,reader:KEY"; see the README).
+    Serve {
+        /// The address to listen on: loopback unless you say otherwise.
+        #[arg(long, default_value = "127.0.0.1:8750")]
+        bind: std::net::SocketAddr,
+        /// A key file: one `ROLE KEY` per line (roles: reader, writer, admin).
+        #[arg(long)]
+        keys: Option<PathBuf>,
+        /// The largest request body accepted, in bytes.
+        #[arg(long, default_value_t = tearline_service::api::DEFAULT_MAX_BODY_BYTES)]
+        max_body_bytes: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -126,6 +139,69 @@ fn main() -> ExitCode {
             }
             code
         }
+    }
+}
+
+/// `refstore serve`: opens the store (recovering), starts the startup
+/// audit, and serves until SIGINT or SIGTERM. Prints `listening on
+/// http://ADDR` once the socket is bound (port 0 picks a free one).
+fn serve(root: &Path, bind: std::net::SocketAddr, keys: Option<&Path>, max_body_bytes: usize) -> Result<(), String> {
+    use tearline_service::{Keys, Service, ServiceOptions};
+    let keys = match (keys, std::env::var("REFSTORE_KEYS")) {
+        (Some(file), _) => {
+            let text = std::fs::read_to_string(file).map_err(|e| format!("reading {}: {e}", file.display()))?;
+            Keys::parse_file(&text).map_err(|e| format!("{}: {e}", file.display()))?
+        }
+        (None, Ok(list)) => Keys::parse_list(&list).map_err(|e| format!("REFSTORE_KEYS: {e}"))?,
+        (None, Err(_)) => {
+            return Err(
+                "no keys: give --keys FILE (`ROLE KEY` per line) or REFSTORE_KEYS=\"admin:KEY\" \
+                        (roles reader, writer, admin; keys of 16 characters or more)"
+                    .to_string(),
+            );
+        }
+    };
+    let fs: Arc<dyn Fs> = Arc::new(RealFs);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let options = ServiceOptions {
+        root: root.to_path_buf(),
+        keys,
+        staging_dir: std::env::temp_dir(),
+    };
+    let service = Service::open(fs, clock, options).map_err(|e| {
+        let fix = fix_for(&Command::Upgrade, &e)
+            .map(|f| format!(" (to fix: {f})"))
+            .unwrap_or_default();
+        format!("{e}{fix}")
+    })?;
+    service.start_audit();
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("starting the runtime: {e}"))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(bind)
+            .await
+            .map_err(|e| format!("binding {bind}: {e}"))?;
+        let address = listener.local_addr().map_err(|e| e.to_string())?;
+        println!("listening on http://{address}");
+        use std::io::Write;
+        std::io::stdout().flush().ok();
+        let app = tearline_service::router(service, max_body_bytes);
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown())
+            .await
+            .map_err(|e| format!("serving: {e}"))
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown() {
+    let interrupt = tokio::signal::ctrl_c();
+    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(_) => return interrupt.await.unwrap_or(()),
+    };
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate.recv() => {}
     }
 }
 
@@ -353,6 +429,17 @@ fn run(cli: &Cli) -> Result<ExitCode, StoreError> {
         Command::Status => {
             let store = open(StoreOptions::read_only())?;
             print(cli.json, &store.status()?)?;
+        }
+        Command::Serve {
+            bind,
+            keys,
+            max_body_bytes,
+        } => {
+            // Its errors are not the store's: said here, exit status 1.
+            if let Err(message) = serve(root, *bind, keys.as_deref(), *max_body_bytes) {
+                eprintln!("refstore: {message}");
+                return Ok(ExitCode::from(1));
+            }
         }
         Command::Reconcile { mode, dry_run, force } => {
             let mode = ReconcileMode::parse(mode).ok_or_else(|| StoreError::InvalidName {

@@ -1,0 +1,279 @@
+//! The HTTP API, under `/v1`. Every handler checks the caller's role first
+//! ([`ENDPOINTS`] is the table), runs the store's work on a blocking thread
+//! and answers JSON; every error is a [`Problem`].
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use tearline_refstore::{RebuildMode, ReconcileMode, ReconcileOptions};
+
+use crate::keys::Role;
+use crate::problem::Problem;
+use crate::service::Service;
+
+/// The largest request body accepted by default (`--max-body-bytes`).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// The most results a search returns.
+pub const MAX_SEARCH_RESULTS: usize = 100;
+
+/// Every endpoint and the least role it needs (`None`: no key needed).
+/// `POST /v1/reconcile` needs [`Role::Admin`] for the modes that delete
+/// (`clean`, `full`) unless it is a dry run, [`Role::Writer`] otherwise.
+pub const ENDPOINTS: &[(&str, &str, Option<Role>)] = &[
+    ("GET", "/v1/health", None),
+    ("GET", "/v1/documents", Some(Role::Reader)),
+    ("GET", "/v1/documents/{name}", Some(Role::Reader)),
+    ("PUT", "/v1/documents/{name}", Some(Role::Writer)),
+    ("DELETE", "/v1/documents/{name}", Some(Role::Admin)),
+    ("POST", "/v1/import", Some(Role::Writer)),
+    ("GET", "/v1/search", Some(Role::Reader)),
+    ("POST", "/v1/rebuild", Some(Role::Admin)),
+    ("GET", "/v1/jobs/{id}", Some(Role::Reader)),
+    ("POST", "/v1/reconcile", Some(Role::Writer)),
+];
+
+type Shared = State<Arc<Service>>;
+type Answer = Result<Response, Problem>;
+
+/// The service's routes.
+pub fn router(service: Arc<Service>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/documents", get(list))
+        .route(
+            "/v1/documents/{name}",
+            get(get_document).put(put_document).delete(delete_document),
+        )
+        .route("/v1/import", post(import))
+        .route("/v1/search", get(search))
+        .route("/v1/rebuild", post(rebuild))
+        .route("/v1/jobs/{id}", get(job))
+        .route("/v1/reconcile", post(reconcile))
+        .fallback(|| async { Problem::not_found("no such endpoint (the API is under /v1)") })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "this endpoint does not take that method",
+            )
+        })
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(service)
+}
+
+/// 401 without a (well-formed, known) bearer key; 403 if its role is below `needed`.
+fn authorize(service: &Service, headers: &HeaderMap, needed: Role) -> Result<Role, Problem> {
+    let unauthorized = |detail: &str| Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail);
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(unauthorized("this endpoint needs `Authorization: Bearer KEY`"));
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| unauthorized("the Authorization header must be `Bearer KEY`"))?;
+    let role = service
+        .keys()
+        .role_of(key.trim())
+        .ok_or_else(|| unauthorized("unknown key"))?;
+    if role < needed {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this needs the {needed} role; the key has {role}"),
+        ));
+    }
+    Ok(role)
+}
+
+/// Runs store work off the async threads.
+async fn blocking<R: Send + 'static>(work: impl FnOnce() -> Result<R, Problem> + Send + 'static) -> Result<R, Problem> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|_| Err(Problem::internal("the request's worker stopped unexpectedly")))
+}
+
+fn json(status: StatusCode, value: impl serde::Serialize) -> Response {
+    (status, axum::Json(value)).into_response()
+}
+
+fn body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, Problem> {
+    let bytes = body.map_err(|rejection| Problem::new(rejection.status(), "bad-body", rejection.body_text()))?;
+    serde_json::from_slice(&bytes).map_err(|e| Problem::bad_request(format!("the body is not the JSON expected: {e}")))
+}
+
+fn path<T>(path: Result<Path<T>, PathRejection>) -> Result<T, Problem> {
+    path.map(|Path(value)| value)
+        .map_err(|rejection| Problem::bad_request(rejection.body_text()))
+}
+
+async fn health(State(service): Shared) -> Answer {
+    let health = blocking(move || Ok(service.health())).await?;
+    Ok(json(StatusCode::OK, health))
+}
+
+async fn list(State(service): Shared, headers: HeaderMap) -> Answer {
+    authorize(&service, &headers, Role::Reader)?;
+    let names = blocking(move || service.read(|store| store.list())).await?;
+    Ok(json(StatusCode::OK, serde_json::json!({ "documents": names })))
+}
+
+async fn get_document(State(service): Shared, headers: HeaderMap, name: Result<Path<String>, PathRejection>) -> Answer {
+    authorize(&service, &headers, Role::Reader)?;
+    let name = path(name)?;
+    let found = blocking(move || {
+        let document = service.read(|store| store.get(&name))?;
+        document.ok_or_else(|| Problem::not_found(format!("no document named {name}")))
+    })
+    .await?;
+    Ok(json(StatusCode::OK, found))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutBody {
+    content: String,
+}
+
+async fn put_document(
+    State(service): Shared,
+    headers: HeaderMap,
+    name: Result<Path<String>, PathRejection>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Answer {
+    authorize(&service, &headers, Role::Writer)?;
+    let name = path(name)?;
+    let PutBody { content } = body(raw)?;
+    let (outcome, name) = blocking(move || {
+        let outcome = service.write_in_place(|store| store.add(&name, content.as_bytes()))?;
+        Ok((outcome, name))
+    })
+    .await?;
+    let status = if outcome.replaced {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok(json(
+        status,
+        serde_json::json!({"name": name, "vector_id": outcome.vector_id, "replaced": outcome.replaced}),
+    ))
+}
+
+async fn delete_document(
+    State(service): Shared,
+    headers: HeaderMap,
+    name: Result<Path<String>, PathRejection>,
+) -> Answer {
+    authorize(&service, &headers, Role::Admin)?;
+    let name = path(name)?;
+    blocking(move || service.write_in_place(|store| store.remove(&name))).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportBody {
+    documents: Vec<ImportDocument>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportDocument {
+    name: String,
+    content: String,
+}
+
+async fn import(State(service): Shared, headers: HeaderMap, raw: Result<Bytes, BytesRejection>) -> Answer {
+    authorize(&service, &headers, Role::Writer)?;
+    let ImportBody { documents } = body(raw)?;
+    let documents: Vec<(String, String)> = documents.into_iter().map(|d| (d.name, d.content)).collect();
+    let stats = blocking(move || service.import(&documents)).await?;
+    Ok(json(StatusCode::OK, stats))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchQuery {
+    q: String,
+    k: Option<usize>,
+}
+
+async fn search(
+    State(service): Shared,
+    headers: HeaderMap,
+    query: Result<Query<SearchQuery>, QueryRejection>,
+) -> Answer {
+    authorize(&service, &headers, Role::Reader)?;
+    let Query(SearchQuery { q, k }) = query.map_err(|rejection| Problem::bad_request(rejection.body_text()))?;
+    let k = k.unwrap_or(5);
+    if k == 0 || k > MAX_SEARCH_RESULTS {
+        return Err(Problem::bad_request(format!("k must be 1 to {MAX_SEARCH_RESULTS}")));
+    }
+    let hits = blocking(move || service.read(|store| store.search(&q, k))).await?;
+    Ok(json(StatusCode::OK, serde_json::json!({ "hits": hits })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RebuildBody {
+    mode: String,
+}
+
+async fn rebuild(State(service): Shared, headers: HeaderMap, raw: Result<Bytes, BytesRejection>) -> Answer {
+    authorize(&service, &headers, Role::Admin)?;
+    let RebuildBody { mode } = body(raw)?;
+    let mode = match mode.as_str() {
+        "full" => RebuildMode::Full,
+        "incremental" => RebuildMode::Incremental,
+        other => return Err(Problem::bad_request(format!("mode {other:?}: full or incremental"))),
+    };
+    let id = service.start_rebuild(mode)?;
+    Ok(json(StatusCode::ACCEPTED, serde_json::json!({ "job_id": id })))
+}
+
+async fn job(State(service): Shared, headers: HeaderMap, id: Result<Path<u64>, PathRejection>) -> Answer {
+    authorize(&service, &headers, Role::Reader)?;
+    let id = path(id)?;
+    let job = service
+        .jobs()
+        .get(id)
+        .ok_or_else(|| Problem::not_found(format!("no job {id}")))?;
+    Ok(json(StatusCode::OK, job))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReconcileBody {
+    mode: String,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    force: bool,
+}
+
+async fn reconcile(State(service): Shared, headers: HeaderMap, raw: Result<Bytes, BytesRejection>) -> Answer {
+    let role = authorize(&service, &headers, Role::Writer)?;
+    let ReconcileBody { mode, dry_run, force } = body(raw)?;
+    let mode = ReconcileMode::parse(&mode)
+        .ok_or_else(|| Problem::bad_request(format!("mode {mode:?}: audit, sync, clean or full")))?;
+    if mode.is_destructive() && !dry_run && role < Role::Admin {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("reconcile {mode} deletes records: it needs the admin role (a dry run needs writer)"),
+        ));
+    }
+    let options = ReconcileOptions { mode, dry_run, force };
+    let stats = blocking(move || service.reconcile(options)).await?;
+    Ok(json(StatusCode::OK, stats))
+}

@@ -1,0 +1,20 @@
+//! The reference store's programs: the `refstore` command line
+//! (`src/bin/refstore.rs`) and its HTTP service, `refstore serve`.
+//!
+//! - [`service`]: the rules (one writer, reads from a published view,
+//!   background rebuilds) without HTTP.
+//! - [`api`]: the routes under `/v1`, their roles ([`api::ENDPOINTS`]).
+//! - [`keys`]: bearer keys and roles.
+//! - [`jobs`]: the rebuild jobs.
+//! - [`problem`]: the one error shape, RFC 9457 problem documents.
+
+pub mod api;
+pub mod jobs;
+pub mod keys;
+pub mod problem;
+pub mod service;
+
+pub use api::router;
+pub use keys::{Keys, Role};
+pub use problem::Problem;
+pub use service::{Service, ServiceOptions};

@@ -1,0 +1,370 @@
+//! The service's state and the rules that order its work, without HTTP:
+//! one writer, reads from a published view, rebuilds in the background.
+//!
+//! - **Reads** go through [`Service::read`]: a read-only handle on the store
+//!   ([`ReadView`]) opened when no write was in flight, entered through
+//!   [`Live::read`]. They never take the writer's lock.
+//! - **In-place writes** ([`Service::write_in_place`]: put, delete, import,
+//!   reconcile, an incremental rebuild) take the writer, then
+//!   [`Live::exclusive`] while they change the live files, and publish a
+//!   fresh view before readers come back.
+//! - **A full rebuild** builds its generation beside the live one while
+//!   readers go on with the old view, then publishes the new one: readers
+//!   never wait for it and never see it half built (zero downtime, not a
+//!   503 while it switches).
+//! - A write that fails in a way that may leave work unfinished reopens the
+//!   writer, which recovers it (the store's own rule: a writable open
+//!   finishes or rolls back what was interrupted), before readers return.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::Serialize;
+use tearline_live::Live;
+use tearline_refstore::{
+    FailureEffect, ImportStats, RebuildMode, ReconcileMode, ReconcileOptions, ReconcileStats, Store, StoreError,
+    StoreOptions,
+};
+use tearline_sim_fs::{Clock, Fs, FsExt};
+
+use crate::jobs::{Jobs, Progress};
+use crate::keys::Keys;
+use crate::problem::Problem;
+
+/// A read-only handle on the store, opened while no write was in flight.
+#[derive(Debug)]
+pub struct ReadView {
+    /// The generation it reads.
+    pub generation: u64,
+    store: Mutex<Store>,
+}
+
+/// Where the startup audit is.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum Audit {
+    /// Still comparing the index with the source files.
+    Running,
+    /// Finished.
+    Done {
+        /// Whether the index and the source files agree.
+        in_agreement: bool,
+        /// Source files the index lacks.
+        missing: usize,
+        /// Source files whose content differs from what was indexed.
+        stale: usize,
+        /// Index entries whose source file is gone.
+        orphaned: usize,
+    },
+    /// Could not run.
+    Failed {
+        /// Why.
+        error: Problem,
+    },
+}
+
+/// What `GET /v1/health` reports.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Health {
+    /// `ok`, or `degraded` when writes cannot be served (see `problem`).
+    pub status: &'static str,
+    /// The generation reads are served from.
+    pub generation: u64,
+    /// The startup audit.
+    pub audit: Audit,
+    /// The rebuild job queued or running, if any.
+    pub rebuild_job: Option<u64>,
+    /// Why the service is degraded, if it is.
+    pub problem: Option<String>,
+}
+
+/// How to run the service.
+#[derive(Clone, Debug)]
+pub struct ServiceOptions {
+    /// The store's root (initialised).
+    pub root: PathBuf,
+    /// Who may call what.
+    pub keys: Keys,
+    /// Where imports are staged (on the store's filesystem, outside the
+    /// store's root).
+    pub staging_dir: PathBuf,
+}
+
+/// The service: see the module docs.
+pub struct Service {
+    fs: Arc<dyn Fs>,
+    clock: Arc<dyn Clock>,
+    options: ServiceOptions,
+    /// `None` after a failed reopen: writes are refused (503) until one
+    /// succeeds.
+    writer: Mutex<Option<Store>>,
+    live: Live<ReadView>,
+    jobs: Jobs,
+    audit: Mutex<Audit>,
+    /// Why the writer could not be reopened, if it could not.
+    writer_problem: Mutex<Option<String>>,
+    /// Why the last view could not be opened, if it could not.
+    view_problem: Mutex<Option<String>>,
+    imports: AtomicU64,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("root", &self.options.root)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Service {
+    /// Opens the store writable (recovering anything interrupted) and a
+    /// first view. Fails if the store cannot be opened; the startup audit
+    /// is started separately ([`Service::start_audit`]).
+    pub fn open(fs: Arc<dyn Fs>, clock: Arc<dyn Clock>, options: ServiceOptions) -> Result<Arc<Service>, StoreError> {
+        let writer = Store::open(
+            Arc::clone(&fs),
+            Arc::clone(&clock),
+            &options.root,
+            StoreOptions::default(),
+        )?;
+        let view = open_view(&fs, &clock, &options.root)?;
+        Ok(Arc::new(Service {
+            fs,
+            clock,
+            options,
+            writer: Mutex::new(Some(writer)),
+            live: Live::new(view),
+            jobs: Jobs::default(),
+            audit: Mutex::new(Audit::Running),
+            writer_problem: Mutex::new(None),
+            view_problem: Mutex::new(None),
+            imports: AtomicU64::new(0),
+        }))
+    }
+
+    /// Who may call what.
+    pub fn keys(&self) -> &Keys {
+        &self.options.keys
+    }
+
+    /// Runs the startup audit (reconcile, audit mode) in the background;
+    /// [`Service::health`] reports it. The service serves meanwhile.
+    pub fn start_audit(self: &Arc<Self>) -> std::thread::JoinHandle<()> {
+        let service = Arc::clone(self);
+        std::thread::spawn(move || {
+            let result = service.with_writer(|store| store.reconcile(ReconcileOptions::audit()));
+            *lock(&service.audit) = match result {
+                Ok(stats) => Audit::Done {
+                    in_agreement: stats.in_agreement(),
+                    missing: stats.missing.len(),
+                    stale: stats.stale.len(),
+                    orphaned: stats.orphaned.len(),
+                },
+                Err(error) => Audit::Failed { error },
+            };
+        })
+    }
+
+    /// The service's health.
+    pub fn health(&self) -> Health {
+        let problem = lock(&self.writer_problem)
+            .clone()
+            .or_else(|| lock(&self.view_problem).clone());
+        Health {
+            status: if problem.is_some() { "degraded" } else { "ok" },
+            generation: self.live.read().generation,
+            audit: lock(&self.audit).clone(),
+            rebuild_job: self.jobs.active(),
+            problem,
+        }
+    }
+
+    /// The jobs.
+    pub fn jobs(&self) -> &Jobs {
+        &self.jobs
+    }
+
+    /// Runs a read on the current view.
+    pub fn read<R>(&self, read: impl FnOnce(&Store) -> Result<R, StoreError>) -> Result<R, Problem> {
+        let view = self.live.read();
+        let store = lock(&view.store);
+        Ok(read(&store)?)
+    }
+
+    /// Runs `work` on the writer alone (nothing is published: for work that
+    /// changes no file, like an audit or a dry run).
+    pub fn with_writer<R>(&self, work: impl FnOnce(&mut Store) -> Result<R, StoreError>) -> Result<R, Problem> {
+        let mut writer = lock(&self.writer);
+        let store = self.writer_store(&mut writer)?;
+        Ok(work(store)?)
+    }
+
+    /// Runs a write that changes the live files: readers are kept out while
+    /// it runs and see a fresh view after. Refused (409) while a rebuild is
+    /// queued or running.
+    pub fn write_in_place<R>(&self, write: impl FnOnce(&mut Store) -> Result<R, StoreError>) -> Result<R, Problem> {
+        if let Some(job) = self.jobs.active() {
+            return Err(Problem::conflict(format!(
+                "rebuild job {job} is running; writes resume when it ends"
+            )));
+        }
+        let mut writer = lock(&self.writer);
+        let store = self.writer_store(&mut writer)?;
+        let mut gate = self.live.exclusive();
+        let result = write(store);
+        if let Err(error) = &result
+            && error.effect() != FailureEffect::NothingApplied
+        {
+            // Finish or roll back what the failure left, before any reader
+            // comes back: a writable open does exactly that.
+            *writer = None;
+            self.writer_store(&mut writer).ok();
+        }
+        self.republish(|view| gate.publish(view));
+        Ok(result?)
+    }
+
+    /// Queues a rebuild; it runs on its own thread. A full rebuild leaves
+    /// readers on the old view until it has switched.
+    pub fn start_rebuild(self: &Arc<Self>, mode: RebuildMode) -> Result<u64, Problem> {
+        let id = self.jobs.start(mode)?;
+        let service = Arc::clone(self);
+        std::thread::spawn(move || {
+            let result = service.rebuild(id, mode);
+            service.jobs.finish(id, result);
+        });
+        Ok(id)
+    }
+
+    fn rebuild(&self, id: u64, mode: RebuildMode) -> Result<tearline_refstore::RebuildStats, Problem> {
+        let mut writer = lock(&self.writer);
+        let store = self.writer_store(&mut writer)?;
+        self.jobs.running(id);
+        let mut progress = |p: &tearline_refstore::RebuildProgress| {
+            self.jobs.progress(
+                id,
+                Progress {
+                    done: p.done,
+                    total: p.total,
+                },
+            )
+        };
+        match mode {
+            RebuildMode::Full => {
+                let result = store.rebuild(mode, &mut progress);
+                if result.is_err() {
+                    *writer = None;
+                    self.writer_store(&mut writer).ok();
+                }
+                self.republish(|view| self.live.publish(view));
+                Ok(result?)
+            }
+            RebuildMode::Incremental => {
+                let mut gate = self.live.exclusive();
+                let result = store.rebuild(mode, &mut progress);
+                if result.is_err() {
+                    *writer = None;
+                    self.writer_store(&mut writer).ok();
+                }
+                self.republish(|view| gate.publish(view));
+                Ok(result?)
+            }
+        }
+    }
+
+    /// Compares the index with the source files and, by `options.mode`,
+    /// brings it in line. Audits and dry runs change nothing and keep
+    /// readers in.
+    pub fn reconcile(&self, options: ReconcileOptions) -> Result<ReconcileStats, Problem> {
+        if options.dry_run || options.mode == ReconcileMode::Audit {
+            self.with_writer(|store| store.reconcile(options))
+        } else {
+            self.write_in_place(|store| store.reconcile(options))
+        }
+    }
+
+    /// Imports `documents` (name, content) all or nothing: staged as files
+    /// in a fresh directory of [`ServiceOptions::staging_dir`], then the
+    /// store's import.
+    pub fn import(&self, documents: &[(String, String)]) -> Result<ImportStats, Problem> {
+        let mut names = std::collections::BTreeSet::new();
+        for (name, _) in documents {
+            tearline_refstore::DocName::new(name)?;
+            if !names.insert(name.as_str()) {
+                return Err(Problem::bad_request(format!("{name} appears twice in the import")));
+            }
+        }
+        let number = self.imports.fetch_add(1, Ordering::Relaxed);
+        let dir = self
+            .options
+            .staging_dir
+            .join(format!(".refstore-import-{}-{number}", std::process::id()));
+        let staged = self.stage(&dir, documents);
+        let result = staged.and_then(|()| self.write_in_place(|store| store.import(&dir)));
+        self.fs.remove_tree(&dir).ok();
+        result
+    }
+
+    fn stage(&self, dir: &Path, documents: &[(String, String)]) -> Result<(), Problem> {
+        let staging = |e: std::io::Error| Problem::internal(format!("staging the import failed: {e}"));
+        self.fs.remove_tree(dir).map_err(staging)?;
+        self.fs.create_dir_all(dir).map_err(staging)?;
+        for (name, content) in documents {
+            self.fs
+                .write_file(&dir.join(name), content.as_bytes())
+                .map_err(staging)?;
+        }
+        Ok(())
+    }
+
+    /// The writer, reopened (recovering) if an earlier failure closed it.
+    fn writer_store<'a>(&self, writer: &'a mut Option<Store>) -> Result<&'a mut Store, Problem> {
+        if writer.is_none() {
+            match Store::open(
+                Arc::clone(&self.fs),
+                Arc::clone(&self.clock),
+                &self.options.root,
+                StoreOptions::default(),
+            ) {
+                Ok(store) => {
+                    *writer = Some(store);
+                    *lock(&self.writer_problem) = None;
+                }
+                Err(error) => {
+                    let problem = Problem::from(error);
+                    *lock(&self.writer_problem) =
+                        Some(format!("the store cannot be opened for writing: {}", problem.detail));
+                    return Err(problem);
+                }
+            }
+        }
+        Ok(writer.as_mut().expect("opened above"))
+    }
+
+    /// Opens a fresh view and hands it to `publish`; if it cannot be
+    /// opened, readers keep the view they have and health says why.
+    fn republish(&self, publish: impl FnOnce(ReadView)) {
+        match open_view(&self.fs, &self.clock, &self.options.root) {
+            Ok(view) => {
+                *lock(&self.view_problem) = None;
+                publish(view);
+            }
+            Err(error) => {
+                *lock(&self.view_problem) = Some(format!("reads are served from an older view: {error}"));
+            }
+        }
+    }
+}
+
+fn open_view(fs: &Arc<dyn Fs>, clock: &Arc<dyn Clock>, root: &Path) -> Result<ReadView, StoreError> {
+    let store = Store::open(Arc::clone(fs), Arc::clone(clock), root, StoreOptions::read_only())?;
+    Ok(ReadView {
+        generation: store.open_report().generation,
+        store: Mutex::new(store),
+    })
+}
