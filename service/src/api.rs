@@ -174,7 +174,14 @@ async fn delete_document(
     headers: HeaderMap,
     name: Result<Path<String>, PathRejection>,
 ) -> Answer {
-    authorize(&service, &headers, Role::Admin)?;
+    #[cfg(feature = "flawed-variants")]
+    let needed = match service.flaw() {
+        Some(crate::flawed::ServiceFlaw::DeleteWithoutRoleCheck) => Role::Reader,
+        _ => Role::Admin,
+    };
+    #[cfg(not(feature = "flawed-variants"))]
+    let needed = Role::Admin;
+    authorize(&service, &headers, needed)?;
     let name = path(name)?;
     blocking(move || service.write_in_place(|store| store.remove(&name))).await?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -7,8 +7,12 @@
 //! - [`keys`]: bearer keys and roles.
 //! - [`jobs`]: the rebuild jobs.
 //! - [`problem`]: the one error shape, RFC 9457 problem documents.
+//! - `flawed` (feature `flawed-variants`): known-bad service designs the
+//!   tests must catch.
 
 pub mod api;
+#[cfg(feature = "flawed-variants")]
+pub mod flawed;
 pub mod jobs;
 pub mod keys;
 pub mod problem;

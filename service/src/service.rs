@@ -89,6 +89,9 @@ pub struct ServiceOptions {
     /// Where imports are staged (on the store's filesystem, outside the
     /// store's root).
     pub staging_dir: PathBuf,
+    /// A known-bad design to serve with (tests only).
+    #[cfg(feature = "flawed-variants")]
+    pub flaw: Option<crate::flawed::ServiceFlaw>,
 }
 
 /// The service: see the module docs.
@@ -189,8 +192,24 @@ impl Service {
         &self.jobs
     }
 
+    /// The known-bad design this service runs with, if any.
+    #[cfg(feature = "flawed-variants")]
+    pub fn flaw(&self) -> Option<crate::flawed::ServiceFlaw> {
+        self.options.flaw
+    }
+
     /// Runs a read on the current view.
     pub fn read<R>(&self, read: impl FnOnce(&Store) -> Result<R, StoreError>) -> Result<R, Problem> {
+        #[cfg(feature = "flawed-variants")]
+        if self.options.flaw == Some(crate::flawed::ServiceFlaw::UnavailableWhileRebuilding)
+            && let Some(job) = self.jobs.active()
+        {
+            return Err(Problem::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "rebuilding",
+                format!("rebuild job {job} is running"),
+            ));
+        }
         let view = self.live.read();
         let store = lock(&view.store);
         Ok(read(&store)?)

@@ -30,22 +30,31 @@ struct Tally {
     slowest_micros: AtomicU64,
 }
 
-#[test]
-fn reads_never_fail_or_see_a_partial_index_during_a_full_rebuild() {
+/// What the readers saw while `server` rebuilt `documents` documents.
+struct Seen {
+    reads: u64,
+    during_rebuild: u64,
+    failures: u64,
+}
+
+/// Imports `documents` documents into a fresh server (started with
+/// `extra`), then fully rebuilds while readers read; checks the rebuild
+/// and the switch, and returns what the readers saw.
+fn read_through_a_full_rebuild(documents: usize, extra: &[&str]) -> Seen {
     let tmp = tempfile::tempdir().unwrap();
-    let server = Arc::new(Server::start(&tmp.path().join("store"), &[]));
-    let documents: Vec<_> = (0..DOCUMENTS)
+    let server = Arc::new(Server::start(&tmp.path().join("store"), extra));
+    let documents_json: Vec<_> = (0..documents)
         .map(|i| json!({"name": format!("doc-{i:05}.md"), "content": content(i)}))
         .collect();
     let (status, stats) = server.call(
         "POST",
         "/v1/import",
         Some(WRITER),
-        Some(json!({ "documents": documents })),
+        Some(json!({ "documents": documents_json })),
     );
     assert_eq!(
         (status, stats["files"].as_u64()),
-        (200, Some(DOCUMENTS as u64)),
+        (200, Some(documents as u64)),
         "{stats}"
     );
 
@@ -64,7 +73,7 @@ fn reads_never_fail_or_see_a_partial_index_during_a_full_rebuild() {
                 let mut next = reader as u64 * 7919 + 1;
                 while !stop.load(Ordering::SeqCst) {
                     next = next.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                    let i = (next >> 33) as usize % DOCUMENTS;
+                    let i = (next >> 33) as usize % documents;
                     let started = Instant::now();
                     let whole = if next.is_multiple_of(4) {
                         let (status, found) =
@@ -104,7 +113,7 @@ fn reads_never_fail_or_see_a_partial_index_during_a_full_rebuild() {
     }
 
     assert_eq!(job["state"], "succeeded", "{job}");
-    assert_eq!(job["stats"]["indexed"].as_u64(), Some(DOCUMENTS as u64), "{job}");
+    assert_eq!(job["stats"]["indexed"].as_u64(), Some(documents as u64), "{job}");
     let (_, health) = server.call("GET", "/v1/health", None, None);
     assert_eq!(
         health["generation"], job["stats"]["generation"],
@@ -114,14 +123,38 @@ fn reads_never_fail_or_see_a_partial_index_during_a_full_rebuild() {
     let during = tally.during_rebuild.load(Ordering::SeqCst);
     let failures = tally.failures.load(Ordering::SeqCst);
     eprintln!(
-        "full rebuild of {DOCUMENTS} documents: {:.1} s; {READERS} readers: {reads} reads, {during} during the rebuild, \
+        "full rebuild of {documents} documents: {:.1} s; {READERS} readers: {reads} reads, {during} during the rebuild, \
          {failures} failed or partial, slowest {:.1} ms",
         rebuild_time.as_secs_f64(),
         tally.slowest_micros.load(Ordering::SeqCst) as f64 / 1000.0
     );
-    assert_eq!(failures, 0, "reads failed or saw a partial index during the rebuild");
+    Seen {
+        reads,
+        during_rebuild: during,
+        failures,
+    }
+}
+
+#[test]
+fn reads_never_fail_or_see_a_partial_index_during_a_full_rebuild() {
+    let seen = read_through_a_full_rebuild(DOCUMENTS, &[]);
+    assert_eq!(
+        seen.failures, 0,
+        "reads failed or saw a partial index during the rebuild"
+    );
     assert!(
-        during >= 100,
-        "only {during} reads overlapped the rebuild: it proves nothing"
+        seen.during_rebuild >= 100,
+        "only {} of {} reads overlapped the rebuild: it proves nothing",
+        seen.during_rebuild,
+        seen.reads
+    );
+}
+
+#[test]
+fn a_service_that_answers_503_while_it_rebuilds_is_caught() {
+    let seen = read_through_a_full_rebuild(1_000, &["--flaw", "unavailable-while-rebuilding"]);
+    assert!(
+        seen.failures > 0,
+        "the zero-downtime check missed 503s during the rebuild"
     );
 }

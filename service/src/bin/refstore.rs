@@ -112,6 +112,10 @@ enum Command {
         /// The largest request body accepted, in bytes.
         #[arg(long, default_value_t = tearline_service::api::DEFAULT_MAX_BODY_BYTES)]
         max_body_bytes: usize,
+        /// A known-bad service design, for the service's own tests.
+        #[cfg(feature = "flawed-variants")]
+        #[arg(long, hide = true)]
+        flaw: Option<String>,
     },
 }
 
@@ -142,11 +146,27 @@ fn main() -> ExitCode {
     }
 }
 
+/// `refstore serve`'s options.
+struct ServeOptions<'a> {
+    bind: std::net::SocketAddr,
+    keys: Option<&'a Path>,
+    max_body_bytes: usize,
+    #[cfg(feature = "flawed-variants")]
+    flaw: Option<tearline_service::flawed::ServiceFlaw>,
+}
+
 /// `refstore serve`: opens the store (recovering), starts the startup
 /// audit, and serves until SIGINT or SIGTERM. Prints `listening on
 /// http://ADDR` once the socket is bound (port 0 picks a free one).
-fn serve(root: &Path, bind: std::net::SocketAddr, keys: Option<&Path>, max_body_bytes: usize) -> Result<(), String> {
+fn serve(root: &Path, serve: ServeOptions<'_>) -> Result<(), String> {
     use tearline_service::{Keys, Service, ServiceOptions};
+    let ServeOptions {
+        bind,
+        keys,
+        max_body_bytes,
+        #[cfg(feature = "flawed-variants")]
+        flaw,
+    } = serve;
     let keys = match (keys, std::env::var("REFSTORE_KEYS")) {
         (Some(file), _) => {
             let text = std::fs::read_to_string(file).map_err(|e| format!("reading {}: {e}", file.display()))?;
@@ -167,6 +187,8 @@ fn serve(root: &Path, bind: std::net::SocketAddr, keys: Option<&Path>, max_body_
         root: root.to_path_buf(),
         keys,
         staging_dir: std::env::temp_dir(),
+        #[cfg(feature = "flawed-variants")]
+        flaw,
     };
     let service = Service::open(fs, clock, options).map_err(|e| {
         let fix = fix_for(&Command::Upgrade, &e)
@@ -434,9 +456,30 @@ fn run(cli: &Cli) -> Result<ExitCode, StoreError> {
             bind,
             keys,
             max_body_bytes,
+            #[cfg(feature = "flawed-variants")]
+            flaw,
         } => {
+            #[cfg(feature = "flawed-variants")]
+            let flaw = match flaw
+                .as_deref()
+                .map(|name| (name, tearline_service::flawed::ServiceFlaw::parse(name)))
+            {
+                None => None,
+                Some((_, Some(flaw))) => Some(flaw),
+                Some((name, None)) => {
+                    eprintln!("refstore: unknown flaw {name}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let options = ServeOptions {
+                bind: *bind,
+                keys: keys.as_deref(),
+                max_body_bytes: *max_body_bytes,
+                #[cfg(feature = "flawed-variants")]
+                flaw,
+            };
             // Its errors are not the store's: said here, exit status 1.
-            if let Err(message) = serve(root, *bind, keys.as_deref(), *max_body_bytes) {
+            if let Err(message) = serve(root, options) {
                 eprintln!("refstore: {message}");
                 return Ok(ExitCode::from(1));
             }
