@@ -12,7 +12,7 @@
 //! needs a capability the store lacks is reported as not applicable, never
 //! as passed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -115,11 +115,18 @@ pub struct Capabilities {
     /// descriptions: `false`.
     #[serde(default)]
     pub derived_files: bool,
+    /// [`Operation::Share`] and [`Operation::Unshare`]: a document can have
+    /// an active share link, and a record with one is protected: a clean or
+    /// full reconcile never deletes it (protected-records-kept), and it is
+    /// reported in [`Observation::shared`]. Absent from older descriptions:
+    /// `false`.
+    #[serde(default)]
+    pub share_links: bool,
 }
 
 impl Capabilities {
     /// Each capability by its name (the field's), in declaration order.
-    pub fn flags(&self) -> [(&'static str, bool); 12] {
+    pub fn flags(&self) -> [(&'static str, bool); 13] {
         [
             ("remove", self.remove),
             ("import", self.import),
@@ -133,6 +140,7 @@ impl Capabilities {
             ("concurrent_readers", self.concurrent_readers),
             ("definite_failures", self.definite_failures),
             ("derived_files", self.derived_files),
+            ("share_links", self.share_links),
         ]
     }
 }
@@ -203,6 +211,16 @@ pub enum Operation {
         /// Change nothing; report.
         dry_run: bool,
     },
+    /// Give an indexed document an active share link (it must be indexed).
+    Share {
+        /// Its name.
+        name: String,
+    },
+    /// Revoke a document's share link (none is fine).
+    Unshare {
+        /// Its name.
+        name: String,
+    },
 }
 
 impl Operation {
@@ -211,6 +229,8 @@ impl Operation {
         match self {
             Operation::Add { name, .. } => format!("add {name}"),
             Operation::Remove { name } => format!("remove {name}"),
+            Operation::Share { name } => format!("share {name}"),
+            Operation::Unshare { name } => format!("unshare {name}"),
             Operation::Import { documents } => format!("import {} documents", documents.len()),
             Operation::Rebuild { kind } => format!("rebuild {kind:?}").to_lowercase(),
             Operation::Reconcile { mode, force, dry_run } => format!(
@@ -355,6 +375,10 @@ pub struct Observation {
     /// ([`Env::remote`]). Absent from older observations: false.
     #[serde(default)]
     pub remote_unavailable: bool,
+    /// The indexed documents with an active share link (stores with
+    /// [`Capabilities::share_links`]). Absent from older observations: none.
+    #[serde(default)]
+    pub shared: BTreeSet<String>,
 }
 
 /// How [`StoreFactory::stamp_schema`] makes an index look written by another build.
@@ -548,6 +572,7 @@ mod tests {
             concurrent_readers: true,
             definite_failures: true,
             derived_files: true,
+            share_links: true,
         };
         let json = serde_json::to_value(all).unwrap();
         let fields: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();

@@ -28,6 +28,19 @@ pub struct State {
     pub indexed: BTreeMap<String, String>,
     /// What the source files hold.
     pub sources: BTreeMap<String, String>,
+    /// The documents with an active share link (stores with share links).
+    pub shared: BTreeSet<String>,
+}
+
+impl State {
+    /// The share links that protect a record: shared and indexed (a link
+    /// whose record a rebuild dropped protects nothing).
+    pub fn active_shares(&self) -> BTreeSet<&String> {
+        self.shared
+            .iter()
+            .filter(|name| self.indexed.contains_key(*name))
+            .collect()
+    }
 }
 
 /// Whether an interrupted operation is all-or-nothing, or per document.
@@ -170,6 +183,8 @@ impl Model {
                     must_fail = true;
                 }
                 after.sources.remove(name);
+                // Deleting a document on purpose revokes its link.
+                after.shared.remove(name);
                 if must_fail {
                     after = self.acked.clone();
                 }
@@ -183,6 +198,9 @@ impl Model {
             }
             Operation::Rebuild { kind } => {
                 after.indexed = after.sources.clone();
+                // A link whose record the rebuild dropped goes with it.
+                let indexed = after.indexed.clone();
+                after.shared.retain(|name| indexed.contains_key(name));
                 if *kind == RebuildKind::Incremental {
                     granularity = Granularity::PerDocument;
                 }
@@ -200,10 +218,24 @@ impl Model {
                         }
                     }
                     if mode.is_destructive() {
-                        let sources = after.sources.clone();
-                        after.indexed.retain(|name, _| sources.contains_key(name));
+                        // A record with an active share link is protected:
+                        // reported, never deleted (protected-records-kept).
+                        let (sources, shared) = (after.sources.clone(), after.shared.clone());
+                        after
+                            .indexed
+                            .retain(|name, _| sources.contains_key(name) || shared.contains(name));
                     }
                 }
+            }
+            Operation::Share { name } => {
+                if after.indexed.contains_key(name) {
+                    after.shared.insert(name.clone());
+                } else {
+                    must_fail = true;
+                }
+            }
+            Operation::Unshare { name } => {
+                after.shared.remove(name);
             }
         }
         Expected {
@@ -302,6 +334,12 @@ impl Model {
                 }
             }
         }
+        touched.extend(
+            self.acked
+                .active_shares()
+                .symmetric_difference(&after.active_shares())
+                .map(|name| (*name).clone()),
+        );
         Allowed {
             before: &self.acked,
             after,

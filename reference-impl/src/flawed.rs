@@ -73,6 +73,12 @@ pub enum Flaw {
     StampWithoutMigration,
     /// origins/3: reconcile's destructive modes without the force requirement.
     CleanWithoutForce,
+    /// Storm Cloud before its fix: the clean's delete pass ignores share
+    /// links and deletes a record someone still links to.
+    CleanDeletesShared,
+    /// A share link written in place and acknowledged without an fsync: a
+    /// power cut loses the acknowledged link, and the record is unprotected.
+    ShareWithoutFsync,
     /// The vector store's torn-tail repair cuts one byte too many: the last
     /// whole record loses its final byte, which only the next open sees.
     RepairOneByteShort,
@@ -146,7 +152,7 @@ pub(crate) fn trusted_lock_file(layout: &Layout) -> PathBuf {
 
 impl Flaw {
     /// Every flaw, in the order the harness lists them.
-    pub const ALL: [Flaw; 27] = [
+    pub const ALL: [Flaw; 29] = [
         Flaw::DropAndReindex,
         Flaw::TwoRenameSwap,
         Flaw::NoIntents,
@@ -174,6 +180,8 @@ impl Flaw {
         Flaw::RecoveryNeedsVectors,
         Flaw::StrictNames,
         Flaw::ReadsEveryEntry,
+        Flaw::CleanDeletesShared,
+        Flaw::ShareWithoutFsync,
     ];
 
     /// The store's name with this flaw, for `--store` and reports
@@ -194,6 +202,8 @@ impl Flaw {
             Flaw::TruncateWithoutLock => "refstore/truncate-without-lock",
             Flaw::StampWithoutMigration => "refstore/stamp-without-migration",
             Flaw::CleanWithoutForce => "refstore/clean-without-force",
+            Flaw::CleanDeletesShared => "refstore/clean-deletes-shared",
+            Flaw::ShareWithoutFsync => "refstore/share-without-fsync",
             Flaw::RepairOneByteShort => "refstore/repair-one-byte-short",
             Flaw::LockTrustsPath => "refstore/lock-trusts-path",
             Flaw::RetriesFsync => "refstore/retries-fsync",
@@ -230,6 +240,7 @@ impl Flaw {
             Flaw::WipeWithoutLock | Flaw::TruncateWithoutLock | Flaw::LockTrustsPath => &[Invariant::NoWipeWithoutLock],
             Flaw::StampWithoutMigration => &[Invariant::SchemaNeverMisStamped],
             Flaw::CleanWithoutForce => &[Invariant::NoDestructiveWithoutForce],
+            Flaw::CleanDeletesShared | Flaw::ShareWithoutFsync => &[Invariant::ProtectedRecordsKept],
             Flaw::RepairOneByteShort => &[Invariant::RecoveryIdempotent],
             // The acknowledged add whose data a failed fsync dropped is gone
             // after the next power cut.

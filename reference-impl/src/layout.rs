@@ -75,6 +75,18 @@ impl Layout {
         self.root.join("journal")
     }
 
+    /// The share links: one empty file per shared document, named after it
+    /// (see `crate::share`). User data, like `source/`: no rebuild or
+    /// reconcile derives or removes it.
+    pub fn shares_dir(&self) -> PathBuf {
+        self.root.join("shares")
+    }
+
+    /// A document's share link.
+    pub fn share_file(&self, name: &DocName) -> PathBuf {
+        self.shares_dir().join(name.as_str())
+    }
+
     /// The directory new contents are staged in before they are published
     /// into `source/`. A deployment may mount it on another device.
     pub fn staging_dir(&self) -> PathBuf {

@@ -53,6 +53,7 @@ pub mod reconcile;
 pub(crate) mod repair;
 pub mod reserve;
 pub mod schema;
+pub mod share;
 pub mod store;
 #[cfg(feature = "tearline-contract")]
 pub mod under_test;

@@ -432,6 +432,9 @@ impl Store {
             Ok(removed) => (removed, None),
             Err(error) => (Removed::default(), Some(error.to_string())),
         };
+        // Links of records the new generation no longer holds protect
+        // nothing; left, they would protect a later document of that name.
+        let cleanup_error = cleanup_error.or_else(|| self.settle_shares().err().map(|e| e.to_string()));
         Ok(RebuildStats {
             mode: RebuildMode::Full,
             previous_generation: live.0,

@@ -15,7 +15,9 @@
 //! needs no `force`: it is how to preview one). Every change goes through
 //! [`Store::reindex`], the crash-safe two-phase protocol, so a crash midway
 //! leaves each document old or new and a second run finishes the job; a run
-//! on a reconciled store changes nothing (idempotent).
+//! on a reconciled store changes nothing (idempotent). An orphaned record
+//! with an active share link (`crate::share`) is reported as protected and
+//! never deleted.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -113,6 +115,9 @@ pub struct ReconcileStats {
     pub stale: Vec<String>,
     /// Index entries whose source file is gone.
     pub orphaned: Vec<String>,
+    /// Of those, the records with an active share link (`crate::share`):
+    /// protected, never deleted.
+    pub protected: Vec<String>,
     /// Records created (or, in a dry run, that would be).
     pub created: usize,
     /// Records refreshed (or would be).
@@ -164,6 +169,11 @@ impl Store {
         }
         if mode.is_destructive() {
             for name in stats.orphaned.clone() {
+                // KNOWN BAD with `Flaw::CleanDeletesShared`: the delete
+                // pass does not look at share links.
+                if stats.protected.contains(&name) && !flaw!(self.flaw, CleanDeletesShared) {
+                    continue;
+                }
                 self.apply(&name, dry_run, &mut stats, |s| s.deleted += 1);
             }
         }
@@ -204,6 +214,7 @@ impl Store {
             missing: Vec::new(),
             stale: Vec::new(),
             orphaned: Vec::new(),
+            protected: Vec::new(),
             created: 0,
             refreshed: 0,
             deleted: 0,
@@ -241,6 +252,13 @@ impl Store {
             .collect();
         // A file that cannot be indexed but was indexed once is stale, not orphaned.
         stats.orphaned.retain(|name| !stats.skipped.contains(name));
+        let links = self.share_links()?;
+        stats.protected = stats
+            .orphaned
+            .iter()
+            .filter(|name| links.contains(*name))
+            .cloned()
+            .collect();
         Ok(stats)
     }
 }

@@ -635,6 +635,7 @@ impl Store {
         self.require_vectors("a writable open's recovery")?;
         self.report.recovery = self.recover()?;
         self.report.journals = self.drain_journals()?;
+        self.settle_shares()?;
         self.report.audit = Some(self.reconcile(ReconcileOptions::audit())?);
         Ok(())
     }

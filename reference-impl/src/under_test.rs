@@ -172,6 +172,7 @@ impl StoreFactory for RefStoreFactory {
             concurrent_readers: true,
             definite_failures: true,
             derived_files: true,
+            share_links: true,
         }
     }
 
@@ -374,6 +375,11 @@ impl RefStore {
                 found.push(format!("source/{}", entry.name));
             }
         }
+        for entry in listed(&layout.shares_dir())? {
+            if entry.name.starts_with('.') {
+                found.push(format!("shares/{}", entry.name));
+            }
+        }
         for entry in listed(&layout.journal_dir())? {
             let snapshot = entry.kind == FileKind::Dir && entry.name.ends_with(".snap");
             let temp = entry.kind == FileKind::File && entry.name.starts_with('.');
@@ -461,6 +467,8 @@ impl StoreUnderTest for RefStore {
         match op {
             Operation::Add { name, content } => store.add(name, content.as_bytes()).map(drop).map_err(store_failure),
             Operation::Remove { name } => store.remove(name).map_err(store_failure),
+            Operation::Share { name } => store.share(name).map_err(store_failure),
+            Operation::Unshare { name } => store.unshare(name).map_err(store_failure),
             Operation::Import { documents } => self.import(documents),
             Operation::Rebuild { kind } => {
                 let mode = match kind {
@@ -543,6 +551,7 @@ impl StoreUnderTest for RefStore {
         let (version, _) = store.index.version().map_err(failure)?;
         let matches_stamp = store.index.schema_matches_stamp().map_err(failure)?;
         let live = store.generation;
+        let shared = store.shares().map_err(failure)?;
         Ok(Observation {
             indexed,
             sources,
@@ -560,6 +569,7 @@ impl StoreUnderTest for RefStore {
             }),
             wrong_vectors,
             remote_unavailable,
+            shared,
         })
     }
 }

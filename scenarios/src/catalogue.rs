@@ -316,6 +316,14 @@ fn edit(name: &str, content: Option<&str>) -> Step {
     }
 }
 
+fn share(name: &str) -> Step {
+    Step::Op(Operation::Share { name: name.to_string() })
+}
+
+fn unshare(name: &str) -> Step {
+    Step::Op(Operation::Unshare { name: name.to_string() })
+}
+
 fn rebuild() -> Step {
     Step::Op(Operation::Rebuild {
         kind: RebuildKind::Full,
@@ -377,6 +385,7 @@ impl Builder {
             requires: self.requires,
             fault_free_failure_allowed: false,
             persists: None,
+            spared: Vec::new(),
         }
     }
 }
@@ -585,6 +594,38 @@ pub fn store_scenarios(factory: &dyn StoreFactory) -> Vec<StoreScenario> {
             .build(),
         );
     }
+    let mut shared = Builder {
+        name: "shared-record-kept",
+        description: "Share links, then a clean and a full reconcile after files vanish behind the store's \
+                          back: the record still linked to is reported as protected and kept, the unshared \
+                          and unlinked ones are deleted; interrupted at every syscall, an acknowledged link \
+                          survives (protected-records-kept). Not under media faults (latent sectors, bit \
+                          rot, misdirected writes): a record kept only by its link has no copy outside the \
+                          index, which such a fault may destroy.",
+        setup: docs("d", 4, 1),
+        workload: vec![
+            share("d0.md"),
+            share("d1.md"),
+            unshare("d1.md"),
+            edit("d0.md", None),
+            edit("d1.md", None),
+            edit("d2.md", None),
+            reconcile(ReconcileKind::Clean, true),
+            add("d2.md", "# d2\nback, unshared\n"),
+            reconcile(ReconcileKind::Full, true),
+        ],
+        requires: Capabilities {
+            share_links: true,
+            ..reconciles
+        },
+    }
+    .build();
+    // A record kept only by its link (its file gone) lives only in the
+    // index: a fault that destroys index data makes the store rebuild from
+    // the source files, which no longer hold it. Media faults are spared
+    // here; the description says so.
+    shared.spared = vec![Fault::LatentSector, Fault::BitRot, Fault::MisdirectedWrite];
+    scenarios.push(shared);
     scenarios.push(
         Builder {
             name: "add-interrupted",

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -34,6 +34,8 @@ pub const ENDPOINTS: &[(&str, &str, Option<Role>)] = &[
     ("GET", "/v1/documents/{name}", Some(Role::Reader)),
     ("PUT", "/v1/documents/{name}", Some(Role::Writer)),
     ("DELETE", "/v1/documents/{name}", Some(Role::Admin)),
+    ("PUT", "/v1/documents/{name}/share", Some(Role::Writer)),
+    ("DELETE", "/v1/documents/{name}/share", Some(Role::Writer)),
     ("POST", "/v1/import", Some(Role::Writer)),
     ("GET", "/v1/search", Some(Role::Reader)),
     ("POST", "/v1/rebuild", Some(Role::Admin)),
@@ -41,7 +43,14 @@ pub const ENDPOINTS: &[(&str, &str, Option<Role>)] = &[
     ("POST", "/v1/reconcile", Some(Role::Writer)),
 ];
 
-type Shared = State<Arc<Service>>;
+/// What every handler gets: the service and the body limit.
+#[derive(Clone, Debug)]
+struct Api {
+    service: Arc<Service>,
+    max_body_bytes: usize,
+}
+
+type Shared = State<Api>;
 type Answer = Result<Response, Problem>;
 
 /// The service's routes.
@@ -53,6 +62,7 @@ pub fn router(service: Arc<Service>, max_body_bytes: usize) -> Router {
             "/v1/documents/{name}",
             get(get_document).put(put_document).delete(delete_document),
         )
+        .route("/v1/documents/{name}/share", axum::routing::put(share).delete(unshare))
         .route("/v1/import", post(import))
         .route("/v1/search", get(search))
         .route("/v1/rebuild", post(rebuild))
@@ -66,8 +76,10 @@ pub fn router(service: Arc<Service>, max_body_bytes: usize) -> Router {
                 "this endpoint does not take that method",
             )
         })
-        .layer(DefaultBodyLimit::max(max_body_bytes))
-        .with_state(service)
+        .with_state(Api {
+            service,
+            max_body_bytes,
+        })
 }
 
 /// 401 without a (well-formed, known) bearer key; 403 if its role is below `needed`.
@@ -79,7 +91,9 @@ fn authorize(service: &Service, headers: &HeaderMap, needed: Role) -> Result<Rol
     let key = value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key)
         .ok_or_else(|| unauthorized("the Authorization header must be `Bearer KEY`"))?;
     let role = service
         .keys()
@@ -106,8 +120,16 @@ fn json(status: StatusCode, value: impl serde::Serialize) -> Response {
     (status, axum::Json(value)).into_response()
 }
 
-fn body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, Problem> {
-    let bytes = body.map_err(|rejection| Problem::new(rejection.status(), "bad-body", rejection.body_text()))?;
+/// Reads and parses a JSON body: called after the caller's key is checked,
+/// so nobody without one makes the server buffer anything.
+async fn body<T: DeserializeOwned>(api: &Api, body: Body) -> Result<T, Problem> {
+    let bytes = axum::body::to_bytes(body, api.max_body_bytes).await.map_err(|_| {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            format!("the body is larger than {} bytes (or was cut off)", api.max_body_bytes),
+        )
+    })?;
     serde_json::from_slice(&bytes).map_err(|e| Problem::bad_request(format!("the body is not the JSON expected: {e}")))
 }
 
@@ -116,19 +138,22 @@ fn path<T>(path: Result<Path<T>, PathRejection>) -> Result<T, Problem> {
         .map_err(|rejection| Problem::bad_request(rejection.body_text()))
 }
 
-async fn health(State(service): Shared) -> Answer {
+async fn health(State(api): Shared) -> Answer {
+    let service = Arc::clone(&api.service);
     let health = blocking(move || Ok(service.health())).await?;
     Ok(json(StatusCode::OK, health))
 }
 
-async fn list(State(service): Shared, headers: HeaderMap) -> Answer {
-    authorize(&service, &headers, Role::Reader)?;
+async fn list(State(api): Shared, headers: HeaderMap) -> Answer {
+    let service = Arc::clone(&api.service);
+    authorize(&api.service, &headers, Role::Reader)?;
     let names = blocking(move || service.read(|store| store.list())).await?;
     Ok(json(StatusCode::OK, serde_json::json!({ "documents": names })))
 }
 
-async fn get_document(State(service): Shared, headers: HeaderMap, name: Result<Path<String>, PathRejection>) -> Answer {
-    authorize(&service, &headers, Role::Reader)?;
+async fn get_document(State(api): Shared, headers: HeaderMap, name: Result<Path<String>, PathRejection>) -> Answer {
+    let service = Arc::clone(&api.service);
+    authorize(&api.service, &headers, Role::Reader)?;
     let name = path(name)?;
     let found = blocking(move || {
         let document = service.read(|store| store.get(&name))?;
@@ -145,14 +170,15 @@ struct PutBody {
 }
 
 async fn put_document(
-    State(service): Shared,
+    State(api): Shared,
     headers: HeaderMap,
     name: Result<Path<String>, PathRejection>,
-    raw: Result<Bytes, BytesRejection>,
+    raw: Body,
 ) -> Answer {
-    authorize(&service, &headers, Role::Writer)?;
+    let service = Arc::clone(&api.service);
+    authorize(&api.service, &headers, Role::Writer)?;
     let name = path(name)?;
-    let PutBody { content } = body(raw)?;
+    let PutBody { content } = body(&api, raw).await?;
     let (outcome, name) = blocking(move || {
         let outcome = service.write_in_place(|store| store.add(&name, content.as_bytes()))?;
         Ok((outcome, name))
@@ -169,11 +195,8 @@ async fn put_document(
     ))
 }
 
-async fn delete_document(
-    State(service): Shared,
-    headers: HeaderMap,
-    name: Result<Path<String>, PathRejection>,
-) -> Answer {
+async fn delete_document(State(api): Shared, headers: HeaderMap, name: Result<Path<String>, PathRejection>) -> Answer {
+    let service = Arc::clone(&api.service);
     #[cfg(feature = "flawed-variants")]
     let needed = match service.flaw() {
         Some(crate::flawed::ServiceFlaw::DeleteWithoutRoleCheck) => Role::Reader,
@@ -181,10 +204,28 @@ async fn delete_document(
     };
     #[cfg(not(feature = "flawed-variants"))]
     let needed = Role::Admin;
-    authorize(&service, &headers, needed)?;
+    authorize(&api.service, &headers, needed)?;
     let name = path(name)?;
     blocking(move || service.write_in_place(|store| store.remove(&name))).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn share(State(api): Shared, headers: HeaderMap, name: Result<Path<String>, PathRejection>) -> Answer {
+    let service = Arc::clone(&api.service);
+    authorize(&api.service, &headers, Role::Writer)?;
+    let name = path(name)?;
+    let shared = name.clone();
+    blocking(move || service.write_in_place(|store| store.share(&shared))).await?;
+    Ok(json(StatusCode::OK, serde_json::json!({"name": name, "shared": true})))
+}
+
+async fn unshare(State(api): Shared, headers: HeaderMap, name: Result<Path<String>, PathRejection>) -> Answer {
+    let service = Arc::clone(&api.service);
+    authorize(&api.service, &headers, Role::Writer)?;
+    let name = path(name)?;
+    let unshared = name.clone();
+    blocking(move || service.write_in_place(|store| store.unshare(&unshared))).await?;
+    Ok(json(StatusCode::OK, serde_json::json!({"name": name, "shared": false})))
 }
 
 #[derive(Deserialize)]
@@ -200,9 +241,10 @@ struct ImportDocument {
     content: String,
 }
 
-async fn import(State(service): Shared, headers: HeaderMap, raw: Result<Bytes, BytesRejection>) -> Answer {
-    authorize(&service, &headers, Role::Writer)?;
-    let ImportBody { documents } = body(raw)?;
+async fn import(State(api): Shared, headers: HeaderMap, raw: Body) -> Answer {
+    let service = Arc::clone(&api.service);
+    authorize(&api.service, &headers, Role::Writer)?;
+    let ImportBody { documents } = body(&api, raw).await?;
     let documents: Vec<(String, String)> = documents.into_iter().map(|d| (d.name, d.content)).collect();
     let stats = blocking(move || service.import(&documents)).await?;
     Ok(json(StatusCode::OK, stats))
@@ -215,12 +257,9 @@ struct SearchQuery {
     k: Option<usize>,
 }
 
-async fn search(
-    State(service): Shared,
-    headers: HeaderMap,
-    query: Result<Query<SearchQuery>, QueryRejection>,
-) -> Answer {
-    authorize(&service, &headers, Role::Reader)?;
+async fn search(State(api): Shared, headers: HeaderMap, query: Result<Query<SearchQuery>, QueryRejection>) -> Answer {
+    let service = Arc::clone(&api.service);
+    authorize(&api.service, &headers, Role::Reader)?;
     let Query(SearchQuery { q, k }) = query.map_err(|rejection| Problem::bad_request(rejection.body_text()))?;
     let k = k.unwrap_or(5);
     if k == 0 || k > MAX_SEARCH_RESULTS {
@@ -236,9 +275,10 @@ struct RebuildBody {
     mode: String,
 }
 
-async fn rebuild(State(service): Shared, headers: HeaderMap, raw: Result<Bytes, BytesRejection>) -> Answer {
-    authorize(&service, &headers, Role::Admin)?;
-    let RebuildBody { mode } = body(raw)?;
+async fn rebuild(State(api): Shared, headers: HeaderMap, raw: Body) -> Answer {
+    let service = Arc::clone(&api.service);
+    authorize(&api.service, &headers, Role::Admin)?;
+    let RebuildBody { mode } = body(&api, raw).await?;
     let mode = match mode.as_str() {
         "full" => RebuildMode::Full,
         "incremental" => RebuildMode::Incremental,
@@ -248,8 +288,9 @@ async fn rebuild(State(service): Shared, headers: HeaderMap, raw: Result<Bytes, 
     Ok(json(StatusCode::ACCEPTED, serde_json::json!({ "job_id": id })))
 }
 
-async fn job(State(service): Shared, headers: HeaderMap, id: Result<Path<u64>, PathRejection>) -> Answer {
-    authorize(&service, &headers, Role::Reader)?;
+async fn job(State(api): Shared, headers: HeaderMap, id: Result<Path<u64>, PathRejection>) -> Answer {
+    let service = Arc::clone(&api.service);
+    authorize(&api.service, &headers, Role::Reader)?;
     let id = path(id)?;
     let job = service
         .jobs()
@@ -268,9 +309,10 @@ struct ReconcileBody {
     force: bool,
 }
 
-async fn reconcile(State(service): Shared, headers: HeaderMap, raw: Result<Bytes, BytesRejection>) -> Answer {
-    let role = authorize(&service, &headers, Role::Writer)?;
-    let ReconcileBody { mode, dry_run, force } = body(raw)?;
+async fn reconcile(State(api): Shared, headers: HeaderMap, raw: Body) -> Answer {
+    let service = Arc::clone(&api.service);
+    let role = authorize(&api.service, &headers, Role::Writer)?;
+    let ReconcileBody { mode, dry_run, force } = body(&api, raw).await?;
     let mode = ReconcileMode::parse(&mode)
         .ok_or_else(|| Problem::bad_request(format!("mode {mode:?}: audit, sync, clean or full")))?;
     if mode.is_destructive() && !dry_run && role < Role::Admin {

@@ -83,7 +83,16 @@ impl From<StoreError> for Problem {
             _ if is_disk_full(&error) => (StatusCode::INSUFFICIENT_STORAGE, "disk-full"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "store-error"),
         };
-        let mut problem = Problem::new(status, slug, error.to_string());
+        // A failure inside the store keeps its internals (paths, SQLite's
+        // words) in the server's log; the client learns what kind it was and
+        // whether the write may have been applied.
+        let detail = if status == StatusCode::INTERNAL_SERVER_ERROR {
+            eprintln!("refstore serve: {slug}: {error}");
+            format!("the store failed ({slug}); the server's log has the details")
+        } else {
+            error.to_string()
+        };
+        let mut problem = Problem::new(status, slug, detail);
         problem.effect = Some(error.effect());
         problem
     }
@@ -119,6 +128,10 @@ impl IntoResponse for Problem {
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        // An error may come before the request's body was read (a refused
+        // key, a bad name, a busy writer): such a connection cannot carry
+        // another request, so no client may reuse it.
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         response
     }
 }

@@ -16,6 +16,7 @@
 //!   writer, which recovers it (the store's own rule: a writable open
 //!   finishes or rolls back what was interrupted), before readers return.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -32,12 +33,15 @@ use crate::jobs::{Jobs, Progress};
 use crate::keys::Keys;
 use crate::problem::Problem;
 
-/// A read-only handle on the store, opened while no write was in flight.
+/// What reads are served from: a read-only handle on the store opened while
+/// no write was in flight, or, when it could not be opened after a write
+/// changed the files, nothing (reads answer 503 until a view opens: an old
+/// view would mix its vectors, loaded when it opened, with the new files).
 #[derive(Debug)]
 pub struct ReadView {
-    /// The generation it reads.
+    /// The generation it reads (0 when there is no handle).
     pub generation: u64,
-    store: Mutex<Store>,
+    store: Result<Mutex<Store>, String>,
 }
 
 /// Where the startup audit is.
@@ -86,8 +90,8 @@ pub struct ServiceOptions {
     pub root: PathBuf,
     /// Who may call what.
     pub keys: Keys,
-    /// Where imports are staged (on the store's filesystem, outside the
-    /// store's root).
+    /// Where imports are staged, each in a fresh directory of its own (on
+    /// the real filesystem, outside the store's root).
     pub staging_dir: PathBuf,
     /// A known-bad design to serve with (tests only).
     #[cfg(feature = "flawed-variants")]
@@ -107,9 +111,11 @@ pub struct Service {
     audit: Mutex<Audit>,
     /// Why the writer could not be reopened, if it could not.
     writer_problem: Mutex<Option<String>>,
-    /// Why the last view could not be opened, if it could not.
+    /// Why reads cannot be served, if they cannot.
     view_problem: Mutex<Option<String>>,
-    imports: AtomicU64,
+    /// The generation of the view readers see (health reads it without
+    /// entering a read, which an in-place write would make it wait for).
+    generation: AtomicU64,
 }
 
 impl std::fmt::Debug for Service {
@@ -136,6 +142,7 @@ impl Service {
             StoreOptions::default(),
         )?;
         let view = open_view(&fs, &clock, &options.root)?;
+        let first = view.generation;
         Ok(Arc::new(Service {
             fs,
             clock,
@@ -146,7 +153,7 @@ impl Service {
             audit: Mutex::new(Audit::Running),
             writer_problem: Mutex::new(None),
             view_problem: Mutex::new(None),
-            imports: AtomicU64::new(0),
+            generation: AtomicU64::new(first),
         }))
     }
 
@@ -173,14 +180,14 @@ impl Service {
         })
     }
 
-    /// The service's health.
+    /// The service's health. Never waits for a write.
     pub fn health(&self) -> Health {
         let problem = lock(&self.writer_problem)
             .clone()
             .or_else(|| lock(&self.view_problem).clone());
         Health {
             status: if problem.is_some() { "degraded" } else { "ok" },
-            generation: self.live.read().generation,
+            generation: self.generation.load(Ordering::SeqCst),
             audit: lock(&self.audit).clone(),
             rebuild_job: self.jobs.active(),
             problem,
@@ -211,7 +218,28 @@ impl Service {
             ));
         }
         let view = self.live.read();
-        let store = lock(&view.store);
+        let store = match &view.store {
+            Ok(store) => lock(store),
+            Err(why) => {
+                let why = why.clone();
+                drop(view);
+                // Try again to open one, keeping readers out as a write does.
+                let mut gate = self.live.exclusive();
+                if gate.current().store.is_err() {
+                    self.republish(|view| gate.publish(view));
+                }
+                drop(gate);
+                let view = self.live.read();
+                return match &view.store {
+                    Ok(store) => Ok(read(&lock(store))?),
+                    Err(_) => Err(Problem::new(
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        "reads-unavailable",
+                        format!("the store cannot be opened for reading: {why}"),
+                    )),
+                };
+            }
+        };
         Ok(read(&store)?)
     }
 
@@ -235,17 +263,25 @@ impl Service {
         let mut writer = lock(&self.writer);
         let store = self.writer_store(&mut writer)?;
         let mut gate = self.live.exclusive();
-        let result = write(store);
-        if let Err(error) = &result
-            && error.effect() != FailureEffect::NothingApplied
-        {
+        let result = catch_unwind(AssertUnwindSafe(|| write(store)));
+        let unsure = match &result {
+            Ok(Ok(_)) => false,
+            Ok(Err(error)) => error.effect() != FailureEffect::NothingApplied,
+            Err(_) => true,
+        };
+        if unsure {
             // Finish or roll back what the failure left, before any reader
             // comes back: a writable open does exactly that.
             *writer = None;
-            self.writer_store(&mut writer).ok();
+            self.reopen_writer(&mut writer).ok();
         }
         self.republish(|view| gate.publish(view));
-        Ok(result?)
+        match result {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(Problem::internal(
+                "the write stopped unexpectedly; the store recovered what it left",
+            )),
+        }
     }
 
     /// Queues a rebuild; it runs on its own thread. A full rebuild leaves
@@ -253,10 +289,25 @@ impl Service {
     pub fn start_rebuild(self: &Arc<Self>, mode: RebuildMode) -> Result<u64, Problem> {
         let id = self.jobs.start(mode)?;
         let service = Arc::clone(self);
-        std::thread::spawn(move || {
-            let result = service.rebuild(id, mode);
-            service.jobs.finish(id, result);
-        });
+        let spawned = std::thread::Builder::new()
+            .name(format!("rebuild-{id}"))
+            .spawn(move || {
+                let result = catch_unwind(AssertUnwindSafe(|| service.rebuild(id, mode))).unwrap_or_else(|_| {
+                    // The writer may be half way through anything: reopen it.
+                    let mut writer = lock(&service.writer);
+                    *writer = None;
+                    service.writer_store(&mut writer).ok();
+                    Err(Problem::internal(
+                        "the rebuild stopped unexpectedly; the store recovered what it left",
+                    ))
+                });
+                service.jobs.finish(id, result);
+            });
+        if let Err(e) = spawned {
+            let problem = Problem::internal(format!("could not start the rebuild: {e}"));
+            self.jobs.finish(id, Err(problem.clone()));
+            return Err(problem);
+        }
         Ok(id)
     }
 
@@ -275,12 +326,15 @@ impl Service {
         };
         match mode {
             RebuildMode::Full => {
+                // Readers stay on the live view while the new generation is
+                // built beside it.
                 let result = store.rebuild(mode, &mut progress);
+                let mut gate = self.live.exclusive();
                 if result.is_err() {
                     *writer = None;
-                    self.writer_store(&mut writer).ok();
+                    self.reopen_writer(&mut writer).ok();
                 }
-                self.republish(|view| self.live.publish(view));
+                self.republish(|view| gate.publish(view));
                 Ok(result?)
             }
             RebuildMode::Incremental => {
@@ -288,7 +342,7 @@ impl Service {
                 let result = store.rebuild(mode, &mut progress);
                 if result.is_err() {
                     *writer = None;
-                    self.writer_store(&mut writer).ok();
+                    self.reopen_writer(&mut writer).ok();
                 }
                 self.republish(|view| gate.publish(view));
                 Ok(result?)
@@ -318,65 +372,80 @@ impl Service {
                 return Err(Problem::bad_request(format!("{name} appears twice in the import")));
             }
         }
-        let number = self.imports.fetch_add(1, Ordering::Relaxed);
-        let dir = self
-            .options
-            .staging_dir
-            .join(format!(".refstore-import-{}-{number}", std::process::id()));
+        // A fresh directory of its own: random name, created exclusively,
+        // readable by this user only (RealFs: the service's filesystem).
+        let staging = tempfile::Builder::new()
+            .prefix(".refstore-import-")
+            .tempdir_in(&self.options.staging_dir)
+            .map_err(|e| Problem::internal(format!("staging the import failed: {e}")))?;
+        let dir = staging.path().to_path_buf();
         let staged = self.stage(&dir, documents);
-        let result = staged.and_then(|()| self.write_in_place(|store| store.import(&dir)));
-        self.fs.remove_tree(&dir).ok();
-        result
+        staged.and_then(|()| self.write_in_place(|store| store.import(&dir)))
     }
 
     fn stage(&self, dir: &Path, documents: &[(String, String)]) -> Result<(), Problem> {
-        let staging = |e: std::io::Error| Problem::internal(format!("staging the import failed: {e}"));
-        self.fs.remove_tree(dir).map_err(staging)?;
-        self.fs.create_dir_all(dir).map_err(staging)?;
         for (name, content) in documents {
             self.fs
                 .write_file(&dir.join(name), content.as_bytes())
-                .map_err(staging)?;
+                .map_err(|e| Problem::internal(format!("staging the import failed: {e}")))?;
         }
         Ok(())
     }
 
-    /// The writer, reopened (recovering) if an earlier failure closed it.
+    /// The writer, reopened (recovering) if an earlier failure closed it:
+    /// the reopen keeps readers out, as any change of the live files does,
+    /// and publishes a fresh view.
     fn writer_store<'a>(&self, writer: &'a mut Option<Store>) -> Result<&'a mut Store, Problem> {
         if writer.is_none() {
-            match Store::open(
-                Arc::clone(&self.fs),
-                Arc::clone(&self.clock),
-                &self.options.root,
-                StoreOptions::default(),
-            ) {
-                Ok(store) => {
-                    *writer = Some(store);
-                    *lock(&self.writer_problem) = None;
-                }
-                Err(error) => {
-                    let problem = Problem::from(error);
-                    *lock(&self.writer_problem) =
-                        Some(format!("the store cannot be opened for writing: {}", problem.detail));
-                    return Err(problem);
-                }
-            }
+            let mut gate = self.live.exclusive();
+            let reopened = self.reopen_writer(writer);
+            self.republish(|view| gate.publish(view));
+            reopened?;
         }
-        Ok(writer.as_mut().expect("opened above"))
+        writer
+            .as_mut()
+            .ok_or_else(|| Problem::internal("the writer is not open"))
     }
 
-    /// Opens a fresh view and hands it to `publish`; if it cannot be
-    /// opened, readers keep the view they have and health says why.
-    fn republish(&self, publish: impl FnOnce(ReadView)) {
-        match open_view(&self.fs, &self.clock, &self.options.root) {
-            Ok(view) => {
-                *lock(&self.view_problem) = None;
-                publish(view);
+    /// Opens the writer (a writable open recovers what was interrupted).
+    /// The caller holds [`Live::exclusive`] and republishes.
+    fn reopen_writer(&self, writer: &mut Option<Store>) -> Result<(), Problem> {
+        match Store::open(
+            Arc::clone(&self.fs),
+            Arc::clone(&self.clock),
+            &self.options.root,
+            StoreOptions::default(),
+        ) {
+            Ok(store) => {
+                *writer = Some(store);
+                *lock(&self.writer_problem) = None;
+                Ok(())
             }
             Err(error) => {
-                *lock(&self.view_problem) = Some(format!("reads are served from an older view: {error}"));
+                eprintln!("refstore serve: the store cannot be opened for writing: {error}");
+                *lock(&self.writer_problem) = Some(
+                    "writes are unavailable: the store cannot be opened for writing (see the server's log)".to_string(),
+                );
+                Err(Problem::from(error))
             }
         }
+    }
+
+    /// Opens a fresh view and hands it to `publish` (the caller holds
+    /// [`Live::exclusive`], or the files under the old view did not change);
+    /// if it cannot be opened, readers get a view that answers 503 and says
+    /// why, never the old one, whose vectors would disagree with the files.
+    fn republish(&self, publish: impl FnOnce(ReadView)) {
+        let view = open_view(&self.fs, &self.clock, &self.options.root).unwrap_or_else(|error| ReadView {
+            generation: 0,
+            store: Err(error.to_string()),
+        });
+        self.generation.store(view.generation, Ordering::SeqCst);
+        *lock(&self.view_problem) = view.store.as_ref().err().map(|why| {
+            eprintln!("refstore serve: the store cannot be opened for reading: {why}");
+            "reads are unavailable: the store cannot be opened for reading (see the server's log)".to_string()
+        });
+        publish(view);
     }
 }
 
@@ -384,6 +453,6 @@ fn open_view(fs: &Arc<dyn Fs>, clock: &Arc<dyn Clock>, root: &Path) -> Result<Re
     let store = Store::open(Arc::clone(fs), Arc::clone(clock), root, StoreOptions::read_only())?;
     Ok(ReadView {
         generation: store.open_report().generation,
-        store: Mutex::new(store),
+        store: Ok(Mutex::new(store)),
     })
 }

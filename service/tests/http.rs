@@ -20,6 +20,7 @@ fn request_for(method: &str, pattern: &str) -> (String, Option<serde_json::Value
         _ => None,
     };
     let path = match (method, pattern) {
+        (_, "/v1/documents/{name}/share") => "/v1/documents/a.md/share".to_string(),
         ("DELETE", _) => "/v1/documents/deleted.md".to_string(),
         ("PUT", _) => "/v1/documents/put.md".to_string(),
         (_, "/v1/search") => "/v1/search?q=table&k=3".to_string(),
@@ -55,7 +56,7 @@ fn role_table(server: &Server) -> (String, Vec<String>) {
     for &(method, pattern, needed) in ENDPOINTS {
         table.push_str(&format!("{method:6} {pattern:22}"));
         for &(who, key, role) in &callers {
-            if method == "DELETE" {
+            if method == "DELETE" && pattern == "/v1/documents/{name}" {
                 // Something to delete for every caller that may.
                 server.call(
                     "PUT",
@@ -157,6 +158,62 @@ fn reconcile_that_deletes_needs_admin_unless_it_is_a_dry_run() {
     assert_eq!((status, stats["deleted"].as_u64()), (200, Some(1)), "{stats}");
     let (status, _) = server.call("GET", "/v1/documents/gone.md", Some(READER), None);
     assert_eq!(status, 404);
+}
+
+#[test]
+fn a_clean_keeps_a_shared_record_and_says_it_is_protected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let server = Server::start(&root, &[]);
+    for name in ["kept.md", "gone.md"] {
+        server.call(
+            "PUT",
+            &format!("/v1/documents/{name}"),
+            Some(WRITER),
+            Some(json!({"content": name})),
+        );
+        std::fs::remove_file(root.join("source").join(name)).unwrap();
+    }
+    assert_eq!(
+        server.call("PUT", "/v1/documents/kept.md/share", Some(WRITER), None).0,
+        200
+    );
+    assert_eq!(
+        server
+            .call("PUT", "/v1/documents/absent.md/share", Some(WRITER), None)
+            .0,
+        404
+    );
+    let (status, stats) = server.call(
+        "POST",
+        "/v1/reconcile",
+        Some(ADMIN),
+        Some(json!({"mode": "clean", "force": true})),
+    );
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(stats["orphaned"], json!(["gone.md", "kept.md"]), "{stats}");
+    assert_eq!(stats["protected"], json!(["kept.md"]), "{stats}");
+    assert_eq!(stats["deleted"], 1, "{stats}");
+    let (_, list) = server.call("GET", "/v1/documents", Some(READER), None);
+    assert_eq!(list["documents"], json!(["kept.md"]));
+    // Revoked, it is an orphan like any other.
+    assert_eq!(
+        server
+            .call("DELETE", "/v1/documents/kept.md/share", Some(WRITER), None)
+            .0,
+        200
+    );
+    let (_, stats) = server.call(
+        "POST",
+        "/v1/reconcile",
+        Some(ADMIN),
+        Some(json!({"mode": "clean", "force": true})),
+    );
+    assert_eq!(
+        (stats["deleted"].as_u64(), &stats["protected"]),
+        (Some(1), &json!([])),
+        "{stats}"
+    );
 }
 
 #[test]

@@ -43,16 +43,19 @@ pub fn failed_on_vanished(op: &str, path: &str, error: impl std::fmt::Display) -
 
 /// After an acknowledged full reconcile or rebuild: the index serves
 /// exactly the source files.
+/// A record with an active share link whose file is gone is kept on
+/// purpose (protected-records-kept), not a difference.
 pub fn check(observation: &Observation) -> Option<Violation> {
-    if observation.indexed == observation.sources {
-        return None;
-    }
+    let protected = |name: &String| observation.shared.contains(name) && !observation.sources.contains_key(name);
     let differing: Vec<&String> = observation
         .indexed
         .keys()
         .chain(observation.sources.keys())
-        .filter(|name| observation.indexed.get(*name) != observation.sources.get(*name))
+        .filter(|name| observation.indexed.get(*name) != observation.sources.get(*name) && !protected(name))
         .collect();
+    if differing.is_empty() {
+        return None;
+    }
     let mut names: Vec<&str> = differing.iter().map(|s| s.as_str()).collect();
     names.dedup();
     Some(Violation::new(
@@ -72,5 +75,17 @@ mod tests {
         assert!(check(&found).is_none());
         found.sources.insert("b".into(), "h".into());
         assert!(check(&found).is_some_and(|v| v.evidence.contains('b')));
+    }
+
+    #[test]
+    fn a_shared_record_whose_file_is_gone_is_no_difference() {
+        let mut found = observation(&[("a", "1"), ("s", "2")]);
+        found.sources.remove("s");
+        assert!(check(&found).is_some_and(|v| v.evidence.contains('s')));
+        found.shared.insert("s".into());
+        assert!(check(&found).is_none());
+        // A shared record whose file changed is still a difference.
+        found.sources.insert("s".into(), "other".into());
+        assert!(check(&found).is_some());
     }
 }

@@ -32,6 +32,7 @@
 //! | no-silent-corruption | [`no_silent_corruption`] | [`check_recovered`], [`reader_consistent::check`], [`no_silent_corruption::refusal`], [`no_silent_corruption::after_damage`] |
 //! | rebuildable-from-source | [`rebuildable_from_source`] | [`rebuildable_from_source::open_failed`] |
 //! | failed-open-changes-nothing | [`failed_open_changes_nothing`] | [`failed_open_changes_nothing::check`] |
+//! | protected-records-kept | [`protected_records_kept`] | [`check_recovered`] |
 //! | clean-error | [`clean_error`] | [`crate::guard::catch_store_panic`], [`clean_error::check_budget`] |
 
 use std::fmt;
@@ -56,6 +57,7 @@ pub mod no_leaked_temp_files;
 pub mod no_orphan_vectors;
 pub mod no_silent_corruption;
 pub mod no_wipe_without_lock;
+pub mod protected_records_kept;
 pub mod reader_consistent;
 pub mod rebuild_idempotent;
 pub mod rebuildable_from_source;
@@ -137,11 +139,14 @@ pub enum Invariant {
     RebuildableFromSource,
     /// A writable open that fails removes nothing.
     FailedOpenChangesNothing,
+    /// A record with an active share link is never deleted by a clean, and
+    /// an acknowledged share link survives.
+    ProtectedRecordsKept,
 }
 
 impl Invariant {
     /// The whole catalogue, in report order.
-    pub const ALL: [Invariant; 20] = [
+    pub const ALL: [Invariant; 21] = [
         Invariant::CompleteDatabase,
         Invariant::CommittedDurable,
         Invariant::AtomicOp,
@@ -162,6 +167,7 @@ impl Invariant {
         Invariant::NoSilentCorruption,
         Invariant::RebuildableFromSource,
         Invariant::FailedOpenChangesNothing,
+        Invariant::ProtectedRecordsKept,
     ];
 
     /// Its definition, from its own file.
@@ -187,6 +193,7 @@ impl Invariant {
             Invariant::NoSilentCorruption => &no_silent_corruption::SPEC,
             Invariant::RebuildableFromSource => &rebuildable_from_source::SPEC,
             Invariant::FailedOpenChangesNothing => &failed_open_changes_nothing::SPEC,
+            Invariant::ProtectedRecordsKept => &protected_records_kept::SPEC,
         }
     }
 
@@ -273,6 +280,9 @@ pub fn check_recovered(observation: &Observation, model: &Model, caps: &Capabili
         // wrong answer given from damaged data.
         Some(damage) => violations.extend(compared.iter().map(|v| no_silent_corruption::after_damage(damage, v))),
         None => violations.extend(compared),
+    }
+    if Invariant::ProtectedRecordsKept.applies_to(caps) {
+        violations.extend(protected_records_kept::check(observation, model));
     }
     if observation.remote_unavailable {
         // The vector store was down: what the index serves is all that can

@@ -92,7 +92,18 @@ impl Store {
         if self.nearly_full()? {
             self.release_reserve()?;
         }
-        self.mutate_with_progress(MutationOp::Remove, vec![Change { name, content: None }], &mut |_| {})?;
+        self.mutate_with_progress(
+            MutationOp::Remove,
+            vec![Change {
+                name: name.clone(),
+                content: None,
+            }],
+            &mut |_| {},
+        )?;
+        // Removing a document on purpose revokes its share link, once it is
+        // gone (a link left by a crash here protects nothing: the document
+        // is not indexed, and the next writable open prunes it).
+        self.unshare(name.as_str())?;
         Ok(())
     }
 

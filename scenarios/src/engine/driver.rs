@@ -1156,6 +1156,11 @@ pub(crate) fn settle(model: &mut Model, observation: &Observation, caps: &Capabi
                 all_after &= found.get(name) == after.get(name);
                 all_before &= found.get(name) == before.get(name);
             }
+            if caps.share_links {
+                let shared = observation.shared.contains(name);
+                all_after &= shared == allowed.after.active_shares().contains(name);
+                all_before &= shared == allowed.before.active_shares().contains(name);
+            }
         }
         (all_after, all_before)
     };

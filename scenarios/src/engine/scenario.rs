@@ -304,6 +304,9 @@ pub struct StoreScenario {
     /// after every case's last recovery the engine checks stays-serviceable
     /// while the cause persists, and again once it is cleared.
     pub persists: Option<PersistentCause>,
+    /// Faults the matrix does not inject into this scenario, with why (a
+    /// known limit of what the scenario checks, said in its description).
+    pub spared: Vec<tearline_sim_fs::Fault>,
 }
 
 /// A cause of failure that outlives the fault and the store's processes,
@@ -418,6 +421,7 @@ mod tests {
             requires: Capabilities::default(),
             fault_free_failure_allowed: false,
             persists: None,
+            spared: Vec::new(),
         }
     }
 

@@ -129,6 +129,10 @@ impl Subject for StoreSubject<'_> {
         &self.scenario.name
     }
 
+    fn takes(&self, fault: Fault) -> bool {
+        !self.scenario.spared.contains(&fault)
+    }
+
     fn case(&self, seed: u64, injection: Injection) -> Case {
         Case {
             scenario: self.scenario.name.clone(),

@@ -143,6 +143,7 @@ impl FuzzRun {
             requires: Capabilities::default(),
             fault_free_failure_allowed: true,
             persists: None,
+            spared: Vec::new(),
         }
     }
 }

@@ -1,0 +1,135 @@
+//! Share links: a document with an active share link is *protected*. A
+//! clean or full reconcile reports it as orphaned but protected and never
+//! deletes it (Storm Cloud's rule: a record someone links to outlives its
+//! file); removing the document on purpose revokes the link.
+//!
+//! A link is an empty file `shares/<name>`, written durably before
+//! [`Store::share`] returns (temp file, fsync, rename, fsync of the
+//! directory), so an acknowledged link survives a power cut. Links are user
+//! data like the source files: a rebuild neither derives nor removes them;
+//! a link whose document is no longer indexed protects nothing
+//! ([`Store::shares`] lists only indexed ones).
+
+use std::collections::BTreeSet;
+
+use tearline_sim_fs::{FileKind, FsExt};
+
+use crate::error::{Context, Result, StoreError};
+use crate::layout::DocName;
+use crate::store::Store;
+
+impl Store {
+    /// Gives an indexed document an active share link, durably.
+    /// [`StoreError::NotFound`] if the index does not hold it.
+    pub fn share(&mut self, name: &str) -> Result<()> {
+        self.require_writable()?;
+        let name = DocName::new(name)?;
+        if self.index.summary(name.as_str())?.is_none() {
+            return Err(StoreError::NotFound {
+                name: name.as_str().to_string(),
+            });
+        }
+        let dir = self.layout.shares_dir();
+        self.fs
+            .create_dir_all_durable(&dir)
+            .context(|| format!("creating {}", dir.display()))?;
+        let link = self.layout.share_file(&name);
+        // KNOWN BAD with `Flaw::ShareWithoutFsync`: acknowledged before the
+        // link is durable.
+        if flaw!(self.flaw, ShareWithoutFsync) {
+            return self
+                .fs
+                .write_file(&link, b"")
+                .context(|| format!("writing {}", link.display()));
+        }
+        self.fs
+            .write_file_atomic(&link, b"")
+            .context(|| format!("writing {}", link.display()))
+    }
+
+    /// Revokes a document's share link, durably; none is fine.
+    pub fn unshare(&mut self, name: &str) -> Result<()> {
+        self.require_writable()?;
+        let name = DocName::new(name)?;
+        let link = self.layout.share_file(&name);
+        if self
+            .fs
+            .remove_file_if_exists(&link)
+            .context(|| format!("removing {}", link.display()))?
+        {
+            let dir = self.layout.shares_dir();
+            self.fs
+                .sync_dir(&dir)
+                .context(|| format!("syncing {}", dir.display()))?;
+        }
+        Ok(())
+    }
+
+    /// The indexed documents with an active share link, sorted.
+    pub fn shares(&self) -> Result<BTreeSet<String>> {
+        let indexed: BTreeSet<String> = self.index.files()?.into_iter().map(|(name, _)| name).collect();
+        Ok(self
+            .share_links()?
+            .into_iter()
+            .filter(|name| indexed.contains(name))
+            .collect())
+    }
+
+    /// Every share link on disk, indexed or not.
+    pub(crate) fn share_links(&self) -> Result<BTreeSet<String>> {
+        let dir = self.layout.shares_dir();
+        let entries = self
+            .fs
+            .read_dir_or_empty(&dir)
+            .context(|| format!("listing {}", dir.display()))?;
+        Ok(entries
+            .into_iter()
+            .filter(|e| e.kind == FileKind::File && DocName::new(&e.name).is_ok())
+            .map(|e| e.name)
+            .collect())
+    }
+
+    /// A writable open's step, once recovery has settled the index: removes
+    /// the temp files an interrupted [`Store::share`] left in `shares/` and
+    /// the links whose document is no longer indexed (a removal interrupted
+    /// before it revoked its link, a record a rebuild dropped), so no stale
+    /// link protects a later document of that name; then makes durable what
+    /// it keeps. A share interrupted after its rename but before its
+    /// directory fsync shows its link to the recovering process, which
+    /// reports the record protected; unless the directory is synced now, a
+    /// power cut would take that link back (the harness's
+    /// `shared-record-kept` found it: `tearline repro
+    /// shared-record-kept:0:783:crash`).
+    pub(crate) fn settle_shares(&self) -> Result<()> {
+        let dir = self.layout.shares_dir();
+        let entries = self
+            .fs
+            .read_dir_or_empty(&dir)
+            .context(|| format!("listing {}", dir.display()))?;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.prune_shares()?;
+        self.fs.sync_dir(&dir).context(|| format!("syncing {}", dir.display()))
+    }
+
+    /// Removes the temp files and the links of documents no longer indexed
+    /// from `shares/` (not synced: callers sync).
+    pub(crate) fn prune_shares(&self) -> Result<()> {
+        let dir = self.layout.shares_dir();
+        let entries = self
+            .fs
+            .read_dir_or_empty(&dir)
+            .context(|| format!("listing {}", dir.display()))?;
+        let indexed: BTreeSet<String> = self.index.files()?.into_iter().map(|(name, _)| name).collect();
+        for entry in entries.iter().filter(|e| e.kind == FileKind::File) {
+            if entry.name.starts_with('.') || !indexed.contains(&entry.name) {
+                let path = dir.join(&entry.name);
+                self.fs
+                    .remove_file_if_exists(&path)
+                    .context(|| format!("removing {}", path.display()))?;
+            }
+        }
+        Ok(())
+    }
+}

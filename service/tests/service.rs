@@ -1,0 +1,80 @@
+//! The service's rules without HTTP: what readers get when a view cannot
+//! be opened after a write, and what a write that panics leaves.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tearline_refstore::Store;
+use tearline_service::{Keys, Service, ServiceOptions};
+use tearline_sim_fs::{Clock, Fs, RealFs, SystemClock};
+
+fn service(root: &Path) -> Arc<Service> {
+    let fs: Arc<dyn Fs> = Arc::new(RealFs);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    Store::init(Arc::clone(&fs), Arc::clone(&clock), root).unwrap();
+    let options = ServiceOptions {
+        root: root.to_path_buf(),
+        keys: Keys::parse_list("admin:0123456789abcdef").unwrap(),
+        staging_dir: std::env::temp_dir(),
+        flaw: None,
+    };
+    Service::open(fs, clock, options).unwrap()
+}
+
+#[test]
+fn when_no_view_opens_after_a_write_reads_say_so_and_come_back_by_themselves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let service = service(&root);
+    service.write_in_place(|store| store.add("a.md", b"a")).unwrap();
+    let current = std::fs::read(root.join("CURRENT")).unwrap();
+    // A write after which no read-only handle can open (the pointer is
+    // damaged under it): readers must not be left on the old view, whose
+    // vectors no longer match the files.
+    service
+        .write_in_place(|store| {
+            store.add("b.md", b"b")?;
+            std::fs::write(root.join("CURRENT"), b"garbage").unwrap();
+            Ok(())
+        })
+        .unwrap();
+    let refused = service.read(|store| store.get("b.md")).unwrap_err();
+    assert_eq!(
+        (refused.status, refused.kind.as_str()),
+        (503, "urn:tearline:problem:reads-unavailable")
+    );
+    let health = service.health();
+    assert_eq!(health.status, "degraded");
+    assert!(
+        health
+            .problem
+            .as_deref()
+            .is_some_and(|p| p.starts_with("reads are unavailable")),
+        "{health:?}"
+    );
+    // Once a view can open again, the next read opens it.
+    std::fs::write(root.join("CURRENT"), current).unwrap();
+    let found = service.read(|store| store.get("b.md")).unwrap().expect("b.md");
+    assert_eq!(found.content, "b");
+    assert_eq!(service.health().status, "ok");
+}
+
+#[test]
+fn a_write_that_panics_is_an_error_and_the_store_stays_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let service = service(&root);
+    service.write_in_place(|store| store.add("a.md", b"a")).unwrap();
+    let panicked = service
+        .write_in_place(|store| -> Result<(), tearline_refstore::StoreError> {
+            store.add("b.md", b"b")?;
+            panic!("a bug in the middle of a write");
+        })
+        .unwrap_err();
+    assert_eq!(panicked.status, 500);
+    // The writer was reopened (recovering) and readers see a fresh view.
+    service.write_in_place(|store| store.add("c.md", b"c")).unwrap();
+    let names = service.read(|store| store.list()).unwrap();
+    assert_eq!(names, ["a.md", "b.md", "c.md"]);
+    assert!(service.read(|store| store.verify()).unwrap().is_clean());
+}
