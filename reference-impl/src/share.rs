@@ -101,26 +101,27 @@ impl Store {
     /// `shared-record-kept` found it: `tearline repro
     /// shared-record-kept:0:783:crash`).
     pub(crate) fn settle_shares(&self) -> Result<()> {
+        if self.prune_shares()? {
+            let dir = self.layout.shares_dir();
+            self.fs
+                .sync_dir(&dir)
+                .context(|| format!("syncing {}", dir.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Removes the temp files and the links of documents no longer indexed
+    /// from `shares/` (not synced: the caller syncs). Whether `shares/`
+    /// held anything.
+    fn prune_shares(&self) -> Result<bool> {
         let dir = self.layout.shares_dir();
         let entries = self
             .fs
             .read_dir_or_empty(&dir)
             .context(|| format!("listing {}", dir.display()))?;
         if entries.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
-        self.prune_shares()?;
-        self.fs.sync_dir(&dir).context(|| format!("syncing {}", dir.display()))
-    }
-
-    /// Removes the temp files and the links of documents no longer indexed
-    /// from `shares/` (not synced: callers sync).
-    pub(crate) fn prune_shares(&self) -> Result<()> {
-        let dir = self.layout.shares_dir();
-        let entries = self
-            .fs
-            .read_dir_or_empty(&dir)
-            .context(|| format!("listing {}", dir.display()))?;
         let indexed: BTreeSet<String> = self.index.files()?.into_iter().map(|(name, _)| name).collect();
         for entry in entries.iter().filter(|e| e.kind == FileKind::File) {
             if entry.name.starts_with('.') || !indexed.contains(&entry.name) {
@@ -130,6 +131,6 @@ impl Store {
                     .context(|| format!("removing {}", path.display()))?;
             }
         }
-        Ok(())
+        Ok(true)
     }
 }

@@ -210,22 +210,34 @@ async fn delete_document(State(api): Shared, headers: HeaderMap, name: Result<Pa
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn share(State(api): Shared, headers: HeaderMap, name: Result<Path<String>, PathRejection>) -> Answer {
+/// `PUT` (`shared`) or `DELETE` a document's share link.
+async fn set_share(api: Api, headers: HeaderMap, name: Result<Path<String>, PathRejection>, shared: bool) -> Answer {
     let service = Arc::clone(&api.service);
     authorize(&api.service, &headers, Role::Writer)?;
     let name = path(name)?;
-    let shared = name.clone();
-    blocking(move || service.write_in_place(|store| store.share(&shared))).await?;
-    Ok(json(StatusCode::OK, serde_json::json!({"name": name, "shared": true})))
+    let target = name.clone();
+    blocking(move || {
+        service.write_in_place(|store| {
+            if shared {
+                store.share(&target)
+            } else {
+                store.unshare(&target)
+            }
+        })
+    })
+    .await?;
+    Ok(json(
+        StatusCode::OK,
+        serde_json::json!({"name": name, "shared": shared}),
+    ))
+}
+
+async fn share(State(api): Shared, headers: HeaderMap, name: Result<Path<String>, PathRejection>) -> Answer {
+    set_share(api, headers, name, true).await
 }
 
 async fn unshare(State(api): Shared, headers: HeaderMap, name: Result<Path<String>, PathRejection>) -> Answer {
-    let service = Arc::clone(&api.service);
-    authorize(&api.service, &headers, Role::Writer)?;
-    let name = path(name)?;
-    let unshared = name.clone();
-    blocking(move || service.write_in_place(|store| store.unshare(&unshared))).await?;
-    Ok(json(StatusCode::OK, serde_json::json!({"name": name, "shared": false})))
+    set_share(api, headers, name, false).await
 }
 
 #[derive(Deserialize)]
