@@ -58,6 +58,21 @@ fn the_cli_runs_the_store_end_to_end() {
     let verify = refstore(&root, &["verify"]);
     assert!(verify.status.success(), "{}", stderr(&verify));
 
+    // A shared record outlives its file through a clean, until unshared.
+    let share = refstore(&root, &["share", "cake.md"]);
+    assert!(share.status.success(), "{}", stderr(&share));
+    std::fs::remove_file(root.join("source/cake.md")).expect("delete behind its back");
+    let kept = refstore(&root, &["--json", "reconcile", "--mode", "clean", "--force"]);
+    let kept: serde_json::Value = serde_json::from_str(&stdout(&kept)).expect("stats are JSON");
+    assert_eq!(
+        (&kept["protected"][0], &kept["deleted"]),
+        (&serde_json::json!("cake.md"), &serde_json::json!(0)),
+        "{kept}"
+    );
+    std::fs::write(root.join("source/cake.md"), "Lemon cake\n\nButter, sugar, lemons.").expect("restore it");
+    let unshare = refstore(&root, &["unshare", "cake.md"]);
+    assert!(unshare.status.success(), "{}", stderr(&unshare));
+
     std::fs::remove_file(root.join("source/fsync.md")).expect("delete behind its back");
     let audit = refstore(&root, &["--json", "reconcile"]);
     let audit: serde_json::Value = serde_json::from_str(&stdout(&audit)).expect("stats are JSON");
@@ -294,6 +309,9 @@ fn every_json_output_matches_its_schema() {
     std::fs::write(root.join("journal/m9.json"), "{").expect("a torn journal");
     let upgrade = check(&run(&["upgrade"]), "upgrade");
     assert_eq!(upgrade[0]["journals"]["quarantined"][0]["file"], "journal/m9.json");
+    check(&run(&["share", "a.md"]), "share");
+    check(&run(&["share", "absent.md"]), "share"); // not indexed: an error
+    check(&run(&["unshare", "a.md"]), "share");
     check(&run(&["rm", "a.md"]), "rm");
     check(&run(&["rm", "a.md"]), "rm"); // gone: an error
     // The schemas have teeth: a status is not a verify report, nor an error.

@@ -51,6 +51,17 @@ enum Command {
         /// The document's name.
         name: String,
     },
+    /// Give a document a share link: a clean or full reconcile never
+    /// deletes it (it is reported as protected) while the link is active.
+    Share {
+        /// The document's name.
+        name: String,
+    },
+    /// Revoke a document's share link.
+    Unshare {
+        /// The document's name.
+        name: String,
+    },
     /// Print a document.
     Get {
         /// The document's name.
@@ -411,6 +422,23 @@ fn run(cli: &Cli) -> Result<ExitCode, StoreError> {
                 print(true, &serde_json::json!({"removed": name}))?;
             } else {
                 println!("removed {name}");
+            }
+        }
+        Command::Share { name } | Command::Unshare { name } => {
+            let shared = matches!(cli.command, Command::Share { .. });
+            let mut store = open(StoreOptions::default())?;
+            report_recovery(&store);
+            if shared {
+                store.share(name)?;
+            } else {
+                store.unshare(name)?;
+            }
+            if cli.json {
+                print(true, &serde_json::json!({"name": name, "shared": shared}))?;
+            } else if shared {
+                println!("shared {name}: a clean keeps it while the link is active");
+            } else {
+                println!("unshared {name}");
             }
         }
         Command::Get { name } => {
