@@ -127,7 +127,7 @@ fn every_schema_is_a_valid_schema_with_a_version() {
     }
     assert_eq!(
         names.len(),
-        14,
-        "the run report, the certificate, and refstore's 12: {names:?}"
+        15,
+        "the run report, the certificate, and refstore's 13: {names:?}"
     );
 }
