@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::Serialize;
-use tearline_live::Live;
+use tearline_live::{Exclusive, Live};
 use tearline_refstore::{
     FailureEffect, ImportStats, RebuildMode, ReconcileMode, ReconcileOptions, ReconcileStats, Store, StoreError,
     StoreOptions,
@@ -269,13 +269,7 @@ impl Service {
             Ok(Err(error)) => error.effect() != FailureEffect::NothingApplied,
             Err(_) => true,
         };
-        if unsure {
-            // Finish or roll back what the failure left, before any reader
-            // comes back: a writable open does exactly that.
-            *writer = None;
-            self.reopen_writer(&mut writer).ok();
-        }
-        self.republish(|view| gate.publish(view));
+        self.after_write(&mut writer, unsure, &mut gate);
         match result {
             Ok(result) => Ok(result?),
             Err(_) => Err(Problem::internal(
@@ -324,30 +318,25 @@ impl Service {
                 },
             )
         };
-        match mode {
-            RebuildMode::Full => {
-                // Readers stay on the live view while the new generation is
-                // built beside it.
-                let result = store.rebuild(mode, &mut progress);
-                let mut gate = self.live.exclusive();
-                if result.is_err() {
-                    *writer = None;
-                    self.reopen_writer(&mut writer).ok();
-                }
-                self.republish(|view| gate.publish(view));
-                Ok(result?)
-            }
-            RebuildMode::Incremental => {
-                let mut gate = self.live.exclusive();
-                let result = store.rebuild(mode, &mut progress);
-                if result.is_err() {
-                    *writer = None;
-                    self.reopen_writer(&mut writer).ok();
-                }
-                self.republish(|view| gate.publish(view));
-                Ok(result?)
-            }
+        // A full rebuild builds beside the live generation: readers stay
+        // on the live view until it has switched. An incremental one
+        // changes the live files and keeps them out throughout.
+        let held = (mode == RebuildMode::Incremental).then(|| self.live.exclusive());
+        let result = store.rebuild(mode, &mut progress);
+        let mut gate = held.unwrap_or_else(|| self.live.exclusive());
+        self.after_write(&mut writer, result.is_err(), &mut gate);
+        Ok(result?)
+    }
+
+    /// The end of every write, under the gate: if it may have left work
+    /// unfinished (`unsure`), the writer is reopened, which finishes or
+    /// rolls it back; then readers get a fresh view.
+    fn after_write(&self, writer: &mut Option<Store>, unsure: bool, gate: &mut Exclusive<'_, ReadView>) {
+        if unsure {
+            *writer = None;
+            self.reopen_writer(writer).ok();
         }
+        self.republish(|view| gate.publish(view));
     }
 
     /// Compares the index with the source files and, by `options.mode`,
