@@ -179,6 +179,12 @@ async fn put_document(
     authorize(&api.service, &headers, Role::Writer)?;
     let name = path(name)?;
     let PutBody { content } = body(&api, raw).await?;
+    #[cfg(feature = "flawed-variants")]
+    if service.flaw() == Some(crate::flawed::ServiceFlaw::AcknowledgeBeforeWrite) {
+        let answer = serde_json::json!({"name": name, "vector_id": null, "replaced": false});
+        std::thread::spawn(move || service.write_in_place(|store| store.add(&name, content.as_bytes())));
+        return Ok(json(StatusCode::CREATED, answer));
+    }
     let (outcome, name) = blocking(move || {
         let outcome = service.write_in_place(|store| store.add(&name, content.as_bytes()))?;
         Ok((outcome, name))

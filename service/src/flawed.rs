@@ -13,13 +13,19 @@ pub enum ServiceFlaw {
     /// ("returns 503 during brief swap moment") instead of being served
     /// from the live generation. Caught by the zero-downtime test.
     UnavailableWhileRebuilding,
+    /// A write-behind server: `PUT /v1/documents/{name}` answers `201`
+    /// before the write is made (it is queued on a thread of its own), so a
+    /// server killed after answering loses writes its clients saw
+    /// acknowledged. Caught by the kill-and-restart test.
+    AcknowledgeBeforeWrite,
 }
 
 impl ServiceFlaw {
     /// Every flaw.
-    pub const ALL: [ServiceFlaw; 2] = [
+    pub const ALL: [ServiceFlaw; 3] = [
         ServiceFlaw::DeleteWithoutRoleCheck,
         ServiceFlaw::UnavailableWhileRebuilding,
+        ServiceFlaw::AcknowledgeBeforeWrite,
     ];
 
     /// Its `--flaw` name.
@@ -27,6 +33,7 @@ impl ServiceFlaw {
         match self {
             ServiceFlaw::DeleteWithoutRoleCheck => "delete-without-role-check",
             ServiceFlaw::UnavailableWhileRebuilding => "unavailable-while-rebuilding",
+            ServiceFlaw::AcknowledgeBeforeWrite => "acknowledge-before-write",
         }
     }
 

@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 
 /// The keys every test server knows, one per role.
 pub const READER: &str = "reader-key-0123456789";
@@ -15,7 +16,7 @@ pub const ADMIN: &str = "admin-key-01234567890";
 
 /// A running server; killed when dropped.
 pub struct Server {
-    child: Child,
+    child: Mutex<Child>,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
     agent: ureq::Agent,
@@ -23,8 +24,7 @@ pub struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
+        self.kill();
     }
 }
 
@@ -68,7 +68,19 @@ impl Server {
             .unwrap_or_else(|| panic!("expected `listening on URL`, got {line:?}"))
             .to_string();
         let agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        Server { child, url, agent }
+        Server {
+            child: Mutex::new(child),
+            url,
+            agent,
+        }
+    }
+
+    /// Kills the server with SIGKILL (no chance to finish anything) and
+    /// waits for it to be gone.
+    pub fn kill(&self) {
+        let mut child = self.child.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        child.kill().ok();
+        child.wait().ok();
     }
 
     /// One request: `key` as the bearer key (none if `None`), `body` as
@@ -81,6 +93,19 @@ impl Server {
         key: Option<&str>,
         body: Option<serde_json::Value>,
     ) -> (u16, serde_json::Value) {
+        self.try_call(method, path, key, body)
+            .unwrap_or_else(|| panic!("{method} {path}: no answer"))
+    }
+
+    /// [`Server::call`], but `None` when no answer came (the server is
+    /// gone, or the connection broke).
+    pub fn try_call(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> Option<(u16, serde_json::Value)> {
         let url = format!("{}{path}", self.url);
         let request = http_request(method, &url, key, body.is_some());
         let response = match body {
@@ -89,14 +114,14 @@ impl Server {
                 .run(request.body(body.to_string().into_bytes()).expect("request")),
             None => self.agent.run(request.body(Vec::new()).expect("request")),
         };
-        let mut response = response.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let mut response = response.ok()?;
         let status = response.status().as_u16();
         let content_type = response
             .headers()
             .get("content-type")
             .map(|v| v.to_str().unwrap_or("").to_string())
             .unwrap_or_default();
-        let text = response.body_mut().read_to_string().expect("a body");
+        let text = response.body_mut().read_to_string().ok()?;
         let json = if text.is_empty() {
             serde_json::Value::Null
         } else {
@@ -113,7 +138,7 @@ impl Server {
             );
             assert!(json["detail"].as_str().is_some_and(|d| !d.is_empty()), "{text}");
         }
-        (status, json)
+        Some((status, json))
     }
 
     /// Sends raw bytes as the body (for malformed and oversized bodies).

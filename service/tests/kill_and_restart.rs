@@ -1,0 +1,254 @@
+//! A real `refstore serve` on a real disk, killed with SIGKILL while
+//! clients write and while a full rebuild runs, then restarted, several
+//! times over: every write a client saw acknowledged (a 2xx it received)
+//! must be there after the restart, every acknowledged delete gone, a write
+//! whose answer never came either whole or absent, and the store must
+//! verify offline at the end. What the client saw is the truth here, as it
+//! is for the model in the crash matrix.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use support::{ADMIN, READER, Server, WRITER, refstore};
+
+/// What clients know of a document from the answers they got.
+#[derive(Clone, Debug, PartialEq)]
+enum Known {
+    /// A put answered 2xx: it must be there with this content.
+    Written(String),
+    /// A put whose answer never came: there with this content, or absent.
+    Unsure(String),
+    /// A delete answered 2xx: it must be gone.
+    Deleted,
+}
+
+type Ledger = Arc<Mutex<BTreeMap<String, Known>>>;
+
+fn content(name: &str, round: usize) -> String {
+    format!("{name} written in round {round}: acknowledged writes survive a killed server")
+}
+
+/// One writer: puts fresh documents until `stop`, and (every third) deletes
+/// one it wrote in an earlier round (its own, so writers never race). Records what each answer told it.
+fn write_until(server: Arc<Server>, ledger: Ledger, stop: Arc<AtomicBool>, writer: usize, round: usize) {
+    let mut i = 0;
+    while !stop.load(Ordering::SeqCst) {
+        let name = format!("r{round}-w{writer}-{i:04}.md");
+        let text = content(&name, round);
+        ledger.lock().unwrap().insert(name.clone(), Known::Unsure(text.clone()));
+        match server.try_call(
+            "PUT",
+            &format!("/v1/documents/{name}"),
+            Some(WRITER),
+            Some(json!({ "content": text })),
+        ) {
+            Some((200 | 201, _)) => {
+                ledger.lock().unwrap().insert(name, Known::Written(text));
+            }
+            // 409 while a rebuild runs: refused, nothing applied.
+            Some((409, _)) => {
+                ledger.lock().unwrap().remove(&name);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Some((status, body)) => panic!("PUT {name}: {status} {body}"),
+            None => break, // the server is gone: the put stays unsure.
+        }
+        if i % 3 == 2 {
+            let earlier = ledger
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(name, known)| {
+                    matches!(known, Known::Written(_))
+                        && name.contains(&format!("-w{writer}-"))
+                        && !name.starts_with(&format!("r{round}-"))
+                })
+                .map(|(name, _)| name.clone());
+            if let Some(name) = earlier {
+                match server.try_call("DELETE", &format!("/v1/documents/{name}"), Some(ADMIN), None) {
+                    Some((204, _)) => {
+                        ledger.lock().unwrap().insert(name, Known::Deleted);
+                    }
+                    Some((409, _)) => {}
+                    Some((status, body)) => panic!("DELETE {name}: {status} {body}"),
+                    None => {
+                        // Unknown: the delete may or may not have happened.
+                        let before = ledger.lock().unwrap().get(&name).cloned();
+                        if let Some(Known::Written(text)) = before {
+                            ledger.lock().unwrap().insert(name, Known::Unsure(text));
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        i += 1;
+    }
+}
+
+/// Checks the restarted `server` against what clients were told. Returns
+/// the acknowledged writes it lost.
+fn lost_after_restart(server: &Server, ledger: &Ledger) -> Vec<String> {
+    let mut ledger = ledger.lock().unwrap();
+    let (status, listed) = server.call("GET", "/v1/documents", Some(READER), None);
+    assert_eq!(status, 200, "{listed}");
+    let listed: Vec<String> = serde_json::from_value(listed["documents"].clone()).unwrap();
+    for name in &listed {
+        assert!(
+            ledger.contains_key(name),
+            "{name} is indexed, but no client ever wrote it"
+        );
+    }
+    let mut lost = Vec::new();
+    for (name, known) in ledger.iter_mut() {
+        let (status, found) = server.call("GET", &format!("/v1/documents/{name}"), Some(READER), None);
+        let present = match status {
+            200 => Some(found["content"].as_str().unwrap_or_default().to_string()),
+            404 => None,
+            _ => panic!("GET {name}: {status} {found}"),
+        };
+        assert_eq!(
+            present.is_some(),
+            listed.contains(name),
+            "{name}: get and list disagree"
+        );
+        match (&*known, present) {
+            (Known::Written(text), Some(seen)) | (Known::Unsure(text), Some(seen)) => {
+                assert_eq!(&seen, text, "{name} came back with other content");
+                *known = Known::Written(seen);
+            }
+            (Known::Written(_), None) => {
+                lost.push(name.clone());
+                *known = Known::Deleted; // reported once
+            }
+            (Known::Unsure(_), None) | (Known::Deleted, None) => *known = Known::Deleted,
+            (Known::Deleted, Some(_)) => panic!("{name} was deleted (204) and came back"),
+        }
+    }
+    lost
+}
+
+/// Runs `rounds` rounds on one store: two writers write, an admin starts a
+/// full rebuild in every other round, the server is killed mid-flight and
+/// restarted, and what clients were told is checked. Returns the
+/// acknowledged writes lost (none, for a correct server) and the rounds in
+/// which a rebuild was running when the server was killed.
+fn kill_and_restart(root: &Path, rounds: usize, extra: &[&str]) -> (Vec<String>, usize) {
+    let ledger: Ledger = Arc::default();
+    let mut lost = Vec::new();
+    let mut killed_mid_rebuild = 0;
+    for round in 0..rounds {
+        let server = Arc::new(Server::start(root, extra));
+        if round == 0 {
+            prefill(&server, &ledger);
+        }
+        lost.extend(lost_after_restart(&server, &ledger));
+        let stop = Arc::new(AtomicBool::new(false));
+        let writers: Vec<_> = (0..2)
+            .map(|writer| {
+                let (server, ledger, stop) = (Arc::clone(&server), Arc::clone(&ledger), Arc::clone(&stop));
+                std::thread::spawn(move || write_until(server, ledger, stop, writer, round))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(150));
+        let mut job = None;
+        if round % 2 == 1 {
+            let (status, accepted) = server.call("POST", "/v1/rebuild", Some(ADMIN), Some(json!({"mode": "full"})));
+            assert_eq!(status, 202, "{accepted}");
+            job = accepted["job_id"].as_u64();
+        }
+        // Kill at once after the rebuild is accepted, then later and later.
+        std::thread::sleep(Duration::from_millis(30 * (round / 2) as u64));
+        if let Some(id) = job {
+            let (_, state) = server.call("GET", &format!("/v1/jobs/{id}"), Some(READER), None);
+            if state["state"] == "running" || state["state"] == "queued" {
+                killed_mid_rebuild += 1;
+            }
+        }
+        server.kill();
+        stop.store(true, Ordering::SeqCst);
+        for writer in writers {
+            writer.join().unwrap();
+        }
+    }
+    let server = Server::start(root, extra);
+    lost.extend(lost_after_restart(&server, &ledger));
+    let (status, health) = server.call("GET", "/v1/health", None, None);
+    assert_eq!((status, &health["status"]), (200, &json!("ok")), "{health}");
+    drop(server);
+    let written = ledger
+        .lock()
+        .unwrap()
+        .values()
+        .filter(|known| matches!(known, Known::Written(_)))
+        .count();
+    eprintln!(
+        "{rounds} kills ({killed_mid_rebuild} during a full rebuild): {written} documents acknowledged and present, \
+         {} lost",
+        lost.len()
+    );
+    assert!(
+        written >= 20,
+        "only {written} writes were acknowledged: the test proves nothing"
+    );
+    (lost, killed_mid_rebuild)
+}
+
+/// Enough documents that a full rebuild is still running when it is killed.
+const PREFILL: usize = 800;
+
+fn prefill(server: &Server, ledger: &Ledger) {
+    let documents: Vec<_> = (0..PREFILL)
+        .map(|i| {
+            let name = format!("prefill-{i:04}.md");
+            let text = content(&name, 0);
+            ledger
+                .lock()
+                .unwrap()
+                .insert(name.clone(), Known::Written(text.clone()));
+            json!({"name": name, "content": text})
+        })
+        .collect();
+    let (status, stats) = server.call(
+        "POST",
+        "/v1/import",
+        Some(WRITER),
+        Some(json!({ "documents": documents })),
+    );
+    assert_eq!(status, 200, "{stats}");
+}
+
+#[test]
+fn acknowledged_writes_survive_a_killed_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let (lost, killed_mid_rebuild) = kill_and_restart(&root, 6, &[]);
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    assert!(
+        killed_mid_rebuild >= 1,
+        "no kill landed during a full rebuild: the test proves less than it says"
+    );
+    let verify = refstore(&root, &["verify"]);
+    assert!(
+        verify.status.success(),
+        "the store does not verify after the kills: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
+#[test]
+fn a_server_that_acknowledges_before_it_writes_is_caught() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (lost, _) = kill_and_restart(&tmp.path().join("store"), 2, &["--flaw", "acknowledge-before-write"]);
+    assert!(
+        !lost.is_empty(),
+        "the kill-and-restart check missed lost acknowledged writes"
+    );
+}
