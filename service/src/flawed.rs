@@ -18,10 +18,18 @@ pub enum ServiceFlaw {
     /// server killed after answering loses writes its clients saw
     /// acknowledged. Caught by the kill-and-restart test.
     AcknowledgeBeforeWrite,
+    /// The service over a store with a known-bad design (`--flaw
+    /// store:NAME`, NAME one of the store's flaws, as `tearline run --store
+    /// refstore/NAME` names them). `store:drop-and-reindex` is origins/1's
+    /// rebuild, which empties the live index and refills it: a service
+    /// that trusts a full rebuild to build beside the live generation then
+    /// answers reads from the index being built. Caught by the
+    /// zero-downtime test.
+    Store(tearline_refstore::Flaw),
 }
 
 impl ServiceFlaw {
-    /// Every flaw.
+    /// Every flaw of the service's own.
     pub const ALL: [ServiceFlaw; 3] = [
         ServiceFlaw::DeleteWithoutRoleCheck,
         ServiceFlaw::UnavailableWhileRebuilding,
@@ -29,16 +37,32 @@ impl ServiceFlaw {
     ];
 
     /// Its `--flaw` name.
-    pub fn name(&self) -> &'static str {
-        match self {
+    pub fn name(&self) -> String {
+        let name = match self {
             ServiceFlaw::DeleteWithoutRoleCheck => "delete-without-role-check",
             ServiceFlaw::UnavailableWhileRebuilding => "unavailable-while-rebuilding",
             ServiceFlaw::AcknowledgeBeforeWrite => "acknowledge-before-write",
-        }
+            ServiceFlaw::Store(flaw) => {
+                return format!("store:{}", flaw.store_name().trim_start_matches("refstore/"));
+            }
+        };
+        name.to_string()
     }
 
     /// The flaw with this `--flaw` name.
     pub fn parse(name: &str) -> Option<ServiceFlaw> {
-        Self::ALL.into_iter().find(|flaw| flaw.name() == name)
+        let store_flaws = tearline_refstore::Flaw::ALL.into_iter().map(ServiceFlaw::Store);
+        Self::ALL
+            .into_iter()
+            .chain(store_flaws)
+            .find(|flaw| flaw.name() == name)
+    }
+
+    /// The store's known-bad design, if this flaw is one.
+    pub fn store_flaw(&self) -> Option<tearline_refstore::Flaw> {
+        match self {
+            ServiceFlaw::Store(flaw) => Some(*flaw),
+            _ => None,
+        }
     }
 }

@@ -98,6 +98,19 @@ pub struct ServiceOptions {
     pub flaw: Option<crate::flawed::ServiceFlaw>,
 }
 
+impl ServiceOptions {
+    /// `store` with the store's known-bad design, if the service runs on
+    /// one (tests only).
+    fn store_options(&self, store: StoreOptions) -> StoreOptions {
+        #[cfg(feature = "flawed-variants")]
+        let store = StoreOptions {
+            flaw: self.flaw.and_then(|flaw| flaw.store_flaw()),
+            ..store
+        };
+        store
+    }
+}
+
 /// The service: see the module docs.
 pub struct Service {
     fs: Arc<dyn Fs>,
@@ -139,9 +152,9 @@ impl Service {
             Arc::clone(&fs),
             Arc::clone(&clock),
             &options.root,
-            StoreOptions::default(),
+            options.store_options(StoreOptions::default()),
         )?;
-        let view = open_view(&fs, &clock, &options.root)?;
+        let view = open_view(&fs, &clock, &options)?;
         let first = view.generation;
         Ok(Arc::new(Service {
             fs,
@@ -403,7 +416,7 @@ impl Service {
             Arc::clone(&self.fs),
             Arc::clone(&self.clock),
             &self.options.root,
-            StoreOptions::default(),
+            self.options.store_options(StoreOptions::default()),
         ) {
             Ok(store) => {
                 *writer = Some(store);
@@ -425,7 +438,7 @@ impl Service {
     /// if it cannot be opened, readers get a view that answers 503 and says
     /// why, never the old one, whose vectors would disagree with the files.
     fn republish(&self, publish: impl FnOnce(ReadView)) {
-        let view = open_view(&self.fs, &self.clock, &self.options.root).unwrap_or_else(|error| ReadView {
+        let view = open_view(&self.fs, &self.clock, &self.options).unwrap_or_else(|error| ReadView {
             generation: 0,
             store: Err(error.to_string()),
         });
@@ -438,8 +451,13 @@ impl Service {
     }
 }
 
-fn open_view(fs: &Arc<dyn Fs>, clock: &Arc<dyn Clock>, root: &Path) -> Result<ReadView, StoreError> {
-    let store = Store::open(Arc::clone(fs), Arc::clone(clock), root, StoreOptions::read_only())?;
+fn open_view(fs: &Arc<dyn Fs>, clock: &Arc<dyn Clock>, options: &ServiceOptions) -> Result<ReadView, StoreError> {
+    let store = Store::open(
+        Arc::clone(fs),
+        Arc::clone(clock),
+        &options.root,
+        options.store_options(StoreOptions::read_only()),
+    )?;
     Ok(ReadView {
         generation: store.open_report().generation,
         store: Ok(Mutex::new(store)),

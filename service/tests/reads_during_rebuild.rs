@@ -158,3 +158,15 @@ fn a_service_that_answers_503_while_it_rebuilds_is_caught() {
         "the zero-downtime check missed 503s during the rebuild"
     );
 }
+
+#[test]
+fn a_service_over_a_store_that_rebuilds_in_place_is_caught() {
+    // origins/1's rebuild empties the live index and refills it: the
+    // service, which keeps readers on the live view during a full rebuild,
+    // then answers them from the index being built.
+    let seen = read_through_a_full_rebuild(1_000, &["--flaw", "store:drop-and-reindex"]);
+    assert!(
+        seen.failures > 0,
+        "the zero-downtime check missed reads of a half-built index"
+    );
+}
