@@ -209,33 +209,10 @@ fn serve(root: &Path, serve: ServeOptions<'_>) -> Result<(), String> {
     })?;
     service.start_audit();
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("starting the runtime: {e}"))?;
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(bind)
-            .await
-            .map_err(|e| format!("binding {bind}: {e}"))?;
-        let address = listener.local_addr().map_err(|e| e.to_string())?;
-        println!("listening on http://{address}");
-        use std::io::Write;
-        std::io::stdout().flush().ok();
-        let app = tearline_service::router(service, max_body_bytes);
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown())
-            .await
-            .map_err(|e| format!("serving: {e}"))
-    })
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown() {
-    let interrupt = tokio::signal::ctrl_c();
-    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(signal) => signal,
-        Err(_) => return interrupt.await.unwrap_or(()),
-    };
-    tokio::select! {
-        _ = interrupt => {}
-        _ = terminate.recv() => {}
-    }
+    runtime.block_on(tearline_service::listen::serve(
+        bind,
+        tearline_service::router(service, max_body_bytes),
+    ))
 }
 
 /// The command that gets past `error`, when there is one.

@@ -45,7 +45,8 @@ impl Server {
             let init = refstore(root, &["init"]);
             assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
         }
-        let mut child = Command::new(env!("CARGO_BIN_EXE_refstore"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_refstore"));
+        command
             .arg("--root")
             .arg(root)
             .args(["serve", "--bind", "127.0.0.1:0"])
@@ -53,20 +54,8 @@ impl Server {
             .env(
                 "REFSTORE_KEYS",
                 format!("reader:{READER},writer:{WRITER},admin:{ADMIN}"),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("refstore serve starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("the address line");
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("expected `listening on URL`, got {line:?}"))
-            .to_string();
+            );
+        let (child, url) = spawn_listening(command);
         let agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         Server {
             child: Mutex::new(child),
@@ -167,6 +156,54 @@ impl Server {
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
+    }
+}
+
+/// Starts `command` (a server told to bind port 0) and reads the address
+/// it prints first: `listening on URL`.
+pub fn spawn_listening(mut command: Command) -> (Child, String) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the server starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the address line");
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("expected `listening on URL`, got {line:?}"))
+        .to_string();
+    (child, url)
+}
+
+/// A running `vector-server`; killed when dropped.
+pub struct VectorServer {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl VectorServer {
+    /// Serves the collections in `root`, with `extra` arguments.
+    pub fn start(root: &Path, extra: &[&str]) -> VectorServer {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vector-server"));
+        command
+            .arg("--root")
+            .arg(root)
+            .args(["--bind", "127.0.0.1:0"])
+            .args(extra);
+        let (child, url) = spawn_listening(command);
+        VectorServer { child, url }
+    }
+}
+
+impl Drop for VectorServer {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
     }
 }
 

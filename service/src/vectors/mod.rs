@@ -1,0 +1,23 @@
+//! A remote vector store: the reference store's vector store as a network
+//! service of its own, the way a real deployment reaches a vector database
+//! (ChromaDB, Qdrant) over HTTP.
+//!
+//! - [`server`]: `vector-server`, collections of vectors on its own disk
+//!   (each a [`tearline_refstore::vectors::LocalVectorStore`]: append-only,
+//!   checksummed, durable when it answers), under `/v1/collections`.
+//! - [`client`]: [`RemoteVectorStore`], the store's
+//!   [`VectorStore`](tearline_refstore::vectors::VectorStore) trait over
+//!   HTTP, with a timeout per call, bounded retries, and the ambiguous
+//!   outcome (a write applied whose answer never came) reported as
+//!   [`VectorError::Timeout`](tearline_refstore::vectors::VectorError::Timeout)
+//!   when the retries run out.
+//!
+//! Every write is by id, so every write is idempotent: retrying an upsert
+//! whose answer was lost stores the same vector under the same id again,
+//! never a second copy.
+
+pub mod client;
+pub mod server;
+
+pub use client::{RemoteOptions, RemoteVectorStore};
+pub use server::{VectorServer, VectorServerOptions};

@@ -1,0 +1,380 @@
+//! `vector-server`: named collections of vectors over HTTP/JSON, each kept
+//! on the server's own disk as a
+//! [`LocalVectorStore`](tearline_refstore::vectors::LocalVectorStore)
+//! (`ROOT/COLLECTION/`, with its dimension in `ROOT/COLLECTION.json`).
+//! A write is answered once it is durable.
+//!
+//! | method | path | body | answer |
+//! |---|---|---|---|
+//! | `PUT` | `/v1/collections/{name}` | `{dimension}` | `{name, dimension, count}` (created if new) |
+//! | `DELETE` | `/v1/collections/{name}` | | `204` |
+//! | `POST` | `/v1/collections/{name}/upsert` | `{ids, embeddings}` | `{upserted}` |
+//! | `POST` | `/v1/collections/{name}/delete` | `{ids}` | `{deleted}` |
+//! | `POST` | `/v1/collections/{name}/get` | `{ids}` | `{ids, embeddings}` (`null` where absent) |
+//! | `GET` | `/v1/collections/{name}/ids` | | `{ids}` ascending |
+//! | `POST` | `/v1/collections/{name}/query` | `{embedding, k}` | `{neighbours: [{id, score}]}` nearest first |
+//! | `GET` | `/v1/stats` | | `{writes_applied}` |
+//!
+//! Errors are problem documents ([`Problem`]): `400` for what the store
+//! cannot hold, `404` for an unknown collection, `500` for the disk.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use serde::{Deserialize, Serialize};
+use tearline_refstore::vectors::{LocalVectorStore, OpenMode, VectorError, VectorId, VectorStore};
+use tearline_sim_fs::{Fs, FsExt};
+
+use crate::problem::Problem;
+
+/// How to run a [`VectorServer`].
+#[derive(Clone, Debug)]
+pub struct VectorServerOptions {
+    /// Where the collections live.
+    pub root: PathBuf,
+    /// A known-bad network for the client's tests: every `n`th write
+    /// (`slow_every`, from the first) is applied and made durable, then
+    /// answered only after `slow_by`, so a client whose timeout is shorter
+    /// never sees its answer (the ambiguous outcome). `None` in service.
+    pub slow_writes: Option<SlowWrites>,
+}
+
+/// See [`VectorServerOptions::slow_writes`].
+#[derive(Clone, Copy, Debug)]
+pub struct SlowWrites {
+    /// Every how many writes one is slow (1: every write).
+    pub slow_every: u64,
+    /// How late its answer comes, after the write is durable.
+    pub slow_by: Duration,
+}
+
+/// The server's state: the open collections.
+pub struct VectorServer {
+    fs: Arc<dyn Fs>,
+    options: VectorServerOptions,
+    collections: Mutex<BTreeMap<String, LocalVectorStore>>,
+    writes_applied: AtomicU64,
+}
+
+impl std::fmt::Debug for VectorServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VectorServer")
+            .field("root", &self.options.root)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct CollectionFile {
+    dimension: usize,
+}
+
+fn problem(error: VectorError) -> Problem {
+    match error {
+        VectorError::Invalid(why) => Problem::bad_request(why),
+        other => {
+            eprintln!("vector-server: {other}");
+            Problem::internal("the vector store failed (see the server's log)")
+        }
+    }
+}
+
+fn check_name(name: &str) -> Result<(), Problem> {
+    let fine =
+        !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b));
+    if fine {
+        Ok(())
+    } else {
+        Err(Problem::bad_request(format!(
+            "collection {name:?}: 1 to 64 ASCII letters, digits, '_' and '-'"
+        )))
+    }
+}
+
+impl VectorServer {
+    /// A server over `options.root` (created if missing).
+    pub fn new(fs: Arc<dyn Fs>, options: VectorServerOptions) -> std::io::Result<Arc<VectorServer>> {
+        fs.create_dir_all_durable(&options.root)?;
+        Ok(Arc::new(VectorServer {
+            fs,
+            options,
+            collections: Mutex::new(BTreeMap::new()),
+            writes_applied: AtomicU64::new(0),
+        }))
+    }
+
+    fn collections(&self) -> MutexGuard<'_, BTreeMap<String, LocalVectorStore>> {
+        self.collections.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn dimension_file(&self, name: &str) -> PathBuf {
+        self.options.root.join(format!("{name}.json"))
+    }
+
+    fn open(&self, name: &str, dimension: usize) -> Result<LocalVectorStore, Problem> {
+        let dir = self.options.root.join(name);
+        let (store, _) =
+            LocalVectorStore::open(Arc::clone(&self.fs), &dir, dimension, OpenMode::ReadWrite).map_err(problem)?;
+        Ok(store)
+    }
+
+    /// Creates collection `name` of `dimension` (durably: its dimension
+    /// first, then its directory), or opens it if it exists with that
+    /// dimension. Returns how many vectors it holds.
+    fn create(&self, name: &str, dimension: usize) -> Result<usize, Problem> {
+        check_name(name)?;
+        let mut collections = self.collections();
+        if let Some(existing) = self.known_dimension(name)? {
+            if existing != dimension {
+                return Err(Problem::conflict(format!(
+                    "collection {name} has dimension {existing}, not {dimension}"
+                )));
+            }
+        } else {
+            let file =
+                serde_json::to_vec(&CollectionFile { dimension }).map_err(|e| Problem::internal(e.to_string()))?;
+            self.fs
+                .write_file_atomic(&self.dimension_file(name), &file)
+                .map_err(|e| problem(e.into()))?;
+        }
+        if !collections.contains_key(name) {
+            let store = self.open(name, dimension)?;
+            collections.insert(name.to_string(), store);
+        }
+        Ok(collections[name].ids().map_err(problem)?.len())
+    }
+
+    fn known_dimension(&self, name: &str) -> Result<Option<usize>, Problem> {
+        let path = self.dimension_file(name);
+        if !self.fs.exists(&path).map_err(|e| problem(e.into()))? {
+            return Ok(None);
+        }
+        let bytes = self.fs.read_file(&path).map_err(|e| problem(e.into()))?;
+        let file: CollectionFile =
+            serde_json::from_slice(&bytes).map_err(|e| Problem::internal(format!("{}: {e}", path.display())))?;
+        Ok(Some(file.dimension))
+    }
+
+    /// Runs `work` on collection `name`, opening it if it exists on disk
+    /// (after a restart, the first call to each collection opens it).
+    fn with<R>(
+        &self,
+        name: &str,
+        work: impl FnOnce(&mut LocalVectorStore) -> Result<R, VectorError>,
+    ) -> Result<R, Problem> {
+        check_name(name)?;
+        let mut collections = self.collections();
+        if !collections.contains_key(name) {
+            let dimension = self
+                .known_dimension(name)?
+                .ok_or_else(|| Problem::not_found(format!("no collection named {name}")))?;
+            let store = self.open(name, dimension)?;
+            collections.insert(name.to_string(), store);
+        }
+        let store = collections
+            .get_mut(name)
+            .ok_or_else(|| Problem::internal("collection vanished"))?;
+        work(store).map_err(problem)
+    }
+
+    /// Removes collection `name` and its vectors (absent is fine).
+    fn drop_collection(&self, name: &str) -> Result<(), Problem> {
+        check_name(name)?;
+        let mut collections = self.collections();
+        collections.remove(name);
+        self.fs
+            .remove_file_if_exists(&self.dimension_file(name))
+            .and_then(|_| self.fs.remove_tree_durable(&self.options.root.join(name)))
+            .map_err(|e| problem(e.into()))?;
+        self.fs.sync_dir(&self.options.root).map_err(|e| problem(e.into()))
+    }
+
+    /// Counts an applied write; sleeps if it is one the options make slow.
+    fn applied(&self) {
+        let n = self.writes_applied.fetch_add(1, Ordering::SeqCst);
+        if let Some(slow) = self.options.slow_writes
+            && n.is_multiple_of(slow.slow_every.max(1))
+        {
+            std::thread::sleep(slow.slow_by);
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    dimension: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpsertBody {
+    ids: Vec<VectorId>,
+    embeddings: Vec<Vec<f32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdsBody {
+    ids: Vec<VectorId>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueryBody {
+    embedding: Vec<f32>,
+    k: usize,
+}
+
+type Shared = State<Arc<VectorServer>>;
+type Answer = Result<Response, Problem>;
+
+async fn blocking<R: Send + 'static>(work: impl FnOnce() -> Result<R, Problem> + Send + 'static) -> Result<R, Problem> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|_| Err(Problem::internal("the request's worker stopped unexpectedly")))
+}
+
+fn body<T>(body: Result<axum::Json<T>, JsonRejection>) -> Result<T, Problem> {
+    body.map(|axum::Json(value)| value)
+        .map_err(|rejection| Problem::bad_request(rejection.body_text()))
+}
+
+fn json(value: serde_json::Value) -> Response {
+    (StatusCode::OK, axum::Json(value)).into_response()
+}
+
+async fn create(
+    State(server): Shared,
+    UrlPath(name): UrlPath<String>,
+    raw: Result<axum::Json<CreateBody>, JsonRejection>,
+) -> Answer {
+    let CreateBody { dimension } = body(raw)?;
+    let (count, name) = blocking(move || Ok((server.create(&name, dimension)?, name))).await?;
+    Ok(json(
+        serde_json::json!({"name": name, "dimension": dimension, "count": count}),
+    ))
+}
+
+async fn remove(State(server): Shared, UrlPath(name): UrlPath<String>) -> Answer {
+    blocking(move || server.drop_collection(&name)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn upsert(
+    State(server): Shared,
+    UrlPath(name): UrlPath<String>,
+    raw: Result<axum::Json<UpsertBody>, JsonRejection>,
+) -> Answer {
+    let UpsertBody { ids, embeddings } = body(raw)?;
+    if ids.len() != embeddings.len() {
+        return Err(Problem::bad_request(format!(
+            "{} ids but {} embeddings",
+            ids.len(),
+            embeddings.len()
+        )));
+    }
+    let count = ids.len();
+    blocking(move || {
+        server.with(&name, |store| {
+            // All checked first: a batch is refused whole, never half applied.
+            let dimension = store.dimension();
+            if let Some(bad) = embeddings
+                .iter()
+                .position(|e| e.len() != dimension || e.iter().any(|x| !x.is_finite()))
+            {
+                return Err(VectorError::Invalid(format!(
+                    "embedding {bad}: expected {dimension} finite components"
+                )));
+            }
+            for (id, embedding) in ids.into_iter().zip(embeddings) {
+                store.upsert(id, &embedding)?;
+            }
+            Ok(())
+        })?;
+        server.applied();
+        Ok(())
+    })
+    .await?;
+    Ok(json(serde_json::json!({ "upserted": count })))
+}
+
+async fn delete(
+    State(server): Shared,
+    UrlPath(name): UrlPath<String>,
+    raw: Result<axum::Json<IdsBody>, JsonRejection>,
+) -> Answer {
+    let IdsBody { ids } = body(raw)?;
+    let count = ids.len();
+    blocking(move || {
+        server.with(&name, |store| ids.iter().try_for_each(|id| store.delete(*id)))?;
+        server.applied();
+        Ok(())
+    })
+    .await?;
+    Ok(json(serde_json::json!({ "deleted": count })))
+}
+
+async fn get_vectors(
+    State(server): Shared,
+    UrlPath(name): UrlPath<String>,
+    raw: Result<axum::Json<IdsBody>, JsonRejection>,
+) -> Answer {
+    let IdsBody { ids } = body(raw)?;
+    let (ids, embeddings) = blocking(move || {
+        let embeddings = server.with(&name, |store| {
+            ids.iter().map(|id| store.get(*id)).collect::<Result<Vec<_>, _>>()
+        })?;
+        Ok((ids, embeddings))
+    })
+    .await?;
+    Ok(json(serde_json::json!({ "ids": ids, "embeddings": embeddings })))
+}
+
+async fn list_ids(State(server): Shared, UrlPath(name): UrlPath<String>) -> Answer {
+    let ids = blocking(move || server.with(&name, |store| store.ids())).await?;
+    Ok(json(serde_json::json!({ "ids": ids })))
+}
+
+async fn query(
+    State(server): Shared,
+    UrlPath(name): UrlPath<String>,
+    raw: Result<axum::Json<QueryBody>, JsonRejection>,
+) -> Answer {
+    let QueryBody { embedding, k } = body(raw)?;
+    let neighbours = blocking(move || server.with(&name, |store| store.nearest(&embedding, k))).await?;
+    let neighbours: Vec<_> = neighbours
+        .iter()
+        .map(|n| serde_json::json!({"id": n.id, "score": n.score}))
+        .collect();
+    Ok(json(serde_json::json!({ "neighbours": neighbours })))
+}
+
+async fn stats(State(server): Shared) -> Answer {
+    Ok(json(serde_json::json!({
+        "writes_applied": server.writes_applied.load(Ordering::SeqCst)
+    })))
+}
+
+/// The server's routes.
+pub fn router(server: Arc<VectorServer>) -> Router {
+    Router::new()
+        .route("/v1/collections/{name}", put(create).delete(remove))
+        .route("/v1/collections/{name}/upsert", post(upsert))
+        .route("/v1/collections/{name}/delete", post(delete))
+        .route("/v1/collections/{name}/get", post(get_vectors))
+        .route("/v1/collections/{name}/ids", get(list_ids))
+        .route("/v1/collections/{name}/query", post(query))
+        .route("/v1/stats", get(stats))
+        .fallback(|| async { Problem::not_found("no such endpoint (the API is under /v1/collections)") })
+        .with_state(server)
+}

@@ -1,0 +1,175 @@
+//! The remote vector store over loopback: a real `vector-server` process
+//! on its own directory, and the store's client for it,
+//! `RemoteVectorStore`. It must answer as the local store does, keep what
+//! it acknowledged through a SIGKILL, retry an answer that was lost, and
+//! report the ambiguous outcome (applied, answer lost) when it may not
+//! retry.
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::VectorServer;
+use tearline_refstore::vectors::{LocalVectorStore, OpenMode, VectorError, VectorId, VectorStore};
+use tearline_service::vectors::{RemoteOptions, RemoteVectorStore};
+use tearline_sim_fs::{Fs, RealFs};
+
+const DIMENSION: usize = 8;
+
+/// A vector derived from `seed` (components in [-1, 1]).
+fn vector(seed: u64) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..DIMENSION)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn connect(url: &str, collection: &str, options: RemoteOptions) -> RemoteVectorStore {
+    RemoteVectorStore::connect(url, collection, DIMENSION, options).expect("connect")
+}
+
+fn local(dir: &Path) -> LocalVectorStore {
+    let fs: Arc<dyn Fs> = Arc::new(RealFs);
+    LocalVectorStore::open(fs, dir, DIMENSION, OpenMode::ReadWrite)
+        .expect("local store")
+        .0
+}
+
+#[test]
+fn a_remote_collection_answers_as_the_local_store_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = VectorServer::start(&tmp.path().join("server"), &[]);
+    let mut remote = connect(&server.url, "gen-000001", RemoteOptions::default());
+    let mut local = local(&tmp.path().join("local"));
+    for store in [&mut remote as &mut dyn VectorStore, &mut local] {
+        (1..=40).for_each(|id| store.upsert(id, &vector(id)).expect("upsert"));
+        (1..=40).step_by(4).for_each(|id| store.delete(id).expect("delete"));
+        // 1..=10 replaced, and 1, 5 and 9 back after their deletion.
+        (1..=10).for_each(|id| store.upsert(id, &vector(id + 100)).expect("replace"));
+    }
+
+    assert_eq!(remote.ids().unwrap(), local.ids().unwrap());
+    assert_eq!(remote.ids().unwrap().len(), 33);
+    for id in 0..=41 {
+        assert_eq!(remote.get(id).unwrap(), local.get(id).unwrap(), "vector {id}");
+    }
+    for query in 0..5 {
+        let q = vector(1_000 + query);
+        assert_eq!(remote.nearest(&q, 7).unwrap(), local.nearest(&q, 7).unwrap());
+    }
+
+    // What the store cannot hold is refused at once, and nothing is applied.
+    assert!(matches!(remote.upsert(99, &[1.0; 3]), Err(VectorError::Invalid(_))));
+    assert!(matches!(
+        remote.upsert(99, &[f32::NAN; DIMENSION]),
+        Err(VectorError::Invalid(_))
+    ));
+    assert_eq!(remote.get(99).unwrap(), None);
+    // Collections are separate, and one keeps its dimension.
+    let other = connect(&server.url, "gen-000002", RemoteOptions::default());
+    assert!(other.ids().unwrap().is_empty());
+    let wrong = RemoteVectorStore::connect(&server.url, "gen-000001", 4, RemoteOptions::default());
+    assert!(matches!(wrong, Err(VectorError::Invalid(_))), "{wrong:?}");
+    let bad_name = RemoteVectorStore::connect(&server.url, "../escape", DIMENSION, RemoteOptions::default());
+    assert!(bad_name.is_err(), "{bad_name:?}");
+}
+
+#[test]
+fn acknowledged_upserts_survive_a_killed_vector_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("server");
+    let server = VectorServer::start(&root, &[]);
+    let options = RemoteOptions {
+        timeout: Duration::from_secs(2),
+        retries: 2,
+        backoff: Duration::from_millis(10),
+    };
+    let mut remote = connect(&server.url, "gen-000001", options);
+    for id in 1..=30 {
+        remote.upsert(id, &vector(id)).expect("upsert");
+    }
+    drop(server); // SIGKILL
+
+    // Nothing answers: the bounded retries end in Unavailable (nothing
+    // could be sent, so nothing was applied), not in a hang.
+    let started = Instant::now();
+    let refused = remote.upsert(31, &vector(31));
+    assert!(matches!(refused, Err(VectorError::Unavailable(_))), "{refused:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+
+    let restarted = VectorServer::start(&root, &[]);
+    let remote = connect(&restarted.url, "gen-000001", options);
+    assert_eq!(remote.ids().unwrap(), (1..=30).collect::<Vec<VectorId>>());
+    for id in 1..=30 {
+        assert_eq!(remote.get(id).unwrap(), Some(vector(id)), "vector {id}");
+    }
+}
+
+/// A server that answers every `every`th write 1.5 s late, after applying
+/// it, and a client whose attempts time out after 300 ms.
+fn slow_server(root: &Path, every: &str) -> VectorServer {
+    VectorServer::start(root, &["--slow-every", every, "--slow-ms", "1500"])
+}
+
+const IMPATIENT: Duration = Duration::from_millis(300);
+
+fn writes_applied(server: &VectorServer) -> u64 {
+    let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
+    let stats: serde_json::Value = agent
+        .get(format!("{}/v1/stats", server.url))
+        .call()
+        .expect("stats")
+        .body_mut()
+        .read_json()
+        .expect("JSON");
+    stats["writes_applied"].as_u64().expect("writes_applied")
+}
+
+#[test]
+fn a_lost_answer_is_retried_and_the_write_stands() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Writes 0, 2, 4, ... are answered late: each upsert's first attempt
+    // times out after it was applied, and its retry is answered.
+    let server = slow_server(&tmp.path().join("server"), "2");
+    let options = RemoteOptions {
+        timeout: IMPATIENT,
+        retries: 2,
+        backoff: Duration::from_millis(10),
+    };
+    let mut remote = connect(&server.url, "gen-000001", options);
+    for id in 1..=4 {
+        remote.upsert(id, &vector(id)).expect("the retry is answered");
+    }
+    assert!(
+        writes_applied(&server) >= 8,
+        "every upsert was applied twice: once unanswered, once retried"
+    );
+    assert_eq!(remote.ids().unwrap(), vec![1, 2, 3, 4]);
+    for id in 1..=4 {
+        assert_eq!(remote.get(id).unwrap(), Some(vector(id)));
+    }
+}
+
+#[test]
+fn without_retries_a_lost_answer_is_the_ambiguous_outcome() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = slow_server(&tmp.path().join("server"), "1");
+    let options = RemoteOptions {
+        timeout: IMPATIENT,
+        retries: 0,
+        backoff: Duration::from_millis(10),
+    };
+    let mut remote = connect(&server.url, "gen-000001", options);
+    let outcome = remote.upsert(7, &vector(7));
+    assert!(matches!(outcome, Err(VectorError::Timeout)), "{outcome:?}");
+    // Told "timed out", yet applied: the caller must look before it trusts either.
+    let patient = connect(&server.url, "gen-000001", RemoteOptions::default());
+    assert_eq!(patient.get(7).unwrap(), Some(vector(7)));
+}
