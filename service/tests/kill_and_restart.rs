@@ -34,9 +34,11 @@ enum Known {
     },
     /// A delete answered 2xx: it must be gone.
     Deleted,
-    /// An acknowledged put found missing after a restart (reported once;
-    /// a later rebuild from the sources may bring it back).
-    Lost(String),
+    /// Missing after a restart, though it may come back with this content
+    /// (a later rebuild from the sources may bring it back): an
+    /// acknowledged put found missing (reported once), or a write whose
+    /// answer never came, found absent.
+    MayReturn(String),
 }
 
 type Ledger = Arc<Mutex<BTreeMap<String, Known>>>;
@@ -184,19 +186,19 @@ fn lost_after_restart(server: &Server, ledger: &Ledger) -> Vec<String> {
         match (&*known, present) {
             (Known::Written(text), Some(seen))
             | (Known::Unsure(text), Some(seen))
-            | (Known::Lost(text), Some(seen))
+            | (Known::MayReturn(text), Some(seen))
             | (Known::UnsureImport { text, .. }, Some(seen)) => {
                 assert_eq!(&seen, text, "{name} came back with other content");
                 *known = Known::Written(seen);
             }
             (Known::Written(text), None) => {
                 lost.push(name.clone());
-                *known = Known::Lost(text.clone());
+                *known = Known::MayReturn(text.clone());
             }
-            (Known::Lost(_), None) => {}
-            (Known::Unsure(_), None) | (Known::UnsureImport { .. }, None) | (Known::Deleted, None) => {
-                *known = Known::Deleted
+            (Known::Unsure(text), None) | (Known::UnsureImport { text, .. }, None) => {
+                *known = Known::MayReturn(text.clone())
             }
+            (Known::MayReturn(_), None) | (Known::Deleted, None) => {}
             (Known::Deleted, Some(_)) => panic!("{name} was deleted (204) and came back"),
         }
     }
@@ -218,10 +220,9 @@ fn lost_after_restart(server: &Server, ledger: &Ledger) -> Vec<String> {
 /// Runs `rounds` rounds on one store: two writers write (and import, if
 /// `imports`), an admin starts a
 /// full rebuild in every other round, the server is killed mid-flight and
-/// restarted, and what clients were told is checked. Returns the
-/// acknowledged writes lost (none, for a correct server) and the rounds in
-/// which a rebuild was running when the server was killed.
-fn kill_and_restart(root: &Path, rounds: usize, imports: bool, extra: &[&str]) -> (Vec<String>, usize) {
+/// restarted, and what clients were told is checked. Rounds with a rebuild
+/// kill it where [`KILL_AT`] says, in turn.
+fn kill_and_restart(root: &Path, rounds: usize, imports: bool, extra: &[&str]) -> Outcome {
     let ledger: Ledger = Arc::default();
     let mut lost = Vec::new();
     let mut killed_mid_rebuild = 0;
@@ -239,18 +240,12 @@ fn kill_and_restart(root: &Path, rounds: usize, imports: bool, extra: &[&str]) -
             })
             .collect();
         std::thread::sleep(Duration::from_millis(150));
-        let mut job = None;
         if round % 2 == 1 {
             let (status, accepted) = server.call("POST", "/v1/rebuild", Some(ADMIN), Some(json!({"mode": "full"})));
             assert_eq!(status, 202, "{accepted}");
-            job = accepted["job_id"].as_u64();
-        }
-        // Kill at once after the rebuild is accepted, then later and later
-        // (its scan of the sources, its build, its switch).
-        std::thread::sleep(Duration::from_millis([0, 40, 150, 400][(round / 2) % 4]));
-        if let Some(id) = job {
-            let (_, state) = server.call("GET", &format!("/v1/jobs/{id}"), Some(READER), None);
-            if state["state"] == "running" || state["state"] == "queued" {
+            let id = accepted["job_id"].as_u64().expect("a job id");
+            let at = KILL_AT[(round / 2) % KILL_AT.len()];
+            if rebuild_reached(&server, id, at) {
                 killed_mid_rebuild += 1;
             }
         }
@@ -265,23 +260,71 @@ fn kill_and_restart(root: &Path, rounds: usize, imports: bool, extra: &[&str]) -
     let (status, health) = server.call("GET", "/v1/health", None, None);
     assert_eq!((status, &health["status"]), (200, &json!("ok")), "{health}");
     drop(server);
-    let written = ledger
-        .lock()
-        .unwrap()
-        .values()
-        .filter(|known| matches!(known, Known::Written(_)))
-        .count();
+    let ledger = ledger.lock().unwrap();
+    let outcome = Outcome {
+        lost,
+        killed_mid_rebuild,
+        acknowledged_writes: ledger
+            .iter()
+            .filter(|(name, known)| matches!(known, Known::Written(_)) && !name.starts_with("prefill-"))
+            .count(),
+        acknowledged_deletes: ledger.values().filter(|known| **known == Known::Deleted).count(),
+    };
     eprintln!(
-        "{rounds} kills ({killed_mid_rebuild} during a full rebuild): {written} documents acknowledged and present, \
-         {} lost",
-        lost.len()
+        "{rounds} kills ({killed_mid_rebuild} inside a full rebuild): {} writes and {} deletes acknowledged and \
+         standing, {} acknowledged writes lost",
+        outcome.acknowledged_writes,
+        outcome.acknowledged_deletes,
+        outcome.lost.len()
     );
-    assert!(
-        written + lost.len() >= 20,
-        "only {} writes were acknowledged: the test proves nothing",
-        written + lost.len()
-    );
-    (lost, killed_mid_rebuild)
+    outcome
+}
+
+/// What [`kill_and_restart`] saw.
+struct Outcome {
+    /// Acknowledged writes found missing after a restart.
+    lost: Vec<String>,
+    /// Kills that landed inside a running full rebuild.
+    killed_mid_rebuild: usize,
+    /// Acknowledged writes (beyond the prefill) there at the end.
+    acknowledged_writes: usize,
+    /// Acknowledged deletes, gone at the end.
+    acknowledged_deletes: usize,
+}
+
+/// Where a round with a full rebuild kills the server.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum KillAt {
+    /// As soon as the rebuild is accepted.
+    Accepted,
+    /// Half way through building the new generation.
+    HalfBuilt,
+    /// Once every document is built: at the verification and the switch.
+    Built,
+}
+
+const KILL_AT: [KillAt; 3] = [KillAt::Accepted, KillAt::HalfBuilt, KillAt::Built];
+
+/// Waits until rebuild `id` is `at` that point; true if it is there and
+/// still running (so the kill that follows lands inside it).
+fn rebuild_reached(server: &Server, id: u64, at: KillAt) -> bool {
+    loop {
+        let (_, job) = server.call("GET", &format!("/v1/jobs/{id}"), Some(READER), None);
+        let running = job["state"] == "running";
+        let (done, total) = (
+            job["progress"]["done"].as_u64().unwrap_or(0),
+            job["progress"]["total"].as_u64().unwrap_or(u64::MAX),
+        );
+        let reached = match at {
+            KillAt::Accepted => return running && done > 0,
+            KillAt::HalfBuilt => done * 2 >= total,
+            KillAt::Built => done == total,
+        };
+        if reached || job["state"] == "succeeded" || job["state"] == "failed" {
+            return reached && running;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// Enough documents that a full rebuild is still running when it is killed.
@@ -312,11 +355,17 @@ fn prefill(server: &Server, ledger: &Ledger) {
 fn acknowledged_writes_survive_a_killed_server() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("store");
-    let (lost, killed_mid_rebuild) = kill_and_restart(&root, 6, true, &[]);
-    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    let outcome = kill_and_restart(&root, 6, true, &[]);
+    assert!(outcome.lost.is_empty(), "acknowledged writes lost: {:?}", outcome.lost);
     assert!(
-        killed_mid_rebuild >= 1,
-        "no kill landed during a full rebuild: the test proves less than it says"
+        outcome.killed_mid_rebuild >= 1,
+        "no kill landed inside a full rebuild: the test proves less than it says"
+    );
+    assert!(
+        outcome.acknowledged_writes >= 20 && outcome.acknowledged_deletes >= 1,
+        "too few writes ({}) or deletes ({}) were acknowledged: the test proves nothing",
+        outcome.acknowledged_writes,
+        outcome.acknowledged_deletes
     );
     let verify = refstore(&root, &["verify"]);
     assert!(
@@ -332,14 +381,14 @@ fn a_server_that_acknowledges_before_it_writes_is_caught() {
     let tmp = tempfile::tempdir().unwrap();
     // Puts only: an import waits for the queued puts, which would leave
     // fewer of them unwritten when the kill comes.
-    let (lost, _) = kill_and_restart(
+    let outcome = kill_and_restart(
         &tmp.path().join("store"),
         2,
         false,
         &["--flaw", "acknowledge-before-write"],
     );
     assert!(
-        !lost.is_empty(),
+        !outcome.lost.is_empty(),
         "the kill-and-restart check missed lost acknowledged writes"
     );
 }
@@ -347,17 +396,17 @@ fn a_server_that_acknowledges_before_it_writes_is_caught() {
 #[test]
 fn a_store_whose_rebuild_empties_the_live_index_is_caught() {
     // origins/1's rebuild drops every record and re-indexes in place: a
-    // kill in the middle leaves acknowledged documents out of the index.
+    // kill half way leaves acknowledged documents out of the index.
     let tmp = tempfile::tempdir().unwrap();
-    let (lost, killed_mid_rebuild) = kill_and_restart(
+    let outcome = kill_and_restart(
         &tmp.path().join("store"),
-        8,
+        4,
         false,
         &["--flaw", "store:drop-and-reindex"],
     );
-    assert!(killed_mid_rebuild >= 1, "no kill landed during a rebuild");
+    assert!(outcome.killed_mid_rebuild >= 1, "no kill landed inside a rebuild");
     assert!(
-        !lost.is_empty(),
+        !outcome.lost.is_empty(),
         "the kill-and-restart check missed a rebuild that loses the index"
     );
 }

@@ -54,7 +54,10 @@ impl Server {
             .env(
                 "REFSTORE_KEYS",
                 format!("reader:{READER},writer:{WRITER},admin:{ADMIN}"),
-            );
+            )
+            // Imports stage in the temp dir: keep what a killed server
+            // leaves there inside the test's own.
+            .env("TMPDIR", staging_dir(root));
         let (child, url) = spawn_listening(command);
         let agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         Server {
@@ -157,6 +160,13 @@ impl Server {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
+}
+
+/// Beside `root`: where its server stages imports.
+fn staging_dir(root: &Path) -> std::path::PathBuf {
+    let dir = root.with_extension("staging");
+    std::fs::create_dir_all(&dir).expect("the staging dir");
+    dir
 }
 
 /// Starts `command` (a server told to bind port 0) and reads the address
