@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use tearline_refstore::{RebuildMode, ReconcileMode, ReconcileOptions};
 
 use crate::keys::Role;
+use crate::listen::blocking;
 use crate::problem::Problem;
 use crate::service::Service;
 
@@ -107,13 +108,6 @@ fn authorize(service: &Service, headers: &HeaderMap, needed: Role) -> Result<Rol
         ));
     }
     Ok(role)
-}
-
-/// Runs store work off the async threads.
-async fn blocking<R: Send + 'static>(work: impl FnOnce() -> Result<R, Problem> + Send + 'static) -> Result<R, Problem> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .unwrap_or_else(|_| Err(Problem::internal("the request's worker stopped unexpectedly")))
 }
 
 fn json(status: StatusCode, value: impl serde::Serialize) -> Response {

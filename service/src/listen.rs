@@ -1,8 +1,11 @@
-//! What both servers (`refstore serve`, `vector-server`) do with a socket:
-//! bind, say where, serve until SIGINT or SIGTERM.
+//! What both servers (`refstore serve`, `vector-server`) share: bind, say
+//! where, serve until SIGINT or SIGTERM; run blocking work off the async
+//! threads.
 
 use std::io::Write;
 use std::net::SocketAddr;
+
+use crate::problem::Problem;
 
 /// Binds `bind` (port 0 picks a free one), prints `listening on
 /// http://ADDR` on stdout once bound, and serves `app` until SIGINT or
@@ -31,4 +34,14 @@ async fn shutdown() {
         _ = interrupt => {}
         _ = terminate.recv() => {}
     }
+}
+
+/// Runs blocking work (the store's, the vector store's) off the async
+/// threads; a worker that panics answers 500.
+pub(crate) async fn blocking<R: Send + 'static>(
+    work: impl FnOnce() -> Result<R, Problem> + Send + 'static,
+) -> Result<R, Problem> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|_| Err(Problem::internal("the request's worker stopped unexpectedly")))
 }

@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use tearline_refstore::vectors::{LocalVectorStore, OpenMode, VectorError, VectorId, VectorStore};
 use tearline_sim_fs::{Fs, FsExt};
 
+use crate::listen::blocking;
 use crate::problem::Problem;
 
 /// How to run a [`VectorServer`].
@@ -237,12 +238,6 @@ struct QueryBody {
 
 type Shared = State<Arc<VectorServer>>;
 type Answer = Result<Response, Problem>;
-
-async fn blocking<R: Send + 'static>(work: impl FnOnce() -> Result<R, Problem> + Send + 'static) -> Result<R, Problem> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .unwrap_or_else(|_| Err(Problem::internal("the request's worker stopped unexpectedly")))
-}
 
 fn body<T>(body: Result<axum::Json<T>, JsonRejection>) -> Result<T, Problem> {
     body.map(|axum::Json(value)| value)
