@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use support::VectorServer;
 use tearline_refstore::vectors::{LocalVectorStore, OpenMode, VectorError, VectorId, VectorStore};
-use tearline_service::vectors::{RemoteOptions, RemoteVectorStore};
+use tearline_service::vectors::{RemoteOptions, RemoteVectorStore, VectorServerClient};
 use tearline_sim_fs::{Fs, RealFs};
 
 const DIMENSION: usize = 8;
@@ -172,4 +172,70 @@ fn without_retries_a_lost_answer_is_the_ambiguous_outcome() {
     // Told "timed out", yet applied: the caller must look before it trusts either.
     let patient = connect(&server.url, "gen-000001", RemoteOptions::default());
     assert_eq!(patient.get(7).unwrap(), Some(vector(7)));
+}
+
+#[test]
+fn a_damaged_collection_is_reported_at_once_not_retried() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("server");
+    let server = VectorServer::start(&root, &[]);
+    let mut remote = connect(&server.url, "gen-000001", RemoteOptions::default());
+    for id in 1..=10 {
+        remote.upsert(id, &vector(id)).expect("upsert");
+    }
+    drop(server);
+    // Garbage in the middle of the segment, with records after it: damage
+    // a torn-tail repair must not cut away.
+    let segment = root.join("gen-000001").join("seg-000001.vec");
+    let mut bytes = std::fs::read(&segment).expect("the segment");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&segment, bytes).expect("damaged");
+
+    let restarted = VectorServer::start(&root, &[]);
+    let patient = RemoteOptions {
+        timeout: Duration::from_secs(2),
+        retries: 3,
+        backoff: Duration::from_millis(500),
+    };
+    let started = Instant::now();
+    let damaged = RemoteVectorStore::connect(&restarted.url, "gen-000001", DIMENSION, patient);
+    let elapsed = started.elapsed();
+    match damaged {
+        Err(VectorError::Io(e)) => assert!(e.to_string().contains("damaged"), "{e}"),
+        other => panic!("expected the damage reported, got {other:?}"),
+    }
+    assert!(
+        elapsed < Duration::from_millis(500),
+        "retried damage ({elapsed:?}): another attempt reads the same bytes"
+    );
+}
+
+#[test]
+fn collections_are_listed_looked_up_without_creating_and_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = VectorServer::start(&tmp.path().join("server"), &[]);
+    let client = VectorServerClient::new(&server.url, RemoteOptions::default());
+    assert!(client.collections().unwrap().is_empty());
+    // Looking a collection up never creates it.
+    assert!(client.open("gen-000002").unwrap().is_none());
+    assert!(client.collections().unwrap().is_empty());
+
+    let mut second = client.create("gen-000002", DIMENSION).unwrap();
+    client.create("gen-000001", DIMENSION).unwrap();
+    assert_eq!(client.collections().unwrap(), ["gen-000001", "gen-000002"]);
+    second.upsert(5, &vector(5)).unwrap();
+    let found = client.open("gen-000002").unwrap().expect("it exists");
+    assert_eq!((found.name(), found.dimension()), ("gen-000002", DIMENSION));
+    assert_eq!(found.get(5).unwrap(), Some(vector(5)));
+
+    client.drop_collection("gen-000002").unwrap();
+    client
+        .drop_collection("gen-000002")
+        .expect("dropping an absent collection is fine");
+    assert_eq!(client.collections().unwrap(), ["gen-000001"]);
+    assert!(client.open("gen-000002").unwrap().is_none());
+    // A new collection of the old name starts empty: nothing is adopted.
+    let again = client.create("gen-000002", DIMENSION).unwrap();
+    assert!(again.ids().unwrap().is_empty());
 }

@@ -12,7 +12,8 @@
 //! - a request may have reached the server: [`VectorError::Timeout`], the
 //!   ambiguous outcome: the write may or may not be applied, and the caller
 //!   (the store's two-phase dual write) must find out;
-//! - the server said no (`4xx`): [`VectorError::Invalid`], at once.
+//! - the server said no (`4xx`): [`VectorError::Invalid`], at once;
+//! - the server's copy is damaged: [`VectorError::Io`], at once.
 
 use std::time::Duration;
 
@@ -40,24 +41,32 @@ impl Default for RemoteOptions {
     }
 }
 
-/// A collection of a `vector-server`, as a [`VectorStore`]. See the module
-/// docs for timeouts, retries and the ambiguous outcome.
-pub struct RemoteVectorStore {
+/// A `vector-server`, for whole collections: list, look up, create, open,
+/// drop. Cheap to clone (the connection pool is shared).
+#[derive(Clone)]
+pub struct VectorServerClient {
     agent: ureq::Agent,
-    /// `http://HOST:PORT/v1/collections/NAME`.
-    collection: String,
-    dimension: usize,
+    /// `http://HOST:PORT`.
+    url: String,
     options: RemoteOptions,
 }
 
-impl std::fmt::Debug for RemoteVectorStore {
+impl std::fmt::Debug for VectorServerClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RemoteVectorStore")
-            .field("collection", &self.collection)
-            .field("dimension", &self.dimension)
+        f.debug_struct("VectorServerClient")
+            .field("url", &self.url)
             .field("options", &self.options)
             .finish_non_exhaustive()
     }
+}
+
+/// A collection of a `vector-server`, as a [`VectorStore`]. See the module
+/// docs for timeouts, retries and the ambiguous outcome.
+#[derive(Debug)]
+pub struct RemoteVectorStore {
+    server: VectorServerClient,
+    name: String,
+    dimension: usize,
 }
 
 /// How one attempt failed.
@@ -66,32 +75,85 @@ enum Attempt {
     NotSent(String),
     /// The request may have reached the server; no usable answer came.
     Lost(String),
-    /// The server refused it (`4xx`): another attempt would too.
-    Refused(String),
+    /// The server refused it (`4xx`, with its status): another attempt
+    /// would be refused too.
+    Refused(u16, String),
+    /// The server's copy of the collection is damaged: another attempt
+    /// would read the same damage.
+    Damaged(String),
 }
 
-impl RemoteVectorStore {
-    /// Connects to collection `name` of the server at `url`
-    /// (`http://127.0.0.1:PORT`), creating it with `dimension` if it is new.
-    pub fn connect(url: &str, name: &str, dimension: usize, options: RemoteOptions) -> Result<Self, VectorError> {
+impl VectorServerClient {
+    /// The server at `url` (`http://127.0.0.1:PORT`). Connects on the first call.
+    pub fn new(url: &str, options: RemoteOptions) -> Self {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(options.timeout))
             .build()
             .into();
-        let store = RemoteVectorStore {
+        VectorServerClient {
             agent,
-            collection: format!("{}/v1/collections/{name}", url.trim_end_matches('/')),
-            dimension,
+            url: url.trim_end_matches('/').to_string(),
             options,
+        }
+    }
+
+    /// Every collection's name, in order.
+    pub fn collections(&self) -> Result<Vec<String>, VectorError> {
+        let answer = self.call("GET", "/v1/collections", None)?;
+        serde_json::from_value(answer["collections"].clone()).map_err(|e| garbled("collections", e))
+    }
+
+    /// Collection `name`, created with `dimension` if it is new (refused
+    /// if it exists with another dimension).
+    pub fn create(&self, name: &str, dimension: usize) -> Result<RemoteVectorStore, VectorError> {
+        self.call("PUT", &collection_path(name), Some(json!({ "dimension": dimension })))?;
+        Ok(RemoteVectorStore {
+            server: self.clone(),
+            name: name.to_string(),
+            dimension,
+        })
+    }
+
+    /// Collection `name` if it exists; never creates one.
+    pub fn open(&self, name: &str) -> Result<Option<RemoteVectorStore>, VectorError> {
+        let Some(answer) = self.call_unless_missing("GET", &collection_path(name), None)? else {
+            return Ok(None);
         };
-        store.call("PUT", "", Some(json!({ "dimension": dimension })))?;
-        Ok(store)
+        let dimension = answer["dimension"]
+            .as_u64()
+            .ok_or_else(|| garbled("dimension", "missing"))? as usize;
+        Ok(Some(RemoteVectorStore {
+            server: self.clone(),
+            name: name.to_string(),
+            dimension,
+        }))
+    }
+
+    /// Removes collection `name` and its vectors (absent is fine).
+    pub fn drop_collection(&self, name: &str) -> Result<(), VectorError> {
+        self.call("DELETE", &collection_path(name), None).map(|_| ())
     }
 
     /// One call, with its retries (see the module docs).
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, VectorError> {
-        let url = format!("{}{path}", self.collection);
+        self.calling(method, path, body, false)
+            .map(|answer| answer.unwrap_or(Value::Null))
+    }
+
+    /// [`Self::call`], but `None` for a `404`.
+    fn call_unless_missing(&self, method: &str, path: &str, body: Option<Value>) -> Result<Option<Value>, VectorError> {
+        self.calling(method, path, body, true)
+    }
+
+    fn calling(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        missing_ok: bool,
+    ) -> Result<Option<Value>, VectorError> {
+        let url = format!("{}{path}", self.url);
         let mut pause = self.options.backoff;
         let mut reached = false;
         let mut last = String::new();
@@ -101,8 +163,12 @@ impl RemoteVectorStore {
                 pause *= 2;
             }
             match self.attempt(method, &url, body.as_ref()) {
-                Ok(answer) => return Ok(answer),
-                Err(Attempt::Refused(why)) => return Err(VectorError::Invalid(why)),
+                Ok(answer) => return Ok(Some(answer)),
+                Err(Attempt::Refused(404, _)) if missing_ok => return Ok(None),
+                Err(Attempt::Refused(_, why)) => return Err(VectorError::Invalid(why)),
+                Err(Attempt::Damaged(why)) => {
+                    return Err(VectorError::Io(std::io::Error::other(format!("{method} {url}: {why}"))));
+                }
                 Err(Attempt::NotSent(why)) => last = why,
                 Err(Attempt::Lost(why)) => {
                     reached = true;
@@ -123,7 +189,7 @@ impl RemoteVectorStore {
             .uri(url)
             .header("Content-Type", "application/json")
             .body(body.map(|b| b.to_string().into_bytes()).unwrap_or_default())
-            .map_err(|e| Attempt::Refused(e.to_string()))?;
+            .map_err(|e| Attempt::Refused(400, e.to_string()))?;
         let mut response = self.agent.run(request).map_err(|e| match e {
             ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => Attempt::NotSent(e.to_string()),
             ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
@@ -142,16 +208,39 @@ impl RemoteVectorStore {
             serde_json::from_str(&text).map_err(|e| Attempt::Lost(format!("an answer that is not JSON ({e})")))?
         };
         let detail = || format!("{status}: {}", answer["detail"].as_str().unwrap_or(&text));
+        let damaged = answer["type"].as_str() == Some(&format!("urn:tearline:problem:{}", super::server::DAMAGED));
         match status {
             200..=299 => Ok(answer),
-            400..=499 => Err(Attempt::Refused(detail())),
+            400..=499 => Err(Attempt::Refused(status, detail())),
+            _ if damaged => Err(Attempt::Damaged(detail())),
             _ => Err(Attempt::Lost(detail())),
         }
     }
+}
 
-    fn ids_of(answer: &Value, field: &str) -> Result<Vec<VectorId>, VectorError> {
-        serde_json::from_value(answer[field].clone())
-            .map_err(|e| VectorError::Io(std::io::Error::other(format!("the server's {field}: {e}"))))
+fn collection_path(name: &str) -> String {
+    format!("/v1/collections/{name}")
+}
+
+fn garbled(what: &str, why: impl std::fmt::Display) -> VectorError {
+    VectorError::Io(std::io::Error::other(format!("the server's {what}: {why}")))
+}
+
+impl RemoteVectorStore {
+    /// Collection `name` of the server at `url`, created with `dimension`
+    /// if it is new: [`VectorServerClient::create`].
+    pub fn connect(url: &str, name: &str, dimension: usize, options: RemoteOptions) -> Result<Self, VectorError> {
+        VectorServerClient::new(url, options).create(name, dimension)
+    }
+
+    /// The collection's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, VectorError> {
+        self.server
+            .call(method, &format!("{}{path}", collection_path(&self.name)), body)
     }
 }
 
@@ -172,13 +261,14 @@ impl VectorStore for RemoteVectorStore {
 
     fn get(&self, id: VectorId) -> Result<Option<Vec<f32>>, VectorError> {
         let answer = self.call("POST", "/get", Some(json!({ "ids": [id] })))?;
-        let embeddings: Vec<Option<Vec<f32>>> = serde_json::from_value(answer["embeddings"].clone())
-            .map_err(|e| VectorError::Io(std::io::Error::other(format!("the server's embeddings: {e}"))))?;
+        let embeddings: Vec<Option<Vec<f32>>> =
+            serde_json::from_value(answer["embeddings"].clone()).map_err(|e| garbled("embeddings", e))?;
         Ok(embeddings.into_iter().next().flatten())
     }
 
     fn ids(&self) -> Result<Vec<VectorId>, VectorError> {
-        Self::ids_of(&self.call("GET", "/ids", None)?, "ids")
+        let answer = self.call("GET", "/ids", None)?;
+        serde_json::from_value(answer["ids"].clone()).map_err(|e| garbled("ids", e))
     }
 
     fn nearest(&self, query: &[f32], k: usize) -> Result<Vec<Neighbour>, VectorError> {
@@ -188,8 +278,8 @@ impl VectorStore for RemoteVectorStore {
             id: VectorId,
             score: f32,
         }
-        let found: Vec<Found> = serde_json::from_value(answer["neighbours"].clone())
-            .map_err(|e| VectorError::Io(std::io::Error::other(format!("the server's neighbours: {e}"))))?;
+        let found: Vec<Found> =
+            serde_json::from_value(answer["neighbours"].clone()).map_err(|e| garbled("neighbours", e))?;
         Ok(found
             .into_iter()
             .map(|Found { id, score }| Neighbour { id, score })

@@ -5,7 +5,8 @@
 //! - [`server`]: `vector-server`, collections of vectors on its own disk
 //!   (each a [`tearline_refstore::vectors::LocalVectorStore`]: append-only,
 //!   checksummed, durable when it answers), under `/v1/collections`.
-//! - [`client`]: [`RemoteVectorStore`], the store's
+//! - [`client`]: [`VectorServerClient`] for whole collections (list,
+//!   look up, create, open, drop), and [`RemoteVectorStore`], the store's
 //!   [`VectorStore`](tearline_refstore::vectors::VectorStore) trait over
 //!   HTTP, with a timeout per call, bounded retries, and the ambiguous
 //!   outcome (a write applied whose answer never came) reported as
@@ -19,5 +20,5 @@
 pub mod client;
 pub mod server;
 
-pub use client::{RemoteOptions, RemoteVectorStore};
+pub use client::{RemoteOptions, RemoteVectorStore, VectorServerClient};
 pub use server::{VectorServer, VectorServerOptions};

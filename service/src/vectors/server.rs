@@ -6,7 +6,9 @@
 //!
 //! | method | path | body | answer |
 //! |---|---|---|---|
+//! | `GET` | `/v1/collections` | | `{collections}`: every name, in order |
 //! | `PUT` | `/v1/collections/{name}` | `{dimension}` | `{name, dimension, count}` (created if new) |
+//! | `GET` | `/v1/collections/{name}` | | `{name, dimension, count}`, `404` if there is none |
 //! | `DELETE` | `/v1/collections/{name}` | | `204` |
 //! | `POST` | `/v1/collections/{name}/upsert` | `{ids, embeddings}` | `{upserted}` |
 //! | `POST` | `/v1/collections/{name}/delete` | `{ids}` | `{deleted}` |
@@ -16,7 +18,9 @@
 //! | `GET` | `/v1/stats` | | `{writes_applied}` |
 //!
 //! Errors are problem documents ([`Problem`]): `400` for what the store
-//! cannot hold, `404` for an unknown collection, `500` for the disk.
+//! cannot hold, `404` for an unknown collection, `409` for a dimension
+//! that differs from the collection's, `500` for the disk (of type
+//! [`DAMAGED`] when a collection's files are damaged).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -79,9 +83,21 @@ struct CollectionFile {
     dimension: usize,
 }
 
+/// The problem type of a collection whose files are damaged: a `500` the
+/// client must not retry (another attempt reads the same damage).
+pub const DAMAGED: &str = "vectors-damaged";
+
 fn problem(error: VectorError) -> Problem {
     match error {
         VectorError::Invalid(why) => Problem::bad_request(why),
+        damaged @ VectorError::Corrupt { .. } => {
+            eprintln!("vector-server: {damaged}");
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                DAMAGED,
+                "the collection's files are damaged (see the server's log)",
+            )
+        }
         other => {
             eprintln!("vector-server: {other}");
             Problem::internal("the vector store failed (see the server's log)")
@@ -187,14 +203,42 @@ impl VectorServer {
         work(store).map_err(problem)
     }
 
+    /// Every collection's name, in order (a collection is named by its
+    /// dimension file).
+    fn names(&self) -> Result<Vec<String>, Problem> {
+        let entries = self
+            .fs
+            .read_dir_or_empty(&self.options.root)
+            .map_err(|e| problem(e.into()))?;
+        let mut names: Vec<String> = entries
+            .iter()
+            .filter_map(|entry| entry.name.strip_suffix(".json").map(str::to_string))
+            .filter(|name| check_name(name).is_ok())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Collection `name`'s dimension and size, if it exists.
+    fn describe(&self, name: &str) -> Result<Option<(usize, usize)>, Problem> {
+        check_name(name)?;
+        let Some(dimension) = self.known_dimension(name)? else {
+            return Ok(None);
+        };
+        let count = self.with(name, |store| store.ids())?.len();
+        Ok(Some((dimension, count)))
+    }
+
     /// Removes collection `name` and its vectors (absent is fine).
     fn drop_collection(&self, name: &str) -> Result<(), Problem> {
         check_name(name)?;
         let mut collections = self.collections();
         collections.remove(name);
+        // The vectors first: a crash between the two leaves a dimension
+        // with no vectors, never old vectors a new collection would adopt.
         self.fs
-            .remove_file_if_exists(&self.dimension_file(name))
-            .and_then(|_| self.fs.remove_tree_durable(&self.options.root.join(name)))
+            .remove_tree_durable(&self.options.root.join(name))
+            .and_then(|_| self.fs.remove_file_if_exists(&self.dimension_file(name)))
             .map_err(|e| problem(e.into()))?;
         self.fs.sync_dir(&self.options.root).map_err(|e| problem(e.into()))
     }
@@ -255,6 +299,19 @@ async fn create(
 ) -> Answer {
     let CreateBody { dimension } = body(raw)?;
     let (count, name) = blocking(move || Ok((server.create(&name, dimension)?, name))).await?;
+    Ok(json(
+        serde_json::json!({"name": name, "dimension": dimension, "count": count}),
+    ))
+}
+
+async fn list(State(server): Shared) -> Answer {
+    let names = blocking(move || server.names()).await?;
+    Ok(json(serde_json::json!({ "collections": names })))
+}
+
+async fn describe(State(server): Shared, UrlPath(name): UrlPath<String>) -> Answer {
+    let (found, name) = blocking(move || Ok((server.describe(&name)?, name))).await?;
+    let (dimension, count) = found.ok_or_else(|| Problem::not_found(format!("no collection named {name}")))?;
     Ok(json(
         serde_json::json!({"name": name, "dimension": dimension, "count": count}),
     ))
@@ -363,7 +420,8 @@ async fn stats(State(server): Shared) -> Answer {
 /// The server's routes.
 pub fn router(server: Arc<VectorServer>) -> Router {
     Router::new()
-        .route("/v1/collections/{name}", put(create).delete(remove))
+        .route("/v1/collections", get(list))
+        .route("/v1/collections/{name}", put(create).get(describe).delete(remove))
         .route("/v1/collections/{name}/upsert", post(upsert))
         .route("/v1/collections/{name}/delete", post(delete))
         .route("/v1/collections/{name}/get", post(get_vectors))
