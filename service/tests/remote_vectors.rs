@@ -77,8 +77,16 @@ fn a_remote_collection_answers_as_the_local_store_does() {
     assert!(other.ids().unwrap().is_empty());
     let wrong = RemoteVectorStore::connect(&server.url, "gen-000001", 4, RemoteOptions::default());
     assert!(matches!(wrong, Err(VectorError::Invalid(_))), "{wrong:?}");
-    let bad_name = RemoteVectorStore::connect(&server.url, "../escape", DIMENSION, RemoteOptions::default());
-    assert!(bad_name.is_err(), "{bad_name:?}");
+    // A name that tries to leave the server's root reaches it (encoded)
+    // and is refused by name, not by a missing route.
+    match RemoteVectorStore::connect(&server.url, "../escape", DIMENSION, RemoteOptions::default()) {
+        Err(VectorError::Invalid(why)) => assert!(why.contains("ASCII letters"), "{why}"),
+        other => panic!("expected the name refused, got {other:?}"),
+    }
+    // So is a dimension no collection can have, and it leaves nothing behind.
+    let client = VectorServerClient::new(&server.url, RemoteOptions::default());
+    assert!(matches!(client.create("empty", 0), Err(VectorError::Invalid(_))));
+    assert_eq!(client.collections().unwrap(), ["gen-000001", "gen-000002"]);
 }
 
 #[test]
@@ -112,13 +120,25 @@ fn acknowledged_upserts_survive_a_killed_vector_server() {
     }
 }
 
-/// A server that answers every `every`th write 1.5 s late, after applying
-/// it, and a client whose attempts time out after 300 ms.
+/// A server that answers every `every`th write 10 s late, after applying
+/// it; clients whose attempts time out after 1 s never see those answers.
 fn slow_server(root: &Path, every: &str) -> VectorServer {
-    VectorServer::start(root, &["--slow-every", every, "--slow-ms", "1500"])
+    VectorServer::start(root, &["--slow-every", every, "--slow-ms", "10000"])
 }
 
-const IMPATIENT: Duration = Duration::from_millis(300);
+const IMPATIENT: Duration = Duration::from_secs(1);
+
+/// Collection `gen-000001` created by a patient client (creating is not a
+/// write the server slows), then used by an impatient one.
+fn impatient(server: &VectorServer, retries: u32) -> RemoteVectorStore {
+    connect(&server.url, "gen-000001", RemoteOptions::default());
+    let options = RemoteOptions {
+        timeout: IMPATIENT,
+        retries,
+        backoff: Duration::from_millis(10),
+    };
+    connect(&server.url, "gen-000001", options)
+}
 
 fn writes_applied(server: &VectorServer) -> u64 {
     let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
@@ -138,21 +158,16 @@ fn a_lost_answer_is_retried_and_the_write_stands() {
     // Writes 0, 2, 4, ... are answered late: each upsert's first attempt
     // times out after it was applied, and its retry is answered.
     let server = slow_server(&tmp.path().join("server"), "2");
-    let options = RemoteOptions {
-        timeout: IMPATIENT,
-        retries: 2,
-        backoff: Duration::from_millis(10),
-    };
-    let mut remote = connect(&server.url, "gen-000001", options);
-    for id in 1..=4 {
+    let mut remote = impatient(&server, 2);
+    for id in 1..=2 {
         remote.upsert(id, &vector(id)).expect("the retry is answered");
     }
     assert!(
-        writes_applied(&server) >= 8,
+        writes_applied(&server) >= 4,
         "every upsert was applied twice: once unanswered, once retried"
     );
-    assert_eq!(remote.ids().unwrap(), vec![1, 2, 3, 4]);
-    for id in 1..=4 {
+    assert_eq!(remote.ids().unwrap(), vec![1, 2]);
+    for id in 1..=2 {
         assert_eq!(remote.get(id).unwrap(), Some(vector(id)));
     }
 }
@@ -161,15 +176,14 @@ fn a_lost_answer_is_retried_and_the_write_stands() {
 fn without_retries_a_lost_answer_is_the_ambiguous_outcome() {
     let tmp = tempfile::tempdir().unwrap();
     let server = slow_server(&tmp.path().join("server"), "1");
-    let options = RemoteOptions {
-        timeout: IMPATIENT,
-        retries: 0,
-        backoff: Duration::from_millis(10),
-    };
-    let mut remote = connect(&server.url, "gen-000001", options);
+    let mut remote = impatient(&server, 0);
     let outcome = remote.upsert(7, &vector(7));
     assert!(matches!(outcome, Err(VectorError::Timeout)), "{outcome:?}");
-    // Told "timed out", yet applied: the caller must look before it trusts either.
+    // Told "timed out", yet applied: the caller must look before it trusts
+    // either (once the server has taken the write).
+    while writes_applied(&server) < 1 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let patient = connect(&server.url, "gen-000001", RemoteOptions::default());
     assert_eq!(patient.get(7).unwrap(), Some(vector(7)));
 }
@@ -196,7 +210,7 @@ fn a_damaged_collection_is_reported_at_once_not_retried() {
     let patient = RemoteOptions {
         timeout: Duration::from_secs(2),
         retries: 3,
-        backoff: Duration::from_millis(500),
+        backoff: Duration::from_secs(5),
     };
     let started = Instant::now();
     let damaged = RemoteVectorStore::connect(&restarted.url, "gen-000001", DIMENSION, patient);
@@ -206,7 +220,7 @@ fn a_damaged_collection_is_reported_at_once_not_retried() {
         other => panic!("expected the damage reported, got {other:?}"),
     }
     assert!(
-        elapsed < Duration::from_millis(500),
+        elapsed < Duration::from_secs(4),
         "retried damage ({elapsed:?}): another attempt reads the same bytes"
     );
 }
@@ -214,7 +228,12 @@ fn a_damaged_collection_is_reported_at_once_not_retried() {
 #[test]
 fn collections_are_listed_looked_up_without_creating_and_dropped() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = VectorServer::start(&tmp.path().join("server"), &[]);
+    // What a drop cut short by a crash left aside is removed at start.
+    let root = tmp.path().join("server");
+    std::fs::create_dir_all(root.join(".dropped-gen-000009")).unwrap();
+    std::fs::write(root.join(".dropped-gen-000009").join("seg-000001.vec"), b"old").unwrap();
+    let server = VectorServer::start(&root, &[]);
+    assert!(!root.join(".dropped-gen-000009").exists());
     let client = VectorServerClient::new(&server.url, RemoteOptions::default());
     assert!(client.collections().unwrap().is_empty());
     // Looking a collection up never creates it.

@@ -30,7 +30,7 @@ struct Cli {
     slow_every: Option<u64>,
     /// Tests only: how late (milliseconds).
     #[cfg(feature = "flawed-variants")]
-    #[arg(long, hide = true)]
+    #[arg(long, hide = true, requires = "slow_every")]
     slow_ms: Option<u64>,
 }
 

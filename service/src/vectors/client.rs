@@ -9,11 +9,19 @@
 //!
 //! - nothing could even connect: [`VectorError::Unavailable`] (nothing
 //!   was applied);
-//! - a request may have reached the server: [`VectorError::Timeout`], the
-//!   ambiguous outcome: the write may or may not be applied, and the caller
-//!   (the store's two-phase dual write) must find out;
+//! - a request may have reached the server, or it answered with a `5xx`:
+//!   [`VectorError::Timeout`], the ambiguous outcome: the write may or may
+//!   not be applied, and the caller (the store's two-phase dual write) must
+//!   find out;
 //! - the server said no (`4xx`): [`VectorError::Invalid`], at once;
 //! - the server's copy is damaged: [`VectorError::Io`], at once.
+//!
+//! Known limit: the server does not bound how late it applies a write it
+//! received. A write stuck behind another on the server can land after
+//! the client gave up, so a `get` right after a `Timeout` does not settle
+//! it for good. Writes should carry a deadline the server enforces before
+//! applying (a budget header, refused with `408` once spent), and the
+//! client wait that budget out before it reports `Timeout`; not built.
 
 use std::time::Duration;
 
@@ -89,6 +97,7 @@ impl VectorServerClient {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(options.timeout))
+            .timeout_connect(Some(options.timeout))
             .build()
             .into();
         VectorServerClient {
@@ -191,7 +200,9 @@ impl VectorServerClient {
             .body(body.map(|b| b.to_string().into_bytes()).unwrap_or_default())
             .map_err(|e| Attempt::Refused(400, e.to_string()))?;
         let mut response = self.agent.run(request).map_err(|e| match e {
-            ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => Attempt::NotSent(e.to_string()),
+            ureq::Error::ConnectionFailed
+            | ureq::Error::HostNotFound
+            | ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => Attempt::NotSent(e.to_string()),
             ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
                 Attempt::NotSent(io.to_string())
             }
@@ -218,8 +229,17 @@ impl VectorServerClient {
     }
 }
 
+/// The path of collection `name`, its name percent-encoded (the server
+/// refuses what is not a collection name; the path must still be one).
 fn collection_path(name: &str) -> String {
-    format!("/v1/collections/{name}")
+    let encoded: String = name
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect();
+    format!("/v1/collections/{encoded}")
 }
 
 fn garbled(what: &str, why: impl std::fmt::Display) -> VectorError {

@@ -35,7 +35,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
-use tearline_refstore::vectors::{LocalVectorStore, OpenMode, VectorError, VectorId, VectorStore};
+use tearline_refstore::vectors::{LocalVectorStore, MAX_DIMENSION, OpenMode, VectorError, VectorId, VectorStore};
 use tearline_sim_fs::{Fs, FsExt};
 
 use crate::listen::blocking;
@@ -83,6 +83,10 @@ struct CollectionFile {
     dimension: usize,
 }
 
+/// The prefix of a dropped collection's directory, moved aside until it is
+/// removed (a collection's name cannot start with '.').
+const DROPPED: &str = ".dropped-";
+
 /// The problem type of a collection whose files are damaged: a `500` the
 /// client must not retry (another attempt reads the same damage).
 pub const DAMAGED: &str = "vectors-damaged";
@@ -119,8 +123,14 @@ fn check_name(name: &str) -> Result<(), Problem> {
 
 impl VectorServer {
     /// A server over `options.root` (created if missing).
+    /// Removes what a drop interrupted by a crash left (`.dropped-*`).
     pub fn new(fs: Arc<dyn Fs>, options: VectorServerOptions) -> std::io::Result<Arc<VectorServer>> {
         fs.create_dir_all_durable(&options.root)?;
+        for entry in fs.read_dir(&options.root)? {
+            if entry.name.starts_with(DROPPED) {
+                fs.remove_tree_durable(&options.root.join(&entry.name))?;
+            }
+        }
         Ok(Arc::new(VectorServer {
             fs,
             options,
@@ -129,8 +139,15 @@ impl VectorServer {
         }))
     }
 
+    /// The open collections. If a call panicked while holding them, they
+    /// are closed, and reopen from their files on next use.
     fn collections(&self) -> MutexGuard<'_, BTreeMap<String, LocalVectorStore>> {
-        self.collections.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.collections.lock().unwrap_or_else(|poisoned| {
+            let mut collections = poisoned.into_inner();
+            collections.clear();
+            self.collections.clear_poison();
+            collections
+        })
     }
 
     fn dimension_file(&self, name: &str) -> PathBuf {
@@ -157,6 +174,11 @@ impl VectorServer {
                 )));
             }
         } else {
+            if dimension == 0 || dimension > MAX_DIMENSION {
+                return Err(Problem::bad_request(format!(
+                    "dimension {dimension} is outside 1..={MAX_DIMENSION}"
+                )));
+            }
             let file =
                 serde_json::to_vec(&CollectionFile { dimension }).map_err(|e| Problem::internal(e.to_string()))?;
             self.fs
@@ -234,13 +256,23 @@ impl VectorServer {
         check_name(name)?;
         let mut collections = self.collections();
         collections.remove(name);
-        // The vectors first: a crash between the two leaves a dimension
-        // with no vectors, never old vectors a new collection would adopt.
-        self.fs
-            .remove_tree_durable(&self.options.root.join(name))
-            .and_then(|_| self.fs.remove_file_if_exists(&self.dimension_file(name)))
-            .map_err(|e| problem(e.into()))?;
-        self.fs.sync_dir(&self.options.root).map_err(|e| problem(e.into()))
+        // The vectors leave in one durable rename, before the name goes: a
+        // crash at any point leaves the whole collection or none of its
+        // vectors (a segment store reopened with some segments unlinked
+        // would bring back vectors deleted or replaced in the later ones).
+        // What was moved aside is removed here, or at the next start.
+        let root = &self.options.root;
+        let (dir, aside) = (root.join(name), root.join(format!("{DROPPED}{name}")));
+        let io = |e: std::io::Error| problem(e.into());
+        if self.fs.exists(&dir).map_err(io)? {
+            self.fs.remove_tree_durable(&aside).map_err(io)?;
+            self.fs.rename(&dir, &aside).map_err(io)?;
+            self.fs.sync_dir(root).map_err(io)?;
+        }
+        self.fs.remove_file_if_exists(&self.dimension_file(name)).map_err(io)?;
+        self.fs.sync_dir(root).map_err(io)?;
+        self.fs.remove_tree_durable(&aside).map_err(io)?;
+        Ok(())
     }
 
     /// Counts an applied write; sleeps if it is one the options make slow.
@@ -338,7 +370,9 @@ async fn upsert(
     let count = ids.len();
     blocking(move || {
         server.with(&name, |store| {
-            // All checked first: a batch is refused whole, never half applied.
+            // All checked first: a batch the store cannot hold is refused
+            // whole. (A disk error part way through still leaves the
+            // vectors before it applied: each upsert is durable on its own.)
             let dimension = store.dimension();
             if let Some(bad) = embeddings
                 .iter()
