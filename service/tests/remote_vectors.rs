@@ -140,7 +140,8 @@ fn impatient(server: &VectorServer, retries: u32) -> RemoteVectorStore {
     connect(&server.url, "gen-000001", options)
 }
 
-fn writes_applied(server: &VectorServer) -> u64 {
+/// A count from the server's `/v1/stats`.
+fn stat(server: &VectorServer, field: &str) -> u64 {
     let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
     let stats: serde_json::Value = agent
         .get(format!("{}/v1/stats", server.url))
@@ -149,7 +150,7 @@ fn writes_applied(server: &VectorServer) -> u64 {
         .body_mut()
         .read_json()
         .expect("JSON");
-    stats["writes_applied"].as_u64().expect("writes_applied")
+    stats[field].as_u64().expect("a count")
 }
 
 #[test]
@@ -163,7 +164,7 @@ fn a_lost_answer_is_retried_and_the_write_stands() {
         remote.upsert(id, &vector(id)).expect("the retry is answered");
     }
     assert!(
-        writes_applied(&server) >= 4,
+        stat(&server, "writes_applied") >= 4,
         "every upsert was applied twice: once unanswered, once retried"
     );
     assert_eq!(remote.ids().unwrap(), vec![1, 2]);
@@ -181,7 +182,7 @@ fn without_retries_a_lost_answer_is_the_ambiguous_outcome() {
     assert!(matches!(outcome, Err(VectorError::Timeout)), "{outcome:?}");
     // Told "timed out", yet applied: the caller must look before it trusts
     // either (once the server has taken the write).
-    while writes_applied(&server) < 1 {
+    while stat(&server, "writes_applied") < 1 {
         std::thread::sleep(Duration::from_millis(10));
     }
     let patient = connect(&server.url, "gen-000001", RemoteOptions::default());
@@ -257,4 +258,35 @@ fn collections_are_listed_looked_up_without_creating_and_dropped() {
     // A new collection of the old name starts empty: nothing is adopted.
     let again = client.create("gen-000002", DIMENSION).unwrap();
     assert!(again.ids().unwrap().is_empty());
+}
+
+#[test]
+fn a_write_that_reaches_its_collection_after_its_budget_is_never_applied() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Every write reaches its collection 3 s after it was received (stuck
+    // behind others); the client's budget is 1 s.
+    let server = VectorServer::start(
+        &tmp.path().join("server"),
+        &["--slow-every", "1", "--slow-ms", "3000", "--slow-before-apply"],
+    );
+    let mut remote = impatient(&server, 0);
+    let outcome = remote.upsert(7, &vector(7));
+    assert!(matches!(outcome, Err(VectorError::Timeout)), "{outcome:?}");
+    let patient = connect(&server.url, "gen-000001", RemoteOptions::default());
+    assert_eq!(patient.get(7).unwrap(), None, "not applied when the client gave up");
+    // The server gets to it after the client gave up: refused, not applied.
+    let started = Instant::now();
+    while stat(&server, "writes_expired") + stat(&server, "writes_applied") < 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the server never took the write"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        (stat(&server, "writes_expired"), stat(&server, "writes_applied")),
+        (1, 0),
+        "the write was applied after its budget"
+    );
+    assert_eq!(patient.get(7).unwrap(), None, "a write given up on landed later");
 }

@@ -23,8 +23,9 @@ struct Cli {
     /// Address to listen on (loopback by default; port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:7641")]
     bind: SocketAddr,
-    /// Tests only: every Nth write is answered late (after it is durable)
-    /// by --slow-ms, the ambiguous outcome a client must survive.
+    /// Tests only: every Nth write is slowed by --slow-ms, after it is
+    /// durable (its answer comes late: the ambiguous outcome a client must
+    /// survive) or, with --slow-before-apply, before.
     #[cfg(feature = "flawed-variants")]
     #[arg(long, hide = true, requires = "slow_ms")]
     slow_every: Option<u64>,
@@ -32,6 +33,10 @@ struct Cli {
     #[cfg(feature = "flawed-variants")]
     #[arg(long, hide = true, requires = "slow_every")]
     slow_ms: Option<u64>,
+    /// Tests only: slow those writes before they are applied, not after.
+    #[cfg(feature = "flawed-variants")]
+    #[arg(long, hide = true, requires = "slow_every")]
+    slow_before_apply: bool,
 }
 
 fn main() -> ExitCode {
@@ -43,6 +48,7 @@ fn main() -> ExitCode {
             .map(|(slow_every, ms)| tearline_service::vectors::server::SlowWrites {
                 slow_every,
                 slow_by: std::time::Duration::from_millis(ms),
+                before_apply: cli.slow_before_apply,
             });
     #[cfg(not(feature = "flawed-variants"))]
     let slow_writes = None;

@@ -16,12 +16,13 @@
 //! - the server said no (`4xx`): [`VectorError::Invalid`], at once;
 //! - the server's copy is damaged: [`VectorError::Io`], at once.
 //!
-//! Known limit: the server does not bound how late it applies a write it
-//! received. A write stuck behind another on the server can land after
-//! the client gave up, so a `get` right after a `Timeout` does not settle
-//! it for good. Writes should carry a deadline the server enforces before
-//! applying (a budget header, refused with `408` once spent), and the
-//! client wait that budget out before it reports `Timeout`; not built.
+//! Every request carries its timeout as a budget
+//! ([`BUDGET_HEADER`](super::server::BUDGET_HEADER)): the server refuses
+//! (`408`, not applied) a write that reaches its collection later than
+//! that. Before it reports `Timeout`, the client waits one more timeout,
+//! so by then a write it saw no answer to is applied or never will be,
+//! and one `get` settles it (assuming a request reaches the server within
+//! its timeout, as on a local network).
 
 use std::time::Duration;
 
@@ -79,7 +80,8 @@ pub struct RemoteVectorStore {
 
 /// How one attempt failed.
 enum Attempt {
-    /// No connection was made: nothing reached the server.
+    /// Nothing was applied: no connection was made, or the server refused
+    /// the write because its budget was spent (`408`).
     NotSent(String),
     /// The request may have reached the server; no usable answer came.
     Lost(String),
@@ -186,6 +188,9 @@ impl VectorServerClient {
             }
         }
         if reached {
+            // Out of the budget of the last attempt, on the server's clock
+            // too: what it did not apply by now it never will.
+            std::thread::sleep(self.options.timeout);
             Err(VectorError::Timeout)
         } else {
             Err(VectorError::Unavailable(format!("{method} {url}: {last}")))
@@ -197,6 +202,10 @@ impl VectorServerClient {
             .method(method)
             .uri(url)
             .header("Content-Type", "application/json")
+            .header(
+                super::server::BUDGET_HEADER,
+                self.options.timeout.as_millis().to_string(),
+            )
             .body(body.map(|b| b.to_string().into_bytes()).unwrap_or_default())
             .map_err(|e| Attempt::Refused(400, e.to_string()))?;
         let mut response = self.agent.run(request).map_err(|e| match e {
@@ -222,6 +231,7 @@ impl VectorServerClient {
         let damaged = answer["type"].as_str() == Some(&format!("urn:tearline:problem:{}", super::server::DAMAGED));
         match status {
             200..=299 => Ok(answer),
+            408 => Err(Attempt::NotSent(detail())),
             400..=499 => Err(Attempt::Refused(status, detail())),
             _ if damaged => Err(Attempt::Damaged(detail())),
             _ => Err(Attempt::Lost(detail())),

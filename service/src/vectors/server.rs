@@ -15,7 +15,11 @@
 //! | `POST` | `/v1/collections/{name}/get` | `{ids}` | `{ids, embeddings}` (`null` where absent) |
 //! | `GET` | `/v1/collections/{name}/ids` | | `{ids}` ascending |
 //! | `POST` | `/v1/collections/{name}/query` | `{embedding, k}` | `{neighbours: [{id, score}]}` nearest first |
-//! | `GET` | `/v1/stats` | | `{writes_applied}` |
+//! | `GET` | `/v1/stats` | | `{writes_applied, writes_expired}` |
+//!
+//! A write may carry a budget ([`BUDGET_HEADER`]): if it reaches its
+//! collection later than that after it was received, it is refused with
+//! `408` and not applied.
 //!
 //! Errors are problem documents ([`Problem`]): `400` for what the store
 //! cannot hold, `404` for an unknown collection, `409` for a dimension
@@ -26,12 +30,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path as UrlPath, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
@@ -47,9 +51,10 @@ pub struct VectorServerOptions {
     /// Where the collections live.
     pub root: PathBuf,
     /// A known-bad network for the client's tests: every `n`th write
-    /// (`slow_every`, from the first) is applied and made durable, then
-    /// answered only after `slow_by`, so a client whose timeout is shorter
-    /// never sees its answer (the ambiguous outcome). `None` in service.
+    /// (`slow_every`, from the first) is slowed by `slow_by`, after it is
+    /// applied and made durable (its answer comes late: the ambiguous
+    /// outcome) or before (it reaches the collection late, as a write stuck
+    /// behind others does). `None` in service.
     pub slow_writes: Option<SlowWrites>,
 }
 
@@ -58,16 +63,26 @@ pub struct VectorServerOptions {
 pub struct SlowWrites {
     /// Every how many writes one is slow (1: every write).
     pub slow_every: u64,
-    /// How late its answer comes, after the write is durable.
+    /// How much later.
     pub slow_by: Duration,
+    /// Slowed before it is applied (rather than after).
+    pub before_apply: bool,
 }
+
+/// The request header with a write's budget, in milliseconds: a write
+/// that reaches its collection later than that after it was received is
+/// refused, not applied (`408`), so a client that waited its budget out
+/// knows a write it saw no answer to is applied now or never will be.
+pub const BUDGET_HEADER: &str = "x-tearline-budget-ms";
 
 /// The server's state: the open collections.
 pub struct VectorServer {
     fs: Arc<dyn Fs>,
     options: VectorServerOptions,
     collections: Mutex<BTreeMap<String, LocalVectorStore>>,
+    writes_received: AtomicU64,
     writes_applied: AtomicU64,
+    writes_expired: AtomicU64,
 }
 
 impl std::fmt::Debug for VectorServer {
@@ -135,7 +150,9 @@ impl VectorServer {
             fs,
             options,
             collections: Mutex::new(BTreeMap::new()),
+            writes_received: AtomicU64::new(0),
             writes_applied: AtomicU64::new(0),
+            writes_expired: AtomicU64::new(0),
         }))
     }
 
@@ -275,14 +292,48 @@ impl VectorServer {
         Ok(())
     }
 
-    /// Counts an applied write; sleeps if it is one the options make slow.
-    fn applied(&self) {
-        let n = self.writes_applied.fetch_add(1, Ordering::SeqCst);
-        if let Some(slow) = self.options.slow_writes
-            && n.is_multiple_of(slow.slow_every.max(1))
-        {
+    /// Runs write `work` on collection `name` unless its budget (from
+    /// `received`) is spent when it reaches the collection: then it is
+    /// refused with `408` and not applied. Counts it, and slows it if the
+    /// options say so.
+    fn write(
+        &self,
+        name: &str,
+        received: Instant,
+        budget: Option<Duration>,
+        work: impl FnOnce(&mut LocalVectorStore) -> Result<(), VectorError>,
+    ) -> Result<(), Problem> {
+        let n = self.writes_received.fetch_add(1, Ordering::SeqCst);
+        let slow = self
+            .options
+            .slow_writes
+            .filter(|slow| n.is_multiple_of(slow.slow_every.max(1)));
+        if let Some(slow) = slow.filter(|slow| slow.before_apply) {
             std::thread::sleep(slow.slow_by);
         }
+        self.with(name, |store| {
+            if budget.is_some_and(|budget| received.elapsed() > budget) {
+                return Ok(false);
+            }
+            work(store).map(|()| true)
+        })
+        .and_then(|applied| {
+            if applied {
+                Ok(())
+            } else {
+                self.writes_expired.fetch_add(1, Ordering::SeqCst);
+                Err(Problem::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "budget-spent",
+                    "the write's budget was spent before it reached the collection; it was not applied",
+                ))
+            }
+        })?;
+        self.writes_applied.fetch_add(1, Ordering::SeqCst);
+        if let Some(slow) = slow.filter(|slow| !slow.before_apply) {
+            std::thread::sleep(slow.slow_by);
+        }
+        Ok(())
     }
 }
 
@@ -354,11 +405,22 @@ async fn remove(State(server): Shared, UrlPath(name): UrlPath<String>) -> Answer
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// When the request came and its budget, if it has one.
+fn budget_of(headers: &HeaderMap) -> (Instant, Option<Duration>) {
+    let budget = headers
+        .get(BUDGET_HEADER)
+        .and_then(|value| value.to_str().ok()?.parse().ok())
+        .map(Duration::from_millis);
+    (Instant::now(), budget)
+}
+
 async fn upsert(
     State(server): Shared,
     UrlPath(name): UrlPath<String>,
+    headers: HeaderMap,
     raw: Result<axum::Json<UpsertBody>, JsonRejection>,
 ) -> Answer {
+    let (received, budget) = budget_of(&headers);
     let UpsertBody { ids, embeddings } = body(raw)?;
     if ids.len() != embeddings.len() {
         return Err(Problem::bad_request(format!(
@@ -369,7 +431,7 @@ async fn upsert(
     }
     let count = ids.len();
     blocking(move || {
-        server.with(&name, |store| {
+        server.write(&name, received, budget, |store| {
             // All checked first: a batch the store cannot hold is refused
             // whole. (A disk error part way through still leaves the
             // vectors before it applied: each upsert is durable on its own.)
@@ -386,9 +448,7 @@ async fn upsert(
                 store.upsert(id, &embedding)?;
             }
             Ok(())
-        })?;
-        server.applied();
-        Ok(())
+        })
     })
     .await?;
     Ok(json(serde_json::json!({ "upserted": count })))
@@ -397,14 +457,16 @@ async fn upsert(
 async fn delete(
     State(server): Shared,
     UrlPath(name): UrlPath<String>,
+    headers: HeaderMap,
     raw: Result<axum::Json<IdsBody>, JsonRejection>,
 ) -> Answer {
+    let (received, budget) = budget_of(&headers);
     let IdsBody { ids } = body(raw)?;
     let count = ids.len();
     blocking(move || {
-        server.with(&name, |store| ids.iter().try_for_each(|id| store.delete(*id)))?;
-        server.applied();
-        Ok(())
+        server.write(&name, received, budget, |store| {
+            ids.iter().try_for_each(|id| store.delete(*id))
+        })
     })
     .await?;
     Ok(json(serde_json::json!({ "deleted": count })))
@@ -447,7 +509,8 @@ async fn query(
 
 async fn stats(State(server): Shared) -> Answer {
     Ok(json(serde_json::json!({
-        "writes_applied": server.writes_applied.load(Ordering::SeqCst)
+        "writes_applied": server.writes_applied.load(Ordering::SeqCst),
+        "writes_expired": server.writes_expired.load(Ordering::SeqCst)
     })))
 }
 
