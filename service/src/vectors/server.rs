@@ -27,6 +27,7 @@
 //! [`DAMAGED`] when a collection's files are damaged).
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -171,11 +172,23 @@ impl VectorServer {
         self.options.root.join(format!("{name}.json"))
     }
 
-    fn open(&self, name: &str, dimension: usize) -> Result<LocalVectorStore, Problem> {
-        let dir = self.options.root.join(name);
-        let (store, _) =
-            LocalVectorStore::open(Arc::clone(&self.fs), &dir, dimension, OpenMode::ReadWrite).map_err(problem)?;
-        Ok(store)
+    /// Collection `name` among the open ones, opened from its files (of
+    /// `dimension`) first if it is not.
+    fn opened<'m>(
+        &self,
+        collections: &'m mut BTreeMap<String, LocalVectorStore>,
+        name: &str,
+        dimension: usize,
+    ) -> Result<&'m mut LocalVectorStore, Problem> {
+        match collections.entry(name.to_string()) {
+            Entry::Occupied(open) => Ok(open.into_mut()),
+            Entry::Vacant(closed) => {
+                let dir = self.options.root.join(name);
+                let (store, _) = LocalVectorStore::open(Arc::clone(&self.fs), &dir, dimension, OpenMode::ReadWrite)
+                    .map_err(problem)?;
+                Ok(closed.insert(store))
+            }
+        }
     }
 
     /// Creates collection `name` of `dimension` (durably: its dimension
@@ -202,11 +215,8 @@ impl VectorServer {
                 .write_file_atomic(&self.dimension_file(name), &file)
                 .map_err(|e| problem(e.into()))?;
         }
-        if !collections.contains_key(name) {
-            let store = self.open(name, dimension)?;
-            collections.insert(name.to_string(), store);
-        }
-        Ok(collections[name].ids().map_err(problem)?.len())
+        let store = self.opened(&mut collections, name, dimension)?;
+        Ok(store.ids().map_err(problem)?.len())
     }
 
     fn known_dimension(&self, name: &str) -> Result<Option<usize>, Problem> {
@@ -229,17 +239,13 @@ impl VectorServer {
     ) -> Result<R, Problem> {
         check_name(name)?;
         let mut collections = self.collections();
-        if !collections.contains_key(name) {
-            let dimension = self
+        let dimension = match collections.get(name) {
+            Some(open) => open.dimension(),
+            None => self
                 .known_dimension(name)?
-                .ok_or_else(|| Problem::not_found(format!("no collection named {name}")))?;
-            let store = self.open(name, dimension)?;
-            collections.insert(name.to_string(), store);
-        }
-        let store = collections
-            .get_mut(name)
-            .ok_or_else(|| Problem::internal("collection vanished"))?;
-        work(store).map_err(problem)
+                .ok_or_else(|| Problem::not_found(format!("no collection named {name}")))?,
+        };
+        work(self.opened(&mut collections, name, dimension)?).map_err(problem)
     }
 
     /// Every collection's name, in order (a collection is named by its
@@ -256,16 +262,6 @@ impl VectorServer {
             .collect();
         names.sort();
         Ok(names)
-    }
-
-    /// Collection `name`'s dimension and size, if it exists.
-    fn describe(&self, name: &str) -> Result<Option<(usize, usize)>, Problem> {
-        check_name(name)?;
-        let Some(dimension) = self.known_dimension(name)? else {
-            return Ok(None);
-        };
-        let count = self.with(name, |store| store.ids())?.len();
-        Ok(Some((dimension, count)))
     }
 
     /// Removes collection `name` and its vectors (absent is fine).
@@ -311,24 +307,20 @@ impl VectorServer {
         if let Some(slow) = slow.filter(|slow| slow.before_apply) {
             std::thread::sleep(slow.slow_by);
         }
-        self.with(name, |store| {
+        let applied = self.with(name, |store| {
             if budget.is_some_and(|budget| received.elapsed() > budget) {
                 return Ok(false);
             }
             work(store).map(|()| true)
-        })
-        .and_then(|applied| {
-            if applied {
-                Ok(())
-            } else {
-                self.writes_expired.fetch_add(1, Ordering::SeqCst);
-                Err(Problem::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "budget-spent",
-                    "the write's budget was spent before it reached the collection; it was not applied",
-                ))
-            }
         })?;
+        if !applied {
+            self.writes_expired.fetch_add(1, Ordering::SeqCst);
+            return Err(Problem::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "budget-spent",
+                "the write's budget was spent before it reached the collection; it was not applied",
+            ));
+        }
         self.writes_applied.fetch_add(1, Ordering::SeqCst);
         if let Some(slow) = slow.filter(|slow| !slow.before_apply) {
             std::thread::sleep(slow.slow_by);
@@ -393,8 +385,11 @@ async fn list(State(server): Shared) -> Answer {
 }
 
 async fn describe(State(server): Shared, UrlPath(name): UrlPath<String>) -> Answer {
-    let (found, name) = blocking(move || Ok((server.describe(&name)?, name))).await?;
-    let (dimension, count) = found.ok_or_else(|| Problem::not_found(format!("no collection named {name}")))?;
+    let (dimension, count, name) = blocking(move || {
+        let (dimension, count) = server.with(&name, |store| Ok((store.dimension(), store.ids()?.len())))?;
+        Ok((dimension, count, name))
+    })
+    .await?;
     Ok(json(
         serde_json::json!({"name": name, "dimension": dimension, "count": count}),
     ))
