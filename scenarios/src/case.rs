@@ -72,24 +72,50 @@ pub struct Case {
     pub store: String,
 }
 
-/// Why a string is not a repro line.
+/// Why a string is not a repro line: what is wrong, and the grammar
+/// expected.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CaseParseError(String);
+pub struct CaseParseError(String, &'static str);
+
+/// The syscall grammar, as an error message shows it.
+const EXPECTED: &str = "<scenario>:<seed>:<syscall>:<fault>[:<model>:<d|s><n>][@<scale>][ --store <name>]";
 
 impl fmt::Display for CaseParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} (expected <scenario>:<seed>:<syscall>:<fault>[:<model>:<d|s><n>][@<scale>][ --store <name>])",
-            self.0
-        )
+        write!(f, "{} (expected {})", self.0, self.1)
     }
 }
 
 impl std::error::Error for CaseParseError {}
 
+impl CaseParseError {
+    /// An error saying `why`, for a line of the grammar `expected` (one
+    /// beside this one).
+    pub(crate) fn new(why: impl Into<String>, expected: &'static str) -> Self {
+        CaseParseError(why.into(), expected)
+    }
+}
+
 fn bad(why: impl Into<String>) -> CaseParseError {
-    CaseParseError(why.into())
+    CaseParseError(why.into(), EXPECTED)
+}
+
+/// Reads a power cut's `PICK` (`d<n>` or `s<n>`).
+pub(crate) fn parse_pick(pick: &str) -> Result<CrashPick, CaseParseError> {
+    let number = |digits: &str| {
+        (!digits.starts_with('+'))
+            .then(|| digits.parse::<u64>().ok())
+            .flatten()
+            .ok_or_else(|| bad(format!("outcome {pick:?} is not d<n> or s<n>")))
+    };
+    if let Some(i) = pick.strip_prefix('d') {
+        let i = usize::try_from(number(i)?).map_err(|_| bad(format!("outcome {pick:?} is too large")))?;
+        Ok(CrashPick::Distinct(i))
+    } else if let Some(i) = pick.strip_prefix('s') {
+        Ok(CrashPick::Sample(number(i)?))
+    } else {
+        Err(bad(format!("outcome {pick:?} is not d<n> or s<n>")))
+    }
 }
 
 impl fmt::Display for Injection {
@@ -123,20 +149,7 @@ impl FromStr for Injection {
             Some((model, pick)) => {
                 let model = PersistenceModel::parse(model)
                     .ok_or_else(|| bad(format!("unknown persistence model {model:?}")))?;
-                let number = |digits: &str| {
-                    (!digits.starts_with('+'))
-                        .then(|| digits.parse::<u64>().ok())
-                        .flatten()
-                        .ok_or_else(|| bad(format!("outcome {pick:?} is not d<n> or s<n>")))
-                };
-                let pick = if let Some(i) = pick.strip_prefix('d') {
-                    let i = usize::try_from(number(i)?).map_err(|_| bad(format!("outcome {pick:?} is too large")))?;
-                    CrashPick::Distinct(i)
-                } else if let Some(i) = pick.strip_prefix('s') {
-                    CrashPick::Sample(number(i)?)
-                } else {
-                    return Err(bad(format!("outcome {pick:?} is not d<n> or s<n>")));
-                };
+                let pick = parse_pick(pick)?;
                 Some((model, pick))
             }
         };

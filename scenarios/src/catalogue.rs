@@ -19,9 +19,10 @@ use tearline_model::{
 use tearline_sim_fs::{Fault, SyscallKind};
 
 use crate::engine::{
-    AtomicCommitWorkload, Capacity, Damage, JournalMode, LockAttack, MountUnderRoot, PersistentCause, Plant,
-    SqliteSubject, Step, StoreScenario, StoreSubject, Subject, Synchronous,
+    AtomicCommitWorkload, Capacity, Damage, HarnessError, JournalMode, LockAttack, MountUnderRoot, PersistentCause,
+    Plant, SqliteSubject, Step, StoreScenario, StoreSubject, Subject, Synchronous,
 };
+use crate::net::NetScenario;
 use crate::report::FailureRecord;
 
 /// A known way a scenario breaks an invariant: a documented finding, or the
@@ -57,8 +58,8 @@ pub struct Expectation {
 
 impl Expectation {
     /// Every invariant must hold.
-    pub fn pass() -> Self {
-        Self::default()
+    pub const fn pass() -> Self {
+        Expectation { findings: Vec::new() }
     }
 
     /// Whether the failures a matrix found meet the expectation, and if not, why.
@@ -245,6 +246,9 @@ pub enum Entry {
         /// What it must show.
         expect: Expectation,
     },
+    /// The reference store served over a simulated network: a matrix of
+    /// network faults, not syscalls ([`crate::net`]).
+    Network(NetScenario),
 }
 
 impl Entry {
@@ -253,6 +257,7 @@ impl Entry {
         match self {
             Entry::Sqlite(s) => &s.name,
             Entry::Store { scenario, .. } => &scenario.name,
+            Entry::Network(scenario) => &scenario.name,
         }
     }
 
@@ -261,15 +266,21 @@ impl Entry {
         match self {
             Entry::Sqlite(s) => s.description,
             Entry::Store { scenario, .. } => &scenario.description,
+            Entry::Network(scenario) => &scenario.description,
         }
     }
 
-    /// The entry as the engine runs it against `factory` (SQLite's
-    /// matrices ignore the store).
-    pub fn subject<'a>(&'a self, factory: &'a dyn StoreFactory) -> Box<dyn Subject + 'a> {
+    /// The entry as the syscall engine runs it against `factory` (SQLite's
+    /// matrices ignore the store); a network scenario has its own matrix
+    /// ([`crate::net::run_scenario`]) and no syscall subject.
+    pub fn subject<'a>(&'a self, factory: &'a dyn StoreFactory) -> Result<Box<dyn Subject + 'a>, HarnessError> {
         match self {
-            Entry::Sqlite(s) => Box::new(s.subject()),
-            Entry::Store { scenario, .. } => Box::new(StoreSubject { factory, scenario }),
+            Entry::Sqlite(s) => Ok(Box::new(s.subject())),
+            Entry::Store { scenario, .. } => Ok(Box::new(StoreSubject { factory, scenario })),
+            Entry::Network(scenario) => Err(HarnessError(format!(
+                "{} is a network scenario: its cases are requests, not syscalls",
+                scenario.name
+            ))),
         }
     }
 
@@ -278,18 +289,23 @@ impl Entry {
         match self {
             Entry::Sqlite(s) => &s.expect,
             Entry::Store { expect, .. } => expect,
+            Entry::Network(_) => &PASS,
         }
     }
 }
 
+/// What a network scenario must show: every invariant kept.
+static PASS: Expectation = Expectation::pass();
+
 /// The whole catalogue: SQLite's matrices at `scale`, then the store
-/// scenarios for `factory`.
+/// scenarios for `factory`, then the network scenarios.
 pub fn entries(factory: &dyn StoreFactory, scale: u32) -> Vec<Entry> {
     let mut all: Vec<Entry> = catalogue(scale).into_iter().map(Entry::Sqlite).collect();
     all.extend(store_scenarios(factory).into_iter().map(|scenario| Entry::Store {
         scenario,
         expect: Expectation::pass(),
     }));
+    all.extend(crate::net::scenarios().into_iter().map(Entry::Network));
     all
 }
 

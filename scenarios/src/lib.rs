@@ -11,7 +11,10 @@
 //! - [`fuzz`]: the fuzz targets (journal, segments, damage at rest, repro
 //!   lines, black-box answers, operation sequences with a fault), run by
 //!   cargo-fuzz from `fuzz/` and replayed from its corpora in `cargo test`.
-//! - [`case`]: a case and its repro line (the one grammar).
+//! - [`net`]: the network scenarios: the store as a service on a simulated
+//!   host, a client on another, turmoil's network between them.
+//! - [`case`]: a case and its repro line (the syscall grammar; a network
+//!   case's is [`net::case`]).
 //! - [`replay`]: replaying a case from its line, and the trace printer.
 //! - [`report`]: the JSON and JUnit reports.
 //! - [`map`]: the crash map, one self-contained HTML page per run.
@@ -25,6 +28,7 @@ pub mod certify;
 pub mod engine;
 pub mod fuzz;
 pub mod map;
+pub mod net;
 pub mod replay;
 pub mod report;
 pub mod run;

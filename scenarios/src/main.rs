@@ -922,8 +922,11 @@ fn run(args: RunArgs) -> u8 {
             }
         };
         seconds.push(scenario_start.elapsed().as_secs_f64());
-        if args.html.is_some() && result.not_applicable.is_none() {
-            let subject = entry.subject(factory.as_ref());
+        // A crash map draws syscalls: a network scenario has none.
+        if args.html.is_some()
+            && result.not_applicable.is_none()
+            && let Ok(subject) = entry.subject(factory.as_ref())
+        {
             match map::scenario_map(
                 subject.as_ref(),
                 &options.engine,
@@ -951,7 +954,7 @@ fn run(args: RunArgs) -> u8 {
                     invariant.invariant,
                     invariant.failures,
                     invariant.evidence.as_deref().unwrap_or(""),
-                    invariant.repro.as_ref().map_or("?".to_string(), |c| c.to_string()),
+                    invariant.repro_line().unwrap_or_else(|| "?".to_string()),
                 );
             }
         }
@@ -1015,7 +1018,7 @@ fn print_summary(report: &RunReport, seconds: &[f64]) {
             result.states_checked,
             result.distinct_states,
             result.reader_observations,
-            result.failures.len(),
+            result.failures.len() + result.net_failures.len(),
             secs,
             rate,
             result.verdict
@@ -1035,7 +1038,7 @@ fn print_summary(report: &RunReport, seconds: &[f64]) {
                     invariant.invariant,
                     invariant.failures,
                     invariant.evidence.as_deref().unwrap_or(""),
-                    invariant.repro.as_ref().map_or("?".to_string(), |c| c.to_string())
+                    invariant.repro_line().unwrap_or_else(|| "?".to_string())
                 );
             }
         }
@@ -1119,6 +1122,10 @@ fn worker(args: &WorkerArgs) -> u8 {
 }
 
 fn repro(line: &str, store: Option<&str>, context: Option<usize>) -> u8 {
+    let scenario = line.trim().split(':').next().unwrap_or_default();
+    if tearline::net::find(scenario).is_some() {
+        return print_report(replay::reproduce_net_line(line, store).map(|r| (r.report, r.violations.is_empty())));
+    }
     let mut case: Case = match line.parse() {
         Ok(case) => case,
         Err(e) => {
@@ -1138,14 +1145,15 @@ fn repro(line: &str, store: Option<&str>, context: Option<usize>) -> u8 {
 }
 
 fn print_reproduction(result: Result<replay::Reproduction, engine::HarnessError>) -> u8 {
+    print_report(result.map(|r| (r.report, r.violations.is_empty())))
+}
+
+/// Prints a replay's report; the exit code says whether it held.
+fn print_report(result: Result<(String, bool), engine::HarnessError>) -> u8 {
     match result {
-        Ok(reproduction) => {
-            print!("{}", reproduction.report);
-            if reproduction.violations.is_empty() {
-                EXIT_PASS
-            } else {
-                EXIT_VIOLATION
-            }
+        Ok((report, held)) => {
+            print!("{report}");
+            if held { EXIT_PASS } else { EXIT_VIOLATION }
         }
         Err(e) => {
             eprintln!("error: {e}");

@@ -69,6 +69,56 @@ pub fn reproduce_line_with(
     reproduce_with(factory, &case, context)
 }
 
+/// Replays a network case from its line (`SCENARIO:SEED:rpcN:FAULT`),
+/// with `store` in place of the line's if given, and describes it: the
+/// network log (requests, answers, the fault, host failures, the client's
+/// attempts) and what the check after it found.
+pub fn reproduce_net_line(line: &str, store: Option<&str>) -> Result<NetReproduction, HarnessError> {
+    let mut case: crate::net::case::NetCase = line.parse().map_err(|e| HarnessError(format!("{line:?}: {e}")))?;
+    if let Some(store) = store {
+        case.store = store.to_string();
+    }
+    let scenario = crate::net::find(&case.scenario)
+        .ok_or_else(|| HarnessError(format!("no network scenario named {:?}", case.scenario)))?;
+    let checked = crate::net::check_case(&scenario, &case)?.ok_or_else(|| {
+        HarnessError(format!(
+            "{case}: the power cut has no such outcome there (the matrix lists the ones that exist)"
+        ))
+    })?;
+    let mut report = format!(
+        "SEED={} scenario={} case={} store={}\n",
+        case.seed, case.scenario, case.injection, case.store
+    );
+    for entry in &checked.log {
+        report.push_str(&format!("  {entry}\n"));
+    }
+    if checked.violations.is_empty() {
+        report.push_str("\nresult: every invariant held\n");
+    }
+    for violation in &checked.violations {
+        report.push_str(&format!(
+            "\nresult: {} broke\nevidence: {}\n",
+            violation.invariant, violation.evidence
+        ));
+    }
+    Ok(NetReproduction {
+        case,
+        violations: checked.violations,
+        report,
+    })
+}
+
+/// What replaying a network case found, and the replay in words.
+#[derive(Debug)]
+pub struct NetReproduction {
+    /// The case replayed.
+    pub case: crate::net::case::NetCase,
+    /// The invariants broken (empty: every invariant held).
+    pub violations: Vec<Violation>,
+    /// The network log and the verdict.
+    pub report: String,
+}
+
 /// Replays `case` from scratch against `factory` and describes what
 /// happened, with the default [`Context`]. A line that names a store must
 /// name this one (SQLite's own matrices run on no store and take any).
@@ -98,7 +148,7 @@ pub fn reproduce_with(factory: &dyn StoreFactory, case: &Case, context: Context)
             )));
         }
     }
-    let subject = entry.subject(factory);
+    let subject = entry.subject(factory)?;
     let (replay, probe) = engine::replay(subject.as_ref(), case.seed, &case.injection)?;
     let at = case.injection.syscall;
     let mut report = format!(

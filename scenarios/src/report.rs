@@ -15,7 +15,7 @@ use crate::case::Case;
 
 /// The version of the JSON report's shape: bumped whenever a field is
 /// added, removed or changes meaning.
-pub const REPORT_SCHEMA_VERSION: u32 = 2;
+pub const REPORT_SCHEMA_VERSION: u32 = 3;
 
 /// One violation found at one case.
 ///
@@ -131,6 +131,33 @@ pub struct InvariantResult {
     /// Whether replaying that line from scratch broke it again (`None`: not
     /// re-checked, as for SQLite's own matrix whose replay is tested apart).
     pub reproduces: Option<bool>,
+    /// A network scenario's repro line of its first failure (its grammar:
+    /// [`crate::net::case`]); `repro` is for the syscall grammar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net_repro: Option<String>,
+}
+
+impl InvariantResult {
+    /// The repro line of its first failure, in whichever grammar.
+    pub fn repro_line(&self) -> Option<String> {
+        self.repro
+            .as_ref()
+            .map(|c| c.to_string())
+            .or_else(|| self.net_repro.clone())
+    }
+}
+
+/// One violation found at one case of a network matrix.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetFailure {
+    /// The case's number in the matrix's enumeration.
+    pub case_index: u64,
+    /// Its repro line ([`crate::net::case::NetCase`]).
+    pub repro: String,
+    /// The invariant broken.
+    pub invariant: Invariant,
+    /// What was found.
+    pub evidence: String,
 }
 
 /// One scenario's result.
@@ -138,7 +165,8 @@ pub struct InvariantResult {
 pub struct ScenarioResult {
     /// The scenario.
     pub scenario: String,
-    /// `sqlite` (SQLite's own matrix) or `store` (the store under test).
+    /// `sqlite` (SQLite's own matrix), `store` (the store under test) or
+    /// `network` (the store served over a simulated network).
     pub kind: String,
     /// What it does.
     pub description: String,
@@ -178,6 +206,9 @@ pub struct ScenarioResult {
     pub verdict: String,
     /// Every violation found, by case.
     pub failures: Vec<FailureRecord>,
+    /// A network scenario's failing cases (its `failures` stay empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub net_failures: Vec<NetFailure>,
 }
 
 /// A whole run.
@@ -265,7 +296,7 @@ impl RunReport {
                         let _ = writeln!(xml, ">\n      <skipped message=\"{}\"/>\n    </testcase>", escape(&why));
                     }
                     InvariantStatus::KnownFinding | InvariantStatus::Failed => {
-                        let repro = result.repro.as_ref().map(|c| c.to_string()).unwrap_or_default();
+                        let repro = result.repro_line().unwrap_or_default();
                         let evidence = result.evidence.clone().unwrap_or_default();
                         let body = format!(
                             "tearline repro {repro}\n{evidence}\n({} failing cases)",

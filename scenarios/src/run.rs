@@ -50,7 +50,7 @@ pub fn run_part(
             ..PartResult::default()
         });
     }
-    engine::run_part(entry.subject(factory).as_ref(), options, part, progress)
+    engine::run_part(entry.subject(factory)?.as_ref(), options, part, progress)
 }
 
 fn has_op(scenario: &StoreScenario, wanted: impl Fn(&Operation) -> bool) -> bool {
@@ -68,6 +68,7 @@ pub fn applicable(entry: &Entry, factory: &dyn StoreFactory, invariant: Invarian
             invariant,
             Invariant::CompleteDatabase | Invariant::AtomicOp | Invariant::CommittedDurable
         ),
+        Entry::Network(scenario) => crate::net::applies(scenario, invariant),
         Entry::Store { scenario, .. } => {
             let caps = factory.capabilities();
             if !invariant.applies_to(&caps) {
@@ -106,6 +107,12 @@ pub fn run_entry(
     let (kind, missing) = match entry {
         Entry::Sqlite(_) => ("sqlite", Vec::new()),
         Entry::Store { scenario, .. } => ("store", scenario.missing(&factory.capabilities())),
+        // Small matrices of whole runs: in this process, unsplit (a shard
+        // other than the first skips them).
+        Entry::Network(scenario) if options.shard.0 == 0 => {
+            return crate::net::run_scenario(scenario, factory.name(), &options.engine, progress);
+        }
+        Entry::Network(scenario) => return Ok(crate::net::skipped_in_shard(scenario, options.shard)),
     };
     let mut result = ScenarioResult {
         scenario: entry.name().to_string(),
@@ -124,6 +131,7 @@ pub fn run_entry(
         passed: true,
         verdict: String::new(),
         failures: Vec::new(),
+        net_failures: Vec::new(),
     };
     if !missing.is_empty() {
         let why = format!("{} lacks {}", factory.name(), missing.join(", "));
@@ -136,6 +144,7 @@ pub fn run_entry(
                 repro: None,
                 evidence: None,
                 reproduces: None,
+                net_repro: None,
             })
             .collect();
         result.verdict = format!("not applicable: {why}");
@@ -161,7 +170,7 @@ pub fn run_entry(
         }
     };
     let merged = PartResult::merge(results);
-    let shrunk = engine::shrink::shrink(entry.subject(factory).as_ref(), seed, &merged)?;
+    let shrunk = engine::shrink::shrink(entry.subject(factory)?.as_ref(), seed, &merged)?;
     let verdict = entry.expect().judge(&merged.failures);
     for invariant in Invariant::ALL {
         let failing: Vec<&FailureRecord> = merged.failures.iter().filter(|f| f.invariant == invariant).collect();
@@ -186,6 +195,7 @@ pub fn run_entry(
             repro: example.map(|f| f.case.clone()),
             evidence: example.map(|f| f.evidence.clone()),
             reproduces: reported.map(|s| s.reproduces),
+            net_repro: None,
         });
     }
     result.workload_syscalls = merged.workload_syscalls;

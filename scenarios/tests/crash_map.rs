@@ -27,7 +27,7 @@ fn map_of(scenario: &str, store: &str) -> ScenarioMap {
         ..RunOptions::default()
     };
     let result = run::run_entry(&entry, factory.as_ref(), &options, &|_, _| {}).expect("the run");
-    let subject = entry.subject(factory.as_ref());
+    let subject = entry.subject(factory.as_ref()).expect("a syscall scenario");
     map::scenario_map(
         subject.as_ref(),
         &options.engine,

@@ -1,6 +1,7 @@
 //! The HTTP API, under `/v1`. Every handler checks the caller's role first
-//! ([`ENDPOINTS`] is the table), runs the store's work on a blocking thread
-//! and answers JSON; every error is a [`Problem`].
+//! ([`ENDPOINTS`] is the table), runs the store's work where [`Offload`]
+//! says (a blocking thread in a server, inline in a simulation) and answers
+//! JSON; every error is a [`Problem`].
 
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ use serde::de::DeserializeOwned;
 use tearline_refstore::{RebuildMode, ReconcileMode, ReconcileOptions};
 
 use crate::keys::Role;
-use crate::listen::blocking;
+use crate::listen::Offload;
 use crate::problem::Problem;
 use crate::service::Service;
 
@@ -44,18 +45,27 @@ pub const ENDPOINTS: &[(&str, &str, Option<Role>)] = &[
     ("POST", "/v1/reconcile", Some(Role::Writer)),
 ];
 
-/// What every handler gets: the service and the body limit.
+/// What every handler gets: the service, the body limit, and where the
+/// store's work runs.
 #[derive(Clone, Debug)]
 struct Api {
     service: Arc<Service>,
     max_body_bytes: usize,
+    offload: Offload,
 }
 
 type Shared = State<Api>;
 type Answer = Result<Response, Problem>;
 
-/// The service's routes.
+/// The service's routes, the store's work on blocking threads (a server's).
 pub fn router(service: Arc<Service>, max_body_bytes: usize) -> Router {
+    router_with(service, max_body_bytes, Offload::Threads)
+}
+
+/// The service's routes, the store's work run as `offload` says
+/// ([`Offload::Inline`] in a deterministic simulation, where every host is
+/// one thread).
+pub fn router_with(service: Arc<Service>, max_body_bytes: usize, offload: Offload) -> Router {
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/documents", get(list))
@@ -80,6 +90,7 @@ pub fn router(service: Arc<Service>, max_body_bytes: usize) -> Router {
         .with_state(Api {
             service,
             max_body_bytes,
+            offload,
         })
 }
 
@@ -134,14 +145,14 @@ fn path<T>(path: Result<Path<T>, PathRejection>) -> Result<T, Problem> {
 
 async fn health(State(api): Shared) -> Answer {
     let service = Arc::clone(&api.service);
-    let health = blocking(move || Ok(service.health())).await?;
+    let health = api.offload.run(move || Ok(service.health())).await?;
     Ok(json(StatusCode::OK, health))
 }
 
 async fn list(State(api): Shared, headers: HeaderMap) -> Answer {
     let service = Arc::clone(&api.service);
     authorize(&api.service, &headers, Role::Reader)?;
-    let names = blocking(move || service.read(|store| store.list())).await?;
+    let names = api.offload.run(move || service.read(|store| store.list())).await?;
     Ok(json(StatusCode::OK, serde_json::json!({ "documents": names })))
 }
 
@@ -149,11 +160,13 @@ async fn get_document(State(api): Shared, headers: HeaderMap, name: Result<Path<
     let service = Arc::clone(&api.service);
     authorize(&api.service, &headers, Role::Reader)?;
     let name = path(name)?;
-    let found = blocking(move || {
-        let document = service.read(|store| store.get(&name))?;
-        document.ok_or_else(|| Problem::not_found(format!("no document named {name}")))
-    })
-    .await?;
+    let found = api
+        .offload
+        .run(move || {
+            let document = service.read(|store| store.get(&name))?;
+            document.ok_or_else(|| Problem::not_found(format!("no document named {name}")))
+        })
+        .await?;
     Ok(json(StatusCode::OK, found))
 }
 
@@ -176,14 +189,17 @@ async fn put_document(
     #[cfg(feature = "flawed-variants")]
     if service.flaw() == Some(crate::flawed::ServiceFlaw::AcknowledgeBeforeWrite) {
         let answer = serde_json::json!({"name": name, "vector_id": null, "replaced": false});
-        std::thread::spawn(move || service.write_in_place(|store| store.add(&name, content.as_bytes())));
+        api.offload
+            .later(move || drop(service.write_in_place(|store| store.add(&name, content.as_bytes()))));
         return Ok(json(StatusCode::CREATED, answer));
     }
-    let (outcome, name) = blocking(move || {
-        let outcome = service.write_in_place(|store| store.add(&name, content.as_bytes()))?;
-        Ok((outcome, name))
-    })
-    .await?;
+    let (outcome, name) = api
+        .offload
+        .run(move || {
+            let outcome = service.write_in_place(|store| store.add(&name, content.as_bytes()))?;
+            Ok((outcome, name))
+        })
+        .await?;
     let status = if outcome.replaced {
         StatusCode::OK
     } else {
@@ -206,7 +222,9 @@ async fn delete_document(State(api): Shared, headers: HeaderMap, name: Result<Pa
     let needed = Role::Admin;
     authorize(&api.service, &headers, needed)?;
     let name = path(name)?;
-    blocking(move || service.write_in_place(|store| store.remove(&name))).await?;
+    api.offload
+        .run(move || service.write_in_place(|store| store.remove(&name)))
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -216,16 +234,17 @@ async fn set_share(api: Api, headers: HeaderMap, name: Result<Path<String>, Path
     authorize(&api.service, &headers, Role::Writer)?;
     let name = path(name)?;
     let target = name.clone();
-    blocking(move || {
-        service.write_in_place(|store| {
-            if shared {
-                store.share(&target)
-            } else {
-                store.unshare(&target)
-            }
+    api.offload
+        .run(move || {
+            service.write_in_place(|store| {
+                if shared {
+                    store.share(&target)
+                } else {
+                    store.unshare(&target)
+                }
+            })
         })
-    })
-    .await?;
+        .await?;
     Ok(json(
         StatusCode::OK,
         serde_json::json!({"name": name, "shared": shared}),
@@ -258,7 +277,7 @@ async fn import(State(api): Shared, headers: HeaderMap, raw: Body) -> Answer {
     authorize(&api.service, &headers, Role::Writer)?;
     let ImportBody { documents } = body(&api, raw).await?;
     let documents: Vec<(String, String)> = documents.into_iter().map(|d| (d.name, d.content)).collect();
-    let stats = blocking(move || service.import(&documents)).await?;
+    let stats = api.offload.run(move || service.import(&documents)).await?;
     Ok(json(StatusCode::OK, stats))
 }
 
@@ -277,7 +296,10 @@ async fn search(State(api): Shared, headers: HeaderMap, query: Result<Query<Sear
     if k == 0 || k > MAX_SEARCH_RESULTS {
         return Err(Problem::bad_request(format!("k must be 1 to {MAX_SEARCH_RESULTS}")));
     }
-    let hits = blocking(move || service.read(|store| store.search(&q, k))).await?;
+    let hits = api
+        .offload
+        .run(move || service.read(|store| store.search(&q, k)))
+        .await?;
     Ok(json(StatusCode::OK, serde_json::json!({ "hits": hits })))
 }
 
@@ -335,6 +357,6 @@ async fn reconcile(State(api): Shared, headers: HeaderMap, raw: Body) -> Answer 
         ));
     }
     let options = ReconcileOptions { mode, dry_run, force };
-    let stats = blocking(move || service.reconcile(options)).await?;
+    let stats = api.offload.run(move || service.reconcile(options)).await?;
     Ok(json(StatusCode::OK, stats))
 }

@@ -23,7 +23,8 @@ pub mod problem;
 pub mod service;
 pub mod vectors;
 
-pub use api::router;
+pub use api::{router, router_with};
 pub use keys::{Keys, Role};
+pub use listen::Offload;
 pub use problem::Problem;
 pub use service::{Service, ServiceOptions};

@@ -36,12 +36,47 @@ async fn shutdown() {
     }
 }
 
-/// Runs blocking work (the store's, the vector store's) off the async
-/// threads; a worker that panics answers 500.
-pub(crate) async fn blocking<R: Send + 'static>(
-    work: impl FnOnce() -> Result<R, Problem> + Send + 'static,
-) -> Result<R, Problem> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .unwrap_or_else(|_| Err(Problem::internal("the request's worker stopped unexpectedly")))
+/// Where a handler runs the store's (blocking) work.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Offload {
+    /// On tokio's blocking threads, off the async ones: a real server.
+    #[default]
+    Threads,
+    /// On the calling task: a host of a deterministic simulation, which is
+    /// one thread whose every step the simulation orders.
+    Inline,
 }
+
+impl Offload {
+    /// Runs `work`; a worker that panics answers 500.
+    pub(crate) async fn run<R: Send + 'static>(
+        self,
+        work: impl FnOnce() -> Result<R, Problem> + Send + 'static,
+    ) -> Result<R, Problem> {
+        let stopped = || Err(Problem::internal("the request's worker stopped unexpectedly"));
+        match self {
+            Offload::Threads => tokio::task::spawn_blocking(work).await.unwrap_or_else(|_| stopped()),
+            Offload::Inline => {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|_| stopped())
+            }
+        }
+    }
+
+    /// Runs `work` after the answer has gone out: a write-behind queue (the
+    /// `acknowledge-before-write` flaw only). Inline, the queue lags
+    /// [`WRITE_BEHIND_LAG`] of the simulation's time.
+    #[cfg(feature = "flawed-variants")]
+    pub(crate) fn later(self, work: impl FnOnce() + Send + 'static) {
+        match self {
+            Offload::Threads => drop(std::thread::spawn(work)),
+            Offload::Inline => drop(tokio::spawn(async move {
+                tokio::time::sleep(WRITE_BEHIND_LAG).await;
+                work();
+            })),
+        }
+    }
+}
+
+/// How far a simulated write-behind queue lags its answers.
+#[cfg(feature = "flawed-variants")]
+pub const WRITE_BEHIND_LAG: std::time::Duration = std::time::Duration::from_millis(20);

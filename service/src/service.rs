@@ -99,6 +99,35 @@ pub struct ServiceOptions {
 }
 
 impl ServiceOptions {
+    /// Options for the store at `root`, with `keys`, staging imports in
+    /// `staging_dir`, and no known-bad design.
+    pub fn new(root: impl Into<PathBuf>, keys: Keys, staging_dir: impl Into<PathBuf>) -> Self {
+        ServiceOptions {
+            root: root.into(),
+            keys,
+            staging_dir: staging_dir.into(),
+            #[cfg(feature = "flawed-variants")]
+            flaw: None,
+        }
+    }
+
+    /// These options with the known-bad design called `name` (a `refstore
+    /// serve --flaw` name): for a caller that names designs without
+    /// depending on the `flawed-variants` feature, which is the only build
+    /// that has any.
+    pub fn with_flaw_named(self, name: &str) -> Result<Self, String> {
+        #[cfg(feature = "flawed-variants")]
+        if let Some(flaw) = crate::flawed::ServiceFlaw::parse(name) {
+            return Ok(ServiceOptions {
+                flaw: Some(flaw),
+                ..self
+            });
+        }
+        Err(format!(
+            "no known-bad service design named {name:?} in this build (they need the feature `flawed-variants`)"
+        ))
+    }
+
     /// `store` with the store's known-bad design, if the service runs on
     /// one (tests only).
     fn store_options(&self, store: StoreOptions) -> StoreOptions {

@@ -152,7 +152,7 @@ pub fn certify_with_progress(
             }
         }
         if let Some(maps) = maps.as_deref_mut() {
-            let subject = entry.subject(factory);
+            let subject = entry.subject(factory)?;
             maps.push(crate::map::scenario_map(
                 subject.as_ref(),
                 &run_options.engine,
@@ -229,7 +229,10 @@ pub fn plan(factory: &dyn StoreFactory, options: &CertifyOptions) -> Result<Vec<
             }
         }
         let started = std::time::Instant::now();
-        match engine::matrix_size(entry.subject(factory).as_ref(), &engine_options, part) {
+        match entry
+            .subject(factory)
+            .and_then(|subject| engine::matrix_size(subject.as_ref(), &engine_options, part))
+        {
             Ok(size) => line.size = size,
             Err(error) => line.error = Some(error.0),
         }
@@ -305,12 +308,14 @@ fn unfinished(entry: &Entry, error: &HarnessError) -> ScenarioResult {
                     repro: None,
                     evidence: broken.then(|| evidence.clone()),
                     reproduces: None,
+                    net_repro: None,
                 }
             })
             .collect(),
         passed: false,
         verdict: format!("FAIL: {evidence}"),
         failures: Vec::new(),
+        net_failures: Vec::new(),
     }
 }
 

@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 use tearline_refstore::vectors::{LocalVectorStore, MAX_DIMENSION, OpenMode, VectorError, VectorId, VectorStore};
 use tearline_sim_fs::{Fs, FsExt};
 
-use crate::listen::blocking;
+use crate::listen::Offload;
 use crate::problem::Problem;
 
 /// How to run a [`VectorServer`].
@@ -373,30 +373,33 @@ async fn create(
     raw: Result<axum::Json<CreateBody>, JsonRejection>,
 ) -> Answer {
     let CreateBody { dimension } = body(raw)?;
-    let (count, name) = blocking(move || Ok((server.create(&name, dimension)?, name))).await?;
+    let (count, name) = Offload::Threads
+        .run(move || Ok((server.create(&name, dimension)?, name)))
+        .await?;
     Ok(json(
         serde_json::json!({"name": name, "dimension": dimension, "count": count}),
     ))
 }
 
 async fn list(State(server): Shared) -> Answer {
-    let names = blocking(move || server.names()).await?;
+    let names = Offload::Threads.run(move || server.names()).await?;
     Ok(json(serde_json::json!({ "collections": names })))
 }
 
 async fn describe(State(server): Shared, UrlPath(name): UrlPath<String>) -> Answer {
-    let (dimension, count, name) = blocking(move || {
-        let (dimension, count) = server.with(&name, |store| Ok((store.dimension(), store.ids()?.len())))?;
-        Ok((dimension, count, name))
-    })
-    .await?;
+    let (dimension, count, name) = Offload::Threads
+        .run(move || {
+            let (dimension, count) = server.with(&name, |store| Ok((store.dimension(), store.ids()?.len())))?;
+            Ok((dimension, count, name))
+        })
+        .await?;
     Ok(json(
         serde_json::json!({"name": name, "dimension": dimension, "count": count}),
     ))
 }
 
 async fn remove(State(server): Shared, UrlPath(name): UrlPath<String>) -> Answer {
-    blocking(move || server.drop_collection(&name)).await?;
+    Offload::Threads.run(move || server.drop_collection(&name)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -425,27 +428,28 @@ async fn upsert(
         )));
     }
     let count = ids.len();
-    blocking(move || {
-        server.write(&name, received, budget, |store| {
-            // All checked first: a batch the store cannot hold is refused
-            // whole. (A disk error part way through still leaves the
-            // vectors before it applied: each upsert is durable on its own.)
-            let dimension = store.dimension();
-            if let Some(bad) = embeddings
-                .iter()
-                .position(|e| e.len() != dimension || e.iter().any(|x| !x.is_finite()))
-            {
-                return Err(VectorError::Invalid(format!(
-                    "embedding {bad}: expected {dimension} finite components"
-                )));
-            }
-            for (id, embedding) in ids.into_iter().zip(embeddings) {
-                store.upsert(id, &embedding)?;
-            }
-            Ok(())
+    Offload::Threads
+        .run(move || {
+            server.write(&name, received, budget, |store| {
+                // All checked first: a batch the store cannot hold is refused
+                // whole. (A disk error part way through still leaves the
+                // vectors before it applied: each upsert is durable on its own.)
+                let dimension = store.dimension();
+                if let Some(bad) = embeddings
+                    .iter()
+                    .position(|e| e.len() != dimension || e.iter().any(|x| !x.is_finite()))
+                {
+                    return Err(VectorError::Invalid(format!(
+                        "embedding {bad}: expected {dimension} finite components"
+                    )));
+                }
+                for (id, embedding) in ids.into_iter().zip(embeddings) {
+                    store.upsert(id, &embedding)?;
+                }
+                Ok(())
+            })
         })
-    })
-    .await?;
+        .await?;
     Ok(json(serde_json::json!({ "upserted": count })))
 }
 
@@ -458,12 +462,13 @@ async fn delete(
     let (received, budget) = budget_of(&headers);
     let IdsBody { ids } = body(raw)?;
     let count = ids.len();
-    blocking(move || {
-        server.write(&name, received, budget, |store| {
-            ids.iter().try_for_each(|id| store.delete(*id))
+    Offload::Threads
+        .run(move || {
+            server.write(&name, received, budget, |store| {
+                ids.iter().try_for_each(|id| store.delete(*id))
+            })
         })
-    })
-    .await?;
+        .await?;
     Ok(json(serde_json::json!({ "deleted": count })))
 }
 
@@ -473,18 +478,21 @@ async fn get_vectors(
     raw: Result<axum::Json<IdsBody>, JsonRejection>,
 ) -> Answer {
     let IdsBody { ids } = body(raw)?;
-    let (ids, embeddings) = blocking(move || {
-        let embeddings = server.with(&name, |store| {
-            ids.iter().map(|id| store.get(*id)).collect::<Result<Vec<_>, _>>()
-        })?;
-        Ok((ids, embeddings))
-    })
-    .await?;
+    let (ids, embeddings) = Offload::Threads
+        .run(move || {
+            let embeddings = server.with(&name, |store| {
+                ids.iter().map(|id| store.get(*id)).collect::<Result<Vec<_>, _>>()
+            })?;
+            Ok((ids, embeddings))
+        })
+        .await?;
     Ok(json(serde_json::json!({ "ids": ids, "embeddings": embeddings })))
 }
 
 async fn list_ids(State(server): Shared, UrlPath(name): UrlPath<String>) -> Answer {
-    let ids = blocking(move || server.with(&name, |store| store.ids())).await?;
+    let ids = Offload::Threads
+        .run(move || server.with(&name, |store| store.ids()))
+        .await?;
     Ok(json(serde_json::json!({ "ids": ids })))
 }
 
@@ -494,7 +502,9 @@ async fn query(
     raw: Result<axum::Json<QueryBody>, JsonRejection>,
 ) -> Answer {
     let QueryBody { embedding, k } = body(raw)?;
-    let neighbours = blocking(move || server.with(&name, |store| store.nearest(&embedding, k))).await?;
+    let neighbours = Offload::Threads
+        .run(move || server.with(&name, |store| store.nearest(&embedding, k)))
+        .await?;
     let neighbours: Vec<_> = neighbours
         .iter()
         .map(|n| serde_json::json!({"id": n.id, "score": n.score}))

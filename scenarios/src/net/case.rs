@@ -1,0 +1,261 @@
+//! One case of a network matrix and its repro line, beside the syscall
+//! grammar of [`crate::case`]:
+//!
+//! ```text
+//! LINE     := SCENARIO ":" SEED ":rpc" N ":" NETFAULT [ ":" MODEL ":" PICK ] [ " --store " STORE ]
+//! NETFAULT := lose-request | lose-response | late-response | partition
+//!           | crash-before-answer | crash-after-answer | power-cut-after-answer
+//! ```
+//!
+//! `N` counts the requests the server received, from 1, as in the
+//! fault-free run (a fault strikes once, so every request before it is the
+//! same as there). `MODEL` and `PICK` are the syscall grammar's, for
+//! `power-cut-after-answer` only. `Display` writes the line and `FromStr`
+//! reads it back; anything else is a [`CaseParseError`], never a panic.
+
+use std::fmt;
+use std::str::FromStr;
+
+use tearline_sim_fs::PersistenceModel;
+
+use crate::case::{CaseParseError, CrashPick};
+use crate::stores;
+
+/// What goes wrong at one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NetFault {
+    /// The request never reaches the server's handler: the client hears nothing.
+    LoseRequest,
+    /// The server applies the request; its answer is lost.
+    LoseResponse,
+    /// The server applies the request and answers after the client has
+    /// stopped waiting for that attempt ([`super::world::LATE_BY`]).
+    LateResponse,
+    /// The link between client and server breaks as the request arrives,
+    /// unapplied, for longer than the client retries
+    /// ([`super::world::PARTITION_FOR`]).
+    Partition,
+    /// The server's process is killed (SIGKILL) after applying the
+    /// request, before answering; it restarts on the same disk.
+    CrashBeforeAnswer,
+    /// The server's process is killed just after answering.
+    CrashAfterAnswer,
+    /// The server's host loses power just after answering, and boots with
+    /// what the persistence model keeps.
+    PowerCutAfterAnswer,
+}
+
+impl NetFault {
+    /// Every network fault, in matrix order.
+    pub const ALL: [NetFault; 7] = [
+        NetFault::LoseRequest,
+        NetFault::LoseResponse,
+        NetFault::LateResponse,
+        NetFault::Partition,
+        NetFault::CrashBeforeAnswer,
+        NetFault::CrashAfterAnswer,
+        NetFault::PowerCutAfterAnswer,
+    ];
+
+    /// Its name in a repro line.
+    pub fn name(self) -> &'static str {
+        match self {
+            NetFault::LoseRequest => "lose-request",
+            NetFault::LoseResponse => "lose-response",
+            NetFault::LateResponse => "late-response",
+            NetFault::Partition => "partition",
+            NetFault::CrashBeforeAnswer => "crash-before-answer",
+            NetFault::CrashAfterAnswer => "crash-after-answer",
+            NetFault::PowerCutAfterAnswer => "power-cut-after-answer",
+        }
+    }
+
+    /// The fault with this name.
+    pub fn parse(name: &str) -> Option<NetFault> {
+        Self::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
+impl fmt::Display for NetFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where and how a network case strikes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NetInjection {
+    /// The request it strikes (1: the first the server receives).
+    pub rpc: u64,
+    /// The fault.
+    pub fault: NetFault,
+    /// For a power cut: the persistence model and which outcome.
+    pub crash: Option<(PersistenceModel, CrashPick)>,
+}
+
+/// One network case: scenario, seed, store and injection.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NetCase {
+    /// The scenario's catalogue name.
+    pub scenario: String,
+    /// The run seed.
+    pub seed: u64,
+    /// Where and how the fault strikes.
+    pub injection: NetInjection,
+    /// The store under test (its `--store` name).
+    pub store: String,
+}
+
+/// The network grammar, as an error message shows it.
+const EXPECTED: &str = "<scenario>:<seed>:rpc<n>:<fault>[:<model>:<d|s><n>][ --store <name>]";
+
+fn bad(why: impl Into<String>) -> CaseParseError {
+    CaseParseError::new(why, EXPECTED)
+}
+
+impl fmt::Display for NetInjection {
+    /// `rpc<N>:<fault>[:<model>:<d3|s1>]`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "rpc{}:{}", self.rpc, self.fault)?;
+        match &self.crash {
+            Some((model, CrashPick::Distinct(i))) => write!(f, ":{model}:d{i}"),
+            Some((model, CrashPick::Sample(i))) => write!(f, ":{model}:s{i}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl FromStr for NetInjection {
+    type Err = CaseParseError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let parts: Vec<&str> = text.split(':').collect();
+        let (rpc, fault, crash) = match parts[..] {
+            [rpc, fault] => (rpc, fault, None),
+            [rpc, fault, model, pick] => (rpc, fault, Some((model, pick))),
+            _ => return Err(bad(format!("{text:?} is not rpc<n>:<fault>[:<model>:<pick>]"))),
+        };
+        let rpc = rpc
+            .strip_prefix("rpc")
+            .and_then(|n| n.parse::<u64>().ok())
+            .filter(|&n| n > 0)
+            .ok_or_else(|| bad(format!("{rpc:?} is not rpc<n> with n from 1")))?;
+        let fault = NetFault::parse(fault).ok_or_else(|| {
+            let names: Vec<&str> = NetFault::ALL.iter().map(|f| f.name()).collect();
+            bad(format!("unknown network fault {fault:?} (one of {})", names.join(", ")))
+        })?;
+        let crash = match crash {
+            None if fault == NetFault::PowerCutAfterAnswer => {
+                return Err(bad("power-cut-after-answer needs :<model>:<pick>"));
+            }
+            None => None,
+            Some(_) if fault != NetFault::PowerCutAfterAnswer => {
+                return Err(bad(format!("{fault} takes no persistence model")));
+            }
+            Some((model, pick)) => {
+                let model = PersistenceModel::parse(model)
+                    .ok_or_else(|| bad(format!("unknown persistence model {model:?}")))?;
+                Some((model, crate::case::parse_pick(pick)?))
+            }
+        };
+        Ok(NetInjection { rpc, fault, crash })
+    }
+}
+
+impl fmt::Display for NetCase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.scenario, self.seed, self.injection)?;
+        if self.store != stores::DEFAULT {
+            write!(f, " --store {}", self.store)?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for NetCase {
+    type Err = CaseParseError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        let (line, store) = match text.split_once(" --store") {
+            Some((line, store)) if store.starts_with(char::is_whitespace) && !store.trim().is_empty() => {
+                (line.trim_end(), store.trim().to_string())
+            }
+            Some((_, store)) if store.trim().is_empty() => return Err(bad("--store needs a store name")),
+            Some(_) | None => (text, stores::DEFAULT.to_string()),
+        };
+        let mut parts = line.splitn(3, ':');
+        let (Some(scenario), Some(seed), Some(injection)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(bad(format!("{line:?} is not <scenario>:<seed>:rpc<n>:<fault>")));
+        };
+        if scenario.is_empty() {
+            return Err(bad("the scenario name is empty"));
+        }
+        let seed = seed
+            .parse()
+            .map_err(|_| bad(format!("seed {seed:?} is not a number")))?;
+        Ok(NetCase {
+            scenario: scenario.to_string(),
+            seed,
+            injection: injection.parse()?,
+            store,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_fault_and_pick_reads_back_as_it_was_written() {
+        for fault in NetFault::ALL {
+            let crash =
+                (fault == NetFault::PowerCutAfterAnswer).then_some((PersistenceModel::Prefix, CrashPick::Distinct(2)));
+            for store in [stores::DEFAULT, "refstore/acknowledge-before-write"] {
+                let case = NetCase {
+                    scenario: "net-client-writes".to_string(),
+                    seed: 7,
+                    injection: NetInjection { rpc: 3, fault, crash },
+                    store: store.to_string(),
+                };
+                let line = case.to_string();
+                assert_eq!(line.parse::<NetCase>(), Ok(case), "{line}");
+            }
+        }
+        let sampled: NetCase = "net-client-writes:0:rpc1:power-cut-after-answer:subset:s4"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            sampled.injection.crash,
+            Some((PersistenceModel::AnySubset, CrashPick::Sample(4)))
+        );
+    }
+
+    #[test]
+    fn a_line_that_is_not_a_network_case_says_what_is_wrong() {
+        for (line, says) in [
+            ("net-client-writes:0:3:lose-request", "rpc<n>"),
+            ("net-client-writes:0:rpc0:lose-request", "rpc<n>"),
+            ("net-client-writes:0:rpc1:drop-everything", "unknown network fault"),
+            (
+                "net-client-writes:0:rpc1:power-cut-after-answer",
+                "needs :<model>:<pick>",
+            ),
+            (
+                "net-client-writes:0:rpc1:lose-response:prefix:d0",
+                "takes no persistence model",
+            ),
+            ("net-client-writes:x:rpc1:lose-request", "seed"),
+            (
+                "net-client-writes:0:rpc1:power-cut-after-answer:sideways:d0",
+                "persistence model",
+            ),
+            ("net-client-writes:0:rpc1:lose-request --store ", "store name"),
+        ] {
+            let error = line.parse::<NetCase>().unwrap_err().to_string();
+            assert!(error.contains(says), "{line}: {error}");
+            assert!(error.contains("rpc<n>:<fault>"), "names the network grammar: {error}");
+        }
+    }
+}

@@ -1,0 +1,474 @@
+//! Network scenarios: the reference store as a service (`refstore serve`'s
+//! HTTP API) on a simulated host, a client on another, and the network
+//! between them simulated by turmoil, deterministically from the run seed.
+//!
+//! A network matrix takes the fault-free run's requests and, at each, one
+//! [`NetFault`]: the request or its answer lost, the answer late, the link
+//! partitioned, the server killed before or after answering, or its host's
+//! power cut after answering (every outcome the persistence model allows,
+//! as the syscall matrix enumerates them). Each case runs from scratch
+//! ([`world::run`]); afterwards the server's disk is opened by the store's
+//! own recovery and checked with the same invariants as every store
+//! scenario, against what the client saw: a 2xx acknowledges, a request
+//! the client gave up on is uncertain.
+//!
+//! - [`case`]: the repro line of a network case (`rpc<N>:<fault>`).
+//! - [`world`]: the hosts, the client's retries, the faults.
+
+pub mod case;
+pub mod world;
+
+use std::collections::BTreeSet;
+
+use tearline_model::{Invariant, Operation, ReconcileKind, RemoteFault, Violation};
+
+use crate::case::CrashPick;
+use crate::engine::{EngineOptions, HarnessError, driver};
+use crate::report::{InvariantResult, InvariantStatus, NetFailure, ScenarioResult};
+use case::{NetCase, NetFault, NetInjection};
+
+/// One request of a network scenario's client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// `PUT /v1/documents/{name}`: add or replace.
+    Put {
+        /// The document's name.
+        name: String,
+        /// Its content.
+        content: String,
+    },
+    /// `DELETE /v1/documents/{name}`.
+    Delete {
+        /// The document's name.
+        name: String,
+    },
+    /// `PUT /v1/documents/{name}/share`: an active share link.
+    Share {
+        /// The document's name.
+        name: String,
+    },
+    /// `POST /v1/reconcile {mode, force}`.
+    Reconcile {
+        /// The mode.
+        mode: ReconcileKind,
+        /// Allow the destructive modes.
+        force: bool,
+    },
+    /// Not a request: an operator removes the document's source file on
+    /// the server's disk, behind the store's back, durably (and the
+    /// record it leaves is an orphan a clean must deal with).
+    RemoveSourceBehindTheStore {
+        /// The document's name.
+        name: String,
+    },
+}
+
+impl Request {
+    /// The store operation it asks for (`None`: not a request).
+    pub fn operation(&self) -> Option<Operation> {
+        Some(match self {
+            Request::Put { name, content } => Operation::Add {
+                name: name.clone(),
+                content: content.clone(),
+            },
+            Request::Delete { name } => Operation::Remove { name: name.clone() },
+            Request::Share { name } => Operation::Share { name: name.clone() },
+            Request::Reconcile { mode, force } => Operation::Reconcile {
+                mode: *mode,
+                force: *force,
+                dry_run: false,
+            },
+            Request::RemoveSourceBehindTheStore { .. } => return None,
+        })
+    }
+
+    /// The request in a log line (`PUT a.md`, `POST reconcile clean --force`).
+    pub fn describe(&self) -> String {
+        match self {
+            Request::Put { name, .. } => format!("PUT {name}"),
+            Request::Delete { name } => format!("DELETE {name}"),
+            Request::Share { name } => format!("PUT {name}/share"),
+            Request::Reconcile { mode, force } => {
+                let mode = format!("{mode:?}").to_lowercase();
+                format!("POST reconcile {mode}{}", if *force { " --force" } else { "" })
+            }
+            Request::RemoveSourceBehindTheStore { name } => format!("rm source/{name}"),
+        }
+    }
+}
+
+/// A network scenario: a client's requests to the service.
+#[derive(Clone, Debug)]
+pub struct NetScenario {
+    /// Its catalogue name (`net-…`).
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// The client's requests, in order.
+    pub requests: Vec<Request>,
+}
+
+/// Which service the scenarios run: the reference store's, or one of its
+/// known-bad designs (a `refstore serve --flaw` name).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceUnderTest {
+    /// The known-bad design, if any.
+    pub flaw: Option<String>,
+}
+
+impl ServiceUnderTest {
+    /// The service a `--store` name stands for: `refstore` is the
+    /// reference service; `refstore/NAME` serves with the known-bad design
+    /// NAME, the service's own (`refstore/acknowledge-before-write`) or the
+    /// store's (`refstore/drop-and-reindex`, served as `store:…`). `None`
+    /// for any other store: the network scenarios serve the reference
+    /// store and do not apply to it.
+    pub fn for_store(store: &str) -> Option<ServiceUnderTest> {
+        if store == crate::stores::DEFAULT {
+            return Some(ServiceUnderTest::default());
+        }
+        let flaw = store.strip_prefix("refstore/")?;
+        let options = tearline_service::ServiceOptions::new(
+            "/",
+            tearline_service::Keys::parse_list("reader:0123456789abcdef").ok()?,
+            "/",
+        );
+        let name = [flaw.to_string(), format!("store:{flaw}")]
+            .into_iter()
+            .find(|name| options.clone().with_flaw_named(name).is_ok())?;
+        Some(ServiceUnderTest { flaw: Some(name) })
+    }
+}
+
+fn put(name: &str, content: &str) -> Request {
+    Request::Put {
+        name: name.to_string(),
+        content: content.to_string(),
+    }
+}
+
+fn delete(name: &str) -> Request {
+    Request::Delete { name: name.to_string() }
+}
+
+fn share(name: &str) -> Request {
+    Request::Share { name: name.to_string() }
+}
+
+fn remove_source(name: &str) -> Request {
+    Request::RemoveSourceBehindTheStore { name: name.to_string() }
+}
+
+fn reconcile(mode: ReconcileKind, force: bool) -> Request {
+    Request::Reconcile { mode, force }
+}
+
+/// The network scenarios, in catalogue order.
+pub fn scenarios() -> Vec<NetScenario> {
+    vec![
+        NetScenario {
+            name: "net-client-writes".to_string(),
+            description: "a client puts, replaces and deletes documents over HTTP while requests or answers are lost \
+                          or late, the link is partitioned, and the server is killed or loses power around its answer"
+                .to_string(),
+            requests: vec![
+                put("a.md", "alpha"),
+                put("b.md", "bravo"),
+                put("a.md", "alpha, second version"),
+                delete("b.md"),
+                put("c.md", "charlie"),
+                delete("missing.md"),
+            ],
+        },
+        NetScenario {
+            name: "net-retried-delete".to_string(),
+            description: "a client deletes what it has just written and writes it again: a delete retried after its \
+                          answer was lost finds nothing to delete, and must not be taken as refused"
+                .to_string(),
+            requests: vec![
+                put("d.md", "delta"),
+                delete("d.md"),
+                put("d.md", "delta again"),
+                delete("d.md"),
+            ],
+        },
+        NetScenario {
+            name: "net-shared-record-kept".to_string(),
+            description: "a client shares a document; an operator removes its source and another's on the server; \
+                          the client's clean (first without --force: refused) must drop the other's orphaned \
+                          record and keep the shared one, whatever the network or the server's host does"
+                .to_string(),
+            requests: vec![
+                put("kept.md", "shared, then its source removed"),
+                put("orphan.md", "its source removed"),
+                share("kept.md"),
+                remove_source("kept.md"),
+                remove_source("orphan.md"),
+                reconcile(ReconcileKind::Clean, false),
+                reconcile(ReconcileKind::Clean, true),
+                put("after.md", "written after the clean"),
+            ],
+        },
+    ]
+}
+
+/// The network scenario with this name.
+pub fn find(name: &str) -> Option<NetScenario> {
+    scenarios().into_iter().find(|s| s.name == name)
+}
+
+/// Every injection of a matrix over `scenario`'s fault-free run, and the
+/// syscalls the server made in that run.
+fn injections(
+    scenario: &NetScenario,
+    seed: u64,
+    service: &ServiceUnderTest,
+    options: &EngineOptions,
+) -> Result<(Vec<NetInjection>, u64), HarnessError> {
+    let probe = world::run(scenario, seed, service.clone(), None)?;
+    let mut all = Vec::new();
+    for (i, record) in probe.records.iter().enumerate() {
+        let rpc = i as u64 + 1;
+        for fault in NetFault::ALL {
+            if fault != NetFault::PowerCutAfterAnswer {
+                all.push(NetInjection {
+                    rpc,
+                    fault,
+                    crash: None,
+                });
+                continue;
+            }
+            for &model in &options.models {
+                let picks: Vec<CrashPick> = match record.snapshot.distinct_crashes(model, options.exhaustive_limit) {
+                    Some(outcomes) => (0..outcomes.len()).map(CrashPick::Distinct).collect(),
+                    None => (0..options.samples_per_point).map(CrashPick::Sample).collect(),
+                };
+                all.extend(picks.into_iter().map(|pick| NetInjection {
+                    rpc,
+                    fault,
+                    crash: Some((model, pick)),
+                }));
+            }
+        }
+    }
+    Ok((all, probe.machine.syscall_count()))
+}
+
+/// What checking one case found.
+pub struct Checked {
+    /// Every invariant broken (the first violation of each).
+    pub violations: Vec<Violation>,
+    /// The network log of the run.
+    pub log: Vec<String>,
+    /// A fingerprint of the state checked: the server's disk and the model.
+    pub state: (u64, String),
+    /// The hash of the server machine's whole trace.
+    pub trace_hash: u64,
+}
+
+/// Runs one case from scratch and checks the server's disk after it;
+/// `None` if its power-cut outcome does not exist.
+pub fn check_case(scenario: &NetScenario, case: &NetCase) -> Result<Option<Checked>, HarnessError> {
+    let service = ServiceUnderTest::for_store(&case.store)
+        .ok_or_else(|| HarnessError(format!("the network scenarios do not serve store {:?}", case.store)))?;
+    let outcome = world::run(scenario, case.seed, service, Some(case.injection))?;
+    if outcome.no_such_outcome {
+        return Ok(None);
+    }
+    let factory = tearline_refstore::under_test::stores()
+        .into_iter()
+        .find(|s| s.name == case.store)
+        .map(|s| s.factory())
+        .unwrap_or_else(|| Box::new(tearline_refstore::under_test::RefStoreFactory::correct()));
+    let machine = &outcome.machine;
+    let state = (machine.fingerprint(), format!("{:?}", outcome.model));
+    let budget_end = machine.syscall_count().saturating_add(200_000);
+    let recovered = driver::recover_and_check(
+        factory.as_ref(),
+        machine,
+        &outcome.model,
+        budget_end,
+        RemoteFault::Healthy,
+        false,
+    );
+    let mut violations = outcome.violations;
+    violations.extend(recovered.violations);
+    Ok(Some(Checked {
+        violations: driver::first_of_each(violations),
+        log: outcome.log,
+        state,
+        trace_hash: machine.trace().hash(),
+    }))
+}
+
+/// Runs `scenario`'s matrix for the store named `store` and judges it.
+pub fn run_scenario(
+    scenario: &NetScenario,
+    store: &str,
+    options: &EngineOptions,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<ScenarioResult, HarnessError> {
+    let mut result = ScenarioResult {
+        scenario: scenario.name.clone(),
+        kind: "network".to_string(),
+        description: scenario.description.clone(),
+        not_applicable: None,
+        workload_syscalls: 0,
+        cases: 0,
+        crash_points: 0,
+        states_checked: 0,
+        distinct_states: 0,
+        branched_cases: 0,
+        reader_observations: 0,
+        workload_trace_hash: None,
+        invariants: Vec::new(),
+        passed: true,
+        verdict: "pass".to_string(),
+        failures: Vec::new(),
+        net_failures: Vec::new(),
+    };
+    let Some(service) = ServiceUnderTest::for_store(store) else {
+        let why = format!("{store} is not served by the reference service (network scenarios run `refstore serve`)");
+        result.invariants = Invariant::ALL
+            .iter()
+            .map(|&invariant| not_applicable(invariant))
+            .collect();
+        result.verdict = format!("not applicable: {why}");
+        result.not_applicable = Some(why);
+        return Ok(result);
+    };
+    let (injections, workload_syscalls) = injections(scenario, options.seed, &service, options)?;
+    let total = injections.len() as u64;
+    progress(0, total);
+    let mut states = BTreeSet::new();
+    for (i, injection) in injections.into_iter().enumerate() {
+        let case = NetCase {
+            scenario: scenario.name.clone(),
+            seed: options.seed,
+            injection,
+            store: store.to_string(),
+        };
+        if let Some(checked) = check_case(scenario, &case)? {
+            result.states_checked += 1;
+            states.insert(checked.state);
+            for violation in checked.violations {
+                result.net_failures.push(NetFailure {
+                    case_index: i as u64,
+                    repro: case.to_string(),
+                    invariant: violation.invariant,
+                    evidence: violation.evidence,
+                });
+            }
+        }
+        progress(i as u64 + 1, total);
+    }
+    result.cases = total;
+    result.crash_points = total;
+    result.workload_syscalls = workload_syscalls;
+    result.distinct_states = states.len() as u64;
+    for invariant in Invariant::ALL {
+        let failing: Vec<&NetFailure> = result
+            .net_failures
+            .iter()
+            .filter(|f| f.invariant == invariant)
+            .collect();
+        let status = if !failing.is_empty() {
+            InvariantStatus::Failed
+        } else if applies(scenario, invariant) {
+            InvariantStatus::Passed
+        } else {
+            InvariantStatus::NotApplicable
+        };
+        result.invariants.push(InvariantResult {
+            invariant,
+            status,
+            failures: failing.len() as u64,
+            repro: None,
+            evidence: failing.first().map(|f| f.evidence.clone()),
+            reproduces: None,
+            net_repro: failing.first().map(|f| f.repro.clone()),
+        });
+    }
+    if !result.net_failures.is_empty() {
+        result.passed = false;
+        let broken: BTreeSet<&str> = result.net_failures.iter().map(|f| f.invariant.name()).collect();
+        result.verdict = format!(
+            "FAIL: {} broken at {} cases",
+            broken.into_iter().collect::<Vec<_>>().join(", "),
+            result.net_failures.len()
+        );
+    }
+    Ok(result)
+}
+
+/// Whether `scenario`'s check exercises `invariant`: what a recovered
+/// store is checked for after any case (no scenario asks for a rebuild),
+/// protected-records-kept where a document is shared, and
+/// no-destructive-without-force where a clean is asked for without force.
+pub fn applies(scenario: &NetScenario, invariant: Invariant) -> bool {
+    let asks = |wanted: fn(&Request) -> bool| scenario.requests.iter().any(wanted);
+    match invariant {
+        Invariant::ProtectedRecordsKept => asks(|r| matches!(r, Request::Share { .. })),
+        Invariant::NoDestructiveWithoutForce => {
+            asks(|r| matches!(r, Request::Reconcile { mode, force: false } if mode.is_destructive()))
+        }
+        _ => applies_to_every_case(invariant),
+    }
+}
+
+/// The invariants every network case's check exercises.
+fn applies_to_every_case(invariant: Invariant) -> bool {
+    matches!(
+        invariant,
+        Invariant::CompleteDatabase
+            | Invariant::CommittedDurable
+            | Invariant::AtomicOp
+            | Invariant::NoOrphanVectors
+            | Invariant::JournalDrained
+            | Invariant::NoLeakedTempFiles
+            | Invariant::RecoveryIdempotent
+            | Invariant::FailedMeansNotApplied
+            | Invariant::NoSilentCorruption
+            | Invariant::CleanError
+    )
+}
+
+/// A network scenario's result in a CI shard other than the first, which
+/// does not run it (its matrix is not split).
+pub fn skipped_in_shard(scenario: &NetScenario, shard: (u64, u64)) -> ScenarioResult {
+    let why = format!(
+        "network scenarios run in shard 0 only (this is {}/{})",
+        shard.0, shard.1
+    );
+    ScenarioResult {
+        scenario: scenario.name.clone(),
+        kind: "network".to_string(),
+        description: scenario.description.clone(),
+        not_applicable: Some(why.clone()),
+        workload_syscalls: 0,
+        cases: 0,
+        crash_points: 0,
+        states_checked: 0,
+        distinct_states: 0,
+        branched_cases: 0,
+        reader_observations: 0,
+        workload_trace_hash: None,
+        invariants: Invariant::ALL.iter().map(|&i| not_applicable(i)).collect(),
+        passed: true,
+        verdict: format!("not applicable: {why}"),
+        failures: Vec::new(),
+        net_failures: Vec::new(),
+    }
+}
+
+fn not_applicable(invariant: Invariant) -> InvariantResult {
+    InvariantResult {
+        invariant,
+        status: InvariantStatus::NotApplicable,
+        failures: 0,
+        repro: None,
+        evidence: None,
+        reproduces: None,
+        net_repro: None,
+    }
+}

@@ -1,0 +1,491 @@
+//! One run of a network scenario: two turmoil hosts, `server` (the
+//! reference store's HTTP service, `refstore serve`'s router, on a
+//! simulated disk: a [`SimFs`]) and `client` (the scenario's requests over
+//! HTTP/1.1, with a timeout per attempt and bounded retries), and at most
+//! one [`NetFault`] at one request.
+//!
+//! Everything derives from the seed: turmoil's message latencies, the
+//! machine's crash outcomes; hyper is driven by hand (no `Date` header: it
+//! reads the wall clock) and the service runs the store's work inline
+//! ([`Offload::Inline`]). What the client saw is the model: a 2xx it
+//! received acknowledges the request; a client that gives up leaves it
+//! uncertain and stops.
+
+use std::cell::RefCell;
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper_util::rt::TokioIo;
+use tearline_model::invariants::no_destructive_without_force;
+use tearline_model::{Model, Violation};
+use tearline_refstore::{Layout, Store};
+use tearline_service::{Keys, Offload, Service, ServiceOptions};
+use tearline_sim_fs::{Fs, PersistenceModel, SimConfig, SimFs, SimSnapshot};
+use tower::Service as _;
+
+use super::case::{NetFault, NetInjection};
+use super::{NetScenario, Request, ServiceUnderTest};
+use crate::case::resolve_crash;
+use crate::engine::HarnessError;
+use crate::engine::scenario::store_root;
+
+/// The server's host name and port.
+const SERVER: &str = "server";
+const PORT: u16 = 8080;
+/// The key the client calls with (admin: it deletes).
+const KEY: &str = "0123456789abcdef-net";
+/// How long the client waits for one attempt (connect, send, answer).
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How many times the client tries one request before it gives up.
+pub const ATTEMPTS: u32 = 4;
+/// The client's pause after its first failed attempt (doubling after each).
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// How late a late answer comes: past the attempt's timeout.
+pub const LATE_BY: Duration = Duration::from_millis(1500);
+/// How long a partition lasts: longer than the client's retries.
+pub const PARTITION_FOR: Duration = Duration::from_secs(10);
+/// How long a crashed or powered-off server stays down.
+const DOWN_FOR: Duration = Duration::from_millis(300);
+/// How long after its answer the server host fails (`*-after-answer`):
+/// enough for the answer to be on the wire.
+const FAIL_AFTER_ANSWER: Duration = Duration::from_millis(1);
+/// The simulation's limit (the client gives up long before).
+const SIMULATION_LIMIT: Duration = Duration::from_secs(600);
+
+/// A host failure the server asks the harness for.
+#[derive(Clone, Copy, Debug)]
+enum HostFailure {
+    Crash,
+    PowerCut(PersistenceModel, crate::case::CrashPick),
+}
+
+/// What the fault-free run saw of one request, for the matrix.
+#[derive(Clone, Debug)]
+pub struct RequestRecord {
+    /// `METHOD /path`.
+    pub line: String,
+    /// The server's disk as the answer went out.
+    pub snapshot: SimSnapshot,
+}
+
+/// What the server and the harness share.
+struct Control {
+    /// The strike, if any.
+    strike: Option<NetInjection>,
+    /// Requests received so far.
+    received: u64,
+    /// The server's current process.
+    server: SimFs,
+    /// A host failure the server asked for, not yet carried out.
+    failure: Option<HostFailure>,
+    /// What the run did, in order: the network log.
+    log: Vec<String>,
+    /// Each request, as the server received it (fault-free runs).
+    records: Vec<RequestRecord>,
+    /// The strike was a power cut whose outcome does not exist.
+    no_such_outcome: bool,
+    /// The service under test.
+    under_test: ServiceUnderTest,
+    /// What the client's answers alone already break.
+    violations: Vec<Violation>,
+}
+
+type Shared = Rc<RefCell<Control>>;
+
+fn note(control: &Shared, what: String) {
+    let at = turmoil::elapsed();
+    control
+        .borrow_mut()
+        .log
+        .push(format!("{:>8.3}s {what}", at.as_secs_f64()));
+}
+
+/// What one run left.
+pub struct Outcome {
+    /// What the client saw: the model the checks use.
+    pub model: Model,
+    /// A fresh process on the server's machine, after the run (the
+    /// server's own process closed).
+    pub machine: SimFs,
+    /// The network log (requests, answers, faults, host failures).
+    pub log: Vec<String>,
+    /// Each request of the run as the server received it.
+    pub records: Vec<RequestRecord>,
+    /// The strike named a power-cut outcome that does not exist there.
+    pub no_such_outcome: bool,
+    /// The client gave up on a request (it is uncertain in the model).
+    pub gave_up: bool,
+    /// What the client's answers alone broke (an acknowledged request the
+    /// model says must fail).
+    pub violations: Vec<Violation>,
+}
+
+/// Runs `scenario` on `seed` with `strike`.
+pub fn run(
+    scenario: &NetScenario,
+    seed: u64,
+    under_test: ServiceUnderTest,
+    strike: Option<NetInjection>,
+) -> Result<Outcome, HarnessError> {
+    let machine = SimFs::new(SimConfig::with_seed(seed));
+    Store::init(Arc::new(machine.clone()), Arc::new(machine.clock()), store_root())
+        .map_err(|e| HarnessError(format!("initialising the server's store: {e}")))?;
+    let control: Shared = Rc::new(RefCell::new(Control {
+        strike,
+        received: 0,
+        server: machine.spawn_process(),
+        failure: None,
+        log: Vec::new(),
+        records: Vec::new(),
+        no_such_outcome: false,
+        under_test,
+        violations: Vec::new(),
+    }));
+    let model = Rc::new(RefCell::new(Model::new()));
+    let gave_up = Rc::new(RefCell::new(false));
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed)
+        .epoch(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+        .simulation_duration(SIMULATION_LIMIT)
+        .build();
+    let host_control = Rc::clone(&control);
+    sim.host(SERVER, move || serve(Rc::clone(&host_control)));
+    sim.client(
+        "client",
+        client(
+            scenario.requests.clone(),
+            Rc::clone(&model),
+            Rc::clone(&gave_up),
+            Rc::clone(&control),
+        ),
+    );
+    let mut restart_at: Option<Duration> = None;
+    loop {
+        let finished = sim
+            .step()
+            .map_err(|e| HarnessError(format!("the network simulation failed: {e}")))?;
+        if finished {
+            break;
+        }
+        let failure = control.borrow_mut().failure.take();
+        if let Some(failure) = failure {
+            let server = control.borrow().server.clone();
+            let next = match failure {
+                HostFailure::Crash => {
+                    note_outside(&control, sim.elapsed(), "the server's process is killed");
+                    server.crash_process();
+                    server.spawn_process()
+                }
+                HostFailure::PowerCut(model, pick) => {
+                    match resolve_crash(&server.snapshot(), model, pick, server.crash_seed()) {
+                        Some(choice) => {
+                            let what =
+                                format!("the server's host loses power; it will boot with {model} outcome {pick:?}");
+                            note_outside(&control, sim.elapsed(), &what);
+                            server.power_cut();
+                            server.reboot_with(model, &choice)
+                        }
+                        None => {
+                            control.borrow_mut().no_such_outcome = true;
+                            break;
+                        }
+                    }
+                }
+            };
+            sim.crash(SERVER);
+            control.borrow_mut().server = next;
+            restart_at = Some(sim.elapsed() + DOWN_FOR);
+        }
+        if restart_at.is_some_and(|at| sim.elapsed() >= at) {
+            restart_at = None;
+            note_outside(&control, sim.elapsed(), "server restarts");
+            sim.bounce(SERVER);
+        }
+    }
+    drop(sim);
+    let mut control = Rc::try_unwrap(control)
+        .map_err(|_| HarnessError("the simulation kept its hosts".to_string()))?
+        .into_inner();
+    let machine = control.server.spawn_process();
+    control.server.crash_process();
+    let model = model.borrow().clone();
+    let gave_up = *gave_up.borrow();
+    Ok(Outcome {
+        model,
+        machine,
+        log: control.log,
+        records: std::mem::take(&mut control.records),
+        no_such_outcome: control.no_such_outcome,
+        gave_up,
+        violations: control.violations,
+    })
+}
+
+fn note_outside(control: &Shared, at: Duration, what: &str) {
+    control
+        .borrow_mut()
+        .log
+        .push(format!("{:>8.3}s {what}", at.as_secs_f64()));
+}
+
+/// The server host: opens the service on its current process's disk and
+/// serves HTTP/1.1 on [`PORT`].
+async fn serve(control: Shared) -> turmoil::Result {
+    let (fs, under_test) = {
+        let control = control.borrow();
+        (control.server.clone(), control.under_test.clone())
+    };
+    let keys = Keys::parse_list(&format!("admin:{KEY}")).map_err(|e| e.to_string())?;
+    let mut options = ServiceOptions::new(store_root(), keys, store_root().join("staging-unused"));
+    if let Some(flaw) = &under_test.flaw {
+        options = options.with_flaw_named(flaw)?;
+    }
+    let service = match Service::open(Arc::new(fs.clone()), Arc::new(fs.clock()), options) {
+        Ok(service) => service,
+        Err(e) => {
+            // The client will give up; the check after the run opens the
+            // store itself and says what is wrong.
+            note(&control, format!("server cannot open the store: {e}"));
+            return Ok(());
+        }
+    };
+    note(&control, "server up".to_string());
+    let router = tearline_service::router_with(service, tearline_service::api::DEFAULT_MAX_BODY_BYTES, Offload::Inline);
+    let listener = turmoil::net::TcpListener::bind((IpAddr::V4(Ipv4Addr::UNSPECIFIED), PORT)).await?;
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let router = router.clone();
+        let control = Rc::clone(&control);
+        tokio::task::spawn_local(async move {
+            let service =
+                hyper::service::service_fn(move |request| handle(request, router.clone(), Rc::clone(&control)));
+            let connection = hyper::server::conn::http1::Builder::new()
+                .auto_date_header(false)
+                .serve_connection(TokioIo::new(stream), service);
+            // A connection the client dropped (it gave up on an attempt)
+            // ends in an error: nothing to do.
+            let _ = connection.await;
+        });
+    }
+}
+
+/// Handles one request, with the strike if it falls on it.
+async fn handle(
+    request: hyper::Request<Incoming>,
+    mut router: axum::Router,
+    control: Shared,
+) -> Result<axum::response::Response, Infallible> {
+    let line = format!("{} {}", request.method(), request.uri().path());
+    let (rpc, strike) = {
+        let mut control = control.borrow_mut();
+        control.received += 1;
+        let rpc = control.received;
+        (rpc, control.strike.filter(|s| s.rpc == rpc))
+    };
+    let fault = strike.map(|s| s.fault);
+    note(&control, format!("rpc{rpc} {line} received"));
+    match fault {
+        Some(NetFault::LoseRequest) => {
+            note(&control, format!("rpc{rpc} lost before the server handled it"));
+            return std::future::pending().await;
+        }
+        Some(NetFault::Partition) => {
+            note(&control, format!("rpc{rpc}: client and server partitioned"));
+            turmoil::partition("client", SERVER);
+            let heal = Rc::clone(&control);
+            tokio::task::spawn_local(async move {
+                tokio::time::sleep(PARTITION_FOR).await;
+                turmoil::repair("client", SERVER);
+                note(&heal, "partition repaired".to_string());
+            });
+            return std::future::pending().await;
+        }
+        _ => {}
+    }
+    let answer = router
+        .call(request.map(axum::body::Body::new))
+        .await
+        .unwrap_or_else(|never| match never {});
+    let status = answer.status().as_u16();
+    {
+        let mut control = control.borrow_mut();
+        if control.strike.is_none() {
+            let snapshot = control.server.snapshot();
+            control.records.push(RequestRecord {
+                line: line.clone(),
+                snapshot,
+            });
+        }
+    }
+    match fault {
+        Some(NetFault::LoseResponse) => {
+            note(&control, format!("rpc{rpc} applied ({status}), its answer lost"));
+            std::future::pending().await
+        }
+        Some(NetFault::LateResponse) => {
+            note(&control, format!("rpc{rpc} applied ({status}), answered late"));
+            tokio::time::sleep(LATE_BY).await;
+            Ok(answer)
+        }
+        Some(NetFault::CrashBeforeAnswer) => {
+            note(
+                &control,
+                format!("rpc{rpc} applied ({status}); the server is killed before answering"),
+            );
+            control.borrow_mut().failure = Some(HostFailure::Crash);
+            std::future::pending().await
+        }
+        Some(NetFault::CrashAfterAnswer | NetFault::PowerCutAfterAnswer) => {
+            let failure = match strike.and_then(|s| s.crash) {
+                Some((model, pick)) => HostFailure::PowerCut(model, pick),
+                None => HostFailure::Crash,
+            };
+            note(
+                &control,
+                format!("rpc{rpc} answered {status}; the server fails just after"),
+            );
+            let later = Rc::clone(&control);
+            tokio::task::spawn_local(async move {
+                tokio::time::sleep(FAIL_AFTER_ANSWER).await;
+                later.borrow_mut().failure = Some(failure);
+            });
+            Ok(answer)
+        }
+        _ => {
+            note(&control, format!("rpc{rpc} answered {status}"));
+            Ok(answer)
+        }
+    }
+}
+
+/// How one request ended for the client.
+enum Ending {
+    /// A 2xx (or a 404 for a delete it had already sent: it is gone).
+    Acknowledged,
+    /// A 4xx: the server says it did nothing.
+    Refused,
+    /// No answer, or only 5xx, after every attempt.
+    GaveUp,
+}
+
+/// The client host: each request in turn, with retries; stops at the
+/// first it gives up on.
+async fn client(
+    requests: Vec<Request>,
+    model: Rc<RefCell<Model>>,
+    gave_up: Rc<RefCell<bool>>,
+    control: Shared,
+) -> turmoil::Result {
+    for request in &requests {
+        let Some(operation) = request.operation() else {
+            if let Request::RemoveSourceBehindTheStore { name } = request {
+                remove_source(&control, name)?;
+                model.borrow_mut().edit_source(name, None);
+                note(&control, format!("operator: {}", request.describe()));
+            }
+            continue;
+        };
+        model.borrow_mut().begin(&operation);
+        match send(request, &control).await {
+            Ending::Acknowledged => {
+                // A request the model says must fail was acknowledged.
+                let must_fail = model.borrow().expect(&operation).must_fail;
+                if let Some(violation) = no_destructive_without_force::check_acknowledged(&operation, must_fail) {
+                    control.borrow_mut().violations.push(violation);
+                }
+                model.borrow_mut().acknowledge();
+            }
+            Ending::Refused => model.borrow_mut().reject(),
+            Ending::GaveUp => {
+                note(&control, format!("client gives up on {}", operation.describe()));
+                *gave_up.borrow_mut() = true;
+                return Ok(());
+            }
+        }
+    }
+    note(&control, "client done".to_string());
+    Ok(())
+}
+
+/// An operator, in a process of its own on the server's machine, removes
+/// source `name` durably.
+fn remove_source(control: &Shared, name: &str) -> std::io::Result<()> {
+    let operator = control.borrow().server.spawn_process();
+    let dir = Layout::new(store_root()).source_dir();
+    let removed = operator
+        .remove_file(&dir.join(name))
+        .and_then(|()| operator.sync_dir(&dir));
+    operator.crash_process();
+    removed
+}
+
+/// Sends `request` until an attempt is answered with anything but a 5xx,
+/// at most [`ATTEMPTS`] times, pausing between attempts.
+async fn send(request: &Request, control: &Shared) -> Ending {
+    let mut pause = FIRST_BACKOFF;
+    for attempt in 1..=ATTEMPTS {
+        let status = tokio::time::timeout(ATTEMPT_TIMEOUT, attempt_once(request))
+            .await
+            .ok()
+            .flatten();
+        let heard = status.map_or("no answer".to_string(), |s| s.to_string());
+        note(
+            control,
+            format!("client attempt {attempt} of {}: {heard}", request.describe()),
+        );
+        match status {
+            Some(s) if (200..300).contains(&s) => return Ending::Acknowledged,
+            // Sent before, maybe applied then: a document that is gone is
+            // what the client asked for.
+            Some(404) if attempt > 1 && matches!(request, Request::Delete { .. }) => return Ending::Acknowledged,
+            Some(s) if (400..500).contains(&s) => return Ending::Refused,
+            _ => {}
+        }
+        if attempt < ATTEMPTS {
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+        }
+    }
+    Ending::GaveUp
+}
+
+/// One attempt on a fresh connection: the answer's status, if one came.
+async fn attempt_once(request: &Request) -> Option<u16> {
+    let stream = turmoil::net::TcpStream::connect((SERVER, PORT)).await.ok()?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.ok()?;
+    let driver = tokio::task::spawn_local(async move {
+        let _ = connection.await;
+    });
+    let (method, uri, body) = match request {
+        Request::Put { name, content } => (
+            hyper::Method::PUT,
+            format!("/v1/documents/{name}"),
+            serde_json::json!({ "content": content }).to_string(),
+        ),
+        Request::Delete { name } => (hyper::Method::DELETE, format!("/v1/documents/{name}"), String::new()),
+        Request::Share { name } => (hyper::Method::PUT, format!("/v1/documents/{name}/share"), String::new()),
+        Request::Reconcile { mode, force } => (
+            hyper::Method::POST,
+            "/v1/reconcile".to_string(),
+            serde_json::json!({ "mode": format!("{mode:?}").to_lowercase(), "dry_run": false, "force": force })
+                .to_string(),
+        ),
+        Request::RemoveSourceBehindTheStore { .. } => return None,
+    };
+    let http = hyper::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(hyper::header::HOST, SERVER)
+        .header(hyper::header::AUTHORIZATION, format!("Bearer {KEY}"))
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .ok()?;
+    let status = sender.send_request(http).await.ok().map(|r| r.status().as_u16());
+    driver.abort();
+    status
+}

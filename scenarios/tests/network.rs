@@ -1,0 +1,250 @@
+//! The network scenarios: the reference store's HTTP service on a
+//! simulated host, a client on another, turmoil's network between them.
+//! The reference service keeps every invariant under every network fault;
+//! a write-behind server is caught with a line that reproduces; the same
+//! seed gives the same run, byte for byte.
+
+use std::collections::BTreeSet;
+
+use tearline::engine::EngineOptions;
+use tearline::net::case::{NetCase, NetFault};
+use tearline::net::{self, NetScenario};
+use tearline::replay::reproduce_net_line;
+use tearline::report::{REPORT_SCHEMA_VERSION, RunReport, ScenarioResult};
+use tearline_model::Invariant;
+
+fn scenario(name: &str) -> NetScenario {
+    net::find(name).unwrap_or_else(|| panic!("no network scenario {name}"))
+}
+
+fn run(name: &str, store: &str, seed: u64) -> ScenarioResult {
+    let options = EngineOptions {
+        seed,
+        ..EngineOptions::default()
+    };
+    net::run_scenario(&scenario(name), store, &options, &|_, _| {}).expect("the harness ran")
+}
+
+#[test]
+fn the_reference_service_keeps_every_invariant_under_every_network_fault() {
+    for scenario in net::scenarios() {
+        let result = run(&scenario.name, "refstore", 0);
+        assert!(
+            result.passed,
+            "{}: {}\n{:#?}",
+            scenario.name, result.verdict, result.net_failures
+        );
+        // Every request of the fault-free run, every fault, every outcome
+        // of a power cut after the answer: at least the 6 faults without
+        // outcomes and one power-cut outcome per model at each request.
+        let requests = scenario.requests.iter().filter(|r| r.operation().is_some()).count() as u64;
+        assert!(
+            result.cases >= requests * 11,
+            "{}: {} cases for {requests} requests",
+            scenario.name,
+            result.cases
+        );
+        assert_eq!(result.states_checked, result.cases, "every case's outcome exists");
+        assert!(0 < result.distinct_states && result.distinct_states <= result.states_checked);
+        for invariant in [
+            Invariant::CommittedDurable,
+            Invariant::FailedMeansNotApplied,
+            Invariant::CompleteDatabase,
+        ] {
+            let found = result.invariants.iter().find(|i| i.invariant == invariant).unwrap();
+            assert_eq!(found.status, tearline::report::InvariantStatus::Passed, "{invariant}");
+        }
+    }
+}
+
+#[test]
+fn a_write_behind_server_loses_acknowledged_writes_and_the_line_reproduces() {
+    let store = "refstore/acknowledge-before-write";
+    let result = run("net-client-writes", store, 0);
+    assert!(!result.passed, "{}", result.verdict);
+    let durable: Vec<&tearline::report::NetFailure> = result
+        .net_failures
+        .iter()
+        .filter(|f| f.invariant == Invariant::CommittedDurable)
+        .collect();
+    assert!(!durable.is_empty(), "{:#?}", result.net_failures);
+    // Only a server that fails after answering a put can lose it.
+    let faults: BTreeSet<NetFault> = durable
+        .iter()
+        .map(|f| f.repro.parse::<NetCase>().expect("a network line").injection.fault)
+        .collect();
+    assert!(
+        faults.is_subset(&BTreeSet::from([
+            NetFault::CrashAfterAnswer,
+            NetFault::PowerCutAfterAnswer
+        ])),
+        "{faults:?}"
+    );
+    assert!(faults.contains(&NetFault::PowerCutAfterAnswer), "{faults:?}");
+    let line = &durable[0].repro;
+    assert!(line.ends_with(" --store refstore/acknowledge-before-write"), "{line}");
+    let replayed = reproduce_net_line(line, None).expect("the replay ran");
+    assert!(
+        replayed
+            .violations
+            .iter()
+            .any(|v| v.invariant == Invariant::CommittedDurable),
+        "{line} did not break committed-durable again:\n{}",
+        replayed.report
+    );
+    assert!(replayed.report.contains("fails just after"), "{}", replayed.report);
+    // The same line on the reference service holds.
+    let reference = reproduce_net_line(line, Some("refstore")).expect("the replay ran");
+    assert!(reference.violations.is_empty(), "{}", reference.report);
+}
+
+/// The invariant each known-bad store design breaks when served over the
+/// network, and a fault of the network it breaks it at.
+#[test]
+fn known_bad_store_designs_served_over_the_network_are_caught_by_the_right_invariant() {
+    for (store, invariant, fault) in [
+        // A clean that deletes records with an active share link.
+        ("refstore/clean-deletes-shared", Invariant::ProtectedRecordsKept, None),
+        // A share link written without fsync: acknowledged, then lost to
+        // a power cut after the answer.
+        (
+            "refstore/share-without-fsync",
+            Invariant::ProtectedRecordsKept,
+            Some(NetFault::PowerCutAfterAnswer),
+        ),
+        // A clean without --force that cleans anyway and answers 200.
+        (
+            "refstore/clean-without-force",
+            Invariant::NoDestructiveWithoutForce,
+            None,
+        ),
+    ] {
+        let result = run("net-shared-record-kept", store, 0);
+        let failing: Vec<&tearline::report::NetFailure> = result
+            .net_failures
+            .iter()
+            .filter(|f| f.invariant == invariant)
+            .collect();
+        assert!(
+            !failing.is_empty(),
+            "{store}: {}\n{:#?}",
+            result.verdict,
+            result.net_failures
+        );
+        if let Some(fault) = fault {
+            assert!(
+                failing
+                    .iter()
+                    .all(|f| f.repro.parse::<NetCase>().unwrap().injection.fault == fault),
+                "{store}: {failing:#?}"
+            );
+        }
+        let replayed = reproduce_net_line(&failing[0].repro, None).expect("the replay ran");
+        assert!(
+            replayed.violations.iter().any(|v| v.invariant == invariant),
+            "{}: {}",
+            failing[0].repro,
+            replayed.report
+        );
+    }
+    // The reference service keeps them, and says they were exercised.
+    let reference = run("net-shared-record-kept", "refstore", 0);
+    assert!(reference.passed, "{}", reference.verdict);
+    for invariant in [Invariant::ProtectedRecordsKept, Invariant::NoDestructiveWithoutForce] {
+        let found = reference.invariants.iter().find(|i| i.invariant == invariant).unwrap();
+        assert_eq!(found.status, tearline::report::InvariantStatus::Passed, "{invariant}");
+    }
+}
+
+#[test]
+fn a_network_scenario_s_report_matches_the_run_report_schema() {
+    let failing = run("net-shared-record-kept", "refstore/clean-deletes-shared", 0);
+    let passing = run("net-retried-delete", "refstore", 0);
+    let report = RunReport {
+        schema_version: REPORT_SCHEMA_VERSION,
+        store: "refstore".to_string(),
+        seed: 0,
+        shard: "0/1".to_string(),
+        faults: Vec::new(),
+        scenarios: vec![failing, passing],
+    };
+    let document: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    let schema_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas/run-report.schema.json");
+    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(schema_path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("a valid schema");
+    let complaints: Vec<String> = validator.iter_errors(&document).map(|e| e.to_string()).collect();
+    assert!(complaints.is_empty(), "{complaints:#?}");
+    let lines = &document["scenarios"][0]["net_failures"];
+    assert!(lines.as_array().is_some_and(|l| !l.is_empty()), "{document:#}");
+    assert!(
+        document["scenarios"][1].get("net_failures").is_none(),
+        "no failures, no field"
+    );
+    // The report reads back as it was written.
+    let back: RunReport = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(back, report);
+}
+
+#[test]
+fn a_request_whose_answer_was_lost_is_retried_and_acknowledged_once() {
+    let line = "net-retried-delete:0:rpc2:lose-response";
+    let replayed = reproduce_net_line(line, None).expect("the replay ran");
+    assert!(replayed.violations.is_empty(), "{}", replayed.report);
+    let log = &replayed.report;
+    // The delete was applied, its answer lost; the retry finds nothing to
+    // delete (404), which the client takes as done, not as refused.
+    assert!(log.contains("rpc2 applied (204), its answer lost"), "{log}");
+    assert!(log.contains("rpc3 DELETE /v1/documents/d.md received"), "{log}");
+    assert!(log.contains("client attempt 2 of DELETE d.md: 404"), "{log}");
+    assert!(log.contains("client done"), "{log}");
+}
+
+#[test]
+fn a_partition_longer_than_the_retries_leaves_the_request_uncertain_and_checked() {
+    let replayed = reproduce_net_line("net-client-writes:0:rpc2:partition", None).expect("the replay ran");
+    let log = &replayed.report;
+    assert!(
+        log.contains(&format!(
+            "client attempt {} of PUT b.md: no answer",
+            net::world::ATTEMPTS
+        )),
+        "{log}"
+    );
+    assert!(log.contains("client gives up on add b.md"), "{log}");
+    assert!(replayed.violations.is_empty(), "{log}");
+}
+
+#[test]
+fn the_same_seed_gives_the_same_run_byte_for_byte_and_another_seed_another() {
+    let scenario = scenario("net-client-writes");
+    for line in [
+        "net-client-writes:5:rpc3:late-response",
+        "net-client-writes:5:rpc4:power-cut-after-answer:prefix:d0",
+        "net-client-writes:5:rpc1:crash-before-answer",
+    ] {
+        let case: NetCase = line.parse().unwrap();
+        let first = net::check_case(&scenario, &case).unwrap().expect("the outcome exists");
+        let second = net::check_case(&scenario, &case).unwrap().expect("the outcome exists");
+        assert_eq!(first.log, second.log, "{line}");
+        assert_eq!(first.trace_hash, second.trace_hash, "{line}");
+        assert_eq!(first.state, second.state, "{line}");
+        let other = NetCase { seed: 6, ..case };
+        let other = net::check_case(&scenario, &other).unwrap().expect("the outcome exists");
+        assert_ne!(
+            first.log, other.log,
+            "{line}: the seed does not reach the network's latencies"
+        );
+    }
+    assert_eq!(
+        run("net-retried-delete", "refstore", 3),
+        run("net-retried-delete", "refstore", 3)
+    );
+}
+
+#[test]
+fn a_line_for_a_power_cut_outcome_that_does_not_exist_says_so() {
+    let error = reproduce_net_line("net-client-writes:0:rpc1:power-cut-after-answer:prefix:d999", None).unwrap_err();
+    assert!(error.to_string().contains("no such outcome"), "{error}");
+    let error = reproduce_net_line("net-client-writes:0:rpc1:lose-request --store notes-store", None).unwrap_err();
+    assert!(error.to_string().contains("do not serve store"), "{error}");
+}
