@@ -148,9 +148,13 @@ fn known_bad_store_designs_served_over_the_network_are_caught_by_the_right_invar
         );
     }
     // The reference service keeps them, and says they were exercised.
-    let reference = run("net-shared-record-kept", "refstore", 0);
-    assert!(reference.passed, "{}", reference.verdict);
-    for invariant in [Invariant::ProtectedRecordsKept, Invariant::NoDestructiveWithoutForce] {
+    for (scenario, invariant) in [
+        ("net-shared-record-kept", Invariant::ProtectedRecordsKept),
+        ("net-shared-record-kept", Invariant::NoDestructiveWithoutForce),
+        ("net-client-writes", Invariant::ReaderConsistent),
+    ] {
+        let reference = run(scenario, "refstore", 0);
+        assert!(reference.passed, "{}", reference.verdict);
         let found = reference.invariants.iter().find(|i| i.invariant == invariant).unwrap();
         assert_eq!(found.status, tearline::report::InvariantStatus::Passed, "{invariant}");
     }
@@ -201,7 +205,7 @@ fn a_request_whose_answer_was_lost_is_retried_and_acknowledged_once() {
 
 #[test]
 fn a_partition_longer_than_the_retries_leaves_the_request_uncertain_and_checked() {
-    let replayed = reproduce_net_line("net-client-writes:0:rpc2:partition", None).expect("the replay ran");
+    let replayed = reproduce_net_line("net-client-writes:0:rpc3:partition", None).expect("the replay ran");
     let log = &replayed.report;
     assert!(
         log.contains(&format!(

@@ -163,6 +163,13 @@ async fn get_document(State(api): Shared, headers: HeaderMap, name: Result<Path<
     let found = api
         .offload
         .run(move || {
+            #[cfg(feature = "flawed-variants")]
+            if service.flaw() == Some(crate::flawed::ServiceFlaw::CachedReads) {
+                return service.cached_read(&name, || {
+                    let document = service.read(|store| store.get(&name))?;
+                    document.ok_or_else(|| Problem::not_found(format!("no document named {name}")))
+                });
+            }
             let document = service.read(|store| store.get(&name))?;
             document.ok_or_else(|| Problem::not_found(format!("no document named {name}")))
         })

@@ -18,6 +18,10 @@ pub enum ServiceFlaw {
     /// server killed after answering loses writes its clients saw
     /// acknowledged. Caught by the kill-and-restart test.
     AcknowledgeBeforeWrite,
+    /// A read cache without invalidation: `GET /v1/documents/{name}`
+    /// answers what it answered the first time, whatever was written
+    /// since. Caught by the network scenarios' reads (reader-consistent).
+    CachedReads,
     /// The service over a store with a known-bad design (`--flaw
     /// store:NAME`, NAME one of the store's flaws, as `tearline run --store
     /// refstore/NAME` names them). `store:drop-and-reindex` is origins/1's
@@ -30,10 +34,11 @@ pub enum ServiceFlaw {
 
 impl ServiceFlaw {
     /// Every flaw of the service's own.
-    pub const ALL: [ServiceFlaw; 3] = [
+    pub const ALL: [ServiceFlaw; 4] = [
         ServiceFlaw::DeleteWithoutRoleCheck,
         ServiceFlaw::UnavailableWhileRebuilding,
         ServiceFlaw::AcknowledgeBeforeWrite,
+        ServiceFlaw::CachedReads,
     ];
 
     /// Its `--flaw` name.
@@ -42,6 +47,7 @@ impl ServiceFlaw {
             ServiceFlaw::DeleteWithoutRoleCheck => "delete-without-role-check",
             ServiceFlaw::UnavailableWhileRebuilding => "unavailable-while-rebuilding",
             ServiceFlaw::AcknowledgeBeforeWrite => "acknowledge-before-write",
+            ServiceFlaw::CachedReads => "cached-reads",
             ServiceFlaw::Store(flaw) => {
                 return format!("store:{}", flaw.store_name().trim_start_matches("refstore/"));
             }

@@ -158,6 +158,9 @@ pub struct Service {
     /// The generation of the view readers see (health reads it without
     /// entering a read, which an in-place write would make it wait for).
     generation: AtomicU64,
+    /// The `cached-reads` flaw's cache (never invalidated).
+    #[cfg(feature = "flawed-variants")]
+    cached: Mutex<std::collections::BTreeMap<String, tearline_refstore::Document>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -196,6 +199,8 @@ impl Service {
             writer_problem: Mutex::new(None),
             view_problem: Mutex::new(None),
             generation: AtomicU64::new(first),
+            #[cfg(feature = "flawed-variants")]
+            cached: Mutex::default(),
         }))
     }
 
@@ -245,6 +250,22 @@ impl Service {
     #[cfg(feature = "flawed-variants")]
     pub fn flaw(&self) -> Option<crate::flawed::ServiceFlaw> {
         self.options.flaw
+    }
+
+    /// The `cached-reads` flaw: the document `name` as first read, cached
+    /// for good (`read` fills it).
+    #[cfg(feature = "flawed-variants")]
+    pub(crate) fn cached_read(
+        &self,
+        name: &str,
+        read: impl FnOnce() -> Result<tearline_refstore::Document, Problem>,
+    ) -> Result<tearline_refstore::Document, Problem> {
+        if let Some(document) = lock(&self.cached).get(name) {
+            return Ok(document.clone());
+        }
+        let document = read()?;
+        lock(&self.cached).insert(name.to_string(), document.clone());
+        Ok(document)
     }
 
     /// Runs a read on the current view.

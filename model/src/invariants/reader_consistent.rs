@@ -71,6 +71,33 @@ pub fn refused(failure: &StoreFailure, when: &str) -> Option<Violation> {
     })
 }
 
+/// A read of one document through a service (a `GET`) `when` found
+/// `found` (the content's hash, [`crate::content_hash`]; `None`: no such
+/// document): it must be what the model allows there, the acknowledged
+/// state (with an operation in flight, before or after it). A cache or a
+/// view that a write did not refresh shows here.
+pub fn check_read(name: &str, found: Option<&str>, model: &Model, when: &str) -> Option<Violation> {
+    let allowed = model.allowed();
+    let before = allowed.before.indexed.get(name).map(String::as_str);
+    let after = allowed.after.indexed.get(name).map(String::as_str);
+    if found == before || found == after {
+        return None;
+    }
+    let show = |hash: Option<&str>| {
+        hash.map_or("no document".to_string(), |hash| {
+            format!("content {}", &hash[..hash.len().min(8)])
+        })
+    };
+    Some(Violation::new(
+        Invariant::ReaderConsistent,
+        format!(
+            "{when}: a read of {name} found {}, where every acknowledged write leaves {}",
+            show(found),
+            show(before)
+        ),
+    ))
+}
+
 /// The reader `when` changed the disk: `change` is the first syscall that did.
 pub fn changed_disk(change: impl std::fmt::Display, when: &str) -> Violation {
     Violation::new(
@@ -90,6 +117,35 @@ mod tests {
             concurrent_readers: true,
             ..caps()
         }
+    }
+
+    #[test]
+    fn a_read_through_a_service_must_find_what_was_acknowledged() {
+        let hash = |content: &str| crate::content_hash(content.as_bytes());
+        let model = model_with(&[add("x", "old"), add("x", "new")], None);
+        let when = "GET x.md after its second PUT";
+        assert_eq!(check_read("x", Some(&hash("new")), &model, when), None);
+        let stale = check_read("x", Some(&hash("old")), &model, when).expect("a stale read");
+        assert_eq!(stale.invariant, Invariant::ReaderConsistent);
+        assert!(
+            stale
+                .evidence
+                .starts_with("GET x.md after its second PUT: a read of x found content"),
+            "{stale:?}"
+        );
+        assert!(
+            check_read("x", None, &model, when).is_some(),
+            "an acknowledged document found missing"
+        );
+        assert!(
+            check_read("y", Some(&hash("y")), &model, when).is_some(),
+            "a document nobody wrote"
+        );
+        assert_eq!(check_read("y", None, &model, when), None);
+        // With an operation in flight, before or after it.
+        let model = model_with(&[add("x", "old")], Some(Operation::Remove { name: "x".into() }));
+        assert_eq!(check_read("x", None, &model, when), None);
+        assert_eq!(check_read("x", Some(&hash("old")), &model, when), None);
     }
 
     #[test]

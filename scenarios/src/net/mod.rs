@@ -42,6 +42,12 @@ pub enum Request {
         /// The document's name.
         name: String,
     },
+    /// `GET /v1/documents/{name}`: what it finds must be what every
+    /// acknowledged write left (reader-consistent).
+    Get {
+        /// The document's name.
+        name: String,
+    },
     /// `PUT /v1/documents/{name}/share`: an active share link.
     Share {
         /// The document's name.
@@ -64,7 +70,7 @@ pub enum Request {
 }
 
 impl Request {
-    /// The store operation it asks for (`None`: not a request).
+    /// The store operation it asks for (`None`: a read, or not a request).
     pub fn operation(&self) -> Option<Operation> {
         Some(match self {
             Request::Put { name, content } => Operation::Add {
@@ -78,7 +84,7 @@ impl Request {
                 force: *force,
                 dry_run: false,
             },
-            Request::RemoveSourceBehindTheStore { .. } => return None,
+            Request::Get { .. } | Request::RemoveSourceBehindTheStore { .. } => return None,
         })
     }
 
@@ -87,6 +93,7 @@ impl Request {
         match self {
             Request::Put { name, .. } => format!("PUT {name}"),
             Request::Delete { name } => format!("DELETE {name}"),
+            Request::Get { name } => format!("GET {name}"),
             Request::Share { name } => format!("PUT {name}/share"),
             Request::Reconcile { mode, force } => {
                 let mode = format!("{mode:?}").to_lowercase();
@@ -151,6 +158,10 @@ fn delete(name: &str) -> Request {
     Request::Delete { name: name.to_string() }
 }
 
+fn get(name: &str) -> Request {
+    Request::Get { name: name.to_string() }
+}
+
 fn share(name: &str) -> Request {
     Request::Share { name: name.to_string() }
 }
@@ -168,16 +179,21 @@ pub fn scenarios() -> Vec<NetScenario> {
     vec![
         NetScenario {
             name: "net-client-writes".to_string(),
-            description: "a client puts, replaces and deletes documents over HTTP while requests or answers are lost \
-                          or late, the link is partitioned, and the server is killed or loses power around its answer"
+            description: "a client puts, replaces, deletes and reads documents over HTTP while requests or answers \
+                          are lost or late, the link is partitioned, and the server is killed or loses power around \
+                          its answer"
                 .to_string(),
             requests: vec![
                 put("a.md", "alpha"),
+                get("a.md"),
                 put("b.md", "bravo"),
                 put("a.md", "alpha, second version"),
+                get("a.md"),
                 delete("b.md"),
+                get("b.md"),
                 put("c.md", "charlie"),
                 delete("missing.md"),
+                get("c.md"),
             ],
         },
         NetScenario {
@@ -188,7 +204,9 @@ pub fn scenarios() -> Vec<NetScenario> {
             requests: vec![
                 put("d.md", "delta"),
                 delete("d.md"),
+                get("d.md"),
                 put("d.md", "delta again"),
+                get("d.md"),
                 delete("d.md"),
             ],
         },
@@ -409,6 +427,7 @@ pub fn applies(scenario: &NetScenario, invariant: Invariant) -> bool {
     let asks = |wanted: fn(&Request) -> bool| scenario.requests.iter().any(wanted);
     match invariant {
         Invariant::ProtectedRecordsKept => asks(|r| matches!(r, Request::Share { .. })),
+        Invariant::ReaderConsistent => asks(|r| matches!(r, Request::Get { .. })),
         Invariant::NoDestructiveWithoutForce => {
             asks(|r| matches!(r, Request::Reconcile { mode, force: false } if mode.is_destructive()))
         }

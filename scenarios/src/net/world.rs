@@ -18,11 +18,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper_util::rt::TokioIo;
-use tearline_model::invariants::no_destructive_without_force;
-use tearline_model::{Model, Violation};
+use tearline_model::invariants::{no_destructive_without_force, reader_consistent};
+use tearline_model::{Model, Violation, content_hash};
 use tearline_refstore::{Layout, Store};
 use tearline_service::{Keys, Offload, Service, ServiceOptions};
 use tearline_sim_fs::{Fs, PersistenceModel, SimConfig, SimFs, SimSnapshot};
@@ -382,16 +382,42 @@ async fn client(
     control: Shared,
 ) -> turmoil::Result {
     for request in &requests {
-        let Some(operation) = request.operation() else {
-            if let Request::RemoveSourceBehindTheStore { name } = request {
+        match request {
+            Request::RemoveSourceBehindTheStore { name } => {
                 remove_source(&control, name)?;
                 model.borrow_mut().edit_source(name, None);
                 note(&control, format!("operator: {}", request.describe()));
+                continue;
             }
+            Request::Get { name } => {
+                let answer = send(request, &control).await;
+                let found = match (&answer.ending, answer.status) {
+                    (Ending::GaveUp, _) => {
+                        note(&control, format!("client gives up on {}", request.describe()));
+                        *gave_up.borrow_mut() = true;
+                        return Ok(());
+                    }
+                    (_, Some(200)) => {
+                        let document: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+                        document["content"]
+                            .as_str()
+                            .map(|content| content_hash(content.as_bytes()))
+                    }
+                    _ => None,
+                };
+                let when = format!("{} answered {}", request.describe(), answer.status.unwrap_or(0));
+                if let Some(violation) = reader_consistent::check_read(name, found.as_deref(), &model.borrow(), &when) {
+                    control.borrow_mut().violations.push(violation);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let Some(operation) = request.operation() else {
             continue;
         };
         model.borrow_mut().begin(&operation);
-        match send(request, &control).await {
+        match send(request, &control).await.ending {
             Ending::Acknowledged => {
                 // A request the model says must fail was acknowledged.
                 let must_fail = model.borrow().expect(&operation).must_fail;
@@ -424,38 +450,63 @@ fn remove_source(control: &Shared, name: &str) -> std::io::Result<()> {
     removed
 }
 
+/// What the client made of a request: how it ended, and the last answer's
+/// status and body.
+struct Answer {
+    ending: Ending,
+    status: Option<u16>,
+    body: Bytes,
+}
+
 /// Sends `request` until an attempt is answered with anything but a 5xx,
 /// at most [`ATTEMPTS`] times, pausing between attempts.
-async fn send(request: &Request, control: &Shared) -> Ending {
+async fn send(request: &Request, control: &Shared) -> Answer {
     let mut pause = FIRST_BACKOFF;
+    let mut last = (None, Bytes::new());
     for attempt in 1..=ATTEMPTS {
-        let status = tokio::time::timeout(ATTEMPT_TIMEOUT, attempt_once(request))
+        let answer = tokio::time::timeout(ATTEMPT_TIMEOUT, attempt_once(request))
             .await
             .ok()
             .flatten();
+        let status = answer.as_ref().map(|(status, _)| *status);
         let heard = status.map_or("no answer".to_string(), |s| s.to_string());
         note(
             control,
             format!("client attempt {attempt} of {}: {heard}", request.describe()),
         );
-        match status {
-            Some(s) if (200..300).contains(&s) => return Ending::Acknowledged,
+        if let Some((status, body)) = answer {
+            last = (Some(status), body);
+        }
+        let ending = match status {
+            Some(s) if (200..300).contains(&s) => Some(Ending::Acknowledged),
             // Sent before, maybe applied then: a document that is gone is
             // what the client asked for.
-            Some(404) if attempt > 1 && matches!(request, Request::Delete { .. }) => return Ending::Acknowledged,
-            Some(s) if (400..500).contains(&s) => return Ending::Refused,
-            _ => {}
+            Some(404) if attempt > 1 && matches!(request, Request::Delete { .. }) => Some(Ending::Acknowledged),
+            Some(s) if (400..500).contains(&s) => Some(Ending::Refused),
+            _ => None,
+        };
+        if let Some(ending) = ending {
+            return Answer {
+                ending,
+                status: last.0,
+                body: last.1,
+            };
         }
         if attempt < ATTEMPTS {
             tokio::time::sleep(pause).await;
             pause *= 2;
         }
     }
-    Ending::GaveUp
+    Answer {
+        ending: Ending::GaveUp,
+        status: last.0,
+        body: last.1,
+    }
 }
 
-/// One attempt on a fresh connection: the answer's status, if one came.
-async fn attempt_once(request: &Request) -> Option<u16> {
+/// One attempt on a fresh connection: the answer's status and body, if
+/// one came whole.
+async fn attempt_once(request: &Request) -> Option<(u16, Bytes)> {
     let stream = turmoil::net::TcpStream::connect((SERVER, PORT)).await.ok()?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.ok()?;
     let driver = tokio::task::spawn_local(async move {
@@ -468,6 +519,7 @@ async fn attempt_once(request: &Request) -> Option<u16> {
             serde_json::json!({ "content": content }).to_string(),
         ),
         Request::Delete { name } => (hyper::Method::DELETE, format!("/v1/documents/{name}"), String::new()),
+        Request::Get { name } => (hyper::Method::GET, format!("/v1/documents/{name}"), String::new()),
         Request::Share { name } => (hyper::Method::PUT, format!("/v1/documents/{name}/share"), String::new()),
         Request::Reconcile { mode, force } => (
             hyper::Method::POST,
@@ -485,7 +537,13 @@ async fn attempt_once(request: &Request) -> Option<u16> {
         .header(hyper::header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(body)))
         .ok()?;
-    let status = sender.send_request(http).await.ok().map(|r| r.status().as_u16());
+    let answer = async {
+        let response = sender.send_request(http).await.ok()?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.ok()?.to_bytes();
+        Some((status, body))
+    }
+    .await;
     driver.abort();
-    status
+    answer
 }
