@@ -80,9 +80,9 @@ pub fn reproduce_net_line(line: &str, store: Option<&str>) -> Result<NetReproduc
     }
     let scenario = crate::net::find(&case.scenario)
         .ok_or_else(|| HarnessError(format!("no network scenario named {:?}", case.scenario)))?;
-    let checked = crate::net::check_case(&scenario, &case)?.ok_or_else(|| {
+    let checked = crate::net::check_case(&scenario, &case)?.map_err(|why| {
         HarnessError(format!(
-            "{case}: the power cut has no such outcome there (the matrix lists the ones that exist)"
+            "{case}: no such case: {why} (the matrix lists the cases that exist)"
         ))
     })?;
     let mut report = format!(

@@ -12,17 +12,27 @@ use tearline::net::{self, NetScenario};
 use tearline::replay::reproduce_net_line;
 use tearline::report::{REPORT_SCHEMA_VERSION, RunReport, ScenarioResult};
 use tearline_model::Invariant;
+use tearline_sim_fs::Fault;
 
 fn scenario(name: &str) -> NetScenario {
     net::find(name).unwrap_or_else(|| panic!("no network scenario {name}"))
 }
 
-fn run(name: &str, store: &str, seed: u64) -> ScenarioResult {
+/// `name`'s matrix with the faults that strike requests as a whole, and
+/// `faults` (a process crash, a power cut) at every syscall of every
+/// request's handling.
+fn run_with(name: &str, store: &str, seed: u64, faults: Vec<Fault>) -> ScenarioResult {
     let options = EngineOptions {
         seed,
+        faults,
         ..EngineOptions::default()
     };
     net::run_scenario(&scenario(name), store, &options, &|_, _| {}).expect("the harness ran")
+}
+
+/// `name`'s matrix with the faults that strike requests as a whole only.
+fn run(name: &str, store: &str, seed: u64) -> ScenarioResult {
+    run_with(name, store, seed, Vec::new())
 }
 
 #[test]
@@ -55,6 +65,62 @@ fn the_reference_service_keeps_every_invariant_under_every_network_fault() {
             assert_eq!(found.status, tearline::report::InvariantStatus::Passed, "{invariant}");
         }
     }
+}
+
+#[test]
+fn the_reference_service_survives_its_host_failing_at_every_syscall_of_every_request() {
+    let only_requests = run("net-retried-delete", "refstore", 0);
+    let result = run_with(
+        "net-retried-delete",
+        "refstore",
+        0,
+        vec![Fault::ProcessCrash, Fault::PowerCut],
+    );
+    assert!(result.passed, "{}\n{:#?}", result.verdict, result.net_failures);
+    // Every syscall of the handling: a crash at each, and a power cut with
+    // each distinct disk it can boot.
+    let while_handling = result.cases - only_requests.cases;
+    assert!(
+        while_handling > 10 * only_requests.cases,
+        "{while_handling} cases while handling, {} at requests",
+        only_requests.cases
+    );
+    assert!(result.workload_syscalls > 500, "{} syscalls", result.workload_syscalls);
+}
+
+#[test]
+fn a_store_without_intents_leaves_orphan_vectors_when_its_server_dies_in_a_request() {
+    let store = "refstore/no-intents";
+    // Requests lost, answers lost, the server failing around its answers:
+    // nothing to see, the store's writes are whole by then.
+    let at_requests = run("net-retried-delete", store, 0);
+    assert!(at_requests.passed, "{}", at_requests.verdict);
+    // Killed in the middle of a request's handling: the vector written
+    // before the index row stays, owned by nothing.
+    let result = run_with("net-retried-delete", store, 0, vec![Fault::ProcessCrash]);
+    let orphans: Vec<&tearline::report::NetFailure> = result
+        .net_failures
+        .iter()
+        .filter(|f| f.invariant == Invariant::NoOrphanVectors)
+        .collect();
+    assert!(!orphans.is_empty(), "{}", result.verdict);
+    let line = &orphans[0].repro;
+    let case: NetCase = line.parse().unwrap();
+    assert_eq!(case.injection.fault, NetFault::CrashWhileHandling, "{line}");
+    let replayed = reproduce_net_line(line, None).expect("the replay ran");
+    assert!(
+        replayed
+            .violations
+            .iter()
+            .any(|v| v.invariant == Invariant::NoOrphanVectors),
+        "{line}: {}",
+        replayed.report
+    );
+    assert!(replayed.report.contains("the server went down"), "{}", replayed.report);
+    // What the dying server logged is in the run's log, not on stderr.
+    assert!(replayed.report.contains("server log: refstore serve: "), "{}", replayed.report);
+    let reference = reproduce_net_line(line, Some("refstore")).expect("the replay ran");
+    assert!(reference.violations.is_empty(), "{}", reference.report);
 }
 
 #[test]
@@ -225,15 +291,17 @@ fn the_same_seed_gives_the_same_run_byte_for_byte_and_another_seed_another() {
         "net-client-writes:5:rpc3:late-response",
         "net-client-writes:5:rpc4:power-cut-after-answer:prefix:d0",
         "net-client-writes:5:rpc1:crash-before-answer",
+        "net-client-writes:5:rpc4:crash@40",
+        "net-client-writes:5:rpc4:power-cut@60:prefix:d0",
     ] {
         let case: NetCase = line.parse().unwrap();
-        let first = net::check_case(&scenario, &case).unwrap().expect("the outcome exists");
-        let second = net::check_case(&scenario, &case).unwrap().expect("the outcome exists");
+        let first = net::check_case(&scenario, &case).unwrap().expect("the case exists");
+        let second = net::check_case(&scenario, &case).unwrap().expect("the case exists");
         assert_eq!(first.log, second.log, "{line}");
         assert_eq!(first.trace_hash, second.trace_hash, "{line}");
         assert_eq!(first.state, second.state, "{line}");
         let other = NetCase { seed: 6, ..case };
-        let other = net::check_case(&scenario, &other).unwrap().expect("the outcome exists");
+        let other = net::check_case(&scenario, &other).unwrap().expect("the case exists");
         assert_ne!(
             first.log, other.log,
             "{line}: the seed does not reach the network's latencies"
@@ -246,9 +314,21 @@ fn the_same_seed_gives_the_same_run_byte_for_byte_and_another_seed_another() {
 }
 
 #[test]
-fn a_line_for_a_power_cut_outcome_that_does_not_exist_says_so() {
-    let error = reproduce_net_line("net-client-writes:0:rpc1:power-cut-after-answer:prefix:d999", None).unwrap_err();
-    assert!(error.to_string().contains("no such outcome"), "{error}");
+fn a_line_for_a_case_that_does_not_exist_says_so() {
+    for (line, says) in [
+        (
+            "net-client-writes:0:rpc1:power-cut-after-answer:prefix:d999",
+            "has no prefix outcome",
+        ),
+        ("net-client-writes:0:rpc1:crash@99999", "not 100000"),
+        ("net-client-writes:0:rpc99:lose-request", "not 99"),
+    ] {
+        let error = reproduce_net_line(line, None).unwrap_err().to_string();
+        assert!(
+            error.contains("no such case") && error.contains(says),
+            "{line}: {error}"
+        );
+    }
     let error = reproduce_net_line("net-client-writes:0:rpc1:lose-request --store notes-store", None).unwrap_err();
     assert!(error.to_string().contains("do not serve store"), "{error}");
 }

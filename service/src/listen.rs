@@ -36,6 +36,39 @@ async fn shutdown() {
     }
 }
 
+/// Where a thread's server log goes instead of stderr ([`capture_log`]).
+type LogSink = Box<dyn FnMut(&str)>;
+
+thread_local! {
+    /// Where this thread's server log goes instead of stderr, if anywhere.
+    static LOG_SINK: std::cell::RefCell<Option<LogSink>> = std::cell::RefCell::new(None);
+}
+
+/// Writes one line of the server's log: on stderr, or to the sink this
+/// thread runs under ([`capture_log`]).
+pub(crate) fn log(line: &str) {
+    let captured = LOG_SINK.with(|sink| match sink.try_borrow_mut().ok().as_deref_mut() {
+        Some(Some(sink)) => {
+            sink(line);
+            true
+        }
+        _ => false,
+    });
+    if !captured {
+        eprintln!("{line}");
+    }
+}
+
+/// Runs `work` with the server log written on this thread going to `sink`
+/// instead of stderr: a simulation runs every host on its own thread and
+/// keeps the log with the run.
+pub fn capture_log<R>(sink: impl FnMut(&str) + 'static, work: impl FnOnce() -> R) -> R {
+    let previous = LOG_SINK.with(|current| current.replace(Some(Box::new(sink))));
+    let result = work();
+    LOG_SINK.with(|current| *current.borrow_mut() = previous);
+    result
+}
+
 /// Where a handler runs the store's (blocking) work.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Offload {

@@ -87,7 +87,7 @@ impl From<StoreError> for Problem {
         // words) in the server's log; the client learns what kind it was and
         // whether the write may have been applied.
         let detail = if status == StatusCode::INTERNAL_SERVER_ERROR {
-            eprintln!("refstore serve: {slug}: {error}");
+            crate::listen::log(&format!("refstore serve: {slug}: {error}"));
             format!("the store failed ({slug}); the server's log has the details")
         } else {
             error.to_string()

@@ -474,7 +474,9 @@ impl Service {
                 Ok(())
             }
             Err(error) => {
-                eprintln!("refstore serve: the store cannot be opened for writing: {error}");
+                crate::listen::log(&format!(
+                    "refstore serve: the store cannot be opened for writing: {error}"
+                ));
                 *lock(&self.writer_problem) = Some(
                     "writes are unavailable: the store cannot be opened for writing (see the server's log)".to_string(),
                 );
@@ -494,7 +496,9 @@ impl Service {
         });
         self.generation.store(view.generation, Ordering::SeqCst);
         *lock(&self.view_problem) = view.store.as_ref().err().map(|why| {
-            eprintln!("refstore serve: the store cannot be opened for reading: {why}");
+            crate::listen::log(&format!(
+                "refstore serve: the store cannot be opened for reading: {why}"
+            ));
             "reads are unavailable: the store cannot be opened for reading (see the server's log)".to_string()
         });
         publish(view);

@@ -5,12 +5,15 @@
 //! LINE     := SCENARIO ":" SEED ":rpc" N ":" NETFAULT [ ":" MODEL ":" PICK ] [ " --store " STORE ]
 //! NETFAULT := lose-request | lose-response | late-response | partition
 //!           | crash-before-answer | crash-after-answer | power-cut-after-answer
+//!           | "crash@" K | "power-cut@" K
 //! ```
 //!
 //! `N` counts the requests the server received, from 1, as in the
 //! fault-free run (a fault strikes once, so every request before it is the
-//! same as there). `MODEL` and `PICK` are the syscall grammar's, for
-//! `power-cut-after-answer` only. `Display` writes the line and `FromStr`
+//! same as there); `K` counts the syscalls the server makes while it
+//! handles request `N`, from 0 (`crash@3`: its process is killed at the
+//! fourth). `MODEL` and `PICK` are the syscall grammar's, for the power
+//! cuts only. `Display` writes the line and `FromStr`
 //! reads it back; anything else is a [`CaseParseError`], never a panic.
 
 use std::fmt;
@@ -43,11 +46,19 @@ pub enum NetFault {
     /// The server's host loses power just after answering, and boots with
     /// what the persistence model keeps.
     PowerCutAfterAnswer,
+    /// The server's process is killed at one syscall it makes while it
+    /// handles the request (the `@K` of the line); it restarts.
+    CrashWhileHandling,
+    /// The server's host loses power at one syscall it makes while it
+    /// handles the request, and boots with what the persistence model keeps.
+    PowerCutWhileHandling,
 }
 
 impl NetFault {
-    /// Every network fault, in matrix order.
-    pub const ALL: [NetFault; 7] = [
+    /// The faults that strike a request as a whole (the matrix injects
+    /// each at every request; the two that strike a syscall of the
+    /// request's handling are [`NetFault::WHILE_HANDLING`]).
+    pub const AT_REQUEST: [NetFault; 7] = [
         NetFault::LoseRequest,
         NetFault::LoseResponse,
         NetFault::LateResponse,
@@ -56,6 +67,20 @@ impl NetFault {
         NetFault::CrashAfterAnswer,
         NetFault::PowerCutAfterAnswer,
     ];
+
+    /// The faults that strike a syscall the server makes while it handles
+    /// a request.
+    pub const WHILE_HANDLING: [NetFault; 2] = [NetFault::CrashWhileHandling, NetFault::PowerCutWhileHandling];
+
+    /// Whether it strikes one syscall of the request's handling (`@K`).
+    pub fn at_syscall(self) -> bool {
+        Self::WHILE_HANDLING.contains(&self)
+    }
+
+    /// Whether it is a power cut (it takes a persistence model and a pick).
+    pub fn cuts_power(self) -> bool {
+        matches!(self, NetFault::PowerCutAfterAnswer | NetFault::PowerCutWhileHandling)
+    }
 
     /// Its name in a repro line.
     pub fn name(self) -> &'static str {
@@ -67,12 +92,17 @@ impl NetFault {
             NetFault::CrashBeforeAnswer => "crash-before-answer",
             NetFault::CrashAfterAnswer => "crash-after-answer",
             NetFault::PowerCutAfterAnswer => "power-cut-after-answer",
+            NetFault::CrashWhileHandling => "crash",
+            NetFault::PowerCutWhileHandling => "power-cut",
         }
     }
 
     /// The fault with this name.
     pub fn parse(name: &str) -> Option<NetFault> {
-        Self::ALL.into_iter().find(|f| f.name() == name)
+        Self::AT_REQUEST
+            .into_iter()
+            .chain(Self::WHILE_HANDLING)
+            .find(|f| f.name() == name)
     }
 }
 
@@ -89,6 +119,8 @@ pub struct NetInjection {
     pub rpc: u64,
     /// The fault.
     pub fault: NetFault,
+    /// For a fault while handling: which syscall of the handling (from 0).
+    pub syscall: Option<u64>,
     /// For a power cut: the persistence model and which outcome.
     pub crash: Option<(PersistenceModel, CrashPick)>,
 }
@@ -114,9 +146,12 @@ fn bad(why: impl Into<String>) -> CaseParseError {
 }
 
 impl fmt::Display for NetInjection {
-    /// `rpc<N>:<fault>[:<model>:<d3|s1>]`.
+    /// `rpc<N>:<fault>[@<K>][:<model>:<d3|s1>]`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "rpc{}:{}", self.rpc, self.fault)?;
+        if let Some(k) = self.syscall {
+            write!(f, "@{k}")?;
+        }
         match &self.crash {
             Some((model, CrashPick::Distinct(i))) => write!(f, ":{model}:d{i}"),
             Some((model, CrashPick::Sample(i))) => write!(f, ":{model}:s{i}"),
@@ -140,16 +175,39 @@ impl FromStr for NetInjection {
             .and_then(|n| n.parse::<u64>().ok())
             .filter(|&n| n > 0)
             .ok_or_else(|| bad(format!("{rpc:?} is not rpc<n> with n from 1")))?;
+        let (fault, syscall) = match fault.split_once('@') {
+            Some((fault, k)) => (
+                fault,
+                Some(
+                    k.parse::<u64>()
+                        .map_err(|_| bad(format!("syscall {k:?} of the handling is not a number")))?,
+                ),
+            ),
+            None => (fault, None),
+        };
         let fault = NetFault::parse(fault).ok_or_else(|| {
-            let names: Vec<&str> = NetFault::ALL.iter().map(|f| f.name()).collect();
+            let names: Vec<&str> = NetFault::AT_REQUEST
+                .iter()
+                .chain(&NetFault::WHILE_HANDLING)
+                .map(|f| f.name())
+                .collect();
             bad(format!("unknown network fault {fault:?} (one of {})", names.join(", ")))
         })?;
+        match (fault.at_syscall(), syscall) {
+            (true, None) => {
+                return Err(bad(format!(
+                    "{fault} needs @<k>, the syscall of the handling it strikes"
+                )));
+            }
+            (false, Some(_)) => return Err(bad(format!("{fault} strikes the whole request: it takes no @<k>"))),
+            _ => {}
+        }
         let crash = match crash {
-            None if fault == NetFault::PowerCutAfterAnswer => {
-                return Err(bad("power-cut-after-answer needs :<model>:<pick>"));
+            None if fault.cuts_power() => {
+                return Err(bad(format!("{fault} needs :<model>:<pick>")));
             }
             None => None,
-            Some(_) if fault != NetFault::PowerCutAfterAnswer => {
+            Some(_) if !fault.cuts_power() => {
                 return Err(bad(format!("{fault} takes no persistence model")));
             }
             Some((model, pick)) => {
@@ -158,7 +216,12 @@ impl FromStr for NetInjection {
                 Some((model, crate::case::parse_pick(pick)?))
             }
         };
-        Ok(NetInjection { rpc, fault, crash })
+        Ok(NetInjection {
+            rpc,
+            fault,
+            syscall,
+            crash,
+        })
     }
 }
 
@@ -209,20 +272,32 @@ mod tests {
 
     #[test]
     fn every_fault_and_pick_reads_back_as_it_was_written() {
-        for fault in NetFault::ALL {
-            let crash =
-                (fault == NetFault::PowerCutAfterAnswer).then_some((PersistenceModel::Prefix, CrashPick::Distinct(2)));
+        for fault in NetFault::AT_REQUEST.into_iter().chain(NetFault::WHILE_HANDLING) {
+            let crash = fault
+                .cuts_power()
+                .then_some((PersistenceModel::Prefix, CrashPick::Distinct(2)));
+            let syscall = fault.at_syscall().then_some(41);
             for store in [stores::DEFAULT, "refstore/acknowledge-before-write"] {
                 let case = NetCase {
                     scenario: "net-client-writes".to_string(),
                     seed: 7,
-                    injection: NetInjection { rpc: 3, fault, crash },
+                    injection: NetInjection {
+                        rpc: 3,
+                        fault,
+                        syscall,
+                        crash,
+                    },
                     store: store.to_string(),
                 };
                 let line = case.to_string();
                 assert_eq!(line.parse::<NetCase>(), Ok(case), "{line}");
             }
         }
+        let during: NetCase = "net-client-writes:0:rpc2:power-cut@17:prefix:d1".parse().unwrap();
+        assert_eq!(
+            (during.injection.fault, during.injection.syscall),
+            (NetFault::PowerCutWhileHandling, Some(17))
+        );
         let sampled: NetCase = "net-client-writes:0:rpc1:power-cut-after-answer:subset:s4"
             .parse()
             .unwrap();
@@ -252,6 +327,10 @@ mod tests {
                 "persistence model",
             ),
             ("net-client-writes:0:rpc1:lose-request --store ", "store name"),
+            ("net-client-writes:0:rpc1:crash", "needs @<k>"),
+            ("net-client-writes:0:rpc1:crash@x", "not a number"),
+            ("net-client-writes:0:rpc1:lose-request@3", "takes no @<k>"),
+            ("net-client-writes:0:rpc1:power-cut@3", "needs :<model>:<pick>"),
         ] {
             let error = line.parse::<NetCase>().unwrap_err().to_string();
             assert!(error.contains(says), "{line}: {error}");

@@ -5,8 +5,10 @@
 //! A network matrix takes the fault-free run's requests and, at each, one
 //! [`NetFault`]: the request or its answer lost, the answer late, the link
 //! partitioned, the server killed before or after answering, or its host's
-//! power cut after answering (every outcome the persistence model allows,
-//! as the syscall matrix enumerates them). Each case runs from scratch
+//! power cut after answering; and at every syscall the server makes while
+//! it handles the request, its process killed or its host's power cut
+//! (every outcome the persistence model allows, as the syscall matrix
+//! enumerates them). Each case runs from scratch
 //! ([`world::run`]); afterwards the server's disk is opened by the store's
 //! own recovery and checked with the same invariants as every store
 //! scenario, against what the client saw: a 2xx acknowledges, a request
@@ -21,6 +23,7 @@ pub mod world;
 use std::collections::BTreeSet;
 
 use tearline_model::{Invariant, Operation, ReconcileKind, RemoteFault, Violation};
+use tearline_sim_fs::{Fault, PersistenceModel};
 
 use crate::case::CrashPick;
 use crate::engine::{EngineOptions, HarnessError, driver};
@@ -244,28 +247,71 @@ fn injections(
     options: &EngineOptions,
 ) -> Result<(Vec<NetInjection>, u64), HarnessError> {
     let probe = world::run(scenario, seed, service.clone(), None)?;
+    let picks = |snapshot: &tearline_sim_fs::SimSnapshot, model| -> Vec<CrashPick> {
+        match snapshot.distinct_crashes(model, options.exhaustive_limit) {
+            Some(outcomes) => (0..outcomes.len()).map(CrashPick::Distinct).collect(),
+            None => (0..options.samples_per_point).map(CrashPick::Sample).collect(),
+        }
+    };
     let mut all = Vec::new();
+    let mut pages = tearline_sim_fs::PageHashes::default();
     for (i, record) in probe.records.iter().enumerate() {
         let rpc = i as u64 + 1;
-        for fault in NetFault::ALL {
-            if fault != NetFault::PowerCutAfterAnswer {
+        for fault in NetFault::AT_REQUEST {
+            let crashes: Vec<Option<(PersistenceModel, CrashPick)>> = if fault.cuts_power() {
+                let models = options.models.iter();
+                models
+                    .flat_map(|&model| {
+                        picks(&record.snapshot, model)
+                            .into_iter()
+                            .map(move |pick| Some((model, pick)))
+                    })
+                    .collect()
+            } else {
+                vec![None]
+            };
+            all.extend(crashes.into_iter().map(|crash| NetInjection {
+                rpc,
+                fault,
+                syscall: None,
+                crash,
+            }));
+        }
+        // The host fails at each syscall of the handling, as the run's
+        // faults say (a process crash, a power cut). A power cut that boots
+        // the same disk as an earlier one of the same request is not run
+        // again: the request's handling runs within one step of the
+        // simulation, so the network is the same too, and so is all that
+        // follows.
+        let mut booted = BTreeSet::new();
+        for (k, snapshot) in record.during.iter().enumerate() {
+            let syscall = Some(k as u64);
+            if options.faults.contains(&Fault::ProcessCrash) {
                 all.push(NetInjection {
                     rpc,
-                    fault,
+                    fault: NetFault::CrashWhileHandling,
+                    syscall,
                     crash: None,
                 });
-                continue;
             }
-            for &model in &options.models {
-                let picks: Vec<CrashPick> = match record.snapshot.distinct_crashes(model, options.exhaustive_limit) {
-                    Some(outcomes) => (0..outcomes.len()).map(CrashPick::Distinct).collect(),
-                    None => (0..options.samples_per_point).map(CrashPick::Sample).collect(),
-                };
-                all.extend(picks.into_iter().map(|pick| NetInjection {
-                    rpc,
-                    fault,
-                    crash: Some((model, pick)),
-                }));
+            if options.faults.contains(&Fault::PowerCut) {
+                for &model in &options.models {
+                    for pick in picks(snapshot, model) {
+                        let Some(choice) =
+                            crate::case::resolve_crash(snapshot, model, pick, probe.machine.crash_seed())
+                        else {
+                            continue;
+                        };
+                        if booted.insert(snapshot.crash_state_key(model, &choice, &mut pages)) {
+                            all.push(NetInjection {
+                                rpc,
+                                fault: NetFault::PowerCutWhileHandling,
+                                syscall,
+                                crash: Some((model, pick)),
+                            });
+                        }
+                    }
+                }
             }
         }
     }
@@ -284,14 +330,15 @@ pub struct Checked {
     pub trace_hash: u64,
 }
 
-/// Runs one case from scratch and checks the server's disk after it;
-/// `None` if its power-cut outcome does not exist.
-pub fn check_case(scenario: &NetScenario, case: &NetCase) -> Result<Option<Checked>, HarnessError> {
+/// Runs one case from scratch and checks the server's disk after it; the
+/// inner `Err` says why there is no such case (a power-cut outcome that
+/// does not exist there, a syscall past the handling's last).
+pub fn check_case(scenario: &NetScenario, case: &NetCase) -> Result<Result<Checked, String>, HarnessError> {
     let service = ServiceUnderTest::for_store(&case.store)
         .ok_or_else(|| HarnessError(format!("the network scenarios do not serve store {:?}", case.store)))?;
     let outcome = world::run(scenario, case.seed, service, Some(case.injection))?;
-    if outcome.no_such_outcome {
-        return Ok(None);
+    if let Some(why) = outcome.missed {
+        return Ok(Err(why));
     }
     let factory = tearline_refstore::under_test::stores()
         .into_iter()
@@ -311,7 +358,7 @@ pub fn check_case(scenario: &NetScenario, case: &NetCase) -> Result<Option<Check
     );
     let mut violations = outcome.violations;
     violations.extend(recovered.violations);
-    Ok(Some(Checked {
+    Ok(Ok(Checked {
         violations: driver::first_of_each(violations),
         log: outcome.log,
         state,
@@ -366,7 +413,7 @@ pub fn run_scenario(
             injection,
             store: store.to_string(),
         };
-        if let Some(checked) = check_case(scenario, &case)? {
+        if let Ok(checked) = check_case(scenario, &case)? {
             result.states_checked += 1;
             states.insert(checked.state);
             for violation in checked.violations {

@@ -25,7 +25,7 @@ use tearline_model::invariants::{no_destructive_without_force, reader_consistent
 use tearline_model::{Model, Violation, content_hash};
 use tearline_refstore::{Layout, Store};
 use tearline_service::{Keys, Offload, Service, ServiceOptions};
-use tearline_sim_fs::{Fs, PersistenceModel, SimConfig, SimFs, SimSnapshot};
+use tearline_sim_fs::{Fault, FaultPlan, Fs, PersistenceModel, SimConfig, SimFs, SimSnapshot};
 use tower::Service as _;
 
 use super::case::{NetFault, NetInjection};
@@ -71,6 +71,10 @@ pub struct RequestRecord {
     pub line: String,
     /// The server's disk as the answer went out.
     pub snapshot: SimSnapshot,
+    /// The syscalls the server made while it handled the request.
+    pub syscalls: std::ops::Range<u64>,
+    /// The server's disk before each of them.
+    pub during: Vec<SimSnapshot>,
 }
 
 /// What the server and the harness share.
@@ -87,8 +91,9 @@ struct Control {
     log: Vec<String>,
     /// Each request, as the server received it (fault-free runs).
     records: Vec<RequestRecord>,
-    /// The strike was a power cut whose outcome does not exist.
-    no_such_outcome: bool,
+    /// Why the strike could not strike, if it could not: a power cut
+    /// whose outcome does not exist, a syscall past the handling's last.
+    missed: Option<String>,
     /// The service under test.
     under_test: ServiceUnderTest,
     /// What the client's answers alone already break.
@@ -116,8 +121,10 @@ pub struct Outcome {
     pub log: Vec<String>,
     /// Each request of the run as the server received it.
     pub records: Vec<RequestRecord>,
-    /// The strike named a power-cut outcome that does not exist there.
-    pub no_such_outcome: bool,
+    /// Why the strike could not strike, if it could not (a power-cut
+    /// outcome that does not exist there, a syscall past the handling's
+    /// last, a request the run never made): no such case.
+    pub missed: Option<String>,
     /// The client gave up on a request (it is uncertain in the model).
     pub gave_up: bool,
     /// What the client's answers alone broke (an acknowledged request the
@@ -135,6 +142,10 @@ pub fn run(
     let machine = SimFs::new(SimConfig::with_seed(seed));
     Store::init(Arc::new(machine.clone()), Arc::new(machine.clock()), store_root())
         .map_err(|e| HarnessError(format!("initialising the server's store: {e}")))?;
+    // The fault-free run records the disk before every syscall: the
+    // matrix takes each power cut's outcomes from it.
+    let recorded_from = machine.syscall_count();
+    machine.record_snapshots(strike.is_none());
     let control: Shared = Rc::new(RefCell::new(Control {
         strike,
         received: 0,
@@ -142,7 +153,7 @@ pub fn run(
         failure: None,
         log: Vec::new(),
         records: Vec::new(),
-        no_such_outcome: false,
+        missed: None,
         under_test,
         violations: Vec::new(),
     }));
@@ -166,13 +177,14 @@ pub fn run(
     );
     let mut restart_at: Option<Duration> = None;
     loop {
-        let finished = sim
-            .step()
+        // The server's log goes with the run's log, not to stderr.
+        let finished = tearline_service::capture_log(server_log(&control), || sim.step())
             .map_err(|e| HarnessError(format!("the network simulation failed: {e}")))?;
         if finished {
             break;
         }
-        let failure = control.borrow_mut().failure.take();
+        let asked = control.borrow_mut().failure.take();
+        let failure = asked.or_else(|| went_down(&control));
         if let Some(failure) = failure {
             let server = control.borrow().server.clone();
             let next = match failure {
@@ -191,7 +203,8 @@ pub fn run(
                             server.reboot_with(model, &choice)
                         }
                         None => {
-                            control.borrow_mut().no_such_outcome = true;
+                            control.borrow_mut().missed =
+                                Some(format!("the power cut has no {model} outcome {pick:?}"));
                             break;
                         }
                     }
@@ -211,6 +224,12 @@ pub fn run(
     let mut control = Rc::try_unwrap(control)
         .map_err(|_| HarnessError("the simulation kept its hosts".to_string()))?
         .into_inner();
+    let snapshots = machine.take_snapshots();
+    machine.record_snapshots(false);
+    for record in &mut control.records {
+        let range = (record.syscalls.start - recorded_from) as usize..(record.syscalls.end - recorded_from) as usize;
+        record.during = snapshots.get(range).map(<[SimSnapshot]>::to_vec).unwrap_or_default();
+    }
     let machine = control.server.spawn_process();
     control.server.crash_process();
     let model = model.borrow().clone();
@@ -220,9 +239,31 @@ pub fn run(
         machine,
         log: control.log,
         records: std::mem::take(&mut control.records),
-        no_such_outcome: control.no_such_outcome,
+        missed: control.missed.or_else(|| {
+            let strike = strike?;
+            (control.received < strike.rpc)
+                .then(|| format!("the run made {} requests, not {}", control.received, strike.rpc))
+        }),
         gave_up,
         violations: control.violations,
+    })
+}
+
+/// Where the server's log lines go during a step: into the run's log.
+fn server_log(control: &Shared) -> impl FnMut(&str) + 'static {
+    let control = Rc::clone(control);
+    move |line| note(&control, format!("server log: {line}"))
+}
+
+/// The failure a halted server process stands for (the strike's, which
+/// halted it at a syscall of its handling), if it halted.
+fn went_down(control: &Shared) -> Option<HostFailure> {
+    let control = control.borrow();
+    control.server.halted()?;
+    let strike = control.strike?;
+    Some(match strike.crash {
+        Some((model, pick)) => HostFailure::PowerCut(model, pick),
+        None => HostFailure::Crash,
     })
 }
 
@@ -307,11 +348,48 @@ async fn handle(
         }
         _ => {}
     }
+    let before = control.borrow().server.syscall_count();
+    if let Some(strike) = strike.filter(|s| s.fault.at_syscall()) {
+        let k = strike.syscall.unwrap_or(0);
+        let (fault, what) = match strike.fault {
+            NetFault::PowerCutWhileHandling => (Fault::PowerCut, "its host loses power"),
+            _ => (Fault::ProcessCrash, "its process is killed"),
+        };
+        control
+            .borrow()
+            .server
+            .set_fault_plan(FaultPlan::none().at(before + k, fault));
+        note(
+            &control,
+            format!("rpc{rpc}: the server will fail at syscall {k} of its handling ({what})"),
+        );
+    }
     let answer = router
         .call(request.map(axum::body::Body::new))
         .await
         .unwrap_or_else(|never| match never {});
     let status = answer.status().as_u16();
+    let after = control.borrow().server.syscall_count();
+    let alive = control.borrow().server.halted().is_none();
+    if let Some(strike) = strike.filter(|s| s.fault.at_syscall() && alive) {
+        // The handling ended before the syscall the strike names.
+        let server = control.borrow().server.clone();
+        server.set_fault_plan(FaultPlan::none());
+        control.borrow_mut().missed = Some(format!(
+            "request {rpc} made {} syscalls, not {}",
+            after - before,
+            strike.syscall.unwrap_or(0) + 1
+        ));
+    }
+    let halted = control.borrow().server.halted();
+    if let Some(halted) = halted {
+        // A dead server answers nothing.
+        note(
+            &control,
+            format!("rpc{rpc}: the server went down ({halted}); no answer"),
+        );
+        return std::future::pending().await;
+    }
     {
         let mut control = control.borrow_mut();
         if control.strike.is_none() {
@@ -319,6 +397,8 @@ async fn handle(
             control.records.push(RequestRecord {
                 line: line.clone(),
                 snapshot,
+                syscalls: before..after,
+                during: Vec::new(),
             });
         }
     }
