@@ -110,7 +110,7 @@ pub fn run_entry(
         // Small matrices of whole runs: in this process, unsplit (a shard
         // other than the first skips them).
         Entry::Network(scenario) if options.shard.0 == 0 => {
-            return crate::net::run_scenario(scenario, factory.name(), &options.engine, progress);
+            return crate::net::run_scenario(scenario, factory.name(), &options.engine, options.jobs, progress);
         }
         Entry::Network(scenario) => return Ok(crate::net::skipped_in_shard(scenario, options.shard)),
     };

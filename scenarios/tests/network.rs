@@ -27,7 +27,7 @@ fn run_with(name: &str, store: &str, seed: u64, faults: Vec<Fault>) -> ScenarioR
         faults,
         ..EngineOptions::default()
     };
-    net::run_scenario(&scenario(name), store, &options, &|_, _| {}).expect("the harness ran")
+    net::run_scenario(&scenario(name), store, &options, 2, &|_, _| {}).expect("the harness ran")
 }
 
 /// `name`'s matrix with the faults that strike requests as a whole only.
@@ -118,7 +118,11 @@ fn a_store_without_intents_leaves_orphan_vectors_when_its_server_dies_in_a_reque
     );
     assert!(replayed.report.contains("the server went down"), "{}", replayed.report);
     // What the dying server logged is in the run's log, not on stderr.
-    assert!(replayed.report.contains("server log: refstore serve: "), "{}", replayed.report);
+    assert!(
+        replayed.report.contains("server log: refstore serve: "),
+        "{}",
+        replayed.report
+    );
     let reference = reproduce_net_line(line, Some("refstore")).expect("the replay ran");
     assert!(reference.violations.is_empty(), "{}", reference.report);
 }
@@ -286,7 +290,7 @@ fn a_partition_longer_than_the_retries_leaves_the_request_uncertain_and_checked(
 
 #[test]
 fn the_same_seed_gives_the_same_run_byte_for_byte_and_another_seed_another() {
-    let scenario = scenario("net-client-writes");
+    let writes = scenario("net-client-writes");
     for line in [
         "net-client-writes:5:rpc3:late-response",
         "net-client-writes:5:rpc4:power-cut-after-answer:prefix:d0",
@@ -295,22 +299,27 @@ fn the_same_seed_gives_the_same_run_byte_for_byte_and_another_seed_another() {
         "net-client-writes:5:rpc4:power-cut@60:prefix:d0",
     ] {
         let case: NetCase = line.parse().unwrap();
-        let first = net::check_case(&scenario, &case).unwrap().expect("the case exists");
-        let second = net::check_case(&scenario, &case).unwrap().expect("the case exists");
+        let first = net::check_case(&writes, &case).unwrap().expect("the case exists");
+        let second = net::check_case(&writes, &case).unwrap().expect("the case exists");
         assert_eq!(first.log, second.log, "{line}");
-        assert_eq!(first.trace_hash, second.trace_hash, "{line}");
+        assert_eq!(first.machine.trace().hash(), second.machine.trace().hash(), "{line}");
         assert_eq!(first.state, second.state, "{line}");
         let other = NetCase { seed: 6, ..case };
-        let other = net::check_case(&scenario, &other).unwrap().expect("the case exists");
+        let other = net::check_case(&writes, &other).unwrap().expect("the case exists");
         assert_ne!(
             first.log, other.log,
             "{line}: the seed does not reach the network's latencies"
         );
     }
-    assert_eq!(
-        run("net-retried-delete", "refstore", 3),
-        run("net-retried-delete", "refstore", 3)
-    );
+    // The whole matrix, twice, and split over one thread or two.
+    let options = EngineOptions {
+        seed: 3,
+        faults: Vec::new(),
+        ..EngineOptions::default()
+    };
+    let one_thread = net::run_scenario(&scenario("net-retried-delete"), "refstore", &options, 1, &|_, _| {}).unwrap();
+    assert_eq!(one_thread, run("net-retried-delete", "refstore", 3));
+    assert_eq!(one_thread, run("net-retried-delete", "refstore", 3));
 }
 
 #[test]

@@ -17,7 +17,7 @@
 //!   finishes or rolls back what was interrupted), before readers return.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -90,8 +90,8 @@ pub struct ServiceOptions {
     pub root: PathBuf,
     /// Who may call what.
     pub keys: Keys,
-    /// Where imports are staged, each in a fresh directory of its own (on
-    /// the real filesystem, outside the store's root).
+    /// Where imports are staged, each in a fresh directory of its own, on
+    /// the service's filesystem, outside the store's root.
     pub staging_dir: PathBuf,
     /// A known-bad design to serve with (tests only).
     #[cfg(feature = "flawed-variants")]
@@ -140,6 +140,22 @@ impl ServiceOptions {
     }
 }
 
+/// An import's staging directory, removed (what is in it, then it) when
+/// dropped; a server killed before that leaves it behind.
+struct Staged<'a> {
+    fs: &'a dyn Fs,
+    dir: PathBuf,
+}
+
+impl Drop for Staged<'_> {
+    fn drop(&mut self) {
+        for entry in self.fs.read_dir(&self.dir).unwrap_or_default() {
+            self.fs.remove_file(&self.dir.join(&entry.name)).ok();
+        }
+        self.fs.remove_dir(&self.dir).ok();
+    }
+}
+
 /// The service: see the module docs.
 pub struct Service {
     fs: Arc<dyn Fs>,
@@ -158,6 +174,8 @@ pub struct Service {
     /// The generation of the view readers see (health reads it without
     /// entering a read, which an in-place write would make it wait for).
     generation: AtomicU64,
+    /// Import staging directories made so far (their names count up).
+    staged: AtomicU64,
     /// The `cached-reads` flaw's cache (never invalidated).
     #[cfg(feature = "flawed-variants")]
     cached: Mutex<std::collections::BTreeMap<String, tearline_refstore::Document>>,
@@ -199,6 +217,7 @@ impl Service {
             writer_problem: Mutex::new(None),
             view_problem: Mutex::new(None),
             generation: AtomicU64::new(first),
+            staged: AtomicU64::new(0),
             #[cfg(feature = "flawed-variants")]
             cached: Mutex::default(),
         }))
@@ -424,26 +443,40 @@ impl Service {
                 return Err(Problem::bad_request(format!("{name} appears twice in the import")));
             }
         }
-        // A fresh directory of its own: random name, created exclusively,
-        // readable by this user only (RealFs: the service's filesystem).
-        let staging = tempfile::Builder::new()
-            .prefix(".refstore-import-")
-            .tempdir_in(&self.options.staging_dir)
-            .map_err(|e| Problem::internal(format!("staging the import failed: {e}")))?;
-        let dir = staging.path().to_path_buf();
-        let staged = self.stage(&dir, documents);
-        staged.and_then(|()| self.write_in_place(|store| store.import(&dir)))
+        let staged = self.stage(documents)?;
+        self.write_in_place(|store| store.import(&staged.dir))
     }
 
-    fn stage(&self, dir: &Path, documents: &[(String, String)]) -> Result<(), Problem> {
+    /// A fresh directory of its own under [`ServiceOptions::staging_dir`],
+    /// on the service's filesystem (the store reads the import from it),
+    /// with `documents` in it: only this user may enter it (on a real
+    /// disk), it is created exclusively (a name that exists, another
+    /// server's or anyone's, is passed over), and it is named by a counter,
+    /// so a simulated run names it the same way every time. Removed when
+    /// the returned guard drops.
+    fn stage(&self, documents: &[(String, String)]) -> Result<Staged<'_>, Problem> {
+        let failed = |e: std::io::Error| Problem::internal(format!("staging the import failed: {e}"));
+        let mut tries = 0;
+        let dir = loop {
+            let n = self.staged.fetch_add(1, Ordering::SeqCst);
+            let dir = self.options.staging_dir.join(format!(".refstore-import-{n:06}"));
+            match self.fs.create_private_dir(&dir) {
+                Ok(()) => break dir,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 1000 => tries += 1,
+                Err(e) => return Err(failed(e)),
+            }
+        };
+        let staged = Staged {
+            fs: self.fs.as_ref(),
+            dir,
+        };
         for (name, content) in documents {
             self.fs
-                .write_file(&dir.join(name), content.as_bytes())
-                .map_err(|e| Problem::internal(format!("staging the import failed: {e}")))?;
+                .write_file(&staged.dir.join(name), content.as_bytes())
+                .map_err(failed)?;
         }
-        Ok(())
+        Ok(staged)
     }
-
     /// The writer, reopened (recovering) if an earlier failure closed it:
     /// the reopen keeps readers out, as any change of the live files does,
     /// and publishes a fresh view.

@@ -274,6 +274,14 @@ pub trait Fs: Send + Sync + fmt::Debug {
     /// parent is missing. Durable only after [`Fs::sync_dir`] of the parent.
     fn create_dir(&self, path: &Path) -> io::Result<()>;
 
+    /// Creates one directory only its owner may enter (mode 0700 where
+    /// there are modes), as [`Fs::create_dir`] does otherwise: for what a
+    /// user sends, staged in a shared directory. The default creates it as
+    /// [`Fs::create_dir`] does.
+    fn create_private_dir(&self, path: &Path) -> io::Result<()> {
+        self.create_dir(path)
+    }
+
     /// Removes an empty directory. `ENOTEMPTY` if it has entries.
     fn remove_dir(&self, path: &Path) -> io::Result<()>;
 

@@ -45,6 +45,11 @@ pub enum Request {
         /// The document's name.
         name: String,
     },
+    /// `POST /v1/import`: several documents, all or nothing.
+    Import {
+        /// Name and content of each.
+        documents: Vec<(String, String)>,
+    },
     /// `GET /v1/documents/{name}`: what it finds must be what every
     /// acknowledged write left (reader-consistent).
     Get {
@@ -82,6 +87,9 @@ impl Request {
             },
             Request::Delete { name } => Operation::Remove { name: name.clone() },
             Request::Share { name } => Operation::Share { name: name.clone() },
+            Request::Import { documents } => Operation::Import {
+                documents: documents.clone(),
+            },
             Request::Reconcile { mode, force } => Operation::Reconcile {
                 mode: *mode,
                 force: *force,
@@ -97,6 +105,7 @@ impl Request {
             Request::Put { name, .. } => format!("PUT {name}"),
             Request::Delete { name } => format!("DELETE {name}"),
             Request::Get { name } => format!("GET {name}"),
+            Request::Import { documents } => format!("POST import of {} documents", documents.len()),
             Request::Share { name } => format!("PUT {name}/share"),
             Request::Reconcile { mode, force } => {
                 let mode = format!("{mode:?}").to_lowercase();
@@ -165,6 +174,15 @@ fn get(name: &str) -> Request {
     Request::Get { name: name.to_string() }
 }
 
+fn import(documents: &[(&str, &str)]) -> Request {
+    Request::Import {
+        documents: documents
+            .iter()
+            .map(|(name, content)| (name.to_string(), content.to_string()))
+            .collect(),
+    }
+}
+
 fn share(name: &str) -> Request {
     Request::Share { name: name.to_string() }
 }
@@ -211,6 +229,25 @@ pub fn scenarios() -> Vec<NetScenario> {
                 put("d.md", "delta again"),
                 get("d.md"),
                 delete("d.md"),
+            ],
+        },
+        NetScenario {
+            name: "net-import".to_string(),
+            description: "a client imports documents in batches, all or nothing, over HTTP, one batch replacing some \
+                          of the first: an import cut by a lost answer, a partition or the server's host failing \
+                          in the middle of it is wholly there or wholly absent, and a retried one is applied once"
+                .to_string(),
+            requests: vec![
+                import(&[("i1.md", "one"), ("i2.md", "two"), ("i3.md", "three")]),
+                get("i2.md"),
+                import(&[
+                    ("i2.md", "two, second version"),
+                    ("i3.md", "three, second version"),
+                    ("i4.md", "four"),
+                ]),
+                get("i3.md"),
+                delete("i1.md"),
+                get("i4.md"),
             ],
         },
         NetScenario {
@@ -326,8 +363,8 @@ pub struct Checked {
     pub log: Vec<String>,
     /// A fingerprint of the state checked: the server's disk and the model.
     pub state: (u64, String),
-    /// The hash of the server machine's whole trace.
-    pub trace_hash: u64,
+    /// The server's machine after the check (its trace, for comparing runs).
+    pub machine: tearline_sim_fs::SimFs,
 }
 
 /// Runs one case from scratch and checks the server's disk after it; the
@@ -362,15 +399,21 @@ pub fn check_case(scenario: &NetScenario, case: &NetCase) -> Result<Result<Check
         violations: driver::first_of_each(violations),
         log: outcome.log,
         state,
-        trace_hash: machine.trace().hash(),
+        machine: outcome.machine,
     }))
 }
 
-/// Runs `scenario`'s matrix for the store named `store` and judges it.
+/// What one case showed: its violations and the state it checked, or why
+/// there is no such case.
+type Verdict = Result<(Vec<Violation>, (u64, String)), String>;
+
+/// Runs `scenario`'s matrix for the store named `store` on `jobs` threads
+/// and judges it.
 pub fn run_scenario(
     scenario: &NetScenario,
     store: &str,
     options: &EngineOptions,
+    jobs: u64,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<ScenarioResult, HarnessError> {
     let mut result = ScenarioResult {
@@ -405,27 +448,60 @@ pub fn run_scenario(
     let (injections, workload_syscalls) = injections(scenario, options.seed, &service, options)?;
     let total = injections.len() as u64;
     progress(0, total);
-    let mut states = BTreeSet::new();
-    for (i, injection) in injections.into_iter().enumerate() {
-        let case = NetCase {
+    // Each case is a whole run of its own: split over `jobs` threads, the
+    // verdicts merged in the matrix's order, so the report is the same for
+    // any split.
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let cases: Vec<NetCase> = injections
+        .into_iter()
+        .map(|injection| NetCase {
             scenario: scenario.name.clone(),
             seed: options.seed,
             injection,
             store: store.to_string(),
-        };
-        if let Ok(checked) = check_case(scenario, &case)? {
-            result.states_checked += 1;
-            states.insert(checked.state);
-            for violation in checked.violations {
-                result.net_failures.push(NetFailure {
-                    case_index: i as u64,
-                    repro: case.to_string(),
-                    invariant: violation.invariant,
-                    evidence: violation.evidence,
-                });
-            }
+        })
+        .collect();
+    let jobs = usize::try_from(jobs.max(1)).unwrap_or(1);
+    let mut verdicts: Vec<(usize, Verdict)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..jobs)
+            .map(|worker| {
+                let (cases, done) = (&cases, &done);
+                scope.spawn(move || -> Result<Vec<(usize, Verdict)>, HarnessError> {
+                    let mut verdicts = Vec::new();
+                    for (i, case) in cases.iter().enumerate().skip(worker).step_by(jobs) {
+                        let verdict = check_case(scenario, case)?.map(|checked| (checked.violations, checked.state));
+                        verdicts.push((i, verdict));
+                        progress(done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1, total);
+                    }
+                    Ok(verdicts)
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for worker in workers {
+            let verdicts = worker
+                .join()
+                .map_err(|_| HarnessError("a network matrix worker panicked".to_string()))??;
+            all.extend(verdicts);
         }
-        progress(i as u64 + 1, total);
+        Ok::<_, HarnessError>(all)
+    })?;
+    verdicts.sort_by_key(|(i, _)| *i);
+    let mut states = BTreeSet::new();
+    for (i, verdict) in verdicts {
+        let Ok((violations, state)) = verdict else {
+            continue;
+        };
+        result.states_checked += 1;
+        states.insert(state);
+        for violation in violations {
+            result.net_failures.push(NetFailure {
+                case_index: i as u64,
+                repro: cases[i].to_string(),
+                invariant: violation.invariant,
+                evidence: violation.evidence,
+            });
+        }
     }
     result.cases = total;
     result.crash_points = total;

@@ -25,7 +25,7 @@ use tearline_model::invariants::{no_destructive_without_force, reader_consistent
 use tearline_model::{Model, Violation, content_hash};
 use tearline_refstore::{Layout, Store};
 use tearline_service::{Keys, Offload, Service, ServiceOptions};
-use tearline_sim_fs::{Fault, FaultPlan, Fs, PersistenceModel, SimConfig, SimFs, SimSnapshot};
+use tearline_sim_fs::{Fault, FaultPlan, Fs, FsExt, PersistenceModel, SimConfig, SimFs, SimSnapshot};
 use tower::Service as _;
 
 use super::case::{NetFault, NetInjection};
@@ -54,6 +54,11 @@ const DOWN_FOR: Duration = Duration::from_millis(300);
 /// How long after its answer the server host fails (`*-after-answer`):
 /// enough for the answer to be on the wire.
 const FAIL_AFTER_ANSWER: Duration = Duration::from_millis(1);
+/// Where the service stages imports on the server's disk (outside the
+/// store's root, as on a real server).
+const STAGING_DIR: &str = "/staging";
+/// How far one step of the simulation moves its clock.
+const TICK: Duration = Duration::from_millis(10);
 /// The simulation's limit (the client gives up long before).
 const SIMULATION_LIMIT: Duration = Duration::from_secs(600);
 
@@ -142,6 +147,9 @@ pub fn run(
     let machine = SimFs::new(SimConfig::with_seed(seed));
     Store::init(Arc::new(machine.clone()), Arc::new(machine.clock()), store_root())
         .map_err(|e| HarnessError(format!("initialising the server's store: {e}")))?;
+    machine
+        .create_dir_all_durable(std::path::Path::new(STAGING_DIR))
+        .map_err(|e| HarnessError(format!("creating the server's staging directory: {e}")))?;
     // The fault-free run records the disk before every syscall: the
     // matrix takes each power cut's outcomes from it.
     let recorded_from = machine.syscall_count();
@@ -163,6 +171,7 @@ pub fn run(
         .rng_seed(seed)
         .epoch(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
         .simulation_duration(SIMULATION_LIMIT)
+        .tick_duration(TICK)
         .build();
     let host_control = Rc::clone(&control);
     sim.host(SERVER, move || serve(Rc::clone(&host_control)));
@@ -282,7 +291,7 @@ async fn serve(control: Shared) -> turmoil::Result {
         (control.server.clone(), control.under_test.clone())
     };
     let keys = Keys::parse_list(&format!("admin:{KEY}")).map_err(|e| e.to_string())?;
-    let mut options = ServiceOptions::new(store_root(), keys, store_root().join("staging-unused"));
+    let mut options = ServiceOptions::new(store_root(), keys, STAGING_DIR);
     if let Some(flaw) = &under_test.flaw {
         options = options.with_flaw_named(flaw)?;
     }
@@ -600,6 +609,17 @@ async fn attempt_once(request: &Request) -> Option<(u16, Bytes)> {
         ),
         Request::Delete { name } => (hyper::Method::DELETE, format!("/v1/documents/{name}"), String::new()),
         Request::Get { name } => (hyper::Method::GET, format!("/v1/documents/{name}"), String::new()),
+        Request::Import { documents } => {
+            let documents: Vec<serde_json::Value> = documents
+                .iter()
+                .map(|(name, content)| serde_json::json!({ "name": name, "content": content }))
+                .collect();
+            (
+                hyper::Method::POST,
+                "/v1/import".to_string(),
+                serde_json::json!({ "documents": documents }).to_string(),
+            )
+        }
         Request::Share { name } => (hyper::Method::PUT, format!("/v1/documents/{name}/share"), String::new()),
         Request::Reconcile { mode, force } => (
             hyper::Method::POST,
