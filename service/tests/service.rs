@@ -78,3 +78,41 @@ fn a_write_that_panics_is_an_error_and_the_store_stays_whole() {
     assert_eq!(names, ["a.md", "b.md", "c.md"]);
     assert!(service.read(|store| store.verify()).unwrap().is_clean());
 }
+
+#[test]
+fn an_import_is_staged_in_a_private_directory_of_its_own_and_leaves_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let staging = tmp.path().join("staging");
+    std::fs::create_dir(&staging).unwrap();
+    // Another server's (or anyone's) name is passed over, not reused.
+    std::fs::write(staging.join(".refstore-import-000000"), b"someone else's").unwrap();
+    let fs: Arc<dyn Fs> = Arc::new(RealFs);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    Store::init(Arc::clone(&fs), Arc::clone(&clock), &root).unwrap();
+    let keys = Keys::parse_list("admin:0123456789abcdef").unwrap();
+    let service = Service::open(fs, clock, ServiceOptions::new(&root, keys, &staging)).unwrap();
+    let documents = vec![
+        ("a.md".to_string(), "a".to_string()),
+        ("b.md".to_string(), "b".to_string()),
+    ];
+    let stats = service.import(&documents).unwrap();
+    assert_eq!(stats.files, 2, "{stats:?}");
+    assert_eq!(service.read(|store| store.get("b.md")).unwrap().unwrap().content, "b");
+    let left: Vec<String> = std::fs::read_dir(&staging)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, vec![".refstore-import-000000".to_string()]);
+    assert_eq!(
+        std::fs::read(staging.join(".refstore-import-000000")).unwrap(),
+        b"someone else's"
+    );
+    // A refused import leaves nothing either.
+    let twice = vec![
+        ("c.md".to_string(), "c".to_string()),
+        ("c.md".to_string(), "c".to_string()),
+    ];
+    assert!(service.import(&twice).is_err());
+    assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 1);
+}

@@ -93,7 +93,23 @@ conformance!(
     remove_tree_removes_a_tree_and_accepts_a_missing_one,
     remove_tree_durable_removes_a_tree_and_accepts_a_missing_one,
     sync_dir_named_names_the_directory_and_keeps_the_kind,
+    a_private_directory_is_created_exclusively,
 );
+
+fn a_private_directory_is_created_exclusively(env: &Env) {
+    let dir = env.path("private");
+    env.fs.create_private_dir(&dir).expect("mkdir");
+    let again = env.fs.create_private_dir(&dir).expect_err("it exists");
+    assert_eq!(again.raw_os_error(), Some(libc::EEXIST));
+    env.fs.write_file(&dir.join("f"), b"x").expect("write in it");
+    assert_eq!(env.fs.read_file(&dir.join("f")).expect("read"), b"x");
+    // On a real disk, only its owner may enter it.
+    if env._tmp.is_some() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&dir).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "mode {mode:o}");
+    }
+}
 
 fn reads_see_writes(env: &Env) {
     let path = env.path("a");
