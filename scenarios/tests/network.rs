@@ -86,6 +86,8 @@ fn the_reference_service_survives_its_host_failing_at_every_syscall_of_every_req
         only_requests.cases
     );
     assert!(result.workload_syscalls > 500, "{} syscalls", result.workload_syscalls);
+    assert_eq!(result.states_checked, result.cases, "every case of the matrix was run");
+    assert!(result.reader_observations > 0, "no read was checked");
 }
 
 #[test]
@@ -166,6 +168,22 @@ fn a_write_behind_server_loses_acknowledged_writes_and_the_line_reproduces() {
     // The same line on the reference service holds.
     let reference = reproduce_net_line(line, Some("refstore")).expect("the replay ran");
     assert!(reference.violations.is_empty(), "{}", reference.report);
+    // A failure after the answer to the run's last request is carried out
+    // too, though the client is done by the time it comes.
+    let shared = run("net-shared-record-kept", store, 0);
+    let last = shared
+        .net_failures
+        .iter()
+        .filter_map(|f| f.repro.parse::<NetCase>().ok())
+        .map(|c| c.injection.rpc)
+        .max();
+    let requests = scenario("net-shared-record-kept")
+        .requests
+        .iter()
+        .filter(|r| r.operation().is_some() || matches!(r, net::Request::Get { .. }))
+        .count() as u64;
+    // Its last request is a put: lost, though acknowledged, at that request.
+    assert_eq!(last, Some(requests), "{:#?}", shared.net_failures);
 }
 
 /// The invariant each known-bad store design breaks when served over the

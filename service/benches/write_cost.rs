@@ -70,12 +70,11 @@ fn main() {
         let service = Service::open(
             Arc::clone(&fs),
             Arc::clone(&clock),
-            ServiceOptions {
-                root: served,
-                keys: Keys::parse_list("admin:bench-key-0123456789").expect("keys"),
-                staging_dir: tmp.path().to_path_buf(),
-                flaw: None,
-            },
+            ServiceOptions::new(
+                served,
+                Keys::parse_list("admin:bench-key-0123456789").expect("keys"),
+                tmp.path(),
+            ),
         )
         .expect("service");
         let service_put = per_write(|name, bytes| {

@@ -63,10 +63,16 @@ pub(crate) fn log(line: &str) {
 /// instead of stderr: a simulation runs every host on its own thread and
 /// keeps the log with the run.
 pub fn capture_log<R>(sink: impl FnMut(&str) + 'static, work: impl FnOnce() -> R) -> R {
-    let previous = LOG_SINK.with(|current| current.replace(Some(Box::new(sink))));
-    let result = work();
-    LOG_SINK.with(|current| *current.borrow_mut() = previous);
-    result
+    /// Puts the sink before back, even if `work` panics.
+    struct Restore(Option<LogSink>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            LOG_SINK.with(|current| *current.borrow_mut() = previous);
+        }
+    }
+    let _restore = Restore(LOG_SINK.with(|current| current.replace(Some(Box::new(sink)))));
+    work()
 }
 
 /// Where a handler runs the store's (blocking) work.

@@ -96,18 +96,34 @@ pub struct ServiceOptions {
     /// A known-bad design to serve with (tests only).
     #[cfg(feature = "flawed-variants")]
     pub flaw: Option<crate::flawed::ServiceFlaw>,
+    /// Part of every staging directory's name: random in a server (nobody
+    /// else can take the names before it), fixed in a simulation
+    /// ([`ServiceOptions::with_staging_tag`]).
+    pub staging_tag: u64,
 }
 
 impl ServiceOptions {
     /// Options for the store at `root`, with `keys`, staging imports in
     /// `staging_dir`, and no known-bad design.
     pub fn new(root: impl Into<PathBuf>, keys: Keys, staging_dir: impl Into<PathBuf>) -> Self {
+        use std::hash::{BuildHasher, Hasher};
         ServiceOptions {
             root: root.into(),
             keys,
             staging_dir: staging_dir.into(),
             #[cfg(feature = "flawed-variants")]
             flaw: None,
+            // The standard library's per-process random hash keys.
+            staging_tag: std::collections::hash_map::RandomState::new().build_hasher().finish(),
+        }
+    }
+
+    /// These options with staging directories named from `tag`: a
+    /// simulation, which must name them the same way on every run.
+    pub fn with_staging_tag(self, tag: u64) -> Self {
+        ServiceOptions {
+            staging_tag: tag,
+            ..self
         }
     }
 
@@ -451,15 +467,20 @@ impl Service {
     /// on the service's filesystem (the store reads the import from it),
     /// with `documents` in it: only this user may enter it (on a real
     /// disk), it is created exclusively (a name that exists, another
-    /// server's or anyone's, is passed over), and it is named by a counter,
-    /// so a simulated run names it the same way every time. Removed when
-    /// the returned guard drops.
+    /// server's or anyone's, is passed over), and it is named by
+    /// [`ServiceOptions::staging_tag`] and a counter, so nobody can take
+    /// the names ahead of a server and a simulated run names it the same
+    /// way every time. Removed when the returned guard drops.
     fn stage(&self, documents: &[(String, String)]) -> Result<Staged<'_>, Problem> {
         let failed = |e: std::io::Error| Problem::internal(format!("staging the import failed: {e}"));
         let mut tries = 0;
         let dir = loop {
             let n = self.staged.fetch_add(1, Ordering::SeqCst);
-            let dir = self.options.staging_dir.join(format!(".refstore-import-{n:06}"));
+            let tag = self.options.staging_tag;
+            let dir = self
+                .options
+                .staging_dir
+                .join(format!(".refstore-import-{tag:016x}-{n:06}"));
             match self.fs.create_private_dir(&dir) {
                 Ok(()) => break dir,
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 1000 => tries += 1,

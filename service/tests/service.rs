@@ -12,13 +12,8 @@ fn service(root: &Path) -> Arc<Service> {
     let fs: Arc<dyn Fs> = Arc::new(RealFs);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     Store::init(Arc::clone(&fs), Arc::clone(&clock), root).unwrap();
-    let options = ServiceOptions {
-        root: root.to_path_buf(),
-        keys: Keys::parse_list("admin:0123456789abcdef").unwrap(),
-        staging_dir: std::env::temp_dir(),
-        flaw: None,
-    };
-    Service::open(fs, clock, options).unwrap()
+    let keys = Keys::parse_list("admin:0123456789abcdef").unwrap();
+    Service::open(fs, clock, ServiceOptions::new(root, keys, std::env::temp_dir())).unwrap()
 }
 
 #[test]
@@ -85,13 +80,21 @@ fn an_import_is_staged_in_a_private_directory_of_its_own_and_leaves_nothing_behi
     let root = tmp.path().join("store");
     let staging = tmp.path().join("staging");
     std::fs::create_dir(&staging).unwrap();
-    // Another server's (or anyone's) name is passed over, not reused.
-    std::fs::write(staging.join(".refstore-import-000000"), b"someone else's").unwrap();
+    // A name that exists (another server's, anyone's) is passed over, not
+    // reused; a server's tag is random, so nobody can take its names
+    // ahead of it; this one's is fixed to know the first name.
+    let taken = ".refstore-import-000000000000002a-000000";
+    std::fs::write(staging.join(taken), b"someone else's").unwrap();
     let fs: Arc<dyn Fs> = Arc::new(RealFs);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     Store::init(Arc::clone(&fs), Arc::clone(&clock), &root).unwrap();
     let keys = Keys::parse_list("admin:0123456789abcdef").unwrap();
-    let service = Service::open(fs, clock, ServiceOptions::new(&root, keys, &staging)).unwrap();
+    let service = Service::open(
+        fs,
+        clock,
+        ServiceOptions::new(&root, keys, &staging).with_staging_tag(42),
+    )
+    .unwrap();
     let documents = vec![
         ("a.md".to_string(), "a".to_string()),
         ("b.md".to_string(), "b".to_string()),
@@ -103,11 +106,13 @@ fn an_import_is_staged_in_a_private_directory_of_its_own_and_leaves_nothing_behi
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(left, vec![".refstore-import-000000".to_string()]);
-    assert_eq!(
-        std::fs::read(staging.join(".refstore-import-000000")).unwrap(),
-        b"someone else's"
-    );
+    assert_eq!(left, vec![taken.to_string()]);
+    assert_eq!(std::fs::read(staging.join(taken)).unwrap(), b"someone else's");
+    let keys = Keys::parse_list("admin:0123456789abcdef").unwrap();
+    let tags: std::collections::BTreeSet<u64> = (0..8)
+        .map(|_| ServiceOptions::new(&root, keys.clone(), &staging).staging_tag)
+        .collect();
+    assert!(tags.len() > 1, "a server's staging tag is not random: {tags:?}");
     // A refused import leaves nothing either.
     let twice = vec![
         ("c.md".to_string(), "c".to_string()),

@@ -365,6 +365,8 @@ pub struct Checked {
     pub state: (u64, String),
     /// The server's machine after the check (its trace, for comparing runs).
     pub machine: tearline_sim_fs::SimFs,
+    /// Reads the client checked against the model.
+    pub reads_checked: u64,
 }
 
 /// Runs one case from scratch and checks the server's disk after it; the
@@ -399,13 +401,14 @@ pub fn check_case(scenario: &NetScenario, case: &NetCase) -> Result<Result<Check
         violations: driver::first_of_each(violations),
         log: outcome.log,
         state,
+        reads_checked: outcome.reads_checked,
         machine: outcome.machine,
     }))
 }
 
-/// What one case showed: its violations and the state it checked, or why
-/// there is no such case.
-type Verdict = Result<(Vec<Violation>, (u64, String)), String>;
+/// What one case showed: its violations, the state it checked and the
+/// reads checked, or why there is no such case.
+type Verdict = Result<(Vec<Violation>, (u64, String), u64), String>;
 
 /// Runs `scenario`'s matrix for the store named `store` on `jobs` threads
 /// and judges it.
@@ -466,10 +469,13 @@ pub fn run_scenario(
         let workers: Vec<_> = (0..jobs)
             .map(|worker| {
                 let (cases, done) = (&cases, &done);
-                scope.spawn(move || -> Result<Vec<(usize, Verdict)>, HarnessError> {
+                scope.spawn(move || -> Result<Vec<(usize, Verdict)>, (usize, HarnessError)> {
                     let mut verdicts = Vec::new();
                     for (i, case) in cases.iter().enumerate().skip(worker).step_by(jobs) {
-                        let verdict = check_case(scenario, case)?.map(|checked| (checked.violations, checked.state));
+                        let verdict = match check_case(scenario, case) {
+                            Ok(verdict) => verdict.map(|c| (c.violations, c.state, c.reads_checked)),
+                            Err(error) => return Err((i, error)),
+                        };
                         verdicts.push((i, verdict));
                         progress(done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1, total);
                     }
@@ -477,22 +483,38 @@ pub fn run_scenario(
                 })
             })
             .collect();
+        // The error of the first case that failed, whatever the split.
         let mut all = Vec::new();
+        let mut first_error: Option<(usize, HarnessError)> = None;
         for worker in workers {
-            let verdicts = worker
-                .join()
-                .map_err(|_| HarnessError("a network matrix worker panicked".to_string()))??;
-            all.extend(verdicts);
+            match worker.join() {
+                Ok(Ok(verdicts)) => all.extend(verdicts),
+                Ok(Err((i, error))) => {
+                    if first_error.as_ref().is_none_or(|(first, _)| i < *first) {
+                        first_error = Some((i, error));
+                    }
+                }
+                Err(_) => return Err(HarnessError("a network matrix worker panicked".to_string())),
+            }
         }
-        Ok::<_, HarnessError>(all)
+        match first_error {
+            Some((_, error)) => Err(error),
+            None => Ok(all),
+        }
     })?;
     verdicts.sort_by_key(|(i, _)| *i);
     let mut states = BTreeSet::new();
     for (i, verdict) in verdicts {
-        let Ok((violations, state)) = verdict else {
-            continue;
-        };
+        // Every case comes from the fault-free run: one that does not
+        // exist on its replay means the runs differ.
+        let (violations, state, reads) = verdict.map_err(|why| {
+            HarnessError(format!(
+                "{}: the fault-free run has this case, but not its replay ({why}): nondeterminism?",
+                cases[i]
+            ))
+        })?;
         result.states_checked += 1;
+        result.reader_observations += reads;
         states.insert(state);
         for violation in violations {
             result.net_failures.push(NetFailure {
@@ -513,9 +535,11 @@ pub fn run_scenario(
             .iter()
             .filter(|f| f.invariant == invariant)
             .collect();
+        // Reads are judged only where the client checked some.
+        let exercised = invariant != Invariant::ReaderConsistent || result.reader_observations > 0;
         let status = if !failing.is_empty() {
             InvariantStatus::Failed
-        } else if applies(scenario, invariant) {
+        } else if applies(scenario, invariant) && exercised {
             InvariantStatus::Passed
         } else {
             InvariantStatus::NotApplicable

@@ -22,7 +22,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper_util::rt::TokioIo;
 use tearline_model::invariants::{no_destructive_without_force, reader_consistent};
-use tearline_model::{Model, Violation, content_hash};
+use tearline_model::{Invariant, Model, Violation, content_hash};
 use tearline_refstore::{Layout, Store};
 use tearline_service::{Keys, Offload, Service, ServiceOptions};
 use tearline_sim_fs::{Fault, FaultPlan, Fs, FsExt, PersistenceModel, SimConfig, SimFs, SimSnapshot};
@@ -51,9 +51,6 @@ pub const LATE_BY: Duration = Duration::from_millis(1500);
 pub const PARTITION_FOR: Duration = Duration::from_secs(10);
 /// How long a crashed or powered-off server stays down.
 const DOWN_FOR: Duration = Duration::from_millis(300);
-/// How long after its answer the server host fails (`*-after-answer`):
-/// enough for the answer to be on the wire.
-const FAIL_AFTER_ANSWER: Duration = Duration::from_millis(1);
 /// Where the service stages imports on the server's disk (outside the
 /// store's root, as on a real server).
 const STAGING_DIR: &str = "/staging";
@@ -103,6 +100,8 @@ struct Control {
     under_test: ServiceUnderTest,
     /// What the client's answers alone already break.
     violations: Vec<Violation>,
+    /// Reads the client checked against the model.
+    reads_checked: u64,
 }
 
 type Shared = Rc<RefCell<Control>>;
@@ -133,8 +132,11 @@ pub struct Outcome {
     /// The client gave up on a request (it is uncertain in the model).
     pub gave_up: bool,
     /// What the client's answers alone broke (an acknowledged request the
-    /// model says must fail).
+    /// model says must fail, a read that found what no acknowledged state
+    /// has).
     pub violations: Vec<Violation>,
+    /// Reads the client checked against the model.
+    pub reads_checked: u64,
 }
 
 /// Runs `scenario` on `seed` with `strike`.
@@ -164,6 +166,7 @@ pub fn run(
         missed: None,
         under_test,
         violations: Vec::new(),
+        reads_checked: 0,
     }));
     let model = Rc::new(RefCell::new(Model::new()));
     let gave_up = Rc::new(RefCell::new(false));
@@ -189,39 +192,13 @@ pub fn run(
         // The server's log goes with the run's log, not to stderr.
         let finished = tearline_service::capture_log(server_log(&control), || sim.step())
             .map_err(|e| HarnessError(format!("the network simulation failed: {e}")))?;
-        if finished {
-            break;
-        }
-        let asked = control.borrow_mut().failure.take();
-        let failure = asked.or_else(|| went_down(&control));
-        if let Some(failure) = failure {
-            let server = control.borrow().server.clone();
-            let next = match failure {
-                HostFailure::Crash => {
-                    note_outside(&control, sim.elapsed(), "the server's process is killed");
-                    server.crash_process();
-                    server.spawn_process()
-                }
-                HostFailure::PowerCut(model, pick) => {
-                    match resolve_crash(&server.snapshot(), model, pick, server.crash_seed()) {
-                        Some(choice) => {
-                            let what =
-                                format!("the server's host loses power; it will boot with {model} outcome {pick:?}");
-                            note_outside(&control, sim.elapsed(), &what);
-                            server.power_cut();
-                            server.reboot_with(model, &choice)
-                        }
-                        None => {
-                            control.borrow_mut().missed =
-                                Some(format!("the power cut has no {model} outcome {pick:?}"));
-                            break;
-                        }
-                    }
-                }
-            };
-            sim.crash(SERVER);
-            control.borrow_mut().server = next;
+        // A failure the last step asked for is carried out even when the
+        // client has just finished: its answer is on the wire already.
+        if fail_host(&control, &mut sim)? {
             restart_at = Some(sim.elapsed() + DOWN_FOR);
+        }
+        if finished || control.borrow().missed.is_some() {
+            break;
         }
         if restart_at.is_some_and(|at| sim.elapsed() >= at) {
             restart_at = None;
@@ -229,6 +206,9 @@ pub fn run(
             sim.bounce(SERVER);
         }
     }
+    // The run ends with the server killed, not closed: what it
+    // acknowledged must not depend on a clean shutdown.
+    control.borrow().server.crash_process();
     drop(sim);
     let mut control = Rc::try_unwrap(control)
         .map_err(|_| HarnessError("the simulation kept its hosts".to_string()))?
@@ -240,7 +220,6 @@ pub fn run(
         record.during = snapshots.get(range).map(<[SimSnapshot]>::to_vec).unwrap_or_default();
     }
     let machine = control.server.spawn_process();
-    control.server.crash_process();
     let model = model.borrow().clone();
     let gave_up = *gave_up.borrow();
     Ok(Outcome {
@@ -255,7 +234,41 @@ pub fn run(
         }),
         gave_up,
         violations: control.violations,
+        reads_checked: control.reads_checked,
     })
+}
+
+/// Carries out the host failure the server asked for or the strike
+/// caused, if any: kills the server's process, or cuts the power of its
+/// host and boots it with the outcome the strike names (a missed case if
+/// there is no such outcome), then stops the turmoil host. Whether the
+/// server went down.
+fn fail_host(control: &Shared, sim: &mut turmoil::Sim<'_>) -> Result<bool, HarnessError> {
+    let asked = control.borrow_mut().failure.take();
+    let Some(failure) = asked.or_else(|| went_down(control)) else {
+        return Ok(false);
+    };
+    let server = control.borrow().server.clone();
+    let next = match failure {
+        HostFailure::Crash => {
+            note_outside(control, sim.elapsed(), "the server's process is killed");
+            server.crash_process();
+            server.spawn_process()
+        }
+        HostFailure::PowerCut(model, pick) => {
+            let Some(choice) = resolve_crash(&server.snapshot(), model, pick, server.crash_seed()) else {
+                control.borrow_mut().missed = Some(format!("the power cut has no {model} outcome {pick:?}"));
+                return Ok(false);
+            };
+            let what = format!("the server's host loses power; it will boot with {model} outcome {pick:?}");
+            note_outside(control, sim.elapsed(), &what);
+            server.power_cut();
+            server.reboot_with(model, &choice)
+        }
+    };
+    sim.crash(SERVER);
+    control.borrow_mut().server = next;
+    Ok(true)
 }
 
 /// Where the server's log lines go during a step: into the run's log.
@@ -291,7 +304,7 @@ async fn serve(control: Shared) -> turmoil::Result {
         (control.server.clone(), control.under_test.clone())
     };
     let keys = Keys::parse_list(&format!("admin:{KEY}")).map_err(|e| e.to_string())?;
-    let mut options = ServiceOptions::new(store_root(), keys, STAGING_DIR);
+    let mut options = ServiceOptions::new(store_root(), keys, STAGING_DIR).with_staging_tag(0);
     if let Some(flaw) = &under_test.flaw {
         options = options.with_flaw_named(flaw)?;
     }
@@ -434,15 +447,13 @@ async fn handle(
                 Some((model, pick)) => HostFailure::PowerCut(model, pick),
                 None => HostFailure::Crash,
             };
+            // Carried out at the end of this step, once the answer is on
+            // the wire and before anything else touches the disk.
             note(
                 &control,
                 format!("rpc{rpc} answered {status}; the server fails just after"),
             );
-            let later = Rc::clone(&control);
-            tokio::task::spawn_local(async move {
-                tokio::time::sleep(FAIL_AFTER_ANSWER).await;
-                later.borrow_mut().failure = Some(failure);
-            });
+            control.borrow_mut().failure = Some(failure);
             Ok(answer)
         }
         _ => {
@@ -473,7 +484,9 @@ async fn client(
     for request in &requests {
         match request {
             Request::RemoveSourceBehindTheStore { name } => {
-                remove_source(&control, name)?;
+                // A store that lost the file has nothing here to remove:
+                // what it lost, the check after the run says.
+                remove_source(&control, name);
                 model.borrow_mut().edit_source(name, None);
                 note(&control, format!("operator: {}", request.describe()));
                 continue;
@@ -486,15 +499,25 @@ async fn client(
                         *gave_up.borrow_mut() = true;
                         return Ok(());
                     }
+                    (_, Some(404)) => None,
                     (_, Some(200)) => {
                         let document: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
-                        document["content"]
-                            .as_str()
-                            .map(|content| content_hash(content.as_bytes()))
+                        match document["content"].as_str() {
+                            Some(content) => Some(content_hash(content.as_bytes())),
+                            None => {
+                                control.borrow_mut().violations.push(Violation::new(
+                                    Invariant::ReaderConsistent,
+                                    format!("{} answered 200 without a document's content", request.describe()),
+                                ));
+                                continue;
+                            }
+                        }
                     }
-                    _ => None,
+                    // Refused (a 4xx but 404): nothing was read.
+                    _ => continue,
                 };
                 let when = format!("{} answered {}", request.describe(), answer.status.unwrap_or(0));
+                control.borrow_mut().reads_checked += 1;
                 if let Some(violation) = reader_consistent::check_read(name, found.as_deref(), &model.borrow(), &when) {
                     control.borrow_mut().violations.push(violation);
                 }
@@ -528,15 +551,17 @@ async fn client(
 }
 
 /// An operator, in a process of its own on the server's machine, removes
-/// source `name` durably.
-fn remove_source(control: &Shared, name: &str) -> std::io::Result<()> {
+/// source `name` durably (if it is there).
+fn remove_source(control: &Shared, name: &str) {
     let operator = control.borrow().server.spawn_process();
     let dir = Layout::new(store_root()).source_dir();
     let removed = operator
-        .remove_file(&dir.join(name))
-        .and_then(|()| operator.sync_dir(&dir));
+        .remove_file_if_exists(&dir.join(name))
+        .and_then(|_| operator.sync_dir(&dir));
     operator.crash_process();
-    removed
+    if let Err(e) = removed {
+        note(control, format!("operator: removing source/{name} failed: {e}"));
+    }
 }
 
 /// What the client made of a request: how it ended, and the last answer's
@@ -571,6 +596,9 @@ async fn send(request: &Request, control: &Shared) -> Answer {
             // Sent before, maybe applied then: a document that is gone is
             // what the client asked for.
             Some(404) if attempt > 1 && matches!(request, Request::Delete { .. }) => Some(Ending::Acknowledged),
+            // A refusal of a retry says nothing of the attempt before it,
+            // which may have been applied: the client cannot tell.
+            Some(s) if (400..500).contains(&s) && attempt > 1 => Some(Ending::GaveUp),
             Some(s) if (400..500).contains(&s) => Some(Ending::Refused),
             _ => None,
         };

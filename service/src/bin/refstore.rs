@@ -195,11 +195,9 @@ fn serve(root: &Path, serve: ServeOptions<'_>) -> Result<(), String> {
     let fs: Arc<dyn Fs> = Arc::new(RealFs);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let options = ServiceOptions {
-        root: root.to_path_buf(),
-        keys,
-        staging_dir: std::env::temp_dir(),
         #[cfg(feature = "flawed-variants")]
         flaw,
+        ..ServiceOptions::new(root, keys, std::env::temp_dir())
     };
     let service = Service::open(fs, clock, options).map_err(|e| {
         let fix = fix_for(&Command::Upgrade, &e)
