@@ -319,7 +319,8 @@ fn injections(
         // the same disk as an earlier one of the same request is not run
         // again: the request's handling runs within one step of the
         // simulation, so the network is the same too, and so is all that
-        // follows.
+        // follows. (The machines' clocks differ by the syscalls between the
+        // two; nothing these scenarios run decides by the time.)
         let mut booted = BTreeSet::new();
         for (k, snapshot) in record.during.iter().enumerate() {
             let syscall = Some(k as u64);
