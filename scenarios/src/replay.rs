@@ -69,6 +69,18 @@ pub fn reproduce_line_with(
     reproduce_with(factory, &case, context)
 }
 
+/// A replay's verdict, in words: every invariant held, or each broken
+/// with its evidence.
+fn verdict(violations: &[Violation]) -> String {
+    if violations.is_empty() {
+        return "\nresult: every invariant held\n".to_string();
+    }
+    violations
+        .iter()
+        .map(|v| format!("\nresult: {} broke\nevidence: {}\n", v.invariant, v.evidence))
+        .collect()
+}
+
 /// Replays a network case from its line (`SCENARIO:SEED:rpcN:FAULT`),
 /// with `store` in place of the line's if given, and describes it: the
 /// network log (requests, answers, the fault, host failures, the client's
@@ -92,15 +104,7 @@ pub fn reproduce_net_line(line: &str, store: Option<&str>) -> Result<NetReproduc
     for entry in &checked.log {
         report.push_str(&format!("  {entry}\n"));
     }
-    if checked.violations.is_empty() {
-        report.push_str("\nresult: every invariant held\n");
-    }
-    for violation in &checked.violations {
-        report.push_str(&format!(
-            "\nresult: {} broke\nevidence: {}\n",
-            violation.invariant, violation.evidence
-        ));
-    }
+    report.push_str(&verdict(&checked.violations));
     Ok(NetReproduction {
         case,
         violations: checked.violations,
@@ -165,15 +169,7 @@ pub fn reproduce_with(factory: &dyn StoreFactory, case: &Case, context: Context)
             .unwrap_or("nothing (between steps or after the last)")
     );
     report.push_str(&trace_around(&replay.trace, at, context));
-    if replay.violations.is_empty() {
-        report.push_str("\nresult: every invariant held\n");
-    }
-    for violation in &replay.violations {
-        report.push_str(&format!(
-            "\nresult: {} broke\nevidence: {}\n",
-            violation.invariant, violation.evidence
-        ));
-    }
+    report.push_str(&verdict(&replay.violations));
     Ok(Reproduction {
         case: case.clone(),
         violations: replay.violations,

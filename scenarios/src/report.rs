@@ -211,6 +211,32 @@ pub struct ScenarioResult {
     pub net_failures: Vec<NetFailure>,
 }
 
+impl ScenarioResult {
+    /// A scenario's result before its matrix runs: nothing counted, no
+    /// invariant judged, passing, with an empty verdict.
+    pub fn empty(scenario: &str, kind: &str, description: &str) -> ScenarioResult {
+        ScenarioResult {
+            scenario: scenario.to_string(),
+            kind: kind.to_string(),
+            description: description.to_string(),
+            not_applicable: None,
+            workload_syscalls: 0,
+            cases: 0,
+            crash_points: 0,
+            states_checked: 0,
+            distinct_states: 0,
+            branched_cases: 0,
+            reader_observations: 0,
+            workload_trace_hash: None,
+            invariants: Vec::new(),
+            passed: true,
+            verdict: String::new(),
+            failures: Vec::new(),
+            net_failures: Vec::new(),
+        }
+    }
+}
+
 /// A whole run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunReport {

@@ -114,25 +114,7 @@ pub fn run_entry(
         }
         Entry::Network(scenario) => return Ok(crate::net::skipped_in_shard(scenario, options.shard)),
     };
-    let mut result = ScenarioResult {
-        scenario: entry.name().to_string(),
-        kind: kind.to_string(),
-        description: entry.description().to_string(),
-        not_applicable: None,
-        workload_syscalls: 0,
-        cases: 0,
-        crash_points: 0,
-        states_checked: 0,
-        distinct_states: 0,
-        branched_cases: 0,
-        reader_observations: 0,
-        workload_trace_hash: None,
-        invariants: Vec::new(),
-        passed: true,
-        verdict: String::new(),
-        failures: Vec::new(),
-        net_failures: Vec::new(),
-    };
+    let mut result = ScenarioResult::empty(entry.name(), kind, entry.description());
     if !missing.is_empty() {
         let why = format!("{} lacks {}", factory.name(), missing.join(", "));
         result.invariants = Invariant::ALL

@@ -281,18 +281,6 @@ fn unfinished(entry: &Entry, error: &HarnessError) -> ScenarioResult {
         error.0
     );
     ScenarioResult {
-        scenario: entry.name().to_string(),
-        kind: "store".to_string(),
-        description: entry.description().to_string(),
-        not_applicable: None,
-        workload_syscalls: 0,
-        cases: 0,
-        crash_points: 0,
-        states_checked: 0,
-        distinct_states: 0,
-        branched_cases: 0,
-        reader_observations: 0,
-        workload_trace_hash: None,
         invariants: Invariant::ALL
             .iter()
             .map(|&invariant| {
@@ -314,8 +302,7 @@ fn unfinished(entry: &Entry, error: &HarnessError) -> ScenarioResult {
             .collect(),
         passed: false,
         verdict: format!("FAIL: {evidence}"),
-        failures: Vec::new(),
-        net_failures: Vec::new(),
+        ..ScenarioResult::empty(entry.name(), "store", entry.description())
     }
 }
 

@@ -421,23 +421,8 @@ pub fn run_scenario(
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<ScenarioResult, HarnessError> {
     let mut result = ScenarioResult {
-        scenario: scenario.name.clone(),
-        kind: "network".to_string(),
-        description: scenario.description.clone(),
-        not_applicable: None,
-        workload_syscalls: 0,
-        cases: 0,
-        crash_points: 0,
-        states_checked: 0,
-        distinct_states: 0,
-        branched_cases: 0,
-        reader_observations: 0,
-        workload_trace_hash: None,
-        invariants: Vec::new(),
-        passed: true,
         verdict: "pass".to_string(),
-        failures: Vec::new(),
-        net_failures: Vec::new(),
+        ..ScenarioResult::empty(&scenario.name, "network", &scenario.description)
     };
     let Some(service) = ServiceUnderTest::for_store(store) else {
         let why = format!("{store} is not served by the reference service (network scenarios run `refstore serve`)");
@@ -608,23 +593,10 @@ pub fn skipped_in_shard(scenario: &NetScenario, shard: (u64, u64)) -> ScenarioRe
         shard.0, shard.1
     );
     ScenarioResult {
-        scenario: scenario.name.clone(),
-        kind: "network".to_string(),
-        description: scenario.description.clone(),
         not_applicable: Some(why.clone()),
-        workload_syscalls: 0,
-        cases: 0,
-        crash_points: 0,
-        states_checked: 0,
-        distinct_states: 0,
-        branched_cases: 0,
-        reader_observations: 0,
-        workload_trace_hash: None,
         invariants: Invariant::ALL.iter().map(|&i| not_applicable(i)).collect(),
-        passed: true,
         verdict: format!("not applicable: {why}"),
-        failures: Vec::new(),
-        net_failures: Vec::new(),
+        ..ScenarioResult::empty(&scenario.name, "network", &scenario.description)
     }
 }
 
