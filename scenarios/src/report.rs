@@ -138,6 +138,19 @@ pub struct InvariantResult {
 }
 
 impl InvariantResult {
+    /// Not exercised: no case, no failure.
+    pub fn not_applicable(invariant: Invariant) -> InvariantResult {
+        InvariantResult {
+            invariant,
+            status: InvariantStatus::NotApplicable,
+            failures: 0,
+            repro: None,
+            evidence: None,
+            reproduces: None,
+            net_repro: None,
+        }
+    }
+
     /// The repro line of its first failure, in whichever grammar.
     pub fn repro_line(&self) -> Option<String> {
         self.repro
@@ -233,6 +246,20 @@ impl ScenarioResult {
             verdict: String::new(),
             failures: Vec::new(),
             net_failures: Vec::new(),
+        }
+    }
+
+    /// The result of a scenario that was not run, saying `why`: every
+    /// invariant not applicable.
+    pub fn not_applicable(scenario: &str, kind: &str, description: &str, why: String) -> ScenarioResult {
+        ScenarioResult {
+            invariants: Invariant::ALL
+                .iter()
+                .map(|&i| InvariantResult::not_applicable(i))
+                .collect(),
+            verdict: format!("not applicable: {why}"),
+            not_applicable: Some(why),
+            ..ScenarioResult::empty(scenario, kind, description)
         }
     }
 }

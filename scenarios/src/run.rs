@@ -114,25 +114,16 @@ pub fn run_entry(
         }
         Entry::Network(scenario) => return Ok(crate::net::skipped_in_shard(scenario, options.shard)),
     };
-    let mut result = ScenarioResult::empty(entry.name(), kind, entry.description());
     if !missing.is_empty() {
         let why = format!("{} lacks {}", factory.name(), missing.join(", "));
-        result.invariants = Invariant::ALL
-            .iter()
-            .map(|&invariant| InvariantResult {
-                invariant,
-                status: InvariantStatus::NotApplicable,
-                failures: 0,
-                repro: None,
-                evidence: None,
-                reproduces: None,
-                net_repro: None,
-            })
-            .collect();
-        result.verdict = format!("not applicable: {why}");
-        result.not_applicable = Some(why);
-        return Ok(result);
+        return Ok(ScenarioResult::not_applicable(
+            entry.name(),
+            kind,
+            entry.description(),
+            why,
+        ));
     }
+    let mut result = ScenarioResult::empty(entry.name(), kind, entry.description());
     let parts = Part::split(options.shard.0, options.shard.1, options.jobs);
     let results = match &options.worker {
         Some(command) => {

@@ -420,19 +420,18 @@ pub fn run_scenario(
     jobs: u64,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<ScenarioResult, HarnessError> {
+    let Some(service) = ServiceUnderTest::for_store(store) else {
+        let why = format!("{store} is not served by the reference service (network scenarios run `refstore serve`)");
+        return Ok(ScenarioResult::not_applicable(
+            &scenario.name,
+            "network",
+            &scenario.description,
+            why,
+        ));
+    };
     let mut result = ScenarioResult {
         verdict: "pass".to_string(),
         ..ScenarioResult::empty(&scenario.name, "network", &scenario.description)
-    };
-    let Some(service) = ServiceUnderTest::for_store(store) else {
-        let why = format!("{store} is not served by the reference service (network scenarios run `refstore serve`)");
-        result.invariants = Invariant::ALL
-            .iter()
-            .map(|&invariant| not_applicable(invariant))
-            .collect();
-        result.verdict = format!("not applicable: {why}");
-        result.not_applicable = Some(why);
-        return Ok(result);
     };
     let (injections, workload_syscalls) = injections(scenario, options.seed, &service, options)?;
     let total = injections.len() as u64;
@@ -592,22 +591,5 @@ pub fn skipped_in_shard(scenario: &NetScenario, shard: (u64, u64)) -> ScenarioRe
         "network scenarios run in shard 0 only (this is {}/{})",
         shard.0, shard.1
     );
-    ScenarioResult {
-        not_applicable: Some(why.clone()),
-        invariants: Invariant::ALL.iter().map(|&i| not_applicable(i)).collect(),
-        verdict: format!("not applicable: {why}"),
-        ..ScenarioResult::empty(&scenario.name, "network", &scenario.description)
-    }
-}
-
-fn not_applicable(invariant: Invariant) -> InvariantResult {
-    InvariantResult {
-        invariant,
-        status: InvariantStatus::NotApplicable,
-        failures: 0,
-        repro: None,
-        evidence: None,
-        reproduces: None,
-        net_repro: None,
-    }
+    ScenarioResult::not_applicable(&scenario.name, "network", &scenario.description, why)
 }

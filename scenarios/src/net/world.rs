@@ -69,8 +69,6 @@ enum HostFailure {
 /// What the fault-free run saw of one request, for the matrix.
 #[derive(Clone, Debug)]
 pub struct RequestRecord {
-    /// `METHOD /path`.
-    pub line: String,
     /// The server's disk as the answer went out.
     pub snapshot: SimSnapshot,
     /// The syscalls the server made while it handled the request.
@@ -129,8 +127,6 @@ pub struct Outcome {
     /// outcome that does not exist there, a syscall past the handling's
     /// last, a request the run never made): no such case.
     pub missed: Option<String>,
-    /// The client gave up on a request (it is uncertain in the model).
-    pub gave_up: bool,
     /// What the client's answers alone broke (an acknowledged request the
     /// model says must fail, a read that found what no acknowledged state
     /// has).
@@ -169,7 +165,6 @@ pub fn run(
         reads_checked: 0,
     }));
     let model = Rc::new(RefCell::new(Model::new()));
-    let gave_up = Rc::new(RefCell::new(false));
     let mut sim = turmoil::Builder::new()
         .rng_seed(seed)
         .epoch(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
@@ -180,12 +175,7 @@ pub fn run(
     sim.host(SERVER, move || serve(Rc::clone(&host_control)));
     sim.client(
         "client",
-        client(
-            scenario.requests.clone(),
-            Rc::clone(&model),
-            Rc::clone(&gave_up),
-            Rc::clone(&control),
-        ),
+        client(scenario.requests.clone(), Rc::clone(&model), Rc::clone(&control)),
     );
     let mut restart_at: Option<Duration> = None;
     loop {
@@ -221,7 +211,6 @@ pub fn run(
     }
     let machine = control.server.spawn_process();
     let model = model.borrow().clone();
-    let gave_up = *gave_up.borrow();
     Ok(Outcome {
         model,
         machine,
@@ -232,7 +221,6 @@ pub fn run(
             (control.received < strike.rpc)
                 .then(|| format!("the run made {} requests, not {}", control.received, strike.rpc))
         }),
-        gave_up,
         violations: control.violations,
         reads_checked: control.reads_checked,
     })
@@ -417,7 +405,6 @@ async fn handle(
         if control.strike.is_none() {
             let snapshot = control.server.snapshot();
             control.records.push(RequestRecord {
-                line: line.clone(),
                 snapshot,
                 syscalls: before..after,
                 during: Vec::new(),
@@ -475,12 +462,7 @@ enum Ending {
 
 /// The client host: each request in turn, with retries; stops at the
 /// first it gives up on.
-async fn client(
-    requests: Vec<Request>,
-    model: Rc<RefCell<Model>>,
-    gave_up: Rc<RefCell<bool>>,
-    control: Shared,
-) -> turmoil::Result {
+async fn client(requests: Vec<Request>, model: Rc<RefCell<Model>>, control: Shared) -> turmoil::Result {
     for request in &requests {
         match request {
             Request::RemoveSourceBehindTheStore { name } => {
@@ -496,7 +478,6 @@ async fn client(
                 let found = match (&answer.ending, answer.status) {
                     (Ending::GaveUp, _) => {
                         note(&control, format!("client gives up on {}", request.describe()));
-                        *gave_up.borrow_mut() = true;
                         return Ok(());
                     }
                     (_, Some(404)) => None,
@@ -541,7 +522,6 @@ async fn client(
             Ending::Refused => model.borrow_mut().reject(),
             Ending::GaveUp => {
                 note(&control, format!("client gives up on {}", operation.describe()));
-                *gave_up.borrow_mut() = true;
                 return Ok(());
             }
         }
