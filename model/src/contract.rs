@@ -122,11 +122,18 @@ pub struct Capabilities {
     /// `false`.
     #[serde(default)]
     pub share_links: bool,
+    /// [`Operation::SetOwner`], and [`Operation::Reconcile`] scoped to one
+    /// owner: an indexed document can belong to an owner, reported in
+    /// [`Observation::owners`], and a scoped reconcile changes only that
+    /// owner's records (owner-scope-kept). Absent from older descriptions:
+    /// `false`.
+    #[serde(default)]
+    pub owners: bool,
 }
 
 impl Capabilities {
     /// Each capability by its name (the field's), in declaration order.
-    pub fn flags(&self) -> [(&'static str, bool); 13] {
+    pub fn flags(&self) -> [(&'static str, bool); 14] {
         [
             ("remove", self.remove),
             ("import", self.import),
@@ -141,6 +148,7 @@ impl Capabilities {
             ("definite_failures", self.definite_failures),
             ("derived_files", self.derived_files),
             ("share_links", self.share_links),
+            ("owners", self.owners),
         ]
     }
 }
@@ -210,6 +218,10 @@ pub enum Operation {
         force: bool,
         /// Change nothing; report.
         dry_run: bool,
+        /// Only this owner's records (stores with [`Capabilities::owners`]);
+        /// `None`: every record. Absent from older operations: `None`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
     },
     /// Give an indexed document an active share link (it must be indexed).
     Share {
@@ -220,6 +232,13 @@ pub enum Operation {
     Unshare {
         /// Its name.
         name: String,
+    },
+    /// Make `owner` the owner of an indexed document (it must be indexed).
+    SetOwner {
+        /// Its name.
+        name: String,
+        /// The owner's id.
+        owner: String,
     },
 }
 
@@ -233,11 +252,18 @@ impl Operation {
             Operation::Unshare { name } => format!("unshare {name}"),
             Operation::Import { documents } => format!("import {} documents", documents.len()),
             Operation::Rebuild { kind } => format!("rebuild {kind:?}").to_lowercase(),
-            Operation::Reconcile { mode, force, dry_run } => format!(
-                "reconcile {}{}{}",
+            Operation::SetOwner { name, owner } => format!("set-owner {name} {owner}"),
+            Operation::Reconcile {
+                mode,
+                force,
+                dry_run,
+                owner,
+            } => format!(
+                "reconcile {}{}{}{}",
                 format!("{mode:?}").to_lowercase(),
                 if *force { " --force" } else { "" },
-                if *dry_run { " --dry-run" } else { "" }
+                if *dry_run { " --dry-run" } else { "" },
+                owner.as_ref().map(|o| format!(" --owner {o}")).unwrap_or_default()
             ),
         }
     }
@@ -379,6 +405,10 @@ pub struct Observation {
     /// [`Capabilities::share_links`]). Absent from older observations: none.
     #[serde(default)]
     pub shared: BTreeSet<String>,
+    /// The indexed documents that have an owner, with it (stores with
+    /// [`Capabilities::owners`]). Absent from older observations: none.
+    #[serde(default)]
+    pub owners: BTreeMap<String, String>,
 }
 
 /// How [`StoreFactory::stamp_schema`] makes an index look written by another build.
@@ -573,6 +603,7 @@ mod tests {
             definite_failures: true,
             derived_files: true,
             share_links: true,
+            owners: true,
         };
         let json = serde_json::to_value(all).unwrap();
         let fields: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();

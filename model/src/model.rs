@@ -30,6 +30,8 @@ pub struct State {
     pub sources: BTreeMap<String, String>,
     /// The documents with an active share link (stores with share links).
     pub shared: BTreeSet<String>,
+    /// The owner of each indexed document that has one (stores with owners).
+    pub owners: BTreeMap<String, String>,
 }
 
 impl State {
@@ -183,8 +185,9 @@ impl Model {
                     must_fail = true;
                 }
                 after.sources.remove(name);
-                // Deleting a document on purpose revokes its link.
+                // Deleting a document on purpose revokes its link and its owner.
                 after.shared.remove(name);
+                after.owners.remove(name);
                 if must_fail {
                     after = self.acked.clone();
                 }
@@ -205,7 +208,18 @@ impl Model {
                     granularity = Granularity::PerDocument;
                 }
             }
-            Operation::Reconcile { mode, force, dry_run } => {
+            Operation::Reconcile {
+                mode,
+                force,
+                dry_run,
+                owner,
+            } => {
+                // A scoped run sees only the owner's records: indexed
+                // documents of that owner (a file not indexed is nobody's).
+                let in_scope = |name: &String| match owner {
+                    None => true,
+                    Some(owner) => self.acked.owners.get(name) == Some(owner),
+                };
                 if *dry_run || *mode == ReconcileKind::Audit {
                     // Changes nothing.
                 } else if mode.is_destructive() && !*force {
@@ -213,7 +227,7 @@ impl Model {
                 } else {
                     granularity = Granularity::PerDocument;
                     if matches!(mode, ReconcileKind::Sync | ReconcileKind::Full) {
-                        for (name, hash) in &after.sources {
+                        for (name, hash) in after.sources.iter().filter(|(name, _)| in_scope(name)) {
                             after.indexed.insert(name.clone(), hash.clone());
                         }
                     }
@@ -223,7 +237,7 @@ impl Model {
                         let (sources, shared) = (after.sources.clone(), after.shared.clone());
                         after
                             .indexed
-                            .retain(|name, _| sources.contains_key(name) || shared.contains(name));
+                            .retain(|name, _| sources.contains_key(name) || shared.contains(name) || !in_scope(name));
                     }
                 }
             }
@@ -237,7 +251,17 @@ impl Model {
             Operation::Unshare { name } => {
                 after.shared.remove(name);
             }
+            Operation::SetOwner { name, owner } => {
+                if after.indexed.contains_key(name) {
+                    after.owners.insert(name.clone(), owner.clone());
+                } else {
+                    must_fail = true;
+                }
+            }
         }
+        // An owner names an indexed document; one whose record went names nothing.
+        let indexed = after.indexed.clone();
+        after.owners.retain(|name, _| indexed.contains_key(name));
         Expected {
             after,
             granularity,
@@ -336,6 +360,14 @@ impl Model {
         }
         touched.extend(
             self.acked
+                .owners
+                .iter()
+                .chain(&after.owners)
+                .filter(|(name, _)| self.acked.owners.get(*name) != after.owners.get(*name))
+                .map(|(name, _)| name.clone()),
+        );
+        touched.extend(
+            self.acked
                 .active_shares()
                 .symmetric_difference(&after.active_shares())
                 .map(|name| (*name).clone()),
@@ -380,12 +412,14 @@ mod tests {
             mode: ReconcileKind::Clean,
             force: false,
             dry_run: false,
+            owner: None,
         };
         assert!(model.expect(&op).must_fail);
         let dry = Operation::Reconcile {
             mode: ReconcileKind::Full,
             force: false,
             dry_run: true,
+            owner: None,
         };
         assert!(!model.expect(&dry).must_fail);
     }

@@ -44,6 +44,13 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// An owner id the store cannot hold (see `crate::owner`).
+    InvalidOwner {
+        /// The id given.
+        owner: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// A document that is not UTF-8 text.
     NotText {
         /// The document's name.
@@ -212,6 +219,7 @@ impl StoreError {
             | StoreError::NotInitialized { .. }
             | StoreError::AlreadyInitialized { .. }
             | StoreError::InvalidName { .. }
+            | StoreError::InvalidOwner { .. }
             | StoreError::NotText { .. }
             | StoreError::NotFound { .. }
             | StoreError::ForceRequired { .. }
@@ -259,6 +267,7 @@ impl fmt::Display for StoreError {
                  open it writable with rebuild allowed to rebuild it from the source files"
             ),
             StoreError::InvalidName { name, reason } => write!(f, "invalid document name {name:?}: {reason}"),
+            StoreError::InvalidOwner { owner, reason } => write!(f, "invalid owner {owner:?}: {reason}"),
             StoreError::NotText { name } => write!(f, "document {name:?} is not UTF-8 text"),
             StoreError::NotFound { name } => write!(f, "no document named {name:?}"),
             StoreError::ForceRequired { mode } => write!(

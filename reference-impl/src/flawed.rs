@@ -76,6 +76,10 @@ pub enum Flaw {
     /// Storm Cloud before its fix: the clean's delete pass ignores share
     /// links and deletes a record someone still links to.
     CleanDeletesShared,
+    /// A reconcile scoped to one owner forgets its scope (the user filter
+    /// applied to the listing but not to the passes): a clean for one user
+    /// deletes every user's orphaned records.
+    ReconcileIgnoresOwner,
     /// A share link written in place and acknowledged without an fsync: a
     /// power cut loses the acknowledged link, and the record is unprotected.
     ShareWithoutFsync,
@@ -152,7 +156,7 @@ pub(crate) fn trusted_lock_file(layout: &Layout) -> PathBuf {
 
 impl Flaw {
     /// Every flaw, in the order the harness lists them.
-    pub const ALL: [Flaw; 29] = [
+    pub const ALL: [Flaw; 30] = [
         Flaw::DropAndReindex,
         Flaw::TwoRenameSwap,
         Flaw::NoIntents,
@@ -182,6 +186,7 @@ impl Flaw {
         Flaw::ReadsEveryEntry,
         Flaw::CleanDeletesShared,
         Flaw::ShareWithoutFsync,
+        Flaw::ReconcileIgnoresOwner,
     ];
 
     /// The store's name with this flaw, for `--store` and reports
@@ -204,6 +209,7 @@ impl Flaw {
             Flaw::CleanWithoutForce => "refstore/clean-without-force",
             Flaw::CleanDeletesShared => "refstore/clean-deletes-shared",
             Flaw::ShareWithoutFsync => "refstore/share-without-fsync",
+            Flaw::ReconcileIgnoresOwner => "refstore/reconcile-ignores-owner",
             Flaw::RepairOneByteShort => "refstore/repair-one-byte-short",
             Flaw::LockTrustsPath => "refstore/lock-trusts-path",
             Flaw::RetriesFsync => "refstore/retries-fsync",
@@ -241,6 +247,7 @@ impl Flaw {
             Flaw::StampWithoutMigration => &[Invariant::SchemaNeverMisStamped],
             Flaw::CleanWithoutForce => &[Invariant::NoDestructiveWithoutForce],
             Flaw::CleanDeletesShared | Flaw::ShareWithoutFsync => &[Invariant::ProtectedRecordsKept],
+            Flaw::ReconcileIgnoresOwner => &[Invariant::OwnerScopeKept],
             Flaw::RepairOneByteShort => &[Invariant::RecoveryIdempotent],
             // The acknowledged add whose data a failed fsync dropped is gone
             // after the next power cut.

@@ -87,6 +87,17 @@ impl Layout {
         self.shares_dir().join(name.as_str())
     }
 
+    /// The owners: one file per owned document, named after it, holding
+    /// the owner's id (see `crate::owner`). User data, like `shares/`.
+    pub fn owners_dir(&self) -> PathBuf {
+        self.root.join("owners")
+    }
+
+    /// A document's owner file.
+    pub fn owner_file(&self, name: &DocName) -> PathBuf {
+        self.owners_dir().join(name.as_str())
+    }
+
     /// The directory new contents are staged in before they are published
     /// into `source/`. A deployment may mount it on another device.
     pub fn staging_dir(&self) -> PathBuf {

@@ -9,6 +9,7 @@
 //! - [`dual_write`]: the two-phase protocol across index and vector store, and recovery.
 //! - [`reconcile`]: audit / sync / clean / full against the source files (the filesystem wins).
 //! - [`journal`]: journaled mutations (add, remove, import): all or nothing, drained on open.
+//! - [`owner`]: a document's owner, and reconcile scoped to one owner.
 //! - [`schema`]: the versioned schema and its migration registry.
 //! - [`lock`]: the write lock and the permission to wipe only it hands out.
 //! - [`rebuild`]: full (a new, verified generation, switched atomically, the
@@ -48,6 +49,7 @@ mod index;
 pub mod journal;
 pub mod layout;
 pub mod lock;
+pub mod owner;
 pub mod rebuild;
 pub mod reconcile;
 pub(crate) mod repair;

@@ -636,6 +636,7 @@ impl Store {
         self.report.recovery = self.recover()?;
         self.report.journals = self.drain_journals()?;
         self.settle_shares()?;
+        self.settle_owners()?;
         self.report.audit = Some(self.reconcile(ReconcileOptions::audit())?);
         Ok(())
     }

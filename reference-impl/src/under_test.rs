@@ -173,6 +173,7 @@ impl StoreFactory for RefStoreFactory {
             definite_failures: true,
             derived_files: true,
             share_links: true,
+            owners: true,
         }
     }
 
@@ -469,6 +470,7 @@ impl StoreUnderTest for RefStore {
             Operation::Remove { name } => store.remove(name).map_err(store_failure),
             Operation::Share { name } => store.share(name).map_err(store_failure),
             Operation::Unshare { name } => store.unshare(name).map_err(store_failure),
+            Operation::SetOwner { name, owner } => store.set_owner(name, owner).map_err(store_failure),
             Operation::Import { documents } => self.import(documents),
             Operation::Rebuild { kind } => {
                 let mode = match kind {
@@ -477,7 +479,12 @@ impl StoreUnderTest for RefStore {
                 };
                 store.rebuild(mode, &mut |_| {}).map(drop).map_err(store_failure)
             }
-            Operation::Reconcile { mode, force, dry_run } => {
+            Operation::Reconcile {
+                mode,
+                force,
+                dry_run,
+                owner,
+            } => {
                 let mode = match mode {
                     ReconcileKind::Audit => ReconcileMode::Audit,
                     ReconcileKind::Sync => ReconcileMode::Sync,
@@ -489,6 +496,7 @@ impl StoreUnderTest for RefStore {
                         mode,
                         dry_run: *dry_run,
                         force: *force,
+                        owner: owner.clone(),
                     })
                     .map_err(failure)?;
                 // Reconcile goes on past a document it cannot bring in line;
@@ -552,6 +560,7 @@ impl StoreUnderTest for RefStore {
         let matches_stamp = store.index.schema_matches_stamp().map_err(failure)?;
         let live = store.generation;
         let shared = store.shares().map_err(failure)?;
+        let owners = store.owners().map_err(failure)?;
         Ok(Observation {
             indexed,
             sources,
@@ -570,6 +579,7 @@ impl StoreUnderTest for RefStore {
             wrong_vectors,
             remote_unavailable,
             shared,
+            owners,
         })
     }
 }

@@ -300,7 +300,12 @@ fn operation_strategy(weights: [u32; 5], known: &BTreeSet<String>) -> BoxedStrat
         ReconcileKind::Full,
     ];
     let reconcile = (select(modes), any::<bool>(), proptest::bool::weighted(0.25))
-        .prop_map(|(mode, force, dry_run)| Operation::Reconcile { mode, force, dry_run })
+        .prop_map(|(mode, force, dry_run)| Operation::Reconcile {
+            mode,
+            force,
+            dry_run,
+            owner: None,
+        })
         .boxed();
     let [w_add, w_remove, w_import, w_rebuild, w_reconcile] = weights;
     weighted(vec![
@@ -726,7 +731,12 @@ impl Sut {
         }
         let filesystem_wins = match op {
             Operation::Rebuild { .. } => true,
-            Operation::Reconcile { mode, force, dry_run } => *mode == ReconcileKind::Full && *force && !*dry_run,
+            Operation::Reconcile {
+                mode,
+                force,
+                dry_run,
+                owner: None,
+            } => *mode == ReconcileKind::Full && *force && !*dry_run,
             _ => false,
         };
         if ok && filesystem_wins {

@@ -17,6 +17,8 @@ on_both!(
     a_dry_run_reports_what_a_run_does_and_changes_nothing,
     reconcile_is_idempotent,
     a_writable_open_audits_without_blocking,
+    a_reconcile_scoped_to_an_owner_touches_only_their_records,
+    owners_are_kept_durably_and_go_with_their_document,
 );
 
 /// A store holding keep.md, edit.md and gone.md; then, behind its back:
@@ -50,7 +52,12 @@ fn drifted(env: &Env) -> Store {
 }
 
 fn run(store: &mut Store, mode: ReconcileMode, dry_run: bool, force: bool) -> Result<ReconcileStats, StoreError> {
-    store.reconcile(ReconcileOptions { mode, dry_run, force })
+    store.reconcile(ReconcileOptions {
+        mode,
+        dry_run,
+        force,
+        owner: None,
+    })
 }
 
 fn snapshot(store: &Store) -> String {
@@ -169,6 +176,110 @@ fn a_writable_open_audits_without_blocking(env: &Env) {
     );
     let reader = env.open_in_other_process(StoreOptions::read_only());
     assert!(matches!(reader, Ok(ref r) if r.open_report().audit.is_none()));
+}
+
+/// The drifted store with owners: keep.md and gone.md are alice's, edit.md
+/// is bob's; new.md (added behind the store's back) belongs to nobody.
+fn owned(env: &Env) -> Store {
+    let mut store = drifted(env);
+    store.set_owner("keep.md", "alice").expect("own");
+    store.set_owner("gone.md", "alice").expect("own");
+    store.set_owner("edit.md", "bob").expect("own");
+    store
+}
+
+fn scoped(store: &mut Store, owner: &str, mode: ReconcileMode) -> Result<ReconcileStats, StoreError> {
+    store.reconcile(ReconcileOptions {
+        owner: Some(owner.to_string()),
+        ..ReconcileOptions::new(mode, true)
+    })
+}
+
+fn a_reconcile_scoped_to_an_owner_touches_only_their_records(env: &Env) {
+    let mut store = owned(env);
+    let before_bob = store.get("edit.md").expect("get").expect("edit.md");
+    let alice = scoped(&mut store, "alice", ReconcileMode::Full).expect("alice");
+    assert_eq!(alice.owner.as_deref(), Some("alice"));
+    assert_eq!((alice.files_in_index, alice.files_on_disk), (2, 1));
+    assert_eq!(alice.orphaned, vec!["gone.md".to_string()]);
+    assert!(alice.missing.is_empty() && alice.stale.is_empty() && alice.skipped.is_empty());
+    assert_eq!((alice.created, alice.refreshed, alice.deleted), (0, 0, 1));
+    let list = store.list().expect("list");
+    assert!(!list.contains(&"gone.md".to_string()), "alice's orphan is deleted");
+    assert!(
+        !list.contains(&"new.md".to_string()),
+        "a file nobody owns is out of her scope"
+    );
+    assert_eq!(
+        store.get("edit.md").expect("get").expect("bob's record"),
+        before_bob,
+        "bob's stale record is left as it was"
+    );
+    let bob = scoped(&mut store, "bob", ReconcileMode::Sync).expect("bob");
+    assert_eq!((bob.stale, bob.refreshed), (vec!["edit.md".to_string()], 1));
+    assert!(
+        store
+            .get("edit.md")
+            .expect("get")
+            .expect("edit.md")
+            .content
+            .contains("by hand")
+    );
+    let nobody = scoped(&mut store, "carol", ReconcileMode::Full).expect("carol");
+    assert_eq!((nobody.files_in_index, nobody.files_on_disk), (0, 0));
+    assert!(!nobody.changed());
+    // Without force a scoped clean refuses like any other.
+    let refused = store.reconcile(ReconcileOptions {
+        owner: Some("bob".to_string()),
+        ..ReconcileOptions::new(ReconcileMode::Clean, false)
+    });
+    assert!(matches!(refused, Err(StoreError::ForceRequired { .. })), "{refused:?}");
+    let bad = scoped(&mut store, "../alice", ReconcileMode::Audit);
+    assert!(matches!(bad, Err(StoreError::InvalidOwner { .. })), "{bad:?}");
+}
+
+fn owners_are_kept_durably_and_go_with_their_document(env: &Env) {
+    let mut store = owned(env);
+    assert!(matches!(
+        store.set_owner("never.md", "alice"),
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.set_owner("keep.md", ""),
+        Err(StoreError::InvalidOwner { .. })
+    ));
+    store.set_owner("keep.md", "bob").expect("a new owner replaces the old");
+    store.remove("gone.md").expect("remove");
+    let owners = store.owners().expect("owners");
+    assert_eq!(
+        owners.into_iter().collect::<Vec<_>>(),
+        vec![
+            ("edit.md".to_string(), "bob".to_string()),
+            ("keep.md".to_string(), "bob".to_string()),
+        ]
+    );
+    assert!(!env.fs.exists(&env.root.join("owners/gone.md")).expect("exists"));
+    // A stale owner (left by a crash between a removal and its disowning)
+    // is pruned by the next writable open: it never claims a later document.
+    env.fs
+        .write_file(&env.root.join("owners/gone.md"), b"mallory\n0f3d6c1b\n")
+        .expect("plant");
+    // A damaged owner names nobody: one whose CRC no longer matches (a bit
+    // flipped at rest: "bob" became "cob").
+    let bob = env.fs.read_file(&env.root.join("owners/keep.md")).expect("read");
+    assert_eq!(String::from_utf8_lossy(&bob).lines().next(), Some("bob"));
+    let mut flipped = bob.clone();
+    flipped[0] ^= 1;
+    env.fs
+        .write_file(&env.root.join("owners/edit.md"), &flipped)
+        .expect("damage");
+    drop(store);
+    let mut store = env.open(StoreOptions::default()).expect("reopen");
+    assert!(!env.fs.exists(&env.root.join("owners/gone.md")).expect("exists"));
+    store.add("gone.md", b"Gone\n\nBack.").expect("add");
+    assert_eq!(store.owner("gone.md").expect("owner"), None);
+    assert_eq!(store.owner("edit.md").expect("owner"), None);
+    assert_eq!(store.owner("keep.md").expect("owner").as_deref(), Some("bob"));
 }
 
 #[test]

@@ -47,6 +47,7 @@ fn reconcile(mode: ReconcileKind, force: bool) -> Operation {
         mode,
         force,
         dry_run: false,
+        owner: None,
     }
 }
 

@@ -340,6 +340,23 @@ fn unshare(name: &str) -> Step {
     Step::Op(Operation::Unshare { name: name.to_string() })
 }
 
+fn set_owner(name: &str, owner: &str) -> Step {
+    Step::Op(Operation::SetOwner {
+        name: name.to_string(),
+        owner: owner.to_string(),
+    })
+}
+
+/// A reconcile of `mode` scoped to `owner`'s records.
+fn reconcile_for(owner: &str, mode: ReconcileKind, force: bool) -> Step {
+    Step::Op(Operation::Reconcile {
+        mode,
+        force,
+        dry_run: false,
+        owner: Some(owner.to_string()),
+    })
+}
+
 fn rebuild() -> Step {
     Step::Op(Operation::Rebuild {
         kind: RebuildKind::Full,
@@ -351,6 +368,7 @@ fn reconcile(mode: ReconcileKind, force: bool) -> Step {
         mode,
         force,
         dry_run: false,
+        owner: None,
     })
 }
 
@@ -642,6 +660,41 @@ pub fn store_scenarios(factory: &dyn StoreFactory) -> Vec<StoreScenario> {
     // here; the description says so.
     shared.spared = vec![Fault::LatentSector, Fault::BitRot, Fault::MisdirectedWrite];
     scenarios.push(shared);
+    let mut owners = Builder {
+        name: "owner-scoped-reconcile",
+        description: "Documents of two owners and of none, files gone or changed behind the store's back, \
+                      then reconciles scoped to one owner: a full one for alice (her orphan deleted, her \
+                      stale record refreshed), a clean for bob without force (refused), a clean for an owner \
+                      with no records (changes nothing), an owner changed, an owned document removed, and \
+                      last an unscoped clean; interrupted at every syscall, no other owner's record is \
+                      touched and an acknowledged owner survives (owner-scope-kept). Not under media faults, \
+                      as shared-record-kept: a record whose file is gone lives only in the index.",
+        setup: docs("d", 5, 1),
+        workload: vec![
+            set_owner("d0.md", "alice"),
+            set_owner("d1.md", "bob"),
+            set_owner("d2.md", "alice"),
+            set_owner("d4.md", "bob"),
+            edit("d0.md", None),
+            edit("d1.md", None),
+            edit("d3.md", None),
+            edit("d2.md", Some("# d2\nchanged behind the store's back\n")),
+            edit("d4.md", Some("# d4\nchanged behind the store's back\n")),
+            reconcile_for("alice", ReconcileKind::Full, true),
+            reconcile_for("bob", ReconcileKind::Clean, false),
+            reconcile_for("carol", ReconcileKind::Clean, true),
+            set_owner("d2.md", "bob"),
+            remove("d4.md"),
+            reconcile(ReconcileKind::Clean, true),
+        ],
+        requires: Capabilities {
+            owners: true,
+            ..reconciles
+        },
+    }
+    .build();
+    owners.spared = vec![Fault::LatentSector, Fault::BitRot, Fault::MisdirectedWrite];
+    scenarios.push(owners);
     scenarios.push(
         Builder {
             name: "add-interrupted",

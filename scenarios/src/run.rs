@@ -87,7 +87,7 @@ pub fn applicable(entry: &Entry, factory: &dyn StoreFactory, invariant: Invarian
                 }),
                 Invariant::NoDestructiveWithoutForce => has_op(
                     scenario,
-                    |op| matches!(op, Operation::Reconcile { mode, force: false, dry_run: false } if mode.is_destructive()),
+                    |op| matches!(op, Operation::Reconcile { mode, force: false, dry_run: false, .. } if mode.is_destructive()),
                 ),
                 _ => true,
             }

@@ -190,24 +190,38 @@ fn a_write_behind_server_loses_acknowledged_writes_and_the_line_reproduces() {
 /// network, and a fault of the network it breaks it at.
 #[test]
 fn known_bad_store_designs_served_over_the_network_are_caught_by_the_right_invariant() {
-    for (store, invariant, fault) in [
+    for (scenario, store, invariant, fault) in [
         // A clean that deletes records with an active share link.
-        ("refstore/clean-deletes-shared", Invariant::ProtectedRecordsKept, None),
+        (
+            "net-shared-record-kept",
+            "refstore/clean-deletes-shared",
+            Invariant::ProtectedRecordsKept,
+            None,
+        ),
+        // A clean for one user that deletes another user's orphans.
+        (
+            "net-owner-scoped-reconcile",
+            "refstore/reconcile-ignores-owner",
+            Invariant::OwnerScopeKept,
+            None,
+        ),
         // A share link written without fsync: acknowledged, then lost to
         // a power cut after the answer.
         (
+            "net-shared-record-kept",
             "refstore/share-without-fsync",
             Invariant::ProtectedRecordsKept,
             Some(NetFault::PowerCutAfterAnswer),
         ),
         // A clean without --force that cleans anyway and answers 200.
         (
+            "net-shared-record-kept",
             "refstore/clean-without-force",
             Invariant::NoDestructiveWithoutForce,
             None,
         ),
     ] {
-        let result = run("net-shared-record-kept", store, 0);
+        let result = run(scenario, store, 0);
         let failing: Vec<&tearline::report::NetFailure> = result
             .net_failures
             .iter()

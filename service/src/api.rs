@@ -38,6 +38,7 @@ pub const ENDPOINTS: &[(&str, &str, Option<Role>)] = &[
     ("DELETE", "/v1/documents/{name}", Some(Role::Admin)),
     ("PUT", "/v1/documents/{name}/share", Some(Role::Writer)),
     ("DELETE", "/v1/documents/{name}/share", Some(Role::Writer)),
+    ("PUT", "/v1/documents/{name}/owner", Some(Role::Writer)),
     ("POST", "/v1/import", Some(Role::Writer)),
     ("GET", "/v1/search", Some(Role::Reader)),
     ("POST", "/v1/rebuild", Some(Role::Admin)),
@@ -74,6 +75,7 @@ pub fn router_with(service: Arc<Service>, max_body_bytes: usize, offload: Offloa
             get(get_document).put(put_document).delete(delete_document),
         )
         .route("/v1/documents/{name}/share", axum::routing::put(share).delete(unshare))
+        .route("/v1/documents/{name}/owner", axum::routing::put(set_owner))
         .route("/v1/import", post(import))
         .route("/v1/search", get(search))
         .route("/v1/rebuild", post(rebuild))
@@ -165,22 +167,40 @@ async fn get_document(State(api): Shared, headers: HeaderMap, name: Result<Path<
         .run(move || {
             #[cfg(feature = "flawed-variants")]
             if service.flaw() == Some(crate::flawed::ServiceFlaw::CachedReads) {
-                return service.cached_read(&name, || {
-                    let document = service.read(|store| store.get(&name))?;
-                    document.ok_or_else(|| Problem::not_found(format!("no document named {name}")))
-                });
+                return service
+                    .cached_read(&name, || {
+                        let document = service.read(|store| store.get(&name))?;
+                        document.ok_or_else(|| Problem::not_found(format!("no document named {name}")))
+                    })
+                    .map(|document| with_owner(document, None));
             }
-            let document = service.read(|store| store.get(&name))?;
+            let document = service.read(|store| {
+                let owner = store.owner(&name)?;
+                Ok(store.get(&name)?.map(|document| with_owner(document, owner)))
+            })?;
             document.ok_or_else(|| Problem::not_found(format!("no document named {name}")))
         })
         .await?;
     Ok(json(StatusCode::OK, found))
 }
 
+/// A document as `GET /v1/documents/{name}` answers it: its fields and
+/// its owner (`null` if it has none).
+fn with_owner(document: tearline_refstore::Document, owner: Option<String>) -> serde_json::Value {
+    let mut value = serde_json::to_value(document).unwrap_or_default();
+    if let Some(fields) = value.as_object_mut() {
+        fields.insert("owner".to_string(), serde_json::json!(owner));
+    }
+    value
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PutBody {
     content: String,
+    /// The document's owner, set once its content is written.
+    #[serde(default)]
+    owner: Option<String>,
 }
 
 async fn put_document(
@@ -192,7 +212,10 @@ async fn put_document(
     let service = Arc::clone(&api.service);
     authorize(&api.service, &headers, Role::Writer)?;
     let name = path(name)?;
-    let PutBody { content } = body(&api, raw).await?;
+    let PutBody { content, owner } = body(&api, raw).await?;
+    if let Some(owner) = &owner {
+        tearline_refstore::owner::check_owner(owner)?;
+    }
     #[cfg(feature = "flawed-variants")]
     if service.flaw() == Some(crate::flawed::ServiceFlaw::AcknowledgeBeforeWrite) {
         let answer = serde_json::json!({"name": name, "vector_id": null, "replaced": false});
@@ -203,7 +226,13 @@ async fn put_document(
     let (outcome, name) = api
         .offload
         .run(move || {
-            let outcome = service.write_in_place(|store| store.add(&name, content.as_bytes()))?;
+            let outcome = service.write_in_place(|store| {
+                let outcome = store.add(&name, content.as_bytes())?;
+                if let Some(owner) = &owner {
+                    store.set_owner(&name, owner)?;
+                }
+                Ok(outcome)
+            })?;
             Ok((outcome, name))
         })
         .await?;
@@ -264,6 +293,30 @@ async fn share(State(api): Shared, headers: HeaderMap, name: Result<Path<String>
 
 async fn unshare(State(api): Shared, headers: HeaderMap, name: Result<Path<String>, PathRejection>) -> Answer {
     set_share(api, headers, name, false).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OwnerBody {
+    owner: String,
+}
+
+/// `PUT /v1/documents/{name}/owner {owner}`: makes `owner` the document's owner.
+async fn set_owner(
+    State(api): Shared,
+    headers: HeaderMap,
+    name: Result<Path<String>, PathRejection>,
+    raw: Body,
+) -> Answer {
+    let service = Arc::clone(&api.service);
+    authorize(&api.service, &headers, Role::Writer)?;
+    let name = path(name)?;
+    let OwnerBody { owner } = body(&api, raw).await?;
+    let (target, given) = (name.clone(), owner.clone());
+    api.offload
+        .run(move || service.write_in_place(|store| store.set_owner(&target, &given)))
+        .await?;
+    Ok(json(StatusCode::OK, serde_json::json!({"name": name, "owner": owner})))
 }
 
 #[derive(Deserialize)]
@@ -348,12 +401,20 @@ struct ReconcileBody {
     dry_run: bool,
     #[serde(default)]
     force: bool,
+    /// Only this owner's records (origins/3's `user_id`).
+    #[serde(default, alias = "owner")]
+    user: Option<String>,
 }
 
 async fn reconcile(State(api): Shared, headers: HeaderMap, raw: Body) -> Answer {
     let service = Arc::clone(&api.service);
     let role = authorize(&api.service, &headers, Role::Writer)?;
-    let ReconcileBody { mode, dry_run, force } = body(&api, raw).await?;
+    let ReconcileBody {
+        mode,
+        dry_run,
+        force,
+        user,
+    } = body(&api, raw).await?;
     let mode = ReconcileMode::parse(&mode)
         .ok_or_else(|| Problem::bad_request(format!("mode {mode:?}: audit, sync, clean or full")))?;
     if mode.is_destructive() && !dry_run && role < Role::Admin {
@@ -363,7 +424,12 @@ async fn reconcile(State(api): Shared, headers: HeaderMap, raw: Body) -> Answer 
             format!("reconcile {mode} deletes records: it needs the admin role (a dry run needs writer)"),
         ));
     }
-    let options = ReconcileOptions { mode, dry_run, force };
+    let options = ReconcileOptions {
+        mode,
+        dry_run,
+        force,
+        owner: user,
+    };
     let stats = api.offload.run(move || service.reconcile(options)).await?;
     Ok(json(StatusCode::OK, stats))
 }

@@ -68,6 +68,7 @@ impl From<StoreError> for Problem {
     fn from(error: StoreError) -> Problem {
         let (status, slug) = match &error {
             StoreError::InvalidName { .. } => (StatusCode::BAD_REQUEST, "invalid-name"),
+            StoreError::InvalidOwner { .. } => (StatusCode::BAD_REQUEST, "invalid-owner"),
             StoreError::NotText { .. } => (StatusCode::BAD_REQUEST, "not-text"),
             StoreError::ImportRefused { .. } => (StatusCode::BAD_REQUEST, "import-refused"),
             StoreError::ForceRequired { .. } => (StatusCode::BAD_REQUEST, "force-required"),

@@ -73,7 +73,29 @@ fn the_cli_runs_the_store_end_to_end() {
     let unshare = refstore(&root, &["unshare", "cake.md"]);
     assert!(unshare.status.success(), "{}", stderr(&unshare));
 
+    // A clean for one user leaves another's orphan alone.
+    let own = refstore(&root, &["own", "fsync.md", "bob"]);
+    assert!(own.status.success(), "{}", stderr(&own));
+    assert!(stdout(&own).contains("fsync.md belongs to bob"), "{}", stdout(&own));
     std::fs::remove_file(root.join("source/fsync.md")).expect("delete behind its back");
+    let alice = refstore(
+        &root,
+        &["--json", "reconcile", "--mode", "clean", "--force", "--user", "alice"],
+    );
+    assert!(alice.status.success(), "{}", stderr(&alice));
+    let alice: serde_json::Value = serde_json::from_str(&stdout(&alice)).expect("stats are JSON");
+    assert_eq!(
+        (&alice["owner"], &alice["orphaned"], &alice["deleted"]),
+        (
+            &serde_json::json!("alice"),
+            &serde_json::json!([]),
+            &serde_json::json!(0)
+        ),
+        "{alice}"
+    );
+    let bad = refstore(&root, &["own", "fsync.md", "../bob"]);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("invalid owner"), "{}", stderr(&bad));
     let audit = refstore(&root, &["--json", "reconcile"]);
     let audit: serde_json::Value = serde_json::from_str(&stdout(&audit)).expect("stats are JSON");
     assert_eq!(audit["orphaned"][0], "fsync.md");

@@ -13,6 +13,7 @@ use tearline_service::api::ENDPOINTS;
 /// store holds `a.md`).
 fn request_for(method: &str, pattern: &str) -> (String, Option<serde_json::Value>) {
     let body = match (method, pattern) {
+        ("PUT", "/v1/documents/{name}/owner") => Some(json!({"owner": "alice"})),
         ("PUT", _) => Some(json!({"content": "written by the role table"})),
         ("POST", "/v1/import") => Some(json!({"documents": [{"name": "imported.md", "content": "imported"}]})),
         ("POST", "/v1/rebuild") => Some(json!({"mode": "incremental"})),
@@ -21,6 +22,7 @@ fn request_for(method: &str, pattern: &str) -> (String, Option<serde_json::Value
     };
     let path = match (method, pattern) {
         (_, "/v1/documents/{name}/share") => "/v1/documents/a.md/share".to_string(),
+        (_, "/v1/documents/{name}/owner") => "/v1/documents/a.md/owner".to_string(),
         ("DELETE", _) => "/v1/documents/deleted.md".to_string(),
         ("PUT", _) => "/v1/documents/put.md".to_string(),
         (_, "/v1/search") => "/v1/search?q=table&k=3".to_string(),
@@ -217,6 +219,75 @@ fn a_clean_keeps_a_shared_record_and_says_it_is_protected() {
 }
 
 #[test]
+fn a_reconcile_for_one_user_touches_only_their_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let server = Server::start(&root, &[]);
+    for (name, owner) in [("a1.md", Some("alice")), ("b1.md", Some("bob")), ("n1.md", None)] {
+        let body = match owner {
+            Some(owner) => json!({"content": name, "owner": owner}),
+            None => json!({"content": name}),
+        };
+        let (status, answer) = server.call("PUT", &format!("/v1/documents/{name}"), Some(WRITER), Some(body));
+        assert_eq!(status, 201, "{answer}");
+    }
+    let (status, document) = server.call("GET", "/v1/documents/b1.md", Some(READER), None);
+    assert_eq!((status, &document["owner"]), (200, &json!("bob")), "{document}");
+    let (_, document) = server.call("GET", "/v1/documents/n1.md", Some(READER), None);
+    assert_eq!(document["owner"], json!(null), "{document}");
+    for name in ["a1.md", "b1.md", "n1.md"] {
+        std::fs::remove_file(root.join("source").join(name)).unwrap();
+    }
+    let (status, stats) = server.call(
+        "POST",
+        "/v1/reconcile",
+        Some(ADMIN),
+        Some(json!({"mode": "clean", "force": true, "user": "alice"})),
+    );
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(
+        (&stats["owner"], &stats["orphaned"], &stats["deleted"]),
+        (&json!("alice"), &json!(["a1.md"]), &json!(1)),
+        "{stats}"
+    );
+    let (_, list) = server.call("GET", "/v1/documents", Some(READER), None);
+    assert_eq!(list["documents"], json!(["b1.md", "n1.md"]));
+    // An owner changed over the API moves the record into the new scope.
+    let (status, answer) = server.call(
+        "PUT",
+        "/v1/documents/n1.md/owner",
+        Some(WRITER),
+        Some(json!({"owner": "bob"})),
+    );
+    assert_eq!((status, &answer["owner"]), (200, &json!("bob")), "{answer}");
+    let (_, stats) = server.call(
+        "POST",
+        "/v1/reconcile",
+        Some(ADMIN),
+        Some(json!({"mode": "full", "force": true, "user": "bob"})),
+    );
+    assert_eq!(stats["deleted"], 2, "{stats}");
+    let (_, list) = server.call("GET", "/v1/documents", Some(READER), None);
+    assert_eq!(list["documents"], json!([]));
+    // Ids that are not ids, and owners of documents that do not exist.
+    for (method, path, body) in [
+        ("PUT", "/v1/documents/x.md", json!({"content": "x", "owner": "../etc"})),
+        ("PUT", "/v1/documents/x.md/owner", json!({"owner": "alice"})),
+        ("PUT", "/v1/documents/b1.md/owner", json!({"owner": ""})),
+        ("POST", "/v1/reconcile", json!({"mode": "audit", "user": "a b"})),
+    ] {
+        let (status, problem) = server.call(method, path, Some(ADMIN), Some(body));
+        assert!(matches!(status, 400 | 404), "{method} {path}: {status} {problem}");
+        assert!(
+            problem["type"].is_string() && problem["detail"].is_string(),
+            "{problem}"
+        );
+    }
+    let (status, _) = server.call("GET", "/v1/documents/x.md", Some(READER), None);
+    assert_eq!(status, 404, "a put refused for its owner wrote nothing");
+}
+
+#[test]
 fn bad_requests_get_a_problem_document_and_change_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("store");
@@ -284,7 +355,7 @@ fn bad_requests_get_a_problem_document_and_change_nothing() {
                 "PUT",
                 "/v1/documents/x.md",
                 Some(WRITER),
-                Some(json!({"content": "x", "owner": "me"}))
+                Some(json!({"content": "x", "author": "me"}))
             )
             .0,
         400

@@ -33,6 +33,7 @@
 //! | rebuildable-from-source | [`rebuildable_from_source`] | [`rebuildable_from_source::open_failed`] |
 //! | failed-open-changes-nothing | [`failed_open_changes_nothing`] | [`failed_open_changes_nothing::check`] |
 //! | protected-records-kept | [`protected_records_kept`] | [`check_recovered`] |
+//! | owner-scope-kept | [`owner_scope_kept`] | [`check_recovered`] |
 //! | clean-error | [`clean_error`] | [`crate::guard::catch_store_panic`], [`clean_error::check_budget`] |
 
 use std::fmt;
@@ -57,6 +58,7 @@ pub mod no_leaked_temp_files;
 pub mod no_orphan_vectors;
 pub mod no_silent_corruption;
 pub mod no_wipe_without_lock;
+pub mod owner_scope_kept;
 pub mod protected_records_kept;
 pub mod reader_consistent;
 pub mod rebuild_idempotent;
@@ -142,11 +144,14 @@ pub enum Invariant {
     /// A record with an active share link is never deleted by a clean, and
     /// an acknowledged share link survives.
     ProtectedRecordsKept,
+    /// A reconcile scoped to one owner leaves other owners' records as they
+    /// were, and an acknowledged owner survives.
+    OwnerScopeKept,
 }
 
 impl Invariant {
     /// The whole catalogue, in report order.
-    pub const ALL: [Invariant; 21] = [
+    pub const ALL: [Invariant; 22] = [
         Invariant::CompleteDatabase,
         Invariant::CommittedDurable,
         Invariant::AtomicOp,
@@ -168,6 +173,7 @@ impl Invariant {
         Invariant::RebuildableFromSource,
         Invariant::FailedOpenChangesNothing,
         Invariant::ProtectedRecordsKept,
+        Invariant::OwnerScopeKept,
     ];
 
     /// Its definition, from its own file.
@@ -194,6 +200,7 @@ impl Invariant {
             Invariant::RebuildableFromSource => &rebuildable_from_source::SPEC,
             Invariant::FailedOpenChangesNothing => &failed_open_changes_nothing::SPEC,
             Invariant::ProtectedRecordsKept => &protected_records_kept::SPEC,
+            Invariant::OwnerScopeKept => &owner_scope_kept::SPEC,
         }
     }
 
@@ -283,6 +290,9 @@ pub fn check_recovered(observation: &Observation, model: &Model, caps: &Capabili
     }
     if Invariant::ProtectedRecordsKept.applies_to(caps) {
         violations.extend(protected_records_kept::check(observation, model));
+    }
+    if Invariant::OwnerScopeKept.applies_to(caps) {
+        violations.extend(owner_scope_kept::check(observation, model));
     }
     if observation.remote_unavailable {
         // The vector store was down: what the index serves is all that can

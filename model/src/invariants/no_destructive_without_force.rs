@@ -24,7 +24,10 @@ pub(crate) const SPEC: InvariantSpec = InvariantSpec {
 /// `after` are its observations around the call. `None` for any other
 /// operation.
 pub fn check(op: &Operation, returned_ok: bool, before: &Observation, after: &Observation) -> Option<Violation> {
-    let Operation::Reconcile { mode, force, dry_run } = op else {
+    let Operation::Reconcile {
+        mode, force, dry_run, ..
+    } = op
+    else {
         return None;
     };
     if !mode.is_destructive() || *force || *dry_run {
@@ -80,6 +83,7 @@ mod tests {
             mode: crate::contract::ReconcileKind::Clean,
             force,
             dry_run,
+            owner: None,
         };
         let before = observation(&[("a", "1"), ("b", "2")]);
         let after = observation(&[("a", "1")]);
@@ -103,6 +107,7 @@ mod tests {
             mode,
             force,
             dry_run: false,
+            owner: None,
         };
         let clean = reconcile(crate::contract::ReconcileKind::Clean, false);
         let violation = check_acknowledged(&clean, true).expect("caught");

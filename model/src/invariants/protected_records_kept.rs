@@ -79,6 +79,7 @@ mod tests {
             mode: ReconcileKind::Clean,
             force: true,
             dry_run: false,
+            owner: None,
         });
         model.acknowledge();
         // The store kept it: fine.

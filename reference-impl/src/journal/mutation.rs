@@ -104,6 +104,7 @@ impl Store {
         // gone (a link left by a crash here protects nothing: the document
         // is not indexed, and the next writable open prunes it).
         self.unshare(name.as_str())?;
+        self.disown(&name)?;
         Ok(())
     }
 

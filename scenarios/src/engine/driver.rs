@@ -1161,6 +1161,11 @@ pub(crate) fn settle(model: &mut Model, observation: &Observation, caps: &Capabi
                 all_after &= shared == allowed.after.active_shares().contains(name);
                 all_before &= shared == allowed.before.active_shares().contains(name);
             }
+            if caps.owners {
+                let owner = observation.owners.get(name);
+                all_after &= owner == allowed.after.owners.get(name);
+                all_before &= owner == allowed.before.owners.get(name);
+            }
         }
         (all_after, all_before)
     };

@@ -390,7 +390,8 @@ impl StoreScenario {
             })) | Some(Step::Op(Operation::Reconcile {
                 mode: tearline_model::ReconcileKind::Full,
                 force: true,
-                dry_run: false
+                dry_run: false,
+                owner: None,
             }))
         )
     }

@@ -85,6 +85,7 @@ impl FuzzStep {
                 ][usize::from(mode % 4)],
                 force: *force,
                 dry_run: *dry_run,
+                owner: None,
             }),
             FuzzStep::Edit(n, t) => vec![Step::EditSource {
                 name: name(*n),

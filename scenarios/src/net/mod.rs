@@ -61,12 +61,21 @@ pub enum Request {
         /// The document's name.
         name: String,
     },
-    /// `POST /v1/reconcile {mode, force}`.
+    /// `PUT /v1/documents/{name}/owner {owner}`: the document's owner.
+    Own {
+        /// The document's name.
+        name: String,
+        /// The owner's id.
+        owner: String,
+    },
+    /// `POST /v1/reconcile {mode, force, user}`.
     Reconcile {
         /// The mode.
         mode: ReconcileKind,
         /// Allow the destructive modes.
         force: bool,
+        /// Only this owner's records; `None`: every record.
+        user: Option<String>,
     },
     /// Not a request: an operator removes the document's source file on
     /// the server's disk, behind the store's back, durably (and the
@@ -90,10 +99,15 @@ impl Request {
             Request::Import { documents } => Operation::Import {
                 documents: documents.clone(),
             },
-            Request::Reconcile { mode, force } => Operation::Reconcile {
+            Request::Own { name, owner } => Operation::SetOwner {
+                name: name.clone(),
+                owner: owner.clone(),
+            },
+            Request::Reconcile { mode, force, user } => Operation::Reconcile {
                 mode: *mode,
                 force: *force,
                 dry_run: false,
+                owner: user.clone(),
             },
             Request::Get { .. } | Request::RemoveSourceBehindTheStore { .. } => return None,
         })
@@ -107,9 +121,14 @@ impl Request {
             Request::Get { name } => format!("GET {name}"),
             Request::Import { documents } => format!("POST import of {} documents", documents.len()),
             Request::Share { name } => format!("PUT {name}/share"),
-            Request::Reconcile { mode, force } => {
+            Request::Own { name, owner } => format!("PUT {name}/owner {owner}"),
+            Request::Reconcile { mode, force, user } => {
                 let mode = format!("{mode:?}").to_lowercase();
-                format!("POST reconcile {mode}{}", if *force { " --force" } else { "" })
+                format!(
+                    "POST reconcile {mode}{}{}",
+                    if *force { " --force" } else { "" },
+                    user.as_ref().map(|user| format!(" --user {user}")).unwrap_or_default()
+                )
             }
             Request::RemoveSourceBehindTheStore { name } => format!("rm source/{name}"),
         }
@@ -192,7 +211,27 @@ fn remove_source(name: &str) -> Request {
 }
 
 fn reconcile(mode: ReconcileKind, force: bool) -> Request {
-    Request::Reconcile { mode, force }
+    Request::Reconcile {
+        mode,
+        force,
+        user: None,
+    }
+}
+
+fn own(name: &str, owner: &str) -> Request {
+    Request::Own {
+        name: name.to_string(),
+        owner: owner.to_string(),
+    }
+}
+
+/// A reconcile of `user`'s records only.
+fn reconcile_for(user: &str, mode: ReconcileKind, force: bool) -> Request {
+    Request::Reconcile {
+        mode,
+        force,
+        user: Some(user.to_string()),
+    }
 }
 
 /// The network scenarios, in catalogue order.
@@ -264,6 +303,28 @@ pub fn scenarios() -> Vec<NetScenario> {
                 remove_source("orphan.md"),
                 reconcile(ReconcileKind::Clean, false),
                 reconcile(ReconcileKind::Clean, true),
+                put("after.md", "written after the clean"),
+            ],
+        },
+        NetScenario {
+            name: "net-owner-scoped-reconcile".to_string(),
+            description: "a client gives documents owners (alice, bob, and one of nobody's); an operator removes \
+                          their sources on the server; the client's clean for alice (first without --force: \
+                          refused) must drop only her orphaned record; bob's and nobody's must stay, bob's \
+                          with its owner, whatever the network or the server's host does"
+                .to_string(),
+            requests: vec![
+                put("a.md", "alice's"),
+                put("b.md", "bob's"),
+                put("n.md", "nobody's"),
+                own("a.md", "alice"),
+                own("b.md", "bob"),
+                get("b.md"),
+                remove_source("a.md"),
+                remove_source("b.md"),
+                remove_source("n.md"),
+                reconcile_for("alice", ReconcileKind::Clean, false),
+                reconcile_for("alice", ReconcileKind::Clean, true),
                 put("after.md", "written after the clean"),
             ],
         },
@@ -553,15 +614,17 @@ pub fn run_scenario(
 
 /// Whether `scenario`'s check exercises `invariant`: what a recovered
 /// store is checked for after any case (no scenario asks for a rebuild),
-/// protected-records-kept where a document is shared, and
+/// protected-records-kept where a document is shared, owner-scope-kept
+/// where one is given an owner, and
 /// no-destructive-without-force where a clean is asked for without force.
 pub fn applies(scenario: &NetScenario, invariant: Invariant) -> bool {
     let asks = |wanted: fn(&Request) -> bool| scenario.requests.iter().any(wanted);
     match invariant {
         Invariant::ProtectedRecordsKept => asks(|r| matches!(r, Request::Share { .. })),
+        Invariant::OwnerScopeKept => asks(|r| matches!(r, Request::Own { .. })),
         Invariant::ReaderConsistent => asks(|r| matches!(r, Request::Get { .. })),
         Invariant::NoDestructiveWithoutForce => {
-            asks(|r| matches!(r, Request::Reconcile { mode, force: false } if mode.is_destructive()))
+            asks(|r| matches!(r, Request::Reconcile { mode, force: false, .. } if mode.is_destructive()))
         }
         _ => applies_to_every_case(invariant),
     }

@@ -629,11 +629,21 @@ async fn attempt_once(request: &Request) -> Option<(u16, Bytes)> {
             )
         }
         Request::Share { name } => (hyper::Method::PUT, format!("/v1/documents/{name}/share"), String::new()),
-        Request::Reconcile { mode, force } => (
+        Request::Own { name, owner } => (
+            hyper::Method::PUT,
+            format!("/v1/documents/{name}/owner"),
+            serde_json::json!({ "owner": owner }).to_string(),
+        ),
+        Request::Reconcile { mode, force, user } => (
             hyper::Method::POST,
             "/v1/reconcile".to_string(),
-            serde_json::json!({ "mode": format!("{mode:?}").to_lowercase(), "dry_run": false, "force": force })
-                .to_string(),
+            serde_json::json!({
+                "mode": format!("{mode:?}").to_lowercase(),
+                "dry_run": false,
+                "force": force,
+                "user": user,
+            })
+            .to_string(),
         ),
         Request::RemoveSourceBehindTheStore { .. } => return None,
     };

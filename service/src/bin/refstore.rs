@@ -62,6 +62,14 @@ enum Command {
         /// The document's name.
         name: String,
     },
+    /// Make OWNER the owner of a document: a reconcile scoped to another
+    /// owner (--user) leaves it alone.
+    Own {
+        /// The document's name.
+        name: String,
+        /// The owner's id (ASCII letters, digits, '.', '_', '-').
+        owner: String,
+    },
     /// Print a document.
     Get {
         /// The document's name.
@@ -110,6 +118,9 @@ enum Command {
         /// Allow the modes that delete index entries.
         #[arg(long)]
         force: bool,
+        /// Only this owner's records (set with `refstore own`).
+        #[arg(long, value_name = "OWNER")]
+        user: Option<String>,
     },
     /// Serve the store over HTTP/JSON under /v1 until interrupted (keys from
     /// --keys FILE or REFSTORE_KEYS="admin:KEY,reader:KEY"; see the README).
@@ -416,6 +427,16 @@ fn run(cli: &Cli) -> Result<ExitCode, StoreError> {
                 println!("unshared {name}");
             }
         }
+        Command::Own { name, owner } => {
+            let mut store = open(StoreOptions::default())?;
+            report_recovery(&store);
+            store.set_owner(name, owner)?;
+            if cli.json {
+                print(true, &serde_json::json!({"name": name, "owner": owner}))?;
+            } else {
+                println!("{name} belongs to {owner}");
+            }
+        }
         Command::Get { name } => {
             let store = open(StoreOptions::read_only())?;
             match store.get(name)? {
@@ -487,7 +508,12 @@ fn run(cli: &Cli) -> Result<ExitCode, StoreError> {
                 return Ok(ExitCode::from(1));
             }
         }
-        Command::Reconcile { mode, dry_run, force } => {
+        Command::Reconcile {
+            mode,
+            dry_run,
+            force,
+            user,
+        } => {
             let mode = ReconcileMode::parse(mode).ok_or_else(|| StoreError::InvalidName {
                 name: mode.clone(),
                 reason: "not a reconcile mode",
@@ -502,6 +528,7 @@ fn run(cli: &Cli) -> Result<ExitCode, StoreError> {
                 mode,
                 dry_run: *dry_run,
                 force: *force,
+                owner: user.clone(),
             })?;
             print(cli.json, &stats)?;
             if !stats.errors.is_empty() {
