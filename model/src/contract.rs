@@ -409,6 +409,13 @@ pub struct Observation {
     /// [`Capabilities::owners`]). Absent from older observations: none.
     #[serde(default)]
     pub owners: BTreeMap<String, String>,
+    /// The open that recovered the store found its live index damaged and
+    /// rebuilt it from the source files: what it found damaged. Without a
+    /// fault at rest, damage is a crash the store did not survive whole,
+    /// hidden by the repair (complete-database). Absent from older
+    /// observations (and from stores that do not say): none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repaired: Option<String>,
 }
 
 /// How [`StoreFactory::stamp_schema`] makes an index look written by another build.

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::contract::{Operation, RebuildKind, ReconcileKind};
+use crate::contract::{Capabilities, Observation, Operation, RebuildKind, ReconcileKind};
 
 /// SHA-256 of `content`, lower-case hex: how observations name content.
 pub fn content_hash(content: &[u8]) -> String {
@@ -302,6 +302,53 @@ impl Model {
         {
             self.acked = uncertain.expected.after;
         }
+    }
+
+    /// Settles the uncertainty to what a recovered store shows in
+    /// `observation`, when it shows the operation in flight wholly after
+    /// (`Some(true)`) or wholly before (`Some(false)`): every name it
+    /// touches, in the index, in the source files (stores with them), its
+    /// share link and its owner (stores with those). `None`, and nothing
+    /// settled, when it shows some names one way and some the other (a
+    /// per-document operation partly applied), or when nothing is in
+    /// flight.
+    pub fn settle_to(&mut self, observation: &Observation, caps: &Capabilities) -> Option<bool> {
+        let (all_after, all_before) = {
+            let allowed = self.allowed();
+            allowed.op.as_ref()?;
+            let mut all_after = true;
+            let mut all_before = true;
+            for name in &allowed.touched {
+                let mut sides = vec![(&observation.indexed, &allowed.before.indexed, &allowed.after.indexed)];
+                if caps.source_files {
+                    sides.push((&observation.sources, &allowed.before.sources, &allowed.after.sources));
+                }
+                for (found, before, after) in sides {
+                    all_after &= found.get(name) == after.get(name);
+                    all_before &= found.get(name) == before.get(name);
+                }
+                if caps.share_links {
+                    let shared = observation.shared.contains(name);
+                    all_after &= shared == allowed.after.active_shares().contains(name);
+                    all_before &= shared == allowed.before.active_shares().contains(name);
+                }
+                if caps.owners {
+                    let owner = observation.owners.get(name);
+                    all_after &= owner == allowed.after.owners.get(name);
+                    all_before &= owner == allowed.before.owners.get(name);
+                }
+            }
+            (all_after, all_before)
+        };
+        let found_after = if all_after {
+            true
+        } else if all_before {
+            false
+        } else {
+            return None;
+        };
+        self.settle(found_after);
+        Some(found_after)
     }
 
     /// The in-flight operation failed and the store says nothing of it was

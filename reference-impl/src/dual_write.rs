@@ -118,6 +118,14 @@ impl Store {
         let content = self
             .read_source(&name)?
             .filter(|content| std::str::from_utf8(content).is_ok());
+        if content.is_some() && self.index.summary(name.as_str())?.is_none() {
+            // A new record starts with no share link and no owner, whatever
+            // an earlier record of the name left behind (a cleanup that
+            // failed to prune it: the harness found a rebuild's failed
+            // settle leaving a link the next document of the name took
+            // over, `tearline repro shared-record-kept:0:1690:EIO`).
+            self.clear_sidecars(&name)?;
+        }
         if self.deferring_vectors() {
             return self.reindex_deferring_vectors(&name, content);
         }
@@ -144,6 +152,13 @@ impl Store {
                 .make_source_durable(None)
                 .and_then(|()| self.complete_removal(&intent));
             self.recover_after(result)?;
+            // A dropped record's share link and owner go with it: left, they
+            // would belong to a later document of that name (the harness
+            // found it: `tearline repro
+            // owner-scoped-reconcile:0:897:clock-back-691200000ms`,
+            // before this line, gave the new d0.md its old owner).
+            self.unshare(name.as_str())?;
+            self.disown(&name)?;
         }
         Ok(None)
     }

@@ -76,6 +76,11 @@ pub enum Flaw {
     /// Storm Cloud before its fix: the clean's delete pass ignores share
     /// links and deletes a record someone still links to.
     CleanDeletesShared,
+    /// A sync that also cleans: records whose file is gone are deleted by a
+    /// mode that must only add and refresh (and needs no force). Each entry
+    /// left agrees with its file, so only a check of the exact state right
+    /// after the sync returns sees it.
+    SyncCleans,
     /// A reconcile scoped to one owner forgets its scope (the user filter
     /// applied to the listing but not to the passes): a clean for one user
     /// deletes every user's orphaned records.
@@ -156,7 +161,7 @@ pub(crate) fn trusted_lock_file(layout: &Layout) -> PathBuf {
 
 impl Flaw {
     /// Every flaw, in the order the harness lists them.
-    pub const ALL: [Flaw; 30] = [
+    pub const ALL: [Flaw; 31] = [
         Flaw::DropAndReindex,
         Flaw::TwoRenameSwap,
         Flaw::NoIntents,
@@ -187,6 +192,7 @@ impl Flaw {
         Flaw::CleanDeletesShared,
         Flaw::ShareWithoutFsync,
         Flaw::ReconcileIgnoresOwner,
+        Flaw::SyncCleans,
     ];
 
     /// The store's name with this flaw, for `--store` and reports
@@ -210,6 +216,7 @@ impl Flaw {
             Flaw::CleanDeletesShared => "refstore/clean-deletes-shared",
             Flaw::ShareWithoutFsync => "refstore/share-without-fsync",
             Flaw::ReconcileIgnoresOwner => "refstore/reconcile-ignores-owner",
+            Flaw::SyncCleans => "refstore/sync-cleans",
             Flaw::RepairOneByteShort => "refstore/repair-one-byte-short",
             Flaw::LockTrustsPath => "refstore/lock-trusts-path",
             Flaw::RetriesFsync => "refstore/retries-fsync",
@@ -248,6 +255,7 @@ impl Flaw {
             Flaw::CleanWithoutForce => &[Invariant::NoDestructiveWithoutForce],
             Flaw::CleanDeletesShared | Flaw::ShareWithoutFsync => &[Invariant::ProtectedRecordsKept],
             Flaw::ReconcileIgnoresOwner => &[Invariant::OwnerScopeKept],
+            Flaw::SyncCleans => &[Invariant::CommittedDurable],
             Flaw::RepairOneByteShort => &[Invariant::RecoveryIdempotent],
             // The acknowledged add whose data a failed fsync dropped is gone
             // after the next power cut.

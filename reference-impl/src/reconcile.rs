@@ -192,7 +192,8 @@ impl Store {
                 self.apply(&name, dry_run, &mut stats, |s| s.refreshed += 1);
             }
         }
-        if mode.is_destructive() {
+        // KNOWN BAD with `Flaw::SyncCleans`: a sync deletes orphans too.
+        if mode.is_destructive() || (mode == ReconcileMode::Sync && flaw!(self.flaw, SyncCleans)) {
             for name in stats.orphaned.clone() {
                 // KNOWN BAD with `Flaw::CleanDeletesShared`: the delete
                 // pass does not look at share links.

@@ -57,10 +57,7 @@ impl Store {
             .remove_file_if_exists(&link)
             .context(|| format!("removing {}", link.display()))?
         {
-            let dir = self.layout.shares_dir();
-            self.fs
-                .sync_dir(&dir)
-                .context(|| format!("syncing {}", dir.display()))?;
+            self.sync_sidecar_dir(&self.layout.shares_dir())?;
         }
         Ok(())
     }
@@ -102,10 +99,7 @@ impl Store {
     /// shared-record-kept:0:783:crash`).
     pub(crate) fn settle_shares(&self) -> Result<()> {
         if self.prune_shares()? {
-            let dir = self.layout.shares_dir();
-            self.fs
-                .sync_dir(&dir)
-                .context(|| format!("syncing {}", dir.display()))?;
+            self.sync_sidecar_dir(&self.layout.shares_dir())?;
         }
         Ok(())
     }

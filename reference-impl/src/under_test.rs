@@ -376,9 +376,11 @@ impl RefStore {
                 found.push(format!("source/{}", entry.name));
             }
         }
-        for entry in listed(&layout.shares_dir())? {
-            if entry.name.starts_with('.') {
-                found.push(format!("shares/{}", entry.name));
+        for (dir, shown) in [(layout.shares_dir(), "shares"), (layout.owners_dir(), "owners")] {
+            for entry in listed(&dir)? {
+                if entry.name.starts_with('.') {
+                    found.push(format!("{shown}/{}", entry.name));
+                }
             }
         }
         for entry in listed(&layout.journal_dir())? {
@@ -561,6 +563,11 @@ impl StoreUnderTest for RefStore {
         let live = store.generation;
         let shared = store.shares().map_err(failure)?;
         let owners = store.owners().map_err(failure)?;
+        let repaired = store
+            .open_report()
+            .repaired
+            .as_ref()
+            .map(|repair| format!("{}: {}", repair.damaged.display(), repair.detail));
         Ok(Observation {
             indexed,
             sources,
@@ -580,6 +587,7 @@ impl StoreUnderTest for RefStore {
             remote_unavailable,
             shared,
             owners,
+            repaired,
         })
     }
 }

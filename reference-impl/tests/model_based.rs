@@ -891,33 +891,17 @@ impl Sut {
     /// found partly applied (which the check allows) is run again,
     /// fault-free, to finish it.
     fn settle(&mut self, op: &Operation, observation: &Observation) -> Checked {
-        let (all_after, all_before) = {
-            let allowed = self.model.allowed();
-            if allowed.op.is_none() {
+        match self.model.settle_to(observation, &self.caps) {
+            Some(true) => {
+                self.history.push("  -> settled: took effect".into());
                 return Ok(());
             }
-            let mut all_after = true;
-            let mut all_before = true;
-            for name in &allowed.touched {
-                for (found, before, after) in [
-                    (&observation.indexed, &allowed.before.indexed, &allowed.after.indexed),
-                    (&observation.sources, &allowed.before.sources, &allowed.after.sources),
-                ] {
-                    all_after &= found.get(name) == after.get(name);
-                    all_before &= found.get(name) == before.get(name);
-                }
+            Some(false) => {
+                self.history.push("  -> settled: did not take effect".into());
+                return Ok(());
             }
-            (all_after, all_before)
-        };
-        if all_after {
-            self.model.settle(true);
-            self.history.push("  -> settled: took effect".into());
-            return Ok(());
-        }
-        if all_before {
-            self.model.settle(false);
-            self.history.push("  -> settled: did not take effect".into());
-            return Ok(());
+            None if self.model.allowed().op.is_none() => return Ok(()),
+            None => {}
         }
         self.history
             .push(format!("  -> settled: partly applied; `{}` run again", op.describe()));
@@ -1055,7 +1039,7 @@ mod teeth {
     fn find_failure<D: Design>() -> (RefState, Vec<Transition>, String) {
         let config = Config {
             failure_persistence: None,
-            rng_seed: RngSeed::Fixed(4),
+            rng_seed: RngSeed::Fixed(5),
             ..config(FLAWED_CASES)
         };
         let mut runner = TestRunner::new(config.clone());

@@ -594,25 +594,34 @@ pub fn store_scenarios(factory: &dyn StoreFactory) -> Vec<StoreScenario> {
             ReconcileKind::Sync,
             false,
             "reconcile-sync",
-            "A sync after changes behind the store's back: indexes the new and changed files, interrupted \
-             at every syscall.",
+            "A dry run of a sync after changes behind the store's back (must change nothing), then the \
+             sync: indexes the new and changed files, interrupted at every syscall.",
         ),
         (
             ReconcileKind::Clean,
             true,
             "reconcile-clean",
-            "A clean without force (must fail and change nothing), then with force: drops the entry whose \
-             file is gone, interrupted at every syscall.",
+            "A dry run of a clean and a clean without force (both must change nothing), then with force: \
+             drops the entry whose file is gone, interrupted at every syscall.",
         ),
         (
             ReconcileKind::Full,
             true,
             "reconcile-full",
-            "A full reconcile without force (must fail), then with force: afterwards the index is exactly \
-             the source files (filesystem-wins).",
+            "A dry run of a full reconcile (must change nothing), one without force (must fail), then with \
+             force: afterwards the index is exactly the source files (filesystem-wins).",
         ),
     ] {
         let mut workload = Vec::new();
+        if mode != ReconcileKind::Audit {
+            // A dry run first: it reports, and changes nothing.
+            workload.push(Step::Op(Operation::Reconcile {
+                mode,
+                force: false,
+                dry_run: true,
+                owner: None,
+            }));
+        }
         if mode.is_destructive() {
             workload.push(reconcile(mode, false));
         }
@@ -632,8 +641,10 @@ pub fn store_scenarios(factory: &dyn StoreFactory) -> Vec<StoreScenario> {
         name: "shared-record-kept",
         description: "Share links, then a clean and a full reconcile after files vanish behind the store's \
                           back: the record still linked to is reported as protected and kept, the unshared \
-                          and unlinked ones are deleted; interrupted at every syscall, an acknowledged link \
-                          survives (protected-records-kept). Not under media faults (latent sectors, bit \
+                          and unlinked ones are deleted; a shared document removed; a full rebuild that drops \
+                          the shared record whose file is gone, and a new document of its name, which must not \
+                          inherit the link; interrupted at every syscall, an acknowledged link survives and no \
+                          link appears that was not given (protected-records-kept). Not under media faults (latent sectors, bit \
                           rot, misdirected writes): a record kept only by its link has no copy outside the \
                           index, which such a fault may destroy.",
         setup: docs("d", 4, 1),
@@ -647,9 +658,15 @@ pub fn store_scenarios(factory: &dyn StoreFactory) -> Vec<StoreScenario> {
             reconcile(ReconcileKind::Clean, true),
             add("d2.md", "# d2\nback, unshared\n"),
             reconcile(ReconcileKind::Full, true),
+            share("d3.md"),
+            remove("d3.md"),
+            rebuild(),
+            add("d0.md", "# d0\nback after the rebuild dropped it, unshared\n"),
         ],
         requires: Capabilities {
             share_links: true,
+            remove: true,
+            full_rebuild: true,
             ..reconciles
         },
     }
@@ -664,7 +681,8 @@ pub fn store_scenarios(factory: &dyn StoreFactory) -> Vec<StoreScenario> {
         name: "owner-scoped-reconcile",
         description: "Documents of two owners and of none, files gone or changed behind the store's back, \
                       then reconciles scoped to one owner: a full one for alice (her orphan deleted, her \
-                      stale record refreshed), a clean for bob without force (refused), a clean for an owner \
+                      stale record refreshed), a new document of the deleted one's name (nobody's: it must \
+                      not inherit her ownership), a clean for bob without force (refused), a clean for an owner \
                       with no records (changes nothing), an owner changed, an owned document removed, and \
                       last an unscoped clean; interrupted at every syscall, no other owner's record is \
                       touched and an acknowledged owner survives (owner-scope-kept). Not under media faults, \
@@ -681,6 +699,7 @@ pub fn store_scenarios(factory: &dyn StoreFactory) -> Vec<StoreScenario> {
             edit("d2.md", Some("# d2\nchanged behind the store's back\n")),
             edit("d4.md", Some("# d4\nchanged behind the store's back\n")),
             reconcile_for("alice", ReconcileKind::Full, true),
+            add("d0.md", "# d0\nback after alice's clean, nobody's\n"),
             reconcile_for("bob", ReconcileKind::Clean, false),
             reconcile_for("carol", ReconcileKind::Clean, true),
             set_owner("d2.md", "bob"),

@@ -4,19 +4,23 @@
 //! [`check`] reads the integrity check off an observation; a writable open
 //! or an observation that fails after the fault is a violation too
 //! ([`open_failed`], [`observe_failed`]), and so is a writable open refused
-//! because of a lock left by a killed process ([`stale_lock_refused`]).
+//! because of a lock left by a killed process ([`stale_lock_refused`]), and
+//! so is an open that had to rebuild a live index no fault at rest damaged
+//! ([`repaired_without_damage`]).
 
 use std::fmt;
 
 use super::{Invariant, InvariantSpec, Violation};
 use crate::contract::Observation;
+use crate::model::Model;
 
 /// complete-database in the catalogue.
 pub(crate) const SPEC: InvariantSpec = InvariantSpec {
     name: "complete-database",
     explanation: "After any fault and a writable reopen, the store opens, and its index passes its own \
-                  integrity check (SQLite's integrity_check for SQLite stores). Checked after every \
-                  injected fault.",
+                  integrity check (SQLite's integrity_check for SQLite stores), without having to rebuild \
+                  it from the source files when nothing damaged it at rest (a store that says it repaired \
+                  itself). Checked after every injected fault.",
     usually: "After recovery the store has no complete, sound index: a file replaced in place, a pointer switched before its target was durable, or a torn page nothing detects. Usually fixed with write-new-then-rename, a durable directory before the switch, and checksums or an integrity check at open.",
     example: "the database does not open: file is not a database (after a power cut at syscall 1432, fsync of index.db)",
     needs: None,
@@ -29,6 +33,22 @@ pub fn check(observation: &Observation) -> Option<Violation> {
         Violation::new(
             Invariant::CompleteDatabase,
             format!("the index fails its integrity check: {}", observation.integrity_detail),
+        )
+    })
+}
+
+/// The open that recovered the store repaired a live index that no fault
+/// at rest damaged ([`Observation::repaired`]): the index a crash left was
+/// not complete, and the repair from the source files hid it.
+pub fn repaired_without_damage(observation: &Observation, model: &Model) -> Option<Violation> {
+    let found = observation.repaired.as_ref()?;
+    model.damage().is_none().then(|| {
+        Violation::new(
+            Invariant::CompleteDatabase,
+            format!(
+                "the open after the fault found the live index damaged ({found}) though nothing damaged it at \
+                 rest, and rebuilt it from the source files: the crash left no complete index"
+            ),
         )
     })
 }
@@ -79,6 +99,24 @@ mod tests {
             violation.evidence,
             "the index fails its integrity check: page 3 is never used"
         );
+    }
+
+    #[test]
+    fn a_repair_nothing_at_rest_called_for_breaks_it() {
+        let mut found = observation(&[("a", "1")]);
+        let mut model = model_with(&[add("a", "1")], None);
+        assert_eq!(repaired_without_damage(&found, &model), None);
+        found.repaired = Some("/s/CURRENT: it names gen-000003, which does not exist".into());
+        let violation = repaired_without_damage(&found, &model).expect("caught");
+        assert_eq!(violation.invariant, Invariant::CompleteDatabase);
+        assert!(violation.evidence.contains("gen-000003"), "{violation}");
+        assert!(
+            violation.evidence.contains("though nothing damaged it at rest"),
+            "{violation}"
+        );
+        // After damage at rest, a repair is what the store must do.
+        model.note_damage("garbage in the middle of /s/generations/gen-000001/index.db");
+        assert_eq!(repaired_without_damage(&found, &model), None);
     }
 
     #[test]

@@ -52,7 +52,7 @@ pub mod failed_means_not_applied;
 pub mod failed_open_changes_nothing;
 pub mod filesystem_wins;
 pub mod journal_drained;
-mod model_comparison;
+pub mod model_comparison;
 pub mod no_destructive_without_force;
 pub mod no_leaked_temp_files;
 pub mod no_orphan_vectors;
@@ -281,6 +281,7 @@ impl fmt::Display for Violation {
 pub fn check_recovered(observation: &Observation, model: &Model, caps: &Capabilities) -> Vec<Violation> {
     let mut violations = Vec::new();
     violations.extend(complete_database::check(observation));
+    violations.extend(complete_database::repaired_without_damage(observation, model));
     let compared = model_comparison::check(observation, model, caps);
     match model.damage() {
         // After damage to a derived file, what disagrees with the model is a

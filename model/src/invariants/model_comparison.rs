@@ -5,7 +5,8 @@
 //! by [`atomic_op`]; one found as an operation the store said it had not
 //! applied would have left it, by [`failed_means_not_applied`]. The
 //! violations come out in document order, side by side, as each invariant's
-//! own check produces them.
+//! own check produces them. [`exact`] is the strict comparison a fault-free
+//! run makes right after each operation returns.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -127,4 +128,151 @@ fn compare_side(
     }
     violations.extend(atomic_op::check_whole(side, &op, allowed.granularity, &halves));
     violations
+}
+
+/// What the store's own handle shows right after an operation returned,
+/// with no fault anywhere, against the acknowledged state, exactly: every
+/// indexed document, every source file (stores with them), every active
+/// share link and every owner (stores with those), names made unspecified
+/// left out. Nothing of the leniency a recovery gets (an entry that caught
+/// up with its file) applies: no recovery ran, so a difference is the
+/// operation doing other than it said (a sync that deletes, a dry run that
+/// writes, a scoped run that reaches past its scope). `op` is the operation
+/// that just returned, described.
+pub fn exact(observation: &Observation, model: &Model, caps: &Capabilities, op: &str) -> Vec<Violation> {
+    let acked = model.acknowledged();
+    let mut violations = Vec::new();
+    let mut sides = vec![("index", &observation.indexed, &acked.indexed)];
+    if caps.source_files {
+        sides.push(("source", &observation.sources, &acked.sources));
+    }
+    for (side, found, expected) in sides {
+        let names: BTreeSet<&String> = found.keys().chain(expected.keys()).collect();
+        for name in names.into_iter().filter(|name| !model.is_unspecified(name)) {
+            let (got, want) = (found.get(name), expected.get(name));
+            if got != want {
+                violations.push(Violation::new(
+                    super::Invariant::CommittedDurable,
+                    format!(
+                        "right after `{op}` returned, with no fault anywhere, the {side} shows {name} as {}, where \
+                         every acknowledged operation leaves {}",
+                        short(got),
+                        short(want)
+                    ),
+                ));
+            }
+        }
+    }
+    let differs = |found: Option<&String>, want: Option<&String>| found != want;
+    if caps.share_links {
+        let want = acked.active_shares();
+        for name in observation.shared.iter().chain(want.iter().copied()) {
+            let (got, wanted) = (observation.shared.contains(name), want.contains(name));
+            if got != wanted && !model.is_unspecified(name) {
+                violations.push(Violation::new(
+                    super::Invariant::ProtectedRecordsKept,
+                    format!(
+                        "right after `{op}` returned, with no fault anywhere, {name} {} a share link, where every \
+                         acknowledged operation leaves it {}",
+                        if got { "has" } else { "has no" },
+                        if wanted { "shared" } else { "unshared" }
+                    ),
+                ));
+            }
+        }
+    }
+    if caps.owners {
+        let names: BTreeSet<&String> = observation.owners.keys().chain(acked.owners.keys()).collect();
+        for name in names.into_iter().filter(|name| !model.is_unspecified(name)) {
+            let (got, want) = (observation.owners.get(name), acked.owners.get(name));
+            if differs(got, want) {
+                violations.push(Violation::new(
+                    super::Invariant::OwnerScopeKept,
+                    format!(
+                        "right after `{op}` returned, with no fault anywhere, {name}'s owner is {}, where every \
+                         acknowledged operation leaves {}",
+                        got.map_or("none", String::as_str),
+                        want.map_or("none", String::as_str)
+                    ),
+                ));
+            }
+        }
+    }
+    violations.sort_by(|a, b| a.evidence.cmp(&b.evidence));
+    violations.dedup();
+    violations
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::*;
+    use crate::contract::{Operation, ReconcileKind};
+
+    #[test]
+    fn a_sync_that_deletes_an_orphan_or_a_dry_run_that_writes_breaks_the_exact_state() {
+        // a.md indexed, its file gone behind the store's back; b.md a file
+        // nobody indexed.
+        let mut model = model_with(&[add("a.md", "1")], None);
+        model.edit_source("a.md", None);
+        model.edit_source("b.md", Some("2"));
+        model.begin(&Operation::Reconcile {
+            mode: ReconcileKind::Full,
+            force: true,
+            dry_run: true,
+            owner: None,
+        });
+        model.acknowledge();
+        let caps = caps();
+        let mut kept = observation(&[("a.md", "1")]);
+        kept.sources = observation(&[("b.md", "2")]).sources;
+        assert!(exact(&kept, &model, &caps, "reconcile full --dry-run").is_empty());
+        // The dry run deleted a.md and indexed b.md: what a recovery's
+        // comparison forgives (each entry is its file), the exact one does not.
+        let mut wrote = observation(&[("b.md", "2")]);
+        wrote.sources = kept.sources.clone();
+        assert!(
+            check(&wrote, &model, &caps).is_empty(),
+            "the lenient comparison forgives it"
+        );
+        let violations = exact(&wrote, &model, &caps, "reconcile full --dry-run");
+        assert_eq!(violations.len(), 2, "{violations:?}");
+        assert!(
+            violations
+                .iter()
+                .all(|v| v.invariant == super::super::Invariant::CommittedDurable)
+        );
+        assert!(
+            violations[0]
+                .evidence
+                .contains("right after `reconcile full --dry-run` returned")
+        );
+    }
+
+    #[test]
+    fn an_owner_or_a_link_that_differs_right_after_an_operation_breaks_the_exact_state() {
+        let model = model_with(
+            &[
+                add("a.md", "1"),
+                Operation::SetOwner {
+                    name: "a.md".into(),
+                    owner: "alice".into(),
+                },
+            ],
+            None,
+        );
+        let caps = Capabilities {
+            owners: true,
+            share_links: true,
+            ..caps()
+        };
+        let mut found = observation(&[("a.md", "1")]);
+        assert_eq!(exact(&found, &model, &caps, "x").len(), 1, "the owner is missing");
+        found.owners.insert("a.md".into(), "alice".into());
+        assert!(exact(&found, &model, &caps, "x").is_empty());
+        found.shared.insert("a.md".into());
+        let violations = exact(&found, &model, &caps, "x");
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert_eq!(violations[0].invariant, super::super::Invariant::ProtectedRecordsKept);
+    }
 }

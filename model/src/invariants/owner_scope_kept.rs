@@ -12,7 +12,8 @@ pub(crate) const SPEC: InvariantSpec = InvariantSpec {
     explanation: "A document's owner is user data: an acknowledged owner survives every fault, and a reconcile \
                   scoped to one owner (Storm Cloud's per-user reconciliation) changes only that owner's records. \
                   Checked after every recovery: every document the model says has an owner, the same before and \
-                  after the operation in flight, must be indexed with that owner. Needs owners.",
+                  after the operation in flight, must be indexed with that owner, and no document may have an \
+                  owner the model gives it neither before nor after. Needs owners.",
     usually: "A scoped reconcile filtered the listing by owner but not its passes (or not its delete pass), so a \
               clean for one user deleted another user's orphaned records; or the owner was acknowledged before \
               it was durable. Usually fixed by computing the scope once and running every pass over it only, and \
@@ -51,6 +52,21 @@ pub fn check(observation: &Observation, model: &Model) -> Vec<Violation> {
                 format!("{name}'s acknowledged owner {owner} is gone"),
             )),
         }
+    }
+    // The other way: an owner no acknowledged operation gave (one left
+    // behind by a removal or a clean, that a later document of the name
+    // took over, or a change a power cut undid).
+    for (name, owner) in &observation.owners {
+        if model.is_unspecified(name)
+            || allowed.before.owners.get(name) == Some(owner)
+            || allowed.after.owners.get(name) == Some(owner)
+        {
+            continue;
+        }
+        violations.push(Violation::new(
+            Invariant::OwnerScopeKept,
+            format!("{name} has owner {owner}, which no acknowledged operation gave it"),
+        ));
     }
     violations
 }
@@ -123,11 +139,38 @@ mod tests {
     #[test]
     fn an_owner_change_or_a_removal_in_flight_may_go_either_way() {
         let base = [add("a.md", "1"), owned("a.md", "alice")];
-        for in_flight in [owned("a.md", "bob"), Operation::Remove { name: "a.md".into() }] {
-            let model = model_with(&base, Some(in_flight));
-            assert!(check(&observation(&[]), &model).is_empty());
-            assert!(check(&with_owners(observation(&[("a.md", "1")]), &[("a.md", "bob")]), &model).is_empty());
-        }
+        let found = |owner: &str| with_owners(observation(&[("a.md", "1")]), &[("a.md", owner)]);
+        let changing = model_with(&base, Some(owned("a.md", "bob")));
+        assert!(check(&found("alice"), &changing).is_empty());
+        assert!(check(&found("bob"), &changing).is_empty());
+        assert!(!check(&found("carol"), &changing).is_empty());
+        let removing = model_with(&base, Some(Operation::Remove { name: "a.md".into() }));
+        assert!(check(&observation(&[]), &removing).is_empty());
+        assert!(check(&found("alice"), &removing).is_empty());
+        assert!(!check(&found("bob"), &removing).is_empty());
+    }
+
+    #[test]
+    fn an_owner_nobody_gave_breaks_it() {
+        // a.md was alice's, removed, and added again: it has no owner now.
+        let model = model_with(
+            &[
+                add("a.md", "1"),
+                owned("a.md", "alice"),
+                Operation::Remove { name: "a.md".into() },
+                add("a.md", "2"),
+            ],
+            None,
+        );
+        assert!(check(&observation(&[("a.md", "2")]), &model).is_empty());
+        let stale = with_owners(observation(&[("a.md", "2")]), &[("a.md", "alice")]);
+        let violations = check(&stale, &model);
+        assert_eq!(broken(&violations), vec![Invariant::OwnerScopeKept]);
+        assert!(
+            violations[0]
+                .evidence
+                .contains("which no acknowledged operation gave it")
+        );
     }
 
     #[test]

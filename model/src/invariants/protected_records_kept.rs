@@ -14,8 +14,8 @@ pub(crate) const SPEC: InvariantSpec = InvariantSpec {
     explanation: "A record with an active share link is protected: a clean or full reconcile reports it as \
                   orphaned but protected and never deletes it, and an acknowledged share link survives \
                   every fault. Checked after every recovery: every document the model says is shared and \
-                  indexed (before and after the operation in flight) must be indexed and shared. Needs \
-                  share links.",
+                  indexed (before and after the operation in flight) must be indexed and shared, and no \
+                  document may have a link the model gives it neither before nor after. Needs share links.",
     usually: "A cleanup deleted a record someone still links to: the reconcile's delete pass does not look at \
               share links, or the share link itself was not made durable before it was acknowledged, so \
               after a crash the record looked unprotected. Usually fixed by filtering protected records out \
@@ -44,6 +44,19 @@ pub fn check(observation: &Observation, model: &Model) -> Vec<Violation> {
             violations.push(Violation::new(
                 Invariant::ProtectedRecordsKept,
                 format!("{name}'s acknowledged share link is gone"),
+            ));
+        }
+    }
+    // The other way: a link no acknowledged share gave (a revoked one a
+    // power cut brought back, or one left behind by a removal or a rebuild
+    // that dropped its record, which a later document of the name took
+    // over: it would protect a record nobody shared).
+    let before_or_after: BTreeSet<&String> = before.union(&after).copied().collect();
+    for name in &observation.shared {
+        if !model.is_unspecified(name) && !before_or_after.contains(name) {
+            violations.push(Violation::new(
+                Invariant::ProtectedRecordsKept,
+                format!("{name} has a share link no acknowledged share gave it"),
             ));
         }
     }
@@ -94,6 +107,23 @@ mod tests {
         // The store kept the record but lost the link: broken too.
         kept.shared.clear();
         assert!(check(&kept, &model)[0].evidence.contains("share link is gone"));
+    }
+
+    #[test]
+    fn a_link_nobody_gave_breaks_it() {
+        // s was shared, unshared: a link found now was not given.
+        let mut model = shared_orphan_model();
+        model.edit_source("s", Some("1"));
+        model.begin(&Operation::Unshare { name: "s".into() });
+        // While the unshare is in flight, either is allowed.
+        let mut linked = observation(&[("s", "1")]);
+        linked.shared.insert("s".into());
+        assert!(check(&linked, &model).is_empty());
+        model.acknowledge();
+        let violations = check(&linked, &model);
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(violations[0].evidence.contains("no acknowledged share gave it"));
+        assert!(check(&observation(&[("s", "1")]), &model).is_empty());
     }
 
     #[test]

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use tearline_model::guard::catch_store_panic;
 use tearline_model::invariants::{
     check_read_only, check_recovered, clean_error, complete_database, failed_open_changes_nothing, filesystem_wins,
-    no_destructive_without_force, no_orphan_vectors, no_wipe_without_lock, reader_consistent, rebuild_idempotent,
-    rebuildable_from_source, recovery_idempotent, stays_serviceable,
+    model_comparison, no_destructive_without_force, no_orphan_vectors, no_wipe_without_lock, reader_consistent,
+    rebuild_idempotent, rebuildable_from_source, recovery_idempotent, stays_serviceable,
 };
 use tearline_model::{
     Access, Capabilities, Env, FailureKind, Model, Observation, Operation, RemoteFault, StoreFactory, StoreFailure,
@@ -977,7 +977,7 @@ pub(crate) fn check_serviceable(
         Ok(Err(e)) => return vec![stays_serviceable::failed(&reading, e)],
         Ok(Ok(read)) => read,
     };
-    settle(&mut model, recovered.unwrap_or(&read), &caps);
+    model.settle_to(recovered.unwrap_or(&read), &caps);
     if model.allowed().op.is_some() || !caps.remove {
         return Vec::new();
     }
@@ -1137,45 +1137,6 @@ fn compare(recovered: &Observation, reopened: Result<Observation, Violation>) ->
     }
 }
 
-/// Settles the model's uncertainty to what a recovered store showed, when it
-/// showed the in-flight operation wholly before or wholly after.
-pub(crate) fn settle(model: &mut Model, observation: &Observation, caps: &Capabilities) {
-    let (all_after, all_before) = {
-        let allowed = model.allowed();
-        if allowed.op.is_none() {
-            return;
-        }
-        let mut all_after = true;
-        let mut all_before = true;
-        for name in &allowed.touched {
-            let mut sides = vec![(&observation.indexed, &allowed.before.indexed, &allowed.after.indexed)];
-            if caps.source_files {
-                sides.push((&observation.sources, &allowed.before.sources, &allowed.after.sources));
-            }
-            for (found, before, after) in sides {
-                all_after &= found.get(name) == after.get(name);
-                all_before &= found.get(name) == before.get(name);
-            }
-            if caps.share_links {
-                let shared = observation.shared.contains(name);
-                all_after &= shared == allowed.after.active_shares().contains(name);
-                all_before &= shared == allowed.before.active_shares().contains(name);
-            }
-            if caps.owners {
-                let owner = observation.owners.get(name);
-                all_after &= owner == allowed.after.owners.get(name);
-                all_before &= owner == allowed.before.owners.get(name);
-            }
-        }
-        (all_after, all_before)
-    };
-    if all_after {
-        model.settle(true);
-    } else if all_before {
-        model.settle(false);
-    }
-}
-
 /// The store's lock file and protected paths, if it has a lock: what the
 /// lock invariant reads a trace against.
 fn lock_and_protected(factory: &dyn StoreFactory, fs: &SimFs) -> Option<(PathBuf, Vec<String>)> {
@@ -1242,6 +1203,56 @@ pub(crate) fn first_of_each(violations: Vec<Violation>) -> Vec<Violation> {
 /// Fault-free: does the store serve exactly its source files after the
 /// workload's closing full sync, and does a second full rebuild change
 /// nothing?
+/// A fault-free run of `scenario` on `fs` that observes the store through
+/// its own handle right after every operation that returned (no recovery,
+/// no reopen) and holds it to the acknowledged state exactly
+/// ([`model_comparison::exact`]): what the comparisons after a fault
+/// forgive (an entry that caught up with its file) is an operation doing
+/// other than it said when nothing failed. Stops at the first difference.
+pub(crate) fn exact_state_checks(
+    factory: &dyn StoreFactory,
+    scenario: &StoreScenario,
+    fs: SimFs,
+) -> Result<Vec<Violation>, HarnessError> {
+    let caps = factory.capabilities();
+    let mut driver = Driver::boot(factory, scenario, fs)?;
+    let mut violations = Vec::new();
+    for step in &scenario.workload {
+        let flow = driver.step(step)?;
+        driver.account_fault_at_rest();
+        if flow == Flow::Stop {
+            break;
+        }
+        let Step::Op(op) = step else { continue };
+        if driver.model.allowed().op.is_some() || driver.model.damage().is_some() {
+            continue;
+        }
+        let Some(handle) = driver.handle.take() else { break };
+        let observed = guarded(&driver.fs, u64::MAX, "observe", || handle.observe());
+        driver.handle = Some(handle);
+        let observation = match observed {
+            Ok(Ok(observation)) => observation,
+            Ok(Err(_)) => continue,
+            Err(v) => {
+                violations.push(v);
+                break;
+            }
+        };
+        violations.extend(model_comparison::exact(
+            &observation,
+            &driver.model,
+            &caps,
+            &op.describe(),
+        ));
+        if !violations.is_empty() {
+            break;
+        }
+    }
+    driver.close();
+    violations.extend(driver.violations);
+    Ok(violations)
+}
+
 pub(crate) fn full_sync_checks(
     factory: &dyn StoreFactory,
     scenario: &StoreScenario,

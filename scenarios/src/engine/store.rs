@@ -188,7 +188,8 @@ impl Subject for StoreSubject<'_> {
         }
         let mut violations = std::mem::take(&mut driver.violations);
         violations.extend(driver::check_trace(factory, &fs, &trace));
-        violations.extend(driver::full_sync_checks(factory, scenario, SimFs::new(config))?);
+        violations.extend(driver::full_sync_checks(factory, scenario, SimFs::new(config.clone()))?);
+        violations.extend(driver::exact_state_checks(factory, scenario, SimFs::new(config))?);
         if snapshots.len() as u64 != end - start + 1 || ops.len() as u64 != end - start {
             return Err(HarnessError(format!(
                 "{}: the probe recorded {} snapshots and {} syscalls for {} workload syscalls",
@@ -357,6 +358,11 @@ impl StoreSubject<'_> {
                         scenario,
                         SimFs::new(machine_config(scenario, seed)),
                     )?);
+                    violations.extend(driver::exact_state_checks(
+                        factory,
+                        scenario,
+                        SimFs::new(machine_config(scenario, seed)),
+                    )?);
                 }
                 let rebooted = reboot_after_power_cut(&fs, injection.syscall, *persistence, *pick)?;
                 states_checked += 1;
@@ -373,7 +379,7 @@ impl StoreSubject<'_> {
                     if let Some(observation) = &recovered.observation
                         && recovered.violations.is_empty()
                     {
-                        driver::settle(&mut model, observation, &driver.caps);
+                        model.settle_to(observation, &driver.caps);
                     }
                     violations.extend(recovered.violations);
                 }
