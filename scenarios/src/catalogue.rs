@@ -637,6 +637,25 @@ pub fn store_scenarios(factory: &dyn StoreFactory) -> Vec<StoreScenario> {
             .build(),
         );
     }
+    scenarios.push(
+        Builder {
+            name: "rebuild-incremental",
+            description: "An incremental rebuild after changes behind the store's back (one changed, one \
+                          deleted, one new, and one changed to content of the same length): it must index the \
+                          new and changed files and drop the deleted one's entry, interrupted at every syscall \
+                          (afterwards the index is exactly the source files: filesystem-wins).",
+            setup: [docs("d", 4, 1), drift(), vec![edit("d2.md", Some("# d2\nversion 2\n"))]].concat(),
+            workload: vec![Step::Op(Operation::Rebuild {
+                kind: RebuildKind::Incremental,
+            })],
+            requires: Capabilities {
+                incremental_rebuild: true,
+                source_files: true,
+                ..Capabilities::default()
+            },
+        }
+        .build(),
+    );
     let mut shared = Builder {
         name: "shared-record-kept",
         description: "Share links, then a clean and a full reconcile after files vanish behind the store's \

@@ -134,7 +134,9 @@ fn compare_side(
 /// with no fault anywhere, against the acknowledged state, exactly: every
 /// indexed document, every source file (stores with them), every active
 /// share link and every owner (stores with those), names made unspecified
-/// left out. Nothing of the leniency a recovery gets (an entry that caught
+/// left out; and no orphan or missing vector and no unfinished work
+/// (stores with vectors, while the vector store is reachable). Nothing of
+/// the leniency a recovery gets (an entry that caught
 /// up with its file) applies: no recovery ran, so a difference is the
 /// operation doing other than it said (a sync that deletes, a dry run that
 /// writes, a scoped run that reaches past its scope). `op` is the operation
@@ -198,6 +200,25 @@ pub fn exact(observation: &Observation, model: &Model, caps: &Capabilities, op: 
             }
         }
     }
+    // The vector store as the operation left it, before any recovery's
+    // sweep could make it good: a vector write skipped or not made durable
+    // on the way shows here, or nowhere.
+    if caps.vectors && !observation.remote_unavailable {
+        let left = [
+            (observation.orphan_vectors, "vectors no entry refers to"),
+            (observation.missing_vectors, "entries whose vector is missing"),
+            (
+                observation.pending_work,
+                "pieces of unfinished work (intents, journals)",
+            ),
+        ];
+        for (count, what) in left.into_iter().filter(|(count, _)| *count > 0) {
+            violations.push(Violation::new(
+                super::Invariant::NoOrphanVectors,
+                format!("right after `{op}` returned, with no fault anywhere, the store holds {count} {what}"),
+            ));
+        }
+    }
     violations.sort_by(|a, b| a.evidence.cmp(&b.evidence));
     violations.dedup();
     violations
@@ -247,6 +268,20 @@ mod tests {
                 .evidence
                 .contains("right after `reconcile full --dry-run` returned")
         );
+    }
+
+    #[test]
+    fn a_missing_vector_right_after_an_add_breaks_the_exact_state_unless_the_vector_store_is_down() {
+        let model = model_with(&[add("a.md", "1")], None);
+        let mut found = observation(&[("a.md", "1")]);
+        assert!(exact(&found, &model, &caps(), "add a.md").is_empty());
+        found.missing_vectors = 1;
+        let violations = exact(&found, &model, &caps(), "add a.md");
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert_eq!(violations[0].invariant, super::super::Invariant::NoOrphanVectors);
+        assert!(violations[0].evidence.contains("1 entries whose vector is missing"));
+        found.remote_unavailable = true;
+        assert!(exact(&found, &model, &caps(), "add a.md").is_empty());
     }
 
     #[test]

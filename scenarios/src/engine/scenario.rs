@@ -375,8 +375,8 @@ impl StoreScenario {
             .collect()
     }
 
-    /// Whether the workload ends with an acknowledged full rebuild or a
-    /// forced full reconcile, with no source edited behind the store's back
+    /// Whether the workload ends with an acknowledged rebuild (full or
+    /// incremental) or a forced full reconcile of every record, with no source edited behind the store's back
     /// after it: then filesystem-wins and rebuild-idempotent are checked on
     /// the fault-free probe.
     pub fn ends_with_full_sync(&self) -> bool {
@@ -385,14 +385,13 @@ impl StoreScenario {
                 .iter()
                 .rev()
                 .find(|s| matches!(s, Step::Op(_) | Step::EditSource { .. } | Step::PlantSource { .. })),
-            Some(Step::Op(Operation::Rebuild {
-                kind: tearline_model::RebuildKind::Full
-            })) | Some(Step::Op(Operation::Reconcile {
-                mode: tearline_model::ReconcileKind::Full,
-                force: true,
-                dry_run: false,
-                owner: None,
-            }))
+            Some(Step::Op(Operation::Rebuild { .. }))
+                | Some(Step::Op(Operation::Reconcile {
+                    mode: tearline_model::ReconcileKind::Full,
+                    force: true,
+                    dry_run: false,
+                    owner: None,
+                }))
         )
     }
 }
