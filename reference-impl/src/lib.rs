@@ -56,6 +56,7 @@ pub(crate) mod repair;
 pub mod reserve;
 pub mod schema;
 pub mod share;
+mod sidecar;
 pub mod store;
 #[cfg(feature = "tearline-contract")]
 pub mod under_test;

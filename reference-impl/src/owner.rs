@@ -23,7 +23,6 @@
 //! run never touches a record it cannot show is the owner's.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 
 use tearline_sim_fs::{FileKind, FsExt};
 
@@ -94,18 +93,8 @@ impl Store {
     /// any owner it had). [`StoreError::NotFound`] if the index does not
     /// hold it; [`StoreError::InvalidOwner`] for an id that is not one.
     pub fn set_owner(&mut self, name: &str, owner: &str) -> Result<()> {
-        self.require_writable()?;
-        let name = DocName::new(name)?;
         check_owner(owner)?;
-        if self.index.summary(name.as_str())?.is_none() {
-            return Err(StoreError::NotFound {
-                name: name.as_str().to_string(),
-            });
-        }
-        let dir = self.layout.owners_dir();
-        self.fs
-            .create_dir_all_durable(&dir)
-            .context(|| format!("creating {}", dir.display()))?;
+        let name = self.sidecar_target(name, &self.layout.owners_dir())?;
         let file = self.layout.owner_file(&name);
         self.fs
             .write_file_atomic(&file, owner_file_content(owner).as_bytes())
@@ -142,56 +131,11 @@ impl Store {
         Ok(owners)
     }
 
-    /// Syncs `dir` (`shares/` or `owners/`); a failure is remembered (see
-    /// [`Store::clear_sidecars`]) and returned.
-    pub(crate) fn sync_sidecar_dir(&self, dir: &std::path::Path) -> Result<()> {
-        let synced = self.fs.sync_dir(dir).context(|| format!("syncing {}", dir.display()));
-        if synced.is_err() {
-            self.sidecars_unsynced.store(true, Ordering::Relaxed);
-        }
-        synced
-    }
-
-    /// Before a record is created for `name`: removes any share link and
-    /// owner an earlier record of the name left behind, durably, so the new
-    /// one starts with neither. If a sync of `shares/` or `owners/` failed
-    /// earlier on this handle, a removal there may not be durable yet: both
-    /// are synced again first (the harness found a link whose removal's
-    /// directory sync failed coming back after a power cut on the next
-    /// document of its name: `tearline repro shared-record-kept:0:1752:ENOSPC`
-    /// before the sync here).
-    pub(crate) fn clear_sidecars(&mut self, name: &DocName) -> Result<()> {
-        self.unshare(name.as_str())?;
-        self.disown(name)?;
-        if self.sidecars_unsynced.swap(false, Ordering::Relaxed) {
-            for dir in [self.layout.shares_dir(), self.layout.owners_dir()] {
-                let exists = self
-                    .fs
-                    .exists(&dir)
-                    .context(|| format!("looking for {}", dir.display()));
-                let synced = exists.and_then(|exists| if exists { self.sync_sidecar_dir(&dir) } else { Ok(()) });
-                if synced.is_err() {
-                    self.sidecars_unsynced.store(true, Ordering::Relaxed);
-                    return synced;
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Removes a document's owner, durably; none is fine. Called once the
     /// document is removed (an owner left by a crash there names nothing:
     /// the document is not indexed, and the next writable open prunes it).
     pub(crate) fn disown(&self, name: &DocName) -> Result<()> {
-        let file = self.layout.owner_file(name);
-        if self
-            .fs
-            .remove_file_if_exists(&file)
-            .context(|| format!("removing {}", file.display()))?
-        {
-            self.sync_sidecar_dir(&self.layout.owners_dir())?;
-        }
-        Ok(())
+        self.remove_sidecar(&self.layout.owner_file(name), &self.layout.owners_dir())
     }
 
     /// A writable open's step, once recovery has settled the index: removes
@@ -199,24 +143,6 @@ impl Store {
     /// and the owners of documents no longer indexed, then makes that
     /// durable.
     pub(crate) fn settle_owners(&self) -> Result<()> {
-        let dir = self.layout.owners_dir();
-        let entries = self
-            .fs
-            .read_dir_or_empty(&dir)
-            .context(|| format!("listing {}", dir.display()))?;
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let indexed: std::collections::BTreeSet<String> =
-            self.index.files()?.into_iter().map(|(name, _)| name).collect();
-        for entry in entries.iter().filter(|e| e.kind == FileKind::File) {
-            if entry.name.starts_with('.') || !indexed.contains(&entry.name) {
-                let path = dir.join(&entry.name);
-                self.fs
-                    .remove_file_if_exists(&path)
-                    .context(|| format!("removing {}", path.display()))?;
-            }
-        }
-        self.sync_sidecar_dir(&dir)
+        self.prune_sidecars(&self.layout.owners_dir())
     }
 }

@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 
 use tearline_sim_fs::{FileKind, FsExt};
 
-use crate::error::{Context, Result, StoreError};
+use crate::error::{Context, Result};
 use crate::layout::DocName;
 use crate::store::Store;
 
@@ -22,17 +22,7 @@ impl Store {
     /// Gives an indexed document an active share link, durably.
     /// [`StoreError::NotFound`] if the index does not hold it.
     pub fn share(&mut self, name: &str) -> Result<()> {
-        self.require_writable()?;
-        let name = DocName::new(name)?;
-        if self.index.summary(name.as_str())?.is_none() {
-            return Err(StoreError::NotFound {
-                name: name.as_str().to_string(),
-            });
-        }
-        let dir = self.layout.shares_dir();
-        self.fs
-            .create_dir_all_durable(&dir)
-            .context(|| format!("creating {}", dir.display()))?;
+        let name = self.sidecar_target(name, &self.layout.shares_dir())?;
         let link = self.layout.share_file(&name);
         // KNOWN BAD with `Flaw::ShareWithoutFsync`: acknowledged before the
         // link is durable.
@@ -51,15 +41,7 @@ impl Store {
     pub fn unshare(&mut self, name: &str) -> Result<()> {
         self.require_writable()?;
         let name = DocName::new(name)?;
-        let link = self.layout.share_file(&name);
-        if self
-            .fs
-            .remove_file_if_exists(&link)
-            .context(|| format!("removing {}", link.display()))?
-        {
-            self.sync_sidecar_dir(&self.layout.shares_dir())?;
-        }
-        Ok(())
+        self.remove_sidecar(&self.layout.share_file(&name), &self.layout.shares_dir())
     }
 
     /// The indexed documents with an active share link, sorted.
@@ -98,33 +80,6 @@ impl Store {
     /// `shared-record-kept` found it: `tearline repro
     /// shared-record-kept:0:783:crash`).
     pub(crate) fn settle_shares(&self) -> Result<()> {
-        if self.prune_shares()? {
-            self.sync_sidecar_dir(&self.layout.shares_dir())?;
-        }
-        Ok(())
-    }
-
-    /// Removes the temp files and the links of documents no longer indexed
-    /// from `shares/` (not synced: the caller syncs). Whether `shares/`
-    /// held anything.
-    fn prune_shares(&self) -> Result<bool> {
-        let dir = self.layout.shares_dir();
-        let entries = self
-            .fs
-            .read_dir_or_empty(&dir)
-            .context(|| format!("listing {}", dir.display()))?;
-        if entries.is_empty() {
-            return Ok(false);
-        }
-        let indexed: BTreeSet<String> = self.index.files()?.into_iter().map(|(name, _)| name).collect();
-        for entry in entries.iter().filter(|e| e.kind == FileKind::File) {
-            if entry.name.starts_with('.') || !indexed.contains(&entry.name) {
-                let path = dir.join(&entry.name);
-                self.fs
-                    .remove_file_if_exists(&path)
-                    .context(|| format!("removing {}", path.display()))?;
-            }
-        }
-        Ok(true)
+        self.prune_sidecars(&self.layout.shares_dir())
     }
 }

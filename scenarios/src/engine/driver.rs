@@ -215,6 +215,23 @@ impl<'f> Driver<'f> {
         self.fs.halted().is_some()
     }
 
+    /// Observes the store through the open handle, as it is (no recovery):
+    /// `None` if there is no handle or the store could not say (a panic or
+    /// a hang there is pushed onto `violations`).
+    fn observe_handle(&mut self, violations: &mut Vec<Violation>) -> Option<Observation> {
+        let handle = self.handle.take()?;
+        let result = guarded(&self.fs, u64::MAX, "observe", || handle.observe());
+        self.handle = Some(handle);
+        match result {
+            Ok(Ok(observation)) => Some(observation),
+            Ok(Err(_)) => None,
+            Err(v) => {
+                violations.push(v);
+                None
+            }
+        }
+    }
+
     /// Runs the workload until it ends or stops; returns whether it ended.
     pub fn workload(&mut self, steps: &[Step]) -> Result<bool, HarnessError> {
         for (i, step) in steps.iter().enumerate() {
@@ -1227,16 +1244,14 @@ pub(crate) fn exact_state_checks(
         if driver.model.allowed().op.is_some() || driver.model.damage().is_some() {
             continue;
         }
-        let Some(handle) = driver.handle.take() else { break };
-        let observed = guarded(&driver.fs, u64::MAX, "observe", || handle.observe());
-        driver.handle = Some(handle);
-        let observation = match observed {
-            Ok(Ok(observation)) => observation,
-            Ok(Err(_)) => continue,
-            Err(v) => {
-                violations.push(v);
-                break;
+        if driver.handle.is_none() {
+            break;
+        }
+        let Some(observation) = driver.observe_handle(&mut violations) else {
+            if violations.is_empty() {
+                continue;
             }
+            break;
         };
         violations.extend(model_comparison::exact(
             &observation,
@@ -1267,20 +1282,7 @@ pub(crate) fn full_sync_checks(
         return Ok(driver.violations);
     }
     let mut violations = std::mem::take(&mut driver.violations);
-    let observe = |driver: &mut Driver<'_>, violations: &mut Vec<Violation>| -> Option<Observation> {
-        let handle = driver.handle.take()?;
-        let result = guarded(&driver.fs, u64::MAX, "observe", || handle.observe());
-        driver.handle = Some(handle);
-        match result {
-            Ok(Ok(o)) => Some(o),
-            Ok(Err(_)) => None,
-            Err(v) => {
-                violations.push(v);
-                None
-            }
-        }
-    };
-    let Some(first) = observe(&mut driver, &mut violations) else {
+    let Some(first) = driver.observe_handle(&mut violations) else {
         return Ok(violations);
     };
     violations.extend(filesystem_wins::check(&first));
@@ -1289,7 +1291,7 @@ pub(crate) fn full_sync_checks(
             kind: tearline_model::RebuildKind::Full,
         });
         if driver.step(&rebuild)? == Flow::Continue
-            && let Some(second) = observe(&mut driver, &mut violations)
+            && let Some(second) = driver.observe_handle(&mut violations)
         {
             violations.extend(rebuild_idempotent::check(&first, &second));
         }
