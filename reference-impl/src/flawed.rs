@@ -81,6 +81,10 @@ pub enum Flaw {
     /// left agrees with its file, so only a check of the exact state right
     /// after the sync returns sees it.
     SyncCleans,
+    /// A mutation that succeeded leaves its (committed) journal behind for
+    /// the next writable open to drain: every reader is refused ("a
+    /// mutation is unfinished") until then, though nothing is.
+    KeepsFinishedJournal,
     /// A reconcile scoped to one owner forgets its scope (the user filter
     /// applied to the listing but not to the passes): a clean for one user
     /// deletes every user's orphaned records.
@@ -161,7 +165,7 @@ pub(crate) fn trusted_lock_file(layout: &Layout) -> PathBuf {
 
 impl Flaw {
     /// Every flaw, in the order the harness lists them.
-    pub const ALL: [Flaw; 31] = [
+    pub const ALL: [Flaw; 32] = [
         Flaw::DropAndReindex,
         Flaw::TwoRenameSwap,
         Flaw::NoIntents,
@@ -193,6 +197,7 @@ impl Flaw {
         Flaw::ShareWithoutFsync,
         Flaw::ReconcileIgnoresOwner,
         Flaw::SyncCleans,
+        Flaw::KeepsFinishedJournal,
     ];
 
     /// The store's name with this flaw, for `--store` and reports
@@ -217,6 +222,7 @@ impl Flaw {
             Flaw::ShareWithoutFsync => "refstore/share-without-fsync",
             Flaw::ReconcileIgnoresOwner => "refstore/reconcile-ignores-owner",
             Flaw::SyncCleans => "refstore/sync-cleans",
+            Flaw::KeepsFinishedJournal => "refstore/keeps-finished-journal",
             Flaw::RepairOneByteShort => "refstore/repair-one-byte-short",
             Flaw::LockTrustsPath => "refstore/lock-trusts-path",
             Flaw::RetriesFsync => "refstore/retries-fsync",
@@ -256,6 +262,7 @@ impl Flaw {
             Flaw::CleanDeletesShared | Flaw::ShareWithoutFsync => &[Invariant::ProtectedRecordsKept],
             Flaw::ReconcileIgnoresOwner => &[Invariant::OwnerScopeKept],
             Flaw::SyncCleans => &[Invariant::CommittedDurable],
+            Flaw::KeepsFinishedJournal => &[Invariant::ReaderConsistent, Invariant::JournalDrained],
             Flaw::RepairOneByteShort => &[Invariant::RecoveryIdempotent],
             // The acknowledged add whose data a failed fsync dropped is gone
             // after the next power cut.

@@ -78,6 +78,7 @@ fn exposed_by(variant: Flaw) -> (&'static str, Vec<Fault>, u64) {
         Flaw::CleanDeletesShared | Flaw::ShareWithoutFsync => ("shared-record-kept", vec![Fault::PowerCut]),
         Flaw::ReconcileIgnoresOwner => ("owner-scoped-reconcile", vec![Fault::PowerCut]),
         Flaw::SyncCleans => ("reconcile-sync", vec![Fault::PowerCut]),
+        Flaw::KeepsFinishedJournal => ("add-interrupted", vec![Fault::PowerCut]),
         Flaw::WipeWithoutLock => ("index-from-newer-build", vec![Fault::PowerCut]),
         Flaw::StampWithoutMigration => ("schema-upgrade-interrupted", vec![Fault::PowerCut]),
         Flaw::SkipRollback => ("import-interrupted", vec![Fault::EIO]),

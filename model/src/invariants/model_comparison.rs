@@ -134,8 +134,8 @@ fn compare_side(
 /// with no fault anywhere, against the acknowledged state, exactly: every
 /// indexed document, every source file (stores with them), every active
 /// share link and every owner (stores with those), names made unspecified
-/// left out; and no orphan or missing vector and no unfinished work
-/// (stores with vectors, while the vector store is reachable). Nothing of
+/// left out; and no unfinished work and (stores with vectors) no orphan
+/// or missing vector, while the vector store is reachable. Nothing of
 /// the leniency a recovery gets (an entry that caught
 /// up with its file) applies: no recovery ran, so a difference is the
 /// operation doing other than it said (a sync that deletes, a dry run that
@@ -203,18 +203,27 @@ pub fn exact(observation: &Observation, model: &Model, caps: &Capabilities, op: 
     // The vector store as the operation left it, before any recovery's
     // sweep could make it good: a vector write skipped or not made durable
     // on the way shows here, or nowhere.
-    if caps.vectors && !observation.remote_unavailable {
-        let left = [
-            (observation.orphan_vectors, "vectors no entry refers to"),
-            (observation.missing_vectors, "entries whose vector is missing"),
-            (
-                observation.pending_work,
-                "pieces of unfinished work (intents, journals)",
-            ),
-        ];
-        for (count, what) in left.into_iter().filter(|(count, _)| *count > 0) {
-            violations.push(Violation::new(
+    if !observation.remote_unavailable {
+        let mut left = vec![(
+            observation.pending_work,
+            "pieces of unfinished work (intents, journals)",
+            super::Invariant::JournalDrained,
+        )];
+        if caps.vectors {
+            left.push((
+                observation.orphan_vectors,
+                "vectors no entry refers to",
                 super::Invariant::NoOrphanVectors,
+            ));
+            left.push((
+                observation.missing_vectors,
+                "entries whose vector is missing",
+                super::Invariant::NoOrphanVectors,
+            ));
+        }
+        for (count, what, invariant) in left.into_iter().filter(|(count, _, _)| *count > 0) {
+            violations.push(Violation::new(
+                invariant,
                 format!("right after `{op}` returned, with no fault anywhere, the store holds {count} {what}"),
             ));
         }

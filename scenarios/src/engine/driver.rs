@@ -13,8 +13,8 @@ use tearline_model::invariants::{
     rebuild_idempotent, rebuildable_from_source, recovery_idempotent, stays_serviceable,
 };
 use tearline_model::{
-    Access, Capabilities, Env, FailureKind, Model, Observation, Operation, RemoteFault, StoreFactory, StoreFailure,
-    StoreUnderTest, Violation,
+    Access, Capabilities, Env, FailureKind, Invariant, Model, Observation, Operation, RemoteFault, StoreFactory,
+    StoreFailure, StoreUnderTest, Violation,
 };
 use tearline_sim_fs::{
     Fault, FaultPlan, FileHandleExt, Fs, FsExt, OpenOptions, Outcome, PersistenceModel, SimFs, SyscallArgs,
@@ -1259,6 +1259,9 @@ pub(crate) fn exact_state_checks(
             &caps,
             &op.describe(),
         ));
+        if caps.concurrent_readers {
+            violations.extend(idle_reader(factory, &driver, &op.describe()));
+        }
         if !violations.is_empty() {
             break;
         }
@@ -1266,6 +1269,54 @@ pub(crate) fn exact_state_checks(
     driver.close();
     violations.extend(driver.violations);
     Ok(violations)
+}
+
+/// A read-only open in another process while the writer is idle, right
+/// after `op` returned with no fault anywhere: it must open, without even
+/// saying recovery is pending (nothing is unfinished: a store that leaves
+/// work behind a finished operation keeps every reader out until the next
+/// writable open), and show exactly the acknowledged state.
+fn idle_reader(factory: &dyn StoreFactory, driver: &Driver<'_>, op: &str) -> Vec<Violation> {
+    let caps = factory.capabilities();
+    let reader = driver.fs.spawn_process();
+    let env = env_for(&reader, driver.remote);
+    let when = format!("right after `{op}` returned, with no fault anywhere and the writer idle, a read-only open");
+    let mut violations = Vec::new();
+    match guarded(&reader, u64::MAX, &when, || factory.open(&env, Access::ReadOnly)) {
+        Err(v) => violations.push(v),
+        Ok(Err(failure)) => violations.push(Violation::new(
+            Invariant::ReaderConsistent,
+            format!("{when} was refused ({}): {}", failure.kind.name(), failure.message),
+        )),
+        Ok(Ok(handle)) => {
+            match guarded(&reader, u64::MAX, &when, || handle.observe()) {
+                Err(v) => violations.push(v),
+                Ok(Err(failure)) => violations.push(Violation::new(
+                    Invariant::ReaderConsistent,
+                    format!(
+                        "{when} could not observe ({}): {}",
+                        failure.kind.name(),
+                        failure.message
+                    ),
+                )),
+                Ok(Ok(observation)) => violations.extend(
+                    model_comparison::exact(&observation, &driver.model, &caps, op)
+                        .into_iter()
+                        .map(|v| {
+                            Violation::new(
+                                Invariant::ReaderConsistent,
+                                format!("seen by a read-only open: {}", v.evidence),
+                            )
+                        }),
+                ),
+            }
+            if let Err(v) = guarded(&reader, u64::MAX, &when, move || drop(handle)) {
+                violations.push(v);
+            }
+        }
+    }
+    reader.crash_process();
+    violations
 }
 
 pub(crate) fn full_sync_checks(
