@@ -112,8 +112,7 @@ impl Store {
 
     /// Every indexed document that has an owner, with its owner, by name.
     pub fn owners(&self) -> Result<BTreeMap<String, String>> {
-        let indexed: std::collections::BTreeSet<String> =
-            self.index.files()?.into_iter().map(|(name, _)| name).collect();
+        let indexed = self.indexed_names()?;
         let dir = self.layout.owners_dir();
         let entries = self
             .fs

@@ -46,7 +46,7 @@ impl Store {
 
     /// The indexed documents with an active share link, sorted.
     pub fn shares(&self) -> Result<BTreeSet<String>> {
-        let indexed: BTreeSet<String> = self.index.files()?.into_iter().map(|(name, _)| name).collect();
+        let indexed = self.indexed_names()?;
         Ok(self
             .share_links()?
             .into_iter()

@@ -40,6 +40,11 @@ impl Store {
         Ok(name)
     }
 
+    /// Every indexed document's name: what a share link or an owner may name.
+    pub(crate) fn indexed_names(&self) -> Result<BTreeSet<String>> {
+        Ok(self.index.files()?.into_iter().map(|(name, _)| name).collect())
+    }
+
     /// Removes `file` of `dir` (absent is fine) and makes the removal durable.
     pub(crate) fn remove_sidecar(&self, file: &Path, dir: &Path) -> Result<()> {
         if self
@@ -62,7 +67,7 @@ impl Store {
         if entries.is_empty() {
             return Ok(());
         }
-        let indexed: BTreeSet<String> = self.index.files()?.into_iter().map(|(name, _)| name).collect();
+        let indexed = self.indexed_names()?;
         for entry in entries.iter().filter(|e| e.kind == FileKind::File) {
             if entry.name.starts_with('.') || !indexed.contains(&entry.name) {
                 let path = dir.join(&entry.name);

@@ -165,7 +165,6 @@ pub fn exact(observation: &Observation, model: &Model, caps: &Capabilities, op: 
             }
         }
     }
-    let differs = |found: Option<&String>, want: Option<&String>| found != want;
     if caps.share_links {
         let want = acked.active_shares();
         for name in observation.shared.iter().chain(want.iter().copied()) {
@@ -187,7 +186,7 @@ pub fn exact(observation: &Observation, model: &Model, caps: &Capabilities, op: 
         let names: BTreeSet<&String> = observation.owners.keys().chain(acked.owners.keys()).collect();
         for name in names.into_iter().filter(|name| !model.is_unspecified(name)) {
             let (got, want) = (observation.owners.get(name), acked.owners.get(name));
-            if differs(got, want) {
+            if got != want {
                 violations.push(Violation::new(
                     super::Invariant::OwnerScopeKept,
                     format!(

@@ -836,6 +836,28 @@ pub(crate) fn check_reader(
     if !caps.concurrent_readers {
         return Vec::new();
     }
+    read_only_look(factory, machine, budget_end, remote, when, |seen| match seen {
+        Err(failure) => reader_consistent::refused(&failure, when).into_iter().collect(),
+        Ok(observation) => {
+            let mut violations: Vec<Violation> = claimed_unreachable(&observation, remote).into_iter().collect();
+            violations.extend(reader_consistent::check(&observation, model, &caps, when));
+            violations
+        }
+    })
+}
+
+/// Opens the store read-only in a new process of `machine`, observes it and
+/// closes it; `judge` says what is wrong with what it saw (the observation,
+/// or the store's refusal to open or to observe). A panic or a hang is a
+/// violation of its own, and so is any change the reader made on disk.
+fn read_only_look(
+    factory: &dyn StoreFactory,
+    machine: &SimFs,
+    budget_end: u64,
+    remote: RemoteFault,
+    when: &str,
+    judge: impl FnOnce(Result<Observation, StoreFailure>) -> Vec<Violation>,
+) -> Vec<Violation> {
     let reader = machine.spawn_process();
     let env = env_for(&reader, remote);
     let mut violations = Vec::new();
@@ -844,15 +866,11 @@ pub(crate) fn check_reader(
     });
     match opened {
         Err(v) => violations.push(v),
-        Ok(Err(failure)) => violations.extend(reader_consistent::refused(&failure, when)),
+        Ok(Err(failure)) => violations.extend(judge(Err(failure))),
         Ok(Ok(handle)) => {
             match guarded(&reader, budget_end, &format!("{when}: observe"), || handle.observe()) {
                 Err(v) => violations.push(v),
-                Ok(Err(failure)) => violations.extend(reader_consistent::refused(&failure, when)),
-                Ok(Ok(observation)) => {
-                    violations.extend(claimed_unreachable(&observation, remote));
-                    violations.extend(reader_consistent::check(&observation, model, &caps, when));
-                }
+                Ok(seen) => violations.extend(judge(seen)),
             }
             if let Err(v) = guarded(&reader, budget_end, &format!("{when}: closing it"), move || {
                 drop(handle)
@@ -1278,45 +1296,26 @@ pub(crate) fn exact_state_checks(
 /// writable open), and show exactly the acknowledged state.
 fn idle_reader(factory: &dyn StoreFactory, driver: &Driver<'_>, op: &str) -> Vec<Violation> {
     let caps = factory.capabilities();
-    let reader = driver.fs.spawn_process();
-    let env = env_for(&reader, driver.remote);
-    let when = format!("right after `{op}` returned, with no fault anywhere and the writer idle, a read-only open");
-    let mut violations = Vec::new();
-    match guarded(&reader, u64::MAX, &when, || factory.open(&env, Access::ReadOnly)) {
-        Err(v) => violations.push(v),
-        Ok(Err(failure)) => violations.push(Violation::new(
+    let when = format!("right after `{op}` returned, with no fault anywhere and the writer idle");
+    read_only_look(factory, &driver.fs, u64::MAX, driver.remote, &when, |seen| match seen {
+        Err(failure) => vec![Violation::new(
             Invariant::ReaderConsistent,
-            format!("{when} was refused ({}): {}", failure.kind.name(), failure.message),
-        )),
-        Ok(Ok(handle)) => {
-            match guarded(&reader, u64::MAX, &when, || handle.observe()) {
-                Err(v) => violations.push(v),
-                Ok(Err(failure)) => violations.push(Violation::new(
+            format!(
+                "{when}, a read-only open was refused ({}): {}",
+                failure.kind.name(),
+                failure.message
+            ),
+        )],
+        Ok(observation) => model_comparison::exact(&observation, &driver.model, &caps, op)
+            .into_iter()
+            .map(|v| {
+                Violation::new(
                     Invariant::ReaderConsistent,
-                    format!(
-                        "{when} could not observe ({}): {}",
-                        failure.kind.name(),
-                        failure.message
-                    ),
-                )),
-                Ok(Ok(observation)) => violations.extend(
-                    model_comparison::exact(&observation, &driver.model, &caps, op)
-                        .into_iter()
-                        .map(|v| {
-                            Violation::new(
-                                Invariant::ReaderConsistent,
-                                format!("seen by a read-only open: {}", v.evidence),
-                            )
-                        }),
-                ),
-            }
-            if let Err(v) = guarded(&reader, u64::MAX, &when, move || drop(handle)) {
-                violations.push(v);
-            }
-        }
-    }
-    reader.crash_process();
-    violations
+                    format!("seen by a read-only open: {}", v.evidence),
+                )
+            })
+            .collect(),
+    })
 }
 
 pub(crate) fn full_sync_checks(
