@@ -38,6 +38,7 @@ use tearline_model::{
 };
 use tearline_sim_fs::{FsExt, SimConfig, SimFs};
 
+use crate::cpu::OneCpu;
 use crate::mount::{LockWaiters, SimMount};
 pub use crate::reply::{Hello, MAX_LINE_BYTES, PROTOCOL_VERSION};
 use crate::reply::{Reply, read_hello, read_observation, read_reply, shown};
@@ -57,6 +58,15 @@ const KILL_WAIT: Duration = Duration::from_secs(10);
 
 /// How long a gone child's stderr pipe may take to drain into a [`StderrLog`].
 const STDERR_DRAIN: Duration = Duration::from_millis(500);
+
+/// How long the kernel may take, after a child answered `reset`, to release
+/// what it had open on its mount (`release` is asynchronous) before the
+/// child is closed instead of reused.
+const RESET_SETTLE: Duration = Duration::from_secs(1);
+
+/// The most children a factory keeps waiting to be reused: as many as a
+/// scenario has alive at once (a writer, a reader, a second process).
+const IDLE_CHILDREN: usize = 4;
 
 /// What the black-box path cannot make deterministic. A certificate of an
 /// `--exec` store should print these beside its seed.
@@ -107,6 +117,22 @@ pub struct ExecOptions {
     /// [`ExecOptions::stderr_tail_bytes`]) and the requests it was asked,
     /// once it is gone: what a replay prints. Default: not kept.
     pub stderr_log: Option<StderrLog>,
+    /// Reuse a child whose hello says `reusable`: when its conversation
+    /// ends without a halt, it is sent `reset` instead of `close`, and once
+    /// it has closed everything on its mount, the mount is pointed at the
+    /// next conversation's filesystem and the same process serves it (no
+    /// mount, start-up or hello). Never with a [`ExecOptions::stderr_log`],
+    /// whose replay tells each conversation's child apart. Default true.
+    pub reuse_children: bool,
+    /// Which CPU each child and its mount's request thread run on, both
+    /// on the same one: an index into the CPUs this process may use,
+    /// modulo their number (`certify --jobs` gives each worker its own).
+    /// A request through the mount is two wakeups, and across CPUs each is
+    /// an inter-processor interrupt, which a virtual machine pays dearly
+    /// for (measured on a 2-core VM: a `pread` through the mount 45 us
+    /// across CPUs, 8 us on one). Default `None`: the CPU the calling
+    /// thread runs on when the conversation starts.
+    pub cpu: Option<usize>,
 }
 
 impl Default for ExecOptions {
@@ -117,6 +143,8 @@ impl Default for ExecOptions {
             stderr_tail_bytes: 4096,
             store_path: PathBuf::from(DEFAULT_STORE_PATH),
             stderr_log: None,
+            reuse_children: true,
+            cpu: None,
         }
     }
 }
@@ -186,6 +214,17 @@ impl ExecOptions {
             stderr_tail_bytes: tail_bytes,
             ..self
         }
+    }
+
+    /// These options reusing children (`true`) or starting a child for
+    /// every conversation (`false`).
+    pub fn with_reuse_children(self, reuse_children: bool) -> Self {
+        Self { reuse_children, ..self }
+    }
+
+    /// These options running children on this CPU ([`ExecOptions::cpu`]).
+    pub fn with_cpu(self, cpu: Option<usize>) -> Self {
+        Self { cpu, ..self }
     }
 
     /// These options with this store path.
@@ -360,7 +399,13 @@ impl StoreProcess {
     /// Starts `command` with `sh -c` in `cwd`; with `store_path`, in a
     /// mount namespace of its own where `cwd` is bind-mounted at
     /// `store_path`, which becomes its working directory.
-    fn spawn(command: &str, cwd: &Path, options: &ExecOptions, store_path: Option<&Path>) -> io::Result<StoreProcess> {
+    fn spawn(
+        command: &str,
+        cwd: &Path,
+        options: &ExecOptions,
+        store_path: Option<&Path>,
+        cpu: Option<OneCpu>,
+    ) -> io::Result<StoreProcess> {
         let mut builder = Command::new("sh");
         builder
             .arg("-c")
@@ -372,6 +417,13 @@ impl StoreProcess {
             .stderr(Stdio::piped())
             // Its own process group, so a SIGKILL reaches whatever `sh` started.
             .process_group(0);
+        if let Some(cpu) = cpu {
+            // SAFETY: between fork and exec the closure makes one system
+            // call on a set prepared before the fork.
+            unsafe {
+                builder.pre_exec(move || cpu.enter());
+            }
+        }
         if let Some(store_path) = store_path {
             builder.env("TEARLINE_STORE", store_path);
             let source = CString::new(cwd.as_os_str().as_bytes()).map_err(io::Error::other)?;
@@ -669,7 +721,12 @@ fn describe_status(status: Option<ExitStatus>) -> String {
 /// Starts the child at [`ExecOptions::store_path`] (in a mount namespace of
 /// its own); where this process may not make one (no `CAP_SYS_ADMIN`), at
 /// the mountpoint itself, saying so once on stderr.
-fn spawn_at_store_path(command: &str, mountpoint: &Path, options: &ExecOptions) -> Result<StoreProcess, StoreFailure> {
+fn spawn_at_store_path(
+    command: &str,
+    mountpoint: &Path,
+    options: &ExecOptions,
+    cpu: Option<OneCpu>,
+) -> Result<StoreProcess, StoreFailure> {
     static WARNED: OnceLock<()> = OnceLock::new();
     let cannot_start = |e: io::Error| StoreFailure::new(format!("cannot start `{command}`: {e}"));
     if let Err(e) = std::fs::create_dir_all(&options.store_path) {
@@ -678,7 +735,7 @@ fn spawn_at_store_path(command: &str, mountpoint: &Path, options: &ExecOptions) 
             options.store_path.display()
         )));
     }
-    match StoreProcess::spawn(command, mountpoint, options, Some(&options.store_path)) {
+    match StoreProcess::spawn(command, mountpoint, options, Some(&options.store_path), cpu) {
         Ok(child) => Ok(child),
         Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) => {
             WARNED.get_or_init(|| {
@@ -688,7 +745,7 @@ fn spawn_at_store_path(command: &str, mountpoint: &Path, options: &ExecOptions) 
                      each child sees it at a new path"
                 );
             });
-            StoreProcess::spawn(command, mountpoint, options, None).map_err(cannot_start)
+            StoreProcess::spawn(command, mountpoint, options, None, cpu).map_err(cannot_start)
         }
         Err(e) => Err(cannot_start(e)),
     }
@@ -701,6 +758,37 @@ struct Conversation {
     mount: Option<SimMount>,
     mountpoint: Option<tempfile::TempDir>,
     options: ExecOptions,
+    /// The child said it answers `reset`, and the options allow reuse.
+    reusable: bool,
+}
+
+/// The children of a factory waiting, after a `reset`, to serve another
+/// conversation: each with its mount, idle.
+#[derive(Default)]
+struct IdleChildren(Mutex<Vec<Conversation>>);
+
+impl IdleChildren {
+    fn take(&self) -> Option<Conversation> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).pop()
+    }
+
+    /// Keeps `conversation` for reuse if there is room (else it is closed).
+    fn keep(&self, conversation: Conversation) {
+        let mut idle = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < IDLE_CHILDREN {
+            idle.push(conversation);
+        }
+    }
+
+    /// Ends a conversation: a reusable child is reset and kept; any other
+    /// is closed.
+    fn end(&self, mut conversation: Conversation) -> Result<(), StoreFailure> {
+        if conversation.reset() {
+            self.keep(conversation);
+            return Ok(());
+        }
+        conversation.finish()
+    }
 }
 
 impl Conversation {
@@ -709,14 +797,21 @@ impl Conversation {
             .prefix("tearline-mnt-")
             .tempdir()
             .map_err(|e| StoreFailure::new(format!("cannot make a mountpoint: {e}")))?;
-        let mount = SimMount::mount(Arc::clone(&env.fs), env.root.clone(), mountpoint.path()).map_err(|e| {
+        // The mount's request thread starts on the child's CPU.
+        let cpu = crate::cpu::choose(options.cpu);
+        let mount = |fs, root| SimMount::mount(fs, root, mountpoint.path());
+        let mount = match cpu {
+            Some(cpu) => cpu.around(|| mount(Arc::clone(&env.fs), env.root.clone())),
+            None => mount(Arc::clone(&env.fs), env.root.clone()),
+        }
+        .map_err(|e| {
             StoreFailure::new(format!(
                 "cannot mount the simulated {} on {}: {e}",
                 env.root.display(),
                 mountpoint.path().display()
             ))
         })?;
-        let mut child = spawn_at_store_path(command, mountpoint.path(), options)?;
+        let mut child = spawn_at_store_path(command, mountpoint.path(), options, cpu)?;
         child.waiters = Some(mount.lock_waiters());
         child.number = options.stderr_log.as_ref().map_or(0, StderrLog::next_number);
         let mut conversation = Conversation {
@@ -724,13 +819,54 @@ impl Conversation {
             mount: Some(mount),
             mountpoint: Some(mountpoint),
             options: options.clone(),
+            reusable: false,
         };
         let timeout = conversation.options.timeout;
-        conversation
+        let hello = conversation
             .child
             .hello(timeout, conversation.mount.as_ref())
             .map_err(Broken::into_failure)?;
+        conversation.reusable = hello.reusable && options.reuse_children && options.stderr_log.is_none();
         Ok(conversation)
+    }
+
+    /// Points an idle child's mount at `env` for a new conversation.
+    /// `false` if the child has gone meanwhile, or its mount is not idle.
+    fn resume(&mut self, env: &Env) -> bool {
+        if !matches!(self.child.child.try_wait(), Ok(None)) {
+            return false;
+        }
+        self.mount
+            .as_ref()
+            .is_some_and(|mount| mount.rebind(Arc::clone(&env.fs), env.root.clone()).is_ok())
+    }
+
+    /// Asks a reusable child to `reset` and waits until the kernel has
+    /// released everything it had open on the mount. `true` if it can
+    /// serve another conversation; otherwise the caller closes it.
+    fn reset(&mut self) -> bool {
+        let Some(mount) = self.mount.as_ref() else {
+            return false;
+        };
+        if !self.reusable || mount.halted().is_some() || self.child.exited.is_some() || self.child.stdin.is_none() {
+            return false;
+        }
+        if self
+            .child
+            .request(&json!({"request": "reset"}), self.options.close_grace, Some(mount))
+            .is_err()
+        {
+            return false;
+        }
+        self.child.requests.clear();
+        let deadline = Instant::now() + RESET_SETTLE;
+        while !mount.is_idle() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_micros(200));
+        }
+        true
     }
 
     fn request(&mut self, request: &Value) -> Result<Value, StoreFailure> {
@@ -792,6 +928,14 @@ pub struct ExecStoreFactory {
     command: String,
     options: ExecOptions,
     hello: Hello,
+    idle: Arc<IdleChildren>,
+}
+
+impl fmt::Debug for IdleChildren {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let idle = self.0.lock().unwrap_or_else(PoisonError::into_inner).len();
+        f.debug_struct("IdleChildren").field("idle", &idle).finish()
+    }
 }
 
 impl ExecStoreFactory {
@@ -816,7 +960,7 @@ impl ExecStoreFactory {
                 source,
             })?;
         let mut child =
-            StoreProcess::spawn(command, scratch.path(), &options, None).map_err(|source| ExecError::Spawn {
+            StoreProcess::spawn(command, scratch.path(), &options, None, None).map_err(|source| ExecError::Spawn {
                 command: command.to_string(),
                 source,
             })?;
@@ -832,18 +976,38 @@ impl ExecStoreFactory {
             command: command.to_string(),
             options,
             hello,
+            idle: Arc::default(),
         })
     }
 
+    /// The same store with a new child for every conversation (none
+    /// reused), sharing nothing with this factory: what the repeatability
+    /// check compares a certification's reused children against.
+    pub fn fresh_children(&self) -> ExecStoreFactory {
+        ExecStoreFactory {
+            command: self.command.clone(),
+            options: self.options.clone().with_reuse_children(false),
+            hello: self.hello.clone(),
+            idle: Arc::default(),
+        }
+    }
+
+    /// A conversation on `env`: an idle child if one can resume there,
+    /// else a new child on a new mount.
     fn start(&self, env: &Env) -> Result<Conversation, StoreFailure> {
+        while let Some(mut idle) = self.idle.take() {
+            if idle.resume(env) {
+                return Ok(idle);
+            }
+        }
         Conversation::start(&self.command, env, &self.options)
     }
 
-    /// One request in a fresh child, then `close`.
+    /// One request in a fresh conversation, then its end.
     fn one_shot(&self, env: &Env, request: &Value) -> Result<Value, StoreFailure> {
         let mut conversation = self.start(env)?;
         let answer = conversation.request(request)?;
-        conversation.finish()?;
+        self.idle.end(conversation)?;
         Ok(answer)
     }
 }
@@ -901,7 +1065,8 @@ impl StoreFactory for ExecStoreFactory {
         }
         conversation.request(&json!({"request": "open", "access": access}))?;
         Ok(Box::new(ExecStore {
-            conversation: RefCell::new(conversation),
+            conversation: RefCell::new(Some(conversation)),
+            idle: Arc::clone(&self.idle),
         }))
     }
 
@@ -925,12 +1090,33 @@ impl StoreFactory for ExecStoreFactory {
         let answer = self.one_shot(env, &json!({"request": "stamp-schema", "stamp": stamp}))?;
         supported(&answer)
     }
+
+    fn without_reuse(&self) -> Option<Box<dyn StoreFactory>> {
+        (self.options.reuse_children && self.hello.reusable).then(|| Box::new(self.fresh_children()) as _)
+    }
 }
 
-/// An open black-box store: one child on one mount. Dropping it closes the
-/// child (or kills it after a halt) and unmounts.
+/// An open black-box store: one child on one mount. Dropping it ends the
+/// conversation: a reusable child is reset and kept for the next one; any
+/// other is closed (or killed after a halt) and its mount unmounted.
 struct ExecStore {
-    conversation: RefCell<Conversation>,
+    /// `None` only while being dropped.
+    conversation: RefCell<Option<Conversation>>,
+    idle: Arc<IdleChildren>,
+}
+
+impl Drop for ExecStore {
+    fn drop(&mut self) {
+        if let Some(conversation) = self.conversation.get_mut().take() {
+            let _ = self.idle.end(conversation);
+        }
+    }
+}
+
+/// The failure of a request to a store already closed (never seen: the
+/// conversation is gone only inside `drop`).
+fn closed() -> StoreFailure {
+    StoreFailure::new("the black-box store is closed".to_string())
 }
 
 /// A child that dies, hangs or answers garbage outside any injected fault
@@ -947,9 +1133,9 @@ fn escalate<T>(result: Result<T, StoreFailure>) -> Result<T, StoreFailure> {
 
 impl StoreUnderTest for ExecStore {
     fn apply(&mut self, op: &Operation) -> Result<(), StoreFailure> {
+        let conversation = self.conversation.get_mut().as_mut().ok_or_else(closed)?;
         escalate(
-            self.conversation
-                .get_mut()
+            conversation
                 .request(&json!({"request": "apply", "operation": op}))
                 .map(|_| ()),
         )
@@ -957,6 +1143,7 @@ impl StoreUnderTest for ExecStore {
 
     fn observe(&self) -> Result<Observation, StoreFailure> {
         let mut conversation = self.conversation.borrow_mut();
+        let conversation = conversation.as_mut().ok_or_else(closed)?;
         let answer = escalate(conversation.request(&json!({"request": "observe"})))?;
         escalate(read_observation(&answer).map_err(|why| {
             StoreFailure::new(format!(
@@ -967,10 +1154,10 @@ impl StoreUnderTest for ExecStore {
     }
 
     fn set_remote_fault(&mut self, fault: RemoteFault) -> bool {
-        let answer = self
-            .conversation
-            .get_mut()
-            .request(&json!({"request": "remote-fault", "fault": fault}));
+        let Some(conversation) = self.conversation.get_mut().as_mut() else {
+            return false;
+        };
+        let answer = conversation.request(&json!({"request": "remote-fault", "fault": fault}));
         // The trait has no error channel here: a failed request means the
         // fault is not in force, which the harness reads as "no remote".
         answer.ok().as_ref().and_then(|a| supported(a).ok()).unwrap_or(false)

@@ -36,6 +36,7 @@
 //! # Ok::<(), tearline_blackbox::ExecError>(())
 //! ```
 
+mod cpu;
 pub mod exec;
 mod locks;
 pub mod mount;

@@ -61,6 +61,11 @@ pub(crate) struct Table {
 }
 
 impl Table {
+    /// Whether no lock is held.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.held.values().all(Vec::is_empty)
+    }
+
     /// The first lock (in owner order) that conflicts with `request`, with
     /// its owner.
     pub(crate) fn conflict(&self, request: &Request) -> Option<(u64, Held)> {

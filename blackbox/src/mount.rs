@@ -103,8 +103,9 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::io;
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, Weak};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
@@ -118,6 +119,9 @@ use tearline_sim_fs::{
 };
 
 use crate::locks::{Held, Request as LockRequest, Table, would_deadlock};
+
+/// The source every simulated mount shows in the mount table.
+const FS_NAME: &str = "tearline-simfs";
 
 /// Attributes and entries are never cached by the kernel.
 const TTL: Duration = Duration::ZERO;
@@ -135,8 +139,9 @@ static MOUNTS: Mutex<Vec<Weak<Core>>> = Mutex::new(Vec::new());
 
 /// What the mount, its request loop and its owner share.
 struct Core {
-    fs: Arc<dyn Fs>,
-    root: PathBuf,
+    /// What the mount serves: a directory of a filesystem, replaced between
+    /// the children that reuse the mount ([`SimMount::rebind`]).
+    backing: RwLock<Backing>,
     mountpoint: PathBuf,
     halted: Mutex<Option<Halted>>,
     state: Mutex<State>,
@@ -144,24 +149,86 @@ struct Core {
 
 impl std::fmt::Debug for Core {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Core").field("root", &self.root).finish_non_exhaustive()
+        f.debug_struct("Core")
+            .field("root", &self.backing().root)
+            .finish_non_exhaustive()
     }
 }
 
-/// The mountpoints of every mount alive in this process (a child given a
-/// mount namespace of its own unmounts the others' copies there, so their
-/// unmounts need not wait for it).
+/// The directory a mount serves, and the filesystem it is in.
+struct Backing {
+    fs: Arc<dyn Fs>,
+    root: PathBuf,
+}
+
+/// The mountpoints of every mount alive in this process, and of every
+/// other process's simulated mount visible here (another `certify --jobs`
+/// worker's): a child given a mount namespace of its own unmounts their
+/// copies there, so their unmounts need not wait for it to die.
 pub(crate) fn mountpoints() -> Vec<PathBuf> {
-    MOUNTS
+    let mut all: BTreeSet<PathBuf> = MOUNTS
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .iter()
         .filter_map(Weak::upgrade)
         .map(|core| core.mountpoint.clone())
+        .collect();
+    if let Ok(table) = std::fs::read_to_string("/proc/self/mounts") {
+        all.extend(simulated_mounts(&table));
+    }
+    all.into_iter().collect()
+}
+
+/// The mountpoints of the simulated filesystem (source [`FS_NAME`], type
+/// `fuse` or `fuse.*`) in a mount table as `/proc/self/mounts` gives it
+/// (fields separated by spaces, with a space, tab, newline or backslash in
+/// a path written as its octal escape).
+fn simulated_mounts(table: &str) -> Vec<PathBuf> {
+    table
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(' ');
+            let (source, path, kind) = (fields.next()?, fields.next()?, fields.next()?);
+            (source == FS_NAME && (kind == "fuse" || kind.starts_with("fuse.")))
+                .then(|| PathBuf::from(OsString::from_vec(unescape_octal(path))))
+        })
         .collect()
 }
 
+/// `\ooo` escapes undone.
+fn unescape_octal(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match (bytes[i], octal) {
+            (b'\\', Some(digits)) => {
+                let value = digits.iter().fold(0u32, |v, d| v * 8 + u32::from(d - b'0'));
+                out.push(u8::try_from(value).unwrap_or(b'?'));
+                i += 4;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 impl Core {
+    fn backing(&self) -> RwLockReadGuard<'_, Backing> {
+        self.backing.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The filesystem served now.
+    fn fs(&self) -> Arc<dyn Fs> {
+        Arc::clone(&self.backing().fs)
+    }
+
     fn halted(&self) -> Option<Halted> {
         *self.halted.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -206,8 +273,7 @@ impl SimMount {
     /// mount, `mountpoint` missing).
     pub fn mount(fs: Arc<dyn Fs>, root: PathBuf, mountpoint: &Path) -> io::Result<SimMount> {
         let core = Arc::new(Core {
-            fs,
-            root,
+            backing: RwLock::new(Backing { fs, root }),
             mountpoint: mountpoint.to_path_buf(),
             halted: Mutex::new(None),
             state: Mutex::new(State::new()),
@@ -217,7 +283,7 @@ impl SimMount {
         };
         let mut config = Config::default();
         config.mount_options = vec![
-            MountOption::FSName("tearline-simfs".to_string()),
+            MountOption::FSName(FS_NAME.to_string()),
             MountOption::Subtype("tearline".to_string()),
             MountOption::RW,
             MountOption::NoAtime,
@@ -248,6 +314,60 @@ impl SimMount {
         LockWaiters {
             core: Arc::clone(&self.core),
         }
+    }
+
+    /// Whether nothing is open or locked on the mount: no open file, no
+    /// directory listing, no lock, no blocking request waiting. The kernel
+    /// sends the last close of a file (`release`) asynchronously, so this
+    /// can turn true a moment after the program closed everything.
+    pub fn is_idle(&self) -> bool {
+        self.core.state().is_idle()
+    }
+
+    /// Serves the directory `root` of `fs` from now on, in place of what the
+    /// mount served, for a program that stays in the mount (its working
+    /// directory) and has closed everything on it ([`SimMount::is_idle`]):
+    /// the halt is forgotten and every name gets a new inode number (the
+    /// root keeps its own), so nothing the kernel remembers of the old
+    /// filesystem matches the new one.
+    ///
+    /// Errors: the mount is not idle (nothing changes then).
+    pub fn rebind(&self, fs: Arc<dyn Fs>, root: PathBuf) -> io::Result<()> {
+        let mut st = self.core.state();
+        if !st.is_idle() {
+            return Err(io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                "files are still open or locked on the mount",
+            ));
+        }
+        // The names the kernel may remember: every name it was given an
+        // inode for and has not seen go. Dropping those under the root
+        // drops the whole tree.
+        let top: BTreeSet<OsString> = st
+            .inodes
+            .keys()
+            .filter_map(|path| path.components().next())
+            .map(|first| first.as_os_str().to_os_string())
+            .collect();
+        let mut fresh = State::new();
+        fresh.next_ino = st.next_ino;
+        fresh.next_fh = st.next_fh;
+        *st = fresh;
+        *self.core.backing.write().unwrap_or_else(PoisonError::into_inner) = Backing { fs, root };
+        *self.core.halted.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        drop(st);
+        // Without this the kernel would check each remembered name with a
+        // lookup before looking it up again: syscalls a new mount does not
+        // make. (A name it has dropped meanwhile answers ENOENT: fine.)
+        if let Some(session) = &self.session {
+            let notifier = session.notifier();
+            for name in &top {
+                let _ = notifier.inval_entry(INodeNo::ROOT, name);
+            }
+            let _ = notifier.inval_inode(INodeNo::ROOT, -1, 0);
+        }
+        let _ = std::fs::metadata(&self.mountpoint);
+        Ok(())
     }
 
     /// Unmounts now and waits for the request loop to end. If the mount is
@@ -417,6 +537,14 @@ impl State {
         }
     }
 
+    fn is_idle(&self) -> bool {
+        self.files.is_empty()
+            && self.dirs.is_empty()
+            && self.owners.is_empty()
+            && self.waiting.is_empty()
+            && self.locks.is_empty()
+    }
+
     fn new_fh(&mut self) -> u64 {
         let fh = self.next_fh;
         self.next_fh += 1;
@@ -509,17 +637,18 @@ impl Core {
 
     /// The absolute path in the `Fs` of a path relative to the root.
     fn abs(&self, rel: &Path) -> PathBuf {
+        let backing = self.backing();
         if rel.as_os_str().is_empty() {
-            self.root.clone()
+            backing.root.clone()
         } else {
-            self.root.join(rel)
+            backing.root.join(rel)
         }
     }
 
     fn lookup_inner(&self, parent: INodeNo, name: &OsStr) -> Result<FileAttr, Errno> {
         let mut st = self.gate()?;
         let rel = st.child(parent, name)?;
-        let meta = self.io(self.fs.metadata(&self.abs(&rel)))?;
+        let meta = self.io(self.fs().metadata(&self.abs(&rel)))?;
         let ino = st.ino(&rel);
         Ok(meta_attr(ino, &meta))
     }
@@ -533,7 +662,7 @@ impl Core {
             }
         }
         let rel = st.path(ino)?;
-        let meta = self.io(self.fs.metadata(&self.abs(&rel)))?;
+        let meta = self.io(self.fs().metadata(&self.abs(&rel)))?;
         Ok(meta_attr(ino.0, &meta))
     }
 
@@ -544,7 +673,7 @@ impl Core {
                 Some(file) => self.io(file.handle.set_len(len))?,
                 None => {
                     let rel = st.path(ino)?;
-                    let handle = self.io(self.fs.open(&self.abs(&rel), &OpenOptions::read_write()))?;
+                    let handle = self.io(self.fs().open(&self.abs(&rel), &OpenOptions::read_write()))?;
                     self.io(handle.set_len(len))?;
                 }
             }
@@ -562,7 +691,7 @@ impl Core {
         }
         options.create = true;
         options.create_new = flags & libc::O_EXCL != 0;
-        let handle = self.io(self.fs.open(&self.abs(&rel), &options))?;
+        let handle = self.io(self.fs().open(&self.abs(&rel), &options))?;
         let len = if options.create_new || options.truncate {
             0
         } else {
@@ -577,7 +706,7 @@ impl Core {
     fn open_inner(&self, ino: INodeNo, flags: i32) -> Result<u64, Errno> {
         let mut st = self.gate()?;
         let rel = st.path(ino)?;
-        let handle = self.io(self.fs.open(&self.abs(&rel), &open_options(flags)))?;
+        let handle = self.io(self.fs().open(&self.abs(&rel), &open_options(flags)))?;
         let fh = st.new_fh();
         st.files.insert(fh, OpenFile { handle });
         Ok(fh)
@@ -586,7 +715,7 @@ impl Core {
     fn opendir_inner(&self, ino: INodeNo) -> Result<u64, Errno> {
         let mut st = self.gate()?;
         let rel = st.path(ino)?;
-        let entries = self.io(self.fs.read_dir(&self.abs(&rel)))?;
+        let entries = self.io(self.fs().read_dir(&self.abs(&rel)))?;
         let parent_ino = rel
             .parent()
             .and_then(|p| st.inodes.get(p).copied())
@@ -607,7 +736,7 @@ impl Core {
     fn mkdir_inner(&self, parent: INodeNo, name: &OsStr) -> Result<FileAttr, Errno> {
         let mut st = self.gate()?;
         let rel = st.child(parent, name)?;
-        self.io(self.fs.create_dir(&self.abs(&rel)))?;
+        self.io(self.fs().create_dir(&self.abs(&rel)))?;
         let ino = st.ino(&rel);
         Ok(attr(ino, FileType::Directory, 0, SystemTime::UNIX_EPOCH, 1))
     }
@@ -617,9 +746,9 @@ impl Core {
         let rel = st.child(parent, name)?;
         let abs = self.abs(&rel);
         if dir {
-            self.io(self.fs.remove_dir(&abs))?;
+            self.io(self.fs().remove_dir(&abs))?;
         } else {
-            self.io(self.fs.remove_file(&abs))?;
+            self.io(self.fs().remove_file(&abs))?;
         }
         st.forget(&rel);
         Ok(())
@@ -641,13 +770,13 @@ impl Core {
         let to = st.child(newparent, newname)?;
         let (abs_from, abs_to) = (self.abs(&from), self.abs(&to));
         if flags.contains(RenameFlags::RENAME_NOREPLACE) {
-            match self.fs.metadata(&abs_to) {
+            match self.fs().metadata(&abs_to) {
                 Ok(_) => return Err(Errno::EEXIST),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(self.errno(&e)),
             }
         }
-        self.io(self.fs.rename(&abs_from, &abs_to))?;
+        self.io(self.fs().rename(&abs_from, &abs_to))?;
         st.rename(&from, &to);
         Ok(())
     }
@@ -657,8 +786,8 @@ impl Core {
         let original = st.path(ino)?;
         let link = st.child(newparent, newname)?;
         let abs_link = self.abs(&link);
-        self.io(self.fs.hard_link(&self.abs(&original), &abs_link))?;
-        let meta = self.io(self.fs.metadata(&abs_link))?;
+        self.io(self.fs().hard_link(&self.abs(&original), &abs_link))?;
+        let meta = self.io(self.fs().metadata(&abs_link))?;
         let new_ino = st.ino(&link);
         Ok(meta_attr(new_ino, &meta))
     }
@@ -767,7 +896,7 @@ impl Core {
             return Ok(true);
         };
         match (whole, entry.whole.is_some(), path) {
-            (true, false, Some(path)) => match self.fs.try_lock(&path) {
+            (true, false, Some(path)) => match self.fs().try_lock(&path) {
                 Ok(guard) => entry.whole = Some(guard),
                 Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => return Ok(false),
                 Err(e) => return Err(self.errno(&e)),
@@ -930,7 +1059,7 @@ impl Core {
             return Ok((start, end, libc::F_UNLCK, 0));
         }
         let rel = st.path(INodeNo(ino))?;
-        let probe = self.io(self.fs.open(&self.abs(&rel), &OpenOptions::read_only()))?;
+        let probe = self.io(self.fs().open(&self.abs(&rel), &OpenOptions::read_only()))?;
         let range = sim_range(start, end);
         match probe.lock_range(range, sim_mode(request.exclusive)) {
             Ok(()) => {
@@ -1004,7 +1133,7 @@ impl fuser::Filesystem for Server {
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         let result = self.core.gate().and_then(|st| {
             let rel = st.path(ino)?;
-            self.core.io(self.core.fs.read_link(&self.core.abs(&rel)))
+            self.core.io(self.core.fs().read_link(&self.core.abs(&rel)))
         });
         match result {
             Ok(target) => {
@@ -1242,7 +1371,7 @@ impl fuser::Filesystem for Server {
     fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: fuser::FileHandle, _datasync: bool, reply: ReplyEmpty) {
         let result = self.core.gate().and_then(|st| {
             let rel = st.path(ino)?;
-            self.core.io(self.core.fs.sync_dir(&self.core.abs(&rel)))
+            self.core.io(self.core.fs().sync_dir(&self.core.abs(&rel)))
         });
         match result {
             Ok(()) => reply.ok(),
@@ -1254,7 +1383,7 @@ impl fuser::Filesystem for Server {
         let result = self
             .core
             .gate()
-            .and_then(|_st| self.core.io(self.core.fs.free_space(&self.core.root)));
+            .and_then(|_st| self.core.io(self.core.fs().free_space(&self.core.abs(Path::new("")))));
         match result {
             Ok(free) => {
                 let blocks = free / u64::from(BLOCK_SIZE);
@@ -1307,5 +1436,24 @@ impl fuser::Filesystem for Server {
         self.core
             .setlk(ino.0, fh.0, lock_owner.0, start, end, typ, pid, sleep, reply);
         self.core.wake_others();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simulated_mounts_are_read_off_the_mount_table() {
+        let table = "proc /proc proc rw 0 0\n\
+                     tearline-simfs /tmp/tearline-mnt-a fuse rw,nosuid 0 0\n\
+                     other /mnt/x fuse.sshfs rw 0 0\n\
+                     tearline-simfs /tmp/not-fuse tmpfs rw 0 0\n\
+                     tearline-simfs /tmp/with\\040space fuse.tearline rw 0 0\n";
+        assert_eq!(
+            simulated_mounts(table),
+            [PathBuf::from("/tmp/tearline-mnt-a"), PathBuf::from("/tmp/with space")]
+        );
+        assert_eq!(unescape_octal("a\\134b\\9"), b"a\\b\\9");
     }
 }

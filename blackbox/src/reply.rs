@@ -37,6 +37,10 @@ pub struct Hello {
     /// Globs (relative) of the files only the lock holder may destroy.
     #[serde(default)]
     pub protected: Vec<String>,
+    /// Whether the child answers `reset` (drops everything and waits for a
+    /// new conversation), so one process can serve many opens.
+    #[serde(default)]
+    pub reusable: bool,
 }
 
 /// What one answer line says.

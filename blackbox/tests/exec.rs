@@ -18,7 +18,11 @@ use tearline_sim_fs::{
 
 /// The smallest store that keeps the protocol: one file per document under
 /// `docs/`, written and fsynced (file and directory) before the answer; an
-/// exclusive `lockf` on `LOCK` for a writable open.
+/// exclusive `lockf` on `LOCK` for a writable open. Its observation's
+/// `integrity_detail` is its process id. `RESET` (set before this text)
+/// says how it takes `reset`: `none` (not reusable), `proper` (closes
+/// everything), `leaky` (says it did, and keeps a file open), `refusing`
+/// (says it is reusable, and answers `reset` with a failure).
 const TINY_STORE: &str = r#"
 import fcntl, hashlib, json, os, sys
 def say(answer):
@@ -31,7 +35,7 @@ def fsync_dir(path):
 caps = ["remove", "import", "full_rebuild", "incremental_rebuild", "reconcile", "vectors",
         "schema_version", "exclusive_lock", "source_files"]
 say({"hello": "tearline/1", "name": "tiny", "capabilities": {c: c == "exclusive_lock" for c in caps},
-     "source_dir": None, "lock_file": "LOCK", "protected": ["docs/*"]})
+     "source_dir": None, "lock_file": "LOCK", "protected": ["docs/*"], "reusable": RESET != "none"})
 lock = None
 for line in sys.stdin:
     request = json.loads(line)
@@ -58,13 +62,22 @@ for line in sys.stdin:
             indexed = {n: hashlib.sha256(open("docs/" + n, "rb").read()).hexdigest()
                        for n in sorted(os.listdir("docs"))}
             say({"ok": True, "observation": {"indexed": indexed, "sources": {}, "integrity_ok": True,
-                 "integrity_detail": "", "orphan_vectors": 0, "missing_vectors": 0, "pending_work": 0,
+                 "integrity_detail": str(os.getpid()), "orphan_vectors": 0, "missing_vectors": 0, "pending_work": 0,
                  "leftover_files": [], "backups": 0, "schema": None}})
         elif kind in ("remote-fault", "stamp-schema"):
             say({"ok": True, "supported": False})
         elif kind == "close":
             say({"ok": True})
             break
+        elif kind == "reset" and RESET == "proper":
+            if lock is not None:
+                lock.close()
+                lock = None
+            say({"ok": True})
+        elif kind == "reset" and RESET == "leaky":
+            lock = None
+            kept = open(".keep", "a")  # never closed
+            say({"ok": True})
         else:
             say({"ok": False, "error": "unsupported: " + kind})
     except OSError as e:
@@ -79,7 +92,13 @@ struct Scripts {
 impl Scripts {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("store.py"), TINY_STORE).expect("write store.py");
+        for reset in ["none", "proper", "leaky", "refusing"] {
+            std::fs::write(
+                dir.path().join(format!("store-{reset}.py")),
+                format!("RESET = {reset:?}\n{TINY_STORE}"),
+            )
+            .expect("write the store");
+        }
         std::fs::write(
             dir.path().join("hello.json"),
             r#"{"hello":"tearline/1","name":"broken","capabilities":{"remove":false,"import":false,"full_rebuild":false,"incremental_rebuild":false,"reconcile":false,"vectors":false,"schema_version":false,"exclusive_lock":false,"source_files":false},"source_dir":null,"lock_file":null,"protected":[]}
@@ -94,9 +113,14 @@ impl Scripts {
     }
 
     fn store_command(&self) -> String {
+        self.store_resetting("none")
+    }
+
+    /// The tiny store taking `reset` as `reset` says (see [`TINY_STORE`]).
+    fn store_resetting(&self, reset: &str) -> String {
         format!(
             "PYTHONHASHSEED=0 PYTHONDONTWRITEBYTECODE=1 exec python3 {}",
-            self.path("store.py").display()
+            self.path(&format!("store-{reset}.py")).display()
         )
     }
 
@@ -185,6 +209,73 @@ fn an_add_is_observed_and_survives_a_reopen() {
             .any(|e| e.op == SyscallKind::Unlock && e.path == "/store/LOCK"),
         "closing released it"
     );
+}
+
+/// Inits a new machine, adds `name` in a writable open, and returns the
+/// machine and the process id of the child that served the open.
+fn one_add_on_a_new_machine(factory: &ExecStoreFactory, seed: u64, name: &str) -> (SimFs, String) {
+    let fs = machine(seed);
+    factory.init(&env_for(&fs)).expect("init");
+    let mut store = factory.open(&env_for(&fs), Access::Writable).expect("open");
+    store.apply(&add(name, name)).expect("add");
+    let observation = store.observe().expect("observe");
+    let names: Vec<&String> = observation.indexed.keys().collect();
+    assert_eq!(names, [name], "the child sees this machine's store only");
+    (fs, observation.integrity_detail)
+}
+
+#[test]
+fn a_reusable_child_serves_the_next_opens_on_other_machines() {
+    if !fuse_or_skip("a_reusable_child_serves_the_next_opens_on_other_machines") {
+        return;
+    }
+    let scripts = Scripts::new();
+    let command = scripts.store_resetting("proper");
+    let factory = ExecStoreFactory::new(&command, ExecOptions::default()).expect("hello");
+    let (first, pid) = one_add_on_a_new_machine(&factory, 10, "a.md");
+    let (second, again) = one_add_on_a_new_machine(&factory, 11, "b.md");
+    assert_eq!(pid, again, "one process served both machines");
+    assert_eq!(first.read_file(Path::new("/store/docs/a.md")).expect("a.md"), b"a.md");
+    assert!(!first.exists(Path::new("/store/docs/b.md")).expect("exists"));
+    assert!(!second.exists(Path::new("/store/docs/a.md")).expect("exists"));
+    assert!(
+        first
+            .trace()
+            .entries()
+            .iter()
+            .any(|e| e.op == SyscallKind::Unlock && e.path == "/store/LOCK"),
+        "the reset released the first machine's lock"
+    );
+    // A second process alive at once is another child, reused in turn.
+    let store = factory.open(&env_for(&second), Access::ReadOnly).expect("reader");
+    let other = factory
+        .open(&env_for(&second.spawn_process()), Access::ReadOnly)
+        .expect("a second reader");
+    assert_ne!(
+        store.observe().expect("observe").integrity_detail,
+        other.observe().expect("observe").integrity_detail
+    );
+
+    let fresh = factory.fresh_children();
+    let (_, pid) = one_add_on_a_new_machine(&fresh, 12, "c.md");
+    let (_, again) = one_add_on_a_new_machine(&fresh, 13, "d.md");
+    assert_ne!(pid, again, "without reuse, a child per open");
+}
+
+#[test]
+fn a_child_that_keeps_a_file_open_or_refuses_the_reset_is_not_reused() {
+    if !fuse_or_skip("a_child_that_keeps_a_file_open_or_refuses_the_reset_is_not_reused") {
+        return;
+    }
+    let scripts = Scripts::new();
+    for reset in ["leaky", "refusing", "none"] {
+        let factory = ExecStoreFactory::new(&scripts.store_resetting(reset), ExecOptions::default()).expect("hello");
+        let started = Instant::now();
+        let (_, pid) = one_add_on_a_new_machine(&factory, 20, "a.md");
+        let (_, again) = one_add_on_a_new_machine(&factory, 21, "b.md");
+        assert_ne!(pid, again, "{reset}: a new child for the second machine");
+        assert!(started.elapsed() < Duration::from_secs(10), "{reset}: no hang");
+    }
 }
 
 #[test]

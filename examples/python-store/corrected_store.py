@@ -336,4 +336,4 @@ class CorrectedStore(docstore.DocStore):
 
 
 if __name__ == "__main__":
-    raise SystemExit(run(CorrectedStore()))
+    raise SystemExit(run(CorrectedStore))

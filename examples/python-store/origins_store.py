@@ -266,4 +266,4 @@ class OriginsStore(docstore.DocStore):
 
 
 if __name__ == "__main__":
-    raise SystemExit(run(OriginsStore()))
+    raise SystemExit(run(OriginsStore))

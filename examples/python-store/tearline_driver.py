@@ -1,8 +1,9 @@
 """A Tearline black-box driver: the protocol loop a store in Python copies.
 
-`tearline certify --exec "python3 my_store.py"` starts this process once per
-open of the store (and once for `init`, once for `stamp-schema`), with the
-store's root as its working directory. The harness and the store talk over
+`tearline certify --exec "python3 my_store.py"` starts this process for an
+open of the store (or an `init`, a `stamp-schema`), with the store's root as
+its working directory; a process whose store was given as a class is reused
+for later ones after a `reset`. The harness and the store talk over
 stdin/stdout, one JSON object per line (see blackbox/PROTOCOL.md):
 
     child  -> {"hello":"tearline/1","name":...,"capabilities":{...},...}
@@ -77,7 +78,7 @@ def log(message):
 # ---------------------------------------------------------------------------
 
 
-def _hello(store):
+def _hello(store, reusable):
     capabilities = {name: bool(store.CAPABILITIES.get(name, False)) for name in CAPABILITY_NAMES}
     return {
         "hello": PROTOCOL,
@@ -86,6 +87,7 @@ def _hello(store):
         "source_dir": store.SOURCE_DIR,
         "lock_file": store.LOCK_FILE,
         "protected": list(store.PROTECTED),
+        "reusable": reusable,
     }
 
 
@@ -123,8 +125,16 @@ def _handle(store, request):
 def run(store):
     """Speaks the protocol on stdin/stdout until `close` or end of input.
 
-    Call it from the store's `if __name__ == "__main__":`.
+    Call it from the store's `if __name__ == "__main__":`, with the store's
+    class (or any callable that makes a fresh store): the process then says
+    it is reusable, and on `reset` it closes the store and makes a new one
+    for the next conversation, so the harness need not start a new process
+    (and a new interpreter) for every open. A store object instead of a
+    callable serves one conversation and is never reused.
     """
+    make = store if callable(store) else None
+    if make is not None:
+        store = make()
     out = sys.stdout
     sys.stdout = sys.stderr  # a stray print must never reach the harness
 
@@ -132,7 +142,7 @@ def run(store):
         out.write(json.dumps(message, separators=(",", ":")) + "\n")
         out.flush()
 
-    answer(_hello(store))
+    answer(_hello(store, make is not None))
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -145,6 +155,13 @@ def run(store):
             _close_quietly(store)
             answer({"ok": True})
             return 0
+        if isinstance(request, dict) and request.get("request") == "reset" and make is not None:
+            # Everything of this conversation goes: files, locks, connections
+            # and every attribute of the store (its remote fault, say).
+            _close_quietly(store)
+            store = make()
+            answer({"ok": True})
+            continue
         try:
             answer({"ok": True, **_handle(store, request)})
         except StoreError as e:

@@ -220,6 +220,21 @@ class StoreTests:
         self.assertEqual(store.proc.returncode, 0)
         self.open().close()  # the lock was released
 
+    def test_a_reset_releases_everything_and_the_next_conversation_starts_afresh(self):
+        store = self.open()
+        self.assertTrue(store.hello["reusable"])
+        store.apply(op="add", name="a.md", content="a")
+        store.ok("remote-fault", fault="unavailable")
+        store.ok("reset")
+        other = self.open()  # the reset released the lock
+        other.close()
+        store.ok("open", access="writable")  # the same process, a new conversation
+        self.assertEqual(store.apply(op="add", name="b.md", content="b"), {"ok": True})  # the fault is gone
+        obs = store.observe()
+        self.assertEqual(obs["indexed"], {"a.md": h("a"), "b.md": h("b")})
+        self.assert_healthy(obs)
+        store.close()
+
     def test_a_second_writer_is_refused_while_the_first_holds_the_lock(self):
         first = self.open()
         second = self.start()

@@ -513,6 +513,15 @@ pub trait StoreFactory: Send + Sync {
         let _ = (env, stamp);
         Ok(false)
     }
+
+    /// Where this factory serves several opens with one process of the
+    /// store (a black-box child reused after a `reset`), the same store
+    /// with a new process for every open: the repeatability check runs the
+    /// fault-free workload on it and compares the syscalls. `None` (the
+    /// default): nothing is reused.
+    fn without_reuse(&self) -> Option<Box<dyn StoreFactory>> {
+        None
+    }
 }
 
 /// How a store's remote dependency (a vector database, say) misbehaves,

@@ -86,6 +86,9 @@ struct WorkerArgs {
     /// With `--exec`: seconds to wait for each answer.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
+    /// With `--exec`: start a new child for every open.
+    #[arg(long)]
+    no_reuse: bool,
     #[arg(long)]
     scenario: String,
     #[arg(long)]
@@ -426,6 +429,11 @@ struct CertifyArgs {
     /// Seconds to wait for each answer of an --exec store (wall time), 1 to 86400.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     timeout: u64,
+    /// With --exec: start a new child (and mount) for every open of the
+    /// store, even where its hello says it is reusable (by default such a
+    /// child is sent `reset` and serves the next open).
+    #[arg(long, requires = "exec")]
+    no_reuse: bool,
     /// Local worker processes, 1 to 256, each running its share of every
     /// matrix (an --exec store gets a mount per child, so workers never
     /// share one); the certificate is the same for any number.
@@ -438,12 +446,17 @@ fn certify_worker(args: &CertifyArgs, faults: &[String]) -> Option<WorkerCommand
     let program = std::env::current_exe().ok()?;
     let mut worker_args = vec!["worker".to_string()];
     match &args.exec {
-        Some(command) => worker_args.extend([
-            "--exec".to_string(),
-            command.clone(),
-            "--timeout".to_string(),
-            args.timeout.to_string(),
-        ]),
+        Some(command) => {
+            worker_args.extend([
+                "--exec".to_string(),
+                command.clone(),
+                "--timeout".to_string(),
+                args.timeout.to_string(),
+            ]);
+            if args.no_reuse {
+                worker_args.push("--no-reuse".to_string());
+            }
+        }
         None => worker_args.extend(["--store".to_string(), args.matrix.store.clone()]),
     }
     worker_args.extend([
@@ -474,7 +487,7 @@ fn certify_command(args: CertifyArgs) -> u8 {
     // A replay of an --exec store shows what each child wrote to stderr.
     let stderr_log = (args.repro.is_some() && args.exec.is_some()).then(tearline_blackbox::StderrLog::default);
     let factory: Box<dyn StoreFactory> = match &args.exec {
-        Some(command) => match exec_factory(command, args.timeout, stderr_log.clone()) {
+        Some(command) => match exec_factory(command, args.timeout, !args.no_reuse, stderr_log.clone(), None) {
             Ok(f) => Box::new(f),
             Err(code) => return code,
         },
@@ -622,7 +635,9 @@ fn children_stderr(children: &[tearline_blackbox::ChildStderr]) -> String {
 fn exec_factory(
     command: &str,
     timeout: u64,
+    reuse_children: bool,
     stderr_log: Option<tearline_blackbox::StderrLog>,
+    cpu: Option<usize>,
 ) -> Result<tearline_blackbox::ExecStoreFactory, u8> {
     if let Err(why) = tearline_blackbox::fuse_available() {
         eprintln!(
@@ -631,7 +646,9 @@ fn exec_factory(
         );
         return Err(EXIT_HARNESS_ERROR);
     }
-    let mut options = tearline_blackbox::ExecOptions::with_timeout(std::time::Duration::from_secs(timeout));
+    let mut options = tearline_blackbox::ExecOptions::with_timeout(std::time::Duration::from_secs(timeout))
+        .with_reuse_children(reuse_children)
+        .with_cpu(cpu);
     if let Some(log) = stderr_log {
         options = options.with_stderr_log(log, REPLAY_STDERR_BYTES);
     }
@@ -639,6 +656,12 @@ fn exec_factory(
         eprintln!("error: {e}");
         EXIT_HARNESS_ERROR
     })
+}
+
+/// The CPU a worker's black-box children run on: its local job's number
+/// (an unparsable `--part` is reported later).
+fn worker_cpu(part: &str) -> Option<usize> {
+    Part::parse_arg(part).and_then(|part| usize::try_from(part.job).ok())
 }
 
 /// `text` as one shell word.
@@ -1055,6 +1078,7 @@ fn worker(args: &WorkerArgs) -> u8 {
         store,
         exec,
         timeout,
+        no_reuse,
         scenario,
         seed,
         faults,
@@ -1066,7 +1090,8 @@ fn worker(args: &WorkerArgs) -> u8 {
         branch_from,
     } = args;
     let factory: Box<dyn StoreFactory> = match exec {
-        Some(command) => match exec_factory(command, *timeout, None) {
+        // Each worker's children on a CPU of their own (see ExecOptions::cpu).
+        Some(command) => match exec_factory(command, *timeout, !*no_reuse, None, worker_cpu(part)) {
             Ok(f) => Box::new(f),
             Err(code) => return code,
         },

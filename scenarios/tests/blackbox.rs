@@ -126,8 +126,11 @@ fn the_corrected_python_store_is_certified() {
             .expect("listed");
         assert_eq!(line.verdict, Verdict::Passed, "{invariant}");
     }
+    // The repeat starts a new child for every open where the matrix
+    // reused one after a `reset`: reuse changed no syscall either.
     assert!(
-        certificate.nondeterminism[0].starts_with("measured: the fault-free workload of each"),
+        certificate.nondeterminism[0].starts_with("measured: the fault-free workload of each")
+            && certificate.nondeterminism[0].contains("a new process of the store for every open"),
         "the Python store's syscalls did not repeat: {:?}",
         certificate.nondeterminism[0]
     );
@@ -185,6 +188,37 @@ fn the_origins_designs_fail_black_box_certification() {
             .lines()
             .any(|l| l.starts_with("    | observe: ") && l.contains("vectors")),
         "the observing child's stderr:\n{children}"
+    );
+}
+
+#[test]
+fn reused_children_give_the_certificate_a_new_child_per_open_gives() {
+    let test = "reused_children_give_the_certificate_a_new_child_per_open_gives";
+    let Some(command) = store_command(test, "origins_store.py", "") else {
+        return;
+    };
+    // A store that fails at many cases, so the verdicts compared are not
+    // all "passed".
+    let reusing = ExecStoreFactory::new(&command, ExecOptions::default()).expect("the store says hello");
+    let fresh = reusing.fresh_children();
+    let options = CertifyOptions {
+        sample: (0, 80),
+        scenarios: vec!["rebuild-swap-interrupted".to_string(), "add-interrupted".to_string()],
+        ..CertifyOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let reused = certify(&reusing, &options).expect("the harness ran");
+    let reused_took = started.elapsed();
+    let started = std::time::Instant::now();
+    let one_each = certify(&fresh, &options).expect("the harness ran");
+    let one_each_took = started.elapsed();
+    assert!(!reused.passed, "{}", reused.to_markdown());
+    assert_eq!(reused.to_json(), one_each.to_json(), "the same certificate both ways");
+    println!(
+        "measured: {:.1} s reusing children, {:.1} s with a new child per open ({:.1}x)",
+        reused_took.as_secs_f64(),
+        one_each_took.as_secs_f64(),
+        one_each_took.as_secs_f64() / reused_took.as_secs_f64()
     );
 }
 

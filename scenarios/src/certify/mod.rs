@@ -125,6 +125,15 @@ pub fn certify_with_progress(
         jobs: options.jobs.max(1),
         worker: options.worker.clone(),
     };
+    // The repeat runs with a new child for every open where the matrix
+    // reuses them, so it also shows reuse changes no syscall.
+    let fresh = factory.without_reuse();
+    let repeat_on = fresh.as_deref().unwrap_or(factory);
+    let how = if fresh.is_some() {
+        " with a new process of the store for every open (the matrix reuses them after a reset)"
+    } else {
+        ""
+    };
     let mut results = Vec::new();
     let mut differed = Vec::new();
     let mut compared = 0;
@@ -146,7 +155,10 @@ pub fn certify_with_progress(
             (entry, result.workload_trace_hash, options.measure_repeatability)
         {
             compared += 1;
-            let subject = engine::StoreSubject { factory, scenario };
+            let subject = engine::StoreSubject {
+                factory: repeat_on,
+                scenario,
+            };
             if engine::workload_trace_hash(&subject, options.seed)? != first {
                 differed.push(name);
             }
@@ -170,12 +182,12 @@ pub fn certify_with_progress(
             if differed.is_empty() {
                 format!(
                     "measured: the fault-free workload of each of the {compared} scenarios that ran made the same \
-                     syscalls, byte for byte, when run again"
+                     syscalls, byte for byte, when run again{how}"
                 )
             } else {
                 format!(
-                    "measured: the fault-free workload made different syscalls when run again in {} of {compared} \
-                     scenarios ({}): fault points there may not strike the same syscall on replay",
+                    "measured: the fault-free workload made different syscalls when run again{how} in {} of \
+                     {compared} scenarios ({}): fault points there may not strike the same syscall on replay",
                     differed.len(),
                     differed.join(", ")
                 )
