@@ -1091,6 +1091,10 @@ impl StoreFactory for ExecStoreFactory {
         supported(&answer)
     }
 
+    fn forks_with_this_process(&self) -> bool {
+        false
+    }
+
     fn without_reuse(&self) -> Option<Box<dyn StoreFactory>> {
         (self.options.reuse_children && self.hello.reusable).then(|| Box::new(self.fresh_children()) as _)
     }

@@ -155,6 +155,12 @@ fn the_hello_is_read_without_a_mount_and_paths_are_made_absolute() {
     assert_eq!(factory.name(), "tiny");
     assert!(factory.capabilities().exclusive_lock);
     assert!(!factory.capabilities().remove);
+    // Its store is other processes: the matrix never forks to branch cases.
+    assert!(!factory.forks_with_this_process());
+    assert!(
+        factory.without_reuse().is_none(),
+        "not reusable: nothing to compare with"
+    );
     let env = env_for(&machine(0));
     assert_eq!(factory.lock_file(&env), Some(PathBuf::from("/store/LOCK")));
     assert_eq!(factory.protected_paths(&env), vec!["/store/docs/*".to_string()]);

@@ -522,6 +522,16 @@ pub trait StoreFactory: Send + Sync {
     fn without_reuse(&self) -> Option<Box<dyn StoreFactory>> {
         None
     }
+
+    /// Whether the store lives wholly in this process's memory and files,
+    /// so that a fork of this process (how the crash matrix branches cases
+    /// off one run of the workload) holds a copy of all of it. Default
+    /// `true`; a store that runs as other processes (a black-box child and
+    /// the mount that serves it) says `false`, and its cases are replayed
+    /// from scratch.
+    fn forks_with_this_process(&self) -> bool {
+        true
+    }
 }
 
 /// How a store's remote dependency (a vector database, say) misbehaves,

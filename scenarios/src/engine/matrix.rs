@@ -226,7 +226,7 @@ pub(crate) fn run_cases(
         .filter(|c| c.choice.is_none() && c.injection.syscall >= branch_from && part.owns(c.index))
         .map(|c| (c.index, c.injection.clone()))
         .collect();
-    let mut branched = if !to_branch.is_empty() && branch::can_branch() {
+    let mut branched = if !to_branch.is_empty() && subject.can_branch() && branch::can_branch() {
         branch::run_branched(subject, probe, &to_branch, options.check_determinism, &mut |_| {
             done += 1;
             progress(done, total);

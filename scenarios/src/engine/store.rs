@@ -129,6 +129,10 @@ impl Subject for StoreSubject<'_> {
         &self.scenario.name
     }
 
+    fn can_branch(&self) -> bool {
+        self.factory.forks_with_this_process()
+    }
+
     fn takes(&self, fault: Fault) -> bool {
         !self.scenario.spared.contains(&fault)
     }

@@ -27,6 +27,13 @@ pub trait Subject {
     /// The repro line of an injection into this subject on `seed`.
     fn case(&self, seed: u64, injection: Injection) -> Case;
 
+    /// Whether a fork of this process copies everything the workload runs
+    /// on, so cases may branch off one run ([`super::branch`]). Default
+    /// true.
+    fn can_branch(&self) -> bool {
+        true
+    }
+
     /// Whether the matrix injects `fault` into this subject (default: every fault).
     fn takes(&self, fault: Fault) -> bool {
         let _ = fault;
