@@ -124,15 +124,27 @@ pub struct ExecOptions {
     /// mount, start-up or hello). Never with a [`ExecOptions::stderr_log`],
     /// whose replay tells each conversation's child apart. Default true.
     pub reuse_children: bool,
-    /// Which CPU each child and its mount's request thread run on, both
-    /// on the same one: an index into the CPUs this process may use,
-    /// modulo their number (`certify --jobs` gives each worker its own).
-    /// A request through the mount is two wakeups, and across CPUs each is
-    /// an inter-processor interrupt, which a virtual machine pays dearly
-    /// for (measured on a 2-core VM: a `pread` through the mount 45 us
-    /// across CPUs, 8 us on one). Default `None`: the CPU the calling
-    /// thread runs on when the conversation starts.
-    pub cpu: Option<usize>,
+    /// Where each child and its mount's request thread run: both on one
+    /// CPU unless [`CpuPlacement::Anywhere`]. A request through the mount
+    /// is two wakeups, and across CPUs each is an inter-processor
+    /// interrupt, which a virtual machine pays dearly for (measured on a
+    /// 2-core VM: a `pread` through the mount 45 us across CPUs, 8 us on
+    /// one). Default [`CpuPlacement::Current`].
+    pub cpu: CpuPlacement,
+}
+
+/// Which CPU a child and its mount's request thread share
+/// ([`ExecOptions::cpu`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CpuPlacement {
+    /// The CPU the calling thread runs on when the conversation starts.
+    #[default]
+    Current,
+    /// The CPU of this index among those this process may use, modulo
+    /// their number (`certify --jobs` gives worker *i* index *i*).
+    Index(usize),
+    /// No placement: wherever the kernel schedules them.
+    Anywhere,
 }
 
 impl Default for ExecOptions {
@@ -144,7 +156,7 @@ impl Default for ExecOptions {
             store_path: PathBuf::from(DEFAULT_STORE_PATH),
             stderr_log: None,
             reuse_children: true,
-            cpu: None,
+            cpu: CpuPlacement::Current,
         }
     }
 }
@@ -222,8 +234,8 @@ impl ExecOptions {
         Self { reuse_children, ..self }
     }
 
-    /// These options running children on this CPU ([`ExecOptions::cpu`]).
-    pub fn with_cpu(self, cpu: Option<usize>) -> Self {
+    /// These options placing children so ([`ExecOptions::cpu`]).
+    pub fn with_cpu(self, cpu: CpuPlacement) -> Self {
         Self { cpu, ..self }
     }
 
@@ -798,7 +810,11 @@ impl Conversation {
             .tempdir()
             .map_err(|e| StoreFailure::new(format!("cannot make a mountpoint: {e}")))?;
         // The mount's request thread starts on the child's CPU.
-        let cpu = crate::cpu::choose(options.cpu);
+        let cpu = match options.cpu {
+            CpuPlacement::Current => crate::cpu::choose(None),
+            CpuPlacement::Index(index) => crate::cpu::choose(Some(index)),
+            CpuPlacement::Anywhere => None,
+        };
         let mount = |fs, root| SimMount::mount(fs, root, mountpoint.path());
         let mount = match cpu {
             Some(cpu) => cpu.around(|| mount(Arc::clone(&env.fs), env.root.clone())),

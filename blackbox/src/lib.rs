@@ -43,7 +43,7 @@ pub mod mount;
 pub mod reply;
 
 pub use exec::{
-    ChildStderr, DEFAULT_STORE_PATH, ExecError, ExecOptions, ExecStoreFactory, Hello, MAX_LINE_BYTES, NONDETERMINISM,
-    PROTOCOL_BROKEN, PROTOCOL_VERSION, StderrLog, fuse_available, fuse_or_skip, is_protocol_break,
+    ChildStderr, CpuPlacement, DEFAULT_STORE_PATH, ExecError, ExecOptions, ExecStoreFactory, Hello, MAX_LINE_BYTES,
+    NONDETERMINISM, PROTOCOL_BROKEN, PROTOCOL_VERSION, StderrLog, fuse_available, fuse_or_skip, is_protocol_break,
 };
 pub use mount::{LockWaiters, SimMount};

@@ -156,6 +156,12 @@ pub enum Flaw {
     /// document, a symbolic link followed: one that loops (`ELOOP`) fails
     /// every scan of the sources.
     ReadsEveryEntry,
+    /// Vector segment rollover that does not advance the segment counter:
+    /// the new segment takes the full one's name and truncates it. The
+    /// writer's memory keeps every vector, so the writer sees nothing; the
+    /// vectors acknowledged in the old segment are gone from the disk, for
+    /// a reader and for the next open.
+    SegmentNameReused,
 }
 
 /// The lock file [`Flaw::LockTrustsPath`] locks.
@@ -165,7 +171,7 @@ pub(crate) fn trusted_lock_file(layout: &Layout) -> PathBuf {
 
 impl Flaw {
     /// Every flaw, in the order the harness lists them.
-    pub const ALL: [Flaw; 32] = [
+    pub const ALL: [Flaw; 33] = [
         Flaw::DropAndReindex,
         Flaw::TwoRenameSwap,
         Flaw::NoIntents,
@@ -193,6 +199,7 @@ impl Flaw {
         Flaw::RecoveryNeedsVectors,
         Flaw::StrictNames,
         Flaw::ReadsEveryEntry,
+        Flaw::SegmentNameReused,
         Flaw::CleanDeletesShared,
         Flaw::ShareWithoutFsync,
         Flaw::ReconcileIgnoresOwner,
@@ -236,6 +243,7 @@ impl Flaw {
             Flaw::RecoveryNeedsVectors => "refstore/recovery-needs-vectors",
             Flaw::StrictNames => "refstore/strict-names",
             Flaw::ReadsEveryEntry => "refstore/reads-every-entry",
+            Flaw::SegmentNameReused => "refstore/segment-name-reused",
         }
     }
 
@@ -276,6 +284,8 @@ impl Flaw {
             Flaw::ReadsInputOnce => &[Invariant::NoSilentCorruption],
             Flaw::RecoveryNeedsVectors => &[Invariant::StaysServiceable],
             Flaw::StrictNames | Flaw::ReadsEveryEntry => &[Invariant::FilesystemWins],
+            // Right after an add, a reader finds vectors missing.
+            Flaw::SegmentNameReused => &[Invariant::NoOrphanVectors],
         }
     }
 }

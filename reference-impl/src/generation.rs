@@ -115,11 +115,12 @@ pub(crate) fn build_at(
             IndexAccess::ReadWrite,
         )?;
         index.create_schema()?;
-        let (mut vectors, _) = LocalVectorStore::open(
+        let (mut vectors, _) = LocalVectorStore::open_with(
             Arc::clone(fs),
             &dir.join(VECTORS_DIR_NAME),
             embedder.dimension(),
             OpenMode::ReadWrite,
+            layout.vector_options(),
         )
         .context(|| format!("creating the vector store in {}", dir.display()))?;
         let mut batch: Vec<IndexedDocument> = Vec::new();

@@ -30,17 +30,38 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Result, StoreError};
 
-/// The paths of one store.
+/// The paths of one store, and the one setting of its files' layout that
+/// is not a path: how large a vector segment grows before the next one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
     root: PathBuf,
+    vector_segment_bytes: u64,
 }
 
 impl Layout {
-    /// The layout of the store at `root`.
+    /// The layout of the store at `root`, with vector segments of
+    /// [`crate::vectors::LocalOptions::default`]'s size.
     pub fn new(root: &Path) -> Self {
         Self {
             root: root.to_path_buf(),
+            vector_segment_bytes: crate::vectors::LocalOptions::default().segment_target_bytes,
+        }
+    }
+
+    /// This layout with vector segments that roll over at `bytes`
+    /// ([`crate::vectors::LocalOptions::segment_target_bytes`]).
+    pub fn with_vector_segment_bytes(self, bytes: u64) -> Self {
+        Self {
+            vector_segment_bytes: bytes,
+            ..self
+        }
+    }
+
+    /// The options a vector store of this layout is written with.
+    pub(crate) fn vector_options(&self) -> crate::vectors::LocalOptions {
+        crate::vectors::LocalOptions {
+            segment_target_bytes: self.vector_segment_bytes,
+            ..crate::vectors::LocalOptions::default()
         }
     }
 

@@ -372,11 +372,12 @@ impl Store {
             &dir.join(INDEX_FILE_NAME),
             IndexAccess::ReadWrite,
         )?;
-        let (local, _) = LocalVectorStore::open(
+        let (local, _) = LocalVectorStore::open_with(
             Arc::clone(&self.fs),
             &dir.join(VECTORS_DIR_NAME),
             self.embedder.dimension(),
             OpenMode::ReadWrite,
+            self.layout.vector_options(),
         )
         .context(|| format!("opening the vector store in {}", dir.display()))?;
         let local: Box<dyn VectorStore> = Box::new(local);

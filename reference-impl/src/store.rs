@@ -53,6 +53,11 @@ pub struct StoreOptions {
     /// Which backup generations a writable open and a full rebuild keep.
     /// Default [`RetentionPolicy::default`]: one backup, at most 7 days old.
     pub retention: RetentionPolicy,
+    /// How large a vector segment grows before writes go to a new one
+    /// ([`crate::vectors::LocalOptions::segment_target_bytes`]). Default
+    /// 4 MiB; the harness uses a small size so that its scenarios roll
+    /// segments over.
+    pub vector_segment_bytes: u64,
     /// A known-bad design to run with (see [`crate::flawed::Flaw`]). Default
     /// none: the real design.
     #[cfg(feature = "flawed-variants")]
@@ -66,6 +71,7 @@ impl Default for StoreOptions {
             rebuild_if_needed: false,
             wrap_vectors: None,
             retention: RetentionPolicy::default(),
+            vector_segment_bytes: crate::vectors::LocalOptions::default().segment_target_bytes,
             #[cfg(feature = "flawed-variants")]
             flaw: None,
         }
@@ -338,9 +344,10 @@ impl Store {
     }
 
     /// [`Store::init`], taking the lock `options` name
-    /// ([`StoreOptions::lock_path`]; nothing else of them matters).
+    /// ([`StoreOptions::lock_path`]) and writing vector segments of their
+    /// size; nothing else of them matters.
     pub(crate) fn init_with(fs: Arc<dyn Fs>, clock: Arc<dyn Clock>, root: &Path, options: &StoreOptions) -> Result<()> {
-        let layout = Layout::new(root);
+        let layout = Layout::new(root).with_vector_segment_bytes(options.vector_segment_bytes);
         fs.create_dir_all_durable(root)
             .context(|| format!("creating {}", root.display()))?;
         let lock = StoreLock::acquire(fs.as_ref(), &options.lock_path(&layout))?;
@@ -373,7 +380,7 @@ impl Store {
     /// open that finds the live generation damaged fails with
     /// [`StoreError::Damaged`] and changes nothing.
     pub fn open(fs: Arc<dyn Fs>, clock: Arc<dyn Clock>, root: &Path, options: StoreOptions) -> Result<Store> {
-        let layout = Layout::new(root);
+        let layout = Layout::new(root).with_vector_segment_bytes(options.vector_segment_bytes);
         let writable = options.access == Access::Writable;
         if !fs.exists(root).context(|| format!("looking for {}", root.display()))? {
             return Err(StoreError::NotInitialized {
@@ -396,7 +403,7 @@ impl Store {
         let vector_options = crate::vectors::LocalOptions {
             #[cfg(feature = "flawed-variants")]
             flaw: options.flaw,
-            ..crate::vectors::LocalOptions::default()
+            ..layout.vector_options()
         };
         let mut removed = generation::Removed::default();
         let cleans_first = flaw!(options.flaw, CleansBeforeCheck);

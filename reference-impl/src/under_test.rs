@@ -83,12 +83,20 @@ impl RefStoreFactory {
             // A writable open holds the lock: it may rebuild an index whose
             // schema requires it, and must leave the current version.
             rebuild_if_needed: writable,
+            vector_segment_bytes: HARNESS_VECTOR_SEGMENT_BYTES,
             #[cfg(feature = "flawed-variants")]
             flaw: self.flaw,
             ..StoreOptions::default()
         }
     }
 }
+
+/// The vector segment size the harness runs the store with: four vectors
+/// a segment, so that every scenario's adds and rebuilds start new
+/// segments (under every fault), where the default 4 MiB would take some
+/// fifteen thousand documents. SQLite's own tests shrink its page size for
+/// the same reason.
+pub const HARNESS_VECTOR_SEGMENT_BYTES: u64 = 1024;
 
 /// The name the harness knows the reference store by.
 pub const STORE_NAME: &str = "refstore";

@@ -14,19 +14,30 @@
 //!    (branched where the prefix is at least [`engine::BRANCH_FROM`]
 //!    syscalls), as the workload doubles: SQLite's (transactions) and the
 //!    reference store's (adds). The verdicts are asserted equal.
+//! 5. Black box: the corrected Python store (`examples/python-store`) on a
+//!    FUSE mount, a twentieth of two scenarios' matrices, every fault, one
+//!    job: a new child for every open on any CPU (the old way), children
+//!    reused after a `reset`, and children reused on one CPU with their
+//!    mount's thread (the default). The certificates are asserted equal.
+//!    Skipped, saying why, without FUSE or `python3`.
 //!
 //! Run with `cargo bench -p tearline --bench matrix_speed`; a word after
-//! `--` (`snapshot`, `dedup`, `growth` or `replayed`) runs that table only.
+//! `--` (`snapshot`, `dedup`, `growth`, `replayed` or `blackbox`) runs that
+//! table only.
 
+use std::path::Path;
+use std::process::Command;
 use std::time::Instant;
 
 use tearline::case::{CrashPick, Injection};
 use tearline::catalogue;
+use tearline::certify::{CertifyOptions, certify};
 use tearline::engine::{
     self, AtomicCommitWorkload, EngineOptions, JournalMode, Part, SqliteSubject, Step, StoreScenario, StoreSubject,
     Subject, Synchronous,
 };
 use tearline::run::{RunOptions, run_entry};
+use tearline_blackbox::{CpuPlacement, ExecOptions, ExecStoreFactory};
 use tearline_model::Operation;
 use tearline_refstore::under_test::RefStoreFactory;
 use tearline_sim_fs::{Fault, PersistenceModel};
@@ -90,6 +101,68 @@ fn main() {
         for adds in [2, 4, 8] {
             replayed_store(adds);
         }
+        println!();
+    }
+    if wanted("blackbox") {
+        blackbox();
+    }
+}
+
+/// Table 5 (see the crate docs).
+fn blackbox() {
+    if let Err(why) = tearline_blackbox::fuse_available() {
+        println!("black box: skipped: {why}");
+        return;
+    }
+    // The interpreter's real path: a version manager's shim would start a
+    // process more for every child.
+    let python = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_string());
+    let Some(python) = python else {
+        println!("black box: skipped: python3 does not run");
+        return;
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/python-store/corrected_store.py");
+    let command = format!("{python} {}", script.display());
+    println!(
+        "{:<30} {:>7} {:>12} {:>10} {:>10} {:>8}",
+        "black box (1/20, 1 job)", "states", "new child s", "reused s", "one CPU s", "ratio"
+    );
+    for scenario in ["add-interrupted", "vector-write-failing"] {
+        let options = CertifyOptions {
+            sample: (0, 20),
+            scenarios: vec![scenario.to_string()],
+            ..CertifyOptions::default()
+        };
+        let way = |reuse: bool, cpu: CpuPlacement| {
+            let exec = ExecOptions::default().with_reuse_children(reuse).with_cpu(cpu);
+            let factory = ExecStoreFactory::new(&command, exec).expect("the store says hello");
+            let started = Instant::now();
+            let certificate = certify(&factory, &options).expect("the harness ran");
+            (certificate, started.elapsed().as_secs_f64())
+        };
+        let (old, old_s) = way(false, CpuPlacement::Anywhere);
+        let (reused, reused_s) = way(true, CpuPlacement::Anywhere);
+        let (placed, placed_s) = way(true, CpuPlacement::Current);
+        assert_eq!(
+            old.to_json(),
+            reused.to_json(),
+            "{scenario}: reuse changed the certificate"
+        );
+        assert_eq!(
+            old.to_json(),
+            placed.to_json(),
+            "{scenario}: placement changed the certificate"
+        );
+        let states: u64 = placed.scenarios.iter().map(|s| s.states_checked).sum();
+        println!(
+            "{scenario:<30} {states:>7} {old_s:>12.2} {reused_s:>10.2} {placed_s:>10.2} {:>7.1}x",
+            old_s / placed_s
+        );
     }
 }
 

@@ -487,7 +487,13 @@ fn certify_command(args: CertifyArgs) -> u8 {
     // A replay of an --exec store shows what each child wrote to stderr.
     let stderr_log = (args.repro.is_some() && args.exec.is_some()).then(tearline_blackbox::StderrLog::default);
     let factory: Box<dyn StoreFactory> = match &args.exec {
-        Some(command) => match exec_factory(command, args.timeout, !args.no_reuse, stderr_log.clone(), None) {
+        Some(command) => match exec_factory(
+            command,
+            args.timeout,
+            !args.no_reuse,
+            stderr_log.clone(),
+            Default::default(),
+        ) {
             Ok(f) => Box::new(f),
             Err(code) => return code,
         },
@@ -637,7 +643,7 @@ fn exec_factory(
     timeout: u64,
     reuse_children: bool,
     stderr_log: Option<tearline_blackbox::StderrLog>,
-    cpu: Option<usize>,
+    cpu: tearline_blackbox::CpuPlacement,
 ) -> Result<tearline_blackbox::ExecStoreFactory, u8> {
     if let Err(why) = tearline_blackbox::fuse_available() {
         eprintln!(
@@ -658,10 +664,12 @@ fn exec_factory(
     })
 }
 
-/// The CPU a worker's black-box children run on: its local job's number
-/// (an unparsable `--part` is reported later).
-fn worker_cpu(part: &str) -> Option<usize> {
-    Part::parse_arg(part).and_then(|part| usize::try_from(part.job).ok())
+/// Where a worker's black-box children run: on the CPU of its local job's
+/// number (an unparsable `--part` is reported later).
+fn worker_cpu(part: &str) -> tearline_blackbox::CpuPlacement {
+    Part::parse_arg(part)
+        .and_then(|part| usize::try_from(part.job).ok())
+        .map_or_else(Default::default, tearline_blackbox::CpuPlacement::Index)
 }
 
 /// `text` as one shell word.

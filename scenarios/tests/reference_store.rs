@@ -99,6 +99,7 @@ fn exposed_by(variant: Flaw) -> (&'static str, Vec<Fault>, u64) {
         Flaw::ReadsInputOnce => ("import-interrupted", vec![Fault::BitFlip]),
         Flaw::RecoveryNeedsVectors => ("vector-store-down-after-fault", vec![Fault::PowerCut]),
         Flaw::StrictNames | Flaw::ReadsEveryEntry => ("hostile-sources", vec![Fault::PowerCut]),
+        Flaw::SegmentNameReused => ("long-mixed", vec![Fault::PowerCut]),
     };
     // The torn tail it mis-repairs is one outcome of a few.
     let samples = if variant == Flaw::RepairOneByteShort { 3 } else { 1 };

@@ -298,6 +298,9 @@ struct Writer {
     /// `None` until the first segment is created.
     active: Option<ActiveSegment>,
     next_number: u64,
+    /// [`crate::flawed::Flaw::SegmentNameReused`].
+    #[cfg(feature = "flawed-variants")]
+    reuses_name: bool,
     /// A failed append may have left bytes past `active.len` that could not
     /// be cut off yet.
     tail_unknown: bool,
@@ -315,7 +318,11 @@ impl fmt::Debug for Writer {
 
 impl Writer {
     /// Takes over the last segment: applies its repair and makes what was
-    /// read durable (the names were synced before they were read).
+    /// read durable (the names were synced before they were read). A
+    /// segment that holds no record is written afresh, as a new one is: its
+    /// header may be the one whose sync failed in the process that created
+    /// it, and Linux marked those bytes clean without writing them, so no
+    /// later sync would make them durable.
     fn resume(
         fs: Arc<dyn Fs>,
         dir: &Path,
@@ -329,7 +336,10 @@ impl Writer {
         if let Some(last) = &recovered.last {
             let file = fs.open(&last.path, &OpenOptions::read_write())?;
             match &recovered.repair {
-                Some(repair) if repair.keep_len == 0 => file.write_all_at(&header, 0)?,
+                _ if last.valid_len <= HEADER_LEN => {
+                    file.set_len(0)?;
+                    file.write_all_at(&header, 0)?;
+                }
                 // KNOWN BAD (Flaw::RepairOneByteShort): cuts the last whole
                 // record's final byte too.
                 Some(repair) if flaw!(options.flaw, RepairOneByteShort) => file.set_len(repair.keep_len - 1)?,
@@ -351,6 +361,8 @@ impl Writer {
             append_sync: options.append_sync,
             active,
             next_number,
+            #[cfg(feature = "flawed-variants")]
+            reuses_name: options.flaw == Some(crate::flawed::Flaw::SegmentNameReused),
             tail_unknown: false,
         })
     }
@@ -415,6 +427,12 @@ impl Writer {
         file.write_all_at(&self.header, 0)?;
         file.sync_all()?;
         self.fs.sync_dir(&self.dir)?;
+        #[cfg(feature = "flawed-variants")]
+        if self.reuses_name {
+            // KNOWN BAD (Flaw::SegmentNameReused): the counter stays, so the
+            // next segment truncates this one.
+            return Ok(ActiveSegment { file, len: HEADER_LEN });
+        }
         self.next_number += 1;
         Ok(ActiveSegment { file, len: HEADER_LEN })
     }
