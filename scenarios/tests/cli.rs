@@ -91,6 +91,8 @@ fn bad_arguments_are_refused_saying_why() {
             "no store named",
         ),
         (&["explain", "no-such-thing"][..], "no invariant named"),
+        // Reuse is a black-box store's: without --exec it means nothing.
+        (&["certify", "--no-reuse"][..], "--exec <CMD>"),
     ] {
         let output = tearline(args);
         let errors = String::from_utf8_lossy(&output.stderr).into_owned();
