@@ -9,6 +9,8 @@
 
 use std::io;
 
+use crate::exec::CpuPlacement;
+
 /// A set of one CPU, as the kernel takes it.
 #[derive(Clone, Copy)]
 pub(crate) struct OneCpu(libc::cpu_set_t);
@@ -37,17 +39,18 @@ fn allowed() -> Vec<usize> {
         .collect()
 }
 
-/// The CPU to use: the `index`-th (modulo their number) of those the
-/// calling thread may run on, or with `None` the one it runs on now.
-/// `None` where the kernel says neither.
-pub(crate) fn choose(index: Option<usize>) -> Option<OneCpu> {
-    let cpu = match index {
-        Some(index) => {
+/// The CPU `placement` asks for: the one the calling thread runs on now,
+/// or the `index`-th (modulo their number) of those it may run on. `None`
+/// for [`CpuPlacement::Anywhere`], and where the kernel says neither.
+pub(crate) fn choose(placement: CpuPlacement) -> Option<OneCpu> {
+    let cpu = match placement {
+        // SAFETY: no arguments; returns -1 on failure.
+        CpuPlacement::Current => usize::try_from(unsafe { libc::sched_getcpu() }).ok()?,
+        CpuPlacement::Index(index) => {
             let allowed = allowed();
             *allowed.get(index % allowed.len().max(1))?
         }
-        // SAFETY: no arguments; returns -1 on failure.
-        None => usize::try_from(unsafe { libc::sched_getcpu() }).ok()?,
+        CpuPlacement::Anywhere => return None,
     };
     // SAFETY: a zeroed cpu_set_t is an empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };

@@ -228,6 +228,12 @@ impl ExecOptions {
         }
     }
 
+    /// Whether a child whose hello says `reusable` is reused
+    /// ([`ExecOptions::reuse_children`], and no stderr log).
+    fn reuses_children(&self) -> bool {
+        self.reuse_children && self.stderr_log.is_none()
+    }
+
     /// These options reusing children (`true`) or starting a child for
     /// every conversation (`false`).
     pub fn with_reuse_children(self, reuse_children: bool) -> Self {
@@ -779,6 +785,13 @@ struct Conversation {
 #[derive(Default)]
 struct IdleChildren(Mutex<Vec<Conversation>>);
 
+impl fmt::Debug for IdleChildren {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let idle = self.0.lock().unwrap_or_else(PoisonError::into_inner).len();
+        f.debug_struct("IdleChildren").field("idle", &idle).finish()
+    }
+}
+
 impl IdleChildren {
     fn take(&self) -> Option<Conversation> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).pop()
@@ -810,11 +823,7 @@ impl Conversation {
             .tempdir()
             .map_err(|e| StoreFailure::new(format!("cannot make a mountpoint: {e}")))?;
         // The mount's request thread starts on the child's CPU.
-        let cpu = match options.cpu {
-            CpuPlacement::Current => crate::cpu::choose(None),
-            CpuPlacement::Index(index) => crate::cpu::choose(Some(index)),
-            CpuPlacement::Anywhere => None,
-        };
+        let cpu = crate::cpu::choose(options.cpu);
         let mount = |fs, root| SimMount::mount(fs, root, mountpoint.path());
         let mount = match cpu {
             Some(cpu) => cpu.around(|| mount(Arc::clone(&env.fs), env.root.clone())),
@@ -842,7 +851,7 @@ impl Conversation {
             .child
             .hello(timeout, conversation.mount.as_ref())
             .map_err(Broken::into_failure)?;
-        conversation.reusable = hello.reusable && options.reuse_children && options.stderr_log.is_none();
+        conversation.reusable = hello.reusable && options.reuses_children();
         Ok(conversation)
     }
 
@@ -945,13 +954,6 @@ pub struct ExecStoreFactory {
     options: ExecOptions,
     hello: Hello,
     idle: Arc<IdleChildren>,
-}
-
-impl fmt::Debug for IdleChildren {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let idle = self.0.lock().unwrap_or_else(PoisonError::into_inner).len();
-        f.debug_struct("IdleChildren").field("idle", &idle).finish()
-    }
 }
 
 impl ExecStoreFactory {
@@ -1112,7 +1114,7 @@ impl StoreFactory for ExecStoreFactory {
     }
 
     fn without_reuse(&self) -> Option<Box<dyn StoreFactory>> {
-        (self.options.reuse_children && self.hello.reusable).then(|| Box::new(self.fresh_children()) as _)
+        (self.options.reuses_children() && self.hello.reusable).then(|| Box::new(self.fresh_children()) as _)
     }
 }
 

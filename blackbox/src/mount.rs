@@ -364,8 +364,10 @@ impl SimMount {
             for name in &top {
                 let _ = notifier.inval_entry(INodeNo::ROOT, name);
             }
-            let _ = notifier.inval_inode(INodeNo::ROOT, -1, 0);
         }
+        // A new child's `chdir` into the mount makes the kernel look at the
+        // root once (a `getattr`, traced as a `stat`); a child that stays
+        // makes no `chdir`, so the same look is made here.
         let _ = std::fs::metadata(&self.mountpoint);
         Ok(())
     }
