@@ -11,9 +11,11 @@
 //! 4. Continue, don't re-run: the faults that are not power cuts, each
 //!    case replayed from scratch, versus branched off one run of the
 //!    workload (a fork at its syscall) for every case, versus the default
-//!    (branched where the prefix is at least [`engine::BRANCH_FROM`]
-//!    syscalls), as the workload doubles: SQLite's (transactions) and the
-//!    reference store's (adds). The verdicts are asserted equal.
+//!    (a crash of the workload's process checked from the snapshot before
+//!    it, as a power cut is, and the rest branched where the prefix is at
+//!    least [`engine::BRANCH_FROM`] syscalls), as the workload doubles:
+//!    SQLite's (transactions; it takes no crash) and the reference
+//!    store's (adds). The verdicts are asserted equal.
 //! 5. Black box: the corrected Python store (`examples/python-store`) on a
 //!    FUSE mount, a twentieth of two scenarios' matrices, every fault, one
 //!    job: a new child for every open on any CPU (the old way), children
@@ -193,11 +195,12 @@ fn replayed_faults() -> Vec<Fault> {
 }
 
 /// One row of the fourth table: the same matrix three ways
-/// ([`EngineOptions::branch_from`]), their failures asserted equal.
-fn replayed_row(label: &str, run: &dyn Fn(Option<u64>) -> (engine::PartResult, f64)) {
-    let (rerun, rerun_secs) = run(None);
-    let (branched, branch_secs) = run(Some(0));
-    let (default, default_secs) = run(Some(engine::BRANCH_FROM));
+/// ([`EngineOptions::branch_from`], [`EngineOptions::derive_crashes`]),
+/// their failures asserted equal.
+fn replayed_row(label: &str, run: &dyn Fn(Option<u64>, bool) -> (engine::PartResult, f64)) {
+    let (rerun, rerun_secs) = run(None, false);
+    let (branched, branch_secs) = run(Some(0), false);
+    let (default, default_secs) = run(Some(engine::BRANCH_FROM), true);
     assert_eq!(rerun.failures, branched.failures, "{label}: the same verdicts branched");
     assert_eq!(
         rerun.failures, default.failures,
@@ -220,14 +223,18 @@ fn replayed_row(label: &str, run: &dyn Fn(Option<u64>) -> (engine::PartResult, f
 /// the replayed faults.
 fn replayed_sqlite(transactions: u32) {
     let subject = wal_full(transactions);
-    replayed_row(&format!("WAL/FULL {transactions} transactions"), &|branch_from| {
-        let options = EngineOptions {
-            faults: replayed_faults(),
-            branch_from,
-            ..EngineOptions::default()
-        };
-        timed(&subject, &options, Part::WHOLE)
-    });
+    replayed_row(
+        &format!("WAL/FULL {transactions} transactions"),
+        &|branch_from, derive_crashes| {
+            let options = EngineOptions {
+                faults: replayed_faults(),
+                branch_from,
+                derive_crashes,
+                ..EngineOptions::default()
+            };
+            timed(&subject, &options, Part::WHOLE)
+        },
+    );
 }
 
 /// add-interrupted's setup with a workload of `adds` adds of new
@@ -253,10 +260,11 @@ fn replayed_store(adds: usize) {
         factory: &factory,
         scenario: &scenario,
     };
-    replayed_row(&format!("{adds} adds (1/4)"), &|branch_from| {
+    replayed_row(&format!("{adds} adds (1/4)"), &|branch_from, derive_crashes| {
         let options = EngineOptions {
             faults: replayed_faults(),
             branch_from,
+            derive_crashes,
             ..EngineOptions::default()
         };
         let part = Part {

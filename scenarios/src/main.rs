@@ -376,8 +376,8 @@ struct RunArgs {
     every_state: bool,
     /// Replay the workload from scratch for every case that is not a power
     /// cut, instead of branching each off one run of it (a fork at its
-    /// syscall): slower, with the same verdicts; for measuring what
-    /// branching saves.
+    /// syscall) or checking a crash from the snapshot before it: slower,
+    /// with the same verdicts; for measuring what both save.
     #[arg(long)]
     rerun_each_case: bool,
     /// Branch the cases whose fault strikes at or after this syscall off
@@ -434,6 +434,11 @@ struct CertifyArgs {
     /// child is sent `reset` and serves the next open).
     #[arg(long, requires = "exec")]
     no_reuse: bool,
+    /// Replay every case that is not a power cut from scratch, instead of
+    /// checking a crash from the snapshot before it (or branching a case
+    /// off one run of the workload): slower, with the same certificate.
+    #[arg(long)]
+    rerun_each_case: bool,
     /// Local worker processes, 1 to 256, each running its share of every
     /// matrix (an --exec store gets a mount per child, so workers never
     /// share one); the certificate is the same for any number.
@@ -458,6 +463,9 @@ fn certify_worker(args: &CertifyArgs, faults: &[String]) -> Option<WorkerCommand
             }
         }
         None => worker_args.extend(["--store".to_string(), args.matrix.store.clone()]),
+    }
+    if args.rerun_each_case {
+        worker_args.push("--rerun-each-case".to_string());
     }
     worker_args.extend([
         "--seed".to_string(),
@@ -544,6 +552,7 @@ fn certify_command(args: CertifyArgs) -> u8 {
             Vec::new()
         },
         measure_repeatability: args.exec.is_some(),
+        rerun_each_case: args.rerun_each_case,
         jobs: args.jobs,
         worker: (args.jobs > 1).then(|| certify_worker(&args, &fault_names)).flatten(),
         ..certify::CertifyOptions::default()
@@ -878,6 +887,7 @@ fn run(args: RunArgs) -> u8 {
             check_determinism: args.check_determinism,
             dedup: !args.every_state,
             branch_from: branch_options(Some(args.branch_from), args.rerun_each_case),
+            derive_crashes: !args.rerun_each_case,
             ..EngineOptions::default()
         },
         shard,
@@ -1126,6 +1136,7 @@ fn worker(args: &WorkerArgs) -> u8 {
         check_determinism: *check_determinism,
         dedup: !every_state,
         branch_from: branch_options(*branch_from, *rerun_each_case),
+        derive_crashes: !rerun_each_case,
         ..EngineOptions::default()
     };
     let mut last = 0;

@@ -203,6 +203,11 @@ pub struct ScenarioResult {
     /// results are the same either way.
     #[serde(default)]
     pub branched_cases: u64,
+    /// Crash cases checked from the probe's snapshot before their syscall
+    /// instead of replayed ([`crate::engine::EngineOptions::derive_crashes`]);
+    /// the results are the same either way.
+    #[serde(default)]
+    pub derived_crashes: u64,
     /// Read-only opens checked for reader-consistent: concurrent with the
     /// workload (one per workload syscall), and one per post-fault state
     /// before its recovery. 0 for a store without concurrent readers.
@@ -239,6 +244,7 @@ impl ScenarioResult {
             states_checked: 0,
             distinct_states: 0,
             branched_cases: 0,
+            derived_crashes: 0,
             reader_observations: 0,
             workload_trace_hash: None,
             invariants: Vec::new(),

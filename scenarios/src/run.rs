@@ -177,6 +177,7 @@ pub fn run_entry(
     result.states_checked = merged.states_checked;
     result.distinct_states = merged.distinct_states;
     result.branched_cases = merged.branched_cases;
+    result.derived_crashes = merged.derived_crashes;
     result.reader_observations = merged.reader_observations;
     result.workload_trace_hash = merged.workload_trace_hash;
     let unreproducible: Vec<&str> = shrunk

@@ -1,9 +1,10 @@
 //! Continue, don't re-run (`tearline::engine::branch`): every case that is
-//! not a power cut, branched off one run of the workload, finds exactly
-//! what replaying the workload from scratch for it finds, on every
-//! scenario of the catalogue and on known-bad stores that fail at many
-//! cases; and `--check-determinism` compares each branch's whole trace
-//! with its replay's.
+//! not a power cut, branched off one run of the workload, or (a crash of
+//! the workload's process) checked from the snapshot before its syscall,
+//! finds exactly what replaying the workload from scratch for it finds,
+//! on every scenario of the catalogue and on known-bad stores that fail
+//! at many cases; and `--check-determinism` compares each branch's whole
+//! trace with its replay's.
 //!
 //! Branching forks, which the engine does only in a single-threaded
 //! process, so these tests run `tearline run` (its worker processes are
@@ -51,18 +52,18 @@ fn failures(report: &Value) -> usize {
         .sum()
 }
 
-/// Cases branched over every scenario of a report, and the report without
-/// that count (the one thing the two ways report differently).
-fn branched_cases(mut report: Value) -> (u64, Value) {
-    let mut branched = 0;
+/// Cases branched and crashes derived over every scenario of a report,
+/// and the report without those counts (the one thing the ways report
+/// differently).
+fn branched_cases(mut report: Value) -> ((u64, u64), Value) {
+    let (mut branched, mut derived) = (0, 0);
     for scenario in report["scenarios"].as_array_mut().expect("scenarios") {
         let fields = scenario.as_object_mut().expect("a scenario");
-        branched += fields
-            .remove("branched_cases")
-            .and_then(|n| n.as_u64())
-            .expect("branched_cases");
+        let mut take = |field: &str| fields.remove(field).and_then(|n| n.as_u64()).expect(field);
+        branched += take("branched_cases");
+        derived += take("derived_crashes");
     }
-    (branched, report)
+    ((branched, derived), report)
 }
 
 /// States checked over every scenario of a report.
@@ -77,8 +78,19 @@ fn states(report: &Value) -> u64 {
 
 #[test]
 fn every_scenario_finds_the_same_branched_as_replayed() {
-    // A sample of every scenario's replayed cases (a CI shard), in one job.
-    let common = ["run", "--shard", "7/60", "--jobs", "1", "--faults", REPLAYED];
+    // A sample of every scenario's replayed cases (a CI shard), in one job;
+    // every state checked, so a derived crash is compared with its replay
+    // even where it shares an earlier crash's state.
+    let common = [
+        "run",
+        "--shard",
+        "7/60",
+        "--jobs",
+        "1",
+        "--every-state",
+        "--faults",
+        REPLAYED,
+    ];
     let (branched, branched_code) = run(&[&common[..], &["--branch-from", "0"]].concat());
     let (replayed, replayed_code) = run(&[&common[..], &["--rerun-each-case"]].concat());
     assert!(
@@ -86,11 +98,11 @@ fn every_scenario_finds_the_same_branched_as_replayed() {
         "the sample checks states: {}",
         states(&replayed)
     );
-    let (forks, branched) = branched_cases(branched);
+    let ((forks, derived), branched) = branched_cases(branched);
     let (none, replayed) = branched_cases(replayed);
     assert!(
-        forks > 300 && none == 0,
-        "{forks} cases branched, {none} with --rerun-each-case"
+        forks > 300 && derived > 50 && none == (0, 0),
+        "{forks} cases branched and {derived} crashes derived, {none:?} with --rerun-each-case"
     );
     assert_eq!(branched_code, replayed_code);
     assert_eq!(branched, replayed, "the same report, case by case");
@@ -109,13 +121,27 @@ fn a_known_bad_store_fails_the_same_cases_branched_as_replayed() {
         ),
     ] {
         let common = [
-            "run", scenario, "--store", store, "--faults", faults, "--jobs", "2", "--shard", "0/2",
+            "run",
+            scenario,
+            "--store",
+            store,
+            "--faults",
+            faults,
+            "--jobs",
+            "2",
+            "--shard",
+            "0/2",
+            "--every-state",
         ];
         let (branched, _) = run(&[&common[..], &["--branch-from", "0"]].concat());
         let (replayed, code) = run(&[&common[..], &["--rerun-each-case"]].concat());
-        let (forks, branched) = branched_cases(branched);
+        let ((forks, derived), branched) = branched_cases(branched);
         let (_, replayed) = branched_cases(replayed);
-        assert!(forks > 0, "{store}: cases were branched");
+        let crashes = faults.contains("crash");
+        assert!(
+            forks > 0 && (derived > 0) == crashes,
+            "{store}: {forks} cases branched, {derived} crashes derived"
+        );
         assert_eq!(code, Some(1), "{store} fails {scenario}");
         assert!(failures(&replayed) > 0, "{store}: failures listed");
         assert_eq!(branched, replayed, "{store}: the same failing cases and evidence");
@@ -126,7 +152,7 @@ fn a_known_bad_store_fails_the_same_cases_branched_as_replayed() {
 fn check_determinism_compares_every_branched_trace_with_its_replay() {
     // --check-determinism runs each case twice: the first run is the
     // branch, the second a replay from scratch, and their whole traces
-    // must hash the same.
+    // must hash the same (a derived crash is derived again).
     let (report, code) = run(&[
         "run",
         "add-interrupted",
@@ -139,6 +165,9 @@ fn check_determinism_compares_every_branched_trace_with_its_replay() {
         "1/3",
     ]);
     assert_eq!(code, Some(0), "{report}");
-    let (forks, report) = branched_cases(report);
-    assert!(forks > 100 && states(&report) > 100, "{forks} cases branched");
+    let ((forks, derived), report) = branched_cases(report);
+    assert!(
+        forks > 100 && derived > 30 && states(&report) > 100,
+        "{forks} cases branched, {derived} crashes derived"
+    );
 }

@@ -1,4 +1,5 @@
-//! Checking each distinct post-fault state once (`EngineOptions::dedup`):
+//! Checking each distinct post-fault state once (`EngineOptions::dedup`),
+//! after power cuts and after crashes derived from the probe's snapshots:
 //! the same verdict for every case as checking every state, on matrices
 //! that fail at many cases (stores without fsync, known-bad designs of the
 //! reference store, SQLite's own findings) and on one that passes, for any
@@ -19,13 +20,14 @@ use tearline_sim_fs::{Fault, PersistenceModel};
 fn verdicts(
     factory: &dyn StoreFactory,
     scenario: &str,
+    faults: &[Fault],
     dedup: bool,
     jobs: u64,
 ) -> (BTreeSet<(u64, Invariant)>, (u64, u64)) {
     let entry = catalogue::find_entry(factory, scenario, 1).unwrap_or_else(|| panic!("no scenario {scenario}"));
     let options = RunOptions {
         engine: EngineOptions {
-            faults: vec![Fault::PowerCut],
+            faults: faults.to_vec(),
             models: PersistenceModel::ALL.to_vec(),
             samples_per_point: 2,
             dedup,
@@ -42,7 +44,11 @@ fn verdicts(
 }
 
 fn assert_same_verdicts(factory: &dyn StoreFactory, scenario: &str, must_fail: bool) {
-    let (every, (states, checked)) = verdicts(factory, scenario, false, 1);
+    assert_same_verdicts_with(factory, scenario, &[Fault::PowerCut, Fault::ProcessCrash], must_fail);
+}
+
+fn assert_same_verdicts_with(factory: &dyn StoreFactory, scenario: &str, faults: &[Fault], must_fail: bool) {
+    let (every, (states, checked)) = verdicts(factory, scenario, faults, false, 1);
     assert_eq!(checked, states, "{scenario}: without dedup every state is checked");
     assert_eq!(
         !every.is_empty(),
@@ -51,7 +57,7 @@ fn assert_same_verdicts(factory: &dyn StoreFactory, scenario: &str, must_fail: b
         factory.name()
     );
     for jobs in [1, 3] {
-        let (once, (deduped_states, distinct)) = verdicts(factory, scenario, true, jobs);
+        let (once, (deduped_states, distinct)) = verdicts(factory, scenario, faults, true, jobs);
         assert_eq!(deduped_states, states, "{scenario}: every case still has a verdict");
         assert!(
             distinct < states,
@@ -93,6 +99,21 @@ fn dedup_gives_every_case_the_verdict_checking_it_gives() {
         true,
     );
     assert_same_verdicts(&RefStoreFactory::correct(), "add-interrupted", false);
+}
+
+#[test]
+fn a_crash_that_leaves_the_state_an_earlier_one_left_shares_its_verdict() {
+    // Crashes only: each derived from the probe's snapshot, and where the
+    // process was killed at a read, the machine is the one a kill at the
+    // syscall before leaves.
+    let crashes = [Fault::ProcessCrash];
+    assert_same_verdicts_with(
+        &RefStoreFactory::with_flaw(Flaw::RecoveryNeedsVectors),
+        "vector-store-down-after-fault",
+        &crashes,
+        true,
+    );
+    assert_same_verdicts_with(&RefStoreFactory::correct(), "long-mixed", &crashes, false);
 }
 
 #[test]

@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use tearline_sim_fs::{
-    CrashChoice, Fate, FileHandleExt, Fs, FsExt, HaltKind, OpenOptions, PersistenceModel, SimConfig, SimFs,
-    SyncDataPolicy, halted,
+    CrashChoice, Fate, Fault, FaultPlan, FileHandleExt, Fs, FsExt, HaltKind, OpenOptions, PageHashes, PersistenceModel,
+    SimConfig, SimFs, SyncDataPolicy, halted,
 };
 
 fn machine(seed: u64) -> SimFs {
@@ -275,6 +275,82 @@ fn a_state_derived_from_a_snapshot_equals_a_rerun_to_that_point() {
             snapshot.syscall_index()
         );
     }
+}
+
+#[test]
+fn a_process_crash_derived_from_a_snapshot_equals_a_rerun_killed_there() {
+    // A second process holds a lock and a file open throughout; the first
+    // writes, syncs some of it, takes a lock of its own and renames.
+    let workload = |fs: &SimFs, other: &SimFs| -> std::io::Result<()> {
+        let file = fs.open(Path::new("/d/f"), &OpenOptions::create())?;
+        let _lock = fs.try_lock(Path::new("/d/lock"))?;
+        for i in 0..4u8 {
+            file.write_all_at(&[i; 700], u64::from(i) * 700)?;
+            if i == 1 {
+                file.sync_data()?;
+            }
+            let _ = other.metadata(Path::new("/d/f"))?;
+            let _ = fs.metadata(Path::new("/d/f"))?;
+        }
+        fs.rename(Path::new("/d/f"), Path::new("/d/g"))?;
+        fs.remove_file(Path::new("/d/g"))
+    };
+    // What a new process then does, and the power cut after it.
+    let after = |killed: &SimFs| -> (Vec<String>, u64) {
+        let next = killed.spawn_process();
+        let lock = next.try_lock(Path::new("/d/lock")).is_ok();
+        let names = next.read_dir(Path::new("/d")).map(|n| n.len()).unwrap_or(usize::MAX);
+        let file = next
+            .open(Path::new("/d/after"), &OpenOptions::create())
+            .expect("create");
+        file.write_all_at(b"after", 0).expect("write");
+        file.sync_all().expect("sync");
+        let trace: Vec<String> = next.trace().entries().iter().map(|e| e.to_string()).collect();
+        let mut summary = trace.into_iter().rev().take(6).collect::<Vec<_>>();
+        summary.push(format!("lock {lock}, {names} names"));
+        let rebooted = next.reboot_with(
+            PersistenceModel::NothingUnsynced,
+            &next.crash_choice(PersistenceModel::NothingUnsynced),
+        );
+        (summary, rebooted.fingerprint())
+    };
+    let setup = |fs: &SimFs| -> SimFs {
+        fs.create_dir_all(Path::new("/d")).expect("mkdir");
+        fs.sync_dir(Path::new("/")).expect("sync root");
+        let other = fs.spawn_process();
+        let held = other.open(Path::new("/d/held"), &OpenOptions::create()).expect("held");
+        std::mem::forget(held);
+        other
+    };
+    let probe = machine(3);
+    let other = setup(&probe);
+    probe.record_snapshots(true);
+    workload(&probe, &other).expect("probe run");
+    let snapshots = probe.take_snapshots();
+    let mut pages = PageHashes::default();
+    let mut keys = std::collections::BTreeSet::new();
+    let mut killed_here = 0;
+    for snapshot in &snapshots {
+        let at = snapshot.syscall_index();
+        let rerun = machine(3);
+        let other = setup(&rerun);
+        rerun.set_fault_plan(FaultPlan::none().at(at, Fault::ProcessCrash));
+        let _ = workload(&rerun, &other);
+        if rerun.halted().is_none() {
+            continue; // the other process's syscall: the workload went on
+        }
+        killed_here += 1;
+        let derived = snapshot.resume_killed(probe.pid());
+        assert_eq!(
+            derived.state_key(&mut pages),
+            rerun.state_key(&mut pages),
+            "the state after a kill at syscall {at}"
+        );
+        keys.insert(derived.state_key(&mut pages));
+        assert_eq!(after(&derived), after(&rerun), "what follows a kill at syscall {at}");
+    }
+    assert_eq!(killed_here, 13, "every syscall of the first process is a kill point");
+    assert_eq!(keys.len(), 9, "a kill at a stat leaves the state a kill before it does");
 }
 
 #[test]

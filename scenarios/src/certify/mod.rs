@@ -75,6 +75,11 @@ pub struct CertifyOptions {
     /// repeat (for drivers that cannot promise it, like a child process on
     /// a FUSE mount). Default false.
     pub measure_repeatability: bool,
+    /// Replay every case that is not a power cut from scratch: no crash
+    /// checked from the snapshot before it, no case branched off one run
+    /// ([`EngineOptions::derive_crashes`], [`EngineOptions::branch_from`]).
+    /// Slower, with the same verdicts. Default false.
+    pub rerun_each_case: bool,
     /// Local worker processes each matrix is split over. Default 1.
     pub jobs: u64,
     /// How to start a worker (with `jobs` above 1); `None` runs every part
@@ -94,6 +99,7 @@ impl Default for CertifyOptions {
             reproduce_with: "`tearline::certify::reproduce(&factory, LINE)`".to_string(),
             driver: "in-process".to_string(),
             measure_repeatability: false,
+            rerun_each_case: false,
             jobs: 1,
             worker: None,
         }
@@ -274,11 +280,14 @@ fn chosen(factory: &dyn StoreFactory, options: &CertifyOptions) -> Result<(Vec<E
         .into_iter()
         .filter(|e| options.scenarios.is_empty() || options.scenarios.iter().any(|n| n == e.name()))
         .collect();
+    let defaults = EngineOptions::default();
     let engine = EngineOptions {
         seed: options.seed,
         faults: options.faults.clone(),
         models: options.models.clone(),
-        ..EngineOptions::default()
+        derive_crashes: !options.rerun_each_case,
+        branch_from: defaults.branch_from.filter(|_| !options.rerun_each_case),
+        ..defaults
     };
     Ok((entries, engine))
 }

@@ -71,7 +71,9 @@ pub(crate) struct Driver<'f> {
     pub model: Model,
     pub marks: Vec<Mark>,
     pub budget_end: u64,
-    pub violations: Vec<Violation>,
+    /// What the steps broke, each violation with the syscall count when it
+    /// was found (see [`Driver::found`]).
+    pub violations: Vec<(u64, Violation)>,
     /// `(first syscall, step index)` for each workload step, in order.
     pub step_starts: Vec<(u64, usize)>,
     /// The operation whose failure stopped the workload, described, with
@@ -193,7 +195,7 @@ impl<'f> Driver<'f> {
             let found: Vec<String> = self
                 .violations
                 .iter()
-                .map(|v| format!("{}: {}", v.invariant, v.evidence))
+                .map(|(_, v)| format!("{}: {}", v.invariant, v.evidence))
                 .collect();
             return found.join("; ");
         }
@@ -202,6 +204,29 @@ impl<'f> Driver<'f> {
             (None, Some(failure)) => format!("the open failed: {}", failure.message),
             (None, None) => "(the store gave no reason)".to_string(),
         }
+    }
+
+    /// Records a violation found now, stamped with the syscall count: a
+    /// case whose fault strikes at syscall N, replayed, finds again what
+    /// was found with a count of N or less (before syscall N was made).
+    pub fn found(&mut self, violation: Violation) {
+        let at = self.fs.syscall_count();
+        self.violations.push((at, violation));
+    }
+
+    /// [`Driver::found`] for each of `violations`.
+    pub fn found_all(&mut self, violations: impl IntoIterator<Item = Violation>) {
+        for violation in violations {
+            self.found(violation);
+        }
+    }
+
+    /// The violations found, without their stamps.
+    pub fn take_violations(&mut self) -> Vec<Violation> {
+        std::mem::take(&mut self.violations)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect()
     }
 
     fn mark(&mut self) {
@@ -288,7 +313,7 @@ impl<'f> Driver<'f> {
         if let Some(handle) = self.handle.take()
             && let Err(v) = guarded(&self.fs, self.budget_end, "closing the store", move || drop(handle))
         {
-            self.violations.push(v);
+            self.found(v);
         }
     }
 
@@ -307,16 +332,15 @@ impl<'f> Driver<'f> {
             Ok(Err(e)) => {
                 self.open_failure = Some(e.clone());
                 if !self.halted() && !faulted_since(&self.fs, start) {
-                    self.violations
-                        .extend(failed_open_check(factory, &self.fs, self.fs.pid(), start));
+                    self.found_all(failed_open_check(factory, &self.fs, self.fs.pid(), start));
                     if let Some(damage) = self.model.damage().filter(|_| self.caps.derived_files) {
-                        self.violations.push(rebuildable_from_source::open_failed(damage, e));
+                        self.found(rebuildable_from_source::open_failed(damage, e));
                     }
                 }
                 Ok(Flow::Stop)
             }
             Err(v) => {
-                self.violations.push(v);
+                self.found(v);
                 Ok(Flow::Stop)
             }
         }
@@ -364,14 +388,13 @@ impl<'f> Driver<'f> {
                 self.handle = Some(handle);
                 match result {
                     Err(v) => {
-                        self.violations.push(v);
+                        self.found(v);
                         Ok(Flow::Stop)
                     }
                     Ok(Ok(())) => {
                         self.model.acknowledge();
                         self.mark();
-                        self.violations
-                            .extend(no_destructive_without_force::check_acknowledged(op, expected.must_fail));
+                        self.found_all(no_destructive_without_force::check_acknowledged(op, expected.must_fail));
                         Ok(Flow::Continue)
                     }
                     Ok(Err(_)) if self.halted() => Ok(Flow::Stop),
@@ -464,7 +487,7 @@ impl<'f> Driver<'f> {
                 if let Some(handle) = self.handle.take()
                     && let Err(v) = guarded(&self.fs, self.budget_end, "closing the store", move || drop(handle))
                 {
-                    self.violations.push(v);
+                    self.found(v);
                     return Ok(Flow::Stop);
                 }
                 // The harness plays the other build's writer: it holds the
@@ -495,7 +518,7 @@ impl<'f> Driver<'f> {
                     Ok(Err(e)) if !self.halted() => return Err(HarnessError(format!("stamping the schema: {e}"))),
                     Ok(Err(_)) => return Ok(Flow::Stop),
                     Err(v) => {
-                        self.violations.push(v);
+                        self.found(v);
                         return Ok(Flow::Stop);
                     }
                 }
@@ -511,22 +534,21 @@ impl<'f> Driver<'f> {
                     factory.open(&env, Access::ReadOnly)
                 });
                 match opened {
-                    Err(v) => self.violations.push(v),
+                    Err(v) => self.found(v),
                     Ok(Err(_)) => {}
                     Ok(Ok(handle)) => {
                         match guarded(&other, self.budget_end, "observe (read-only)", || handle.observe()) {
-                            Err(v) => self.violations.push(v),
+                            Err(v) => self.found(v),
                             Ok(Err(_)) => {}
                             Ok(Ok(observation)) => {
                                 self.account_fault_at_rest();
-                                self.violations
-                                    .extend(check_read_only(&observation, &self.model, &self.caps));
+                                self.found_all(check_read_only(&observation, &self.model, &self.caps));
                             }
                         }
                         if let Err(v) = guarded(&other, self.budget_end, "closing a read-only open", move || {
                             drop(handle)
                         }) {
-                            self.violations.push(v);
+                            self.found(v);
                         }
                     }
                 }
@@ -542,11 +564,11 @@ impl<'f> Driver<'f> {
                     factory.open(&env, Access::Writable)
                 });
                 match opened {
-                    Err(v) => self.violations.push(v),
+                    Err(v) => self.found(v),
                     Ok(Err(_)) => {}
                     Ok(Ok(handle)) => {
                         if !self.halted() {
-                            self.violations.extend(no_wipe_without_lock::check_second_writer(
+                            self.found_all(no_wipe_without_lock::check_second_writer(
                                 &self.caps,
                                 other.pid(),
                                 self.fs.pid(),
@@ -556,7 +578,7 @@ impl<'f> Driver<'f> {
                         if let Err(v) =
                             guarded(&other, self.budget_end, "closing a second writer", move || drop(handle))
                         {
-                            self.violations.push(v);
+                            self.found(v);
                         }
                     }
                 }
@@ -596,7 +618,7 @@ impl<'f> Driver<'f> {
             "dropping a killed process's store",
             move || drop(handle),
         ) {
-            self.violations.push(v);
+            self.found(v);
         }
     }
 
@@ -638,7 +660,7 @@ impl<'f> Driver<'f> {
         self.fs.set_fault_plan(plan(None, self.budget_end));
         match ran {
             Err(v) => {
-                self.violations.push(v);
+                self.found(v);
                 return Ok(Flow::Stop);
             }
             Ok(Ok((handle, applied))) => {
@@ -724,7 +746,7 @@ impl<'f> Driver<'f> {
         // kill -9: its handles and locks vanish; whatever it left on disk stays.
         killed.crash_process();
         match opened {
-            Err(v) => self.violations.push(v),
+            Err(v) => self.found(v),
             Ok(Err(_)) => {}
             Ok(Ok(handle)) => {
                 self.drop_killed(&killed, handle);
@@ -744,13 +766,12 @@ impl<'f> Driver<'f> {
             // Refused with no fault to blame: the dead process's lock keeps
             // the store shut.
             Ok(Err(e)) if !self.halted() && !faulted_since(&self.fs, start) => {
-                self.violations
-                    .push(complete_database::stale_lock_refused(killed.pid(), e));
+                self.found(complete_database::stale_lock_refused(killed.pid(), e));
                 Ok(Flow::Stop)
             }
             Ok(Err(_)) => Ok(Flow::Stop),
             Err(v) => {
-                self.violations.push(v);
+                self.found(v);
                 Ok(Flow::Stop)
             }
         }
@@ -1190,20 +1211,21 @@ pub(crate) fn check_trace(factory: &dyn StoreFactory, fs: &SimFs, trace: &Trace)
 
 /// [`check_trace`] of `machine`'s own trace, read in place.
 pub(crate) fn check_machine_trace(factory: &dyn StoreFactory, machine: &SimFs) -> Option<Violation> {
-    check_machine_trace_after(factory, machine, &[])
+    check_machine_trace_after(factory, machine, std::iter::empty())
 }
 
 /// The lock invariant read off what a machine did before (`before`, the
-/// probe's trace up to a power cut) and then its own trace since the
-/// reboot, read in place: the same trace a replay of the case reads.
-pub(crate) fn check_machine_trace_after(
+/// probe's trace up to a power cut or a crash) and then its own trace
+/// since, read in place: the same trace a replay of the case reads.
+pub(crate) fn check_machine_trace_after<'a>(
     factory: &dyn StoreFactory,
     machine: &SimFs,
-    before: &[TraceEntry],
+    before: impl Iterator<Item = &'a TraceEntry>,
 ) -> Option<Violation> {
     let (lock, protected) = lock_and_protected(factory, machine)?;
     machine.with_trace(|trace| {
-        no_wipe_without_lock::check_entries(before.iter().chain(trace.entries()), &lock, &protected)
+        let before = before.map(|entry| -> &TraceEntry { entry });
+        no_wipe_without_lock::check_entries(before.chain(trace.entries()), &lock, &protected)
     })
 }
 
@@ -1285,7 +1307,7 @@ pub(crate) fn exact_state_checks(
         }
     }
     driver.close();
-    violations.extend(driver.violations);
+    violations.extend(driver.take_violations());
     Ok(violations)
 }
 
@@ -1329,9 +1351,9 @@ pub(crate) fn full_sync_checks(
     }
     let mut driver = Driver::boot(factory, scenario, fs)?;
     if !driver.workload(&scenario.workload)? {
-        return Ok(driver.violations);
+        return Ok(driver.take_violations());
     }
-    let mut violations = std::mem::take(&mut driver.violations);
+    let mut violations = driver.take_violations();
     let Some(first) = driver.observe_handle(&mut violations) else {
         return Ok(violations);
     };
@@ -1347,6 +1369,6 @@ pub(crate) fn full_sync_checks(
         }
     }
     driver.close();
-    violations.extend(driver.violations);
+    violations.extend(driver.take_violations());
     Ok(violations)
 }

@@ -1,10 +1,11 @@
 //! The crash matrix over one [`Subject`]: the enumeration of cases from its
-//! probe, and the check of each case (a power cut derived from the probe's
-//! snapshot, or a branch off one run of the workload, or a replay from
-//! scratch with the fault injected).
+//! probe, and the check of each case (a power cut or a crash of the
+//! workload's process derived from the probe's snapshot, or a branch off
+//! one run of the workload, or a replay from scratch with the fault
+//! injected).
 
 use tearline_model::Violation;
-use tearline_sim_fs::{CrashChoice, Fault, PageHashes};
+use tearline_sim_fs::{CrashChoice, Fault, PageHashes, SimFs};
 
 use std::collections::BTreeMap;
 
@@ -51,7 +52,10 @@ pub(crate) fn enumerate(subject: &dyn Subject, probe: &Probe, options: &EngineOp
         if op.is_some() && probe.step_at(syscall).is_none() {
             continue; // the harness's own syscalls (source edits)
         }
-        if faults.contains(&Fault::PowerCut) {
+        // A power cut strikes any syscall but an unlock (a guard's drop,
+        // which no fault plan reaches: a replay could not cut there), and
+        // the workload's end.
+        if faults.contains(&Fault::PowerCut) && op.is_none_or(|op| Fault::PowerCut.applies_to(op)) {
             let snapshot = &probe.snapshots[(syscall - probe.start) as usize];
             for &model in &options.models {
                 for (n, (pick, choice)) in crash_picks(
@@ -95,6 +99,11 @@ pub(crate) fn enumerate(subject: &dyn Subject, probe: &Probe, options: &EngineOp
     cases
 }
 
+/// The states a crash case checks: the recovery of a process restarted
+/// after it, then the recovery after a power cut that follows
+/// ([`Subject::check_crash`]).
+const STATES_AFTER_A_CRASH: u64 = 2;
+
 /// What checking one case found.
 pub(crate) struct CaseOutcome {
     /// The earlier case whose post-fault state this one shares (and so its
@@ -108,6 +117,8 @@ pub(crate) struct CaseOutcome {
     pub trace_hash: u64,
     /// Whether it was branched off one run of the workload.
     pub branched: bool,
+    /// Whether it was a crash derived from the probe's snapshot.
+    pub derived_crash: bool,
 }
 
 /// Runs one case: a power cut from the probe's snapshot, any other fault
@@ -120,16 +131,23 @@ fn run_case(
     planned: &PlannedCase,
     same_as: Option<u64>,
     branched: Option<Branched>,
+    derive_crashes: bool,
     hash_trace: bool,
 ) -> Result<CaseOutcome, HarnessError> {
     let mut outcome = match (same_as, branched) {
         (Some(_), _) => CaseOutcome {
             same_as,
             violations: Vec::new(),
-            states_checked: 1,
+            // As many as the case it shares them with checked.
+            states_checked: if planned.choice.is_some() {
+                1
+            } else {
+                STATES_AFTER_A_CRASH
+            },
             readers: 0,
             trace_hash: 0,
             branched: false,
+            derived_crash: false,
         },
         (None, Some(branched)) => CaseOutcome {
             same_as: None,
@@ -138,8 +156,9 @@ fn run_case(
             readers: 0,
             trace_hash: branched.trace_hash,
             branched: true,
+            derived_crash: false,
         },
-        (None, None) => run_fault(subject, probe, planned, hash_trace)?,
+        (None, None) => run_fault(subject, probe, planned, derive_crashes, hash_trace)?,
     };
     // Each state checked was read first; after a power cut, only the first
     // outcome of a point is.
@@ -155,43 +174,71 @@ fn run_case(
     Ok(outcome)
 }
 
-/// The fault of one case, injected and checked.
+/// The fault of one case, injected and checked: a power cut or (with
+/// `derive_crashes`) a crash of the workload's process from the probe's
+/// snapshot, anything else by a replay.
 /// The trace is hashed only with `hash_trace` (for the determinism check).
 fn run_fault(
     subject: &dyn Subject,
     probe: &Probe,
     planned: &PlannedCase,
+    derive_crashes: bool,
     hash_trace: bool,
 ) -> Result<CaseOutcome, HarnessError> {
     let injection = &planned.injection;
-    match (&injection.crash, &planned.choice) {
-        (Some((model, _)), Some(choice)) => {
-            let snapshot = probe
-                .snapshot_at(injection.syscall)
-                .ok_or_else(|| HarnessError(format!("no snapshot before syscall {}", injection.syscall)))?;
-            let booted = snapshot.boot(*model, choice);
-            let violations = subject.check_power_cut(probe, injection.syscall, &booted, planned.first_of_point);
-            Ok(CaseOutcome {
-                same_as: None,
-                violations,
-                states_checked: 1,
-                readers: 0,
-                trace_hash: if hash_trace { booted.trace().hash() } else { 0 },
-                branched: false,
-            })
-        }
-        _ => {
-            let replay = subject.replay(probe, probe.seed, injection)?;
-            Ok(CaseOutcome {
-                same_as: None,
-                violations: replay.violations,
-                states_checked: replay.states_checked,
-                readers: 0,
-                trace_hash: if hash_trace { replay.trace.hash() } else { 0 },
-                branched: false,
-            })
-        }
+    if let (Some((model, _)), Some(choice)) = (&injection.crash, &planned.choice) {
+        let snapshot = probe
+            .snapshot_at(injection.syscall)
+            .ok_or_else(|| HarnessError(format!("no snapshot before syscall {}", injection.syscall)))?;
+        let booted = snapshot.boot(*model, choice);
+        let violations = subject.check_power_cut(probe, injection.syscall, &booted, planned.first_of_point);
+        return Ok(CaseOutcome {
+            same_as: None,
+            violations,
+            states_checked: 1,
+            readers: 0,
+            trace_hash: if hash_trace { booted.trace().hash() } else { 0 },
+            branched: false,
+            derived_crash: false,
+        });
     }
+    if let Some(killed) = derive_crashes.then(|| killed_machine(probe, injection)).flatten()
+        && let Some((violations, states_checked)) = subject.check_crash(probe, injection.syscall, &killed)
+    {
+        debug_assert_eq!(states_checked, STATES_AFTER_A_CRASH);
+        return Ok(CaseOutcome {
+            same_as: None,
+            violations,
+            states_checked,
+            readers: 0,
+            trace_hash: if hash_trace { killed.trace().hash() } else { 0 },
+            branched: false,
+            derived_crash: true,
+        });
+    }
+    let replay = subject.replay(probe, probe.seed, injection)?;
+    Ok(CaseOutcome {
+        same_as: None,
+        violations: replay.violations,
+        states_checked: replay.states_checked,
+        readers: 0,
+        trace_hash: if hash_trace { replay.trace.hash() } else { 0 },
+        branched: false,
+        derived_crash: false,
+    })
+}
+
+/// The machine a crash case leaves, derived from the probe's snapshot
+/// before its syscall: `None` unless the fault is a crash of the process
+/// the workload runs in ([`Probe::workload_pid`]), which stops the
+/// workload there.
+fn killed_machine(probe: &Probe, injection: &Injection) -> Option<SimFs> {
+    let pid = probe.workload_pid?;
+    let at = injection.syscall;
+    let by_workload = probe.entry_at(at).is_some_and(|entry| entry.pid == pid);
+    (injection.fault == Fault::ProcessCrash && injection.crash.is_none() && by_workload)
+        .then(|| probe.snapshot_at(at).map(|snapshot| snapshot.resume_killed(pid)))
+        .flatten()
 }
 
 /// The case the probe's own findings are reported with: the one that
@@ -221,9 +268,10 @@ pub(crate) fn run_cases(
     let total = cases.len() as u64;
     let mut done = 0;
     let branch_from = options.branch_from.unwrap_or(u64::MAX);
+    let derived = |c: &PlannedCase| options.derive_crashes && killed_machine(probe, &c.injection).is_some();
     let to_branch: Vec<(u64, Injection)> = cases
         .iter()
-        .filter(|c| c.choice.is_none() && c.injection.syscall >= branch_from && part.owns(c.index))
+        .filter(|c| c.choice.is_none() && c.injection.syscall >= branch_from && part.owns(c.index) && !derived(c))
         .map(|c| (c.index, c.injection.clone()))
         .collect();
     let mut branched = if !to_branch.is_empty() && subject.can_branch() && branch::can_branch() {
@@ -256,6 +304,7 @@ pub(crate) fn run_cases(
                 planned,
                 same_as,
                 was_branched,
+                options.derive_crashes,
                 options.check_determinism,
             )?;
             if Some(planned.index) == anchor {
@@ -269,7 +318,7 @@ pub(crate) fn run_cases(
             if options.check_determinism && same_as.is_none() {
                 // The second run replays from scratch: a branched case is
                 // compared with its replay.
-                let again = run_case(subject, probe, planned, None, None, true)?.trace_hash;
+                let again = run_case(subject, probe, planned, None, None, options.derive_crashes, true)?.trace_hash;
                 if again != outcome.trace_hash {
                     return Err(HarnessError(format!(
                         "{} is not deterministic: trace hashes {:016x} and {:016x}",
@@ -289,15 +338,20 @@ pub(crate) fn run_cases(
     Ok(results)
 }
 
-/// The key of the state a power-cut case checks, for deduplication: the
-/// disk it boots (see [`tearline_sim_fs::SimSnapshot::crash_state_key`]),
-/// the model of what must be there before its syscall, whether a reader
-/// looks first, and whether what the machine did before the cut already
-/// broke the lock invariant ([`Probe::lock_broken_from`]). A case's verdict
-/// depends on nothing else but the clock and the syscall numbering, which
-/// no check reads. `None` for a case that is always checked: any fault but
-/// a power cut (each is a replay), and the anchor, which carries the
-/// probe's own findings.
+/// The key of the state a case checks, for deduplication. For a power
+/// cut: the disk it boots (see
+/// [`tearline_sim_fs::SimSnapshot::crash_state_key`]), and whether a reader
+/// looks first. For a crash derived from the probe's snapshot: the whole
+/// machine it leaves ([`SimFs::state_key`]: page cache, disk, writes not
+/// yet durable, processes). With either, the model of what must be there
+/// before its syscall, whether what the machine did before the fault
+/// already broke the lock invariant ([`Probe::lock_broken_from`]), and
+/// how many violations the workload had found by then
+/// ([`Probe::found_by`]). A
+/// case's verdict depends on nothing else but the clock and the syscall
+/// numbering, which no check reads. `None` for a case that is always
+/// checked: any other fault (each is a replay or a branch), and the anchor,
+/// which carries the probe's own findings.
 fn state_key(
     probe: &Probe,
     planned: &PlannedCase,
@@ -305,22 +359,35 @@ fn state_key(
     options: &EngineOptions,
     pages: &mut PageHashes,
 ) -> Option<u64> {
-    let (Some((model, _)), Some(choice)) = (&planned.injection.crash, &planned.choice) else {
-        return None;
-    };
     if !options.dedup || Some(planned.index) == anchor {
         return None;
     }
     let at = planned.injection.syscall;
-    let snapshot = probe.snapshot_at(at)?;
-    let disk = snapshot.crash_state_key(*model, choice, pages);
+    let state = match (&planned.injection.crash, &planned.choice) {
+        (Some((model, _)), Some(choice)) => {
+            let disk = probe.snapshot_at(at)?.crash_state_key(*model, choice, pages);
+            let reader = u64::from(planned.first_of_point);
+            disk ^ reader.wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+        }
+        _ if options.derive_crashes => {
+            // Never equal to a power cut's: the checks that follow differ.
+            killed_machine(probe, &planned.injection)?.state_key(pages) ^ 0x5851_F42D_4C95_7F2D
+        }
+        _ => return None,
+    };
     let mark = probe.mark_index(at) as u64;
-    let reader = u64::from(planned.first_of_point);
-    // The lock invariant also reads what the machine did before the cut.
+    // The lock invariant also reads what the machine did before the fault,
+    // and a case reports what the workload broke before it.
     let lock_broken = u64::from(probe.lock_broken_from.is_some_and(|from| at >= from));
+    let found = probe
+        .workload_violations
+        .iter()
+        .filter(|(found, _)| *found <= at)
+        .count() as u64;
     Some(
-        disk ^ mark.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            ^ reader.wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
-            ^ lock_broken.wrapping_mul(0x1656_67B1_9E37_79F9),
+        state
+            ^ mark.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ lock_broken.wrapping_mul(0x1656_67B1_9E37_79F9)
+            ^ found.wrapping_mul(0x27D4_EB2F_1656_67C5),
     )
 }

@@ -119,6 +119,14 @@ pub struct EngineOptions {
     /// results are the same either way; `None` replays every case. Default
     /// [`BRANCH_FROM`].
     pub branch_from: Option<u64>,
+    /// Check a crash of the workload's process from the probe's snapshot
+    /// before its syscall ([`tearline_sim_fs::SimSnapshot::resume_killed`]),
+    /// as a power cut is: the workload stops there, so nothing before it
+    /// needs to run again. With [`EngineOptions::dedup`], a crash that
+    /// leaves the same machine as an earlier one shares its verdict. The
+    /// results are the same as a replay's; false replays (or branches)
+    /// them. Default true.
+    pub derive_crashes: bool,
 }
 
 /// The default [`EngineOptions::branch_from`]: a branch costs its pages'
@@ -173,6 +181,7 @@ impl Default for EngineOptions {
             check_determinism: false,
             dedup: true,
             branch_from: Some(BRANCH_FROM),
+            derive_crashes: true,
         }
     }
 }
@@ -214,6 +223,10 @@ pub struct PartResult {
     /// ([`EngineOptions::branch_from`]).
     #[serde(default)]
     pub branched_cases: u64,
+    /// This part's crash cases checked from the probe's snapshot, not
+    /// replayed ([`EngineOptions::derive_crashes`]).
+    #[serde(default)]
+    pub derived_crashes: u64,
     /// This part's cases that shared an earlier case's state, and so its
     /// verdict: [`PartResult::merge`] gives them its failures.
     #[serde(default)]
@@ -241,6 +254,7 @@ impl PartResult {
             merged.states_checked += part.states_checked;
             merged.distinct_states += part.distinct_states;
             merged.branched_cases += part.branched_cases;
+            merged.derived_crashes += part.derived_crashes;
             merged.duplicates.extend(part.duplicates);
             merged.reader_observations += part.reader_observations;
             merged.workload_trace_hash = merged.workload_trace_hash.or(part.workload_trace_hash);
@@ -316,6 +330,7 @@ pub fn run_part(
         }
         result.states_checked += outcome.states_checked;
         result.branched_cases += u64::from(outcome.branched);
+        result.derived_crashes += u64::from(outcome.derived_crash);
         result.reader_observations += outcome.readers;
         match outcome.same_as {
             Some(same_as) => result.duplicates.push(Duplicate {

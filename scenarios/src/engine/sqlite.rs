@@ -395,8 +395,10 @@ impl Subject for SqliteSubject {
             trace_hash: trace.hash(),
             trace,
             lock_broken_from: None,
+            workload_pid: None,
             source_dir: None,
             violations: Vec::new(),
+            workload_violations: Vec::new(),
         })
     }
 

@@ -84,6 +84,36 @@ impl StoreSubject<'_> {
         violations
     }
 
+    /// What follows a fault that is not a power cut, once the workload has
+    /// stopped or ended on `fs`: unless the power is off, the process that
+    /// saw the fault exits and a new one recovers (its observation settles
+    /// what `model` left uncertain); then a power cut that keeps nothing
+    /// unsynced, and the last recovery. The violations and the states
+    /// checked.
+    fn after_the_fault(&self, probe: &Probe, fs: &SimFs, model: &mut Model, budget_end: u64) -> (Vec<Violation>, u64) {
+        let mut violations = Vec::new();
+        let mut states_checked = 0;
+        let power_off = fs.halted().is_some_and(|h| h.kind == HaltKind::PowerCut);
+        if !power_off {
+            // The process that saw the fault gives up and exits.
+            fs.crash_process();
+            let restarted = fs.spawn_process();
+            states_checked += 1;
+            let recovered = self.recover(&restarted, model, budget_end, true);
+            if let Some(observation) = &recovered.observation
+                && recovered.violations.is_empty()
+            {
+                model.settle_to(observation, &self.factory.capabilities());
+            }
+            violations.extend(recovered.violations);
+        }
+        let persistence = PersistenceModel::NothingUnsynced;
+        let rebooted = fs.reboot_with(persistence, &fs.crash_choice(persistence));
+        states_checked += 1;
+        violations.extend(self.last_recovery(probe, &rebooted, model));
+        (violations, states_checked)
+    }
+
     /// The writable open after a fault and its checks
     /// ([`driver::recover_and_check`]). Rebuilding from the sources needs
     /// room for a new generation: where the scenario keeps the device full
@@ -159,10 +189,11 @@ impl Subject for StoreSubject<'_> {
         });
         let recording = record(&fs, || {
             let finished = driver.workload(&scenario.workload);
+            let stopped_at = fs.syscall_count();
             driver.close();
-            finished
+            finished.map(|finished| (finished, stopped_at))
         });
-        let finished = recording.value?;
+        let (finished, stopped_at) = recording.value?;
         let (start, end, snapshots, ops, trace) = (
             recording.start,
             recording.end,
@@ -171,7 +202,8 @@ impl Subject for StoreSubject<'_> {
             recording.trace,
         );
         if !finished && let Some(violation) = failed_fault_free(scenario, &driver) {
-            driver.violations.push(violation);
+            // Found as the workload stopped, as a replay finds it then.
+            driver.violations.push((stopped_at, violation));
         }
         // A stop that broke an invariant is reported as that violation.
         if !finished && !scenario.fault_free_failure_allowed && driver.violations.is_empty() {
@@ -190,7 +222,8 @@ impl Subject for StoreSubject<'_> {
                 }
             }
         }
-        let mut violations = std::mem::take(&mut driver.violations);
+        let workload_violations = std::mem::take(&mut driver.violations);
+        let mut violations: Vec<Violation> = workload_violations.iter().map(|(_, v)| v.clone()).collect();
         violations.extend(driver::check_trace(factory, &fs, &trace));
         violations.extend(driver::full_sync_checks(factory, scenario, SimFs::new(config.clone()))?);
         violations.extend(driver::exact_state_checks(factory, scenario, SimFs::new(config))?);
@@ -219,6 +252,8 @@ impl Subject for StoreSubject<'_> {
             trace_hash: trace.hash(),
             trace,
             lock_broken_from,
+            workload_violations,
+            workload_pid: Some(fs.pid()),
             source_dir: factory.source_dir(&driver::env_for(&fs, tearline_model::RemoteFault::Healthy)),
             violations,
         })
@@ -270,14 +305,31 @@ impl Subject for StoreSubject<'_> {
         booted.set_fault_plan(driver::plan(None, budget_end));
         let model = probe.model_at(at);
         let recovered = self.recover(booted, &model, budget_end, reader);
-        let mut violations = recovered.violations;
+        let mut violations = probe.found_by(at);
+        violations.extend(recovered.violations);
         violations.extend(self.serviceable(booted, &model, recovered.observation.as_ref(), &violations, budget_end));
         violations.extend(driver::check_machine_trace_after(
             self.factory,
             booted,
-            probe.trace_before(at),
+            probe.trace_before(at).iter(),
         ));
         violations
+    }
+
+    /// As [`StoreSubject::run_case`] goes on once a crash has stopped the
+    /// workload: a restart in a new process and its recovery, then a power
+    /// cut that keeps nothing unsynced and the last recovery.
+    fn check_crash(&self, probe: &Probe, at: u64, killed: &SimFs) -> Option<(Vec<Violation>, u64)> {
+        let budget_end = probe.start + probe.budget();
+        killed.set_fault_plan(driver::plan(None, budget_end));
+        let mut model = probe.model_at(at);
+        let mut violations = probe.found_by(at);
+        let (after, states_checked) = self.after_the_fault(probe, killed, &mut model, budget_end);
+        violations.extend(after);
+        let crash = probe.crash_entry(at);
+        let before = probe.trace_before(at).iter().chain(crash.as_ref());
+        violations.extend(driver::check_machine_trace_after(self.factory, killed, before));
+        Some((driver::first_of_each(violations), states_checked))
     }
 
     /// A fresh machine, the setup, the workload with the fault injected at
@@ -338,11 +390,15 @@ impl StoreSubject<'_> {
         let fault_free = (!finished && fs.syscall_count() <= injection.syscall)
             .then(|| failed_fault_free(scenario, &driver))
             .flatten();
-        driver.violations.extend(fault_free);
+        let at = fs.syscall_count();
+        driver.violations.extend(fault_free.map(|v| (at, v)));
         // A file that vanished from the sources is the sources changing:
         // a rebuild or sync must take it as gone, not fail on it.
         if !finished && injection.fault == Fault::Vanish && fs.syscall_count() > injection.syscall {
-            driver.violations.extend(failed_on_vanished(&driver, injection.syscall));
+            let at = fs.syscall_count();
+            driver
+                .violations
+                .extend(failed_on_vanished(&driver, injection.syscall).map(|v| (at, v)));
         }
         if fs.halted().is_none() {
             driver.close();
@@ -351,7 +407,7 @@ impl StoreSubject<'_> {
         // The plan was for the workload: a fault it did not reach must not
         // strike the recovery instead.
         fs.set_fault_plan(driver::plan(None, budget_end));
-        let mut violations = std::mem::take(&mut driver.violations);
+        let mut violations = driver.take_violations();
         let mut model: Model = driver.model.clone();
         let mut states_checked = 0;
         match &injection.crash {
@@ -373,24 +429,9 @@ impl StoreSubject<'_> {
                 violations.extend(self.last_recovery(probe, &rebooted, &model));
             }
             None => {
-                let power_off = fs.halted().is_some_and(|h| h.kind == HaltKind::PowerCut);
-                if !power_off {
-                    // The process that saw the fault gives up and exits.
-                    fs.crash_process();
-                    let restarted = fs.spawn_process();
-                    states_checked += 1;
-                    let recovered = self.recover(&restarted, &model, budget_end, true);
-                    if let Some(observation) = &recovered.observation
-                        && recovered.violations.is_empty()
-                    {
-                        model.settle_to(observation, &driver.caps);
-                    }
-                    violations.extend(recovered.violations);
-                }
-                let persistence = PersistenceModel::NothingUnsynced;
-                let rebooted = fs.reboot_with(persistence, &fs.crash_choice(persistence));
-                states_checked += 1;
-                violations.extend(self.last_recovery(probe, &rebooted, &model));
+                let (after, states) = self.after_the_fault(probe, &fs, &mut model, budget_end);
+                violations.extend(after);
+                states_checked += states;
             }
         }
         violations.extend(driver::check_machine_trace(factory, &fs));

@@ -11,7 +11,9 @@
 use std::path::{Path, PathBuf};
 
 use tearline_model::{Model, Violation};
-use tearline_sim_fs::{Fault, PersistenceModel, SimFs, SimSnapshot, SyscallArgs, SyscallKind, Trace, TraceEntry};
+use tearline_sim_fs::{
+    Fault, Outcome, PersistenceModel, SimFs, SimSnapshot, SyscallArgs, SyscallKind, Trace, TraceEntry,
+};
 
 use std::sync::Arc;
 
@@ -48,6 +50,17 @@ pub trait Subject {
     /// (recovery, observation, every invariant it can show); with `reader`,
     /// a reader looks at it first (see [`Subject::readers_per_state`]).
     fn check_power_cut(&self, probe: &Probe, at: u64, booted: &SimFs, reader: bool) -> Vec<Violation>;
+
+    /// Checks the machine a crash of the workload's process before syscall
+    /// `at` leaves ([`Probe::workload_pid`], derived from the probe's
+    /// snapshot: [`tearline_sim_fs::SimSnapshot::resume_killed`]): what
+    /// [`Subject::replay`] of that crash checks once its workload has
+    /// stopped. Returns the violations and the states checked; `None` if
+    /// the subject cannot (the default), and the case is replayed.
+    fn check_crash(&self, probe: &Probe, at: u64, killed: &SimFs) -> Option<(Vec<Violation>, u64)> {
+        let _ = (probe, at, killed);
+        None
+    }
 
     /// Replays one injection from scratch: a fresh machine, the workload
     /// with the fault, then the recovery and the checks.
@@ -120,11 +133,21 @@ pub struct Probe {
     /// does, whatever the disk. `None` if none does (or the subject has no
     /// lock).
     pub lock_broken_from: Option<u64>,
+    /// The simulated process the workload runs in, if a crash of it can be
+    /// checked without a replay ([`Subject::check_crash`]): the workload
+    /// stops there, so the machine it leaves is the snapshot's with that
+    /// process killed. A crash of any other process (a workload step's own
+    /// helper) lets the workload go on, and is replayed.
+    pub workload_pid: Option<u32>,
     /// The store's source directory, if it has one (a file there can
     /// vanish: [`tearline_sim_fs::Fault::Vanish`]).
     pub source_dir: Option<PathBuf>,
     /// What the fault-free run itself broke.
     pub violations: Vec<Violation>,
+    /// What the workload broke as it ran, each violation with the syscall
+    /// count when it was found: a case whose fault strikes at syscall N
+    /// finds again those found at N or before ([`Probe::found_by`]).
+    pub workload_violations: Vec<(u64, Violation)>,
 }
 
 impl Probe {
@@ -133,6 +156,35 @@ impl Probe {
     pub fn trace_before(&self, at: u64) -> &[TraceEntry] {
         let entries = self.trace.entries();
         &entries[..entries.partition_point(|e| e.index < at)]
+    }
+
+    /// What the workload had broken before syscall `at` was made: what a
+    /// case whose fault strikes there finds before its fault, as a replay
+    /// of it finds it.
+    pub fn found_by(&self, at: u64) -> Vec<Violation> {
+        self.workload_violations
+            .iter()
+            .filter(|(found, _)| *found <= at)
+            .map(|(_, violation)| violation.clone())
+            .collect()
+    }
+
+    /// The probe's trace entry of syscall `at`.
+    pub fn entry_at(&self, at: u64) -> Option<&TraceEntry> {
+        let entries = self.trace.entries();
+        entries
+            .get(entries.partition_point(|e| e.index < at))
+            .filter(|e| e.index == at)
+    }
+
+    /// The entry a replay's trace records for a crash of the process that
+    /// made syscall `at`, there: what follows [`Probe::trace_before`] in it.
+    pub fn crash_entry(&self, at: u64) -> Option<TraceEntry> {
+        self.entry_at(at).map(|entry| TraceEntry {
+            outcome: Outcome::ProcessCrash,
+            fault: Some(Fault::ProcessCrash),
+            ..entry.clone()
+        })
     }
 
     /// The budget: a case may make this many syscalls past its start.

@@ -35,7 +35,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::image::{DeviceId, Image, Ino, NewNode, Node};
+use super::image::{DeviceId, Image, Ino, NewNode, Node, StateKey};
 use super::persistence::{CrashChoice, Fate};
 
 /// What `fdatasync` makes durable.
@@ -138,6 +138,79 @@ impl PendingOp {
         match self {
             PendingOp::Write { offset, data, .. } => Some((*offset, data.len())),
             _ => None,
+        }
+    }
+
+    /// Mixes the operation into `key`, with every byte it writes.
+    pub(crate) fn mix_into(&self, key: &mut StateKey) {
+        let time = |key: &mut StateKey, mtime: &SystemTime| {
+            let since = mtime.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+            key.word(since.as_secs());
+            key.word(u64::from(since.subsec_nanos()));
+        };
+        let node = |key: &mut StateKey, kind: &NewNode| match kind {
+            NewNode::File(device) => key.word(u64::from(*device)),
+            NewNode::Dir => key.word(u64::MAX),
+            NewNode::Symlink(target) => key.text(target),
+        };
+        match self {
+            PendingOp::Write {
+                ino,
+                device,
+                offset,
+                data,
+                mtime,
+            } => {
+                key.word(1);
+                key.word(*ino);
+                key.word(u64::from(*device));
+                key.word(*offset);
+                key.bytes(data);
+                time(key, mtime);
+            }
+            PendingOp::SetLen {
+                ino,
+                device,
+                len,
+                mtime,
+            } => {
+                key.word(2);
+                key.word(*ino);
+                key.word(u64::from(*device));
+                key.word(*len);
+                time(key, mtime);
+            }
+            PendingOp::Link { dir, name, ino, kind } => {
+                key.word(3);
+                key.word(*dir);
+                key.text(name);
+                key.word(*ino);
+                node(key, kind);
+            }
+            PendingOp::Unlink { dir, name } => {
+                key.word(4);
+                key.word(*dir);
+                key.text(name);
+            }
+            PendingOp::Rename {
+                ino,
+                kind,
+                from_dir,
+                from_name,
+                to_dir,
+                to_name,
+                from_pending,
+                to_pending,
+            } => {
+                key.word(5);
+                key.word(*ino);
+                node(key, kind);
+                key.word(*from_dir);
+                key.text(from_name);
+                key.word(*to_dir);
+                key.text(to_name);
+                key.word(u64::from(*from_pending) | (u64::from(*to_pending) << 1));
+            }
         }
     }
 

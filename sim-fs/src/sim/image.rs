@@ -53,6 +53,12 @@ impl StateKey {
         }
     }
 
+    /// Mixes in bytes, length first.
+    pub(crate) fn bytes(&mut self, bytes: &[u8]) {
+        self.word(bytes.len() as u64);
+        mix_bytes(self, bytes);
+    }
+
     pub(crate) fn finish(self) -> u64 {
         self.0
     }

@@ -30,7 +30,7 @@ pub(super) struct RangeLock {
 }
 
 /// The holder of a file's whole-file lock.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct FileLock {
     /// The process holding it.
     pub(super) pid: Pid,

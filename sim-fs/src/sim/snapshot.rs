@@ -16,10 +16,11 @@ use rand_chacha::ChaCha8Rng;
 use super::SimFs;
 use super::config::SimConfig;
 use super::durability::{PendingOp, State};
+use super::halt::{HaltKind, Halted};
 use super::image::{Image, Ino, Node, PageHashes, ROOT_INO, StateKey};
 use super::persistence::{CrashChoice, PersistenceModel};
 use super::seeds::mix;
-use super::world::{World, lock_world};
+use super::world::{Processes, World, lock_world};
 use crate::clock::{Clock, SimClock};
 
 /// A simulated machine's state at one moment: enough to derive the disk a
@@ -33,6 +34,8 @@ pub struct SimSnapshot {
     pub(super) boot: u32,
     pub(super) now: SystemTime,
     pub(super) next_ino: Ino,
+    /// The processes then (for [`SimSnapshot::resume_killed`]).
+    pub(super) processes: Processes,
 }
 
 impl SimSnapshot {
@@ -69,32 +72,8 @@ impl SimSnapshot {
     pub fn crash_state_key(&self, model: PersistenceModel, choice: &CrashChoice, pages: &mut PageHashes) -> u64 {
         let image = self.state.crash_image(choice, model.sector_size());
         let mut key = StateKey::new();
-        let mut stack = vec![(String::new(), ROOT_INO)];
-        while let Some((path, ino)) = stack.pop() {
-            key.text(&path);
-            key.word(ino);
-            match image.node(ino) {
-                Some(Node::Dir(entries)) => {
-                    key.word(1);
-                    for (name, child) in entries.iter() {
-                        stack.push((format!("{path}/{name}"), *child));
-                    }
-                }
-                Some(Node::File(data)) => {
-                    key.word(2);
-                    data.mix_into(&mut key, pages);
-                }
-                Some(Node::Symlink(target)) => {
-                    key.word(3);
-                    key.text(target);
-                }
-                None => key.word(0),
-            }
-        }
-        for &(ino, sector) in &self.state.bad_sectors {
-            key.word(ino);
-            key.word(sector);
-        }
+        mix_image_into(&image, &mut key, pages);
+        mix_bad_sectors_into(&self.state, &mut key);
         key.finish()
     }
 
@@ -128,6 +107,104 @@ impl SimSnapshot {
         let pid = lock_world(&world).spawn();
         SimFs { world, pid }
     }
+
+    /// The machine as a [`crate::Fault::ProcessCrash`] of process `pid` at
+    /// the syscall this snapshot was taken before leaves it, without
+    /// running anything up to it: the page cache and every write not yet
+    /// durable as they were, `pid` dead with its open files and locks gone,
+    /// every other process as it was; the clock and the syscall numbering
+    /// go on from the killed syscall. Its trace starts empty. Returns
+    /// `pid`'s handle, dead ([`SimFs::spawn_process`] starts another).
+    pub fn resume_killed(&self, pid: u32) -> SimFs {
+        let clock = SimClock::new();
+        clock.advance(self.now.duration_since(SimClock::epoch()).unwrap_or_default());
+        let mut world = World::new(Arc::clone(&self.config), clock);
+        world.state = self.state.clone();
+        world.boot = self.boot;
+        world.syscall_index = self.syscall_index + 1;
+        world.next_ino = self.next_ino;
+        world.restore_processes(self.processes.clone());
+        world.refresh_used();
+        let halt = Halted {
+            kind: HaltKind::ProcessCrash,
+            at_syscall: self.syscall_index,
+        };
+        world.kill(pid, halt);
+        SimFs {
+            world: Arc::new(Mutex::new(world)),
+            pid,
+        }
+    }
+}
+
+/// Mixes into `key` every name, inode, length, device, modification time
+/// and byte reachable from `image`'s root.
+fn mix_image_into(image: &Image, key: &mut StateKey, pages: &mut PageHashes) {
+    let mut stack = vec![(String::new(), ROOT_INO)];
+    while let Some((path, ino)) = stack.pop() {
+        key.text(&path);
+        key.word(ino);
+        match image.node(ino) {
+            Some(Node::Dir(entries)) => {
+                key.word(1);
+                for (name, child) in entries.iter() {
+                    stack.push((format!("{path}/{name}"), *child));
+                }
+            }
+            Some(Node::File(data)) => {
+                key.word(2);
+                data.mix_into(key, pages);
+            }
+            Some(Node::Symlink(target)) => {
+                key.word(3);
+                key.text(target);
+            }
+            None => key.word(0),
+        }
+    }
+}
+
+/// Mixes into `key` the sectors that have gone bad.
+fn mix_bad_sectors_into(state: &State, key: &mut StateKey) {
+    for &(ino, sector) in &state.bad_sectors {
+        key.word(ino);
+        key.word(sector);
+    }
+}
+
+/// Mixes into `key` everything of `state` a later syscall or power cut can
+/// tell apart: the page cache, the disk, each write not yet durable (in
+/// order, with its bytes), the files whose dirty data a failed sync
+/// dropped, and the bad sectors.
+fn mix_state_into(state: &State, key: &mut StateKey, pages: &mut PageHashes) {
+    mix_image_into(&state.current, key, pages);
+    mix_image_into(&state.durable, key, pages);
+    key.word(state.pending.len() as u64);
+    for op in &state.pending {
+        op.mix_into(key);
+    }
+    for &ino in &state.dropped_dirty {
+        key.word(ino);
+    }
+    mix_bad_sectors_into(state, key);
+}
+
+impl SimFs {
+    /// A key of this machine's whole state now: what
+    /// [`SimSnapshot::crash_state_key`] keys (for the page cache and the
+    /// disk both), every write not yet durable, and the processes, their
+    /// open files and locks. Two machines (of any runs of one
+    /// configuration) with equal keys behave the same from here on; only
+    /// the clock and the syscall numbering may differ. For deduplicating
+    /// post-fault states that are not power cuts.
+    pub fn state_key(&self, pages: &mut PageHashes) -> u64 {
+        let world = self.world();
+        let mut key = StateKey::new();
+        mix_state_into(&world.state, &mut key, pages);
+        world.mix_processes_into(&mut key);
+        key.word(u64::from(world.boot));
+        key.finish()
+    }
 }
 
 impl World {
@@ -140,6 +217,7 @@ impl World {
             boot: self.boot,
             now: self.clock.now(),
             next_ino: self.next_ino,
+            processes: self.processes(),
         }
     }
 

@@ -18,7 +18,7 @@ use super::config::SimConfig;
 use super::durability::{PendingOp, State};
 use super::faults::{Fault, FaultPlan};
 use super::halt::{HaltKind, Halted};
-use super::image::{DeviceId, Ino, NewNode, ROOT_INO};
+use super::image::{DeviceId, Ino, NewNode, ROOT_INO, StateKey};
 use super::locks::{FileLock, RangeLock};
 use super::namespace::components;
 use super::persistence::{CrashChoice, PersistenceModel};
@@ -31,12 +31,12 @@ use crate::errno;
 pub(super) type Pid = u32;
 pub(super) type HandleId = u64;
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct Process {
     pub(super) death: Option<Halted>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct OpenFile {
     pub(super) pid: Pid,
     pub(super) ino: Ino,
@@ -83,6 +83,19 @@ pub(super) struct World {
 /// Called before each syscall of a machine is numbered, with the index it
 /// will get ([`crate::SimFs::set_syscall_hook`]).
 pub type SyscallHook = Arc<dyn Fn(&crate::SimFs, u64) + Send + Sync>;
+
+/// A machine's processes at one moment: which are alive, their open files
+/// and locks, and the next numbers to give out. Kept in a
+/// [`SimSnapshot`], so a process crash can be derived from it.
+#[derive(Clone, Debug)]
+pub(super) struct Processes {
+    next_pid: Pid,
+    next_handle: HandleId,
+    processes: BTreeMap<Pid, Process>,
+    handles: BTreeMap<HandleId, OpenFile>,
+    file_locks: BTreeMap<Ino, FileLock>,
+    range_locks: BTreeMap<Ino, Vec<RangeLock>>,
+}
 
 #[derive(Clone, Copy, Debug)]
 pub(super) struct PowerCut {
@@ -145,6 +158,58 @@ impl World {
                         ino
                     }
                 };
+            }
+        }
+    }
+
+    /// The processes now, for a snapshot.
+    pub(super) fn processes(&self) -> Processes {
+        Processes {
+            next_pid: self.next_pid,
+            next_handle: self.next_handle,
+            processes: self.processes.clone(),
+            handles: self.handles.clone(),
+            file_locks: self.file_locks.clone(),
+            range_locks: self.range_locks.clone(),
+        }
+    }
+
+    /// Puts back the processes a snapshot kept.
+    pub(super) fn restore_processes(&mut self, kept: Processes) {
+        self.next_pid = kept.next_pid;
+        self.next_handle = kept.next_handle;
+        self.processes = kept.processes;
+        self.handles = kept.handles;
+        self.file_locks = kept.file_locks;
+        self.range_locks = kept.range_locks;
+    }
+
+    /// Mixes into `key` the processes alive, their open files (by process,
+    /// inode and mode) and locks, and the next process and inode numbers:
+    /// what later syscalls can tell apart, not the handles' numbers.
+    pub(super) fn mix_processes_into(&self, key: &mut StateKey) {
+        key.word(u64::from(self.next_pid));
+        key.word(self.next_ino);
+        for (pid, process) in &self.processes {
+            key.word(u64::from(*pid));
+            key.word(u64::from(process.death.is_some()));
+        }
+        for file in self.handles.values() {
+            key.word(u64::from(file.pid));
+            key.word(file.ino);
+            key.word(u64::from(file.writable));
+        }
+        for (ino, lock) in &self.file_locks {
+            key.word(*ino);
+            key.word(u64::from(lock.pid));
+        }
+        for (ino, locks) in &self.range_locks {
+            for lock in locks {
+                key.word(*ino);
+                key.word(self.handles.get(&lock.handle).map_or(0, |h| u64::from(h.pid)));
+                key.word(lock.range.start);
+                key.word(lock.range.len);
+                key.word(u64::from(lock.exclusive));
             }
         }
     }
