@@ -370,8 +370,9 @@ struct RunArgs {
     #[arg(long)]
     check_determinism: bool,
     /// Check every post-fault state, even one an earlier case of the matrix
-    /// already checked (the same disk under the same model): slower, with
-    /// the same verdicts; for measuring what deduplication saves.
+    /// already checked (the same disk, or after a crash the same machine,
+    /// under the same model): slower, with the same verdicts; for measuring
+    /// what deduplication saves.
     #[arg(long)]
     every_state: bool,
     /// Replay the workload from scratch for every case that is not a power

@@ -194,8 +194,9 @@ pub struct ScenarioResult {
     /// Post-fault states, each with a verdict.
     pub states_checked: u64,
     /// Of those, the distinct states checked: the others left the same
-    /// disk, under the same model, as an earlier case, and share its
-    /// verdict ([`crate::engine::EngineOptions::dedup`]).
+    /// disk (after a crash, the same machine), under the same model, as an
+    /// earlier case, and share its verdict
+    /// ([`crate::engine::EngineOptions::dedup`]).
     #[serde(default)]
     pub distinct_states: u64,
     /// Cases branched off one run of the workload instead of replayed from

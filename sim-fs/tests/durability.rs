@@ -295,8 +295,9 @@ fn a_process_crash_derived_from_a_snapshot_equals_a_rerun_killed_there() {
         fs.rename(Path::new("/d/f"), Path::new("/d/g"))?;
         fs.remove_file(Path::new("/d/g"))
     };
-    // What a new process then does, and the power cut after it.
-    let after = |killed: &SimFs| -> (Vec<String>, u64) {
+    // What a new process then does (every syscall after the killed one,
+    // and the clock), and the power cut after it.
+    let after = |killed: &SimFs, at: u64| -> (Vec<String>, u64) {
         let next = killed.spawn_process();
         let lock = next.try_lock(Path::new("/d/lock")).is_ok();
         let names = next.read_dir(Path::new("/d")).map(|n| n.len()).unwrap_or(usize::MAX);
@@ -305,9 +306,17 @@ fn a_process_crash_derived_from_a_snapshot_equals_a_rerun_killed_there() {
             .expect("create");
         file.write_all_at(b"after", 0).expect("write");
         file.sync_all().expect("sync");
-        let trace: Vec<String> = next.trace().entries().iter().map(|e| e.to_string()).collect();
-        let mut summary = trace.into_iter().rev().take(6).collect::<Vec<_>>();
-        summary.push(format!("lock {lock}, {names} names"));
+        let mut summary: Vec<String> = next
+            .trace()
+            .entries()
+            .iter()
+            .filter(|e| e.index > at)
+            .map(|e| e.to_string())
+            .collect();
+        summary.push(format!(
+            "lock {lock}, {names} names, clock {:?}",
+            tearline_sim_fs::Clock::now(&next.clock())
+        ));
         let rebooted = next.reboot_with(
             PersistenceModel::NothingUnsynced,
             &next.crash_choice(PersistenceModel::NothingUnsynced),
@@ -347,7 +356,11 @@ fn a_process_crash_derived_from_a_snapshot_equals_a_rerun_killed_there() {
             "the state after a kill at syscall {at}"
         );
         keys.insert(derived.state_key(&mut pages));
-        assert_eq!(after(&derived), after(&rerun), "what follows a kill at syscall {at}");
+        assert_eq!(
+            after(&derived, at),
+            after(&rerun, at),
+            "what follows a kill at syscall {at}"
+        );
     }
     assert_eq!(killed_here, 13, "every syscall of the first process is a kill point");
     assert_eq!(keys.len(), 9, "a kill at a stat leaves the state a kill before it does");

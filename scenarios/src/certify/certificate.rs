@@ -99,8 +99,9 @@ pub struct ScenarioLine {
     pub crash_points: u64,
     /// Post-fault states checked (each has a verdict).
     pub states_checked: u64,
-    /// Of those, the distinct states: the others left the same disk, under
-    /// the same model, as an earlier case, and share its verdict.
+    /// Of those, the distinct states: the others left the same disk (after
+    /// a crash, the same machine), under the same model, as an earlier
+    /// case, and share its verdict.
     pub distinct_states: u64,
     /// Violations found (cases × invariants).
     pub violations: u64,

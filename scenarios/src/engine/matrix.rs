@@ -121,9 +121,10 @@ pub(crate) struct CaseOutcome {
     pub derived_crash: bool,
 }
 
-/// Runs one case: a power cut from the probe's snapshot, any other fault
-/// from its branch off the workload (if it was branched) or by replaying
-/// the workload with it; with the first case at a syscall, the reader
+/// Runs one case: a power cut (and, with `derive_crashes`, a crash of the
+/// workload's process) from the probe's snapshot, any other fault from its
+/// branch off the workload (if it was branched) or by replaying the
+/// workload with it; with the first case at a syscall, the reader
 /// concurrent with the workload there.
 fn run_case(
     subject: &dyn Subject,
@@ -228,17 +229,20 @@ fn run_fault(
     })
 }
 
-/// The machine a crash case leaves, derived from the probe's snapshot
-/// before its syscall: `None` unless the fault is a crash of the process
-/// the workload runs in ([`Probe::workload_pid`]), which stops the
-/// workload there.
-fn killed_machine(probe: &Probe, injection: &Injection) -> Option<SimFs> {
+/// The process a crash case kills, if the case can be derived from the
+/// probe's snapshot: the fault is a crash of the process the workload runs
+/// in ([`Probe::workload_pid`]), which stops the workload there.
+fn killed_pid(probe: &Probe, injection: &Injection) -> Option<u32> {
     let pid = probe.workload_pid?;
-    let at = injection.syscall;
-    let by_workload = probe.entry_at(at).is_some_and(|entry| entry.pid == pid);
-    (injection.fault == Fault::ProcessCrash && injection.crash.is_none() && by_workload)
-        .then(|| probe.snapshot_at(at).map(|snapshot| snapshot.resume_killed(pid)))
-        .flatten()
+    let by_workload = probe.entry_at(injection.syscall).is_some_and(|entry| entry.pid == pid);
+    (injection.fault == Fault::ProcessCrash && injection.crash.is_none() && by_workload).then_some(pid)
+}
+
+/// The machine a crash case leaves, derived from the probe's snapshot
+/// before its syscall ([`killed_pid`]).
+fn killed_machine(probe: &Probe, injection: &Injection) -> Option<SimFs> {
+    let pid = killed_pid(probe, injection)?;
+    Some(probe.snapshot_at(injection.syscall)?.resume_killed(pid))
 }
 
 /// The case the probe's own findings are reported with: the one that
@@ -268,7 +272,7 @@ pub(crate) fn run_cases(
     let total = cases.len() as u64;
     let mut done = 0;
     let branch_from = options.branch_from.unwrap_or(u64::MAX);
-    let derived = |c: &PlannedCase| options.derive_crashes && killed_machine(probe, &c.injection).is_some();
+    let derived = |c: &PlannedCase| options.derive_crashes && killed_pid(probe, &c.injection).is_some();
     let to_branch: Vec<(u64, Injection)> = cases
         .iter()
         .filter(|c| c.choice.is_none() && c.injection.syscall >= branch_from && part.owns(c.index) && !derived(c))
@@ -316,8 +320,9 @@ pub(crate) fn run_cases(
             }
             outcome.violations = first_of_each(std::mem::take(&mut outcome.violations));
             if options.check_determinism && same_as.is_none() {
-                // The second run replays from scratch: a branched case is
-                // compared with its replay.
+                // The second run replays a branched case from scratch (and
+                // so compares it with its replay); a power cut or a crash
+                // is derived from its snapshot again.
                 let again = run_case(subject, probe, planned, None, None, options.derive_crashes, true)?.trace_hash;
                 if again != outcome.trace_hash {
                     return Err(HarnessError(format!(
@@ -370,7 +375,8 @@ fn state_key(
             disk ^ reader.wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
         }
         _ if options.derive_crashes => {
-            // Never equal to a power cut's: the checks that follow differ.
+            // Kept apart from a power cut's (the checks that follow
+            // differ) by a constant of its own.
             killed_machine(probe, &planned.injection)?.state_key(pages) ^ 0x5851_F42D_4C95_7F2D
         }
         _ => return None,
@@ -379,11 +385,7 @@ fn state_key(
     // The lock invariant also reads what the machine did before the fault,
     // and a case reports what the workload broke before it.
     let lock_broken = u64::from(probe.lock_broken_from.is_some_and(|from| at >= from));
-    let found = probe
-        .workload_violations
-        .iter()
-        .filter(|(found, _)| *found <= at)
-        .count() as u64;
+    let found = probe.found_before(at).count() as u64;
     Some(
         state
             ^ mark.wrapping_mul(0x9E37_79B9_7F4A_7C15)

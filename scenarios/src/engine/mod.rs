@@ -108,7 +108,9 @@ pub struct EngineOptions {
     pub check_determinism: bool,
     /// Check each distinct post-fault state once: a power cut that leaves
     /// the same disk (names, inodes, contents, times, bad sectors) as an
-    /// earlier case of the matrix, with the same model of what must be
+    /// earlier case of the matrix, or a crash derived from its snapshot
+    /// that leaves the same machine (the disk, the page cache, the writes
+    /// not yet durable, the processes), with the same model of what must be
     /// there, gets that case's verdict without being checked again. Default
     /// true.
     pub dedup: bool,

@@ -58,10 +58,12 @@ fn failed_on_vanished(driver: &Driver<'_>, at: u64) -> Option<Violation> {
 }
 
 /// Whether a syscall of this kind can change what a reader in another
-/// process sees (names, contents, sizes): every kind that writes, creates,
-/// renames or removes. An open may create or truncate.
+/// process sees (names, contents, sizes, the locks it can take): every
+/// kind that writes, creates, renames or removes. An open may create or
+/// truncate. An unlock frees a lock; and no case strikes at one (so no
+/// reader looked before it), so the reader after it must look.
 fn changes_what_readers_see(op: SyscallKind) -> bool {
-    op.writes() || matches!(op, SyscallKind::Open | SyscallKind::Lock)
+    op.writes() || matches!(op, SyscallKind::Open | SyscallKind::Lock | SyscallKind::Unlock)
 }
 
 impl StoreSubject<'_> {
@@ -305,9 +307,18 @@ impl Subject for StoreSubject<'_> {
         booted.set_fault_plan(driver::plan(None, budget_end));
         let model = probe.model_at(at);
         let recovered = self.recover(booted, &model, budget_end, reader);
+        // stays-serviceable is judged on what the recovery broke, as in a
+        // replay; what the workload broke before is reported beside it.
+        let serviceable = self.serviceable(
+            booted,
+            &model,
+            recovered.observation.as_ref(),
+            &recovered.violations,
+            budget_end,
+        );
         let mut violations = probe.found_by(at);
         violations.extend(recovered.violations);
-        violations.extend(self.serviceable(booted, &model, recovered.observation.as_ref(), &violations, budget_end));
+        violations.extend(serviceable);
         violations.extend(driver::check_machine_trace_after(
             self.factory,
             booted,

@@ -51,8 +51,8 @@ pub trait Subject {
     /// a reader looks at it first (see [`Subject::readers_per_state`]).
     fn check_power_cut(&self, probe: &Probe, at: u64, booted: &SimFs, reader: bool) -> Vec<Violation>;
 
-    /// Checks the machine a crash of the workload's process before syscall
-    /// `at` leaves ([`Probe::workload_pid`], derived from the probe's
+    /// Checks the machine a crash of the workload's process at syscall `at`
+    /// (killed before the syscall completes) leaves ([`Probe::workload_pid`], derived from the probe's
     /// snapshot: [`tearline_sim_fs::SimSnapshot::resume_killed`]): what
     /// [`Subject::replay`] of that crash checks once its workload has
     /// stopped. Returns the violations and the states checked; `None` if
@@ -162,11 +162,15 @@ impl Probe {
     /// case whose fault strikes there finds before its fault, as a replay
     /// of it finds it.
     pub fn found_by(&self, at: u64) -> Vec<Violation> {
+        self.found_before(at).cloned().collect()
+    }
+
+    /// [`Probe::found_by`], borrowed.
+    pub fn found_before(&self, at: u64) -> impl Iterator<Item = &Violation> {
         self.workload_violations
             .iter()
-            .filter(|(found, _)| *found <= at)
-            .map(|(_, violation)| violation.clone())
-            .collect()
+            .filter(move |(found, _)| *found <= at)
+            .map(|(_, violation)| violation)
     }
 
     /// The probe's trace entry of syscall `at`.

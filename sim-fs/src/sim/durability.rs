@@ -149,9 +149,15 @@ impl PendingOp {
             key.word(u64::from(since.subsec_nanos()));
         };
         let node = |key: &mut StateKey, kind: &NewNode| match kind {
-            NewNode::File(device) => key.word(u64::from(*device)),
-            NewNode::Dir => key.word(u64::MAX),
-            NewNode::Symlink(target) => key.text(target),
+            NewNode::File(device) => {
+                key.word(1);
+                key.word(u64::from(*device));
+            }
+            NewNode::Dir => key.word(2),
+            NewNode::Symlink(target) => {
+                key.word(3);
+                key.text(target);
+            }
         };
         match self {
             PendingOp::Write {
