@@ -352,7 +352,7 @@ pub(crate) fn run_cases(
 /// before its syscall, whether what the machine did before the fault
 /// already broke the lock invariant ([`Probe::lock_broken_from`]), and
 /// how many violations the workload had found by then
-/// ([`Probe::found_by`]). A
+/// ([`Probe::found_before`]). A
 /// case's verdict depends on nothing else but the clock and the syscall
 /// numbering, which no check reads. `None` for a case that is always
 /// checked: any other fault (each is a replay or a branch), and the anchor,

@@ -316,7 +316,7 @@ impl Subject for StoreSubject<'_> {
             &recovered.violations,
             budget_end,
         );
-        let mut violations = probe.found_by(at);
+        let mut violations: Vec<Violation> = probe.found_before(at).cloned().collect();
         violations.extend(recovered.violations);
         violations.extend(serviceable);
         violations.extend(driver::check_machine_trace_after(
@@ -334,7 +334,7 @@ impl Subject for StoreSubject<'_> {
         let budget_end = probe.start + probe.budget();
         killed.set_fault_plan(driver::plan(None, budget_end));
         let mut model = probe.model_at(at);
-        let mut violations = probe.found_by(at);
+        let mut violations: Vec<Violation> = probe.found_before(at).cloned().collect();
         let (after, states_checked) = self.after_the_fault(probe, killed, &mut model, budget_end);
         violations.extend(after);
         let crash = probe.crash_entry(at);

@@ -146,7 +146,7 @@ pub struct Probe {
     pub violations: Vec<Violation>,
     /// What the workload broke as it ran, each violation with the syscall
     /// count when it was found: a case whose fault strikes at syscall N
-    /// finds again those found at N or before ([`Probe::found_by`]).
+    /// finds again those found at N or before ([`Probe::found_before`]).
     pub workload_violations: Vec<(u64, Violation)>,
 }
 
@@ -161,11 +161,6 @@ impl Probe {
     /// What the workload had broken before syscall `at` was made: what a
     /// case whose fault strikes there finds before its fault, as a replay
     /// of it finds it.
-    pub fn found_by(&self, at: u64) -> Vec<Violation> {
-        self.found_before(at).cloned().collect()
-    }
-
-    /// [`Probe::found_by`], borrowed.
     pub fn found_before(&self, at: u64) -> impl Iterator<Item = &Violation> {
         self.workload_violations
             .iter()
