@@ -29,15 +29,14 @@ use std::time::{Duration, UNIX_EPOCH};
 use tearline_sim_fs::{Clock, FileHandleExt, FileKind, Fs, FsExt, OpenOptions};
 
 use crate::embed::{Embedder, HashingEmbedder};
-use crate::error::{Context, Named, Result};
+use crate::error::{Context, Named, Result, StoreError};
 use crate::index::{Index, IndexAccess, IndexedDocument};
-use crate::layout::{CREATED_FILE_NAME, DocName, Generation, INDEX_FILE_NAME, Layout, VECTORS_DIR_NAME};
+use crate::layout::{CREATED_FILE_NAME, DocName, Generation, INDEX_FILE_NAME, Layout};
 use crate::lock::WipePermission;
 use crate::rebuild::{RebuildProgress, RetentionPolicy};
 use crate::repair;
 use crate::store::{content_hash, prepare};
-use crate::vectors::VectorStore;
-use crate::vectors::local::{LocalVectorStore, OpenMode};
+use crate::vectors::local::OpenMode;
 
 /// Documents written to the index per SQLite transaction while building.
 const BUILD_BATCH: usize = 256;
@@ -99,6 +98,10 @@ pub(crate) fn build_at(
             .remove_tree(fs.as_ref(), dir)
             .context(|| format!("removing the leftover {}", dir.display()))?;
     }
+    // Vectors kept elsewhere may have outlived their directory (a build
+    // that crashed before the directory was made durable): a new
+    // generation starts with none.
+    remove_vectors(layout, dir)?;
     fs.create_dir_all_durable(dir)
         .context(|| format!("creating {}", dir.display()))?;
     if !docs.is_empty() {
@@ -115,14 +118,16 @@ pub(crate) fn build_at(
             IndexAccess::ReadWrite,
         )?;
         index.create_schema()?;
-        let (mut vectors, _) = LocalVectorStore::open_with(
-            Arc::clone(fs),
-            &dir.join(VECTORS_DIR_NAME),
-            embedder.dimension(),
-            OpenMode::ReadWrite,
-            layout.vector_options(),
-        )
-        .context(|| format!("creating the vector store in {}", dir.display()))?;
+        let (mut vectors, _) = layout
+            .vector_backend()
+            .open(
+                fs,
+                dir,
+                embedder.dimension(),
+                OpenMode::ReadWrite,
+                layout.vector_options(),
+            )
+            .context(|| format!("creating the vector store of {}", dir.display()))?;
         let mut batch: Vec<IndexedDocument> = Vec::new();
         for (position, name) in docs.iter().enumerate() {
             let path = layout.source_file(name);
@@ -227,15 +232,28 @@ pub(crate) fn existing(fs: &dyn Fs, layout: &Layout) -> Result<Vec<Generation>> 
     Ok(generations)
 }
 
+/// Removes the vectors of the generation in `dir` where they are kept
+/// elsewhere than in it (nothing for [`crate::vectors::LocalVectors`]).
+fn remove_vectors(layout: &Layout, dir: &Path) -> Result<()> {
+    layout
+        .vector_backend()
+        .remove(dir)
+        .map_err(|source| StoreError::Vectors {
+            context: format!("removing the vectors of {}", dir.display()),
+            source,
+        })
+}
+
 /// Removes one generation's directory so that a crash half-way leaves it
 /// recognisably incomplete: `CREATED` goes first, durably.
-fn remove_dir(fs: &dyn Fs, dir: &Path, permission: &WipePermission<'_>) -> Result<()> {
+fn remove_dir(fs: &dyn Fs, layout: &Layout, dir: &Path, permission: &WipePermission<'_>) -> Result<()> {
     let created = dir.join(CREATED_FILE_NAME);
     match fs.remove_file(&created) {
         Ok(()) => fs.sync_dir_named(dir).named()?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).context(|| format!("removing {}", created.display())),
     }
+    remove_vectors(layout, dir)?;
     permission
         .remove_tree(fs, dir)
         .context(|| format!("removing {}", dir.display()))
@@ -257,7 +275,7 @@ pub(crate) fn remove_path(fs: &dyn Fs, layout: &Layout, dir: &Path, permission: 
     if !fs.exists(dir).context(|| format!("looking for {}", dir.display()))? {
         return Ok(());
     }
-    remove_dir(fs, dir, permission)?;
+    remove_dir(fs, layout, dir, permission)?;
     fs.sync_dir_named(&layout.generations_dir()).named()
 }
 
@@ -307,13 +325,13 @@ pub(crate) fn clean_up(
                     backups.push((generation, created));
                     continue;
                 }
-                Mark::Absent => remove_dir(fs, &path, permission)?,
+                Mark::Absent => remove_dir(fs, layout, &path, permission)?,
                 // A damaged mark says nothing of the rest: keep it.
                 Mark::Damaged => continue,
             },
-            Some(_) => remove_dir(fs, &path, permission)?,
+            Some(_) => remove_dir(fs, layout, &path, permission)?,
             None => match entry.kind {
-                FileKind::Dir => remove_dir(fs, &path, permission)?,
+                FileKind::Dir => remove_dir(fs, layout, &path, permission)?,
                 FileKind::File | FileKind::Other => fs
                     .remove_file(&path)
                     .context(|| format!("removing {}", path.display()))?,
@@ -330,12 +348,28 @@ pub(crate) fn clean_up(
         if rank < retention.keep_backups && (age <= retention.max_age || rank == 0) {
             continue;
         }
-        remove_dir(fs, &layout.generation_dir(generation), permission)?;
+        remove_dir(fs, layout, &layout.generation_dir(generation), permission)?;
         removed.backups.push(generation.dir_name());
     }
     if !removed.leftovers.is_empty() || !removed.backups.is_empty() {
         fs.sync_dir_named(&dir).named()?;
     }
+    // Vectors kept elsewhere than in the generations' directories, of a
+    // generation whose directory is gone (moved aside as damaged).
+    let present: Vec<String> = fs
+        .read_dir(&dir)
+        .context(|| format!("listing {}", dir.display()))?
+        .into_iter()
+        .map(|entry| entry.name)
+        .collect();
+    let unused = layout
+        .vector_backend()
+        .remove_unused(&present)
+        .map_err(|source| StoreError::Vectors {
+            context: "removing the vectors of generations that are gone".to_string(),
+            source,
+        })?;
+    removed.leftovers.extend(unused);
     // A switch interrupted between writing the new pointer and renaming it
     // over `CURRENT` leaves its temporary file beside it.
     let pointer_tmp = layout.current_tmp_file();

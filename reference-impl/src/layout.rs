@@ -27,15 +27,19 @@
 //! interrupted rebuilds.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{Result, StoreError};
+use crate::vectors::{LocalVectors, VectorBackend};
 
-/// The paths of one store, and the one setting of its files' layout that
-/// is not a path: how large a vector segment grows before the next one.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The paths of one store, and the two settings of its files' layout that
+/// are not paths: how large a vector segment grows before the next one,
+/// and where each generation's vectors live.
+#[derive(Clone, Debug)]
 pub struct Layout {
     root: PathBuf,
     vector_segment_bytes: u64,
+    vectors: Arc<dyn VectorBackend>,
 }
 
 impl Layout {
@@ -45,7 +49,22 @@ impl Layout {
         Self {
             root: root.to_path_buf(),
             vector_segment_bytes: crate::vectors::LocalOptions::default().segment_target_bytes,
+            vectors: Arc::new(LocalVectors),
         }
+    }
+
+    /// This layout with each generation's vectors kept by `backend`
+    /// (default [`LocalVectors`]: files in the generation's directory).
+    pub fn with_vector_backend(self, backend: Arc<dyn VectorBackend>) -> Self {
+        Self {
+            vectors: backend,
+            ..self
+        }
+    }
+
+    /// Where each generation's vectors live.
+    pub(crate) fn vector_backend(&self) -> &dyn VectorBackend {
+        self.vectors.as_ref()
     }
 
     /// This layout with vector segments that roll over at `bytes`

@@ -59,11 +59,11 @@ use crate::embed::{Embedder, HashingEmbedder};
 use crate::error::{Context, Result, StoreError};
 use crate::generation::{self, Manifest, Removed};
 use crate::index::{Index, IndexAccess};
-use crate::layout::{DocName, Generation, INDEX_FILE_NAME, Layout, VECTORS_DIR_NAME};
+use crate::layout::{DocName, Generation, INDEX_FILE_NAME, Layout};
 use crate::lock::WipePermission;
 use crate::schema::SCHEMA_VERSION;
 use crate::store::{SkippedSource, SourceScan, Store, read_current, source_names};
-use crate::vectors::local::{LocalVectorStore, OpenMode};
+use crate::vectors::local::OpenMode;
 use crate::vectors::{VectorId, VectorStore};
 
 /// Which rebuild [`Store::rebuild`] runs.
@@ -146,7 +146,13 @@ const PROBLEMS_LISTED: usize = 20;
 
 /// Checks a freshly built generation in `dir` against what was built
 /// (`manifest`), reading it back from disk. Returns the problems found.
-fn verify_built(fs: &Arc<dyn Fs>, clock: &Arc<dyn Clock>, dir: &Path, manifest: &Manifest) -> Result<Vec<String>> {
+fn verify_built(
+    fs: &Arc<dyn Fs>,
+    clock: &Arc<dyn Clock>,
+    layout: &Layout,
+    dir: &Path,
+    manifest: &Manifest,
+) -> Result<Vec<String>> {
     let mut problems = Vec::new();
     let index = Index::open(
         Arc::clone(fs),
@@ -180,13 +186,16 @@ fn verify_built(fs: &Arc<dyn Fs>, clock: &Arc<dyn Clock>, dir: &Path, manifest: 
         problems.push(format!("{name} is indexed but no source file was read for it"));
     }
     let embedder = HashingEmbedder::default();
-    let (vectors, report) = LocalVectorStore::open(
-        Arc::clone(fs),
-        &dir.join(VECTORS_DIR_NAME),
-        embedder.dimension(),
-        OpenMode::ReadOnly,
-    )
-    .context(|| format!("opening the vector store in {}", dir.display()))?;
+    let (vectors, report) = layout
+        .vector_backend()
+        .open(
+            fs,
+            dir,
+            embedder.dimension(),
+            OpenMode::ReadOnly,
+            layout.vector_options(),
+        )
+        .context(|| format!("opening the vector store of {}", dir.display()))?;
     if report.repaired() {
         problems.push(format!(
             "the vector store has a torn tail ({} bytes)",
@@ -226,11 +235,12 @@ fn verify_built(fs: &Arc<dyn Fs>, clock: &Arc<dyn Clock>, dir: &Path, manifest: 
 pub(crate) fn check_built(
     fs: &Arc<dyn Fs>,
     clock: &Arc<dyn Clock>,
+    layout: &Layout,
     dir: &Path,
     name: &str,
     manifest: &Manifest,
 ) -> Result<()> {
-    let mut problems = verify_built(fs, clock, dir, manifest)?;
+    let mut problems = verify_built(fs, clock, layout, dir, manifest)?;
     if problems.is_empty() {
         return Ok(());
     }
@@ -262,7 +272,14 @@ fn build_verified(
     // one, where it would pass for a backup whose mark may not be durable.
     let next = live.next();
     let result = generation::build(fs, clock, layout, next, permission, docs, progress).and_then(|manifest| {
-        check_built(fs, clock, &layout.generation_dir(next), &next.dir_name(), &manifest)?;
+        check_built(
+            fs,
+            clock,
+            layout,
+            &layout.generation_dir(next),
+            &next.dir_name(),
+            &manifest,
+        )?;
         Ok(manifest)
     });
     match result {
@@ -372,15 +389,17 @@ impl Store {
             &dir.join(INDEX_FILE_NAME),
             IndexAccess::ReadWrite,
         )?;
-        let (local, _) = LocalVectorStore::open_with(
-            Arc::clone(&self.fs),
-            &dir.join(VECTORS_DIR_NAME),
-            self.embedder.dimension(),
-            OpenMode::ReadWrite,
-            self.layout.vector_options(),
-        )
-        .context(|| format!("opening the vector store in {}", dir.display()))?;
-        let local: Box<dyn VectorStore> = Box::new(local);
+        let (local, _) = self
+            .layout
+            .vector_backend()
+            .open(
+                &self.fs,
+                dir,
+                self.embedder.dimension(),
+                OpenMode::ReadWrite,
+                self.layout.vector_options(),
+            )
+            .context(|| format!("opening the vector store of {}", dir.display()))?;
         let vectors = match &self.wrap_vectors {
             Some(wrap) => wrap(local),
             None => local,
@@ -529,7 +548,14 @@ impl Store {
             progress,
         )
         .and_then(|manifest| {
-            check_built(&self.fs, &self.clock, &building, &live.dir_name(), &manifest)?;
+            check_built(
+                &self.fs,
+                &self.clock,
+                &self.layout,
+                &building,
+                &live.dir_name(),
+                &manifest,
+            )?;
             Ok(manifest)
         });
         let manifest = match result {
@@ -620,6 +646,7 @@ mod tests {
     use super::*;
     use crate::lock::StoreLock;
     use crate::store::StoreOptions;
+    use crate::vectors::LocalVectorStore;
     use tearline_sim_fs::{FsExt, SimConfig, SimFs};
 
     /// A generation whose vector store lost a vector after the build fails
@@ -643,7 +670,15 @@ mod tests {
         let docs = source_names(fs.as_ref(), &layout).expect("sources");
         let next = Generation(2);
         let manifest = generation::build(&fs, &clock, &layout, next, &permission, &docs, &mut |_| {}).expect("build");
-        check_built(&fs, &clock, &layout.generation_dir(next), "gen-000002", &manifest).expect("a good build passes");
+        check_built(
+            &fs,
+            &clock,
+            &layout,
+            &layout.generation_dir(next),
+            "gen-000002",
+            &manifest,
+        )
+        .expect("a good build passes");
         // Damage it: a vector goes missing, and the manifest names a file
         // the index does not hold.
         {
@@ -658,7 +693,7 @@ mod tests {
         }
         let mut wrong = manifest.clone();
         wrong.insert("c.md".to_string(), "0".repeat(64));
-        let err = check_built(&fs, &clock, &layout.generation_dir(next), "gen-000002", &wrong)
+        let err = check_built(&fs, &clock, &layout, &layout.generation_dir(next), "gen-000002", &wrong)
             .expect_err("a damaged build fails");
         let text = err.to_string();
         assert!(text.contains("failed verification"), "{text}");

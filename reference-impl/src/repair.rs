@@ -84,7 +84,8 @@ use crate::lock::WipePermission;
 use crate::rebuild::RetentionPolicy;
 use crate::store::source_names;
 use crate::vectors::VectorError;
-use crate::vectors::local::{LocalOptions, LocalVectorStore, OpenMode, OpenReport as VectorOpenReport};
+use crate::vectors::VectorStore;
+use crate::vectors::local::{LocalOptions, OpenMode, OpenReport as VectorOpenReport};
 
 /// The prefix of a damaged generation's directory once it is moved aside
 /// (`generations/damaged-gen-000002`).
@@ -140,7 +141,7 @@ pub(crate) struct Live {
     /// Its index.
     pub(crate) index: Index,
     /// Its vector store.
-    pub(crate) vectors: LocalVectorStore,
+    pub(crate) vectors: Box<dyn VectorStore>,
     /// What opening the vector store repaired (a torn tail).
     pub(crate) vector_report: VectorOpenReport,
 }
@@ -334,7 +335,8 @@ pub(crate) fn check_live(
         Err(e) => return Err(e),
     };
     let vectors_dir = layout.vectors_dir(live);
-    if !trust && !exists(&vectors_dir)? {
+    let files = layout.vector_backend().keeps_files();
+    if !trust && files && !exists(&vectors_dir)? {
         return damage(vectors_dir, "missing".to_string(), true);
     }
     match open_vectors(fs, layout, live, writable, vector_options) {
@@ -348,7 +350,7 @@ pub(crate) fn check_live(
             damage(file, format!("corrupt at byte {offset}: {reason}"), true)
         }
         // A segment the device cannot read back (a latent sector error).
-        Err(VectorError::Io(e)) if !trust && crate::store::is_eio(&e) => {
+        Err(VectorError::Io(e)) if !trust && files && crate::store::is_eio(&e) => {
             damage(vectors_dir, format!("a segment cannot be read: {e}"), true)
         }
         Err(source) => Err(StoreError::Vectors {
@@ -365,20 +367,16 @@ pub(crate) fn open_vectors(
     generation: Generation,
     writable: bool,
     options: LocalOptions,
-) -> std::result::Result<(LocalVectorStore, VectorOpenReport), VectorError> {
+) -> std::result::Result<(Box<dyn VectorStore>, VectorOpenReport), VectorError> {
     let mode = if writable {
         OpenMode::ReadWrite
     } else {
         OpenMode::ReadOnly
     };
     let dimension = crate::embed::HashingEmbedder::DEFAULT_DIMENSION;
-    LocalVectorStore::open_with(
-        Arc::clone(fs),
-        &layout.vectors_dir(generation),
-        dimension,
-        mode,
-        options,
-    )
+    layout
+        .vector_backend()
+        .open(fs, &layout.generation_dir(generation), dimension, mode, options)
 }
 
 /// Rebuilds the live generation from the source files (steps 1 to 3 of the
@@ -412,7 +410,14 @@ pub(crate) fn repair(
     };
     let doing = format!("rebuilding it from the source files as {}", next.dir_name());
     let built = generation::build(fs, clock, layout, next, permission, &docs, &mut |_| {}).and_then(|manifest| {
-        crate::rebuild::check_built(fs, clock, &layout.generation_dir(next), &next.dir_name(), &manifest)
+        crate::rebuild::check_built(
+            fs,
+            clock,
+            layout,
+            &layout.generation_dir(next),
+            &next.dir_name(),
+            &manifest,
+        )
     });
     let abandon = |cause: StoreError, doing: &str| {
         let _ = generation::remove(fs.as_ref(), layout, next, permission);

@@ -18,7 +18,7 @@
 //!   reserve first (a removal writes before it frees).
 //!
 //! Without a reserve (it was used and there is no room to recreate it) the
-//! store works as before; [`crate::OpenReport::reserve`] says which.
+//! store works as before; [`crate::OpenReport::reserve_kept`] says which.
 
 use std::io;
 

@@ -20,7 +20,7 @@ use crate::store::Store;
 
 impl Store {
     /// Gives an indexed document an active share link, durably.
-    /// [`StoreError::NotFound`] if the index does not hold it.
+    /// [`StoreError::NotFound`](crate::StoreError::NotFound) if the index does not hold it.
     pub fn share(&mut self, name: &str) -> Result<()> {
         let name = self.sidecar_target(name, &self.layout.shares_dir())?;
         let link = self.layout.share_file(&name);

@@ -25,7 +25,7 @@ use crate::repair::{self, Repair};
 use crate::reserve;
 use crate::schema::{self, Plan};
 use crate::vectors::local::OpenReport as VectorOpenReport;
-use crate::vectors::{VectorError, VectorId, VectorStore};
+use crate::vectors::{LocalVectors, VectorBackend, VectorError, VectorId, VectorStore};
 
 /// Whether a store is opened for writing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +58,9 @@ pub struct StoreOptions {
     /// 4 MiB; the harness uses a small size so that its scenarios roll
     /// segments over.
     pub vector_segment_bytes: u64,
+    /// Where each generation's vectors live. Default [`LocalVectors`]:
+    /// segment files in the generation's directory, on `fs`.
+    pub vector_backend: Arc<dyn VectorBackend>,
     /// A known-bad design to run with (see [`crate::flawed::Flaw`]). Default
     /// none: the real design.
     #[cfg(feature = "flawed-variants")]
@@ -72,6 +75,7 @@ impl Default for StoreOptions {
             wrap_vectors: None,
             retention: RetentionPolicy::default(),
             vector_segment_bytes: crate::vectors::LocalOptions::default().segment_target_bytes,
+            vector_backend: Arc::new(LocalVectors),
             #[cfg(feature = "flawed-variants")]
             flaw: None,
         }
@@ -79,6 +83,13 @@ impl Default for StoreOptions {
 }
 
 impl StoreOptions {
+    /// The layout of the store at `root` these options open.
+    pub(crate) fn layout(&self, root: &Path) -> Layout {
+        Layout::new(root)
+            .with_vector_segment_bytes(self.vector_segment_bytes)
+            .with_vector_backend(Arc::clone(&self.vector_backend))
+    }
+
     /// What a writable open locks: [`Layout::lock_path`] (with
     /// [`crate::flawed::Flaw::LockTrustsPath`], a lock file instead).
     pub(crate) fn lock_path(&self, layout: &Layout) -> PathBuf {
@@ -343,11 +354,13 @@ impl Store {
         Self::init_with(fs, clock, root, &StoreOptions::default())
     }
 
-    /// [`Store::init`], taking the lock `options` name
-    /// ([`StoreOptions::lock_path`]) and writing vector segments of their
-    /// size; nothing else of them matters.
-    pub(crate) fn init_with(fs: Arc<dyn Fs>, clock: Arc<dyn Clock>, root: &Path, options: &StoreOptions) -> Result<()> {
-        let layout = Layout::new(root).with_vector_segment_bytes(options.vector_segment_bytes);
+    /// [`Store::init`] with `options`: it takes the lock they name, writes
+    /// vector segments of their size and keeps generation 1's vectors
+    /// where their [`StoreOptions::vector_backend`] says (a store whose
+    /// vectors are remote is initialised with its backend, and opened with
+    /// it ever after); nothing else of them matters.
+    pub fn init_with(fs: Arc<dyn Fs>, clock: Arc<dyn Clock>, root: &Path, options: &StoreOptions) -> Result<()> {
+        let layout = options.layout(root);
         fs.create_dir_all_durable(root)
             .context(|| format!("creating {}", root.display()))?;
         let lock = StoreLock::acquire(fs.as_ref(), &options.lock_path(&layout))?;
@@ -380,7 +393,7 @@ impl Store {
     /// open that finds the live generation damaged fails with
     /// [`StoreError::Damaged`] and changes nothing.
     pub fn open(fs: Arc<dyn Fs>, clock: Arc<dyn Clock>, root: &Path, options: StoreOptions) -> Result<Store> {
-        let layout = Layout::new(root).with_vector_segment_bytes(options.vector_segment_bytes);
+        let layout = options.layout(root);
         let writable = options.access == Access::Writable;
         if !fs.exists(root).context(|| format!("looking for {}", root.display()))? {
             return Err(StoreError::NotInitialized {
@@ -545,7 +558,6 @@ impl Store {
             }
         }
         let embedder = HashingEmbedder::default();
-        let local: Box<dyn VectorStore> = Box::new(local);
         let vectors = match &options.wrap_vectors {
             Some(wrap) => wrap(local),
             None => local,

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::Serialize;
 use tearline_live::{Exclusive, Live};
+use tearline_refstore::vectors::{LocalVectors, VectorBackend};
 use tearline_refstore::{
     FailureEffect, ImportStats, RebuildMode, ReconcileMode, ReconcileOptions, ReconcileStats, Store, StoreError,
     StoreOptions,
@@ -100,6 +101,10 @@ pub struct ServiceOptions {
     /// else can take the names before it), fixed in a simulation
     /// ([`ServiceOptions::with_staging_tag`]).
     pub staging_tag: u64,
+    /// Where the store keeps each generation's vectors (default: files in
+    /// the generation's directory; [`crate::vectors::RemoteVectors`]: a
+    /// `vector-server`'s collections).
+    pub vector_backend: Arc<dyn VectorBackend>,
 }
 
 impl ServiceOptions {
@@ -115,6 +120,15 @@ impl ServiceOptions {
             flaw: None,
             // The standard library's per-process random hash keys.
             staging_tag: std::collections::hash_map::RandomState::new().build_hasher().finish(),
+            vector_backend: Arc::new(LocalVectors),
+        }
+    }
+
+    /// These options with the store's vectors kept by `backend`.
+    pub fn with_vector_backend(self, backend: Arc<dyn VectorBackend>) -> Self {
+        ServiceOptions {
+            vector_backend: backend,
+            ..self
         }
     }
 
@@ -147,6 +161,10 @@ impl ServiceOptions {
     /// `store` with the store's known-bad design, if the service runs on
     /// one (tests only).
     fn store_options(&self, store: StoreOptions) -> StoreOptions {
+        let store = StoreOptions {
+            vector_backend: Arc::clone(&self.vector_backend),
+            ..store
+        };
         #[cfg(feature = "flawed-variants")]
         let store = StoreOptions {
             flaw: self.flaw.and_then(|flaw| flaw.store_flaw()),

@@ -27,11 +27,11 @@ pub const JOURNAL_VERSION: u32 = 1;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MutationOp {
-    /// [`Store::add`]: one document written.
+    /// [`Store::add`](crate::Store::add): one document written.
     Add,
-    /// [`Store::remove`]: one document removed.
+    /// [`Store::remove`](crate::Store::remove): one document removed.
     Remove,
-    /// [`Store::import`]: several documents written.
+    /// [`Store::import`](crate::Store::import): several documents written.
     Import,
 }
 

@@ -9,13 +9,18 @@
 //!
 //! - [`local`]: [`LocalVectorStore`], the segment files (format and repair
 //!   rules in its docs).
+//! - [`backend`]: [`VectorBackend`], where each generation's vectors live
+//!   ([`LocalVectors`], the default: segment files in its directory; a
+//!   remote vector database's collections, in `tearline-service`).
 //! - [`faulty`]: [`FaultyVectorStore`], a wrapper that makes any store behave
 //!   like an unreliable remote one, switched at run time.
 
+pub mod backend;
 pub mod faulty;
 pub mod local;
 mod search;
 
+pub use backend::{LocalVectors, VectorBackend};
 pub use faulty::{FaultMode, FaultSwitch, FaultyVectorStore};
 pub use local::{AppendSync, LocalOptions, LocalVectorStore, MAX_DIMENSION, OpenMode, OpenReport};
 

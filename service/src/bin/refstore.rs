@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use tearline_refstore::vectors::{LocalVectors, VectorBackend};
 use tearline_refstore::{
     FailureEffect, RebuildMode, ReconcileMode, ReconcileOptions, SkippedSource, Store, StoreError, StoreOptions,
 };
+use tearline_service::vectors::{RemoteOptions, RemoteVectors, VectorServerClient};
 use tearline_sim_fs::{Clock, Fs, RealFs, SystemClock};
 
 #[derive(Parser)]
@@ -32,6 +34,16 @@ struct Cli {
     /// Print results as JSON.
     #[arg(long, global = true)]
     json: bool,
+    /// Keep the vectors on a `vector-server` at this URL
+    /// (`http://127.0.0.1:8751`), a collection per generation, instead of
+    /// in files beside the index. A store initialised with it must be
+    /// opened with it by every command.
+    #[arg(long, global = true, value_name = "URL")]
+    vectors: Option<String>,
+    /// The prefix of this store's collection names on the vector server
+    /// (stores sharing a server need different ones).
+    #[arg(long, global = true, value_name = "PREFIX", default_value = "", requires = "vectors")]
+    vectors_prefix: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -180,7 +192,7 @@ struct ServeOptions<'a> {
 /// `refstore serve`: opens the store (recovering), starts the startup
 /// audit, and serves until SIGINT or SIGTERM. Prints `listening on
 /// http://ADDR` once the socket is bound (port 0 picks a free one).
-fn serve(root: &Path, serve: ServeOptions<'_>) -> Result<(), String> {
+fn serve(root: &Path, vectors: Arc<dyn VectorBackend>, serve: ServeOptions<'_>) -> Result<(), String> {
     use tearline_service::{Keys, Service, ServiceOptions};
     let ServeOptions {
         bind,
@@ -208,7 +220,7 @@ fn serve(root: &Path, serve: ServeOptions<'_>) -> Result<(), String> {
     let options = ServiceOptions {
         #[cfg(feature = "flawed-variants")]
         flaw,
-        ..ServiceOptions::new(root, keys, std::env::temp_dir())
+        ..ServiceOptions::new(root, keys, std::env::temp_dir()).with_vector_backend(vectors)
     };
     let service = Service::open(fs, clock, options).map_err(|e| {
         let fix = fix_for(&Command::Upgrade, &e)
@@ -222,6 +234,18 @@ fn serve(root: &Path, serve: ServeOptions<'_>) -> Result<(), String> {
         bind,
         tearline_service::router(service, max_body_bytes),
     ))
+}
+
+/// Where the store's vectors live: `--vectors URL`'s server, or files
+/// beside the index.
+fn vector_backend(cli: &Cli) -> Arc<dyn VectorBackend> {
+    match &cli.vectors {
+        Some(url) => {
+            let server = VectorServerClient::new(url, RemoteOptions::default());
+            Arc::new(RemoteVectors::new(server, &cli.vectors_prefix))
+        }
+        None => Arc::new(LocalVectors),
+    }
 }
 
 /// The command that gets past `error`, when there is one.
@@ -344,10 +368,21 @@ fn run(cli: &Cli) -> Result<ExitCode, StoreError> {
     let fs: Arc<dyn Fs> = Arc::new(RealFs);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let root = cli.root.as_path();
-    let open = |options| Store::open(Arc::clone(&fs), Arc::clone(&clock), root, options);
+    let backend = vector_backend(cli);
+    let open = |options| {
+        let options = StoreOptions {
+            vector_backend: Arc::clone(&backend),
+            ..options
+        };
+        Store::open(Arc::clone(&fs), Arc::clone(&clock), root, options)
+    };
     match &cli.command {
         Command::Init => {
-            Store::init(Arc::clone(&fs), Arc::clone(&clock), root)?;
+            let options = StoreOptions {
+                vector_backend: Arc::clone(&backend),
+                ..StoreOptions::default()
+            };
+            Store::init_with(Arc::clone(&fs), Arc::clone(&clock), root, &options)?;
             if cli.json {
                 print(true, &serde_json::json!({"initialised": root}))?;
             } else {
@@ -503,7 +538,7 @@ fn run(cli: &Cli) -> Result<ExitCode, StoreError> {
                 flaw,
             };
             // Its errors are not the store's: said here, exit status 1.
-            if let Err(message) = serve(root, options) {
+            if let Err(message) = serve(root, Arc::clone(&backend), options) {
                 eprintln!("refstore: {message}");
                 return Ok(ExitCode::from(1));
             }

@@ -76,6 +76,8 @@ pub struct RemoteVectorStore {
     server: VectorServerClient,
     name: String,
     dimension: usize,
+    /// Refuse every write (a read-only open of the store).
+    read_only: bool,
 }
 
 /// How one attempt failed.
@@ -123,6 +125,7 @@ impl VectorServerClient {
             server: self.clone(),
             name: name.to_string(),
             dimension,
+            read_only: false,
         })
     }
 
@@ -138,6 +141,7 @@ impl VectorServerClient {
             server: self.clone(),
             name: name.to_string(),
             dimension,
+            read_only: false,
         }))
     }
 
@@ -268,6 +272,27 @@ impl RemoteVectorStore {
         &self.name
     }
 
+    /// This collection, refusing every write with
+    /// `ErrorKind::ReadOnlyFilesystem` before it is sent, as a read-only
+    /// local store does.
+    pub fn read_only(self) -> Self {
+        RemoteVectorStore {
+            read_only: true,
+            ..self
+        }
+    }
+
+    /// Refuses a write to a read-only collection.
+    fn writable(&self) -> Result<(), VectorError> {
+        if self.read_only {
+            return Err(VectorError::Io(std::io::Error::new(
+                std::io::ErrorKind::ReadOnlyFilesystem,
+                format!("collection {} was opened read-only", self.name),
+            )));
+        }
+        Ok(())
+    }
+
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, VectorError> {
         self.server
             .call(method, &format!("{}{path}", collection_path(&self.name)), body)
@@ -280,11 +305,13 @@ impl VectorStore for RemoteVectorStore {
     }
 
     fn upsert(&mut self, id: VectorId, vector: &[f32]) -> Result<(), VectorError> {
+        self.writable()?;
         self.call("POST", "/upsert", Some(json!({ "ids": [id], "embeddings": [vector] })))?;
         Ok(())
     }
 
     fn delete(&mut self, id: VectorId) -> Result<(), VectorError> {
+        self.writable()?;
         self.call("POST", "/delete", Some(json!({ "ids": [id] })))?;
         Ok(())
     }

@@ -5,6 +5,8 @@
 //! - [`server`]: `vector-server`, collections of vectors on its own disk
 //!   (each a [`tearline_refstore::vectors::LocalVectorStore`]: append-only,
 //!   checksummed, durable when it answers), under `/v1/collections`.
+//! - [`backend`]: [`RemoteVectors`], where a store keeps its generations'
+//!   vectors when they live on a `vector-server`: a collection each.
 //! - [`client`]: [`VectorServerClient`] for whole collections (list,
 //!   look up, create, open, drop), and [`RemoteVectorStore`], the store's
 //!   [`VectorStore`](tearline_refstore::vectors::VectorStore) trait over
@@ -17,8 +19,10 @@
 //! whose answer was lost stores the same vector under the same id again,
 //! never a second copy.
 
+pub mod backend;
 pub mod client;
 pub mod server;
 
+pub use backend::RemoteVectors;
 pub use client::{RemoteOptions, RemoteVectorStore, VectorServerClient};
 pub use server::{VectorServer, VectorServerOptions};

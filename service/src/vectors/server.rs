@@ -1,6 +1,6 @@
 //! `vector-server`: named collections of vectors over HTTP/JSON, each kept
 //! on the server's own disk as a
-//! [`LocalVectorStore`](tearline_refstore::vectors::LocalVectorStore)
+//! [`LocalVectorStore`]
 //! (`ROOT/COLLECTION/`, with its dimension in `ROOT/COLLECTION.json`).
 //! A write is answered once it is durable.
 //!
