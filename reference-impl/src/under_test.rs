@@ -46,15 +46,17 @@ use crate::rebuild::RebuildMode;
 use crate::reconcile::{ReconcileMode, ReconcileOptions};
 use crate::schema::SCHEMA_VERSION;
 use crate::store::{Access, Store, StoreOptions};
-use crate::vectors::{FaultMode, FaultSwitch, FaultyVectorStore};
+use crate::vectors::{FaultMode, FaultSwitch, FaultyVectorStore, VectorBackend};
 
 /// Creates and opens the reference store for the harness: as designed, or
 /// (with the `flawed-variants` feature) with one known-bad design of the
 /// origin documents, kept only to prove the harness catches it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct RefStoreFactory {
     #[cfg(feature = "flawed-variants")]
     flaw: Option<Flaw>,
+    /// Where the store keeps its vectors, if not in files beside the index.
+    vectors: Option<Arc<dyn VectorBackend>>,
 }
 
 impl RefStoreFactory {
@@ -66,7 +68,31 @@ impl RefStoreFactory {
     /// The store with a known-bad design.
     #[cfg(feature = "flawed-variants")]
     pub fn with_flaw(flaw: Flaw) -> Self {
-        Self { flaw: Some(flaw) }
+        Self {
+            flaw: Some(flaw),
+            ..Self::default()
+        }
+    }
+
+    /// The store registered as `name` ([`stores`]), if this build has it.
+    pub fn named(name: &str) -> Option<Self> {
+        if name == STORE_NAME {
+            return Some(Self::correct());
+        }
+        #[cfg(feature = "flawed-variants")]
+        if let Some(flaw) = Flaw::ALL.into_iter().find(|flaw| flaw.store_name() == name) {
+            return Some(Self::with_flaw(flaw));
+        }
+        None
+    }
+
+    /// This store with its vectors kept by `backend` (a remote vector
+    /// store's collections) rather than in files beside its index.
+    pub fn with_vector_backend(self, backend: Arc<dyn VectorBackend>) -> Self {
+        Self {
+            vectors: Some(backend),
+            ..self
+        }
     }
 
     /// The known-bad design it runs, if any.
@@ -84,6 +110,10 @@ impl RefStoreFactory {
             // schema requires it, and must leave the current version.
             rebuild_if_needed: writable,
             vector_segment_bytes: HARNESS_VECTOR_SEGMENT_BYTES,
+            vector_backend: match &self.vectors {
+                Some(backend) => Arc::clone(backend),
+                None => StoreOptions::default().vector_backend,
+            },
             #[cfg(feature = "flawed-variants")]
             flaw: self.flaw,
             ..StoreOptions::default()

@@ -512,9 +512,10 @@ impl Sut {
         let serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
         reseed_sqlite_prng(seed);
         let fs = SimFs::new(SimConfig::with_seed(seed));
+        let caps = factory.capabilities();
         let mut sut = Sut {
             factory,
-            caps: factory.capabilities(),
+            caps,
             fs,
             store: None,
             model: Model::new(),
@@ -534,7 +535,7 @@ impl Sut {
             .create_dir_all_durable(std::path::Path::new(ROOT))
             .map_err(|e| one(Violation::new(Invariant::CleanError, format!("creating {ROOT}: {e}"))))?;
         let env = env_on(&self.fs);
-        let factory = self.factory;
+        let factory = self.factory.clone();
         self.arm(None);
         catch_store_panic("init", || factory.init(&env))
             .map_err(one)?
@@ -596,7 +597,7 @@ impl Sut {
     /// Opens the store writable in the current process (recovery runs).
     fn open(&mut self, what: &str) -> Checked {
         let env = env_on(&self.fs);
-        let factory = self.factory;
+        let factory = self.factory.clone();
         self.arm(None);
         let opened = catch_store_panic(what, || factory.open(&env, Access::Writable)).map_err(one)?;
         self.disarm(what)?;

@@ -373,3 +373,115 @@ fn a_line_for_a_case_that_does_not_exist_says_so() {
     let error = reproduce_net_line("net-client-writes:0:rpc1:lose-request --store notes-store", None).unwrap_err();
     assert!(error.to_string().contains("do not serve store"), "{error}");
 }
+
+/// The scenario whose store keeps its vectors on a third host: the
+/// reference service keeps every invariant under every fault of the
+/// vector calls (and of the client's requests), and its matrix has them
+/// all, at every vector call of every request.
+#[test]
+fn a_store_whose_vectors_are_on_a_third_host_keeps_every_invariant() {
+    let remote = scenario("net-remote-vectors");
+    assert!(remote.remote_vectors);
+    let result = run("net-remote-vectors", "refstore", 0);
+    assert!(result.passed, "{}: {:#?}", result.verdict, result.net_failures);
+    for invariant in [
+        Invariant::NoOrphanVectors,
+        Invariant::CommittedDurable,
+        Invariant::AtomicOp,
+    ] {
+        let found = result.invariants.iter().find(|i| i.invariant == invariant).unwrap();
+        assert_eq!(found.status, tearline::report::InvariantStatus::Passed, "{invariant}");
+    }
+    // Each case that strikes a vector call, and the host failures at one,
+    // replayed: the vector server is killed or loses power after applying
+    // a write, restarts on its disk, and the store's retry finds it.
+    for (line, says) in [
+        (
+            "net-remote-vectors:0:rpc3:vector-crash-after-apply@1",
+            "the vector server's process is killed",
+        ),
+        (
+            "net-remote-vectors:0:rpc3:vector-power-cut-after-apply@1:prefix:d0",
+            "the vector server's host loses power",
+        ),
+        (
+            "net-remote-vectors:0:rpc1:vector-partition-after-apply@1",
+            "then server and vectors partitioned",
+        ),
+        ("net-remote-vectors:0:rpc1:vector-lose-response@1", "its answer lost"),
+    ] {
+        let replayed = reproduce_net_line(line, None).expect("the replay ran");
+        assert!(replayed.violations.is_empty(), "{line}: {}", replayed.report);
+        assert!(replayed.report.contains(says), "{line}: {}", replayed.report);
+        assert!(
+            replayed.report.contains("vector server restarts") || !says.contains("vector server's"),
+            "{}",
+            replayed.report
+        );
+    }
+    // A line past the calls a request made says so.
+    let error = reproduce_net_line("net-remote-vectors:0:rpc1:vector-lose-request@999", None).unwrap_err();
+    assert!(error.to_string().contains("vector calls or fewer"), "{error}");
+}
+
+/// Known-bad designs the third host catches, at faults of the vector calls
+/// only a remote vector store has, with lines that reproduce: a store that
+/// writes its vectors without an intent (origins/2's dual write), and a
+/// vector client that retries an upsert as a new vector.
+#[test]
+fn faults_of_the_vector_calls_catch_what_a_local_vector_store_cannot_show() {
+    for (store, fault) in [
+        ("refstore/no-intents", NetFault::VectorPartitionAfterApply),
+        ("refstore/retried-upsert-duplicates", NetFault::VectorLoseResponse),
+    ] {
+        let result = run("net-remote-vectors", store, 0);
+        assert!(!result.passed, "{store} passed");
+        let at_vector_calls: Vec<_> = result
+            .net_failures
+            .iter()
+            .filter(|f| f.repro.parse::<NetCase>().unwrap().injection.fault == fault)
+            .collect();
+        assert!(!at_vector_calls.is_empty(), "{store}: {:#?}", result.net_failures);
+        assert!(
+            at_vector_calls
+                .iter()
+                .all(|f| f.invariant == Invariant::NoOrphanVectors)
+        );
+        let line = &at_vector_calls[0].repro;
+        let replayed = reproduce_net_line(line, None).expect("the replay ran");
+        assert!(
+            replayed
+                .violations
+                .iter()
+                .any(|v| v.invariant == Invariant::NoOrphanVectors),
+            "{line}: {}",
+            replayed.report
+        );
+        // The reference service, at the same case, keeps it.
+        let reference = reproduce_net_line(line, Some("refstore")).expect("the replay ran");
+        assert!(reference.violations.is_empty(), "{line}: {}", reference.report);
+    }
+}
+
+/// A run with a third host, and the store's work on a thread of its own in
+/// lockstep with it, is as deterministic as the others: the same line
+/// twice gives the same log and the same traces on both disks.
+#[test]
+fn a_run_with_the_vector_server_as_a_third_host_is_the_same_twice() {
+    let remote = scenario("net-remote-vectors");
+    for line in [
+        "net-remote-vectors:4:rpc3:vector-partition@0",
+        "net-remote-vectors:4:rpc2:crash@20",
+        "net-remote-vectors:4:rpc4:late-response",
+    ] {
+        let case: NetCase = line.parse().unwrap();
+        let first = net::check_case(&remote, &case).unwrap().expect("the case exists");
+        let second = net::check_case(&remote, &case).unwrap().expect("the case exists");
+        assert_eq!(first.log, second.log, "{line}");
+        assert_eq!(first.machine.trace().hash(), second.machine.trace().hash(), "{line}");
+        let vectors = |checked: &net::Checked| checked.vectors.as_ref().map(|v| v.trace().hash());
+        assert!(vectors(&first).is_some());
+        assert_eq!(vectors(&first), vectors(&second), "{line}");
+        assert_eq!(first.state, second.state, "{line}");
+    }
+}

@@ -22,6 +22,13 @@ pub enum ServiceFlaw {
     /// answers what it answered the first time, whatever was written
     /// since. Caught by the network scenarios' reads (reader-consistent).
     CachedReads,
+    /// A vector client that retries an upsert as a non-idempotent add: an
+    /// attempt whose answer was lost is sent again as a new vector (under
+    /// a fresh id), so a first attempt that was applied stays behind as a
+    /// duplicate no document refers to. Caught by the network scenario
+    /// whose vectors are remote (no-orphan-vectors, where a vector call's
+    /// answer is lost).
+    RetriedUpsertDuplicates,
     /// The service over a store with a known-bad design (`--flaw
     /// store:NAME`, NAME one of the store's flaws, as `tearline run --store
     /// refstore/NAME` names them). `store:drop-and-reindex` is origins/1's
@@ -34,11 +41,12 @@ pub enum ServiceFlaw {
 
 impl ServiceFlaw {
     /// Every flaw of the service's own.
-    pub const ALL: [ServiceFlaw; 4] = [
+    pub const ALL: [ServiceFlaw; 5] = [
         ServiceFlaw::DeleteWithoutRoleCheck,
         ServiceFlaw::UnavailableWhileRebuilding,
         ServiceFlaw::AcknowledgeBeforeWrite,
         ServiceFlaw::CachedReads,
+        ServiceFlaw::RetriedUpsertDuplicates,
     ];
 
     /// Its `--flaw` name.
@@ -48,6 +56,7 @@ impl ServiceFlaw {
             ServiceFlaw::UnavailableWhileRebuilding => "unavailable-while-rebuilding",
             ServiceFlaw::AcknowledgeBeforeWrite => "acknowledge-before-write",
             ServiceFlaw::CachedReads => "cached-reads",
+            ServiceFlaw::RetriedUpsertDuplicates => "retried-upsert-duplicates",
             ServiceFlaw::Store(flaw) => {
                 return format!("store:{}", flaw.store_name().trim_start_matches("refstore/"));
             }

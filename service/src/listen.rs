@@ -2,8 +2,12 @@
 //! where, serve until SIGINT or SIGTERM; run blocking work off the async
 //! threads.
 
+use std::fmt;
+use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use crate::problem::Problem;
 
@@ -46,7 +50,7 @@ thread_local! {
 
 /// Writes one line of the server's log: on stderr, or to the sink this
 /// thread runs under ([`capture_log`]).
-pub(crate) fn log(line: &str) {
+pub fn log(line: &str) {
     let captured = LOG_SINK.with(|sink| match sink.try_borrow_mut().ok().as_deref_mut() {
         Some(Some(sink)) => {
             sink(line);
@@ -76,7 +80,7 @@ pub fn capture_log<R>(sink: impl FnMut(&str) + 'static, work: impl FnOnce() -> R
 }
 
 /// Where a handler runs the store's (blocking) work.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub enum Offload {
     /// On tokio's blocking threads, off the async ones: a real server.
     #[default]
@@ -84,12 +88,25 @@ pub enum Offload {
     /// On the calling task: a host of a deterministic simulation, which is
     /// one thread whose every step the simulation orders.
     Inline,
+    /// Through a [`Bridge`]: a host of a deterministic simulation whose
+    /// store's work itself calls the (simulated) network, which the host's
+    /// tasks must carry while the work waits.
+    Bridged(Arc<dyn Bridge>),
+}
+
+/// Runs blocking work on a thread of its own in lockstep with the host it
+/// serves: while the work runs, the host does nothing; while the host
+/// carries out what the work asked of the network, the work waits. One
+/// work at a time, in the order given. Object-safe.
+pub trait Bridge: Send + Sync + fmt::Debug {
+    /// Queues `work`; the future ends once it has run.
+    fn run(&self, work: Box<dyn FnOnce() + Send>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }
 
 impl Offload {
     /// Runs `work`; a worker that panics answers 500.
     pub(crate) async fn run<R: Send + 'static>(
-        self,
+        &self,
         work: impl FnOnce() -> Result<R, Problem> + Send + 'static,
     ) -> Result<R, Problem> {
         let stopped = || Err(Problem::internal("the request's worker stopped unexpectedly"));
@@ -98,20 +115,38 @@ impl Offload {
             Offload::Inline => {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|_| stopped())
             }
+            Offload::Bridged(bridge) => {
+                let (answer, answered) = std::sync::mpsc::channel();
+                bridge
+                    .run(Box::new(move || {
+                        let result =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|_| stopped());
+                        answer.send(result).ok();
+                    }))
+                    .await;
+                answered.try_recv().unwrap_or_else(|_| stopped())
+            }
         }
     }
 
     /// Runs `work` after the answer has gone out: a write-behind queue (the
-    /// `acknowledge-before-write` flaw only). Inline, the queue lags
-    /// [`WRITE_BEHIND_LAG`] of the simulation's time.
+    /// `acknowledge-before-write` flaw only). In a simulation, the queue
+    /// lags [`WRITE_BEHIND_LAG`] of the simulation's time.
     #[cfg(feature = "flawed-variants")]
-    pub(crate) fn later(self, work: impl FnOnce() + Send + 'static) {
+    pub(crate) fn later(&self, work: impl FnOnce() + Send + 'static) {
         match self {
             Offload::Threads => drop(std::thread::spawn(work)),
             Offload::Inline => drop(tokio::spawn(async move {
                 tokio::time::sleep(WRITE_BEHIND_LAG).await;
                 work();
             })),
+            Offload::Bridged(bridge) => {
+                let bridge = Arc::clone(bridge);
+                drop(tokio::spawn(async move {
+                    tokio::time::sleep(WRITE_BEHIND_LAG).await;
+                    bridge.run(Box::new(work)).await;
+                }));
+            }
         }
     }
 }

@@ -6,14 +6,19 @@
 //! NETFAULT := lose-request | lose-response | late-response | partition
 //!           | crash-before-answer | crash-after-answer | power-cut-after-answer
 //!           | "crash@" K | "power-cut@" K
+//!           | "vector-lose-request@" V | "vector-lose-response@" V
+//!           | "vector-partition@" V | "vector-partition-after-apply@" V
+//!           | "vector-crash-after-apply@" V | "vector-power-cut-after-apply@" V
 //! ```
 //!
 //! `N` counts the requests the server received, from 1, as in the
 //! fault-free run (a fault strikes once, so every request before it is the
 //! same as there); `K` counts the syscalls the server makes while it
 //! handles request `N`, from 0 (`crash@3`: its process is killed at the
-//! fourth). `MODEL` and `PICK` are the syscall grammar's, for the power
-//! cuts only. `Display` writes the line and `FromStr`
+//! fourth); `V` counts the calls the server's store makes to its remote
+//! vector server while it handles request `N` (scenarios whose vectors are
+//! remote), from 0. `MODEL` and `PICK` are the syscall grammar's, for the
+//! power cuts only. `Display` writes the line and `FromStr`
 //! reads it back; anything else is a [`CaseParseError`], never a panic.
 
 use std::fmt;
@@ -52,6 +57,25 @@ pub enum NetFault {
     /// The server's host loses power at one syscall it makes while it
     /// handles the request, and boots with what the persistence model keeps.
     PowerCutWhileHandling,
+    /// One call the store makes to its vector server while it handles the
+    /// request (the `@V` of the line) never reaches it: that attempt hears
+    /// nothing.
+    VectorLoseRequest,
+    /// The vector server applies the call; its answer is lost.
+    VectorLoseResponse,
+    /// The link between the server and its vector server breaks as the
+    /// call arrives, unapplied, for longer than the store retries
+    /// ([`super::vectors::VECTOR_PARTITION_FOR`]).
+    VectorPartition,
+    /// The vector server applies the call, and then the link breaks, for
+    /// longer than the store retries: applied, and the store cannot know.
+    VectorPartitionAfterApply,
+    /// The vector server's process is killed after applying the call,
+    /// before answering; it restarts on the same disk.
+    VectorCrashAfterApply,
+    /// The vector server's host loses power after applying the call,
+    /// before answering, and boots with what the persistence model keeps.
+    VectorPowerCutAfterApply,
 }
 
 impl NetFault {
@@ -72,14 +96,41 @@ impl NetFault {
     /// a request.
     pub const WHILE_HANDLING: [NetFault; 2] = [NetFault::CrashWhileHandling, NetFault::PowerCutWhileHandling];
 
+    /// The faults that strike one call the server's store makes to its
+    /// remote vector server while it handles a request.
+    pub const AT_VECTOR_CALL: [NetFault; 6] = [
+        NetFault::VectorLoseRequest,
+        NetFault::VectorLoseResponse,
+        NetFault::VectorPartition,
+        NetFault::VectorPartitionAfterApply,
+        NetFault::VectorCrashAfterApply,
+        NetFault::VectorPowerCutAfterApply,
+    ];
+
+    /// Every fault, in the grammar's order.
+    pub fn all() -> impl Iterator<Item = NetFault> {
+        Self::AT_REQUEST
+            .into_iter()
+            .chain(Self::WHILE_HANDLING)
+            .chain(Self::AT_VECTOR_CALL)
+    }
+
     /// Whether it strikes one syscall of the request's handling (`@K`).
     pub fn at_syscall(self) -> bool {
         Self::WHILE_HANDLING.contains(&self)
     }
 
+    /// Whether it strikes one vector call of the request's handling (`@V`).
+    pub fn at_vector_call(self) -> bool {
+        Self::AT_VECTOR_CALL.contains(&self)
+    }
+
     /// Whether it is a power cut (it takes a persistence model and a pick).
     pub fn cuts_power(self) -> bool {
-        matches!(self, NetFault::PowerCutAfterAnswer | NetFault::PowerCutWhileHandling)
+        matches!(
+            self,
+            NetFault::PowerCutAfterAnswer | NetFault::PowerCutWhileHandling | NetFault::VectorPowerCutAfterApply
+        )
     }
 
     /// Its name in a repro line.
@@ -94,15 +145,18 @@ impl NetFault {
             NetFault::PowerCutAfterAnswer => "power-cut-after-answer",
             NetFault::CrashWhileHandling => "crash",
             NetFault::PowerCutWhileHandling => "power-cut",
+            NetFault::VectorLoseRequest => "vector-lose-request",
+            NetFault::VectorLoseResponse => "vector-lose-response",
+            NetFault::VectorPartition => "vector-partition",
+            NetFault::VectorPartitionAfterApply => "vector-partition-after-apply",
+            NetFault::VectorCrashAfterApply => "vector-crash-after-apply",
+            NetFault::VectorPowerCutAfterApply => "vector-power-cut-after-apply",
         }
     }
 
     /// The fault with this name.
     pub fn parse(name: &str) -> Option<NetFault> {
-        Self::AT_REQUEST
-            .into_iter()
-            .chain(Self::WHILE_HANDLING)
-            .find(|f| f.name() == name)
+        Self::all().find(|f| f.name() == name)
     }
 }
 
@@ -119,8 +173,10 @@ pub struct NetInjection {
     pub rpc: u64,
     /// The fault.
     pub fault: NetFault,
-    /// For a fault while handling: which syscall of the handling (from 0).
-    pub syscall: Option<u64>,
+    /// For a fault while handling: which syscall of the handling (from
+    /// 0); for a fault at a vector call: which vector call of the handling
+    /// (from 0).
+    pub at: Option<u64>,
     /// For a power cut: the persistence model and which outcome.
     pub crash: Option<(PersistenceModel, CrashPick)>,
 }
@@ -149,7 +205,7 @@ impl fmt::Display for NetInjection {
     /// `rpc<N>:<fault>[@<K>][:<model>:<d3|s1>]`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "rpc{}:{}", self.rpc, self.fault)?;
-        if let Some(k) = self.syscall {
+        if let Some(k) = self.at {
             write!(f, "@{k}")?;
         }
         match &self.crash {
@@ -175,25 +231,26 @@ impl FromStr for NetInjection {
             .and_then(|n| n.parse::<u64>().ok())
             .filter(|&n| n > 0)
             .ok_or_else(|| bad(format!("{rpc:?} is not rpc<n> with n from 1")))?;
-        let (fault, syscall) = match fault.split_once('@') {
+        let (fault, at) = match fault.split_once('@') {
             Some((fault, k)) => (
                 fault,
                 Some(
                     k.parse::<u64>()
-                        .map_err(|_| bad(format!("syscall {k:?} of the handling is not a number")))?,
+                        .map_err(|_| bad(format!("syscall or vector call {k:?} of the handling is not a number")))?,
                 ),
             ),
             None => (fault, None),
         };
         let fault = NetFault::parse(fault).ok_or_else(|| {
-            let names: Vec<&str> = NetFault::AT_REQUEST
-                .iter()
-                .chain(&NetFault::WHILE_HANDLING)
-                .map(|f| f.name())
-                .collect();
+            let names: Vec<&str> = NetFault::all().map(NetFault::name).collect();
             bad(format!("unknown network fault {fault:?} (one of {})", names.join(", ")))
         })?;
-        match (fault.at_syscall(), syscall) {
+        match (fault.at_syscall() || fault.at_vector_call(), at) {
+            (true, None) if fault.at_vector_call() => {
+                return Err(bad(format!(
+                    "{fault} needs @<v>, the vector call of the handling it strikes"
+                )));
+            }
             (true, None) => {
                 return Err(bad(format!(
                     "{fault} needs @<k>, the syscall of the handling it strikes"
@@ -216,12 +273,7 @@ impl FromStr for NetInjection {
                 Some((model, crate::case::parse_pick(pick)?))
             }
         };
-        Ok(NetInjection {
-            rpc,
-            fault,
-            syscall,
-            crash,
-        })
+        Ok(NetInjection { rpc, fault, at, crash })
     }
 }
 
@@ -272,11 +324,11 @@ mod tests {
 
     #[test]
     fn every_fault_and_pick_reads_back_as_it_was_written() {
-        for fault in NetFault::AT_REQUEST.into_iter().chain(NetFault::WHILE_HANDLING) {
+        for fault in NetFault::all() {
             let crash = fault
                 .cuts_power()
                 .then_some((PersistenceModel::Prefix, CrashPick::Distinct(2)));
-            let syscall = fault.at_syscall().then_some(41);
+            let at = (fault.at_syscall() || fault.at_vector_call()).then_some(41);
             for store in [stores::DEFAULT, "refstore/acknowledge-before-write"] {
                 let case = NetCase {
                     scenario: "net-client-writes".to_string(),
@@ -284,7 +336,7 @@ mod tests {
                     injection: NetInjection {
                         rpc: 3,
                         fault,
-                        syscall,
+                        at,
                         crash,
                     },
                     store: store.to_string(),
@@ -295,7 +347,7 @@ mod tests {
         }
         let during: NetCase = "net-client-writes:0:rpc2:power-cut@17:prefix:d1".parse().unwrap();
         assert_eq!(
-            (during.injection.fault, during.injection.syscall),
+            (during.injection.fault, during.injection.at),
             (NetFault::PowerCutWhileHandling, Some(17))
         );
         let sampled: NetCase = "net-client-writes:0:rpc1:power-cut-after-answer:subset:s4"
@@ -331,6 +383,11 @@ mod tests {
             ("net-client-writes:0:rpc1:crash@x", "not a number"),
             ("net-client-writes:0:rpc1:lose-request@3", "takes no @<k>"),
             ("net-client-writes:0:rpc1:power-cut@3", "needs :<model>:<pick>"),
+            ("net-remote-vectors:0:rpc1:vector-lose-response", "needs @<v>"),
+            (
+                "net-remote-vectors:0:rpc1:vector-power-cut-after-apply@2",
+                "needs :<model>:<pick>",
+            ),
         ] {
             let error = line.parse::<NetCase>().unwrap_err().to_string();
             assert!(error.contains(says), "{line}: {error}");

@@ -16,16 +16,25 @@
 //!
 //! - [`case`]: the repro line of a network case (`rpc<N>:<fault>`).
 //! - [`world`]: the hosts, the client's retries, the faults.
+//! - [`vectors`]: the vector server's host, where the store's vectors are
+//!   remote, and how the store's blocking work reaches it.
 
 pub mod case;
+pub mod vectors;
 pub mod world;
 
 use std::collections::BTreeSet;
 
+use std::sync::Arc;
 use tearline_model::{Invariant, Operation, ReconcileKind, RemoteFault, Violation};
+
+use tearline_refstore::under_test::RefStoreFactory;
+use tearline_refstore::vectors::VectorBackend;
+use tearline_refstore::{Store, StoreOptions};
 use tearline_sim_fs::{Fault, PersistenceModel};
 
 use crate::case::CrashPick;
+use crate::engine::scenario::store_root;
 use crate::engine::{EngineOptions, HarnessError, driver};
 use crate::report::{InvariantResult, InvariantStatus, NetFailure, ScenarioResult};
 use case::{NetCase, NetFault, NetInjection};
@@ -144,6 +153,9 @@ pub struct NetScenario {
     pub description: String,
     /// The client's requests, in order.
     pub requests: Vec<Request>,
+    /// The store keeps its vectors on a vector server, a host of its own
+    /// (`vectors`), rather than in files on the server's disk.
+    pub remote_vectors: bool,
 }
 
 /// Which service the scenarios run: the reference store's, or one of its
@@ -238,6 +250,7 @@ fn reconcile_for(user: &str, mode: ReconcileKind, force: bool) -> Request {
 pub fn scenarios() -> Vec<NetScenario> {
     vec![
         NetScenario {
+            remote_vectors: false,
             name: "net-client-writes".to_string(),
             description: "a client puts, replaces, deletes and reads documents over HTTP while requests or answers \
                           are lost or late, the link is partitioned, and the server is killed or loses power around \
@@ -257,6 +270,7 @@ pub fn scenarios() -> Vec<NetScenario> {
             ],
         },
         NetScenario {
+            remote_vectors: false,
             name: "net-retried-delete".to_string(),
             description: "a client deletes what it has just written and writes it again: a delete retried after its \
                           answer was lost finds nothing to delete, and must not be taken as refused"
@@ -271,6 +285,7 @@ pub fn scenarios() -> Vec<NetScenario> {
             ],
         },
         NetScenario {
+            remote_vectors: false,
             name: "net-import".to_string(),
             description: "a client imports documents in batches, all or nothing, over HTTP, one batch replacing some \
                           of the first: an import cut by a lost answer, a partition or the server's host failing \
@@ -290,6 +305,7 @@ pub fn scenarios() -> Vec<NetScenario> {
             ],
         },
         NetScenario {
+            remote_vectors: false,
             name: "net-shared-record-kept".to_string(),
             description: "a client shares a document; an operator removes its source and another's on the server; \
                           the client's clean (first without --force: refused) must drop the other's orphaned \
@@ -307,6 +323,7 @@ pub fn scenarios() -> Vec<NetScenario> {
             ],
         },
         NetScenario {
+            remote_vectors: false,
             name: "net-owner-scoped-reconcile".to_string(),
             description: "a client gives documents owners (alice, bob, and one of nobody's); an operator removes \
                           their sources on the server; the client's clean for alice (first without --force: \
@@ -326,6 +343,26 @@ pub fn scenarios() -> Vec<NetScenario> {
                 reconcile_for("alice", ReconcileKind::Clean, false),
                 reconcile_for("alice", ReconcileKind::Clean, true),
                 put("after.md", "written after the clean"),
+            ],
+        },
+        NetScenario {
+            remote_vectors: true,
+            name: "net-remote-vectors".to_string(),
+            description: "the store keeps its vectors on a vector server, a third host with a disk of its own: a \
+                          client puts, replaces, deletes, imports and reads documents while the server's calls to \
+                          the vector server are lost, answered after they were applied or never, cut off by a \
+                          partition, or met by a vector server that is killed or loses power after applying them, \
+                          and while the client's own requests meet every fault of the other network scenarios"
+                .to_string(),
+            requests: vec![
+                put("a.md", "alpha"),
+                get("a.md"),
+                put("b.md", "bravo"),
+                put("a.md", "alpha, second version"),
+                delete("b.md"),
+                import(&[("i1.md", "one"), ("i2.md", "two")]),
+                get("i2.md"),
+                get("a.md"),
             ],
         },
     ]
@@ -371,7 +408,7 @@ fn injections(
             all.extend(crashes.into_iter().map(|crash| NetInjection {
                 rpc,
                 fault,
-                syscall: None,
+                at: None,
                 crash,
             }));
         }
@@ -384,12 +421,12 @@ fn injections(
         // two; nothing these scenarios run decides by the time.)
         let mut booted = BTreeSet::new();
         for (k, snapshot) in record.during.iter().enumerate() {
-            let syscall = Some(k as u64);
+            let at = Some(k as u64);
             if options.faults.contains(&Fault::ProcessCrash) {
                 all.push(NetInjection {
                     rpc,
                     fault: NetFault::CrashWhileHandling,
-                    syscall,
+                    at,
                     crash: None,
                 });
             }
@@ -405,7 +442,7 @@ fn injections(
                             all.push(NetInjection {
                                 rpc,
                                 fault: NetFault::PowerCutWhileHandling,
-                                syscall,
+                                at,
                                 crash: Some((model, pick)),
                             });
                         }
@@ -414,7 +451,62 @@ fn injections(
             }
         }
     }
+    if scenario.remote_vectors {
+        all.extend(vector_call_injections(&probe, options, &picks));
+    }
     Ok((all, probe.machine.syscall_count()))
+}
+
+/// Every injection at a vector call of the fault-free run `probe`: each
+/// fault of [`NetFault::AT_VECTOR_CALL`] at each call each request's
+/// handling made (the power cuts with each outcome `picks` gives of the
+/// vector server's disk as it had applied the call).
+fn vector_call_injections(
+    probe: &world::Outcome,
+    options: &EngineOptions,
+    picks: &dyn Fn(&tearline_sim_fs::SimSnapshot, PersistenceModel) -> Vec<CrashPick>,
+) -> Vec<NetInjection> {
+    let mut all = Vec::new();
+    for (i, &first) in probe.calls_before.iter().enumerate() {
+        let rpc = i as u64 + 1;
+        let end = probe.calls_before.get(i + 1).copied().unwrap_or(probe.vector_calls);
+        for index in first..end {
+            let at = Some(index - first);
+            for fault in NetFault::AT_VECTOR_CALL {
+                let needs = match fault {
+                    NetFault::VectorCrashAfterApply => Some(Fault::ProcessCrash),
+                    NetFault::VectorPowerCutAfterApply => Some(Fault::PowerCut),
+                    _ => None,
+                };
+                if needs.is_some_and(|needed| !options.faults.contains(&needed)) {
+                    continue;
+                }
+                if !fault.cuts_power() {
+                    all.push(NetInjection {
+                        rpc,
+                        fault,
+                        at,
+                        crash: None,
+                    });
+                    continue;
+                }
+                // A call the vector server never answered in the
+                // fault-free run has no disk to cut the power of.
+                let Some(record) = probe.vector_records.get(&index) else {
+                    continue;
+                };
+                for &model in &options.models {
+                    all.extend(picks(&record.snapshot, model).into_iter().map(|pick| NetInjection {
+                        rpc,
+                        fault,
+                        at,
+                        crash: Some((model, pick)),
+                    }));
+                }
+            }
+        }
+    }
+    all
 }
 
 /// What checking one case found.
@@ -427,6 +519,9 @@ pub struct Checked {
     pub state: (u64, String),
     /// The server's machine after the check (its trace, for comparing runs).
     pub machine: tearline_sim_fs::SimFs,
+    /// The vector server's machine after the check, where the store's
+    /// vectors are remote.
+    pub vectors: Option<tearline_sim_fs::SimFs>,
     /// Reads the client checked against the model.
     pub reads_checked: u64,
 }
@@ -441,23 +536,31 @@ pub fn check_case(scenario: &NetScenario, case: &NetCase) -> Result<Result<Check
     if let Some(why) = outcome.missed {
         return Ok(Err(why));
     }
-    let factory = tearline_refstore::under_test::stores()
-        .into_iter()
-        .find(|s| s.name == case.store)
-        .map(|s| s.factory())
-        .unwrap_or_else(|| Box::new(tearline_refstore::under_test::RefStoreFactory::correct()));
+    // The service's own known-bad designs run the reference store.
+    let mut factory = RefStoreFactory::named(&case.store).unwrap_or_else(RefStoreFactory::correct);
     let machine = &outcome.machine;
-    let state = (machine.fingerprint(), format!("{:?}", outcome.model));
+    let mut fingerprint = machine.fingerprint();
+    let mut backend: Option<Arc<dyn VectorBackend>> = None;
+    if let Some(vectors) = &outcome.vectors {
+        // Checked with its vectors where the run left them, on the vector
+        // server's disk.
+        let remote: Arc<dyn VectorBackend> = vectors::in_process(vectors)?;
+        factory = factory.with_vector_backend(Arc::clone(&remote));
+        backend = Some(remote);
+        fingerprint ^= vectors.fingerprint().rotate_left(17);
+    }
+    let state = (fingerprint, format!("{:?}", outcome.model));
+    let mut violations = outcome.violations;
+    violations.extend(leaked_vectors(machine, backend));
     let budget_end = machine.syscall_count().saturating_add(200_000);
     let recovered = driver::recover_and_check(
-        factory.as_ref(),
+        &factory,
         machine,
         &outcome.model,
         budget_end,
         RemoteFault::Healthy,
         false,
     );
-    let mut violations = outcome.violations;
     violations.extend(recovered.violations);
     Ok(Ok(Checked {
         violations: driver::first_of_each(violations),
@@ -465,7 +568,42 @@ pub fn check_case(scenario: &NetScenario, case: &NetCase) -> Result<Result<Check
         state,
         reads_checked: outcome.reads_checked,
         machine: outcome.machine,
+        vectors: outcome.vectors,
     }))
+}
+
+/// What the service left its users between requests, before any
+/// recovery: a store whose every write has finished holds no vector that
+/// neither an entry nor a pending intent refers to (a vector the store
+/// wrote twice, or lost track of, that no crash explains). Looked at
+/// read-only, as a reader would; a store a reader cannot open yet (a
+/// write unfinished) is left to the recovery's check. `backend`: where its
+/// vectors are, if not beside its index.
+fn leaked_vectors(machine: &tearline_sim_fs::SimFs, backend: Option<Arc<dyn VectorBackend>>) -> Option<Violation> {
+    let reader = machine.spawn_process();
+    let mut options = StoreOptions::read_only();
+    if let Some(backend) = backend {
+        options.vector_backend = backend;
+    }
+    let store = Store::open(
+        Arc::new(reader.clone()),
+        Arc::new(reader.clock()),
+        store_root(),
+        options,
+    )
+    .ok()?;
+    let report = store.verify().ok()?;
+    (!report.orphan_vectors.is_empty()).then(|| {
+        Violation::new(
+            Invariant::NoOrphanVectors,
+            format!(
+                "after the run, before any recovery, the store serves {} vectors that no entry and no pending \
+                 intent refers to (ids {:?})",
+                report.orphan_vectors.len(),
+                report.orphan_vectors
+            ),
+        )
+    })
 }
 
 /// What one case showed: its violations, the state it checked and the

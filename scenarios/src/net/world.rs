@@ -1,8 +1,10 @@
-//! One run of a network scenario: two turmoil hosts, `server` (the
-//! reference store's HTTP service, `refstore serve`'s router, on a
-//! simulated disk: a [`SimFs`]) and `client` (the scenario's requests over
-//! HTTP/1.1, with a timeout per attempt and bounded retries), and at most
-//! one [`NetFault`] at one request.
+//! One run of a network scenario: two or three turmoil hosts, `server`
+//! (the reference store's HTTP service, `refstore serve`'s router, on a
+//! simulated disk: a [`SimFs`]), `client` (the scenario's requests over
+//! HTTP/1.1, with a timeout per attempt and bounded retries) and, where
+//! the store keeps its vectors remote, `vectors` (the vector server on a
+//! disk of its own, see [`super::vectors`]), and at most one [`NetFault`]
+//! at one request or at one of the vector calls its handling makes.
 //!
 //! Everything derives from the seed: turmoil's message latencies, the
 //! machine's crash outcomes; hyper is driven by hand (no `Date` header: it
@@ -21,21 +23,24 @@ use std::time::{Duration, UNIX_EPOCH};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper_util::rt::TokioIo;
+use std::collections::BTreeMap;
 use tearline_model::invariants::{no_destructive_without_force, reader_consistent};
 use tearline_model::{Invariant, Model, Violation, content_hash};
-use tearline_refstore::{Layout, Store};
-use tearline_service::{Keys, Offload, Service, ServiceOptions};
+
+use tearline_refstore::{Layout, Store, StoreError, StoreOptions};
+use tearline_service::{Bridge, Keys, Offload, Service, ServiceOptions};
 use tearline_sim_fs::{Fault, FaultPlan, Fs, FsExt, PersistenceModel, SimConfig, SimFs, SimSnapshot};
 use tower::Service as _;
 
 use super::case::{NetFault, NetInjection};
+use super::vectors::VectorCallRecord;
 use super::{NetScenario, Request, ServiceUnderTest};
 use crate::case::resolve_crash;
 use crate::engine::HarnessError;
 use crate::engine::scenario::store_root;
 
 /// The server's host name and port.
-const SERVER: &str = "server";
+pub(super) const SERVER: &str = "server";
 const PORT: u16 = 8080;
 /// The key the client calls with (admin: it deletes).
 const KEY: &str = "0123456789abcdef-net";
@@ -49,7 +54,7 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 pub const LATE_BY: Duration = Duration::from_millis(1500);
 /// How long a partition lasts: longer than the client's retries.
 pub const PARTITION_FOR: Duration = Duration::from_secs(10);
-/// How long a crashed or powered-off server stays down.
+/// How long a crashed or powered-off server (or vector server) stays down.
 const DOWN_FOR: Duration = Duration::from_millis(300);
 /// Where the service stages imports on the server's disk (outside the
 /// store's root, as on a real server).
@@ -61,7 +66,7 @@ const SIMULATION_LIMIT: Duration = Duration::from_secs(600);
 
 /// A host failure the server asks the harness for.
 #[derive(Clone, Copy, Debug)]
-enum HostFailure {
+pub(super) enum HostFailure {
     Crash,
     PowerCut(PersistenceModel, crate::case::CrashPick),
 }
@@ -77,10 +82,10 @@ pub struct RequestRecord {
     pub during: Vec<SimSnapshot>,
 }
 
-/// What the server and the harness share.
-struct Control {
+/// What the hosts and the harness share.
+pub(super) struct Control {
     /// The strike, if any.
-    strike: Option<NetInjection>,
+    pub(super) strike: Option<NetInjection>,
     /// Requests received so far.
     received: u64,
     /// The server's current process.
@@ -95,16 +100,70 @@ struct Control {
     /// whose outcome does not exist, a syscall past the handling's last.
     missed: Option<String>,
     /// The service under test.
-    under_test: ServiceUnderTest,
+    pub(super) under_test: ServiceUnderTest,
     /// What the client's answers alone already break.
     violations: Vec<Violation>,
     /// Reads the client checked against the model.
     reads_checked: u64,
+    /// The vector server's current process, where the store's vectors are
+    /// remote.
+    pub(super) vectors: Option<SimFs>,
+    /// Calls the server's store has made to its vector server so far.
+    pub(super) vector_calls: u64,
+    /// For each request received (in order), the vector calls made before it.
+    calls_before: Vec<u64>,
+    /// The vector call being made, for the vector server's record.
+    pub(super) vector_call: Option<u64>,
+    /// The fault the vector server carries out on the next call it gets.
+    pub(super) vector_armed: Option<NetFault>,
+    /// Whether the strike at a vector call was armed.
+    vector_struck: bool,
+    /// A failure of the vector server's host asked for, not yet carried out.
+    pub(super) vector_failure: Option<HostFailure>,
+    /// Each vector call of the fault-free run, by its number.
+    pub(super) vector_records: BTreeMap<u64, VectorCallRecord>,
+    /// The threads the store's work ran on (joined when the server's host
+    /// goes down, so that none runs on beside the simulation).
+    pub(super) workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Control {
+    /// Arms the strike for the vector server if it names vector call
+    /// `index` (counted over the run): a fault at vector call `V` of
+    /// request `N` names the `V`th call after those made before `N` was
+    /// received.
+    pub(super) fn arm_vector_strike(&mut self, index: u64) {
+        self.vector_call = Some(index);
+        let Some(strike) = self.strike.filter(|s| s.fault.at_vector_call()) else {
+            return;
+        };
+        let Some(before) = self.calls_before.get((strike.rpc - 1) as usize) else {
+            return;
+        };
+        let v = strike.at.unwrap_or(0);
+        if index != before + v {
+            return;
+        }
+        if self.received > strike.rpc {
+            self.missed = Some(format!("request {} made {v} vector calls or fewer", strike.rpc));
+            return;
+        }
+        self.vector_armed = Some(strike.fault);
+        self.vector_struck = true;
+    }
+
+    /// Joins the threads the store's work ran on.
+    fn join_workers(&mut self) {
+        for worker in std::mem::take(&mut self.workers) {
+            worker.join().ok();
+        }
+    }
 }
 
 type Shared = Rc<RefCell<Control>>;
 
-fn note(control: &Shared, what: String) {
+/// Adds a line to the run's log, at the simulation's time.
+pub(super) fn note(control: &Shared, what: String) {
     let at = turmoil::elapsed();
     control
         .borrow_mut()
@@ -133,6 +192,15 @@ pub struct Outcome {
     pub violations: Vec<Violation>,
     /// Reads the client checked against the model.
     pub reads_checked: u64,
+    /// A fresh process on the vector server's machine, where the store's
+    /// vectors are remote.
+    pub vectors: Option<SimFs>,
+    /// Each vector call of the fault-free run, by its number.
+    pub vector_records: BTreeMap<u64, VectorCallRecord>,
+    /// For each request, the vector calls made before it was received.
+    pub calls_before: Vec<u64>,
+    /// Vector calls made in the whole run.
+    pub vector_calls: u64,
 }
 
 /// Runs `scenario` on `seed` with `strike`.
@@ -143,8 +211,20 @@ pub fn run(
     strike: Option<NetInjection>,
 ) -> Result<Outcome, HarnessError> {
     let machine = SimFs::new(SimConfig::with_seed(seed));
-    Store::init(Arc::new(machine.clone()), Arc::new(machine.clock()), store_root())
-        .map_err(|e| HarnessError(format!("initialising the server's store: {e}")))?;
+    let vectors = scenario
+        .remote_vectors
+        .then(|| SimFs::new(SimConfig::with_seed(super::vectors::machine_seed(seed))));
+    let mut options = StoreOptions::default();
+    if let Some(vectors) = &vectors {
+        options.vector_backend = super::vectors::in_process(vectors)?;
+    }
+    Store::init_with(
+        Arc::new(machine.clone()),
+        Arc::new(machine.clock()),
+        store_root(),
+        &options,
+    )
+    .map_err(|e| HarnessError(format!("initialising the server's store: {e}")))?;
     machine
         .create_dir_all_durable(std::path::Path::new(STAGING_DIR))
         .map_err(|e| HarnessError(format!("creating the server's staging directory: {e}")))?;
@@ -163,6 +243,15 @@ pub fn run(
         under_test,
         violations: Vec::new(),
         reads_checked: 0,
+        vectors: vectors.as_ref().map(SimFs::spawn_process),
+        vector_calls: 0,
+        calls_before: Vec::new(),
+        vector_call: None,
+        vector_armed: None,
+        vector_struck: false,
+        vector_failure: None,
+        vector_records: BTreeMap::new(),
+        workers: Vec::new(),
     }));
     let model = Rc::new(RefCell::new(Model::new()));
     let mut sim = turmoil::Builder::new()
@@ -173,11 +262,27 @@ pub fn run(
         .build();
     let host_control = Rc::clone(&control);
     sim.host(SERVER, move || serve(Rc::clone(&host_control)));
+    if vectors.is_some() {
+        let vectors_control = Rc::clone(&control);
+        sim.host(super::vectors::VECTORS, move || {
+            super::vectors::serve_vectors(Rc::clone(&vectors_control))
+        });
+        sim.set_link_latency(SERVER, super::vectors::VECTORS, super::vectors::VECTOR_LINK_LATENCY);
+    }
+    // A server whose store's vectors are remote takes a few vector calls
+    // to open: its client starts once it is up, as a deployment's does
+    // (the others start at once, and their first attempt finds it up).
+    let grace = if vectors.is_some() {
+        super::vectors::STARTUP_GRACE
+    } else {
+        Duration::ZERO
+    };
     sim.client(
         "client",
-        client(scenario.requests.clone(), Rc::clone(&model), Rc::clone(&control)),
+        client(scenario.requests.clone(), Rc::clone(&model), Rc::clone(&control), grace),
     );
     let mut restart_at: Option<Duration> = None;
+    let mut vectors_restart_at: Option<Duration> = None;
     loop {
         // The server's log goes with the run's log, not to stderr.
         let finished = tearline_service::capture_log(server_log(&control), || sim.step())
@@ -187,6 +292,9 @@ pub fn run(
         if fail_host(&control, &mut sim)? {
             restart_at = Some(sim.elapsed() + DOWN_FOR);
         }
+        if fail_vectors(&control, &mut sim)? {
+            vectors_restart_at = Some(sim.elapsed() + DOWN_FOR);
+        }
         if finished || control.borrow().missed.is_some() {
             break;
         }
@@ -195,11 +303,20 @@ pub fn run(
             note_outside(&control, sim.elapsed(), "server restarts");
             sim.bounce(SERVER);
         }
+        if vectors_restart_at.is_some_and(|at| sim.elapsed() >= at) {
+            vectors_restart_at = None;
+            note_outside(&control, sim.elapsed(), "vector server restarts");
+            sim.bounce(super::vectors::VECTORS);
+        }
     }
-    // The run ends with the server killed, not closed: what it
+    // The run ends with the servers killed, not closed: what they
     // acknowledged must not depend on a clean shutdown.
     control.borrow().server.crash_process();
+    if let Some(vectors) = &control.borrow().vectors {
+        vectors.crash_process();
+    }
     drop(sim);
+    control.borrow_mut().join_workers();
     let mut control = Rc::try_unwrap(control)
         .map_err(|_| HarnessError("the simulation kept its hosts".to_string()))?
         .into_inner();
@@ -211,6 +328,16 @@ pub fn run(
     }
     let machine = control.server.spawn_process();
     let model = model.borrow().clone();
+    if let Some(strike) = strike.filter(|s| s.fault.at_vector_call() && !control.vector_struck)
+        && control.missed.is_none()
+        && control.received >= strike.rpc
+    {
+        control.missed = Some(format!(
+            "request {} made {} vector calls or fewer",
+            strike.rpc,
+            strike.at.unwrap_or(0)
+        ));
+    }
     Ok(Outcome {
         model,
         machine,
@@ -223,6 +350,10 @@ pub fn run(
         }),
         violations: control.violations,
         reads_checked: control.reads_checked,
+        vectors: control.vectors.as_ref().map(SimFs::spawn_process),
+        vector_records: std::mem::take(&mut control.vector_records),
+        calls_before: std::mem::take(&mut control.calls_before),
+        vector_calls: control.vector_calls,
     })
 }
 
@@ -237,26 +368,52 @@ fn fail_host(control: &Shared, sim: &mut turmoil::Sim<'_>) -> Result<bool, Harne
         return Ok(false);
     };
     let server = control.borrow().server.clone();
-    let next = match failure {
-        HostFailure::Crash => {
-            note_outside(control, sim.elapsed(), "the server's process is killed");
-            server.crash_process();
-            server.spawn_process()
-        }
-        HostFailure::PowerCut(model, pick) => {
-            let Some(choice) = resolve_crash(&server.snapshot(), model, pick, server.crash_seed()) else {
-                control.borrow_mut().missed = Some(format!("the power cut has no {model} outcome {pick:?}"));
-                return Ok(false);
-            };
-            let what = format!("the server's host loses power; it will boot with {model} outcome {pick:?}");
-            note_outside(control, sim.elapsed(), &what);
-            server.power_cut();
-            server.reboot_with(model, &choice)
-        }
+    let Some(next) = fail_machine(control, sim.elapsed(), "server", &server, failure) else {
+        return Ok(false);
     };
     sim.crash(SERVER);
+    // The store's work the server's host was running stops with it.
+    control.borrow_mut().join_workers();
     control.borrow_mut().server = next;
     Ok(true)
+}
+
+/// Carries out the failure the vector server asked for, if any (see
+/// [`fail_host`]). Whether it went down.
+fn fail_vectors(control: &Shared, sim: &mut turmoil::Sim<'_>) -> Result<bool, HarnessError> {
+    let asked = control.borrow_mut().vector_failure.take();
+    let (Some(failure), Some(vectors)) = (asked, control.borrow().vectors.clone()) else {
+        return Ok(false);
+    };
+    let Some(next) = fail_machine(control, sim.elapsed(), "vector server", &vectors, failure) else {
+        return Ok(false);
+    };
+    sim.crash(super::vectors::VECTORS);
+    control.borrow_mut().vectors = Some(next);
+    Ok(true)
+}
+
+/// Kills `machine`'s process, or cuts its host's power and boots it with
+/// the outcome `failure` names: the process to restart on, or `None` (a
+/// missed case) if there is no such outcome.
+fn fail_machine(control: &Shared, at: Duration, host: &str, machine: &SimFs, failure: HostFailure) -> Option<SimFs> {
+    match failure {
+        HostFailure::Crash => {
+            note_outside(control, at, &format!("the {host}'s process is killed"));
+            machine.crash_process();
+            Some(machine.spawn_process())
+        }
+        HostFailure::PowerCut(model, pick) => {
+            let Some(choice) = resolve_crash(&machine.snapshot(), model, pick, machine.crash_seed()) else {
+                control.borrow_mut().missed = Some(format!("the power cut has no {model} outcome {pick:?}"));
+                return None;
+            };
+            let what = format!("the {host}'s host loses power; it will boot with {model} outcome {pick:?}");
+            note_outside(control, at, &what);
+            machine.power_cut();
+            Some(machine.reboot_with(model, &choice))
+        }
+    }
 }
 
 /// Where the server's log lines go during a step: into the run's log.
@@ -287,16 +444,50 @@ fn note_outside(control: &Shared, at: Duration, what: &str) {
 /// The server host: opens the service on its current process's disk and
 /// serves HTTP/1.1 on [`PORT`].
 async fn serve(control: Shared) -> turmoil::Result {
-    let (fs, under_test) = {
+    let (fs, under_test, remote) = {
         let control = control.borrow();
-        (control.server.clone(), control.under_test.clone())
+        (
+            control.server.clone(),
+            control.under_test.clone(),
+            control.vectors.is_some(),
+        )
     };
     let keys = Keys::parse_list(&format!("admin:{KEY}")).map_err(|e| e.to_string())?;
     let mut options = ServiceOptions::new(store_root(), keys, STAGING_DIR).with_staging_tag(0);
     if let Some(flaw) = &under_test.flaw {
         options = options.with_flaw_named(flaw)?;
     }
-    let service = match Service::open(Arc::new(fs.clone()), Arc::new(fs.clock()), options) {
+    let (opened, offload) = if remote {
+        // The store's work calls the vector server: it runs in lockstep
+        // with this host, which carries its calls (opening it too).
+        let (bridge, backend) = super::vectors::start_bridge(&control);
+        let options = options.with_vector_backend(backend);
+        let slot = Arc::new(std::sync::Mutex::new(None));
+        let filled = Arc::clone(&slot);
+        bridge
+            .run(Box::new(move || {
+                let opened = Service::open(Arc::new(fs.clone()), Arc::new(fs.clock()), options);
+                *filled.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(opened);
+            }))
+            .await;
+        let opened = slot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .unwrap_or_else(|| {
+                Err(StoreError::Io {
+                    context: "opening the store".to_string(),
+                    source: std::io::Error::other("the store's work stopped"),
+                })
+            });
+        (opened, Offload::Bridged(bridge))
+    } else {
+        (
+            Service::open(Arc::new(fs.clone()), Arc::new(fs.clock()), options),
+            Offload::Inline,
+        )
+    };
+    let service = match opened {
         Ok(service) => service,
         Err(e) => {
             // The client will give up; the check after the run opens the
@@ -306,7 +497,7 @@ async fn serve(control: Shared) -> turmoil::Result {
         }
     };
     note(&control, "server up".to_string());
-    let router = tearline_service::router_with(service, tearline_service::api::DEFAULT_MAX_BODY_BYTES, Offload::Inline);
+    let router = tearline_service::router_with(service, tearline_service::api::DEFAULT_MAX_BODY_BYTES, offload);
     let listener = turmoil::net::TcpListener::bind((IpAddr::V4(Ipv4Addr::UNSPECIFIED), PORT)).await?;
     loop {
         let (stream, _) = listener.accept().await?;
@@ -335,6 +526,8 @@ async fn handle(
     let (rpc, strike) = {
         let mut control = control.borrow_mut();
         control.received += 1;
+        let calls = control.vector_calls;
+        control.calls_before.push(calls);
         let rpc = control.received;
         (rpc, control.strike.filter(|s| s.rpc == rpc))
     };
@@ -360,7 +553,7 @@ async fn handle(
     }
     let before = control.borrow().server.syscall_count();
     if let Some(strike) = strike.filter(|s| s.fault.at_syscall()) {
-        let k = strike.syscall.unwrap_or(0);
+        let k = strike.at.unwrap_or(0);
         let (fault, what) = match strike.fault {
             NetFault::PowerCutWhileHandling => (Fault::PowerCut, "its host loses power"),
             _ => (Fault::ProcessCrash, "its process is killed"),
@@ -388,7 +581,7 @@ async fn handle(
         control.borrow_mut().missed = Some(format!(
             "request {rpc} made {} syscalls, not {}",
             after - before,
-            strike.syscall.unwrap_or(0) + 1
+            strike.at.unwrap_or(0) + 1
         ));
     }
     let halted = control.borrow().server.halted();
@@ -460,9 +653,17 @@ enum Ending {
     GaveUp,
 }
 
-/// The client host: each request in turn, with retries; stops at the
-/// first it gives up on.
-async fn client(requests: Vec<Request>, model: Rc<RefCell<Model>>, control: Shared) -> turmoil::Result {
+/// The client host: after `grace`, each request in turn, with retries;
+/// stops at the first it gives up on.
+async fn client(
+    requests: Vec<Request>,
+    model: Rc<RefCell<Model>>,
+    control: Shared,
+    grace: Duration,
+) -> turmoil::Result {
+    if !grace.is_zero() {
+        tokio::time::sleep(grace).await;
+    }
     for request in &requests {
         match request {
             Request::RemoveSourceBehindTheStore { name } => {

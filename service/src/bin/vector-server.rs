@@ -56,8 +56,8 @@ fn main() -> ExitCode {
     let served = VectorServer::new(
         fs,
         VectorServerOptions {
-            root: cli.root.clone(),
             slow_writes,
+            ..VectorServerOptions::new(cli.root.clone())
         },
     )
     .map_err(|e| format!("{}: {e}", cli.root.display()))

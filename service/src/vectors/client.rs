@@ -24,6 +24,7 @@
 //! and one `get` settles it (assuming a request reaches the server within
 //! its timeout, as on a local network).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -50,23 +51,125 @@ impl Default for RemoteOptions {
     }
 }
 
-/// A `vector-server`, for whole collections: list, look up, create, open,
-/// drop. Cheap to clone (the connection pool is shared).
+/// How a client's requests reach a `vector-server`: over TCP
+/// ([`HttpTransport`]), or through a simulated network or straight into a
+/// server in the same process. Object-safe.
+pub trait Transport: Send + Sync + std::fmt::Debug {
+    /// Sends one request, `method` on `path` (`/v1/…`) with `body` as
+    /// JSON and `timeout` as its budget ([`BUDGET_HEADER`](super::server::BUDGET_HEADER)),
+    /// and waits at most `timeout` for the whole answer: its status and
+    /// body, or why there is none.
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<(u16, String), Unanswered>;
+
+    /// Waits `pause` (between attempts, and out a last budget).
+    fn pause(&self, pause: Duration);
+
+    /// Where the server is, for messages (`http://127.0.0.1:7641`).
+    fn describe(&self) -> String;
+}
+
+/// Why a request got no answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unanswered {
+    /// It was never sent: no connection could be made.
+    NotSent(String),
+    /// It may have reached the server; no whole answer came back in time.
+    Lost(String),
+}
+
+/// The server at a URL, over TCP (`ureq`, its connection pool shared by
+/// clones), waiting on the wall clock.
 #[derive(Clone)]
-pub struct VectorServerClient {
+pub struct HttpTransport {
     agent: ureq::Agent,
     /// `http://HOST:PORT`.
     url: String,
-    options: RemoteOptions,
 }
 
-impl std::fmt::Debug for VectorServerClient {
+impl std::fmt::Debug for HttpTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VectorServerClient")
+        f.debug_struct("HttpTransport")
             .field("url", &self.url)
-            .field("options", &self.options)
             .finish_non_exhaustive()
     }
+}
+
+impl HttpTransport {
+    /// The server at `url` (`http://127.0.0.1:PORT`), no attempt taking
+    /// longer than `timeout`. Connects on the first request.
+    pub fn new(url: &str, timeout: Duration) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(timeout))
+            .timeout_connect(Some(timeout))
+            .build()
+            .into();
+        HttpTransport {
+            agent,
+            url: url.trim_end_matches('/').to_string(),
+        }
+    }
+}
+
+impl Transport for HttpTransport {
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<(u16, String), Unanswered> {
+        let request = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.url))
+            .header("Content-Type", "application/json")
+            .header(super::server::BUDGET_HEADER, timeout.as_millis().to_string())
+            .body(body.map(<[u8]>::to_vec).unwrap_or_default())
+            .map_err(|e| Unanswered::NotSent(e.to_string()))?;
+        let mut response = self.agent.run(request).map_err(|e| match e {
+            ureq::Error::ConnectionFailed
+            | ureq::Error::HostNotFound
+            | ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => {
+                Unanswered::NotSent(e.to_string())
+            }
+            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+                Unanswered::NotSent(io.to_string())
+            }
+            other => Unanswered::Lost(other.to_string()),
+        })?;
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| Unanswered::Lost(e.to_string()))?;
+        Ok((status, text))
+    }
+
+    fn pause(&self, pause: Duration) {
+        std::thread::sleep(pause);
+    }
+
+    fn describe(&self) -> String {
+        self.url.clone()
+    }
+}
+
+/// A `vector-server`, for whole collections: list, look up, create, open,
+/// drop. Cheap to clone (the transport is shared).
+#[derive(Clone, Debug)]
+pub struct VectorServerClient {
+    transport: Arc<dyn Transport>,
+    options: RemoteOptions,
+    /// KNOWN BAD ([`crate::flawed::ServiceFlaw::RetriedUpsertDuplicates`]):
+    /// a retried upsert is sent as a new vector.
+    #[cfg(feature = "flawed-variants")]
+    retried_upsert_duplicates: bool,
 }
 
 /// A collection of a `vector-server`, as a [`VectorStore`]. See the module
@@ -96,19 +199,39 @@ enum Attempt {
 }
 
 impl VectorServerClient {
-    /// The server at `url` (`http://127.0.0.1:PORT`). Connects on the first call.
+    /// The server at `url` (`http://127.0.0.1:PORT`) over TCP. Connects on the first call.
     pub fn new(url: &str, options: RemoteOptions) -> Self {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(options.timeout))
-            .timeout_connect(Some(options.timeout))
-            .build()
-            .into();
+        Self::over(Arc::new(HttpTransport::new(url, options.timeout)), options)
+    }
+
+    /// The server `transport` reaches.
+    pub fn over(transport: Arc<dyn Transport>, options: RemoteOptions) -> Self {
         VectorServerClient {
-            agent,
-            url: url.trim_end_matches('/').to_string(),
+            transport,
             options,
+            #[cfg(feature = "flawed-variants")]
+            retried_upsert_duplicates: false,
         }
+    }
+
+    /// This client with the service's known-bad design called `name` (a
+    /// `refstore serve --flaw` name) where it is the vector client's
+    /// (`retried-upsert-duplicates`); unchanged for any other, and in a
+    /// build without the feature `flawed-variants`, which is the only one
+    /// that has any.
+    pub fn with_flaw_named(self, name: &str) -> Self {
+        #[cfg(feature = "flawed-variants")]
+        let flawed = VectorServerClient {
+            retried_upsert_duplicates: crate::flawed::ServiceFlaw::parse(name)
+                == Some(crate::flawed::ServiceFlaw::RetriedUpsertDuplicates),
+            ..self
+        };
+        #[cfg(not(feature = "flawed-variants"))]
+        let flawed = {
+            let _ = name;
+            self
+        };
+        flawed
     }
 
     /// Every collection's name, in order.
@@ -168,16 +291,22 @@ impl VectorServerClient {
         body: Option<Value>,
         missing_ok: bool,
     ) -> Result<Option<Value>, VectorError> {
-        let url = format!("{}{path}", self.url);
+        let url = format!("{}{path}", self.transport.describe());
+        let body = body.map(|b| b.to_string().into_bytes());
         let mut pause = self.options.backoff;
         let mut reached = false;
         let mut last = String::new();
         for attempt in 0..=self.options.retries {
             if attempt > 0 {
-                std::thread::sleep(pause);
+                self.transport.pause(pause);
                 pause *= 2;
             }
-            match self.attempt(method, &url, body.as_ref()) {
+            #[cfg(feature = "flawed-variants")]
+            let body = match (attempt > 0 && self.retried_upsert_duplicates, &body) {
+                (true, Some(sent)) if path.ends_with("/upsert") => Some(as_new_vectors(sent)),
+                _ => body.clone(),
+            };
+            match self.attempt(method, path, body.as_deref()) {
                 Ok(answer) => return Ok(Some(answer)),
                 Err(Attempt::Refused(404, _)) if missing_ok => return Ok(None),
                 Err(Attempt::Refused(_, why)) => return Err(VectorError::Invalid(why)),
@@ -194,38 +323,21 @@ impl VectorServerClient {
         if reached {
             // Out of the budget of the last attempt, on the server's clock
             // too: what it did not apply by now it never will.
-            std::thread::sleep(self.options.timeout);
+            self.transport.pause(self.options.timeout);
             Err(VectorError::Timeout)
         } else {
             Err(VectorError::Unavailable(format!("{method} {url}: {last}")))
         }
     }
 
-    fn attempt(&self, method: &str, url: &str, body: Option<&Value>) -> Result<Value, Attempt> {
-        let request = ureq::http::Request::builder()
-            .method(method)
-            .uri(url)
-            .header("Content-Type", "application/json")
-            .header(
-                super::server::BUDGET_HEADER,
-                self.options.timeout.as_millis().to_string(),
-            )
-            .body(body.map(|b| b.to_string().into_bytes()).unwrap_or_default())
-            .map_err(|e| Attempt::Refused(400, e.to_string()))?;
-        let mut response = self.agent.run(request).map_err(|e| match e {
-            ureq::Error::ConnectionFailed
-            | ureq::Error::HostNotFound
-            | ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => Attempt::NotSent(e.to_string()),
-            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
-                Attempt::NotSent(io.to_string())
-            }
-            other => Attempt::Lost(other.to_string()),
-        })?;
-        let status = response.status().as_u16();
-        let text = response
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| Attempt::Lost(e.to_string()))?;
+    fn attempt(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<Value, Attempt> {
+        let (status, text) = self
+            .transport
+            .send(method, path, body, self.options.timeout)
+            .map_err(|unanswered| match unanswered {
+                Unanswered::NotSent(why) => Attempt::NotSent(why),
+                Unanswered::Lost(why) => Attempt::Lost(why),
+            })?;
         let answer: Value = if text.is_empty() {
             Value::Null
         } else {
@@ -241,6 +353,20 @@ impl VectorServerClient {
             _ => Err(Attempt::Lost(detail())),
         }
     }
+}
+
+/// KNOWN BAD: an upsert's body with every id replaced by a fresh one, as
+/// an add that lets the server pick ids would store it again.
+#[cfg(feature = "flawed-variants")]
+fn as_new_vectors(sent: &[u8]) -> Vec<u8> {
+    const FRESH: u64 = 1 << 40;
+    let mut body: Value = serde_json::from_slice(sent).unwrap_or(Value::Null);
+    if let Some(ids) = body["ids"].as_array_mut() {
+        for id in ids {
+            *id = json!(id.as_u64().unwrap_or(0) + FRESH);
+        }
+    }
+    body.to_string().into_bytes()
 }
 
 /// The path of collection `name`, its name percent-encoded (the server

@@ -7,6 +7,8 @@
 //!   checksummed, durable when it answers), under `/v1/collections`.
 //! - [`backend`]: [`RemoteVectors`], where a store keeps its generations'
 //!   vectors when they live on a `vector-server`: a collection each.
+//! - [`in_process`]: [`InProcess`], a server in this process, reached
+//!   without a socket (a harness's, after a simulation).
 //! - [`client`]: [`VectorServerClient`] for whole collections (list,
 //!   look up, create, open, drop), and [`RemoteVectorStore`], the store's
 //!   [`VectorStore`](tearline_refstore::vectors::VectorStore) trait over
@@ -21,8 +23,10 @@
 
 pub mod backend;
 pub mod client;
+pub mod in_process;
 pub mod server;
 
 pub use backend::RemoteVectors;
-pub use client::{RemoteOptions, RemoteVectorStore, VectorServerClient};
+pub use client::{HttpTransport, RemoteOptions, RemoteVectorStore, Transport, Unanswered, VectorServerClient};
+pub use in_process::InProcess;
 pub use server::{VectorServer, VectorServerOptions};

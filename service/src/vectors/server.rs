@@ -57,6 +57,22 @@ pub struct VectorServerOptions {
     /// outcome) or before (it reaches the collection late, as a write stuck
     /// behind others does). `None` in service.
     pub slow_writes: Option<SlowWrites>,
+    /// Where the handlers run the collections' (blocking) work: tokio's
+    /// blocking threads in a server ([`Offload::Threads`], the default),
+    /// the calling task on a host of a simulation ([`Offload::Inline`]).
+    pub offload: Offload,
+}
+
+impl VectorServerOptions {
+    /// Options for collections in `root`: no slow writes, work on
+    /// blocking threads.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        VectorServerOptions {
+            root: root.into(),
+            slow_writes: None,
+            offload: Offload::Threads,
+        }
+    }
 }
 
 /// See [`VectorServerOptions::slow_writes`].
@@ -155,6 +171,11 @@ impl VectorServer {
             writes_applied: AtomicU64::new(0),
             writes_expired: AtomicU64::new(0),
         }))
+    }
+
+    /// Where its handlers run the collections' work.
+    fn offload(&self) -> Offload {
+        self.options.offload.clone()
     }
 
     /// The open collections. If a call panicked while holding them, they
@@ -373,7 +394,8 @@ async fn create(
     raw: Result<axum::Json<CreateBody>, JsonRejection>,
 ) -> Answer {
     let CreateBody { dimension } = body(raw)?;
-    let (count, name) = Offload::Threads
+    let (count, name) = server
+        .offload()
         .run(move || Ok((server.create(&name, dimension)?, name)))
         .await?;
     Ok(json(
@@ -382,12 +404,13 @@ async fn create(
 }
 
 async fn list(State(server): Shared) -> Answer {
-    let names = Offload::Threads.run(move || server.names()).await?;
+    let names = server.offload().run(move || server.names()).await?;
     Ok(json(serde_json::json!({ "collections": names })))
 }
 
 async fn describe(State(server): Shared, UrlPath(name): UrlPath<String>) -> Answer {
-    let (dimension, count, name) = Offload::Threads
+    let (dimension, count, name) = server
+        .offload()
         .run(move || {
             let (dimension, count) = server.with(&name, |store| Ok((store.dimension(), store.ids()?.len())))?;
             Ok((dimension, count, name))
@@ -399,7 +422,7 @@ async fn describe(State(server): Shared, UrlPath(name): UrlPath<String>) -> Answ
 }
 
 async fn remove(State(server): Shared, UrlPath(name): UrlPath<String>) -> Answer {
-    Offload::Threads.run(move || server.drop_collection(&name)).await?;
+    server.offload().run(move || server.drop_collection(&name)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -428,7 +451,8 @@ async fn upsert(
         )));
     }
     let count = ids.len();
-    Offload::Threads
+    server
+        .offload()
         .run(move || {
             server.write(&name, received, budget, |store| {
                 // All checked first: a batch the store cannot hold is refused
@@ -462,7 +486,8 @@ async fn delete(
     let (received, budget) = budget_of(&headers);
     let IdsBody { ids } = body(raw)?;
     let count = ids.len();
-    Offload::Threads
+    server
+        .offload()
         .run(move || {
             server.write(&name, received, budget, |store| {
                 ids.iter().try_for_each(|id| store.delete(*id))
@@ -478,7 +503,8 @@ async fn get_vectors(
     raw: Result<axum::Json<IdsBody>, JsonRejection>,
 ) -> Answer {
     let IdsBody { ids } = body(raw)?;
-    let (ids, embeddings) = Offload::Threads
+    let (ids, embeddings) = server
+        .offload()
         .run(move || {
             let embeddings = server.with(&name, |store| {
                 ids.iter().map(|id| store.get(*id)).collect::<Result<Vec<_>, _>>()
@@ -490,7 +516,8 @@ async fn get_vectors(
 }
 
 async fn list_ids(State(server): Shared, UrlPath(name): UrlPath<String>) -> Answer {
-    let ids = Offload::Threads
+    let ids = server
+        .offload()
         .run(move || server.with(&name, |store| store.ids()))
         .await?;
     Ok(json(serde_json::json!({ "ids": ids })))
@@ -502,7 +529,8 @@ async fn query(
     raw: Result<axum::Json<QueryBody>, JsonRejection>,
 ) -> Answer {
     let QueryBody { embedding, k } = body(raw)?;
-    let neighbours = Offload::Threads
+    let neighbours = server
+        .offload()
         .run(move || server.with(&name, |store| store.nearest(&embedding, k)))
         .await?;
     let neighbours: Vec<_> = neighbours
