@@ -354,22 +354,6 @@ pub(crate) fn clean_up(
     if !removed.leftovers.is_empty() || !removed.backups.is_empty() {
         fs.sync_dir_named(&dir).named()?;
     }
-    // Vectors kept elsewhere than in the generations' directories, of a
-    // generation whose directory is gone (moved aside as damaged).
-    let present: Vec<String> = fs
-        .read_dir(&dir)
-        .context(|| format!("listing {}", dir.display()))?
-        .into_iter()
-        .map(|entry| entry.name)
-        .collect();
-    let unused = layout
-        .vector_backend()
-        .remove_unused(&present)
-        .map_err(|source| StoreError::Vectors {
-            context: "removing the vectors of generations that are gone".to_string(),
-            source,
-        })?;
-    removed.leftovers.extend(unused);
     // A switch interrupted between writing the new pointer and renaming it
     // over `CURRENT` leaves its temporary file beside it.
     let pointer_tmp = layout.current_tmp_file();
@@ -381,6 +365,19 @@ pub(crate) fn clean_up(
             .context(|| format!("removing {}", pointer_tmp.display()))?;
         fs.sync_dir_named(layout.root()).named()?;
         removed.leftovers.push(".CURRENT.tmp".to_string());
+    }
+    // Vectors kept elsewhere than in the generations' directories, of a
+    // generation whose directory is gone (moved aside as damaged): best
+    // effort, last, so that a vector server out of reach fails no open
+    // (the next open sweeps them).
+    let present: Vec<String> = fs
+        .read_dir(&dir)
+        .context(|| format!("listing {}", dir.display()))?
+        .into_iter()
+        .map(|entry| entry.name)
+        .collect();
+    if let Ok(unused) = layout.vector_backend().remove_unused(&present) {
+        removed.leftovers.extend(unused);
     }
     Ok(removed)
 }

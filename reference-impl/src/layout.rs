@@ -10,6 +10,8 @@
 //! <root>/staging/<id>/<name>        its staged new contents (may be another device)
 //! <root>/RESERVE                    space kept aside for recovery on a full device
 //! <root>/CURRENT                    the live generation's name, e.g. "gen-000001\n"
+//! <root>/VECTORS                    where the vectors are, if not in files beside
+//!                                   each index (see `crate::vectors::backend`)
 //! <root>/generations/gen-000001/    one generation: a complete index
 //!     index.db                        SQLite: files, chunks, summaries, intents
 //!     vectors/                        the vector store's segment files
@@ -142,6 +144,12 @@ impl Layout {
     /// into `source/`. A deployment may mount it on another device.
     pub fn staging_dir(&self) -> PathBuf {
         self.root.join("staging")
+    }
+
+    /// Where the vectors are, when not in files beside each index
+    /// ([`crate::vectors::VectorBackend::placement`]).
+    pub fn vectors_file(&self) -> PathBuf {
+        self.root.join("VECTORS")
     }
 
     /// The generation pointer.

@@ -533,6 +533,15 @@ impl Store {
         let Some(lock) = self.lock.as_ref() else {
             return Err(read_only());
         };
+        if !self.layout.vector_backend().keeps_files() {
+            // Renaming a directory does not move vectors kept elsewhere.
+            return Err(StoreError::Vectors {
+                context: "the two-rename swap".to_string(),
+                source: crate::vectors::VectorError::Invalid(
+                    "it renames generation directories, which needs vectors kept in them".to_string(),
+                ),
+            });
+        }
         let permission = lock.wipe_permission();
         let live_dir = self.layout.generation_dir(live);
         let generations = self.layout.generations_dir();

@@ -109,6 +109,28 @@ impl StoreOptions {
     }
 }
 
+/// Refuses to open a store with its vectors in another place than it was
+/// created with (`VECTORS`, absent: files beside each index).
+fn check_placement(fs: &dyn Fs, layout: &Layout) -> Result<()> {
+    let file = layout.vectors_file();
+    let recorded = match fs.read_file(&file) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim_end().to_string(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => crate::vectors::backend::FILES.to_string(),
+        Err(e) => return Err(e).context(|| format!("reading {}", file.display())),
+    };
+    let given = layout.vector_backend().placement();
+    if recorded == given {
+        return Ok(());
+    }
+    Err(StoreError::Vectors {
+        context: format!("opening the store at {}", layout.root().display()),
+        source: VectorError::Invalid(format!(
+            "it keeps its vectors in {recorded}, and was opened with them in {given} (give the store's own \
+             vector store: `--vectors URL` and `--vectors-prefix` for a vector server, neither for files)"
+        )),
+    })
+}
+
 /// What opening the store did.
 #[derive(Clone, Debug, Serialize)]
 pub struct OpenReport {
@@ -373,6 +395,12 @@ impl Store {
             fs.create_dir_all_durable(&dir)
                 .context(|| format!("creating {}", dir.display()))?;
         }
+        let placement = layout.vector_backend().placement();
+        if placement != crate::vectors::backend::FILES {
+            let file = layout.vectors_file();
+            fs.write_file_atomic(&file, format!("{placement}\n").as_bytes())
+                .context(|| format!("writing {}", file.display()))?;
+        }
         let first = Generation(1);
         generation::build(&fs, &clock, &layout, first, &lock.wipe_permission(), &[], &mut |_| {})?;
         generation::switch_to(fs.as_ref(), &layout, first)?;
@@ -400,6 +428,7 @@ impl Store {
                 root: root.to_path_buf(),
             });
         }
+        check_placement(fs.as_ref(), &layout)?;
         let lock = if writable {
             Some(StoreLock::acquire(fs.as_ref(), &options.lock_path(&layout))?)
         } else {

@@ -30,6 +30,16 @@ fn run_with(name: &str, store: &str, seed: u64, faults: Vec<Fault>) -> ScenarioR
     net::run_scenario(&scenario(name), store, &options, 2, &|_, _| {}).expect("the harness ran")
 }
 
+/// How many cases `scenario`'s matrix has with the faults that strike
+/// requests (and vector calls) as a whole only.
+fn run_cases(scenario: &NetScenario) -> u64 {
+    let options = EngineOptions {
+        faults: Vec::new(),
+        ..EngineOptions::default()
+    };
+    net::cases(scenario, "refstore", &options).unwrap().len() as u64
+}
+
 /// `name`'s matrix with the faults that strike requests as a whole only.
 fn run(name: &str, store: &str, seed: u64) -> ScenarioResult {
     run_with(name, store, seed, Vec::new())
@@ -384,6 +394,39 @@ fn a_store_whose_vectors_are_on_a_third_host_keeps_every_invariant() {
     assert!(remote.remote_vectors);
     let result = run("net-remote-vectors", "refstore", 0);
     assert!(result.passed, "{}: {:#?}", result.verdict, result.net_failures);
+    // Every fault at every vector call a request's handling made: each
+    // write request calls the vector server, and each call meets all four
+    // network faults (the host failures come with `crash`, `power-cut`).
+    let cases = net::cases(&remote, "refstore", &EngineOptions::default()).unwrap();
+    let at_calls = |rpc: u64| -> BTreeSet<(u64, NetFault)> {
+        cases
+            .iter()
+            .filter(|c| c.injection.rpc == rpc && c.injection.fault.at_vector_call())
+            .map(|c| (c.injection.at.unwrap(), c.injection.fault))
+            .collect()
+    };
+    // (seed 0: a put, the rebuild, a put, a replacement, a delete, an import)
+    let writes = [1, 3, 8, 9, 10, 11];
+    for rpc in writes {
+        let struck = at_calls(rpc);
+        let calls: BTreeSet<u64> = struck.iter().map(|(v, _)| *v).collect();
+        assert!(!calls.is_empty(), "request {rpc} has no vector-call cases");
+        for v in &calls {
+            for fault in NetFault::AT_VECTOR_CALL {
+                assert!(struck.contains(&(*v, fault)), "request {rpc}, call {v}: no {fault}");
+            }
+        }
+        assert_eq!(
+            calls,
+            (0..calls.len() as u64).collect(),
+            "request {rpc}: calls numbered from 0"
+        );
+    }
+    assert_eq!(
+        result.cases,
+        run_cases(&remote),
+        "the run checks the matrix's cases, each of them"
+    );
     for invariant in [
         Invariant::NoOrphanVectors,
         Invariant::CommittedDurable,
@@ -470,9 +513,14 @@ fn faults_of_the_vector_calls_catch_what_a_local_vector_store_cannot_show() {
 fn a_run_with_the_vector_server_as_a_third_host_is_the_same_twice() {
     let remote = scenario("net-remote-vectors");
     for line in [
-        "net-remote-vectors:4:rpc3:vector-partition@0",
-        "net-remote-vectors:4:rpc2:crash@20",
-        "net-remote-vectors:4:rpc4:late-response",
+        "net-remote-vectors:4:rpc9:vector-partition@0",
+        "net-remote-vectors:4:rpc9:vector-crash-after-apply@1",
+        "net-remote-vectors:4:rpc9:vector-power-cut-after-apply@1:prefix:d0",
+        // The server's host killed while the store's work waits on a
+        // vector call (a syscall after the request's first call).
+        "net-remote-vectors:4:rpc9:crash@10",
+        "net-remote-vectors:4:rpc2:job-crash@30",
+        "net-remote-vectors:4:rpc6:late-response",
     ] {
         let case: NetCase = line.parse().unwrap();
         let first = net::check_case(&remote, &case).unwrap().expect("the case exists");
@@ -484,4 +532,52 @@ fn a_run_with_the_vector_server_as_a_third_host_is_the_same_twice() {
         assert_eq!(vectors(&first), vectors(&second), "{line}");
         assert_eq!(first.state, second.state, "{line}");
     }
+}
+
+/// A rebuild asked over HTTP is a job that runs after its `202`: the
+/// server's host fails at every syscall of it. The reference store keeps
+/// everything; origins/1's in-place rebuild (drop the index, refill it)
+/// loses acknowledged documents there, and only there.
+#[test]
+fn a_rebuild_job_is_struck_at_every_syscall_after_its_request_was_answered() {
+    let line = "net-rebuild:0:rpc3:job-crash@60";
+    let replayed = reproduce_net_line(line, None).expect("the replay ran");
+    assert!(replayed.violations.is_empty(), "{}", replayed.report);
+    for says in [
+        "rpc3 answered 202",
+        "server starts a background job (of rpc3)",
+        "the server's process is killed",
+        "rpc4 answered 404",
+        "client cannot tell how job 1 ended",
+    ] {
+        assert!(replayed.report.contains(says), "{says}: {}", replayed.report);
+    }
+    let past = reproduce_net_line("net-rebuild:0:rpc3:job-crash@99999", None).unwrap_err();
+    assert!(past.to_string().contains("the job of request 3 made"), "{past}");
+
+    let in_place = run_with("net-rebuild", "refstore/drop-and-reindex", 0, vec![Fault::ProcessCrash]);
+    let lost: Vec<_> = in_place
+        .net_failures
+        .iter()
+        .filter(|f| f.invariant == Invariant::CommittedDurable)
+        .collect();
+    assert!(!lost.is_empty(), "{:#?}", in_place.net_failures);
+    assert!(
+        lost.iter()
+            .all(|f| f.repro.parse::<NetCase>().unwrap().injection.fault == NetFault::JobCrash),
+        "{lost:#?}"
+    );
+    let replayed = reproduce_net_line(&lost[0].repro, None).expect("the replay ran");
+    assert!(
+        replayed
+            .violations
+            .iter()
+            .any(|v| v.invariant == Invariant::CommittedDurable),
+        "{}",
+        replayed.report
+    );
+    let reference = reproduce_net_line(&lost[0].repro, Some("refstore")).expect("the replay ran");
+    assert!(reference.violations.is_empty(), "{}", reference.report);
+    let reference = run_with("net-rebuild", "refstore", 0, vec![Fault::ProcessCrash]);
+    assert!(reference.passed, "{}: {:#?}", reference.verdict, reference.net_failures);
 }

@@ -378,7 +378,7 @@ async fn rebuild(State(api): Shared, headers: HeaderMap, raw: Body) -> Answer {
         "incremental" => RebuildMode::Incremental,
         other => return Err(Problem::bad_request(format!("mode {other:?}: full or incremental"))),
     };
-    let id = service.start_rebuild(mode)?;
+    let id = service.start_rebuild_with(mode, &api.offload)?;
     Ok(json(StatusCode::ACCEPTED, serde_json::json!({ "job_id": id })))
 }
 

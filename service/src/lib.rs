@@ -25,6 +25,6 @@ pub mod vectors;
 
 pub use api::{router, router_with};
 pub use keys::{Keys, Role};
-pub use listen::{Bridge, Offload, capture_log, log};
+pub use listen::{Bridge, Offload, WorkKind, capture_log, log};
 pub use problem::Problem;
 pub use service::{Service, ServiceOptions};

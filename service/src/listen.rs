@@ -99,8 +99,18 @@ pub enum Offload {
 /// carries out what the work asked of the network, the work waits. One
 /// work at a time, in the order given. Object-safe.
 pub trait Bridge: Send + Sync + fmt::Debug {
-    /// Queues `work`; the future ends once it has run.
-    fn run(&self, work: Box<dyn FnOnce() + Send>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+    /// Queues `work`, of `kind`; the future ends once it has run.
+    fn run(&self, work: Box<dyn FnOnce() + Send>, kind: WorkKind) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+/// What a bridged work is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkKind {
+    /// A request's: its answer waits for it.
+    Request,
+    /// A background job's (a rebuild), started by a request that has been
+    /// answered.
+    Background,
 }
 
 impl Offload {
@@ -118,13 +128,33 @@ impl Offload {
             Offload::Bridged(bridge) => {
                 let (answer, answered) = std::sync::mpsc::channel();
                 bridge
-                    .run(Box::new(move || {
-                        let result =
-                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|_| stopped());
-                        answer.send(result).ok();
-                    }))
+                    .run(
+                        Box::new(move || {
+                            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+                                .unwrap_or_else(|_| stopped());
+                            answer.send(result).ok();
+                        }),
+                        WorkKind::Request,
+                    )
                     .await;
                 answered.try_recv().unwrap_or_else(|_| stopped())
+            }
+        }
+    }
+
+    /// Starts `work`, a background job (`name` names its thread), and
+    /// returns at once: on a thread of its own in a server, on a task of
+    /// the host's in a simulation (in lockstep with it, if bridged).
+    pub(crate) fn detach(&self, name: String, work: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
+        match self {
+            Offload::Threads => std::thread::Builder::new().name(name).spawn(work).map(drop),
+            Offload::Inline => {
+                drop(tokio::spawn(async move { work() }));
+                Ok(())
+            }
+            Offload::Bridged(bridge) => {
+                drop(tokio::spawn(bridge.run(Box::new(work), WorkKind::Background)));
+                Ok(())
             }
         }
     }
@@ -144,7 +174,7 @@ impl Offload {
                 let bridge = Arc::clone(bridge);
                 drop(tokio::spawn(async move {
                     tokio::time::sleep(WRITE_BEHIND_LAG).await;
-                    bridge.run(Box::new(work)).await;
+                    bridge.run(Box::new(work), WorkKind::Request).await;
                 }));
             }
         }

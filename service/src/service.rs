@@ -32,6 +32,7 @@ use tearline_sim_fs::{Clock, Fs, FsExt};
 
 use crate::jobs::{Jobs, Progress};
 use crate::keys::Keys;
+use crate::listen::Offload;
 use crate::problem::Problem;
 
 /// What reads are served from: a read-only handle on the store opened while
@@ -397,22 +398,27 @@ impl Service {
     /// Queues a rebuild; it runs on its own thread. A full rebuild leaves
     /// readers on the old view until it has switched.
     pub fn start_rebuild(self: &Arc<Self>, mode: RebuildMode) -> Result<u64, Problem> {
+        self.start_rebuild_with(mode, &Offload::Threads)
+    }
+
+    /// [`Service::start_rebuild`], the job run where `offload` runs
+    /// background work (a thread of its own in a server; a task of the
+    /// host's in a simulation).
+    pub fn start_rebuild_with(self: &Arc<Self>, mode: RebuildMode, offload: &Offload) -> Result<u64, Problem> {
         let id = self.jobs.start(mode)?;
         let service = Arc::clone(self);
-        let spawned = std::thread::Builder::new()
-            .name(format!("rebuild-{id}"))
-            .spawn(move || {
-                let result = catch_unwind(AssertUnwindSafe(|| service.rebuild(id, mode))).unwrap_or_else(|_| {
-                    // The writer may be half way through anything: reopen it.
-                    let mut writer = lock(&service.writer);
-                    *writer = None;
-                    service.writer_store(&mut writer).ok();
-                    Err(Problem::internal(
-                        "the rebuild stopped unexpectedly; the store recovered what it left",
-                    ))
-                });
-                service.jobs.finish(id, result);
+        let spawned = offload.detach(format!("rebuild-{id}"), move || {
+            let result = catch_unwind(AssertUnwindSafe(|| service.rebuild(id, mode))).unwrap_or_else(|_| {
+                // The writer may be half way through anything: reopen it.
+                let mut writer = lock(&service.writer);
+                *writer = None;
+                service.writer_store(&mut writer).ok();
+                Err(Problem::internal(
+                    "the rebuild stopped unexpectedly; the store recovered what it left",
+                ))
             });
+            service.jobs.finish(id, result);
+        });
         if let Err(e) = spawned {
             let problem = Problem::internal(format!("could not start the rebuild: {e}"));
             self.jobs.finish(id, Err(problem.clone()));

@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +37,19 @@ fn ids(server: &str, name: &str) -> Vec<u64> {
     let client = VectorServerClient::new(server, RemoteOptions::default());
     let collection = client.open(name).expect("open").expect("the collection exists");
     collection.ids().expect("ids")
+}
+
+/// A count from the vector server's `/v1/stats`.
+fn stat(server: &VectorServer, field: &str) -> u64 {
+    let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
+    let stats: serde_json::Value = agent
+        .get(format!("{}/v1/stats", server.url))
+        .call()
+        .expect("stats")
+        .body_mut()
+        .read_json()
+        .expect("JSON");
+    stats[field].as_u64().expect("a count")
 }
 
 /// Whether `report` finds index, vectors and sources in agreement.
@@ -179,8 +191,22 @@ fn a_vector_write_with_an_unknown_outcome_is_settled_by_recovery() {
         let failed = store.add("unsure.md", b"its vector's write timed out");
         assert!(failed.is_err(), "the upsert's answer never came, yet the add succeeded");
         drop(store);
-        // Past the slow answer: the server has applied it or never will.
+        // Past the slow answer: the server has applied it or never will,
+        // and which one it did is the budget's doing.
         std::thread::sleep(Duration::from_millis(3500));
+        let (applied, expired) = (stat(&server, "writes_applied"), stat(&server, "writes_expired"));
+        // (The add's clean-up after the timeout is a write, slowed too.)
+        if before_apply {
+            assert!(
+                applied == 0 && expired >= 1,
+                "reached after the budget, so refused: {applied} {expired}"
+            );
+        } else {
+            assert!(
+                applied >= 1 && expired == 0,
+                "applied, its answer too late: {applied} {expired}"
+            );
+        }
         drop(server);
 
         let server = VectorServer::start(&vectors, &[]);
@@ -232,9 +258,20 @@ fn the_cli_keeps_a_stores_vectors_on_the_server_it_names() {
     assert_eq!(ids(&server.url, "cli-gen-000002").len(), 1);
     let found = with(&["search", "a note on the server"]);
     assert!(String::from_utf8_lossy(&found.stdout).contains("note.md"));
-    // Opened without the server, the store has no vectors: it says so.
-    let without = refstore(&root, &["verify"]);
-    assert!(!without.status.success());
+    // Opened without its vector server (reading, or writing, which must
+    // not rebuild the store with files instead), the store refuses and
+    // says where its vectors are.
+    for args in [&["verify"][..], &["add", doc_arg]] {
+        let without = refstore(&root, args);
+        assert!(!without.status.success(), "{args:?}");
+        let said = String::from_utf8_lossy(&without.stderr);
+        assert!(
+            said.contains("keeps its vectors in vector-server collections"),
+            "{said}"
+        );
+    }
+    assert!(!root.join("generations/gen-000002/vectors").exists());
+    assert!(!root.join("generations/gen-000003").exists());
 
     drop(server);
     std::fs::write(&doc, "a second version, while the server is down").unwrap();
@@ -243,7 +280,11 @@ fn the_cli_keeps_a_stores_vectors_on_the_server_it_names() {
     let said = String::from_utf8_lossy(&refused.stderr);
     assert!(said.contains("vector"), "{said}");
     assert!(!said.contains("panicked"), "{said}");
-    assert!(Path::new(&root.join("source/note.md")).exists());
+    let kept = std::fs::read_to_string(root.join("source/note.md")).unwrap();
+    assert_eq!(
+        kept, "a note whose vector lives on the server",
+        "refused, so nothing changed"
+    );
 }
 
 /// `refstore serve --vectors URL`: the service's writes, imports and full

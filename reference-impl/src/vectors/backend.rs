@@ -48,11 +48,20 @@ pub trait VectorBackend: Send + Sync + fmt::Debug {
     /// Only the lock holder calls it, when no build is under way.
     fn remove_unused(&self, present: &[String]) -> Result<Vec<String>, VectorError>;
 
+    /// Where the vectors are, as the store records it at its creation and
+    /// checks at every open (`files` for files beside the index): a store
+    /// opened with another placement than it was created with refuses,
+    /// rather than find every vector missing and rebuild elsewhere.
+    fn placement(&self) -> String;
+
     /// Whether the vectors are files in the generation's directory: then
     /// a missing `vectors/` directory or an unreadable segment is damage
     /// the store finds by looking, and repairs by rebuilding.
     fn keeps_files(&self) -> bool;
 }
+
+/// The placement of [`LocalVectors`]: files beside the index.
+pub const FILES: &str = "files";
 
 /// The default backend: each generation's vectors are a
 /// [`LocalVectorStore`] in its `vectors/` directory, on the store's own
@@ -87,6 +96,10 @@ impl VectorBackend for LocalVectors {
     fn remove_unused(&self, _present: &[String]) -> Result<Vec<String>, VectorError> {
         // Nothing of a generation is kept outside its directory.
         Ok(Vec::new())
+    }
+
+    fn placement(&self) -> String {
+        FILES.to_string()
     }
 
     fn keeps_files(&self) -> bool {

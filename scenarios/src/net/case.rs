@@ -9,6 +9,7 @@
 //!           | "vector-lose-request@" V | "vector-lose-response@" V
 //!           | "vector-partition@" V | "vector-partition-after-apply@" V
 //!           | "vector-crash-after-apply@" V | "vector-power-cut-after-apply@" V
+//!           | "job-crash@" J | "job-power-cut@" J
 //! ```
 //!
 //! `N` counts the requests the server received, from 1, as in the
@@ -16,9 +17,11 @@
 //! same as there); `K` counts the syscalls the server makes while it
 //! handles request `N`, from 0 (`crash@3`: its process is killed at the
 //! fourth); `V` counts the calls the server's store makes to its remote
-//! vector server while it handles request `N` (scenarios whose vectors are
-//! remote), from 0. `MODEL` and `PICK` are the syscall grammar's, for the
-//! power cuts only. `Display` writes the line and `FromStr`
+//! vector server (scenarios whose vectors are remote) from the moment
+//! request `N` was received, from 0: its handling's, or a background job's
+//! running then; `J` counts the syscalls of the background job (a
+//! rebuild) request `N` started, after it was answered, from 0. `MODEL` and
+//! `PICK` are the syscall grammar's, for the power cuts only. `Display` writes the line and `FromStr`
 //! reads it back; anything else is a [`CaseParseError`], never a panic.
 
 use std::fmt;
@@ -76,6 +79,14 @@ pub enum NetFault {
     /// The vector server's host loses power after applying the call,
     /// before answering, and boots with what the persistence model keeps.
     VectorPowerCutAfterApply,
+    /// The server's process is killed at one syscall (the `@J` of the
+    /// line) of the background job the request started (a rebuild), after
+    /// the request was answered; it restarts, and the job is gone.
+    JobCrash,
+    /// The server's host loses power at one syscall of the background job
+    /// the request started, and boots with what the persistence model
+    /// keeps.
+    JobPowerCut,
 }
 
 impl NetFault {
@@ -107,12 +118,17 @@ impl NetFault {
         NetFault::VectorPowerCutAfterApply,
     ];
 
+    /// The faults that strike a syscall of the background job a request
+    /// started.
+    pub const DURING_JOB: [NetFault; 2] = [NetFault::JobCrash, NetFault::JobPowerCut];
+
     /// Every fault, in the grammar's order.
     pub fn all() -> impl Iterator<Item = NetFault> {
         Self::AT_REQUEST
             .into_iter()
             .chain(Self::WHILE_HANDLING)
             .chain(Self::AT_VECTOR_CALL)
+            .chain(Self::DURING_JOB)
     }
 
     /// Whether it strikes one syscall of the request's handling (`@K`).
@@ -125,11 +141,24 @@ impl NetFault {
         Self::AT_VECTOR_CALL.contains(&self)
     }
 
+    /// Whether it strikes one syscall of the request's job (`@J`).
+    pub fn during_job(self) -> bool {
+        Self::DURING_JOB.contains(&self)
+    }
+
+    /// Whether it strikes the `@`-numbered syscall or call of the request.
+    pub fn takes_index(self) -> bool {
+        self.at_syscall() || self.at_vector_call() || self.during_job()
+    }
+
     /// Whether it is a power cut (it takes a persistence model and a pick).
     pub fn cuts_power(self) -> bool {
         matches!(
             self,
-            NetFault::PowerCutAfterAnswer | NetFault::PowerCutWhileHandling | NetFault::VectorPowerCutAfterApply
+            NetFault::PowerCutAfterAnswer
+                | NetFault::PowerCutWhileHandling
+                | NetFault::VectorPowerCutAfterApply
+                | NetFault::JobPowerCut
         )
     }
 
@@ -151,6 +180,8 @@ impl NetFault {
             NetFault::VectorPartitionAfterApply => "vector-partition-after-apply",
             NetFault::VectorCrashAfterApply => "vector-crash-after-apply",
             NetFault::VectorPowerCutAfterApply => "vector-power-cut-after-apply",
+            NetFault::JobCrash => "job-crash",
+            NetFault::JobPowerCut => "job-power-cut",
         }
     }
 
@@ -245,10 +276,15 @@ impl FromStr for NetInjection {
             let names: Vec<&str> = NetFault::all().map(NetFault::name).collect();
             bad(format!("unknown network fault {fault:?} (one of {})", names.join(", ")))
         })?;
-        match (fault.at_syscall() || fault.at_vector_call(), at) {
+        match (fault.takes_index(), at) {
             (true, None) if fault.at_vector_call() => {
                 return Err(bad(format!(
                     "{fault} needs @<v>, the vector call of the handling it strikes"
+                )));
+            }
+            (true, None) if fault.during_job() => {
+                return Err(bad(format!(
+                    "{fault} needs @<j>, the syscall of the request's job it strikes"
                 )));
             }
             (true, None) => {
@@ -328,7 +364,7 @@ mod tests {
             let crash = fault
                 .cuts_power()
                 .then_some((PersistenceModel::Prefix, CrashPick::Distinct(2)));
-            let at = (fault.at_syscall() || fault.at_vector_call()).then_some(41);
+            let at = fault.takes_index().then_some(41);
             for store in [stores::DEFAULT, "refstore/acknowledge-before-write"] {
                 let case = NetCase {
                     scenario: "net-client-writes".to_string(),
@@ -384,6 +420,7 @@ mod tests {
             ("net-client-writes:0:rpc1:lose-request@3", "takes no @<k>"),
             ("net-client-writes:0:rpc1:power-cut@3", "needs :<model>:<pick>"),
             ("net-remote-vectors:0:rpc1:vector-lose-response", "needs @<v>"),
+            ("net-rebuild:0:rpc3:job-crash", "needs @<j>"),
             (
                 "net-remote-vectors:0:rpc1:vector-power-cut-after-apply@2",
                 "needs :<model>:<pick>",

@@ -26,7 +26,7 @@ pub mod world;
 use std::collections::BTreeSet;
 
 use std::sync::Arc;
-use tearline_model::{Invariant, Operation, ReconcileKind, RemoteFault, Violation};
+use tearline_model::{Invariant, Operation, RebuildKind, ReconcileKind, RemoteFault, Violation};
 
 use tearline_refstore::under_test::RefStoreFactory;
 use tearline_refstore::vectors::VectorBackend;
@@ -86,6 +86,18 @@ pub enum Request {
         /// Only this owner's records; `None`: every record.
         user: Option<String>,
     },
+    /// `POST /v1/rebuild {mode: full}` (`202` and a job id), then `GET
+    /// /v1/jobs/{id}` until the job has ended: the rebuild is acknowledged
+    /// once the job succeeded, refused if it failed (a full rebuild that
+    /// fails changes nothing), and uncertain if the job is gone (the
+    /// server restarted) or the client gave up.
+    Rebuild,
+    /// `GET /v1/jobs/{id}`: how a rebuild job stands (the client's own
+    /// poll, not a step of a scenario).
+    JobStatus {
+        /// The job's id.
+        id: u64,
+    },
     /// Not a request: an operator removes the document's source file on
     /// the server's disk, behind the store's back, durably (and the
     /// record it leaves is an orphan a clean must deal with).
@@ -118,7 +130,12 @@ impl Request {
                 dry_run: false,
                 owner: user.clone(),
             },
-            Request::Get { .. } | Request::RemoveSourceBehindTheStore { .. } => return None,
+            Request::Rebuild => Operation::Rebuild {
+                kind: RebuildKind::Full,
+            },
+            Request::Get { .. } | Request::JobStatus { .. } | Request::RemoveSourceBehindTheStore { .. } => {
+                return None;
+            }
         })
     }
 
@@ -140,6 +157,8 @@ impl Request {
                 )
             }
             Request::RemoveSourceBehindTheStore { name } => format!("rm source/{name}"),
+            Request::Rebuild => "POST rebuild full".to_string(),
+            Request::JobStatus { id } => format!("GET job {id}"),
         }
     }
 }
@@ -349,13 +368,14 @@ pub fn scenarios() -> Vec<NetScenario> {
             remote_vectors: true,
             name: "net-remote-vectors".to_string(),
             description: "the store keeps its vectors on a vector server, a third host with a disk of its own: a \
-                          client puts, replaces, deletes, imports and reads documents while the server's calls to \
+                          client puts, rebuilds (a new collection), replaces, deletes, imports and reads documents while the server's calls to \
                           the vector server are lost, answered after they were applied or never, cut off by a \
                           partition, or met by a vector server that is killed or loses power after applying them, \
                           and while the client's own requests meet every fault of the other network scenarios"
                 .to_string(),
             requests: vec![
                 put("a.md", "alpha"),
+                Request::Rebuild,
                 get("a.md"),
                 put("b.md", "bravo"),
                 put("a.md", "alpha, second version"),
@@ -363,6 +383,26 @@ pub fn scenarios() -> Vec<NetScenario> {
                 import(&[("i1.md", "one"), ("i2.md", "two")]),
                 get("i2.md"),
                 get("a.md"),
+            ],
+        },
+        NetScenario {
+            remote_vectors: false,
+            name: "net-rebuild".to_string(),
+            description: "a client asks the service for full rebuilds (202 and a job it polls) between writes: the \
+                          server's host is killed or loses power at every syscall of each rebuild job, after its \
+                          request was answered, and the job is gone when it restarts; every fault of the other \
+                          network scenarios strikes the requests"
+                .to_string(),
+            requests: vec![
+                put("a.md", "alpha"),
+                put("b.md", "bravo"),
+                Request::Rebuild,
+                get("a.md"),
+                put("c.md", "charlie"),
+                delete("b.md"),
+                Request::Rebuild,
+                get("c.md"),
+                get("b.md"),
             ],
         },
     ]
@@ -418,8 +458,12 @@ fn injections(
         // again: the request's handling runs within one step of the
         // simulation, so the network is the same too, and so is all that
         // follows. (The machines' clocks differ by the syscalls between the
-        // two; nothing these scenarios run decides by the time.)
+        // two; nothing these scenarios run decides by the time.) Not where
+        // the store's vectors are remote: a handling that calls the vector
+        // server spans steps, and the vector server's disk changes between
+        // two of its syscalls.
         let mut booted = BTreeSet::new();
+        let merges = !scenario.remote_vectors;
         for (k, snapshot) in record.during.iter().enumerate() {
             let at = Some(k as u64);
             if options.faults.contains(&Fault::ProcessCrash) {
@@ -438,10 +482,47 @@ fn injections(
                         else {
                             continue;
                         };
-                        if booted.insert(snapshot.crash_state_key(model, &choice, &mut pages)) {
+                        if !merges || booted.insert(snapshot.crash_state_key(model, &choice, &mut pages)) {
                             all.push(NetInjection {
                                 rpc,
                                 fault: NetFault::PowerCutWhileHandling,
+                                at,
+                                crash: Some((model, pick)),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // The host fails at each syscall of each background job (a rebuild)
+    // a request started, after its answer went out (equal disks merged as
+    // above: a job runs in one step where it calls no vector server).
+    let merges = !scenario.remote_vectors;
+    for job in &probe.jobs {
+        let mut booted = BTreeSet::new();
+        for (k, snapshot) in job.during.iter().enumerate() {
+            let at = Some(k as u64);
+            if options.faults.contains(&Fault::ProcessCrash) {
+                all.push(NetInjection {
+                    rpc: job.rpc,
+                    fault: NetFault::JobCrash,
+                    at,
+                    crash: None,
+                });
+            }
+            if options.faults.contains(&Fault::PowerCut) {
+                for &model in &options.models {
+                    for pick in picks(snapshot, model) {
+                        let Some(choice) =
+                            crate::case::resolve_crash(snapshot, model, pick, probe.machine.crash_seed())
+                        else {
+                            continue;
+                        };
+                        if !merges || booted.insert(snapshot.crash_state_key(model, &choice, &mut pages)) {
+                            all.push(NetInjection {
+                                rpc: job.rpc,
+                                fault: NetFault::JobPowerCut,
                                 at,
                                 crash: Some((model, pick)),
                             });
@@ -507,6 +588,34 @@ fn vector_call_injections(
         }
     }
     all
+}
+
+/// Every case of `scenario`'s matrix for the store named `store` (one the
+/// network scenarios serve), in the matrix's order.
+pub fn cases(scenario: &NetScenario, store: &str, options: &EngineOptions) -> Result<Vec<NetCase>, HarnessError> {
+    let service = ServiceUnderTest::for_store(store)
+        .ok_or_else(|| HarnessError(format!("the network scenarios do not serve store {store:?}")))?;
+    matrix(scenario, store, &service, options).map(|(cases, _)| cases)
+}
+
+/// The matrix's cases, and the syscalls the server made in the fault-free run.
+fn matrix(
+    scenario: &NetScenario,
+    store: &str,
+    service: &ServiceUnderTest,
+    options: &EngineOptions,
+) -> Result<(Vec<NetCase>, u64), HarnessError> {
+    let (injections, syscalls) = injections(scenario, options.seed, service, options)?;
+    let cases = injections
+        .into_iter()
+        .map(|injection| NetCase {
+            scenario: scenario.name.clone(),
+            seed: options.seed,
+            injection,
+            store: store.to_string(),
+        })
+        .collect();
+    Ok((cases, syscalls))
 }
 
 /// What checking one case found.
@@ -632,22 +741,13 @@ pub fn run_scenario(
         verdict: "pass".to_string(),
         ..ScenarioResult::empty(&scenario.name, "network", &scenario.description)
     };
-    let (injections, workload_syscalls) = injections(scenario, options.seed, &service, options)?;
-    let total = injections.len() as u64;
+    let (cases, workload_syscalls) = matrix(scenario, store, &service, options)?;
+    let total = cases.len() as u64;
     progress(0, total);
     // Each case is a whole run of its own: split over `jobs` threads, the
     // verdicts merged in the matrix's order, so the report is the same for
     // any split.
     let done = std::sync::atomic::AtomicU64::new(0);
-    let cases: Vec<NetCase> = injections
-        .into_iter()
-        .map(|injection| NetCase {
-            scenario: scenario.name.clone(),
-            seed: options.seed,
-            injection,
-            store: store.to_string(),
-        })
-        .collect();
     let jobs = usize::try_from(jobs.max(1)).unwrap_or(1);
     let mut verdicts: Vec<(usize, Verdict)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..jobs)
@@ -751,7 +851,7 @@ pub fn run_scenario(
 }
 
 /// Whether `scenario`'s check exercises `invariant`: what a recovered
-/// store is checked for after any case (no scenario asks for a rebuild),
+/// store is checked for after any case,
 /// protected-records-kept where a document is shared, owner-scope-kept
 /// where one is given an owner, and
 /// no-destructive-without-force where a clean is asked for without force.

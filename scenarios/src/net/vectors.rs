@@ -3,8 +3,10 @@
 //! its own, and how the store on `server` reaches it through turmoil.
 //!
 //! The store is blocking code; turmoil's hosts are tasks of one thread. So
-//! the store's work runs on a thread of its own ([`Lockstep`], the
-//! service's [`Bridge`]), in lockstep with the server host's pump task:
+//! the store's work (every request's, and every background job's: a
+//! rebuild) runs on a thread of its own ([`Lockstep`], the service's
+//! [`Bridge`]), in lockstep with the server host's pump task, in every
+//! network scenario:
 //! while the work runs, the host thread waits for it; when the work calls
 //! its vector server ([`BridgedTransport`]), it waits while the pump
 //! carries the call over the simulated network, in simulated time, with
@@ -31,11 +33,11 @@ use std::time::Duration;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper_util::rt::TokioIo;
-use tearline_service::Bridge;
 use tearline_service::vectors::{
     InProcess, RemoteOptions, RemoteVectors, Transport, Unanswered, VectorServer, VectorServerClient,
     VectorServerOptions,
 };
+use tearline_service::{Bridge, WorkKind};
 use tearline_sim_fs::{SimFs, SimSnapshot};
 use tower::Service as _;
 
@@ -62,9 +64,9 @@ pub const REMOTE: RemoteOptions = RemoteOptions {
 /// data centre's, fixed.
 pub const VECTOR_LINK_LATENCY: Duration = Duration::from_millis(1);
 /// How long a partition between the server and its vector server lasts:
-/// longer than the store's attempts at one call (an attempt, a pause, a
-/// second attempt and a last wait out of its budget: some 420 ms), shorter
-/// than the client's retries of its request.
+/// longer than the store's attempts at one call before its last wait (an
+/// attempt, a pause and a second attempt: some 420 ms), shorter than the
+/// client's retries of its request.
 pub const VECTOR_PARTITION_FOR: Duration = Duration::from_millis(500);
 /// How long the client waits for the server to open its store (which
 /// takes a few vector calls) before its first request.
@@ -116,6 +118,7 @@ enum Event {
 /// Work queued for the pump, and who waits for it.
 struct Start {
     work: Box<dyn FnOnce() + Send>,
+    kind: WorkKind,
     done: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -169,9 +172,9 @@ pub(super) struct Lockstep {
 }
 
 impl Bridge for Lockstep {
-    fn run(&self, work: Box<dyn FnOnce() + Send>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    fn run(&self, work: Box<dyn FnOnce() + Send>, kind: WorkKind) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         let (done, finished) = tokio::sync::oneshot::channel();
-        let queued = self.starts.send(Start { work, done }).is_ok();
+        let queued = self.starts.send(Start { work, kind, done }).is_ok();
         Box::pin(async move {
             if queued {
                 // Dropped unanswered only when the host goes down.
@@ -200,16 +203,27 @@ async fn pump(
     received: mpsc::Receiver<Event>,
     control: Rc<RefCell<Control>>,
 ) {
-    while let Some(Start { work, done }) = queued.recv().await {
+    while let Some(Start { work, kind, done }) = queued.recv().await {
+        let job = (kind == WorkKind::Background).then(|| {
+            let job = control.borrow_mut().begin_job();
+            note(
+                &control,
+                format!("server starts a background job (of rpc{})", job.rpc()),
+            );
+            job
+        });
         let told = events.clone();
         let worker = std::thread::spawn(move || {
             let log = told.clone();
-            tearline_service::capture_log(
-                move |line| {
-                    log.send(Event::Log(line.to_string())).ok();
-                },
-                work,
-            );
+            // A work that panics has ended too: the host must not wait on.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                tearline_service::capture_log(
+                    move |line| {
+                        log.send(Event::Log(line.to_string())).ok();
+                    },
+                    work,
+                );
+            }));
             told.send(Event::Done).ok();
         });
         control.borrow_mut().workers.push(worker);
@@ -227,6 +241,10 @@ async fn pump(
                     request.reply.send(answer).ok();
                 }
             }
+        }
+        if let Some(job) = job {
+            note(&control, format!("server's background job (of rpc{}) ended", job.rpc()));
+            control.borrow_mut().end_job(job);
         }
         done.send(()).ok();
     }

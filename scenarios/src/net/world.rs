@@ -28,7 +28,7 @@ use tearline_model::invariants::{no_destructive_without_force, reader_consistent
 use tearline_model::{Invariant, Model, Violation, content_hash};
 
 use tearline_refstore::{Layout, Store, StoreError, StoreOptions};
-use tearline_service::{Bridge, Keys, Offload, Service, ServiceOptions};
+use tearline_service::{Bridge, Keys, Offload, Service, ServiceOptions, WorkKind};
 use tearline_sim_fs::{Fault, FaultPlan, Fs, FsExt, PersistenceModel, SimConfig, SimFs, SimSnapshot};
 use tower::Service as _;
 
@@ -82,6 +82,32 @@ pub struct RequestRecord {
     pub during: Vec<SimSnapshot>,
 }
 
+/// What the fault-free run saw of one background job (a rebuild).
+#[derive(Clone, Debug)]
+pub struct JobRecord {
+    /// The request that started it (the last one received when it began).
+    pub rpc: u64,
+    /// The syscalls the server made while it ran.
+    pub syscalls: std::ops::Range<u64>,
+    /// The server's disk before each of them.
+    pub during: Vec<SimSnapshot>,
+}
+
+/// A background job under way: which request started it, where its
+/// syscalls began, and whether the strike was armed in it.
+pub(super) struct JobStart {
+    rpc: u64,
+    before: u64,
+    armed: Option<u64>,
+}
+
+impl JobStart {
+    /// The request that started it.
+    pub(super) fn rpc(&self) -> u64 {
+        self.rpc
+    }
+}
+
 /// What the hosts and the harness share.
 pub(super) struct Control {
     /// The strike, if any.
@@ -125,6 +151,10 @@ pub(super) struct Control {
     /// The threads the store's work ran on (joined when the server's host
     /// goes down, so that none runs on beside the simulation).
     pub(super) workers: Vec<std::thread::JoinHandle<()>>,
+    /// Each background job of the fault-free run.
+    jobs: Vec<JobRecord>,
+    /// Whether the strike in a job was armed.
+    job_struck: bool,
 }
 
 impl Control {
@@ -150,6 +180,50 @@ impl Control {
         }
         self.vector_armed = Some(strike.fault);
         self.vector_struck = true;
+    }
+
+    /// A background job begins on the server: the strike is armed in it if
+    /// it names a syscall of the job of the request last received.
+    pub(super) fn begin_job(&mut self) -> JobStart {
+        let (rpc, before) = (self.received, self.server.syscall_count());
+        let strike = self
+            .strike
+            .filter(|s| s.fault.during_job() && s.rpc == rpc && !self.job_struck);
+        let armed = strike.map(|strike| {
+            let j = strike.at.unwrap_or(0);
+            let fault = match strike.fault {
+                NetFault::JobPowerCut => Fault::PowerCut,
+                _ => Fault::ProcessCrash,
+            };
+            self.server.set_fault_plan(FaultPlan::none().at(before + j, fault));
+            self.job_struck = true;
+            j
+        });
+        JobStart { rpc, before, armed }
+    }
+
+    /// A background job has ended: the fault-free run keeps its record; a
+    /// strike armed in it that it never reached makes the case a missed one.
+    pub(super) fn end_job(&mut self, job: JobStart) {
+        let after = self.server.syscall_count();
+        if self.strike.is_none() {
+            self.jobs.push(JobRecord {
+                rpc: job.rpc,
+                syscalls: job.before..after,
+                during: Vec::new(),
+            });
+        }
+        if let Some(j) = job.armed
+            && self.server.halted().is_none()
+        {
+            self.server.set_fault_plan(FaultPlan::none());
+            self.missed = Some(format!(
+                "the job of request {} made {} syscalls, not {}",
+                job.rpc,
+                after - job.before,
+                j + 1
+            ));
+        }
     }
 
     /// Joins the threads the store's work ran on.
@@ -201,6 +275,8 @@ pub struct Outcome {
     pub calls_before: Vec<u64>,
     /// Vector calls made in the whole run.
     pub vector_calls: u64,
+    /// Each background job of the run (fault-free runs).
+    pub jobs: Vec<JobRecord>,
 }
 
 /// Runs `scenario` on `seed` with `strike`.
@@ -252,6 +328,8 @@ pub fn run(
         vector_failure: None,
         vector_records: BTreeMap::new(),
         workers: Vec::new(),
+        jobs: Vec::new(),
+        job_struck: false,
     }));
     let model = Rc::new(RefCell::new(Model::new()));
     let mut sim = turmoil::Builder::new()
@@ -322,9 +400,15 @@ pub fn run(
         .into_inner();
     let snapshots = machine.take_snapshots();
     machine.record_snapshots(false);
+    let during = |syscalls: &std::ops::Range<u64>| {
+        let range = (syscalls.start - recorded_from) as usize..(syscalls.end - recorded_from) as usize;
+        snapshots.get(range).map(<[SimSnapshot]>::to_vec).unwrap_or_default()
+    };
     for record in &mut control.records {
-        let range = (record.syscalls.start - recorded_from) as usize..(record.syscalls.end - recorded_from) as usize;
-        record.during = snapshots.get(range).map(<[SimSnapshot]>::to_vec).unwrap_or_default();
+        record.during = during(&record.syscalls);
+    }
+    for job in &mut control.jobs {
+        job.during = during(&job.syscalls);
     }
     let machine = control.server.spawn_process();
     let model = model.borrow().clone();
@@ -337,6 +421,12 @@ pub fn run(
             strike.rpc,
             strike.at.unwrap_or(0)
         ));
+    }
+    if let Some(strike) = strike.filter(|s| s.fault.during_job() && !control.job_struck)
+        && control.missed.is_none()
+        && control.received >= strike.rpc
+    {
+        control.missed = Some(format!("request {} started no background job", strike.rpc));
     }
     Ok(Outcome {
         model,
@@ -354,6 +444,7 @@ pub fn run(
         vector_records: std::mem::take(&mut control.vector_records),
         calls_before: std::mem::take(&mut control.calls_before),
         vector_calls: control.vector_calls,
+        jobs: std::mem::take(&mut control.jobs),
     })
 }
 
@@ -457,18 +548,24 @@ async fn serve(control: Shared) -> turmoil::Result {
     if let Some(flaw) = &under_test.flaw {
         options = options.with_flaw_named(flaw)?;
     }
-    let (opened, offload) = if remote {
-        // The store's work calls the vector server: it runs in lockstep
-        // with this host, which carries its calls (opening it too).
-        let (bridge, backend) = super::vectors::start_bridge(&control);
-        let options = options.with_vector_backend(backend);
+    // The store's work runs in lockstep with this host, which carries its
+    // calls to the vector server (opening the store too), and runs its
+    // background jobs.
+    let (bridge, backend) = super::vectors::start_bridge(&control);
+    let (opened, offload) = {
+        if remote {
+            options = options.with_vector_backend(backend);
+        }
         let slot = Arc::new(std::sync::Mutex::new(None));
         let filled = Arc::clone(&slot);
         bridge
-            .run(Box::new(move || {
-                let opened = Service::open(Arc::new(fs.clone()), Arc::new(fs.clock()), options);
-                *filled.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(opened);
-            }))
+            .run(
+                Box::new(move || {
+                    let opened = Service::open(Arc::new(fs.clone()), Arc::new(fs.clock()), options);
+                    *filled.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(opened);
+                }),
+                WorkKind::Request,
+            )
             .await;
         let opened = slot
             .lock()
@@ -481,11 +578,6 @@ async fn serve(control: Shared) -> turmoil::Result {
                 })
             });
         (opened, Offload::Bridged(bridge))
-    } else {
-        (
-            Service::open(Arc::new(fs.clone()), Arc::new(fs.clock()), options),
-            Offload::Inline,
-        )
     };
     let service = match opened {
         Ok(service) => service,
@@ -705,6 +797,12 @@ async fn client(
                 }
                 continue;
             }
+            Request::Rebuild => {
+                if !rebuild(request, &model, &control).await {
+                    return Ok(());
+                }
+                continue;
+            }
             _ => {}
         }
         let Some(operation) = request.operation() else {
@@ -729,6 +827,81 @@ async fn client(
     }
     note(&control, "client done".to_string());
     Ok(())
+}
+
+/// How often the client asks how its rebuild job stands, and how many
+/// times before it gives up on it.
+const JOB_POLL: Duration = Duration::from_millis(50);
+const JOB_POLLS: u32 = 200;
+
+/// Asks for a full rebuild and waits for its job to end, telling the
+/// model what came of it. Whether the client goes on (`false`: it gave
+/// up, and the rebuild is uncertain).
+async fn rebuild(request: &Request, model: &Rc<RefCell<Model>>, control: &Shared) -> bool {
+    let Some(operation) = request.operation() else {
+        return true;
+    };
+    model.borrow_mut().begin(&operation);
+    let started = send(request, control).await;
+    match started.ending {
+        Ending::Acknowledged => {}
+        Ending::Refused => {
+            model.borrow_mut().reject();
+            return true;
+        }
+        Ending::GaveUp => {
+            note(control, format!("client gives up on {}", operation.describe()));
+            return false;
+        }
+    }
+    let job: serde_json::Value = serde_json::from_slice(&started.body).unwrap_or_default();
+    let Some(id) = job["job_id"].as_u64() else {
+        control.borrow_mut().violations.push(Violation::new(
+            Invariant::CleanError,
+            format!("{} answered {:?} without a job id", request.describe(), started.status),
+        ));
+        return false;
+    };
+    for _ in 0..JOB_POLLS {
+        tokio::time::sleep(JOB_POLL).await;
+        let polled = send(&Request::JobStatus { id }, control).await;
+        let state = match (polled.ending, polled.status) {
+            (Ending::GaveUp, _) => None,
+            // Forgotten: the server restarted; the job may have switched
+            // the generation before it went, or not.
+            (_, Some(404)) => None,
+            (_, Some(200)) => {
+                let job: serde_json::Value = serde_json::from_slice(&polled.body).unwrap_or_default();
+                match job["state"].as_str() {
+                    Some("succeeded") => Some(true),
+                    Some("failed") => Some(false),
+                    _ => continue,
+                }
+            }
+            _ => continue,
+        };
+        match state {
+            Some(true) => model.borrow_mut().acknowledge(),
+            Some(false) => model.borrow_mut().reject(),
+            None => {
+                note(
+                    control,
+                    format!("client cannot tell how job {id} ended; gives up on it"),
+                );
+                return false;
+            }
+        }
+        note(
+            control,
+            format!(
+                "client: job {id} {}",
+                if state == Some(true) { "succeeded" } else { "failed" }
+            ),
+        );
+        return true;
+    }
+    note(control, format!("client: job {id} did not end; gives up on it"));
+    false
 }
 
 /// An operator, in a process of its own on the server's machine, removes
@@ -846,6 +1019,12 @@ async fn attempt_once(request: &Request) -> Option<(u16, Bytes)> {
             })
             .to_string(),
         ),
+        Request::Rebuild => (
+            hyper::Method::POST,
+            "/v1/rebuild".to_string(),
+            serde_json::json!({ "mode": "full" }).to_string(),
+        ),
+        Request::JobStatus { id } => (hyper::Method::GET, format!("/v1/jobs/{id}"), String::new()),
         Request::RemoveSourceBehindTheStore { .. } => return None,
     };
     let http = hyper::Request::builder()

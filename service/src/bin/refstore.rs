@@ -537,6 +537,15 @@ fn run(cli: &Cli) -> Result<ExitCode, StoreError> {
                 #[cfg(feature = "flawed-variants")]
                 flaw,
             };
+            // A known-bad vector client, where the flaw is one.
+            #[cfg(feature = "flawed-variants")]
+            let backend = match (&cli.vectors, flaw) {
+                (Some(url), Some(flaw)) => {
+                    let client = VectorServerClient::new(url, RemoteOptions::default()).with_flaw_named(&flaw.name());
+                    Arc::new(RemoteVectors::new(client, &cli.vectors_prefix))
+                }
+                _ => backend,
+            };
             // Its errors are not the store's: said here, exit status 1.
             if let Err(message) = serve(root, Arc::clone(&backend), options) {
                 eprintln!("refstore: {message}");

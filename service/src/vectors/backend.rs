@@ -107,6 +107,10 @@ impl VectorBackend for RemoteVectors {
         Ok(removed)
     }
 
+    fn placement(&self) -> String {
+        format!("vector-server collections prefixed {:?}", self.prefix)
+    }
+
     fn keeps_files(&self) -> bool {
         false
     }

@@ -328,6 +328,10 @@ impl VectorServer {
         if let Some(slow) = slow.filter(|slow| slow.before_apply) {
             std::thread::sleep(slow.slow_by);
         }
+        // On the calling task (a host of a simulation), a write reaches its
+        // collection in the step it was received in: there is no wall
+        // clock to read, and nothing to wait behind.
+        let budget = budget.filter(|_| !matches!(self.options.offload, Offload::Inline));
         let applied = self.with(name, |store| {
             if budget.is_some_and(|budget| received.elapsed() > budget) {
                 return Ok(false);
