@@ -13,7 +13,7 @@ use tearline_sim_fs::{Clock, FileKind, Fs, FsExt};
 
 use crate::dual_write::RecoveryReport;
 use crate::embed::{Embedder, HashingEmbedder, chunk, summarise};
-use crate::error::{Context, Result, StoreError};
+use crate::error::{Context, Named, Result, StoreError};
 use crate::generation;
 use crate::index::{FileRow, Index, IndexAccess, IndexedDocument};
 use crate::journal::JournalReport;
@@ -430,7 +430,14 @@ impl Store {
         }
         check_placement(fs.as_ref(), &layout)?;
         let lock = if writable {
-            Some(StoreLock::acquire(fs.as_ref(), &options.lock_path(&layout))?)
+            let lock = StoreLock::acquire(fs.as_ref(), &options.lock_path(&layout))?;
+            // A switch that died between renaming `CURRENT` and syncing the
+            // root left a pointer only the page cache holds: what this open
+            // shows must survive a power cut, so the pointer it reads is
+            // made durable first. (Opening local vectors synced the root as
+            // a side effect; remote ones do not.)
+            fs.sync_dir_named(root).named()?;
+            Some(lock)
         } else {
             #[cfg(feature = "flawed-variants")]
             let checks = options.flaw != Some(crate::flawed::Flaw::ReaderIgnoresJournal);

@@ -16,6 +16,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tearline_refstore::vectors::{
+    LocalOptions, LocalVectorStore, OpenMode, OpenReport, VectorBackend, VectorError, VectorStore,
+};
 use tearline_refstore::{
     Dump, DumpedDocument, Flaw, RebuildMode, RebuildProgress, RebuildStats, RetentionPolicy, Store, StoreError,
     StoreOptions,
@@ -681,4 +684,113 @@ fn a_read_only_store_cannot_rebuild() {
         assert!(err.to_string().contains("read-only"), "{err}");
     }
     assert_eq!(fs.fingerprint(), before);
+}
+
+/// Vectors kept on the store's filesystem but outside its root (as a
+/// remote vector store keeps them elsewhere): opening them touches no
+/// directory of the store's.
+#[derive(Debug)]
+struct VectorsElsewhere;
+
+impl VectorsElsewhere {
+    fn dir(generation_dir: &Path) -> std::path::PathBuf {
+        Path::new("/elsewhere").join(generation_dir.file_name().expect("a generation's name"))
+    }
+}
+
+impl VectorBackend for VectorsElsewhere {
+    fn open(
+        &self,
+        fs: &Arc<dyn Fs>,
+        generation_dir: &Path,
+        dimension: usize,
+        mode: OpenMode,
+        options: LocalOptions,
+    ) -> Result<(Box<dyn VectorStore>, OpenReport), VectorError> {
+        let (store, report) =
+            LocalVectorStore::open_with(Arc::clone(fs), &Self::dir(generation_dir), dimension, mode, options)?;
+        Ok((Box::new(store), report))
+    }
+
+    fn remove(&self, _generation_dir: &Path) -> Result<(), VectorError> {
+        // Kept: this test removes no generation.
+        Ok(())
+    }
+
+    fn remove_unused(&self, _present: &[String]) -> Result<Vec<String>, VectorError> {
+        Ok(Vec::new())
+    }
+
+    fn placement(&self) -> String {
+        "elsewhere".to_string()
+    }
+
+    fn keeps_files(&self) -> bool {
+        false
+    }
+}
+
+/// A full rebuild whose process dies at each of its last syscalls (the
+/// switch of `CURRENT` among them): the generation the next writable open
+/// shows must be the one a power cut right after it shows too, whatever
+/// keeps the vectors. A switch that died after renaming `CURRENT` and
+/// before syncing the root leaves a pointer only the page cache holds; an
+/// open that shows it without making it durable loses it to a power cut
+/// (opening vectors in the generation's own directory happened to sync the
+/// root; vectors kept elsewhere do not).
+#[test]
+fn a_pointer_a_dying_switch_left_unsynced_is_durable_once_an_open_has_shown_it() {
+    type Backend = fn() -> Arc<dyn VectorBackend>;
+    let backends: [(&str, Backend); 2] = [
+        ("files", || Arc::new(tearline_refstore::vectors::LocalVectors)),
+        ("elsewhere", || Arc::new(VectorsElsewhere)),
+    ];
+    for (which, backend) in backends {
+        let options = || StoreOptions {
+            vector_backend: backend(),
+            ..StoreOptions::default()
+        };
+        let setup = || {
+            let fs = SimFs::new(SimConfig::with_seed(seed("pointer-durable")));
+            Store::init_with(Arc::new(fs.clone()), Arc::new(fs.clock()), Path::new(ROOT), &options()).expect("init");
+            let mut store = open_with(&fs, options()).expect("open");
+            for i in 0..3 {
+                store.add(&name(i), content(i, 1).as_bytes()).expect("add");
+            }
+            (fs, store)
+        };
+        let (fs, mut store) = setup();
+        let start = fs.syscall_count();
+        store.rebuild(RebuildMode::Full, &mut no_progress()).expect("rebuild");
+        let syscalls = fs.syscall_count() - start;
+        let mut switches = 0;
+        for k in syscalls.saturating_sub(40)..syscalls {
+            let (fs, mut store) = setup();
+            fs.set_fault_plan(FaultPlan::none().at(fs.syscall_count() + k, Fault::ProcessCrash));
+            let died = store.rebuild(RebuildMode::Full, &mut no_progress()).is_err();
+            drop(store);
+            if !died || fs.halted().is_none() {
+                continue;
+            }
+            let after = fs.spawn_process();
+            let shown = open_with(&after, options())
+                .expect("the open after the crash")
+                .open_report()
+                .generation;
+            switches += usize::from(shown == 2);
+            let snapshot = after.snapshot();
+            let model = PersistenceModel::NothingUnsynced;
+            let rebooted = snapshot.boot(model, &snapshot.sample_crash(model, 0));
+            let kept = open_with(&rebooted, options())
+                .expect("the open after the power cut")
+                .open_report()
+                .generation;
+            assert_eq!(
+                kept, shown,
+                "{which}: the process died at syscall {k} of the rebuild; the next open showed generation {shown}, \
+                 a power cut after it generation {kept}"
+            );
+        }
+        assert!(switches > 0, "{which}: no crash fell after the switch");
+    }
 }

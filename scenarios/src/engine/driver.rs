@@ -1122,7 +1122,9 @@ fn claimed_unreachable(observation: &Observation, remote: RemoteFault) -> Option
 /// `fs`, and compares what it shows with what the recovery showed; then, from
 /// the middle of that second open, cuts the power (nothing unsynced
 /// survives), opens it a third time on the rebooted machine, and compares
-/// again.
+/// again; and, if the recovery left anything unsynced, cuts the power right
+/// after it too (what a recovery showed must survive a power cut: a pointer
+/// it read but never made durable would not).
 fn reopen_and_compare(
     factory: &dyn StoreFactory,
     fs: &SimFs,
@@ -1138,21 +1140,24 @@ fn reopen_and_compare(
     if let Some(broken) = compare(recovered, second) {
         return Some(broken);
     }
-    let middle = snapshots.get(snapshots.len() / 2)?;
     let model = PersistenceModel::NothingUnsynced;
-    let rebooted = middle.boot(model, &middle.sample_crash(model, 0));
-    let third_end = rebooted.syscall_count() + budget;
-    rebooted.set_fault_plan(plan(None, third_end));
-    compare(
-        recovered,
-        open_observe_close(factory, &rebooted, third_end, remote, "third"),
-    )
-    .map(|v| {
-        Violation::new(
-            v.invariant,
-            format!("after a power cut in the middle of the second open: {}", v.evidence),
+    let after_a_power_cut = |at: &tearline_sim_fs::SimSnapshot, when: &str| {
+        let rebooted = at.boot(model, &at.sample_crash(model, 0));
+        let third_end = rebooted.syscall_count() + budget;
+        rebooted.set_fault_plan(plan(None, third_end));
+        compare(
+            recovered,
+            open_observe_close(factory, &rebooted, third_end, remote, "third"),
         )
-    })
+        .map(|v| Violation::new(v.invariant, format!("after a power cut {when}: {}", v.evidence)))
+    };
+    if let Some(first) = snapshots.first().filter(|first| first.pending_ops() > 0)
+        && let Some(broken) = after_a_power_cut(first, "right after the recovery")
+    {
+        return Some(broken);
+    }
+    let middle = snapshots.get(snapshots.len() / 2)?;
+    after_a_power_cut(middle, "in the middle of the second open")
 }
 
 /// One writable open of a recovered store, observed and closed: the

@@ -429,7 +429,13 @@ fn injections(
         }
     };
     let mut all = Vec::new();
-    let mut pages = tearline_sim_fs::PageHashes::default();
+    let mut host = HostFailures {
+        options,
+        picks: &picks,
+        crash_seed: probe.machine.crash_seed(),
+        pages: tearline_sim_fs::PageHashes::default(),
+        waits: &probe.waits,
+    };
     for (i, record) in probe.records.iter().enumerate() {
         let rpc = i as u64 + 1;
         for fault in NetFault::AT_REQUEST {
@@ -452,90 +458,99 @@ fn injections(
                 crash,
             }));
         }
-        // The host fails at each syscall of the handling, as the run's
-        // faults say (a process crash, a power cut). A power cut that boots
-        // the same disk as an earlier one of the same request is not run
-        // again: the request's handling runs within one step of the
-        // simulation, so the network is the same too, and so is all that
-        // follows. (The machines' clocks differ by the syscalls between the
-        // two; nothing these scenarios run decides by the time.) Not where
-        // the store's vectors are remote: a handling that calls the vector
-        // server spans steps, and the vector server's disk changes between
-        // two of its syscalls.
-        let mut booted = BTreeSet::new();
-        let merges = !scenario.remote_vectors;
-        for (k, snapshot) in record.during.iter().enumerate() {
-            let at = Some(k as u64);
-            if options.faults.contains(&Fault::ProcessCrash) {
-                all.push(NetInjection {
-                    rpc,
-                    fault: NetFault::CrashWhileHandling,
-                    at,
-                    crash: None,
-                });
-            }
-            if options.faults.contains(&Fault::PowerCut) {
-                for &model in &options.models {
-                    for pick in picks(snapshot, model) {
-                        let Some(choice) =
-                            crate::case::resolve_crash(snapshot, model, pick, probe.machine.crash_seed())
-                        else {
-                            continue;
-                        };
-                        if !merges || booted.insert(snapshot.crash_state_key(model, &choice, &mut pages)) {
-                            all.push(NetInjection {
-                                rpc,
-                                fault: NetFault::PowerCutWhileHandling,
-                                at,
-                                crash: Some((model, pick)),
-                            });
-                        }
-                    }
-                }
-            }
-        }
+        // The host fails at each syscall of the handling.
+        all.extend(host.at_each_syscall(
+            rpc,
+            record.syscalls.start,
+            &record.during,
+            (NetFault::CrashWhileHandling, NetFault::PowerCutWhileHandling),
+        ));
     }
     // The host fails at each syscall of each background job (a rebuild)
-    // a request started, after its answer went out (equal disks merged as
-    // above: a job runs in one step where it calls no vector server).
-    let merges = !scenario.remote_vectors;
+    // a request started, after its answer went out.
     for job in &probe.jobs {
-        let mut booted = BTreeSet::new();
-        for (k, snapshot) in job.during.iter().enumerate() {
-            let at = Some(k as u64);
-            if options.faults.contains(&Fault::ProcessCrash) {
-                all.push(NetInjection {
-                    rpc: job.rpc,
-                    fault: NetFault::JobCrash,
-                    at,
-                    crash: None,
-                });
-            }
-            if options.faults.contains(&Fault::PowerCut) {
-                for &model in &options.models {
-                    for pick in picks(snapshot, model) {
-                        let Some(choice) =
-                            crate::case::resolve_crash(snapshot, model, pick, probe.machine.crash_seed())
-                        else {
-                            continue;
-                        };
-                        if !merges || booted.insert(snapshot.crash_state_key(model, &choice, &mut pages)) {
-                            all.push(NetInjection {
-                                rpc: job.rpc,
-                                fault: NetFault::JobPowerCut,
-                                at,
-                                crash: Some((model, pick)),
-                            });
-                        }
-                    }
-                }
-            }
-        }
+        all.extend(host.at_each_syscall(
+            job.rpc,
+            job.syscalls.start,
+            &job.during,
+            (NetFault::JobCrash, NetFault::JobPowerCut),
+        ));
     }
     if scenario.remote_vectors {
         all.extend(vector_call_injections(&probe, options, &picks));
     }
     Ok((all, probe.machine.syscall_count()))
+}
+
+/// What the server's host failing at syscalls takes: the run's faults and
+/// models, the crash outcomes of a disk, what tells equal disks apart, and
+/// where the store's work waited on the network.
+struct HostFailures<'a> {
+    options: &'a EngineOptions,
+    picks: &'a dyn Fn(&tearline_sim_fs::SimSnapshot, PersistenceModel) -> Vec<CrashPick>,
+    crash_seed: u64,
+    pages: tearline_sim_fs::PageHashes,
+    /// [`world::Outcome::waits`].
+    waits: &'a [u64],
+}
+
+impl HostFailures<'_> {
+    /// The host failing at each syscall of a stretch of the fault-free run
+    /// (from syscall `first`; `during`: the disk before each), as the run's
+    /// faults say: its process killed (`faults.0`), and its power cut with
+    /// each outcome (`faults.1`); as faults of request `rpc`.
+    ///
+    /// A power cut that boots the same disk as an earlier one of the
+    /// stretch, with no wait on the network between them, is left out:
+    /// between two waits the store's work runs within one step of the
+    /// simulation, so the network and the vector server are the same too,
+    /// and so is all that follows. (The machines' clocks differ by the
+    /// syscalls between the two; nothing these scenarios run decides by
+    /// the time.)
+    fn at_each_syscall(
+        &mut self,
+        rpc: u64,
+        first: u64,
+        during: &[tearline_sim_fs::SimSnapshot],
+        faults: (NetFault, NetFault),
+    ) -> Vec<NetInjection> {
+        let (crash, power_cut) = faults;
+        let mut all = Vec::new();
+        let mut booted = BTreeSet::new();
+        for (k, snapshot) in during.iter().enumerate() {
+            let at = Some(k as u64);
+            let syscall = first + k as u64;
+            let waits_before = self.waits.partition_point(|&wait| wait <= syscall);
+            if self.options.faults.contains(&Fault::ProcessCrash) {
+                all.push(NetInjection {
+                    rpc,
+                    fault: crash,
+                    at,
+                    crash: None,
+                });
+            }
+            if !self.options.faults.contains(&Fault::PowerCut) {
+                continue;
+            }
+            for &model in &self.options.models {
+                for pick in (self.picks)(snapshot, model) {
+                    let Some(choice) = crate::case::resolve_crash(snapshot, model, pick, self.crash_seed) else {
+                        continue;
+                    };
+                    let key = snapshot.crash_state_key(model, &choice, &mut self.pages);
+                    if booted.insert((key, waits_before)) {
+                        all.push(NetInjection {
+                            rpc,
+                            fault: power_cut,
+                            at,
+                            crash: Some((model, pick)),
+                        });
+                    }
+                }
+            }
+        }
+        all
+    }
 }
 
 /// Every injection at a vector call of the fault-free run `probe`: each

@@ -4,11 +4,11 @@
 //!
 //! The store is blocking code; turmoil's hosts are tasks of one thread. So
 //! the store's work (every request's, and every background job's: a
-//! rebuild) runs on a thread of its own ([`Lockstep`], the service's
+//! rebuild) runs on a thread of its own (`Lockstep`, the service's
 //! [`Bridge`]), in lockstep with the server host's pump task, in every
 //! network scenario:
 //! while the work runs, the host thread waits for it; when the work calls
-//! its vector server ([`BridgedTransport`]), it waits while the pump
+//! its vector server (`BridgedTransport`), it waits while the pump
 //! carries the call over the simulated network, in simulated time, with
 //! the attempt's timeout. Nothing runs beside anything else, so the run is
 //! as deterministic as the rest of the simulation.
@@ -233,6 +233,7 @@ async fn pump(
                 Ok(Event::Done) | Err(_) => break,
                 Ok(Event::Log(line)) => tearline_service::log(&line),
                 Ok(Event::Pause(pause, reply)) => {
+                    control.borrow_mut().waited();
                     tokio::time::sleep(pause).await;
                     reply.send(()).ok();
                 }
@@ -255,6 +256,7 @@ async fn pump(
 async fn call(control: &Rc<RefCell<Control>>, request: &VectorRequest) -> Result<(u16, String), Unanswered> {
     let index = {
         let mut control = control.borrow_mut();
+        control.waited();
         let index = control.vector_calls;
         control.vector_calls += 1;
         control.arm_vector_strike(index);

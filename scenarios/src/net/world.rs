@@ -153,6 +153,9 @@ pub(super) struct Control {
     pub(super) workers: Vec<std::thread::JoinHandle<()>>,
     /// Each background job of the fault-free run.
     jobs: Vec<JobRecord>,
+    /// The server's syscall count each time the store's work waited on the
+    /// network (a vector call, a pause between attempts): fault-free runs.
+    waits: Vec<u64>,
     /// Whether the strike in a job was armed.
     job_struck: bool,
 }
@@ -226,6 +229,15 @@ impl Control {
         }
     }
 
+    /// The store's work waits on the network now (a fault-free run notes
+    /// where: the simulation's time and the vector server move only then).
+    pub(super) fn waited(&mut self) {
+        if self.strike.is_none() {
+            let at = self.server.syscall_count();
+            self.waits.push(at);
+        }
+    }
+
     /// Joins the threads the store's work ran on.
     fn join_workers(&mut self) {
         for worker in std::mem::take(&mut self.workers) {
@@ -277,6 +289,9 @@ pub struct Outcome {
     pub vector_calls: u64,
     /// Each background job of the run (fault-free runs).
     pub jobs: Vec<JobRecord>,
+    /// The server's syscall count each time the store's work waited on the
+    /// network (fault-free runs), in order.
+    pub waits: Vec<u64>,
 }
 
 /// Runs `scenario` on `seed` with `strike`.
@@ -330,6 +345,7 @@ pub fn run(
         workers: Vec::new(),
         jobs: Vec::new(),
         job_struck: false,
+        waits: Vec::new(),
     }));
     let model = Rc::new(RefCell::new(Model::new()));
     let mut sim = turmoil::Builder::new()
@@ -445,6 +461,7 @@ pub fn run(
         calls_before: std::mem::take(&mut control.calls_before),
         vector_calls: control.vector_calls,
         jobs: std::mem::take(&mut control.jobs),
+        waits: std::mem::take(&mut control.waits),
     })
 }
 
