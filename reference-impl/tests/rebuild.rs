@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tearline_refstore::vectors::{
-    LocalOptions, LocalVectorStore, OpenMode, OpenReport, VectorBackend, VectorError, VectorStore,
+    LocalOptions, LocalVectors, OpenMode, OpenReport, VectorBackend, VectorError, VectorStore,
 };
 use tearline_refstore::{
     Dump, DumpedDocument, Flaw, RebuildMode, RebuildProgress, RebuildStats, RetentionPolicy, Store, StoreError,
@@ -692,12 +692,6 @@ fn a_read_only_store_cannot_rebuild() {
 #[derive(Debug)]
 struct VectorsElsewhere;
 
-impl VectorsElsewhere {
-    fn dir(generation_dir: &Path) -> std::path::PathBuf {
-        Path::new("/elsewhere").join(generation_dir.file_name().expect("a generation's name"))
-    }
-}
-
 impl VectorBackend for VectorsElsewhere {
     fn open(
         &self,
@@ -707,9 +701,9 @@ impl VectorBackend for VectorsElsewhere {
         mode: OpenMode,
         options: LocalOptions,
     ) -> Result<(Box<dyn VectorStore>, OpenReport), VectorError> {
-        let (store, report) =
-            LocalVectorStore::open_with(Arc::clone(fs), &Self::dir(generation_dir), dimension, mode, options)?;
-        Ok((Box::new(store), report))
+        // The local store's files, under `/elsewhere/<generation>/`.
+        let elsewhere = Path::new("/elsewhere").join(generation_dir.file_name().expect("a generation's name"));
+        LocalVectors.open(fs, &elsewhere, dimension, mode, options)
     }
 
     fn remove(&self, _generation_dir: &Path) -> Result<(), VectorError> {
@@ -742,7 +736,7 @@ impl VectorBackend for VectorsElsewhere {
 fn a_pointer_a_dying_switch_left_unsynced_is_durable_once_an_open_has_shown_it() {
     type Backend = fn() -> Arc<dyn VectorBackend>;
     let backends: [(&str, Backend); 2] = [
-        ("files", || Arc::new(tearline_refstore::vectors::LocalVectors)),
+        ("files", || Arc::new(LocalVectors)),
         ("elsewhere", || Arc::new(VectorsElsewhere)),
     ];
     for (which, backend) in backends {

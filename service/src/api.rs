@@ -64,8 +64,8 @@ pub fn router(service: Arc<Service>, max_body_bytes: usize) -> Router {
 }
 
 /// The service's routes, the store's work run as `offload` says
-/// ([`Offload::Inline`] in a deterministic simulation, where every host is
-/// one thread).
+/// ([`Offload::Bridged`] in a deterministic simulation, where every host is
+/// a task of one thread and the store's work runs in lockstep with it).
 pub fn router_with(service: Arc<Service>, max_body_bytes: usize, offload: Offload) -> Router {
     Router::new()
         .route("/v1/health", get(health))
@@ -378,7 +378,7 @@ async fn rebuild(State(api): Shared, headers: HeaderMap, raw: Body) -> Answer {
         "incremental" => RebuildMode::Incremental,
         other => return Err(Problem::bad_request(format!("mode {other:?}: full or incremental"))),
     };
-    let id = service.start_rebuild_with(mode, &api.offload)?;
+    let id = service.start_rebuild(mode, &api.offload)?;
     Ok(json(StatusCode::ACCEPTED, serde_json::json!({ "job_id": id })))
 }
 

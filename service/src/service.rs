@@ -395,16 +395,11 @@ impl Service {
         }
     }
 
-    /// Queues a rebuild; it runs on its own thread. A full rebuild leaves
-    /// readers on the old view until it has switched.
-    pub fn start_rebuild(self: &Arc<Self>, mode: RebuildMode) -> Result<u64, Problem> {
-        self.start_rebuild_with(mode, &Offload::Threads)
-    }
-
-    /// [`Service::start_rebuild`], the job run where `offload` runs
-    /// background work (a thread of its own in a server; a task of the
-    /// host's in a simulation).
-    pub fn start_rebuild_with(self: &Arc<Self>, mode: RebuildMode, offload: &Offload) -> Result<u64, Problem> {
+    /// Queues a rebuild, run where `offload` runs background work (a
+    /// thread of its own in a server; a task of the host's in a
+    /// simulation). A full rebuild leaves readers on the old view until it
+    /// has switched.
+    pub fn start_rebuild(self: &Arc<Self>, mode: RebuildMode, offload: &Offload) -> Result<u64, Problem> {
         let id = self.jobs.start(mode)?;
         let service = Arc::clone(self);
         let spawned = offload.detach(format!("rebuild-{id}"), move || {

@@ -292,13 +292,15 @@ pub(crate) fn run_cases(
     let mut first_with_state = BTreeMap::new();
     let mut pages = PageHashes::default();
     for planned in cases {
-        let same_as = match state_key(probe, planned, anchor, options, &mut pages) {
-            Some(key) if part.shard_owns(planned.index) => {
-                let first = *first_with_state.entry(key).or_insert(planned.index);
-                (first != planned.index).then_some(first)
-            }
-            _ => None,
-        };
+        // Keyed only if this shard checks it: a crash's key builds its machine.
+        let owned = part.shard_owns(planned.index);
+        let key = owned
+            .then(|| state_key(probe, planned, anchor, options, &mut pages))
+            .flatten();
+        let same_as = key.and_then(|key| {
+            let first = *first_with_state.entry(key).or_insert(planned.index);
+            (first != planned.index).then_some(first)
+        });
         let was_branched = branched.remove(&planned.index);
         let counted = was_branched.is_some();
         if part.owns(planned.index) {

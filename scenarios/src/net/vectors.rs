@@ -243,6 +243,8 @@ async fn pump(
                 }
             }
         }
+        // Its thread has said its last word: it ends now.
+        control.borrow_mut().join_workers();
         if let Some(job) = job {
             note(&control, format!("server's background job (of rpc{}) ended", job.rpc()));
             control.borrow_mut().end_job(job);
@@ -322,6 +324,7 @@ pub(super) async fn serve_vectors(control: Rc<RefCell<Control>>) -> turmoil::Res
     };
     let options = VectorServerOptions {
         offload: tearline_service::Offload::Inline,
+        budgets: false,
         ..VectorServerOptions::new(VECTOR_ROOT)
     };
     let server = match VectorServer::new(Arc::new(fs), options) {
@@ -380,7 +383,8 @@ async fn handle_vector_call(
         let mut control = control.borrow_mut();
         if control.strike.is_none() {
             let snapshot = control.vectors.as_ref().map(SimFs::snapshot);
-            if let (Some(snapshot), Some(index)) = (snapshot, control.vector_call) {
+            // The call being handled is the last one the pump made.
+            if let (Some(snapshot), Some(index)) = (snapshot, control.vector_calls.checked_sub(1)) {
                 control.vector_records.insert(index, VectorCallRecord { snapshot });
             }
         }

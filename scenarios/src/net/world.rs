@@ -8,8 +8,9 @@
 //!
 //! Everything derives from the seed: turmoil's message latencies, the
 //! machine's crash outcomes; hyper is driven by hand (no `Date` header: it
-//! reads the wall clock) and the service runs the store's work inline
-//! ([`Offload::Inline`]). What the client saw is the model: a 2xx it
+//! reads the wall clock) and the service runs the store's work in lockstep
+//! with its host ([`Offload::Bridged`], see [`super::vectors`]). What the
+//! client saw is the model: a 2xx it
 //! received acknowledges the request; a client that gives up leaves it
 //! uncertain and stops.
 
@@ -138,12 +139,11 @@ pub(super) struct Control {
     pub(super) vector_calls: u64,
     /// For each request received (in order), the vector calls made before it.
     calls_before: Vec<u64>,
-    /// The vector call being made, for the vector server's record.
-    pub(super) vector_call: Option<u64>,
     /// The fault the vector server carries out on the next call it gets.
     pub(super) vector_armed: Option<NetFault>,
-    /// Whether the strike at a vector call was armed.
-    vector_struck: bool,
+    /// Whether a strike at a vector call or in a job was armed (a run has
+    /// one strike).
+    strike_armed: bool,
     /// A failure of the vector server's host asked for, not yet carried out.
     pub(super) vector_failure: Option<HostFailure>,
     /// Each vector call of the fault-free run, by its number.
@@ -156,8 +156,6 @@ pub(super) struct Control {
     /// The server's syscall count each time the store's work waited on the
     /// network (a vector call, a pause between attempts): fault-free runs.
     waits: Vec<u64>,
-    /// Whether the strike in a job was armed.
-    job_struck: bool,
 }
 
 impl Control {
@@ -166,7 +164,6 @@ impl Control {
     /// request `N` names the `V`th call after those made before `N` was
     /// received.
     pub(super) fn arm_vector_strike(&mut self, index: u64) {
-        self.vector_call = Some(index);
         let Some(strike) = self.strike.filter(|s| s.fault.at_vector_call()) else {
             return;
         };
@@ -182,7 +179,7 @@ impl Control {
             return;
         }
         self.vector_armed = Some(strike.fault);
-        self.vector_struck = true;
+        self.strike_armed = true;
     }
 
     /// A background job begins on the server: the strike is armed in it if
@@ -191,7 +188,7 @@ impl Control {
         let (rpc, before) = (self.received, self.server.syscall_count());
         let strike = self
             .strike
-            .filter(|s| s.fault.during_job() && s.rpc == rpc && !self.job_struck);
+            .filter(|s| s.fault.during_job() && s.rpc == rpc && !self.strike_armed);
         let armed = strike.map(|strike| {
             let j = strike.at.unwrap_or(0);
             let fault = match strike.fault {
@@ -199,7 +196,7 @@ impl Control {
                 _ => Fault::ProcessCrash,
             };
             self.server.set_fault_plan(FaultPlan::none().at(before + j, fault));
-            self.job_struck = true;
+            self.strike_armed = true;
             j
         });
         JobStart { rpc, before, armed }
@@ -239,7 +236,7 @@ impl Control {
     }
 
     /// Joins the threads the store's work ran on.
-    fn join_workers(&mut self) {
+    pub(super) fn join_workers(&mut self) {
         for worker in std::mem::take(&mut self.workers) {
             worker.join().ok();
         }
@@ -337,14 +334,12 @@ pub fn run(
         vectors: vectors.as_ref().map(SimFs::spawn_process),
         vector_calls: 0,
         calls_before: Vec::new(),
-        vector_call: None,
         vector_armed: None,
-        vector_struck: false,
+        strike_armed: false,
         vector_failure: None,
         vector_records: BTreeMap::new(),
         workers: Vec::new(),
         jobs: Vec::new(),
-        job_struck: false,
         waits: Vec::new(),
     }));
     let model = Rc::new(RefCell::new(Model::new()));
@@ -428,7 +423,7 @@ pub fn run(
     }
     let machine = control.server.spawn_process();
     let model = model.borrow().clone();
-    if let Some(strike) = strike.filter(|s| s.fault.at_vector_call() && !control.vector_struck)
+    if let Some(strike) = strike.filter(|s| s.fault.at_vector_call() && !control.strike_armed)
         && control.missed.is_none()
         && control.received >= strike.rpc
     {
@@ -438,7 +433,7 @@ pub fn run(
             strike.at.unwrap_or(0)
         ));
     }
-    if let Some(strike) = strike.filter(|s| s.fault.during_job() && !control.job_struck)
+    if let Some(strike) = strike.filter(|s| s.fault.during_job() && !control.strike_armed)
         && control.missed.is_none()
         && control.received >= strike.rpc
     {

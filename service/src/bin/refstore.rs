@@ -236,12 +236,18 @@ fn serve(root: &Path, vectors: Arc<dyn VectorBackend>, serve: ServeOptions<'_>) 
     ))
 }
 
-/// Where the store's vectors live: `--vectors URL`'s server, or files
-/// beside the index.
+/// Where the store's vectors live: `--vectors URL`'s server (its client
+/// with `serve --flaw`'s known-bad design where that is the vector
+/// client's), or files beside the index.
 fn vector_backend(cli: &Cli) -> Arc<dyn VectorBackend> {
+    let flaw = match &cli.command {
+        #[cfg(feature = "flawed-variants")]
+        Command::Serve { flaw: Some(flaw), .. } => flaw.as_str(),
+        _ => "",
+    };
     match &cli.vectors {
         Some(url) => {
-            let server = VectorServerClient::new(url, RemoteOptions::default());
+            let server = VectorServerClient::new(url, RemoteOptions::default()).with_flaw_named(flaw);
             Arc::new(RemoteVectors::new(server, &cli.vectors_prefix))
         }
         None => Arc::new(LocalVectors),
@@ -536,15 +542,6 @@ fn run(cli: &Cli) -> Result<ExitCode, StoreError> {
                 max_body_bytes: *max_body_bytes,
                 #[cfg(feature = "flawed-variants")]
                 flaw,
-            };
-            // A known-bad vector client, where the flaw is one.
-            #[cfg(feature = "flawed-variants")]
-            let backend = match (&cli.vectors, flaw) {
-                (Some(url), Some(flaw)) => {
-                    let client = VectorServerClient::new(url, RemoteOptions::default()).with_flaw_named(&flaw.name());
-                    Arc::new(RemoteVectors::new(client, &cli.vectors_prefix))
-                }
-                _ => backend,
             };
             // Its errors are not the store's: said here, exit status 1.
             if let Err(message) = serve(root, Arc::clone(&backend), options) {

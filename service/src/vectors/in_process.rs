@@ -37,6 +37,7 @@ impl InProcess {
     pub fn new(fs: Arc<dyn Fs>, root: &Path) -> std::io::Result<InProcess> {
         let options = VectorServerOptions {
             offload: Offload::Inline,
+            budgets: false,
             ..VectorServerOptions::new(root)
         };
         let server = VectorServer::new(fs, options)?;

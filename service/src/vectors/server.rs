@@ -61,6 +61,11 @@ pub struct VectorServerOptions {
     /// blocking threads in a server ([`Offload::Threads`], the default),
     /// the calling task on a host of a simulation ([`Offload::Inline`]).
     pub offload: Offload,
+    /// Refuse a write that reaches its collection later than its budget,
+    /// timed on the wall clock (default). Off where the work runs on the
+    /// calling task as soon as it is received (a simulation, a server in
+    /// the same process): nothing to wait behind, and no wall clock to read.
+    pub budgets: bool,
 }
 
 impl VectorServerOptions {
@@ -71,6 +76,7 @@ impl VectorServerOptions {
             root: root.into(),
             slow_writes: None,
             offload: Offload::Threads,
+            budgets: true,
         }
     }
 }
@@ -309,15 +315,14 @@ impl VectorServer {
         Ok(())
     }
 
-    /// Runs write `work` on collection `name` unless its budget (from
-    /// `received`) is spent when it reaches the collection: then it is
-    /// refused with `408` and not applied. Counts it, and slows it if the
-    /// options say so.
+    /// Runs write `work` on collection `name` unless its budget (when it
+    /// was received, and how long it had) is spent when it reaches the
+    /// collection: then it is refused with `408` and not applied. Counts
+    /// it, and slows it if the options say so.
     fn write(
         &self,
         name: &str,
-        received: Instant,
-        budget: Option<Duration>,
+        budget: Option<(Instant, Duration)>,
         work: impl FnOnce(&mut LocalVectorStore) -> Result<(), VectorError>,
     ) -> Result<(), Problem> {
         let n = self.writes_received.fetch_add(1, Ordering::SeqCst);
@@ -328,12 +333,8 @@ impl VectorServer {
         if let Some(slow) = slow.filter(|slow| slow.before_apply) {
             std::thread::sleep(slow.slow_by);
         }
-        // On the calling task (a host of a simulation), a write reaches its
-        // collection in the step it was received in: there is no wall
-        // clock to read, and nothing to wait behind.
-        let budget = budget.filter(|_| !matches!(self.options.offload, Offload::Inline));
         let applied = self.with(name, |store| {
-            if budget.is_some_and(|budget| received.elapsed() > budget) {
+            if budget.is_some_and(|(received, budget)| received.elapsed() > budget) {
                 return Ok(false);
             }
             work(store).map(|()| true)
@@ -430,13 +431,17 @@ async fn remove(State(server): Shared, UrlPath(name): UrlPath<String>) -> Answer
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// When the request came and its budget, if it has one.
-fn budget_of(headers: &HeaderMap) -> (Instant, Option<Duration>) {
+/// When the request came and its budget, if it has one and `server`
+/// enforces budgets (the wall clock is read only then).
+fn budget_of(server: &VectorServer, headers: &HeaderMap) -> Option<(Instant, Duration)> {
+    if !server.options.budgets {
+        return None;
+    }
     let budget = headers
         .get(BUDGET_HEADER)
         .and_then(|value| value.to_str().ok()?.parse().ok())
-        .map(Duration::from_millis);
-    (Instant::now(), budget)
+        .map(Duration::from_millis)?;
+    Some((Instant::now(), budget))
 }
 
 async fn upsert(
@@ -445,7 +450,7 @@ async fn upsert(
     headers: HeaderMap,
     raw: Result<axum::Json<UpsertBody>, JsonRejection>,
 ) -> Answer {
-    let (received, budget) = budget_of(&headers);
+    let budget = budget_of(&server, &headers);
     let UpsertBody { ids, embeddings } = body(raw)?;
     if ids.len() != embeddings.len() {
         return Err(Problem::bad_request(format!(
@@ -458,7 +463,7 @@ async fn upsert(
     server
         .offload()
         .run(move || {
-            server.write(&name, received, budget, |store| {
+            server.write(&name, budget, |store| {
                 // All checked first: a batch the store cannot hold is refused
                 // whole. (A disk error part way through still leaves the
                 // vectors before it applied: each upsert is durable on its own.)
@@ -487,16 +492,12 @@ async fn delete(
     headers: HeaderMap,
     raw: Result<axum::Json<IdsBody>, JsonRejection>,
 ) -> Answer {
-    let (received, budget) = budget_of(&headers);
+    let budget = budget_of(&server, &headers);
     let IdsBody { ids } = body(raw)?;
     let count = ids.len();
     server
         .offload()
-        .run(move || {
-            server.write(&name, received, budget, |store| {
-                ids.iter().try_for_each(|id| store.delete(*id))
-            })
-        })
+        .run(move || server.write(&name, budget, |store| ids.iter().try_for_each(|id| store.delete(*id))))
         .await?;
     Ok(json(serde_json::json!({ "deleted": count })))
 }
