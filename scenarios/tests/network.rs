@@ -322,7 +322,10 @@ fn a_partition_longer_than_the_retries_leaves_the_request_uncertain_and_checked(
 
 /// Checks `line` of `scenario` twice: the same log, the same trace on the
 /// server's disk and on the vector server's (if any), the same state.
-/// The case, and the first check.
+/// The case, and the first check. Unless the thread's last check was of
+/// the same seed, the first check provisions the machines (a new store on
+/// the server's disk) and the second runs on copies of them: so this also
+/// shows that a copy goes on exactly as the machines it copies.
 fn checked_twice(scenario: &NetScenario, line: &str) -> (NetCase, net::Checked) {
     let case: NetCase = line.parse().unwrap();
     let first = net::check_case(scenario, &case).unwrap().expect("the case exists");

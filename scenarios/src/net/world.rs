@@ -291,6 +291,78 @@ pub struct Outcome {
     pub waits: Vec<u64>,
 }
 
+/// The machines of a run as they stand before its first request: the
+/// server's disk with a new store and the staging directory on it, and,
+/// where the store keeps its vectors remote, the vector server's disk with
+/// the store's first collection. The same for every case of a scenario on
+/// one seed, so each process provisions them once and runs every case on a
+/// copy ([`SimFs::duplicate_machine`]), which goes on exactly as the
+/// machines it copies would (`scenarios/tests/network.rs` compares a case
+/// both ways, trace by trace).
+struct Provisioned {
+    seed: u64,
+    remote_vectors: bool,
+    machine: SimFs,
+    vectors: Option<SimFs>,
+}
+
+thread_local! {
+    /// The last machines provisioned on this thread, kept to be copied.
+    static PROVISIONED: RefCell<Option<Provisioned>> = const { RefCell::new(None) };
+}
+
+impl Provisioned {
+    /// Machines for one run: a copy of those provisioned last on this
+    /// thread, if they were for the same seed and vectors, else new ones.
+    fn for_run(remote_vectors: bool, seed: u64) -> Result<Provisioned, HarnessError> {
+        let copy = PROVISIONED.with_borrow(|kept| {
+            kept.as_ref()
+                .filter(|kept| kept.seed == seed && kept.remote_vectors == remote_vectors)
+                .map(Provisioned::duplicate)
+        });
+        if let Some(copy) = copy {
+            return Ok(copy);
+        }
+        let provisioned = Provisioned::new(remote_vectors, seed)?;
+        PROVISIONED.set(Some(provisioned.duplicate()));
+        Ok(provisioned)
+    }
+
+    fn new(remote_vectors: bool, seed: u64) -> Result<Provisioned, HarnessError> {
+        let machine = SimFs::new(SimConfig::with_seed(seed));
+        let vectors = remote_vectors.then(|| SimFs::new(SimConfig::with_seed(super::vectors::machine_seed(seed))));
+        let mut options = StoreOptions::default();
+        if let Some(vectors) = &vectors {
+            options.vector_backend = super::vectors::in_process(vectors)?;
+        }
+        Store::init_with(
+            Arc::new(machine.clone()),
+            Arc::new(machine.clock()),
+            store_root(),
+            &options,
+        )
+        .map_err(|e| HarnessError(format!("initialising the server's store: {e}")))?;
+        machine
+            .create_dir_all_durable(std::path::Path::new(STAGING_DIR))
+            .map_err(|e| HarnessError(format!("creating the server's staging directory: {e}")))?;
+        Ok(Provisioned {
+            seed,
+            remote_vectors,
+            machine,
+            vectors,
+        })
+    }
+
+    fn duplicate(&self) -> Provisioned {
+        Provisioned {
+            seed: self.seed,
+            remote_vectors: self.remote_vectors,
+            machine: self.machine.duplicate_machine(),
+            vectors: self.vectors.as_ref().map(SimFs::duplicate_machine),
+        }
+    }
+}
+
 /// Runs `scenario` on `seed` with `strike`.
 pub fn run(
     scenario: &NetScenario,
@@ -298,24 +370,7 @@ pub fn run(
     under_test: ServiceUnderTest,
     strike: Option<NetInjection>,
 ) -> Result<Outcome, HarnessError> {
-    let machine = SimFs::new(SimConfig::with_seed(seed));
-    let vectors = scenario
-        .remote_vectors
-        .then(|| SimFs::new(SimConfig::with_seed(super::vectors::machine_seed(seed))));
-    let mut options = StoreOptions::default();
-    if let Some(vectors) = &vectors {
-        options.vector_backend = super::vectors::in_process(vectors)?;
-    }
-    Store::init_with(
-        Arc::new(machine.clone()),
-        Arc::new(machine.clock()),
-        store_root(),
-        &options,
-    )
-    .map_err(|e| HarnessError(format!("initialising the server's store: {e}")))?;
-    machine
-        .create_dir_all_durable(std::path::Path::new(STAGING_DIR))
-        .map_err(|e| HarnessError(format!("creating the server's staging directory: {e}")))?;
+    let Provisioned { machine, vectors, .. } = Provisioned::for_run(scenario.remote_vectors, seed)?;
     // The fault-free run records the disk before every syscall: the
     // matrix takes each power cut's outcomes from it.
     let recorded_from = machine.syscall_count();

@@ -173,6 +173,24 @@ impl FileData {
         }
     }
 
+    /// Mixes the length and content into `key` as
+    /// [`FileData::mix_content_into`] tells contents apart, with each whole
+    /// page's hash remembered in `pages` (outcomes of one power cut share
+    /// most of their pages).
+    pub(crate) fn mix_content_hashed_into(&self, key: &mut StateKey, pages: &mut PageHashes) {
+        key.word(self.len);
+        let mut left = usize::try_from(self.len).unwrap_or(usize::MAX);
+        for page in &self.pages {
+            let take = left.min(PAGE_SIZE);
+            if take == PAGE_SIZE {
+                key.word(pages.hash(page));
+            } else {
+                mix_bytes(key, &page[..take]);
+            }
+            left -= take;
+        }
+    }
+
     /// The whole content as a vector (for tests).
     #[cfg(test)]
     pub(crate) fn to_vec(&self) -> Vec<u8> {

@@ -212,6 +212,20 @@ impl SimFs {
         }
     }
 
+    /// A copy of the whole machine, independent of this one from here on,
+    /// and this process's twin on it. The copy goes on exactly as this
+    /// machine would: the same disk, page cache and writes not yet durable,
+    /// the same processes with their open files and locks, the same time
+    /// (on a clock of its own), trace, syscall numbering and fault plan.
+    /// For running one setup once and each case from a copy of it.
+    pub fn duplicate_machine(&self) -> SimFs {
+        let world = self.world().duplicate();
+        SimFs {
+            world: Arc::new(Mutex::new(world)),
+            pid: self.pid,
+        }
+    }
+
     /// The machine's state now.
     pub fn snapshot(&self) -> SimSnapshot {
         self.world().snapshot()

@@ -17,7 +17,7 @@ use super::SimFs;
 use super::config::SimConfig;
 use super::durability::{PendingOp, State};
 use super::halt::{HaltKind, Halted};
-use super::image::{Image, Ino, Node, PageHashes, ROOT_INO, StateKey};
+use super::image::{FileData, Image, Ino, Node, PageHashes, ROOT_INO, StateKey};
 use super::persistence::{CrashChoice, PersistenceModel};
 use super::seeds::mix;
 use super::world::{Processes, World, lock_world};
@@ -82,9 +82,13 @@ impl SimSnapshot {
     pub fn distinct_crashes(&self, model: PersistenceModel, limit: usize) -> Option<Vec<CrashChoice>> {
         let all = model.enumerate(&self.state.pending, limit)?;
         let mut seen = BTreeSet::new();
+        let mut pages = PageHashes::default();
         Some(
             all.into_iter()
-                .filter(|choice| seen.insert(fingerprint(&self.state.crash_image(choice, model.sector_size()))))
+                .filter(|choice| {
+                    let image = self.state.crash_image(choice, model.sector_size());
+                    seen.insert(content_key(&image, &mut pages))
+                })
                 .collect(),
         )
     }
@@ -251,6 +255,17 @@ impl World {
 /// A hash of the names and contents reachable from the root (equal images,
 /// equal hashes; for comparing images within a run).
 pub(super) fn fingerprint(image: &Image) -> u64 {
+    mix_names_and_contents(image, |data, key| data.mix_content_into(key))
+}
+
+/// A key of the names and contents reachable from the root that tells
+/// images apart as [`fingerprint`] does (its values differ), hashing each
+/// whole page once per `pages`.
+fn content_key(image: &Image, pages: &mut PageHashes) -> u64 {
+    mix_names_and_contents(image, |data, key| data.mix_content_hashed_into(key, pages))
+}
+
+fn mix_names_and_contents(image: &Image, mut mix_file: impl FnMut(&FileData, &mut StateKey)) -> u64 {
     let mut key = StateKey::new();
     let mut stack = vec![(String::new(), ROOT_INO)];
     while let Some((path, ino)) = stack.pop() {
@@ -265,7 +280,7 @@ pub(super) fn fingerprint(image: &Image) -> u64 {
             Some(Node::File(data)) => {
                 key.word(2);
                 key.text(&path);
-                data.mix_content_into(&mut key);
+                mix_file(data, &mut key);
             }
             Some(Node::Symlink(target)) => {
                 key.word(3);

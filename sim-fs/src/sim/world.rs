@@ -25,7 +25,7 @@ use super::persistence::{CrashChoice, PersistenceModel};
 use super::seeds;
 use super::snapshot::SimSnapshot;
 use super::trace::{Outcome, SyscallArgs, SyscallKind, Trace, TraceEntry};
-use crate::clock::SimClock;
+use crate::clock::{Clock, SimClock};
 use crate::errno;
 
 pub(super) type Pid = u32;
@@ -66,10 +66,10 @@ pub(super) struct World {
     pub(super) next_ino: Ino,
     pub(super) next_pid: Pid,
     pub(super) next_handle: HandleId,
-    pub(super) processes: BTreeMap<Pid, Process>,
-    pub(super) handles: BTreeMap<HandleId, OpenFile>,
-    pub(super) file_locks: BTreeMap<Ino, FileLock>,
-    pub(super) range_locks: BTreeMap<Ino, Vec<RangeLock>>,
+    pub(super) processes: imbl::OrdMap<Pid, Process>,
+    pub(super) handles: imbl::OrdMap<HandleId, OpenFile>,
+    pub(super) file_locks: imbl::OrdMap<Ino, FileLock>,
+    pub(super) range_locks: imbl::OrdMap<Ino, Vec<RangeLock>>,
     pub(super) power_cut: Option<PowerCut>,
     pub(super) used: BTreeMap<DeviceId, u64>,
     pub(super) trace: Trace,
@@ -91,10 +91,10 @@ pub type SyscallHook = Arc<dyn Fn(&crate::SimFs, u64) + Send + Sync>;
 pub(super) struct Processes {
     next_pid: Pid,
     next_handle: HandleId,
-    processes: BTreeMap<Pid, Process>,
-    handles: BTreeMap<HandleId, OpenFile>,
-    file_locks: BTreeMap<Ino, FileLock>,
-    range_locks: BTreeMap<Ino, Vec<RangeLock>>,
+    processes: imbl::OrdMap<Pid, Process>,
+    handles: imbl::OrdMap<HandleId, OpenFile>,
+    file_locks: imbl::OrdMap<Ino, FileLock>,
+    range_locks: imbl::OrdMap<Ino, Vec<RangeLock>>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -120,10 +120,10 @@ impl World {
             next_ino: ROOT_INO + 1,
             next_pid: 1,
             next_handle: 1,
-            processes: BTreeMap::new(),
-            handles: BTreeMap::new(),
-            file_locks: BTreeMap::new(),
-            range_locks: BTreeMap::new(),
+            processes: imbl::OrdMap::new(),
+            handles: imbl::OrdMap::new(),
+            file_locks: imbl::OrdMap::new(),
+            range_locks: imbl::OrdMap::new(),
             power_cut: None,
             used: BTreeMap::new(),
             trace: Trace::default(),
@@ -135,6 +135,38 @@ impl World {
         };
         world.create_mount_points();
         world
+    }
+
+    /// A copy of this whole machine that goes its own way from here on: a
+    /// new identity and a clock of its own showing the same time, and
+    /// everything else as it is (disk, page cache, unsynced writes,
+    /// processes, open files, locks, trace, syscall numbering, fault plan
+    /// and its random state, recorded snapshots, hook).
+    pub(super) fn duplicate(&self) -> Self {
+        let clock = SimClock::new();
+        clock.advance(self.clock.now().duration_since(SimClock::epoch()).unwrap_or_default());
+        Self {
+            machine: NEXT_MACHINE.fetch_add(1, Ordering::Relaxed),
+            config: Arc::clone(&self.config),
+            state: self.state.clone(),
+            boot: self.boot,
+            syscall_index: self.syscall_index,
+            next_ino: self.next_ino,
+            next_pid: self.next_pid,
+            next_handle: self.next_handle,
+            processes: self.processes.clone(),
+            handles: self.handles.clone(),
+            file_locks: self.file_locks.clone(),
+            range_locks: self.range_locks.clone(),
+            power_cut: self.power_cut,
+            used: self.used.clone(),
+            trace: self.trace.clone(),
+            faults: self.faults.clone(),
+            fault_rng: self.fault_rng.clone(),
+            clock,
+            snapshots: self.snapshots.clone(),
+            hook: self.hook.clone(),
+        }
     }
 
     /// Creates every mount point directory (and its parents), durably.
@@ -302,7 +334,15 @@ impl World {
         for handle in dead {
             self.close(handle);
         }
-        self.file_locks.retain(|_, lock| lock.pid != pid);
+        let held: Vec<Ino> = self
+            .file_locks
+            .iter()
+            .filter(|(_, lock)| lock.pid == pid)
+            .map(|(ino, _)| *ino)
+            .collect();
+        for ino in held {
+            self.file_locks.remove(&ino);
+        }
     }
 
     pub(super) fn close(&mut self, handle: HandleId) {
