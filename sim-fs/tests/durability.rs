@@ -405,3 +405,48 @@ fn the_clock_advances_per_syscall_and_stamps_mtimes() {
     let mtime = fs.metadata(Path::new("/d/f")).expect("stat").modified;
     assert!(mtime > before && mtime <= after);
 }
+
+/// A file's space comes back when its last name and its last open handle
+/// are both gone, and not before: through hard links, several handles, a
+/// rename over an open file, and a process's death.
+#[test]
+fn space_comes_back_when_the_last_name_and_the_last_handle_are_gone() {
+    let fs = machine(3);
+    let used = |fs: &SimFs| fs.used_bytes(Path::new("/d"));
+    fs.write_file(Path::new("/d/a"), &[1; 8000]).expect("write a");
+    let first = fs.open(Path::new("/d/a"), &OpenOptions::read_write()).expect("open a");
+    fs.hard_link(Path::new("/d/a"), Path::new("/d/b")).expect("link b");
+    fs.remove_file(Path::new("/d/a")).expect("unlink a");
+    drop(first);
+    assert_eq!(used(&fs), 8000, "still named b");
+
+    let second = fs.open(Path::new("/d/b"), &OpenOptions::read_write()).expect("open b");
+    let third = fs
+        .open(Path::new("/d/b"), &OpenOptions::read_write())
+        .expect("open b again");
+    fs.remove_file(Path::new("/d/b")).expect("unlink b");
+    drop(second);
+    assert_eq!(used(&fs), 8000, "a handle still keeps it");
+    drop(third);
+    assert_eq!(used(&fs), 0, "no name and no handle");
+
+    fs.write_file(Path::new("/d/c"), &[2; 4000]).expect("write c");
+    let replaced = fs.open(Path::new("/d/c"), &OpenOptions::read_write()).expect("open c");
+    fs.write_file(Path::new("/d/e"), &[3; 1000]).expect("write e");
+    fs.rename(Path::new("/d/e"), Path::new("/d/c"))
+        .expect("rename e over c");
+    assert_eq!(used(&fs), 5000, "the replaced file is kept open");
+    drop(replaced);
+    assert_eq!(used(&fs), 1000);
+
+    // A process that dies with the last handle on a file no name reaches.
+    let other = fs.spawn_process();
+    let held = other
+        .open(Path::new("/d/c"), &OpenOptions::read_write())
+        .expect("open c");
+    fs.remove_file(Path::new("/d/c")).expect("unlink c");
+    assert_eq!(used(&fs), 1000, "its handle keeps it");
+    other.crash_process();
+    assert_eq!(used(&fs), 0, "its death closed it");
+    drop(held);
+}

@@ -355,6 +355,16 @@ impl Image {
         self.nodes.insert(ino, node);
     }
 
+    /// Whether `ino` exists.
+    pub(crate) fn contains(&self, ino: Ino) -> bool {
+        self.nodes.contains_key(&ino)
+    }
+
+    /// Removes `ino` (no directory entry may name it).
+    pub(crate) fn remove(&mut self, ino: Ino) {
+        self.nodes.remove(&ino);
+    }
+
     /// How many directory entries name `ino`.
     pub(crate) fn link_count(&self, ino: Ino) -> u64 {
         self.nodes
