@@ -520,7 +520,7 @@ impl Index {
 
 fn write_rows(tx: &rusqlite::Transaction<'_>, doc: &IndexedDocument) -> rusqlite::Result<()> {
     execute_cached(
-        &tx,
+        tx,
         "INSERT OR REPLACE INTO files(path, size, hash, mtime_ns, indexed_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
             doc.path,
@@ -530,16 +530,16 @@ fn write_rows(tx: &rusqlite::Transaction<'_>, doc: &IndexedDocument) -> rusqlite
             doc.indexed_at_ms
         ],
     )?;
-    execute_cached(&tx, "DELETE FROM chunks WHERE path = ?1", [&doc.path])?;
+    execute_cached(tx, "DELETE FROM chunks WHERE path = ?1", [&doc.path])?;
     for (ord, body) in doc.chunks.iter().enumerate() {
         execute_cached(
-            &tx,
+            tx,
             "INSERT INTO chunks(path, ord, body) VALUES (?1, ?2, ?3)",
             params![doc.path, ord as i64, body],
         )?;
     }
     execute_cached(
-        &tx,
+        tx,
         "INSERT OR REPLACE INTO summaries(path, summary, vector_id) VALUES (?1, ?2, ?3)",
         params![doc.path, doc.summary, sql_id(doc.vector_id)],
     )?;

@@ -61,6 +61,13 @@ impl SimClock {
         }
     }
 
+    /// A clock of its own showing `now` (a copy of a machine's clock).
+    pub(crate) fn at(now: SystemTime) -> Self {
+        Self {
+            now: Arc::new(Mutex::new(now)),
+        }
+    }
+
     /// Moves time forward by `by`.
     pub fn advance(&self, by: Duration) {
         let mut now = self.now.lock().unwrap_or_else(PoisonError::into_inner);

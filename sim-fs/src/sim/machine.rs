@@ -216,8 +216,11 @@ impl SimFs {
     /// and this process's twin on it. The copy goes on exactly as this
     /// machine would: the same disk, page cache and writes not yet durable,
     /// the same processes with their open files and locks, the same time
-    /// (on a clock of its own), trace, syscall numbering and fault plan.
-    /// For running one setup once and each case from a copy of it.
+    /// (on a clock of its own), trace, syscall numbering and fault plan;
+    /// not the syscall hook. For running one setup once and each case from
+    /// a copy of it. Open files and locks are copied as entries only: no
+    /// handle object refers to them on the copy, so they stay open and
+    /// held until their process dies or the copy reboots.
     pub fn duplicate_machine(&self) -> SimFs {
         let world = self.world().duplicate();
         SimFs {

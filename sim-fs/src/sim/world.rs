@@ -138,13 +138,11 @@ impl World {
     }
 
     /// A copy of this whole machine that goes its own way from here on: a
-    /// new identity and a clock of its own showing the same time, and
-    /// everything else as it is (disk, page cache, unsynced writes,
-    /// processes, open files, locks, trace, syscall numbering, fault plan
-    /// and its random state, recorded snapshots, hook).
+    /// new identity, a clock of its own showing the same time, no syscall
+    /// hook, and everything else as it is (disk, page cache, unsynced
+    /// writes, processes, open files, locks, trace, syscall numbering,
+    /// fault plan and its random state, recorded snapshots).
     pub(super) fn duplicate(&self) -> Self {
-        let clock = SimClock::new();
-        clock.advance(self.clock.now().duration_since(SimClock::epoch()).unwrap_or_default());
         Self {
             machine: NEXT_MACHINE.fetch_add(1, Ordering::Relaxed),
             config: Arc::clone(&self.config),
@@ -163,9 +161,11 @@ impl World {
             trace: self.trace.clone(),
             faults: self.faults.clone(),
             fault_rng: self.fault_rng.clone(),
-            clock,
+            clock: SimClock::at(self.clock.now()),
             snapshots: self.snapshots.clone(),
-            hook: self.hook.clone(),
+            // A hook belongs to whoever set it on this machine (the
+            // engine's branching counts this machine's syscalls).
+            hook: None,
         }
     }
 
@@ -306,17 +306,24 @@ impl World {
         self.refresh_used();
     }
 
-    /// What [`World::collect_garbage`] does after `closed`'s handle closed,
-    /// without walking the whole page cache. Every other inode is still
-    /// reached by a name or kept by a handle: every syscall that removes a
-    /// name collects, a booted disk has been collected
-    /// ([`super::durability::State::crash_image`]), and a directory no
-    /// name reaches is empty (only an empty one can be removed or
-    /// replaced). So `closed` is the only candidate: it goes if no handle
-    /// keeps it and no directory entry names it.
-    fn collect_closed(&mut self, closed: Ino) {
-        let kept = closed == ROOT_INO || self.handles.values().any(|h| h.ino == closed);
-        if kept || !self.state.current.contains(closed) || self.state.current.link_count(closed) > 0 {
+    /// What [`World::collect_garbage`] does after the handle that opened
+    /// `closed` by `path` closed, without building the set of reachable
+    /// inodes. Every other inode is still reached by a name or kept by a
+    /// handle: every syscall that removes a name collects, a booted disk
+    /// has been collected ([`super::durability::State::crash_image`]), and
+    /// only files can be open. So `closed` is the only candidate: it goes
+    /// if no handle keeps it and no directory entry names it. Most closes
+    /// end at the first test, or at the second: the name it was opened by
+    /// still names it; only a file renamed or unlinked while open costs a
+    /// look at every directory entry ([`super::image::Image::link_count`]).
+    fn collect_closed(&mut self, closed: Ino, path: &str) {
+        if closed == ROOT_INO || self.handles.values().any(|h| h.ino == closed) {
+            return;
+        }
+        if self.resolve(Path::new(path)).ok() == Some(closed)
+            || !self.state.current.contains(closed)
+            || self.state.current.link_count(closed) > 0
+        {
             return;
         }
         self.state.current.remove(closed);
@@ -367,7 +374,7 @@ impl World {
             if let Some(locks) = self.range_locks.get_mut(&file.ino) {
                 locks.retain(|l| l.handle != handle);
             }
-            self.collect_closed(file.ino);
+            self.collect_closed(file.ino, &file.path);
         }
     }
 
