@@ -254,18 +254,9 @@ impl Index {
     pub(crate) fn take_vector_id(&mut self) -> Result<VectorId> {
         let context = || "allocating a vector id".to_string();
         let tx = self.conn.transaction().context(context)?;
-        let next: i64 = query_row_cached(&tx, "SELECT value FROM meta WHERE key = 'next_vector_id'", [], |r| {
-            r.get(0)
-        })
-        .context(context)?;
-        execute_cached(
-            &tx,
-            "UPDATE meta SET value = value + 1 WHERE key = 'next_vector_id'",
-            [],
-        )
-        .context(context)?;
+        let next = allocate_vector_id(&tx).context(context)?;
         tx.commit().context(context)?;
-        Ok(vector_id(next))
+        Ok(next)
     }
 
     /// `PRAGMA integrity_check`, all its lines joined.
@@ -374,19 +365,7 @@ impl Index {
         let tx = self.conn.transaction().context(context)?;
         let vector_id = match vector {
             Some(id) => id,
-            None => {
-                let next: i64 = query_row_cached(&tx, "SELECT value FROM meta WHERE key = 'next_vector_id'", [], |r| {
-                    r.get(0)
-                })
-                .context(context)?;
-                execute_cached(
-                    &tx,
-                    "UPDATE meta SET value = value + 1 WHERE key = 'next_vector_id'",
-                    [],
-                )
-                .context(context)?;
-                vector_id(next)
-            }
+            None => allocate_vector_id(&tx).context(context)?,
         };
         execute_cached(
             &tx,
@@ -516,6 +495,15 @@ impl Index {
         .map(|n| n.max(0) as u64)
         .context(|| format!("counting the chunks of {path}"))
     }
+}
+
+/// Takes the next vector id from `meta`, in `tx`.
+fn allocate_vector_id(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<VectorId> {
+    let next: i64 = query_row_cached(tx, "SELECT value FROM meta WHERE key = 'next_vector_id'", [], |r| {
+        r.get(0)
+    })?;
+    execute_cached(tx, "UPDATE meta SET value = value + 1 WHERE key = 'next_vector_id'", [])?;
+    Ok(vector_id(next))
 }
 
 fn write_rows(tx: &rusqlite::Transaction<'_>, doc: &IndexedDocument) -> rusqlite::Result<()> {

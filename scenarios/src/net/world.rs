@@ -295,8 +295,8 @@ pub struct Outcome {
 /// server's disk with a new store and the staging directory on it, and,
 /// where the store keeps its vectors remote, the vector server's disk with
 /// the store's first collection. The same for every case of a scenario on
-/// one seed, so each process provisions them once and runs every case on a
-/// copy ([`SimFs::duplicate_machine`]), which goes on exactly as the
+/// one seed, so each matrix thread keeps the last it provisioned and runs
+/// each case on a copy ([`SimFs::duplicate_machine`]), which goes on exactly as the
 /// machines it copies would (`scenarios/tests/network.rs` compares a case
 /// both ways, trace by trace).
 struct Provisioned {

@@ -162,30 +162,19 @@ impl FileData {
         }
     }
 
-    /// Mixes the length and content into `key`.
-    pub(crate) fn mix_content_into(&self, key: &mut StateKey) {
+    /// Mixes the length and content into `key`: byte by byte, or, given
+    /// `pages`, each whole page as its hash remembered there (outcomes of
+    /// one power cut share most of their pages). Either way two files mix
+    /// alike exactly when their lengths and contents are equal (the values
+    /// differ between the two ways).
+    pub(crate) fn mix_content_into(&self, key: &mut StateKey, mut pages: Option<&mut PageHashes>) {
         key.word(self.len);
         let mut left = usize::try_from(self.len).unwrap_or(usize::MAX);
         for page in &self.pages {
             let take = left.min(PAGE_SIZE);
-            mix_bytes(key, &page[..take]);
-            left -= take;
-        }
-    }
-
-    /// Mixes the length and content into `key` as
-    /// [`FileData::mix_content_into`] tells contents apart, with each whole
-    /// page's hash remembered in `pages` (outcomes of one power cut share
-    /// most of their pages).
-    pub(crate) fn mix_content_hashed_into(&self, key: &mut StateKey, pages: &mut PageHashes) {
-        key.word(self.len);
-        let mut left = usize::try_from(self.len).unwrap_or(usize::MAX);
-        for page in &self.pages {
-            let take = left.min(PAGE_SIZE);
-            if take == PAGE_SIZE {
-                key.word(pages.hash(page));
-            } else {
-                mix_bytes(key, &page[..take]);
+            match pages.as_deref_mut() {
+                Some(pages) if take == PAGE_SIZE => key.word(pages.hash(page)),
+                _ => mix_bytes(key, &page[..take]),
             }
             left -= take;
         }

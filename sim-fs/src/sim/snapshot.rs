@@ -255,14 +255,14 @@ impl World {
 /// A hash of the names and contents reachable from the root (equal images,
 /// equal hashes; for comparing images within a run).
 pub(super) fn fingerprint(image: &Image) -> u64 {
-    mix_names_and_contents(image, |data, key| data.mix_content_into(key))
+    mix_names_and_contents(image, |data, key| data.mix_content_into(key, None))
 }
 
 /// A key of the names and contents reachable from the root that tells
 /// images apart as [`fingerprint`] does (its values differ), hashing each
 /// whole page once per `pages`.
 fn content_key(image: &Image, pages: &mut PageHashes) -> u64 {
-    mix_names_and_contents(image, |data, key| data.mix_content_hashed_into(key, pages))
+    mix_names_and_contents(image, |data, key| data.mix_content_into(key, Some(&mut *pages)))
 }
 
 fn mix_names_and_contents(image: &Image, mut mix_file: impl FnMut(&FileData, &mut StateKey)) -> u64 {
