@@ -220,6 +220,21 @@ fn known_bad_store_designs_served_over_the_network_are_caught_by_the_right_invar
             Invariant::NoDestructiveWithoutForce,
             None,
         ),
+        // origins/1's rebuild API: reads answer 503 while a rebuild runs.
+        (
+            "net-rebuild",
+            "refstore/unavailable-while-rebuilding",
+            Invariant::ReaderConsistent,
+            None,
+        ),
+        // origins/1's in-place rebuild, served: readers find the index
+        // half refilled.
+        (
+            "net-rebuild",
+            "refstore/drop-and-reindex",
+            Invariant::ReaderConsistent,
+            None,
+        ),
     ] {
         let result = run(scenario, store, 0);
         let failing: Vec<&tearline::report::NetFailure> = result
@@ -468,7 +483,7 @@ fn a_store_whose_vectors_are_on_a_third_host_keeps_every_invariant() {
         // `CURRENT`: the store once showed the new generation after the
         // restart and lost it to a power cut (recovery-idempotent).
         (
-            "net-remote-vectors:0:rpc2:job-crash@225",
+            "net-remote-vectors:0:rpc2:job-crash@250",
             "switching from gen-000001 to gen-000002 failed",
         ),
     ] {
@@ -592,4 +607,48 @@ fn a_rebuild_job_is_struck_at_every_syscall_after_its_request_was_answered() {
     assert!(reference.violations.is_empty(), "{}", reference.report);
     let reference = run_with("net-rebuild", "refstore", 0, vec![Fault::ProcessCrash]);
     assert!(reference.passed, "{}: {:#?}", reference.verdict, reference.net_failures);
+}
+
+/// A full rebuild lets readers in after each document and once it has
+/// switched; each time, every document the client's model knows is read
+/// through the service's routes. The reference service serves each from
+/// the live generation; a service that answers 503 while it rebuilds, and
+/// one whose store rebuilds in place, are caught there, with no fault at
+/// all (the line's late answer changes nothing the reads see).
+#[test]
+fn readers_meet_every_full_rebuild_between_its_documents_and_after_its_switch() {
+    let line = "net-rebuild:0:rpc1:late-response";
+    let reference = reproduce_net_line(line, Some("refstore")).expect("the replay ran");
+    assert!(reference.violations.is_empty(), "{}", reference.report);
+    let passes: Vec<&str> = reference
+        .report
+        .lines()
+        .filter(|l| l.contains("lets readers in"))
+        .collect();
+    // Two rebuilds of two documents each: after each document, and after
+    // the switch.
+    assert_eq!(passes.len(), 6, "{}", reference.report);
+    assert!(
+        passes.iter().all(|l| l.matches(" 200").count() == 2),
+        "{}",
+        reference.report
+    );
+    for (store, found) in [
+        ("refstore/unavailable-while-rebuilding", "was answered 503"),
+        ("refstore/drop-and-reindex", "found no document"),
+    ] {
+        let flawed = reproduce_net_line(line, Some(store)).expect("the replay ran");
+        let broken: Vec<_> = flawed
+            .violations
+            .iter()
+            .filter(|v| v.invariant == Invariant::ReaderConsistent)
+            .collect();
+        assert!(
+            broken
+                .iter()
+                .any(|v| v.evidence.contains("while a background job had let readers in") && v.evidence.contains(found)),
+            "{store}: {}",
+            flawed.report
+        );
+    }
 }

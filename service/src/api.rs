@@ -147,14 +147,14 @@ fn path<T>(path: Result<Path<T>, PathRejection>) -> Result<T, Problem> {
 
 async fn health(State(api): Shared) -> Answer {
     let service = Arc::clone(&api.service);
-    let health = api.offload.run(move || Ok(service.health())).await?;
+    let health = api.offload.read(move || Ok(service.health())).await?;
     Ok(json(StatusCode::OK, health))
 }
 
 async fn list(State(api): Shared, headers: HeaderMap) -> Answer {
     let service = Arc::clone(&api.service);
     authorize(&api.service, &headers, Role::Reader)?;
-    let names = api.offload.run(move || service.read(|store| store.list())).await?;
+    let names = api.offload.read(move || service.read(|store| store.list())).await?;
     Ok(json(StatusCode::OK, serde_json::json!({ "documents": names })))
 }
 
@@ -164,7 +164,7 @@ async fn get_document(State(api): Shared, headers: HeaderMap, name: Result<Path<
     let name = path(name)?;
     let found = api
         .offload
-        .run(move || {
+        .read(move || {
             #[cfg(feature = "flawed-variants")]
             if service.flaw() == Some(crate::flawed::ServiceFlaw::CachedReads) {
                 return service
@@ -358,7 +358,7 @@ async fn search(State(api): Shared, headers: HeaderMap, query: Result<Query<Sear
     }
     let hits = api
         .offload
-        .run(move || service.read(|store| store.search(&q, k)))
+        .read(move || service.read(|store| store.search(&q, k)))
         .await?;
     Ok(json(StatusCode::OK, serde_json::json!({ "hits": hits })))
 }

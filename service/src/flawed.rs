@@ -11,7 +11,9 @@ pub enum ServiceFlaw {
     DeleteWithoutRoleCheck,
     /// origins/1's rebuild API: reads answer `503` while a rebuild runs
     /// ("returns 503 during brief swap moment") instead of being served
-    /// from the live generation. Caught by the zero-downtime test.
+    /// from the live generation. Caught by the zero-downtime test, and by
+    /// the network scenarios' readers a rebuild lets in
+    /// (reader-consistent).
     UnavailableWhileRebuilding,
     /// A write-behind server: `PUT /v1/documents/{name}` answers `201`
     /// before the write is made (it is queued on a thread of its own), so a
@@ -35,7 +37,8 @@ pub enum ServiceFlaw {
     /// rebuild, which empties the live index and refills it: a service
     /// that trusts a full rebuild to build beside the live generation then
     /// answers reads from the index being built. Caught by the
-    /// zero-downtime test.
+    /// zero-downtime test, and by the network scenarios' readers a rebuild
+    /// lets in (reader-consistent).
     Store(tearline_refstore::Flaw),
 }
 

@@ -101,6 +101,13 @@ pub enum Offload {
 pub trait Bridge: Send + Sync + fmt::Debug {
     /// Queues `work`, of `kind`; the future ends once it has run.
     fn run(&self, work: Box<dyn FnOnce() + Send>, kind: WorkKind) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+    /// Called by a background job (on its own thread) at a point where it
+    /// holds nothing a read needs: between the documents of a full
+    /// rebuild, and once it has switched. A bridge that runs one work at a
+    /// time may run reads ([`WorkKind::Read`]) here before the job goes
+    /// on; it returns once the job may go on.
+    fn let_readers_in(&self);
 }
 
 /// What a bridged work is.
@@ -111,12 +118,31 @@ pub enum WorkKind {
     /// A background job's (a rebuild), started by a request that has been
     /// answered.
     Background,
+    /// A read's (a request that changes nothing): it may run while a
+    /// background job has let readers in ([`Bridge::let_readers_in`]).
+    Read,
 }
 
 impl Offload {
-    /// Runs `work`; a worker that panics answers 500.
+    /// Runs `work`, a request's; a worker that panics answers 500.
     pub(crate) async fn run<R: Send + 'static>(
         &self,
+        work: impl FnOnce() -> Result<R, Problem> + Send + 'static,
+    ) -> Result<R, Problem> {
+        self.run_as(WorkKind::Request, work).await
+    }
+
+    /// Runs `work`, a read's (it changes nothing); as [`Offload::run`].
+    pub(crate) async fn read<R: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<R, Problem> + Send + 'static,
+    ) -> Result<R, Problem> {
+        self.run_as(WorkKind::Read, work).await
+    }
+
+    async fn run_as<R: Send + 'static>(
+        &self,
+        kind: WorkKind,
         work: impl FnOnce() -> Result<R, Problem> + Send + 'static,
     ) -> Result<R, Problem> {
         let stopped = || Err(Problem::internal("the request's worker stopped unexpectedly"));
@@ -134,11 +160,20 @@ impl Offload {
                                 .unwrap_or_else(|_| stopped());
                             answer.send(result).ok();
                         }),
-                        WorkKind::Request,
+                        kind,
                     )
                     .await;
                 answered.try_recv().unwrap_or_else(|_| stopped())
             }
+        }
+    }
+
+    /// A background job's point where readers may come in (see
+    /// [`Bridge::let_readers_in`]); nothing to do where reads run on
+    /// threads of their own or on the host's task.
+    pub(crate) fn let_readers_in(&self) {
+        if let Offload::Bridged(bridge) = self {
+            bridge.let_readers_in();
         }
     }
 

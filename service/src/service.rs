@@ -402,8 +402,9 @@ impl Service {
     pub fn start_rebuild(self: &Arc<Self>, mode: RebuildMode, offload: &Offload) -> Result<u64, Problem> {
         let id = self.jobs.start(mode)?;
         let service = Arc::clone(self);
+        let readers = offload.clone();
         let spawned = offload.detach(format!("rebuild-{id}"), move || {
-            let result = catch_unwind(AssertUnwindSafe(|| service.rebuild(id, mode))).unwrap_or_else(|_| {
+            let result = catch_unwind(AssertUnwindSafe(|| service.rebuild(id, mode, &readers))).unwrap_or_else(|_| {
                 // The writer may be half way through anything: reopen it.
                 let mut writer = lock(&service.writer);
                 *writer = None;
@@ -422,10 +423,20 @@ impl Service {
         Ok(id)
     }
 
-    fn rebuild(&self, id: u64, mode: RebuildMode) -> Result<tearline_refstore::RebuildStats, Problem> {
+    /// The job: a rebuild in `mode`, its progress reported to the job
+    /// registry. A full one lets readers in (`offload`'s
+    /// [`Offload::let_readers_in`]) after each document and once it has
+    /// switched: they must find the live generation whole throughout.
+    fn rebuild(
+        &self,
+        id: u64,
+        mode: RebuildMode,
+        offload: &Offload,
+    ) -> Result<tearline_refstore::RebuildStats, Problem> {
         let mut writer = lock(&self.writer);
         let store = self.writer_store(&mut writer)?;
         self.jobs.running(id);
+        let full = mode == RebuildMode::Full;
         let mut progress = |p: &tearline_refstore::RebuildProgress| {
             self.jobs.progress(
                 id,
@@ -433,15 +444,22 @@ impl Service {
                     done: p.done,
                     total: p.total,
                 },
-            )
+            );
+            if full {
+                offload.let_readers_in();
+            }
         };
         // A full rebuild builds beside the live generation: readers stay
         // on the live view until it has switched. An incremental one
         // changes the live files and keeps them out throughout.
-        let held = (mode == RebuildMode::Incremental).then(|| self.live.exclusive());
+        let held = (!full).then(|| self.live.exclusive());
         let result = store.rebuild(mode, &mut progress);
         let mut gate = held.unwrap_or_else(|| self.live.exclusive());
         self.after_write(&mut writer, result.is_err(), &mut gate);
+        drop(gate);
+        if full {
+            offload.let_readers_in();
+        }
         Ok(result?)
     }
 

@@ -332,3 +332,38 @@ fn the_service_serves_a_store_whose_vectors_are_remote() {
     let verify = refstore(&root, &["--vectors", &vectors.url, "verify"]);
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
 }
+
+/// A reader needs the vector server only to search: with it down (found
+/// first by the network scenarios, `net-remote-vectors:0:rpc5:
+/// vector-partition-after-apply@0`, where the view a rebuild published
+/// could not open and reads answered 503), a read-only open still serves
+/// the documents, and a search says the vector store is unavailable.
+#[test]
+fn a_store_opens_for_reading_while_its_vector_server_is_down() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = VectorServer::start(&tmp.path().join("vectors"), &[]);
+    let (fs, clock) = real();
+    let root = tmp.path().join("store");
+    let quick = RemoteOptions {
+        timeout: Duration::from_millis(300),
+        retries: 0,
+        backoff: Duration::from_millis(10),
+    };
+    let url = server.url.clone();
+    Store::init_with(Arc::clone(&fs), Arc::clone(&clock), &root, &on(&url, quick)).unwrap();
+    let mut store = Store::open(Arc::clone(&fs), Arc::clone(&clock), &root, on(&url, quick)).unwrap();
+    store.add("alpha.md", b"served without its vectors").expect("add");
+    drop(store);
+    drop(server);
+    let read_only = StoreOptions {
+        access: tearline_refstore::Access::ReadOnly,
+        ..on(&url, quick)
+    };
+    let reader = Store::open(Arc::clone(&fs), Arc::clone(&clock), &root, read_only).expect("a read-only open");
+    let document = reader.get("alpha.md").expect("a read").expect("the document");
+    assert_eq!(document.content, "served without its vectors");
+    let searched = reader
+        .search("served", 1)
+        .expect_err("a search needs the vector server");
+    assert!(searched.to_string().contains("unavailable"), "{searched}");
+}

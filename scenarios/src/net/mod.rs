@@ -16,10 +16,13 @@
 //!
 //! - [`case`]: the repro line of a network case (`rpc<N>:<fault>`).
 //! - [`world`]: the hosts, the client's retries, the faults.
+//! - [`lockstep`]: the server host's lockstep with the store's blocking
+//!   work, and the readers a rebuild lets in.
 //! - [`vectors`]: the vector server's host, where the store's vectors are
-//!   remote, and how the store's blocking work reaches it.
+//!   remote, and how the store's calls reach it.
 
 pub mod case;
+pub mod lockstep;
 pub mod vectors;
 pub mod world;
 

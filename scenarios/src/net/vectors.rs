@@ -1,17 +1,9 @@
 //! The third host of a network scenario whose store keeps its vectors
 //! remote: `vectors`, the `vector-server`'s routes on a simulated disk of
-//! its own, and how the store on `server` reaches it through turmoil.
-//!
-//! The store is blocking code; turmoil's hosts are tasks of one thread. So
-//! the store's work (every request's, and every background job's: a
-//! rebuild) runs on a thread of its own (`Lockstep`, the service's
-//! [`Bridge`]), in lockstep with the server host's pump task, in every
-//! network scenario:
-//! while the work runs, the host thread waits for it; when the work calls
-//! its vector server (`BridgedTransport`), it waits while the pump
-//! carries the call over the simulated network, in simulated time, with
-//! the attempt's timeout. Nothing runs beside anything else, so the run is
-//! as deterministic as the rest of the simulation.
+//! its own, and how the store on `server` reaches it through turmoil: its
+//! calls go through the server host's pump ([`super::lockstep`]), which
+//! carries each over the simulated network, in simulated time, with the
+//! attempt's timeout.
 //!
 //! The strike of a vector fault ([`NetFault::at_vector_call`]) is armed by
 //! the pump for the call it names and carried out by the vector host when
@@ -21,13 +13,10 @@
 
 use std::cell::RefCell;
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
@@ -37,17 +26,17 @@ use tearline_service::vectors::{
     InProcess, RemoteOptions, RemoteVectors, Transport, Unanswered, VectorServer, VectorServerClient,
     VectorServerOptions,
 };
-use tearline_service::{Bridge, WorkKind};
 use tearline_sim_fs::{SimFs, SimSnapshot};
 use tower::Service as _;
 
 use super::case::NetFault;
+use super::lockstep::VectorRequest;
 use super::world::{Control, HostFailure, note};
 use crate::engine::HarnessError;
 
 /// The vector server's host name and port.
 pub const VECTORS: &str = "vectors";
-const VECTOR_PORT: u16 = 7641;
+pub(super) const VECTOR_PORT: u16 = 7641;
 /// Where its collections live on its disk.
 const VECTOR_ROOT: &str = "/vectors";
 /// The prefix of the store's collections.
@@ -80,7 +69,7 @@ pub fn machine_seed(seed: u64) -> u64 {
 /// The backend of a store whose vectors are on `transport`'s server, its
 /// client with the service's known-bad design `flaw` where it is the
 /// vector client's.
-fn backend(transport: Arc<dyn Transport>, flaw: Option<&str>) -> Arc<RemoteVectors> {
+pub(super) fn backend(transport: Arc<dyn Transport>, flaw: Option<&str>) -> Arc<RemoteVectors> {
     let client = VectorServerClient::over(transport, REMOTE).with_flaw_named(flaw.unwrap_or_default());
     Arc::new(RemoteVectors::new(client, PREFIX))
 }
@@ -94,168 +83,9 @@ pub fn in_process(machine: &SimFs) -> Result<Arc<RemoteVectors>, HarnessError> {
     Ok(backend(Arc::new(server), None))
 }
 
-/// One call of the store's to its vector server, waiting for its answer.
-struct VectorRequest {
-    method: String,
-    path: String,
-    body: Option<Vec<u8>>,
-    timeout: Duration,
-    reply: mpsc::Sender<Result<(u16, String), Unanswered>>,
-}
-
-/// What the store's work thread tells the pump.
-enum Event {
-    /// Carry this call to the vector server.
-    Call(VectorRequest),
-    /// Let this much simulated time pass (a pause between attempts).
-    Pause(Duration, mpsc::Sender<()>),
-    /// A line of the server's log.
-    Log(String),
-    /// The work has finished.
-    Done,
-}
-
-/// Work queued for the pump, and who waits for it.
-struct Start {
-    work: Box<dyn FnOnce() + Send>,
-    kind: WorkKind,
-    done: tokio::sync::oneshot::Sender<()>,
-}
-
-/// The store's transport to its vector server: every request and pause
-/// goes to the pump, and the work waits for it.
-#[derive(Debug)]
-struct BridgedTransport {
-    events: mpsc::Sender<Event>,
-}
-
-impl Transport for BridgedTransport {
-    fn send(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&[u8]>,
-        timeout: Duration,
-    ) -> Result<(u16, String), Unanswered> {
-        let (reply, answer) = mpsc::channel();
-        let request = VectorRequest {
-            method: method.to_string(),
-            path: path.to_string(),
-            body: body.map(<[u8]>::to_vec),
-            timeout,
-            reply,
-        };
-        if self.events.send(Event::Call(request)).is_err() {
-            return Err(Unanswered::NotSent("the server's host is down".to_string()));
-        }
-        answer
-            .recv()
-            .unwrap_or_else(|_| Err(Unanswered::Lost("the server's host went down".to_string())))
-    }
-
-    fn pause(&self, pause: Duration) {
-        let (reply, done) = mpsc::channel();
-        if self.events.send(Event::Pause(pause, reply)).is_ok() {
-            done.recv().ok();
-        }
-    }
-
-    fn describe(&self) -> String {
-        format!("http://{VECTORS}:{VECTOR_PORT}")
-    }
-}
-
-/// The service's [`Bridge`] on the server host: queues work for the pump.
-#[derive(Debug)]
-pub(super) struct Lockstep {
-    starts: tokio::sync::mpsc::UnboundedSender<Start>,
-}
-
-impl Bridge for Lockstep {
-    fn run(&self, work: Box<dyn FnOnce() + Send>, kind: WorkKind) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        let (done, finished) = tokio::sync::oneshot::channel();
-        let queued = self.starts.send(Start { work, kind, done }).is_ok();
-        Box::pin(async move {
-            if queued {
-                // Dropped unanswered only when the host goes down.
-                finished.await.ok();
-            }
-        })
-    }
-}
-
-/// The server host's side of a store whose vectors are remote: the bridge
-/// for the service, the backend for the store, and the pump task started.
-pub(super) fn start_bridge(control: &Rc<RefCell<Control>>) -> (Arc<Lockstep>, Arc<RemoteVectors>) {
-    let (starts, queued) = tokio::sync::mpsc::unbounded_channel();
-    let (events, received) = mpsc::channel();
-    let transport = Arc::new(BridgedTransport { events: events.clone() });
-    tokio::task::spawn_local(pump(queued, events, received, Rc::clone(control)));
-    let flaw = control.borrow().under_test.flaw.clone();
-    (Arc::new(Lockstep { starts }), backend(transport, flaw.as_deref()))
-}
-
-/// Runs each queued work on a thread of its own, waiting (blocking the
-/// host's thread) while it runs, and carrying out its calls.
-async fn pump(
-    mut queued: tokio::sync::mpsc::UnboundedReceiver<Start>,
-    events: mpsc::Sender<Event>,
-    received: mpsc::Receiver<Event>,
-    control: Rc<RefCell<Control>>,
-) {
-    while let Some(Start { work, kind, done }) = queued.recv().await {
-        let job = (kind == WorkKind::Background).then(|| {
-            let job = control.borrow_mut().begin_job();
-            note(
-                &control,
-                format!("server starts a background job (of rpc{})", job.rpc()),
-            );
-            job
-        });
-        let told = events.clone();
-        let worker = std::thread::spawn(move || {
-            let log = told.clone();
-            // A work that panics has ended too: the host must not wait on.
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                tearline_service::capture_log(
-                    move |line| {
-                        log.send(Event::Log(line.to_string())).ok();
-                    },
-                    work,
-                );
-            }));
-            told.send(Event::Done).ok();
-        });
-        control.borrow_mut().workers.push(worker);
-        loop {
-            // The work runs alone: this thread waits for its next word.
-            match received.recv() {
-                Ok(Event::Done) | Err(_) => break,
-                Ok(Event::Log(line)) => tearline_service::log(&line),
-                Ok(Event::Pause(pause, reply)) => {
-                    control.borrow_mut().waited();
-                    tokio::time::sleep(pause).await;
-                    reply.send(()).ok();
-                }
-                Ok(Event::Call(request)) => {
-                    let answer = call(&control, &request).await;
-                    request.reply.send(answer).ok();
-                }
-            }
-        }
-        // Its thread has said its last word: it ends now.
-        control.borrow_mut().join_workers();
-        if let Some(job) = job {
-            note(&control, format!("server's background job (of rpc{}) ended", job.rpc()));
-            control.borrow_mut().end_job(job);
-        }
-        done.send(()).ok();
-    }
-}
-
 /// One attempt of a call over the simulated network, the strike armed if
 /// it names this call.
-async fn call(control: &Rc<RefCell<Control>>, request: &VectorRequest) -> Result<(u16, String), Unanswered> {
+pub(super) async fn call(control: &Rc<RefCell<Control>>, request: &VectorRequest) -> Result<(u16, String), Unanswered> {
     let index = {
         let mut control = control.borrow_mut();
         control.waited();

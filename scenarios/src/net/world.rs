@@ -9,7 +9,7 @@
 //! Everything derives from the seed: turmoil's message latencies, the
 //! machine's crash outcomes; hyper is driven by hand (no `Date` header: it
 //! reads the wall clock) and the service runs the store's work in lockstep
-//! with its host ([`Offload::Bridged`], see [`super::vectors`]). What the
+//! with its host ([`Offload::Bridged`], see [`super::lockstep`]). What the
 //! client saw is the model: a 2xx it
 //! received acknowledges the request; a client that gives up leaves it
 //! uncertain and stops.
@@ -156,6 +156,8 @@ pub(super) struct Control {
     /// The server's syscall count each time the store's work waited on the
     /// network (a vector call, a pause between attempts): fault-free runs.
     waits: Vec<u64>,
+    /// What the client saw: the model every read is judged by.
+    model: Rc<RefCell<Model>>,
 }
 
 impl Control {
@@ -375,6 +377,7 @@ pub fn run(
     // matrix takes each power cut's outcomes from it.
     let recorded_from = machine.syscall_count();
     machine.record_snapshots(strike.is_none());
+    let model = Rc::new(RefCell::new(Model::new()));
     let control: Shared = Rc::new(RefCell::new(Control {
         strike,
         received: 0,
@@ -396,8 +399,8 @@ pub fn run(
         workers: Vec::new(),
         jobs: Vec::new(),
         waits: Vec::new(),
+        model: Rc::clone(&model),
     }));
-    let model = Rc::new(RefCell::new(Model::new()));
     let mut sim = turmoil::Builder::new()
         .rng_seed(seed)
         .epoch(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
@@ -618,7 +621,8 @@ async fn serve(control: Shared) -> turmoil::Result {
     // The store's work runs in lockstep with this host, which carries its
     // calls to the vector server (opening the store too), and runs its
     // background jobs.
-    let (bridge, backend) = super::vectors::start_bridge(&control);
+    let routes = super::lockstep::Routes::default();
+    let (bridge, backend) = super::lockstep::start_bridge(&control, Rc::clone(&routes));
     let (opened, offload) = {
         if remote {
             options = options.with_vector_backend(backend);
@@ -657,6 +661,7 @@ async fn serve(control: Shared) -> turmoil::Result {
     };
     note(&control, "server up".to_string());
     let router = tearline_service::router_with(service, tearline_service::api::DEFAULT_MAX_BODY_BYTES, offload);
+    *routes.borrow_mut() = Some(router.clone());
     let listener = turmoil::net::TcpListener::bind((IpAddr::V4(Ipv4Addr::UNSPECIFIED), PORT)).await?;
     loop {
         let (stream, _) = listener.accept().await?;
@@ -969,6 +974,82 @@ async fn rebuild(request: &Request, model: &Rc<RefCell<Model>>, control: &Shared
     }
     note(control, format!("client: job {id} did not end; gives up on it"));
     false
+}
+
+/// The documents a reader a background job lets in looks up: every name
+/// the model has before or after the operation in flight, but those whose
+/// outcome no one can know (a request the client gave up on).
+pub(super) fn names_to_read(control: &Shared) -> Vec<String> {
+    if control.borrow().server.halted().is_some() {
+        return Vec::new();
+    }
+    let control = control.borrow();
+    let model = control.model.borrow();
+    let allowed = model.allowed();
+    let names: std::collections::BTreeSet<&String> = allowed
+        .before
+        .indexed
+        .keys()
+        .chain(allowed.after.indexed.keys())
+        .collect();
+    names
+        .into_iter()
+        .filter(|name| !model.is_unspecified(name))
+        .cloned()
+        .collect()
+}
+
+/// A read of document `name` as the client sends it, for a reader a job
+/// lets in (it goes to the service's routes on the server's host).
+pub(super) fn read_request(name: &str) -> hyper::Request<axum::body::Body> {
+    hyper::Request::get(format!("/v1/documents/{name}"))
+        .header(hyper::header::HOST, SERVER)
+        .header(hyper::header::AUTHORIZATION, format!("Bearer {KEY}"))
+        .body(axum::body::Body::empty())
+        .unwrap_or_default()
+}
+
+/// reader-consistent, for a read of `name` a background job let in, which
+/// was answered `read` (status and body; `None`: never): it must be
+/// served (zero downtime: not a 503 while a rebuild runs or switches) and
+/// find what the model allows. Nothing is judged once the server's host
+/// has failed (a strike can fall on a read's syscall). What the read
+/// found, for the log.
+pub(super) fn judge_read_during_job(control: &Shared, name: &str, read: Option<(u16, Bytes)>) -> String {
+    let status = read.as_ref().map(|(status, _)| *status);
+    let heard = format!(
+        "GET {name} {}",
+        status.map_or("unanswered".to_string(), |s| s.to_string())
+    );
+    if control.borrow().server.halted().is_some() {
+        return heard;
+    }
+    let when = format!("a read of {name} while a background job had let readers in");
+    let found = match read {
+        Some((404, _)) => None,
+        Some((200, body)) => {
+            let document: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            document["content"]
+                .as_str()
+                .map(|content| content_hash(content.as_bytes()))
+        }
+        _ => {
+            control.borrow_mut().violations.push(Violation::new(
+                Invariant::ReaderConsistent,
+                format!(
+                    "{when} was answered {}: reads must be served from the live generation while a rebuild \
+                     runs and switches (zero downtime)",
+                    status.map_or("nothing".to_string(), |s| s.to_string())
+                ),
+            ));
+            return heard;
+        }
+    };
+    let mut control = control.borrow_mut();
+    control.reads_checked += 1;
+    let violation = reader_consistent::check_read(name, found.as_deref(), &control.model.borrow(), &when);
+    control.violations.extend(violation);
+    heard
 }
 
 /// An operator, in a process of its own on the server's machine, removes

@@ -69,16 +69,21 @@ impl VectorBackend for RemoteVectors {
         let name = self.collection(generation_dir);
         let store = match mode {
             OpenMode::ReadWrite => self.server.create(&name, dimension)?,
-            OpenMode::ReadOnly => self
-                .server
-                .open(&name)?
-                .ok_or_else(|| {
-                    VectorError::Io(io::Error::new(
-                        io::ErrorKind::NotFound,
-                        format!("the vector server has no collection {name}"),
-                    ))
-                })?
-                .read_only(),
+            // A reader needs the vector server only to search: while it
+            // cannot be reached, the store opens for reading anyway (its
+            // documents are in the index) and a search says the vector
+            // store is unavailable.
+            OpenMode::ReadOnly => match self.server.open(&name) {
+                Err(VectorError::Unavailable(_) | VectorError::Timeout) => self.server.unverified(&name, dimension),
+                opened => opened?
+                    .ok_or_else(|| {
+                        VectorError::Io(io::Error::new(
+                            io::ErrorKind::NotFound,
+                            format!("the vector server has no collection {name}"),
+                        ))
+                    })?
+                    .read_only(),
+            },
         };
         if store.dimension() != dimension {
             return Err(VectorError::Invalid(format!(

@@ -268,6 +268,18 @@ impl VectorServerClient {
         }))
     }
 
+    /// A read-only handle on collection `name`, taken to hold vectors of
+    /// `dimension`, made without asking the server (it cannot be reached
+    /// now): each call on it asks, and says so if it still cannot.
+    pub fn unverified(&self, name: &str, dimension: usize) -> RemoteVectorStore {
+        RemoteVectorStore {
+            server: self.clone(),
+            name: name.to_string(),
+            dimension,
+            read_only: true,
+        }
+    }
+
     /// Removes collection `name` and its vectors (absent is fine).
     pub fn drop_collection(&self, name: &str) -> Result<(), VectorError> {
         self.call("DELETE", &collection_path(name), None).map(|_| ())
