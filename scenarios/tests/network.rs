@@ -652,3 +652,48 @@ fn readers_meet_every_full_rebuild_between_its_documents_and_after_its_switch() 
         );
     }
 }
+
+/// The vector server's disk goes bad under the store (a byte in the middle
+/// of each segment, found when it restarts): the reference store takes
+/// the server's word that the collection is damaged as damage to a derived
+/// file and rebuilds it from its sources, under every fault of the
+/// requests. A vector client that reports the damage as an I/O error
+/// leaves the store unable to write or recover (rebuildable-from-source),
+/// with a line that reproduces.
+#[test]
+fn a_damaged_vector_server_is_rebuilt_from_the_sources() {
+    let reference = run("net-damaged-vectors", "refstore", 0);
+    assert!(reference.passed, "{}: {:#?}", reference.verdict, reference.net_failures);
+    let found = reference
+        .invariants
+        .iter()
+        .find(|i| i.invariant == Invariant::RebuildableFromSource)
+        .unwrap();
+    assert_eq!(found.status, tearline::report::InvariantStatus::Passed);
+    let line = "net-damaged-vectors:0:rpc1:late-response";
+    let replayed = reproduce_net_line(line, Some("refstore")).expect("the replay ran");
+    assert!(replayed.violations.is_empty(), "{}", replayed.report);
+    assert!(
+        replayed.report.contains("client attempt 2 of PUT d.md: 201"),
+        "the write after the damage is served: {}",
+        replayed.report
+    );
+
+    let flawed = run("net-damaged-vectors", "refstore/damage-as-io-error", 0);
+    let failing: Vec<_> = flawed
+        .net_failures
+        .iter()
+        .filter(|f| f.invariant == Invariant::RebuildableFromSource)
+        .collect();
+    assert!(!failing.is_empty(), "{}: {:#?}", flawed.verdict, flawed.net_failures);
+    let replayed = reproduce_net_line(&failing[0].repro, None).expect("the replay ran");
+    assert!(
+        replayed
+            .violations
+            .iter()
+            .any(|v| v.invariant == Invariant::RebuildableFromSource && v.evidence.contains("vector")),
+        "{}: {}",
+        failing[0].repro,
+        replayed.report
+    );
+}

@@ -31,6 +31,12 @@ pub enum ServiceFlaw {
     /// whose vectors are remote (no-orphan-vectors, where a vector call's
     /// answer is lost).
     RetriedUpsertDuplicates,
+    /// A vector client that reports a damaged collection as an I/O error,
+    /// not as damage: the store cannot tell that its derived vectors are
+    /// damaged, never rebuilds them from its sources, and every write
+    /// fails from then on. Caught by `net-damaged-vectors`
+    /// (rebuildable-from-source).
+    DamageAsIoError,
     /// The service over a store with a known-bad design (`--flaw
     /// store:NAME`, NAME one of the store's flaws, as `tearline run --store
     /// refstore/NAME` names them). `store:drop-and-reindex` is origins/1's
@@ -44,12 +50,13 @@ pub enum ServiceFlaw {
 
 impl ServiceFlaw {
     /// Every flaw of the service's own.
-    pub const ALL: [ServiceFlaw; 5] = [
+    pub const ALL: [ServiceFlaw; 6] = [
         ServiceFlaw::DeleteWithoutRoleCheck,
         ServiceFlaw::UnavailableWhileRebuilding,
         ServiceFlaw::AcknowledgeBeforeWrite,
         ServiceFlaw::CachedReads,
         ServiceFlaw::RetriedUpsertDuplicates,
+        ServiceFlaw::DamageAsIoError,
     ];
 
     /// Its `--flaw` name.
@@ -60,6 +67,7 @@ impl ServiceFlaw {
             ServiceFlaw::AcknowledgeBeforeWrite => "acknowledge-before-write",
             ServiceFlaw::CachedReads => "cached-reads",
             ServiceFlaw::RetriedUpsertDuplicates => "retried-upsert-duplicates",
+            ServiceFlaw::DamageAsIoError => "damage-as-io-error",
             ServiceFlaw::Store(flaw) => {
                 return format!("store:{}", flaw.store_name().trim_start_matches("refstore/"));
             }

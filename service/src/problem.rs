@@ -23,6 +23,20 @@ pub struct Problem {
     /// construction.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub effect: Option<FailureEffect>,
+    /// For a vector server's damaged collection: where the damage is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub damage: Option<Box<SegmentDamage>>,
+}
+
+/// Where a vector server found a collection's files damaged.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SegmentDamage {
+    /// The segment's file name within its collection.
+    pub segment: String,
+    /// Where its first bad record starts.
+    pub offset: u64,
+    /// What is wrong with it.
+    pub reason: String,
 }
 
 impl Problem {
@@ -34,6 +48,7 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             effect: None,
+            damage: None,
         }
     }
 

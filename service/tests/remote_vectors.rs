@@ -217,7 +217,10 @@ fn a_damaged_collection_is_reported_at_once_not_retried() {
     let damaged = RemoteVectorStore::connect(&restarted.url, "gen-000001", DIMENSION, patient);
     let elapsed = started.elapsed();
     match damaged {
-        Err(VectorError::Io(e)) => assert!(e.to_string().contains("damaged"), "{e}"),
+        Err(VectorError::Corrupt { file, offset, .. }) => {
+            assert!(file.ends_with("gen-000001/seg-000001.vec"), "{}", file.display());
+            assert!(offset > 0 && offset <= middle as u64, "{offset} (damaged at {middle})");
+        }
         other => panic!("expected the damage reported, got {other:?}"),
     }
     assert!(

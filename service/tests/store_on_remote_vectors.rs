@@ -367,3 +367,71 @@ fn a_store_opens_for_reading_while_its_vector_server_is_down() {
         .expect_err("a search needs the vector server");
     assert!(searched.to_string().contains("unavailable"), "{searched}");
 }
+
+/// The vector server's copy of a collection damaged on its real disk
+/// (garbage in the middle of a segment, records after it), found when it
+/// restarts: the store's next writable open takes the server's word that
+/// it is damaged, rebuilds the generation from the source files into a new
+/// collection, and serves and searches as before (found first by
+/// `net-damaged-vectors`).
+#[test]
+fn a_store_rebuilds_a_collection_its_vector_server_found_damaged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vectors = tmp.path().join("vectors");
+    let server = VectorServer::start(&vectors, &[]);
+    let (fs, clock) = real();
+    let root = tmp.path().join("store");
+    Store::init_with(
+        Arc::clone(&fs),
+        Arc::clone(&clock),
+        &root,
+        &on(&server.url, RemoteOptions::default()),
+    )
+    .unwrap();
+    let mut store = Store::open(
+        Arc::clone(&fs),
+        Arc::clone(&clock),
+        &root,
+        on(&server.url, RemoteOptions::default()),
+    )
+    .unwrap();
+    for (name, content) in [
+        ("alpha.md", "crash consistency of a document index"),
+        ("bravo.md", "vectors in a separate store, written in two phases"),
+        ("charlie.md", "a shadow rebuild switched in by one rename"),
+    ] {
+        store.add(name, content.as_bytes()).expect("add");
+    }
+    let searched_before = store.search("a rebuild switched by a rename", 1).expect("search");
+    drop(store);
+    drop(server);
+    let segment = vectors.join("docs-gen-000001").join("seg-000001.vec");
+    let mut bytes = std::fs::read(&segment).expect("the segment");
+    let middle = bytes.len() / 2;
+    for byte in &mut bytes[middle - 8..middle + 8] {
+        *byte ^= 0xA5;
+    }
+    std::fs::write(&segment, bytes).expect("damaged");
+
+    let restarted = VectorServer::start(&vectors, &[]);
+    let store = Store::open(
+        Arc::clone(&fs),
+        Arc::clone(&clock),
+        &root,
+        on(&restarted.url, RemoteOptions::default()),
+    )
+    .expect("the writable open rebuilds what the vector server found damaged");
+    let repaired = store.open_report().repaired.as_ref().expect("a repair");
+    assert!(
+        format!("{repaired:?}").contains("docs-gen-000001/seg-000001.vec"),
+        "{repaired:?}"
+    );
+    assert!(store.open_report().generation > 1);
+    assert_eq!(
+        store.get("bravo.md").unwrap().expect("bravo.md").content,
+        "vectors in a separate store, written in two phases"
+    );
+    let searched = store.search("a rebuild switched by a rename", 1).expect("search");
+    assert_eq!(searched[0].name, searched_before[0].name);
+    assert!(agrees(&store.verify().unwrap()), "{:?}", store.verify().unwrap());
+}

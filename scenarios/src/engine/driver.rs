@@ -780,7 +780,8 @@ impl<'f> Driver<'f> {
 
 /// Damages the file at `path` as `damage` says, durably, from the harness's
 /// process `harness`.
-fn damage_file(harness: &SimFs, path: &Path, damage: &Damage) -> std::io::Result<()> {
+/// Damages the file at `path` as `damage` says, in process `harness`, durably.
+pub(crate) fn damage_file(harness: &SimFs, path: &Path, damage: &Damage) -> std::io::Result<()> {
     let file = harness.open(path, &OpenOptions::read_write())?;
     let len = file.len()?;
     let middle = len / 2;

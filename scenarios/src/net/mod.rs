@@ -108,6 +108,12 @@ pub enum Request {
         /// The document's name.
         name: String,
     },
+    /// Not a request: the vector server's disk goes bad under it. A byte
+    /// in the middle of each of its segments is flipped, durably (damage
+    /// no torn-tail repair may cut away), and an operator restarts it: the
+    /// store must bring its vectors back from its source files
+    /// (rebuildable-from-source).
+    DamageVectorsBehindTheStore,
 }
 
 impl Request {
@@ -136,7 +142,10 @@ impl Request {
             Request::Rebuild => Operation::Rebuild {
                 kind: RebuildKind::Full,
             },
-            Request::Get { .. } | Request::JobStatus { .. } | Request::RemoveSourceBehindTheStore { .. } => {
+            Request::Get { .. }
+            | Request::JobStatus { .. }
+            | Request::RemoveSourceBehindTheStore { .. }
+            | Request::DamageVectorsBehindTheStore => {
                 return None;
             }
         })
@@ -160,6 +169,7 @@ impl Request {
                 )
             }
             Request::RemoveSourceBehindTheStore { name } => format!("rm source/{name}"),
+            Request::DamageVectorsBehindTheStore => "the vector server's segments damaged".to_string(),
             Request::Rebuild => "POST rebuild full".to_string(),
             Request::JobStatus { id } => format!("GET job {id}"),
         }
@@ -389,6 +399,23 @@ pub fn scenarios() -> Vec<NetScenario> {
             ],
         },
         NetScenario {
+            remote_vectors: true,
+            name: "net-damaged-vectors".to_string(),
+            description: "the vector server's disk goes bad under the store (a byte flipped in the middle of each \
+                          segment) and it is restarted: the store must bring its vectors back from its source \
+                          files and go on serving, while the client's requests meet every network fault"
+                .to_string(),
+            requests: vec![
+                put("a.md", "alpha"),
+                put("b.md", "bravo"),
+                put("c.md", "charlie"),
+                Request::DamageVectorsBehindTheStore,
+                put("d.md", "delta"),
+                get("a.md"),
+                get("d.md"),
+            ],
+        },
+        NetScenario {
             remote_vectors: false,
             name: "net-rebuild".to_string(),
             description: "a client asks the service for full rebuilds (202 and a job it polls) between writes: the \
@@ -438,9 +465,15 @@ fn injections(
         crash_seed: probe.machine.crash_seed(),
         pages: tearline_sim_fs::PageHashes::default(),
         waits: &probe.waits,
+        unlocks: probe.machine.with_trace(|trace| {
+            let entries = trace.entries().iter();
+            entries
+                .filter(|e| e.op == tearline_sim_fs::SyscallKind::Unlock)
+                .map(|e| e.index)
+                .collect()
+        }),
     };
-    for (i, record) in probe.records.iter().enumerate() {
-        let rpc = i as u64 + 1;
+    for (&rpc, record) in &probe.records {
         for fault in NetFault::AT_REQUEST {
             let crashes: Vec<Option<(PersistenceModel, CrashPick)>> = if fault.cuts_power() {
                 let models = options.models.iter();
@@ -495,6 +528,9 @@ struct HostFailures<'a> {
     pages: tearline_sim_fs::PageHashes,
     /// [`world::Outcome::waits`].
     waits: &'a [u64],
+    /// The unlocks of the fault-free run (a guard's drop), where no fault
+    /// strikes ([`Fault::applies_to`]).
+    unlocks: BTreeSet<u64>,
 }
 
 impl HostFailures<'_> {
@@ -523,6 +559,9 @@ impl HostFailures<'_> {
         for (k, snapshot) in during.iter().enumerate() {
             let at = Some(k as u64);
             let syscall = first + k as u64;
+            if self.unlocks.contains(&syscall) {
+                continue;
+            }
             let waits_before = self.waits.partition_point(|&wait| wait <= syscall);
             if self.options.faults.contains(&Fault::ProcessCrash) {
                 all.push(NetInjection {
@@ -659,7 +698,7 @@ pub struct Checked {
 pub fn check_case(scenario: &NetScenario, case: &NetCase) -> Result<Result<Checked, String>, HarnessError> {
     let service = ServiceUnderTest::for_store(&case.store)
         .ok_or_else(|| HarnessError(format!("the network scenarios do not serve store {:?}", case.store)))?;
-    let outcome = world::run(scenario, case.seed, service, Some(case.injection))?;
+    let outcome = world::run(scenario, case.seed, service.clone(), Some(case.injection))?;
     if let Some(why) = outcome.missed {
         return Ok(Err(why));
     }
@@ -670,8 +709,9 @@ pub fn check_case(scenario: &NetScenario, case: &NetCase) -> Result<Result<Check
     let mut backend: Option<Arc<dyn VectorBackend>> = None;
     if let Some(vectors) = &outcome.vectors {
         // Checked with its vectors where the run left them, on the vector
-        // server's disk.
-        let remote: Arc<dyn VectorBackend> = vectors::in_process(vectors)?;
+        // server's disk, reached by the service's own vector client (a
+        // writable open is what its service does to recover).
+        let remote: Arc<dyn VectorBackend> = vectors::in_process(vectors, service.flaw.as_deref())?;
         factory = factory.with_vector_backend(Arc::clone(&remote));
         backend = Some(remote);
         fingerprint ^= vectors.fingerprint().rotate_left(17);
@@ -871,14 +911,18 @@ pub fn run_scenario(
 /// Whether `scenario`'s check exercises `invariant`: what a recovered
 /// store is checked for after any case,
 /// protected-records-kept where a document is shared, owner-scope-kept
-/// where one is given an owner, and
+/// where one is given an owner, reader-consistent where a document is
+/// read or a full rebuild lets readers in, rebuildable-from-source where
+/// the vector server's disk goes bad, and
 /// no-destructive-without-force where a clean is asked for without force.
 pub fn applies(scenario: &NetScenario, invariant: Invariant) -> bool {
     let asks = |wanted: fn(&Request) -> bool| scenario.requests.iter().any(wanted);
     match invariant {
         Invariant::ProtectedRecordsKept => asks(|r| matches!(r, Request::Share { .. })),
         Invariant::OwnerScopeKept => asks(|r| matches!(r, Request::Own { .. })),
-        Invariant::ReaderConsistent => asks(|r| matches!(r, Request::Get { .. })),
+        // A full rebuild lets readers in (see `lockstep`).
+        Invariant::ReaderConsistent => asks(|r| matches!(r, Request::Get { .. } | Request::Rebuild)),
+        Invariant::RebuildableFromSource => asks(|r| matches!(r, Request::DamageVectorsBehindTheStore)),
         Invariant::NoDestructiveWithoutForce => {
             asks(|r| matches!(r, Request::Reconcile { mode, force: false, .. } if mode.is_destructive()))
         }

@@ -26,13 +26,13 @@ use tearline_service::vectors::{
     InProcess, RemoteOptions, RemoteVectors, Transport, Unanswered, VectorServer, VectorServerClient,
     VectorServerOptions,
 };
-use tearline_sim_fs::{SimFs, SimSnapshot};
+use tearline_sim_fs::{FileKind, Fs, SimFs, SimSnapshot};
 use tower::Service as _;
 
 use super::case::NetFault;
 use super::lockstep::VectorRequest;
 use super::world::{Control, HostFailure, note};
-use crate::engine::HarnessError;
+use crate::engine::{Damage, HarnessError};
 
 /// The vector server's host name and port.
 pub const VECTORS: &str = "vectors";
@@ -75,12 +75,36 @@ pub(super) fn backend(transport: Arc<dyn Transport>, flaw: Option<&str>) -> Arc<
 }
 
 /// The backend of a store whose vectors are on the vector server's
-/// machine `machine`, reached in this process: for initialising the store
-/// before a run and checking it after.
-pub fn in_process(machine: &SimFs) -> Result<Arc<RemoteVectors>, HarnessError> {
+/// machine `machine`, reached in this process by the vector client with
+/// the service's known-bad design `flaw`, if it has one: for initialising
+/// the store before a run and checking it after.
+pub fn in_process(machine: &SimFs, flaw: Option<&str>) -> Result<Arc<RemoteVectors>, HarnessError> {
     let server = InProcess::new(Arc::new(machine.clone()), Path::new(VECTOR_ROOT))
         .map_err(|e| HarnessError(format!("opening the vector server's collections: {e}")))?;
-    Ok(backend(Arc::new(server), None))
+    Ok(backend(Arc::new(server), flaw))
+}
+
+/// Damages every segment of every collection on the vector server's disk
+/// (in process `fs`, durably): 16 bytes of garbage over its middle, with
+/// records after them, so no torn-tail repair may cut it away. The paths
+/// it damaged, in order.
+pub(super) fn damage_segments(fs: &SimFs) -> std::io::Result<Vec<String>> {
+    let root = Path::new(VECTOR_ROOT);
+    let mut damaged = Vec::new();
+    for collection in fs.read_dir(root)? {
+        if collection.kind != FileKind::Dir {
+            continue;
+        }
+        let dir = root.join(&collection.name);
+        for segment in fs.read_dir(&dir)? {
+            let path = dir.join(&segment.name);
+            if segment.name.ends_with(".vec") && fs.metadata(&path)?.len > 0 {
+                crate::engine::driver::damage_file(fs, &path, &Damage::Garbage)?;
+                damaged.push(path.display().to_string());
+            }
+        }
+    }
+    Ok(damaged)
 }
 
 /// One attempt of a call over the simulated network, the strike armed if

@@ -121,8 +121,8 @@ pub(super) struct Control {
     failure: Option<HostFailure>,
     /// What the run did, in order: the network log.
     log: Vec<String>,
-    /// Each request, as the server received it (fault-free runs).
-    records: Vec<RequestRecord>,
+    /// Each request the server handled to its end, by its number (fault-free runs).
+    records: BTreeMap<u64, RequestRecord>,
     /// Why the strike could not strike, if it could not: a power cut
     /// whose outcome does not exist, a syscall past the handling's last.
     missed: Option<String>,
@@ -265,8 +265,8 @@ pub struct Outcome {
     pub machine: SimFs,
     /// The network log (requests, answers, faults, host failures).
     pub log: Vec<String>,
-    /// Each request of the run as the server received it.
-    pub records: Vec<RequestRecord>,
+    /// Each request of the run the server handled, by its number.
+    pub records: BTreeMap<u64, RequestRecord>,
     /// Why the strike could not strike, if it could not (a power-cut
     /// outcome that does not exist there, a syscall past the handling's
     /// last, a request the run never made): no such case.
@@ -335,7 +335,7 @@ impl Provisioned {
         let vectors = remote_vectors.then(|| SimFs::new(SimConfig::with_seed(super::vectors::machine_seed(seed))));
         let mut options = StoreOptions::default();
         if let Some(vectors) = &vectors {
-            options.vector_backend = super::vectors::in_process(vectors)?;
+            options.vector_backend = super::vectors::in_process(vectors, None)?;
         }
         Store::init_with(
             Arc::new(machine.clone()),
@@ -384,7 +384,7 @@ pub fn run(
         server: machine.spawn_process(),
         failure: None,
         log: Vec::new(),
-        records: Vec::new(),
+        records: BTreeMap::new(),
         missed: None,
         under_test,
         violations: Vec::new(),
@@ -473,7 +473,7 @@ pub fn run(
         let range = (syscalls.start - recorded_from) as usize..(syscalls.end - recorded_from) as usize;
         snapshots.get(range).map(<[SimSnapshot]>::to_vec).unwrap_or_default()
     };
-    for record in &mut control.records {
+    for record in control.records.values_mut() {
         record.during = during(&record.syscalls);
     }
     for job in &mut control.jobs {
@@ -668,8 +668,24 @@ async fn serve(control: Shared) -> turmoil::Result {
         let router = router.clone();
         let control = Rc::clone(&control);
         tokio::task::spawn_local(async move {
-            let service =
-                hyper::service::service_fn(move |request| handle(request, router.clone(), Rc::clone(&control)));
+            // Each request is handled to its end on a task of its own, as
+            // a server's worker finishes what it began when the client
+            // hangs up: what a handling did is on the record, and its
+            // syscalls are all struck, whether the client waited or not.
+            let service = hyper::service::service_fn(move |request| {
+                let (answered, answer) = tokio::sync::oneshot::channel();
+                let handling = handle(request, router.clone(), Rc::clone(&control));
+                tokio::task::spawn_local(async move {
+                    answered.send(handling.await).ok();
+                });
+                async move {
+                    match answer.await {
+                        Ok(answer) => answer,
+                        // The host went down while it handled it.
+                        Err(_) => std::future::pending().await,
+                    }
+                }
+            });
             let connection = hyper::server::conn::http1::Builder::new()
                 .auto_date_header(false)
                 .serve_connection(TokioIo::new(stream), service);
@@ -761,11 +777,14 @@ async fn handle(
         let mut control = control.borrow_mut();
         if control.strike.is_none() {
             let snapshot = control.server.snapshot();
-            control.records.push(RequestRecord {
-                snapshot,
-                syscalls: before..after,
-                during: Vec::new(),
-            });
+            control.records.insert(
+                rpc,
+                RequestRecord {
+                    snapshot,
+                    syscalls: before..after,
+                    during: Vec::new(),
+                },
+            );
         }
     }
     match fault {
@@ -836,6 +855,19 @@ async fn client(
                 remove_source(&control, name);
                 model.borrow_mut().edit_source(name, None);
                 note(&control, format!("operator: {}", request.describe()));
+                continue;
+            }
+            Request::DamageVectorsBehindTheStore => {
+                let damaged = damage_vectors(&control);
+                model
+                    .borrow_mut()
+                    .note_damage(format!("the vector server's segments ({})", damaged.join(", ")));
+                note(
+                    &control,
+                    format!("operator: {}: {}", request.describe(), damaged.join(", ")),
+                );
+                // An operator restarts it, and it opens them again.
+                control.borrow_mut().vector_failure = Some(HostFailure::Crash);
                 continue;
             }
             Request::Get { name } => {
@@ -1052,6 +1084,19 @@ pub(super) fn judge_read_during_job(control: &Shared, name: &str, read: Option<(
     heard
 }
 
+/// In a process of its own on the vector server's machine, flips a byte
+/// in the middle of each segment of every collection, durably: the paths
+/// it damaged.
+fn damage_vectors(control: &Shared) -> Vec<String> {
+    let Some(vectors) = control.borrow().vectors.clone() else {
+        return Vec::new();
+    };
+    let operator = vectors.spawn_process();
+    let damaged = super::vectors::damage_segments(&operator).unwrap_or_else(|e| vec![format!("failed: {e}")]);
+    operator.crash_process();
+    damaged
+}
+
 /// An operator, in a process of its own on the server's machine, removes
 /// source `name` durably (if it is there).
 fn remove_source(control: &Shared, name: &str) {
@@ -1173,7 +1218,7 @@ async fn attempt_once(request: &Request) -> Option<(u16, Bytes)> {
             serde_json::json!({ "mode": "full" }).to_string(),
         ),
         Request::JobStatus { id } => (hyper::Method::GET, format!("/v1/jobs/{id}"), String::new()),
-        Request::RemoveSourceBehindTheStore { .. } => return None,
+        Request::RemoveSourceBehindTheStore { .. } | Request::DamageVectorsBehindTheStore => return None,
     };
     let http = hyper::Request::builder()
         .method(method)

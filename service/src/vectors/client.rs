@@ -14,7 +14,10 @@
 //!   not be applied, and the caller (the store's two-phase dual write) must
 //!   find out;
 //! - the server said no (`4xx`): [`VectorError::Invalid`], at once;
-//! - the server's copy is damaged: [`VectorError::Io`], at once.
+//! - the server's copy is damaged: [`VectorError::Corrupt`], at once,
+//!   naming the segment (under the collection's URL) and the byte, so the
+//!   store treats it as damage to a derived file and rebuilds it from its
+//!   sources.
 //!
 //! Every request carries its timeout as a budget
 //! ([`BUDGET_HEADER`](super::server::BUDGET_HEADER)): the server refuses
@@ -170,6 +173,10 @@ pub struct VectorServerClient {
     /// a retried upsert is sent as a new vector.
     #[cfg(feature = "flawed-variants")]
     retried_upsert_duplicates: bool,
+    /// KNOWN BAD ([`crate::flawed::ServiceFlaw::DamageAsIoError`]): a
+    /// damaged collection is reported as an I/O error.
+    #[cfg(feature = "flawed-variants")]
+    damage_as_io: bool,
 }
 
 /// A collection of a `vector-server`, as a [`VectorStore`]. See the module
@@ -193,9 +200,14 @@ enum Attempt {
     /// The server refused it (`4xx`, with its status): another attempt
     /// would be refused too.
     Refused(u16, String),
-    /// The server's copy of the collection is damaged: another attempt
-    /// would read the same damage.
-    Damaged(String),
+    /// The server's copy of the collection is damaged (in this segment of
+    /// it, from this byte, for this reason): another attempt would read
+    /// the same damage.
+    Damaged {
+        segment: String,
+        offset: u64,
+        reason: String,
+    },
 }
 
 impl VectorServerClient {
@@ -211,19 +223,23 @@ impl VectorServerClient {
             options,
             #[cfg(feature = "flawed-variants")]
             retried_upsert_duplicates: false,
+            #[cfg(feature = "flawed-variants")]
+            damage_as_io: false,
         }
     }
 
     /// This client with the service's known-bad design called `name` (a
     /// `refstore serve --flaw` name) where it is the vector client's
-    /// (`retried-upsert-duplicates`); unchanged for any other, and in a
-    /// build without the feature `flawed-variants`, which is the only one
-    /// that has any.
+    /// (`retried-upsert-duplicates`, `damage-as-io-error`); unchanged for
+    /// any other, and in a build without the feature `flawed-variants`,
+    /// which is the only one that has any.
     pub fn with_flaw_named(self, name: &str) -> Self {
         #[cfg(feature = "flawed-variants")]
+        let flaw = crate::flawed::ServiceFlaw::parse(name);
+        #[cfg(feature = "flawed-variants")]
         let flawed = VectorServerClient {
-            retried_upsert_duplicates: crate::flawed::ServiceFlaw::parse(name)
-                == Some(crate::flawed::ServiceFlaw::RetriedUpsertDuplicates),
+            retried_upsert_duplicates: flaw == Some(crate::flawed::ServiceFlaw::RetriedUpsertDuplicates),
+            damage_as_io: flaw == Some(crate::flawed::ServiceFlaw::DamageAsIoError),
             ..self
         };
         #[cfg(not(feature = "flawed-variants"))]
@@ -322,8 +338,25 @@ impl VectorServerClient {
                 Ok(answer) => return Ok(Some(answer)),
                 Err(Attempt::Refused(404, _)) if missing_ok => return Ok(None),
                 Err(Attempt::Refused(_, why)) => return Err(VectorError::Invalid(why)),
-                Err(Attempt::Damaged(why)) => {
-                    return Err(VectorError::Io(std::io::Error::other(format!("{method} {url}: {why}"))));
+                Err(Attempt::Damaged {
+                    segment,
+                    offset,
+                    reason,
+                }) => {
+                    #[cfg(feature = "flawed-variants")]
+                    if self.damage_as_io {
+                        return Err(VectorError::Io(std::io::Error::other(format!(
+                            "{method} {url}: {reason}"
+                        ))));
+                    }
+                    // Named by its collection's URL: `/v1/collections/NAME`.
+                    let collection: Vec<&str> = path.split('/').take(4).collect();
+                    let file = format!("{}{}/{segment}", self.transport.describe(), collection.join("/"));
+                    return Err(VectorError::Corrupt {
+                        file: file.into(),
+                        offset,
+                        reason: format!("{reason} (the vector server's copy, found by {method} {url})"),
+                    });
                 }
                 Err(Attempt::NotSent(why)) => last = why,
                 Err(Attempt::Lost(why)) => {
@@ -361,7 +394,11 @@ impl VectorServerClient {
             200..=299 => Ok(answer),
             408 => Err(Attempt::NotSent(detail())),
             400..=499 => Err(Attempt::Refused(status, detail())),
-            _ if damaged => Err(Attempt::Damaged(detail())),
+            _ if damaged => Err(Attempt::Damaged {
+                segment: answer["damage"]["segment"].as_str().unwrap_or("?").to_string(),
+                offset: answer["damage"]["offset"].as_u64().unwrap_or(0),
+                reason: answer["damage"]["reason"].as_str().map_or_else(detail, str::to_string),
+            }),
             _ => Err(Attempt::Lost(detail())),
         }
     }

@@ -44,7 +44,7 @@ use tearline_refstore::vectors::{LocalVectorStore, MAX_DIMENSION, OpenMode, Vect
 use tearline_sim_fs::{Fs, FsExt};
 
 use crate::listen::Offload;
-use crate::problem::Problem;
+use crate::problem::{Problem, SegmentDamage};
 
 /// How to run a [`VectorServer`].
 #[derive(Clone, Debug)]
@@ -132,16 +132,29 @@ pub const DAMAGED: &str = "vectors-damaged";
 fn problem(error: VectorError) -> Problem {
     match error {
         VectorError::Invalid(why) => Problem::bad_request(why),
-        damaged @ VectorError::Corrupt { .. } => {
-            eprintln!("vector-server: {damaged}");
-            Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                DAMAGED,
-                "the collection's files are damaged (see the server's log)",
-            )
+        VectorError::Corrupt { file, offset, reason } => {
+            crate::listen::log(&format!(
+                "vector-server: vector segment {} is corrupt at byte {offset}: {reason}",
+                file.display()
+            ));
+            let segment = file
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            Problem {
+                damage: Some(Box::new(SegmentDamage {
+                    segment,
+                    offset,
+                    reason,
+                })),
+                ..Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    DAMAGED,
+                    "the collection's files are damaged (see the server's log)",
+                )
+            }
         }
         other => {
-            eprintln!("vector-server: {other}");
+            crate::listen::log(&format!("vector-server: {other}"));
             Problem::internal("the vector store failed (see the server's log)")
         }
     }
