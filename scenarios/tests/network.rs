@@ -653,8 +653,8 @@ fn readers_meet_every_full_rebuild_between_its_documents_and_after_its_switch() 
     }
 }
 
-/// The vector server's disk goes bad under the store (a byte in the middle
-/// of each segment, found when it restarts): the reference store takes
+/// The vector server's disk goes bad under the store (garbage over the
+/// middle of each segment, found when it restarts): the reference store takes
 /// the server's word that the collection is damaged as damage to a derived
 /// file and rebuilds it from its sources, under every fault of the
 /// requests. A vector client that reports the damage as an I/O error

@@ -97,14 +97,15 @@ pub enum Offload {
 /// Runs blocking work on a thread of its own in lockstep with the host it
 /// serves: while the work runs, the host does nothing; while the host
 /// carries out what the work asked of the network, the work waits. One
-/// work at a time, in the order given. Object-safe.
+/// work at a time, in the order given, but for reads a background job lets
+/// in ([`Bridge::let_readers_in`]), which run inside it. Object-safe.
 pub trait Bridge: Send + Sync + fmt::Debug {
     /// Queues `work`, of `kind`; the future ends once it has run.
     fn run(&self, work: Box<dyn FnOnce() + Send>, kind: WorkKind) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
     /// Called by a background job (on its own thread) at a point where it
     /// holds nothing a read needs: between the documents of a full
-    /// rebuild, and once it has switched. A bridge that runs one work at a
+    /// rebuild, and once it has ended (switched, or failed). A bridge that runs one work at a
     /// time may run reads ([`WorkKind::Read`]) here before the job goes
     /// on; it returns once the job may go on.
     fn let_readers_in(&self);

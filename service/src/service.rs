@@ -426,7 +426,7 @@ impl Service {
     /// The job: a rebuild in `mode`, its progress reported to the job
     /// registry. A full one lets readers in (`offload`'s
     /// [`Offload::let_readers_in`]) after each document and once it has
-    /// switched: they must find the live generation whole throughout.
+    /// ended: they must find the live generation whole throughout.
     fn rebuild(
         &self,
         id: u64,

@@ -780,7 +780,6 @@ impl<'f> Driver<'f> {
 
 /// Damages the file at `path` as `damage` says, durably, from the harness's
 /// process `harness`.
-/// Damages the file at `path` as `damage` says, in process `harness`, durably.
 pub(crate) fn damage_file(harness: &SimFs, path: &Path, damage: &Damage) -> std::io::Result<()> {
     let file = harness.open(path, &OpenOptions::read_write())?;
     let len = file.len()?;

@@ -11,7 +11,7 @@
 //! else, so the run is as deterministic as the rest of the simulation.
 //!
 //! **Readers meet a rebuild.** A full rebuild lets readers in after each
-//! document and once it has switched ([`Bridge::let_readers_in`]). There
+//! document and once it has ended ([`Bridge::let_readers_in`]). There
 //! the pump reads every document the client's model knows through the
 //! service's own routes (`GET /v1/documents/{name}`), running those reads'
 //! work (and any other read queued by then) while the job waits, and
@@ -277,8 +277,11 @@ impl Pump {
         };
         let mut seen = Vec::new();
         for name in super::world::names_to_read(&self.control) {
+            let Some(request) = super::world::read_request(&name) else {
+                continue;
+            };
             let (answered, mut answer) = tokio::sync::oneshot::channel();
-            let reading = router.clone().oneshot(super::world::read_request(&name));
+            let reading = router.clone().oneshot(request);
             tokio::task::spawn_local(async move {
                 let read = async {
                     let response = reading.await.ok()?;

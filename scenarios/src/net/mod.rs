@@ -26,8 +26,10 @@ pub mod lockstep;
 pub mod vectors;
 pub mod world;
 
+use std::cell::RefCell;
 use std::collections::BTreeSet;
 
+use std::rc::Rc;
 use std::sync::Arc;
 use tearline_model::{Invariant, Operation, RebuildKind, ReconcileKind, RemoteFault, Violation};
 
@@ -108,11 +110,11 @@ pub enum Request {
         /// The document's name.
         name: String,
     },
-    /// Not a request: the vector server's disk goes bad under it. A byte
-    /// in the middle of each of its segments is flipped, durably (damage
-    /// no torn-tail repair may cut away), and an operator restarts it: the
-    /// store must bring its vectors back from its source files
-    /// (rebuildable-from-source).
+    /// Not a request: the vector server's disk goes bad under it. 16
+    /// bytes of garbage land over the middle of each of its segments,
+    /// durably (damage no torn-tail repair may cut away), and an operator
+    /// restarts it: the store must bring its vectors back from its source
+    /// files (rebuildable-from-source).
     DamageVectorsBehindTheStore,
 }
 
@@ -401,7 +403,7 @@ pub fn scenarios() -> Vec<NetScenario> {
         NetScenario {
             remote_vectors: true,
             name: "net-damaged-vectors".to_string(),
-            description: "the vector server's disk goes bad under the store (a byte flipped in the middle of each \
+            description: "the vector server's disk goes bad under the store (garbage over the middle of each \
                           segment) and it is restarted: the store must bring its vectors back from its source \
                           files and go on serving, while the client's requests meet every network fault"
                 .to_string(),
@@ -718,20 +720,32 @@ pub fn check_case(scenario: &NetScenario, case: &NetCase) -> Result<Result<Check
     }
     let state = (fingerprint, format!("{:?}", outcome.model));
     let mut violations = outcome.violations;
-    violations.extend(leaked_vectors(machine, backend));
-    let budget_end = machine.syscall_count().saturating_add(200_000);
-    let recovered = driver::recover_and_check(
-        &factory,
-        machine,
-        &outcome.model,
-        budget_end,
-        RemoteFault::Healthy,
-        false,
+    // What the service's code logs while it is checked (the vector
+    // server's routes, reached in process) goes with the run's log.
+    let logged = Rc::new(RefCell::new(Vec::new()));
+    let sink = Rc::clone(&logged);
+    let checked = tearline_service::capture_log(
+        move |line| sink.borrow_mut().push(format!("   check log: {line}")),
+        || {
+            let leaked = leaked_vectors(machine, backend);
+            let budget_end = machine.syscall_count().saturating_add(200_000);
+            let recovered = driver::recover_and_check(
+                &factory,
+                machine,
+                &outcome.model,
+                budget_end,
+                RemoteFault::Healthy,
+                false,
+            );
+            leaked.into_iter().chain(recovered.violations)
+        },
     );
-    violations.extend(recovered.violations);
+    violations.extend(checked);
+    let mut log = outcome.log;
+    log.extend(logged.take());
     Ok(Ok(Checked {
         violations: driver::first_of_each(violations),
-        log: outcome.log,
+        log,
         state,
         reads_checked: outcome.reads_checked,
         machine: outcome.machine,

@@ -679,11 +679,13 @@ async fn serve(control: Shared) -> turmoil::Result {
                     answered.send(handling.await).ok();
                 });
                 async move {
-                    match answer.await {
-                        Ok(answer) => answer,
-                        // The host went down while it handled it.
-                        Err(_) => std::future::pending().await,
-                    }
+                    // Unanswered only if the handling panicked (when the
+                    // host goes down, this goes with it).
+                    answer.await.unwrap_or_else(|_| {
+                        Ok(axum::response::IntoResponse::into_response(
+                            hyper::StatusCode::INTERNAL_SERVER_ERROR,
+                        ))
+                    })
                 }
             });
             let connection = hyper::server::conn::http1::Builder::new()
@@ -858,16 +860,21 @@ async fn client(
                 continue;
             }
             Request::DamageVectorsBehindTheStore => {
-                let damaged = damage_vectors(&control);
-                model
-                    .borrow_mut()
-                    .note_damage(format!("the vector server's segments ({})", damaged.join(", ")));
-                note(
-                    &control,
-                    format!("operator: {}: {}", request.describe(), damaged.join(", ")),
-                );
-                // An operator restarts it, and it opens them again.
-                control.borrow_mut().vector_failure = Some(HostFailure::Crash);
+                match damage_vectors(&control) {
+                    Ok(damaged) => {
+                        model
+                            .borrow_mut()
+                            .note_damage(format!("the vector server's segments ({})", damaged.join(", ")));
+                        note(
+                            &control,
+                            format!("operator: {}: {}", request.describe(), damaged.join(", ")),
+                        );
+                        // An operator restarts it, and it opens them again.
+                        control.borrow_mut().vector_failure = Some(HostFailure::Crash);
+                    }
+                    // Its host is down (a strike): nothing was damaged.
+                    Err(e) => note(&control, format!("operator: {} failed: {e}", request.describe())),
+                }
                 continue;
             }
             Request::Get { name } => {
@@ -1009,8 +1016,8 @@ async fn rebuild(request: &Request, model: &Rc<RefCell<Model>>, control: &Shared
 }
 
 /// The documents a reader a background job lets in looks up: every name
-/// the model has before or after the operation in flight, but those whose
-/// outcome no one can know (a request the client gave up on).
+/// the model has before or after the operation in flight (a read of one
+/// that operation touches may find either).
 pub(super) fn names_to_read(control: &Shared) -> Vec<String> {
     if control.borrow().server.halted().is_some() {
         return Vec::new();
@@ -1024,21 +1031,18 @@ pub(super) fn names_to_read(control: &Shared) -> Vec<String> {
         .keys()
         .chain(allowed.after.indexed.keys())
         .collect();
-    names
-        .into_iter()
-        .filter(|name| !model.is_unspecified(name))
-        .cloned()
-        .collect()
+    names.into_iter().cloned().collect()
 }
 
 /// A read of document `name` as the client sends it, for a reader a job
-/// lets in (it goes to the service's routes on the server's host).
-pub(super) fn read_request(name: &str) -> hyper::Request<axum::body::Body> {
+/// lets in (it goes to the service's routes on the server's host); `None`
+/// for a name no request can carry.
+pub(super) fn read_request(name: &str) -> Option<hyper::Request<axum::body::Body>> {
     hyper::Request::get(format!("/v1/documents/{name}"))
         .header(hyper::header::HOST, SERVER)
         .header(hyper::header::AUTHORIZATION, format!("Bearer {KEY}"))
         .body(axum::body::Body::empty())
-        .unwrap_or_default()
+        .ok()
 }
 
 /// reader-consistent, for a read of `name` a background job let in, which
@@ -1084,15 +1088,15 @@ pub(super) fn judge_read_during_job(control: &Shared, name: &str, read: Option<(
     heard
 }
 
-/// In a process of its own on the vector server's machine, flips a byte
-/// in the middle of each segment of every collection, durably: the paths
-/// it damaged.
-fn damage_vectors(control: &Shared) -> Vec<String> {
+/// In a process of its own on the vector server's machine, writes 16
+/// bytes of garbage over the middle of each segment of every collection,
+/// durably: the paths it damaged.
+fn damage_vectors(control: &Shared) -> std::io::Result<Vec<String>> {
     let Some(vectors) = control.borrow().vectors.clone() else {
-        return Vec::new();
+        return Err(std::io::Error::other("the store's vectors are not on a vector server"));
     };
     let operator = vectors.spawn_process();
-    let damaged = super::vectors::damage_segments(&operator).unwrap_or_else(|e| vec![format!("failed: {e}")]);
+    let damaged = super::vectors::damage_segments(&operator);
     operator.crash_process();
     damaged
 }

@@ -70,21 +70,14 @@ impl Transport for InProcess {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone();
-        // What the routes log goes with their answer (a problem document
-        // says the same), not to this process's stderr.
-        crate::listen::capture_log(
-            |_| {},
-            || {
-                self.runtime.block_on(async move {
-                    let response = router.call(request).await.unwrap_or_else(|never| match never {});
-                    let status = response.status().as_u16();
-                    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-                        .await
-                        .map_err(|e| Unanswered::Lost(e.to_string()))?;
-                    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
-                })
-            },
-        )
+        self.runtime.block_on(async move {
+            let response = router.call(request).await.unwrap_or_else(|never| match never {});
+            let status = response.status().as_u16();
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .map_err(|e| Unanswered::Lost(e.to_string()))?;
+            Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+        })
     }
 
     fn pause(&self, _pause: Duration) {

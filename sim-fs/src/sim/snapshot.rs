@@ -292,3 +292,59 @@ fn mix_names_and_contents(image: &Image, mut mix_file: impl FnMut(&FileData, &mu
     }
     key.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::{FileHandleExt, Fs, FsExt, OpenOptions, PersistenceModel};
+
+    /// `content_key` (whole pages hashed once, for deduplicating power
+    /// cuts) must tell disks apart exactly as `fingerprint` (every byte)
+    /// does: every pair of outcomes of a power cut over unsynced writes
+    /// that share pages, overwrite part of a page, extend and cut files,
+    /// and write the same bytes to two files.
+    #[test]
+    fn the_page_hashed_key_tells_disks_apart_as_the_fingerprint_does() {
+        let fs = SimFs::new(SimConfig::with_seed(7));
+        fs.create_dir_all_durable(Path::new("/d")).expect("dir");
+        let page = |fill: u8| vec![fill; 4096];
+        let a = fs.open(Path::new("/d/a"), &OpenOptions::create()).expect("a");
+        a.write_all_at(&[page(1), page(2), page(3)].concat(), 0).expect("write");
+        a.sync_all().expect("sync");
+        fs.sync_dir(Path::new("/d")).expect("sync dir");
+        // Unsynced from here: the outcomes differ in which of these survive.
+        a.write_all_at(&[9; 100], 4096 + 10).expect("part of a page");
+        a.write_all_at(&page(2), 8192).expect("a page as the one before it");
+        let b = fs.open(Path::new("/d/b"), &OpenOptions::create()).expect("b");
+        b.write_all_at(&[page(1), page(2)].concat(), 0)
+            .expect("the same bytes as a's");
+        a.set_len(4096 * 2 + 7).expect("cut mid-page");
+        a.write_all_at(&[7; 3], 4096 * 2)
+            .expect("within the last page, the length unchanged");
+        b.write_all_at(&[5; 3], 4096 * 2).expect("extend by a little");
+        let snapshot = fs.snapshot();
+        let pending = snapshot.describe_pending();
+        for model in [PersistenceModel::Prefix, PersistenceModel::AnySubset] {
+            let choices = model
+                .enumerate(&snapshot.state.pending, 1 << 16)
+                .unwrap_or_else(|| panic!("{model}: too many outcomes of {pending:?}"));
+            let mut pages = PageHashes::default();
+            let keyed: Vec<(u64, u64)> = choices
+                .iter()
+                .map(|choice| {
+                    let image = snapshot.state.crash_image(choice, model.sector_size());
+                    (content_key(&image, &mut pages), fingerprint(&image))
+                })
+                .collect();
+            let distinct = keyed.iter().map(|(_, f)| f).collect::<BTreeSet<_>>().len();
+            assert!(distinct > 4, "{model}: only {distinct} distinct disks");
+            for (i, (key_i, print_i)) in keyed.iter().enumerate() {
+                for (key_j, print_j) in &keyed[i + 1..] {
+                    assert_eq!(key_i == key_j, print_i == print_j, "{model}: outcomes {i} and another");
+                }
+            }
+        }
+    }
+}
