@@ -25,6 +25,14 @@ fn on(server: &str, options: RemoteOptions) -> StoreOptions {
     }
 }
 
+/// A new store at `root` on the real disk, its vectors on the vector
+/// server at `server` (called with `options`), opened writable.
+fn new_store(root: &std::path::Path, server: &str, options: RemoteOptions) -> Store {
+    let (fs, clock) = real();
+    Store::init_with(Arc::clone(&fs), Arc::clone(&clock), root, &on(server, options)).unwrap();
+    Store::open(fs, clock, root, on(server, options)).unwrap()
+}
+
 fn collections(server: &str) -> Vec<String> {
     VectorServerClient::new(server, RemoteOptions::default())
         .collections()
@@ -157,20 +165,7 @@ fn a_vector_write_with_an_unknown_outcome_is_settled_by_recovery() {
         let root = tmp.path().join("store");
         let (fs, clock) = real();
         let server = VectorServer::start(&vectors, &[]);
-        Store::init_with(
-            Arc::clone(&fs),
-            Arc::clone(&clock),
-            &root,
-            &on(&server.url, RemoteOptions::default()),
-        )
-        .unwrap();
-        let mut store = Store::open(
-            Arc::clone(&fs),
-            Arc::clone(&clock),
-            &root,
-            on(&server.url, RemoteOptions::default()),
-        )
-        .unwrap();
+        let mut store = new_store(&root, &server.url, RemoteOptions::default());
         store
             .add("kept.md", b"written before the vector server slowed")
             .unwrap();
@@ -350,8 +345,7 @@ fn a_store_opens_for_reading_while_its_vector_server_is_down() {
         backoff: Duration::from_millis(10),
     };
     let url = server.url.clone();
-    Store::init_with(Arc::clone(&fs), Arc::clone(&clock), &root, &on(&url, quick)).unwrap();
-    let mut store = Store::open(Arc::clone(&fs), Arc::clone(&clock), &root, on(&url, quick)).unwrap();
+    let mut store = new_store(&root, &url, quick);
     store.add("alpha.md", b"served without its vectors").expect("add");
     drop(store);
     drop(server);
@@ -381,20 +375,7 @@ fn a_store_rebuilds_a_collection_its_vector_server_found_damaged() {
     let server = VectorServer::start(&vectors, &[]);
     let (fs, clock) = real();
     let root = tmp.path().join("store");
-    Store::init_with(
-        Arc::clone(&fs),
-        Arc::clone(&clock),
-        &root,
-        &on(&server.url, RemoteOptions::default()),
-    )
-    .unwrap();
-    let mut store = Store::open(
-        Arc::clone(&fs),
-        Arc::clone(&clock),
-        &root,
-        on(&server.url, RemoteOptions::default()),
-    )
-    .unwrap();
+    let mut store = new_store(&root, &server.url, RemoteOptions::default());
     for (name, content) in [
         ("alpha.md", "crash consistency of a document index"),
         ("bravo.md", "vectors in a separate store, written in two phases"),

@@ -7,7 +7,9 @@
 //! network scenario: while the work runs, the host thread waits for it;
 //! when the work calls its vector server (`BridgedTransport`), it waits
 //! while the pump carries the call over the simulated network, in
-//! simulated time, with the attempt's timeout. Nothing runs beside anything
+//! simulated time, with the attempt's timeout. Only the work's own threads
+//! may wait on the pump: a call from any other (the host's, which would
+//! wait on itself forever) is refused at once. Nothing runs beside anything
 //! else, so the run is as deterministic as the rest of the simulation.
 //!
 //! **Readers meet a rebuild.** A full rebuild lets readers in after each
@@ -38,6 +40,15 @@ use super::vectors::{VECTOR_PORT, VECTORS};
 use super::world::{Control, note};
 
 type Shared = Rc<RefCell<Control>>;
+
+/// The name of the threads the store's work runs on: only they may wait
+/// on the pump (the host's own thread would wait on itself, forever).
+const WORK_THREAD: &str = "store-work";
+
+/// Whether this thread runs the store's work (see [`WORK_THREAD`]).
+fn on_work_thread() -> bool {
+    std::thread::current().name() == Some(WORK_THREAD)
+}
 
 /// Where the server host puts its routes once the service is open, for
 /// the readers a rebuild lets in.
@@ -92,6 +103,11 @@ impl Transport for BridgedTransport {
         body: Option<&[u8]>,
         timeout: Duration,
     ) -> Result<(u16, String), Unanswered> {
+        if !on_work_thread() {
+            return Err(Unanswered::NotSent(format!(
+                "{method} {path}: a vector call outside the store's work, which only the host's pump carries"
+            )));
+        }
         let (reply, answer) = mpsc::channel();
         let request = VectorRequest {
             method: method.to_string(),
@@ -110,7 +126,7 @@ impl Transport for BridgedTransport {
 
     fn pause(&self, pause: Duration) {
         let (reply, done) = mpsc::channel();
-        if self.events.send(Event::Pause(pause, reply)).is_ok() {
+        if on_work_thread() && self.events.send(Event::Pause(pause, reply)).is_ok() {
             done.recv().ok();
         }
     }
@@ -141,7 +157,7 @@ impl Bridge for Lockstep {
 
     fn let_readers_in(&self) {
         let (reply, done) = mpsc::channel();
-        if self.events.send(Event::ReadersIn(reply)).is_ok() {
+        if on_work_thread() && self.events.send(Event::ReadersIn(reply)).is_ok() {
             // Unanswered only when the host goes down.
             done.recv().ok();
         }
@@ -213,19 +229,30 @@ impl Pump {
                 job
             });
             let told = self.events.clone();
-            let worker = std::thread::spawn(move || {
-                let log = told.clone();
-                // A work that panics has ended too: the host must not wait on.
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    tearline_service::capture_log(
-                        move |line| {
-                            log.send(Event::Log(line.to_string())).ok();
-                        },
-                        work,
-                    );
-                }));
-                told.send(Event::Done).ok();
-            });
+            let spawned = std::thread::Builder::new()
+                .name(WORK_THREAD.to_string())
+                .spawn(move || {
+                    let log = told.clone();
+                    // A work that panics has ended too: the host must not wait on.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        tearline_service::capture_log(
+                            move |line| {
+                                log.send(Event::Log(line.to_string())).ok();
+                            },
+                            work,
+                        );
+                    }));
+                    told.send(Event::Done).ok();
+                });
+            let worker = match spawned {
+                Ok(worker) => worker,
+                Err(e) => {
+                    // The work is dropped unrun: its request answers 500.
+                    note(&self.control, format!("server cannot start the store's work: {e}"));
+                    done.send(()).ok();
+                    return;
+                }
+            };
             let id = worker.thread().id();
             self.control.borrow_mut().workers.push(worker);
             loop {
@@ -309,6 +336,33 @@ impl Pump {
                 &self.control,
                 format!("server lets readers in during its job: {}", seen.join(", ")),
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A vector call from a thread that is not the store's work (the
+    /// host's own, say) is refused at once: waiting for the pump there
+    /// would wait forever.
+    #[test]
+    fn a_call_outside_the_store_s_work_is_refused_not_left_waiting() {
+        let (events, _received) = mpsc::channel();
+        let transport = BridgedTransport { events };
+        let (result, answered) = mpsc::channel();
+        std::thread::spawn(move || {
+            result
+                .send(transport.send("GET", "/v1/collections", None, Duration::from_millis(1)))
+                .ok();
+        });
+        let answer = answered
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the call waited for a pump that is not there instead of coming back");
+        match answer {
+            Err(Unanswered::NotSent(why)) => assert!(why.contains("outside the store's work"), "{why}"),
+            other => panic!("expected a refusal, got {other:?}"),
         }
     }
 }
