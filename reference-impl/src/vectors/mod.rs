@@ -70,7 +70,7 @@ impl fmt::Display for VectorError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             VectorError::Unavailable(why) => write!(f, "vector store unavailable: {why}"),
-            VectorError::Timeout => f.write_str("vector store timed out; the write may or may not have been applied"),
+            VectorError::Timeout => f.write_str("vector store timed out (a write may or may not have been applied)"),
             VectorError::Io(e) => write!(f, "vector store I/O error: {e}"),
             VectorError::Corrupt { file, offset, reason } => {
                 write!(
