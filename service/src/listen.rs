@@ -105,9 +105,9 @@ pub trait Bridge: Send + Sync + fmt::Debug {
 
     /// Called by a background job (on its own thread) at a point where it
     /// holds nothing a read needs: between the documents of a full
-    /// rebuild, and once it has ended (switched, or failed). A bridge that runs one work at a
-    /// time may run reads ([`WorkKind::Read`]) here before the job goes
-    /// on; it returns once the job may go on.
+    /// rebuild, and once it has ended (switched, or failed). A bridge that
+    /// runs one work at a time may run reads ([`WorkKind::Read`]) here
+    /// before the job goes on; it returns once the job may go on.
     fn let_readers_in(&self);
 }
 

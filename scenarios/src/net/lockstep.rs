@@ -30,12 +30,12 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use http_body_util::BodyExt;
 use hyper::body::Bytes;
 use tearline_service::vectors::{RemoteVectors, Transport, Unanswered};
 use tearline_service::{Bridge, WorkKind};
 use tower::ServiceExt as _;
 
+use super::Request;
 use super::vectors::{VECTOR_PORT, VECTORS};
 use super::world::{Control, note};
 
@@ -304,18 +304,13 @@ impl Pump {
         };
         let mut seen = Vec::new();
         for name in super::world::names_to_read(&self.control) {
-            let Some(request) = super::world::read_request(&name) else {
+            let Some(request) = super::world::http_request(&Request::Get { name: name.clone() }) else {
                 continue;
             };
             let (answered, mut answer) = tokio::sync::oneshot::channel();
             let reading = router.clone().oneshot(request);
             tokio::task::spawn_local(async move {
-                let read = async {
-                    let response = reading.await.ok()?;
-                    let status = response.status().as_u16();
-                    let body = response.into_body().collect().await.ok()?.to_bytes();
-                    Some((status, body))
-                };
+                let read = async { super::world::status_and_body(reading.await.ok()?).await };
                 answered.send(read.await).ok();
             });
             let read: Option<(u16, Bytes)> = loop {

@@ -27,7 +27,7 @@ pub mod vectors;
 pub mod world;
 
 use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -467,13 +467,9 @@ fn injections(
         crash_seed: probe.machine.crash_seed(),
         pages: tearline_sim_fs::PageHashes::default(),
         waits: &probe.waits,
-        unlocks: probe.machine.with_trace(|trace| {
-            let entries = trace.entries().iter();
-            entries
-                .filter(|e| e.op == tearline_sim_fs::SyscallKind::Unlock)
-                .map(|e| e.index)
-                .collect()
-        }),
+        ops: probe
+            .machine
+            .with_trace(|trace| trace.entries().iter().map(|e| (e.index, e.op)).collect()),
     };
     for (&rpc, record) in &probe.records {
         for fault in NetFault::AT_REQUEST {
@@ -530,9 +526,10 @@ struct HostFailures<'a> {
     pages: tearline_sim_fs::PageHashes,
     /// [`world::Outcome::waits`].
     waits: &'a [u64],
-    /// The unlocks of the fault-free run (a guard's drop), where no fault
-    /// strikes ([`Fault::applies_to`]).
-    unlocks: BTreeSet<u64>,
+    /// What each syscall of the fault-free run was: a host failure is
+    /// enumerated only where it [`Fault::applies_to`] (not at an unlock,
+    /// a guard's drop).
+    ops: BTreeMap<u64, tearline_sim_fs::SyscallKind>,
 }
 
 impl HostFailures<'_> {
@@ -561,11 +558,12 @@ impl HostFailures<'_> {
         for (k, snapshot) in during.iter().enumerate() {
             let at = Some(k as u64);
             let syscall = first + k as u64;
-            if self.unlocks.contains(&syscall) {
-                continue;
-            }
+            let op = self.ops.get(&syscall).copied();
+            let strikes =
+                |fault: Fault| self.options.faults.contains(&fault) && op.is_some_and(|op| fault.applies_to(op));
+            let (kill, cut) = (strikes(Fault::ProcessCrash), strikes(Fault::PowerCut));
             let waits_before = self.waits.partition_point(|&wait| wait <= syscall);
-            if self.options.faults.contains(&Fault::ProcessCrash) {
+            if kill {
                 all.push(NetInjection {
                     rpc,
                     fault: crash,
@@ -573,7 +571,7 @@ impl HostFailures<'_> {
                     crash: None,
                 });
             }
-            if !self.options.faults.contains(&Fault::PowerCut) {
+            if !cut {
                 continue;
             }
             for &model in &self.options.models {

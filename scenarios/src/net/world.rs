@@ -885,19 +885,16 @@ async fn client(
                         return Ok(());
                     }
                     (_, Some(404)) => None,
-                    (_, Some(200)) => {
-                        let document: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
-                        match document["content"].as_str() {
-                            Some(content) => Some(content_hash(content.as_bytes())),
-                            None => {
-                                control.borrow_mut().violations.push(Violation::new(
-                                    Invariant::ReaderConsistent,
-                                    format!("{} answered 200 without a document's content", request.describe()),
-                                ));
-                                continue;
-                            }
+                    (_, Some(200)) => match content_of(&answer.body) {
+                        Some(hash) => Some(hash),
+                        None => {
+                            control.borrow_mut().violations.push(Violation::new(
+                                Invariant::ReaderConsistent,
+                                format!("{} answered 200 without a document's content", request.describe()),
+                            ));
+                            continue;
                         }
-                    }
+                    },
                     // Refused (a 4xx but 404): nothing was read.
                     _ => continue,
                 };
@@ -1034,17 +1031,6 @@ pub(super) fn names_to_read(control: &Shared) -> Vec<String> {
     names.into_iter().cloned().collect()
 }
 
-/// A read of document `name` as the client sends it, for a reader a job
-/// lets in (it goes to the service's routes on the server's host); `None`
-/// for a name no request can carry.
-pub(super) fn read_request(name: &str) -> Option<hyper::Request<axum::body::Body>> {
-    hyper::Request::get(format!("/v1/documents/{name}"))
-        .header(hyper::header::HOST, SERVER)
-        .header(hyper::header::AUTHORIZATION, format!("Bearer {KEY}"))
-        .body(axum::body::Body::empty())
-        .ok()
-}
-
 /// reader-consistent, for a read of `name` a background job let in, which
 /// was answered `read` (status and body; `None`: never): it must be
 /// served (zero downtime: not a 503 while a rebuild runs or switches) and
@@ -1063,12 +1049,8 @@ pub(super) fn judge_read_during_job(control: &Shared, name: &str, read: Option<(
     let when = format!("a read of {name} while a background job had let readers in");
     let found = match read {
         Some((404, _)) => None,
-        Some((200, body)) => {
-            let document: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-            document["content"]
-                .as_str()
-                .map(|content| content_hash(content.as_bytes()))
-        }
+        // A 200 without content finds no document: check_read says so.
+        Some((200, body)) => content_of(&body),
         _ => {
             control.borrow_mut().violations.push(Violation::new(
                 Invariant::ReaderConsistent,
@@ -1175,11 +1157,20 @@ async fn send(request: &Request, control: &Shared) -> Answer {
 /// One attempt on a fresh connection: the answer's status and body, if
 /// one came whole.
 async fn attempt_once(request: &Request) -> Option<(u16, Bytes)> {
+    let http = http_request(request)?;
     let stream = turmoil::net::TcpStream::connect((SERVER, PORT)).await.ok()?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.ok()?;
     let driver = tokio::task::spawn_local(async move {
         let _ = connection.await;
     });
+    let answer = async { status_and_body(sender.send_request(http).await.ok()?).await }.await;
+    driver.abort();
+    answer
+}
+
+/// `request` as the client sends it, with its key (`None` for what is not
+/// a request); a reader a background job lets in sends the same.
+pub(super) fn http_request(request: &Request) -> Option<hyper::Request<Full<Bytes>>> {
     let (method, uri, body) = match request {
         Request::Put { name, content } => (
             hyper::Method::PUT,
@@ -1224,21 +1215,28 @@ async fn attempt_once(request: &Request) -> Option<(u16, Bytes)> {
         Request::JobStatus { id } => (hyper::Method::GET, format!("/v1/jobs/{id}"), String::new()),
         Request::RemoveSourceBehindTheStore { .. } | Request::DamageVectorsBehindTheStore => return None,
     };
-    let http = hyper::Request::builder()
+    hyper::Request::builder()
         .method(method)
         .uri(uri)
         .header(hyper::header::HOST, SERVER)
         .header(hyper::header::AUTHORIZATION, format!("Bearer {KEY}"))
         .header(hyper::header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(body)))
-        .ok()?;
-    let answer = async {
-        let response = sender.send_request(http).await.ok()?;
-        let status = response.status().as_u16();
-        let body = response.into_body().collect().await.ok()?.to_bytes();
-        Some((status, body))
-    }
-    .await;
-    driver.abort();
-    answer
+        .ok()
+}
+
+/// The hash of the content a document's JSON (as `GET
+/// /v1/documents/{name}` answers it) holds, if it holds one.
+fn content_of(body: &Bytes) -> Option<String> {
+    let document: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    document["content"]
+        .as_str()
+        .map(|content| content_hash(content.as_bytes()))
+}
+
+/// A response's status and whole body, if the body came whole.
+pub(super) async fn status_and_body<B: hyper::body::Body>(response: hyper::Response<B>) -> Option<(u16, Bytes)> {
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.ok()?.to_bytes();
+    Some((status, body))
 }

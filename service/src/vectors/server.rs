@@ -130,13 +130,12 @@ const DROPPED: &str = ".dropped-";
 pub const DAMAGED: &str = "vectors-damaged";
 
 fn problem(error: VectorError) -> Problem {
+    if !matches!(error, VectorError::Invalid(_)) {
+        crate::listen::log(&format!("vector-server: {error}"));
+    }
     match error {
         VectorError::Invalid(why) => Problem::bad_request(why),
         VectorError::Corrupt { file, offset, reason } => {
-            crate::listen::log(&format!(
-                "vector-server: vector segment {} is corrupt at byte {offset}: {reason}",
-                file.display()
-            ));
             let segment = file
                 .file_name()
                 .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
@@ -153,10 +152,7 @@ fn problem(error: VectorError) -> Problem {
                 )
             }
         }
-        other => {
-            crate::listen::log(&format!("vector-server: {other}"));
-            Problem::internal("the vector store failed (see the server's log)")
-        }
+        _ => Problem::internal("the vector store failed (see the server's log)"),
     }
 }
 
