@@ -19,6 +19,11 @@ use tearline::{certify, map, replay, stores};
 use tearline_model::{Invariant, StoreFactory};
 use tearline_sim_fs::Fault;
 
+/// mimalloc for Rust's allocations; its `override` feature also gives it
+/// SQLite's (see the dependency's note in `Cargo.toml`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code when every scenario met its expectation.
 const EXIT_PASS: u8 = 0;
 /// Exit code when a scenario broke an invariant it must keep (or kept one it must break).

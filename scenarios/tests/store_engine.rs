@@ -265,10 +265,16 @@ mod inbox {
     };
     use tearline_sim_fs::{Fs, FsExt};
 
-    pub struct InboxStore;
+    /// With `files_on_add`, an add also files its document in the index
+    /// itself, durably, and then removes it from the inbox: only a fault
+    /// in the middle leaves the recovery anything to move.
+    pub struct InboxStore {
+        pub files_on_add: bool,
+    }
     struct Handle {
         fs: Arc<dyn Fs>,
         root: std::path::PathBuf,
+        files_on_add: bool,
     }
 
     fn failed(e: std::io::Error) -> StoreFailure {
@@ -288,9 +294,18 @@ mod inbox {
             let Operation::Add { name, content } = op else {
                 return Err(StoreFailure::new("only add"));
             };
+            let (inbox, index) = (self.root.join("inbox"), self.root.join("index"));
             self.fs
-                .write_file_atomic(&self.root.join("inbox").join(name), content.as_bytes())
-                .map_err(failed)
+                .write_file_atomic(&inbox.join(name), content.as_bytes())
+                .map_err(failed)?;
+            if self.files_on_add {
+                self.fs
+                    .write_file_atomic(&index.join(name), content.as_bytes())
+                    .map_err(failed)?;
+                self.fs.remove_file(&inbox.join(name)).map_err(failed)?;
+                self.fs.sync_dir(&inbox).map_err(failed)?;
+            }
+            Ok(())
         }
 
         fn observe(&self) -> Result<Observation, StoreFailure> {
@@ -335,6 +350,7 @@ mod inbox {
             Ok(Box::new(Handle {
                 fs,
                 root: env.root.clone(),
+                files_on_add: self.files_on_add,
             }))
         }
         fn source_dir(&self, _: &Env) -> Option<std::path::PathBuf> {
@@ -351,7 +367,7 @@ mod inbox {
 
 #[test]
 fn recovery_that_is_lost_by_a_power_cut_after_it_breaks_recovery_idempotent() {
-    let factory = inbox::InboxStore;
+    let factory = inbox::InboxStore { files_on_add: false };
     let entry = entry(&factory, "add-interrupted");
     let options = RunOptions {
         engine: EngineOptions {
@@ -381,6 +397,36 @@ fn recovery_that_is_lost_by_a_power_cut_after_it_breaks_recovery_idempotent() {
         "{evidence}"
     );
     assert_eq!(found.reproduces, Some(true), "its line replays");
+}
+
+#[test]
+fn a_pass_of_an_open_after_a_recovery_is_reused_only_for_the_machine_it_booted() {
+    // The inbox store's recovery loses what it moved only where it moved
+    // something: the opens after a power cut that follows it fail there,
+    // and pass where an earlier recovery had moved it all, though both
+    // recoveries show the same documents. A pass reused for any other
+    // machine would hide the failures.
+    let factory = inbox::InboxStore { files_on_add: true };
+    let entry = entry(&factory, "add-interrupted");
+    let failing = |dedup: bool| {
+        let options = RunOptions {
+            engine: EngineOptions {
+                faults: vec![Fault::PowerCut, Fault::ProcessCrash],
+                dedup,
+                ..EngineOptions::default()
+            },
+            ..RunOptions::default()
+        };
+        let result = run::run_entry(&entry, &factory, &options, &|_, _| {}).expect("runs");
+        let failing: std::collections::BTreeSet<(u64, Invariant)> =
+            result.failures.iter().map(|f| (f.case_index, f.invariant)).collect();
+        (failing, result.distinct_states)
+    };
+    let (every, all) = failing(false);
+    let (once, distinct) = failing(true);
+    assert!(distinct < all, "states repeat ({distinct} of {all})");
+    assert!(!every.is_empty(), "the inbox store fails");
+    assert_eq!(once, every, "remembering passes changed verdicts");
 }
 
 #[test]

@@ -367,6 +367,23 @@ fn a_process_crash_derived_from_a_snapshot_equals_a_rerun_killed_there() {
 }
 
 #[test]
+fn a_device_given_room_keys_apart_from_the_same_disk_left_full() {
+    let full = machine(5);
+    full.write_file(Path::new("/d/f"), b"some bytes").expect("write");
+    full.set_capacity(Path::new("/"), full.used_bytes(Path::new("/")));
+    let roomy = full.duplicate_machine();
+    roomy.set_capacity(Path::new("/"), u64::MAX);
+    let mut pages = PageHashes::default();
+    assert_ne!(
+        full.state_key(&mut pages),
+        roomy.state_key(&mut pages),
+        "a write fails on one with ENOSPC and not on the other"
+    );
+    assert!(full.write_file(Path::new("/d/g"), b"more").is_err());
+    assert!(roomy.write_file(Path::new("/d/g"), b"more").is_ok());
+}
+
+#[test]
 fn fdatasync_policy_decides_whether_an_extension_is_durable() {
     let run = |policy| {
         let fs = SimFs::new(SimConfig {

@@ -24,6 +24,7 @@ use tearline_sim_fs::{
 use super::HarnessError;
 use super::branch::Branches;
 use super::lock_attack;
+use super::reboots::PassedReboots;
 use super::scenario::{Capacity, Damage, PersistentCause, Plant, Step, StoreScenario, store_root};
 use super::subject::Mark;
 
@@ -927,6 +928,7 @@ pub(crate) fn recover_and_check(
     budget_end: u64,
     remote: RemoteFault,
     reader: bool,
+    reboots: Option<&PassedReboots>,
 ) -> Recovered {
     let caps = factory.capabilities();
     let env = env_for(fs, remote);
@@ -997,7 +999,7 @@ pub(crate) fn recover_and_check(
         && violations.is_empty()
         && fs.halted().is_none()
     {
-        violations.extend(reopen_and_compare(factory, fs, recovered, budget_end, remote));
+        violations.extend(reopen_and_compare(factory, fs, recovered, budget_end, remote, reboots));
     }
     Recovered {
         violations,
@@ -1124,13 +1126,15 @@ fn claimed_unreachable(observation: &Observation, remote: RemoteFault) -> Option
 /// survives), opens it a third time on the rebooted machine, and compares
 /// again; and, if the recovery left anything unsynced, cuts the power right
 /// after it too (what a recovery showed must survive a power cut: a pointer
-/// it read but never made durable would not).
+/// it read but never made durable would not). A third open of a machine
+/// that `reboots` holds a pass of is not run again.
 fn reopen_and_compare(
     factory: &dyn StoreFactory,
     fs: &SimFs,
     recovered: &Observation,
     budget_end: u64,
     remote: RemoteFault,
+    reboots: Option<&PassedReboots>,
 ) -> Option<Violation> {
     let budget = budget_end.saturating_sub(fs.syscall_count());
     fs.record_snapshots(true);
@@ -1143,13 +1147,23 @@ fn reopen_and_compare(
     let model = PersistenceModel::NothingUnsynced;
     let after_a_power_cut = |at: &tearline_sim_fs::SimSnapshot, when: &str| {
         let rebooted = at.boot(model, &at.sample_crash(model, 0));
-        let third_end = rebooted.syscall_count() + budget;
+        let known = reboots.and_then(|reboots| Some((reboots, reboots.key(&rebooted)?)));
+        if known.is_some_and(|(reboots, key)| reboots.passed(key, recovered, remote, budget)) {
+            return None;
+        }
+        let start = rebooted.syscall_count();
+        let third_end = start + budget;
         rebooted.set_fault_plan(plan(None, third_end));
-        compare(
+        let broken = compare(
             recovered,
             open_observe_close(factory, &rebooted, third_end, remote, "third"),
-        )
-        .map(|v| Violation::new(v.invariant, format!("after a power cut {when}: {}", v.evidence)))
+        );
+        if broken.is_none()
+            && let Some((reboots, key)) = known
+        {
+            reboots.remember(key, recovered, remote, rebooted.syscall_count() - start);
+        }
+        broken.map(|v| Violation::new(v.invariant, format!("after a power cut {when}: {}", v.evidence)))
     };
     if let Some(first) = snapshots.first().filter(|first| first.pending_ops() > 0)
         && let Some(broken) = after_a_power_cut(first, "right after the recovery")

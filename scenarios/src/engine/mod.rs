@@ -52,6 +52,7 @@ pub mod driver;
 pub mod lock_attack;
 pub mod matrix;
 pub mod parallel;
+mod reboots;
 pub mod scenario;
 pub mod shrink;
 pub mod sqlite;
@@ -73,6 +74,7 @@ pub use subject::{Probe, Replay, Subject};
 
 use crate::case::Injection;
 use crate::report::FailureRecord;
+use reboots::PassedReboots;
 use tearline_model::Violation;
 
 /// The harness itself failed (not the store): bad setup, a fault-free
@@ -293,7 +295,8 @@ pub fn run_part(
     part: Part,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<PartResult, HarnessError> {
-    let probe = subject.probe(options.seed)?;
+    let mut probe = subject.probe(options.seed)?;
+    probe.reboots = PassedReboots::new(options.dedup);
     let cases = matrix::enumerate(subject, &probe, options);
     let outcomes = matrix::run_cases(subject, &probe, &cases, options, part, progress)?;
     let mut result = PartResult {

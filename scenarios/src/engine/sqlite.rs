@@ -34,6 +34,7 @@ use tearline_sim_fs::{Fault, FaultPlan, Fs, FsExt, HaltKind, PersistenceModel, S
 use super::HarnessError;
 use super::branch::Branches;
 use super::driver::first_of_each;
+use super::reboots::PassedReboots;
 use super::subject::{Mark, Probe, Replay, Subject, reboot_after_power_cut, record};
 use crate::case::{Case, Injection};
 use crate::stores;
@@ -397,6 +398,8 @@ impl Subject for SqliteSubject {
             lock_broken_from: None,
             workload_pid: None,
             source_dir: None,
+            // SQLite's checks open no store after a recovery.
+            reboots: PassedReboots::new(false),
             violations: Vec::new(),
             workload_violations: Vec::new(),
         })

@@ -10,6 +10,7 @@ use tearline_sim_fs::{CrashChoice, Fault, HaltKind, Mount, PersistenceModel, Sim
 use super::HarnessError;
 use super::branch::Branches;
 use super::driver::{self, Driver};
+use super::reboots::PassedReboots;
 use super::scenario::{PersistentCause, StoreScenario, store_root};
 use super::subject::{Mark, Probe, Replay, Subject, reboot_after_power_cut, record};
 use crate::case::{Case, DEFAULT_SCALE, Injection};
@@ -73,7 +74,7 @@ impl StoreSubject<'_> {
     fn last_recovery(&self, probe: &Probe, rebooted: &SimFs, model: &Model) -> Vec<Violation> {
         let budget_end = rebooted.syscall_count() + probe.budget();
         rebooted.set_fault_plan(driver::plan(None, budget_end));
-        let recovered = self.recover(rebooted, model, budget_end, true);
+        let recovered = self.recover(probe, rebooted, model, budget_end, true);
         let serviceable = self.serviceable(
             rebooted,
             model,
@@ -101,7 +102,7 @@ impl StoreSubject<'_> {
             fs.crash_process();
             let restarted = fs.spawn_process();
             states_checked += 1;
-            let recovered = self.recover(&restarted, model, budget_end, true);
+            let recovered = self.recover(probe, &restarted, model, budget_end, true);
             if let Some(observation) = &recovered.observation
                 && recovered.violations.is_empty()
             {
@@ -120,10 +121,19 @@ impl StoreSubject<'_> {
     /// ([`driver::recover_and_check`]). Rebuilding from the sources needs
     /// room for a new generation: where the scenario keeps the device full
     /// and that repair is all that failed, the harness gives it room (as an
-    /// operator would), and then the repair must succeed.
-    fn recover(&self, machine: &SimFs, model: &Model, budget_end: u64, reader: bool) -> driver::Recovered {
+    /// operator would), and then the repair must succeed. The third opens
+    /// that passed are remembered in `probe` ([`Probe::reboots`]).
+    fn recover(
+        &self,
+        probe: &Probe,
+        machine: &SimFs,
+        model: &Model,
+        budget_end: u64,
+        reader: bool,
+    ) -> driver::Recovered {
         let remote = PersistentCause::remote_after_fault(self.scenario.persists);
-        let recovered = driver::recover_and_check(self.factory, machine, model, budget_end, remote, reader);
+        let reboots = Some(&probe.reboots);
+        let recovered = driver::recover_and_check(self.factory, machine, model, budget_end, remote, reader, reboots);
         let repair_needs_room = self.scenario.persists == Some(PersistentCause::DeviceFull)
             && !recovered.violations.is_empty()
             && recovered
@@ -134,7 +144,7 @@ impl StoreSubject<'_> {
             return recovered;
         }
         machine.set_capacity(store_root(), u64::MAX);
-        driver::recover_and_check(self.factory, machine, model, budget_end, remote, false)
+        driver::recover_and_check(self.factory, machine, model, budget_end, remote, false, reboots)
     }
 
     /// stays-serviceable after a case's last recovery, in a scenario whose
@@ -255,6 +265,7 @@ impl Subject for StoreSubject<'_> {
             trace,
             lock_broken_from,
             workload_violations,
+            reboots: PassedReboots::new(true),
             workload_pid: Some(fs.pid()),
             source_dir: factory.source_dir(&driver::env_for(&fs, tearline_model::RemoteFault::Healthy)),
             violations,
@@ -306,7 +317,7 @@ impl Subject for StoreSubject<'_> {
         let budget_end = booted.syscall_count() + probe.budget();
         booted.set_fault_plan(driver::plan(None, budget_end));
         let model = probe.model_at(at);
-        let recovered = self.recover(booted, &model, budget_end, reader);
+        let recovered = self.recover(probe, booted, &model, budget_end, reader);
         // stays-serviceable is judged on what the recovery broke, as in a
         // replay; what the workload broke before is reported beside it.
         let serviceable = self.serviceable(

@@ -734,6 +734,7 @@ pub fn check_case(scenario: &NetScenario, case: &NetCase) -> Result<Result<Check
                 budget_end,
                 RemoteFault::Healthy,
                 false,
+                None,
             );
             leaked.into_iter().chain(recovered.violations)
         },

@@ -196,17 +196,25 @@ fn mix_state_into(state: &State, key: &mut StateKey, pages: &mut PageHashes) {
 impl SimFs {
     /// A key of this machine's whole state now: what
     /// [`SimSnapshot::crash_state_key`] keys (for the page cache and the
-    /// disk both), every write not yet durable, and the processes, their
-    /// open files and locks. Two machines (of any runs of one
-    /// configuration) with equal keys behave the same from here on; only
-    /// the clock and the syscall numbering may differ. For deduplicating
-    /// post-fault states that are not power cuts.
+    /// disk both), every write not yet durable, the processes, their open
+    /// files and locks, and each device's capacity. Two machines (of any
+    /// runs of one configuration) with equal keys behave the same from here
+    /// on; only the clock and the syscall numbering may differ. For
+    /// deduplicating post-fault states that are not power cuts, and the
+    /// checks after a recovery.
     pub fn state_key(&self, pages: &mut PageHashes) -> u64 {
         let world = self.world();
         let mut key = StateKey::new();
         mix_state_into(&world.state, &mut key, pages);
         world.mix_processes_into(&mut key);
         key.word(u64::from(world.boot));
+        // A device's room is the machine's too (a harness may give a full
+        // device room between two runs of one configuration).
+        key.word(world.config.root_capacity_bytes);
+        for mount in &world.config.mounts {
+            key.text(&mount.path.to_string_lossy());
+            key.word(mount.capacity_bytes);
+        }
         key.finish()
     }
 }
