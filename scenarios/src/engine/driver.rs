@@ -24,7 +24,7 @@ use tearline_sim_fs::{
 use super::HarnessError;
 use super::branch::Branches;
 use super::lock_attack;
-use super::reboots::PassedReboots;
+use super::passes::PassedChecks;
 use super::scenario::{Capacity, Damage, PersistentCause, Plant, Step, StoreScenario, store_root};
 use super::subject::Mark;
 
@@ -915,12 +915,25 @@ fn read_only_look(
     violations
 }
 
+/// The passes of earlier cases a check after a recovery may take
+/// ([`super::passes`]); none by default.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Reuse<'a> {
+    /// Third opens, each on a rebooted machine thrown away after it.
+    pub reboots: Option<&'a PassedChecks>,
+    /// Whole checks after a recovery: only where the caller throws the
+    /// machine away after it, reading nothing of it but the lock invariant
+    /// over its trace, and hashes no trace.
+    pub reopens: Option<&'a PassedChecks>,
+}
+
 /// Opens the store writable in process `fs` (recovery runs), observes it,
 /// and checks the observation against `model`. First, with `reader`, for a
 /// store with concurrent readers, a reader in another process looks at what
 /// the fault left ([`check_reader`]). While the remote dependency is down
 /// (`remote`), a writable open may refuse naming it
-/// ([`FailureKind::Unavailable`]), and so may the observation.
+/// ([`FailureKind::Unavailable`]), and so may the observation. The checks
+/// after the recovery take what `passes` allows from earlier cases.
 pub(crate) fn recover_and_check(
     factory: &dyn StoreFactory,
     fs: &SimFs,
@@ -928,7 +941,7 @@ pub(crate) fn recover_and_check(
     budget_end: u64,
     remote: RemoteFault,
     reader: bool,
-    reboots: Option<&PassedReboots>,
+    passes: Reuse<'_>,
 ) -> Recovered {
     let caps = factory.capabilities();
     let env = env_for(fs, remote);
@@ -999,7 +1012,7 @@ pub(crate) fn recover_and_check(
         && violations.is_empty()
         && fs.halted().is_none()
     {
-        violations.extend(reopen_and_compare(factory, fs, recovered, budget_end, remote, reboots));
+        violations.extend(reopen_and_compare(factory, fs, recovered, budget_end, remote, passes));
     }
     Recovered {
         violations,
@@ -1126,17 +1139,24 @@ fn claimed_unreachable(observation: &Observation, remote: RemoteFault) -> Option
 /// survives), opens it a third time on the rebooted machine, and compares
 /// again; and, if the recovery left anything unsynced, cuts the power right
 /// after it too (what a recovery showed must survive a power cut: a pointer
-/// it read but never made durable would not). A third open of a machine
-/// that `reboots` holds a pass of is not run again.
+/// it read but never made durable would not). A check that `passes` holds
+/// a pass of (the whole check, or a third open) is not run again.
 fn reopen_and_compare(
     factory: &dyn StoreFactory,
     fs: &SimFs,
     recovered: &Observation,
     budget_end: u64,
     remote: RemoteFault,
-    reboots: Option<&PassedReboots>,
+    passes: Reuse<'_>,
 ) -> Option<Violation> {
     let budget = budget_end.saturating_sub(fs.syscall_count());
+    let known = passes.reopens.and_then(|reopens| Some((reopens, reopens.key(fs)?)));
+    if known.is_some_and(|(reopens, key)| reopens.passed(key, recovered, remote, budget).is_some()) {
+        return None;
+    }
+    let start = fs.syscall_count();
+    // The most syscalls any of the opens took.
+    let mut most = 0;
     fs.record_snapshots(true);
     let second = open_observe_close(factory, fs, budget_end, remote, "second");
     let snapshots = fs.take_snapshots();
@@ -1144,11 +1164,15 @@ fn reopen_and_compare(
     if let Some(broken) = compare(recovered, second) {
         return Some(broken);
     }
+    most = most.max(fs.syscall_count() - start);
     let model = PersistenceModel::NothingUnsynced;
-    let after_a_power_cut = |at: &tearline_sim_fs::SimSnapshot, when: &str| {
+    let mut after_a_power_cut = |at: &tearline_sim_fs::SimSnapshot, when: &str| {
         let rebooted = at.boot(model, &at.sample_crash(model, 0));
-        let known = reboots.and_then(|reboots| Some((reboots, reboots.key(&rebooted)?)));
-        if known.is_some_and(|(reboots, key)| reboots.passed(key, recovered, remote, budget)) {
+        let known = passes
+            .reboots
+            .and_then(|reboots| Some((reboots, reboots.key(&rebooted)?)));
+        if let Some(took) = known.and_then(|(reboots, key)| reboots.passed(key, recovered, remote, budget)) {
+            most = most.max(took);
             return None;
         }
         let start = rebooted.syscall_count();
@@ -1158,10 +1182,12 @@ fn reopen_and_compare(
             recovered,
             open_observe_close(factory, &rebooted, third_end, remote, "third"),
         );
+        let took = rebooted.syscall_count() - start;
+        most = most.max(took);
         if broken.is_none()
             && let Some((reboots, key)) = known
         {
-            reboots.remember(key, recovered, remote, rebooted.syscall_count() - start);
+            reboots.remember(key, recovered, remote, took);
         }
         broken.map(|v| Violation::new(v.invariant, format!("after a power cut {when}: {}", v.evidence)))
     };
@@ -1170,8 +1196,32 @@ fn reopen_and_compare(
     {
         return Some(broken);
     }
-    let middle = snapshots.get(snapshots.len() / 2)?;
-    after_a_power_cut(middle, "in the middle of the second open")
+    if let Some(middle) = snapshots.get(snapshots.len() / 2)
+        && let Some(broken) = after_a_power_cut(middle, "in the middle of the second open")
+    {
+        return Some(broken);
+    }
+    if let Some((reopens, key)) = known
+        && lock_kept_since(factory, fs, start)
+    {
+        reopens.remember(key, recovered, remote, most);
+    }
+    None
+}
+
+/// Whether what `fs` did from syscall `start` on keeps the lock invariant
+/// read on its own, with no lock held and no file owned before it: then it
+/// keeps it after anything (what came before can only have left the
+/// process holding the lock, or owning a file it destroys).
+fn lock_kept_since(factory: &dyn StoreFactory, fs: &SimFs, start: u64) -> bool {
+    let Some((lock, protected)) = lock_and_protected(factory, fs) else {
+        return true;
+    };
+    fs.with_trace(|trace| {
+        let entries = trace.entries();
+        let since = &entries[entries.partition_point(|e| e.index < start)..];
+        no_wipe_without_lock::check_entries(since, &lock, &protected).is_none()
+    })
 }
 
 /// One writable open of a recovered store, observed and closed: the

@@ -52,7 +52,7 @@ pub mod driver;
 pub mod lock_attack;
 pub mod matrix;
 pub mod parallel;
-mod reboots;
+mod passes;
 pub mod scenario;
 pub mod shrink;
 pub mod sqlite;
@@ -74,7 +74,7 @@ pub use subject::{Probe, Replay, Subject};
 
 use crate::case::Injection;
 use crate::report::FailureRecord;
-use reboots::PassedReboots;
+use passes::Passes;
 use tearline_model::Violation;
 
 /// The harness itself failed (not the store): bad setup, a fault-free
@@ -113,8 +113,10 @@ pub struct EngineOptions {
     /// earlier case of the matrix, or a crash derived from its snapshot
     /// that leaves the same machine (the disk, the page cache, the writes
     /// not yet durable, the processes), with the same model of what must be
-    /// there, gets that case's verdict without being checked again. Default
-    /// true.
+    /// there, gets that case's verdict without being checked again; and a
+    /// check after a recovery (recovery-idempotent's second and third
+    /// opens) that passed from an equal machine is not run again
+    /// (see the `passes` module). Default true.
     pub dedup: bool,
     /// Continue, don't re-run: branch each case that is not derived from a
     /// snapshot and strikes at or after this syscall off one run of the
@@ -296,7 +298,8 @@ pub fn run_part(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<PartResult, HarnessError> {
     let mut probe = subject.probe(options.seed)?;
-    probe.reboots = PassedReboots::new(options.dedup);
+    // A whole check skipped leaves out syscalls a trace hash covers.
+    probe.passes = Passes::new(options.dedup, options.dedup && !options.check_determinism);
     let cases = matrix::enumerate(subject, &probe, options);
     let outcomes = matrix::run_cases(subject, &probe, &cases, options, part, progress)?;
     let mut result = PartResult {

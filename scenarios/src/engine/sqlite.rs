@@ -34,7 +34,7 @@ use tearline_sim_fs::{Fault, FaultPlan, Fs, FsExt, HaltKind, PersistenceModel, S
 use super::HarnessError;
 use super::branch::Branches;
 use super::driver::first_of_each;
-use super::reboots::PassedReboots;
+use super::passes::Passes;
 use super::subject::{Mark, Probe, Replay, Subject, reboot_after_power_cut, record};
 use crate::case::{Case, Injection};
 use crate::stores;
@@ -399,7 +399,7 @@ impl Subject for SqliteSubject {
             workload_pid: None,
             source_dir: None,
             // SQLite's checks open no store after a recovery.
-            reboots: PassedReboots::new(false),
+            passes: Passes::new(false, false),
             violations: Vec::new(),
             workload_violations: Vec::new(),
         })

@@ -10,7 +10,7 @@ use tearline_sim_fs::{CrashChoice, Fault, HaltKind, Mount, PersistenceModel, Sim
 use super::HarnessError;
 use super::branch::Branches;
 use super::driver::{self, Driver};
-use super::reboots::PassedReboots;
+use super::passes::Passes;
 use super::scenario::{PersistentCause, StoreScenario, store_root};
 use super::subject::{Mark, Probe, Replay, Subject, reboot_after_power_cut, record};
 use crate::case::{Case, DEFAULT_SCALE, Injection};
@@ -74,7 +74,10 @@ impl StoreSubject<'_> {
     fn last_recovery(&self, probe: &Probe, rebooted: &SimFs, model: &Model) -> Vec<Violation> {
         let budget_end = rebooted.syscall_count() + probe.budget();
         rebooted.set_fault_plan(driver::plan(None, budget_end));
-        let recovered = self.recover(probe, rebooted, model, budget_end, true);
+        // The last use of the machine but the lock invariant over its
+        // trace, unless stays-serviceable goes on with it.
+        let thrown_away = self.scenario.persists.is_none();
+        let recovered = self.recover(probe, rebooted, model, budget_end, true, thrown_away);
         let serviceable = self.serviceable(
             rebooted,
             model,
@@ -102,7 +105,7 @@ impl StoreSubject<'_> {
             fs.crash_process();
             let restarted = fs.spawn_process();
             states_checked += 1;
-            let recovered = self.recover(probe, &restarted, model, budget_end, true);
+            let recovered = self.recover(probe, &restarted, model, budget_end, true, false);
             if let Some(observation) = &recovered.observation
                 && recovered.violations.is_empty()
             {
@@ -121,8 +124,11 @@ impl StoreSubject<'_> {
     /// ([`driver::recover_and_check`]). Rebuilding from the sources needs
     /// room for a new generation: where the scenario keeps the device full
     /// and that repair is all that failed, the harness gives it room (as an
-    /// operator would), and then the repair must succeed. The third opens
-    /// that passed are remembered in `probe` ([`Probe::reboots`]).
+    /// operator would), and then the repair must succeed. The checks after
+    /// the recovery reuse the passes of `probe`'s earlier cases
+    /// ([`Probe::passes`]): the third opens always, the whole check if
+    /// `thrown_away` (the caller reads nothing more of `machine` than the
+    /// lock invariant over its trace).
     fn recover(
         &self,
         probe: &Probe,
@@ -130,10 +136,14 @@ impl StoreSubject<'_> {
         model: &Model,
         budget_end: u64,
         reader: bool,
+        thrown_away: bool,
     ) -> driver::Recovered {
         let remote = PersistentCause::remote_after_fault(self.scenario.persists);
-        let reboots = Some(&probe.reboots);
-        let recovered = driver::recover_and_check(self.factory, machine, model, budget_end, remote, reader, reboots);
+        let passes = driver::Reuse {
+            reboots: Some(&probe.passes.reboots),
+            reopens: thrown_away.then_some(&probe.passes.reopens),
+        };
+        let recovered = driver::recover_and_check(self.factory, machine, model, budget_end, remote, reader, passes);
         let repair_needs_room = self.scenario.persists == Some(PersistentCause::DeviceFull)
             && !recovered.violations.is_empty()
             && recovered
@@ -144,7 +154,7 @@ impl StoreSubject<'_> {
             return recovered;
         }
         machine.set_capacity(store_root(), u64::MAX);
-        driver::recover_and_check(self.factory, machine, model, budget_end, remote, false, reboots)
+        driver::recover_and_check(self.factory, machine, model, budget_end, remote, false, passes)
     }
 
     /// stays-serviceable after a case's last recovery, in a scenario whose
@@ -265,7 +275,9 @@ impl Subject for StoreSubject<'_> {
             trace,
             lock_broken_from,
             workload_violations,
-            reboots: PassedReboots::new(true),
+            // Off but in the matrix ([`super::run_part`]): a replay for
+            // `repro` runs every check.
+            passes: Passes::new(false, false),
             workload_pid: Some(fs.pid()),
             source_dir: factory.source_dir(&driver::env_for(&fs, tearline_model::RemoteFault::Healthy)),
             violations,
@@ -317,7 +329,10 @@ impl Subject for StoreSubject<'_> {
         let budget_end = booted.syscall_count() + probe.budget();
         booted.set_fault_plan(driver::plan(None, budget_end));
         let model = probe.model_at(at);
-        let recovered = self.recover(probe, booted, &model, budget_end, reader);
+        // Nothing but the lock invariant reads the machine after the
+        // recovery, unless stays-serviceable goes on with it.
+        let thrown_away = self.scenario.persists.is_none();
+        let recovered = self.recover(probe, booted, &model, budget_end, reader, thrown_away);
         // stays-serviceable is judged on what the recovery broke, as in a
         // replay; what the workload broke before is reported beside it.
         let serviceable = self.serviceable(

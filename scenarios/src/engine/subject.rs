@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use super::HarnessError;
 use super::branch::Branches;
-use super::reboots::PassedReboots;
+use super::passes::Passes;
 use crate::case::{Case, CrashPick, Injection, resolve_crash};
 
 /// A workload the crash matrix can run, fault-free and with one fault.
@@ -145,10 +145,9 @@ pub struct Probe {
     pub source_dir: Option<PathBuf>,
     /// What the fault-free run itself broke.
     pub violations: Vec<Violation>,
-    /// The third opens after a recovery that passed, remembered for the
-    /// cases of this probe's matrix ([`PassedReboots`]); the engine
-    /// remembers them only when it deduplicates states.
-    pub(crate) reboots: PassedReboots,
+    /// The checks after a recovery that passed, remembered for the cases
+    /// of this probe's matrix ([`Passes`]): the matrix turns them on.
+    pub(crate) passes: Passes,
     /// What the workload broke as it ran, each violation with the syscall
     /// count when it was found: a case whose fault strikes at syscall N
     /// finds again those found at N or before ([`Probe::found_before`]).

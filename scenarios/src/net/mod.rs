@@ -734,7 +734,7 @@ pub fn check_case(scenario: &NetScenario, case: &NetCase) -> Result<Result<Check
                 budget_end,
                 RemoteFault::Healthy,
                 false,
-                None,
+                driver::Reuse::default(),
             );
             leaked.into_iter().chain(recovered.violations)
         },
