@@ -463,7 +463,6 @@ fn injections(
     let mut all = Vec::new();
     let mut host = HostFailures {
         options,
-        picks: &picks,
         crash_seed: probe.machine.crash_seed(),
         pages: tearline_sim_fs::PageHashes::default(),
         waits: &probe.waits,
@@ -521,7 +520,6 @@ fn injections(
 /// where the store's work waited on the network.
 struct HostFailures<'a> {
     options: &'a EngineOptions,
-    picks: &'a dyn Fn(&tearline_sim_fs::SimSnapshot, PersistenceModel) -> Vec<CrashPick>,
     crash_seed: u64,
     pages: tearline_sim_fs::PageHashes,
     /// [`world::Outcome::waits`].
@@ -575,10 +573,9 @@ impl HostFailures<'_> {
                 continue;
             }
             for &model in &self.options.models {
-                for pick in (self.picks)(snapshot, model) {
-                    let Some(choice) = crate::case::resolve_crash(snapshot, model, pick, self.crash_seed) else {
-                        continue;
-                    };
+                let (limit, samples) = (self.options.exhaustive_limit, self.options.samples_per_point);
+                // Each outcome with its disk, enumerated once.
+                for (pick, choice) in crate::case::crash_picks(snapshot, model, limit, samples, self.crash_seed) {
                     let key = snapshot.crash_state_key(model, &choice, &mut self.pages);
                     if booted.insert((key, waits_before)) {
                         all.push(NetInjection {
