@@ -66,9 +66,7 @@ pub fn check_entries<'a>(
     // Files each process created itself and nobody else touched since.
     let mut own: BTreeMap<String, (u32, u32)> = BTreeMap::new();
     for entry in entries {
-        if holder.is_some_and(|(boot, _)| boot != entry.boot) {
-            holder = None;
-        }
+        holder = holder.filter(|&(boot, _)| boot == entry.boot);
         if own.values().next().is_some_and(|&(boot, _)| boot != entry.boot) {
             own.clear();
         }
@@ -88,12 +86,7 @@ pub fn check_entries<'a>(
                 ));
             }
         }
-        match (entry.op, &entry.outcome) {
-            (SyscallKind::Lock, Outcome::Ok) if entry.path == lock => holder = Some((entry.boot, entry.pid)),
-            (SyscallKind::Unlock, _) if entry.path == lock && holder == Some((entry.boot, entry.pid)) => holder = None,
-            (_, Outcome::ProcessCrash) if holder == Some((entry.boot, entry.pid)) => holder = None,
-            _ => {}
-        }
+        holder = holder_after(holder, entry, &lock);
         if !matches!(entry.outcome, Outcome::Ok | Outcome::Count(_)) {
             continue;
         }
@@ -134,6 +127,29 @@ pub fn check_entries<'a>(
         }
     }
     None
+}
+
+/// Who holds the lock on `lock` (boot, pid) after `entry`, given who held
+/// it before (within one boot: a reboot frees it).
+fn holder_after(holder: Option<(u32, u32)>, entry: &TraceEntry, lock: &str) -> Option<(u32, u32)> {
+    let process = (entry.boot, entry.pid);
+    match (entry.op, &entry.outcome) {
+        (SyscallKind::Lock, Outcome::Ok) if entry.path == lock => Some(process),
+        (SyscallKind::Unlock, _) if entry.path == lock && holder == Some(process) => None,
+        (_, Outcome::ProcessCrash) if holder == Some(process) => None,
+        _ => holder,
+    }
+}
+
+/// The process (boot, pid) that holds the lock on `lock_file` after
+/// `entries`, as [`check_entries`] reads them, if any: what a later piece
+/// of a trace read on its own would not know.
+pub fn lock_holder<'a>(entries: impl IntoIterator<Item = &'a TraceEntry>, lock_file: &Path) -> Option<(u32, u32)> {
+    let lock = lock_file.display().to_string();
+    entries.into_iter().fold(None, |holder, entry| {
+        let holder = holder.filter(|&(boot, _)| boot == entry.boot);
+        holder_after(holder, entry, &lock)
+    })
 }
 
 /// Keeps `own` (each file a process created without the lock and nobody
@@ -191,6 +207,26 @@ pub fn check_second_writer(caps: &Capabilities, writer: u32, holder: u32, after:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lock_is_held_by_whoever_took_it_until_they_let_go() {
+        use tearline_sim_fs::{Fs, SimConfig, SimFs};
+        let fs = SimFs::new(SimConfig::with_seed(1));
+        let lock = Path::new("/store.lock");
+        let holder = |fs: &SimFs| fs.with_trace(|trace| lock_holder(trace.entries(), lock).map(|(_, pid)| pid));
+        assert_eq!(holder(&fs), None);
+        let guard = fs.try_lock(lock).expect("lock");
+        assert_eq!(holder(&fs), Some(fs.pid()));
+        drop(guard);
+        assert_eq!(holder(&fs), None, "let go");
+        let other = fs.spawn_process();
+        let held = other.try_lock(lock).expect("lock");
+        assert_eq!(holder(&fs), Some(other.pid()));
+        assert!(fs.try_lock(lock).is_err(), "held by the other");
+        assert_eq!(holder(&fs), Some(other.pid()), "a failed lock takes nothing");
+        drop(held);
+        assert_eq!(holder(&fs), None);
+    }
 
     #[test]
     fn wiping_an_index_file_without_the_lock_is_read_off_the_trace() {

@@ -1176,7 +1176,7 @@ fn reopen_and_compare(
             return None;
         }
         let start = rebooted.syscall_count();
-        let third_end = start + budget;
+        let third_end = start.saturating_add(budget);
         rebooted.set_fault_plan(plan(None, third_end));
         let broken = compare(
             recovered,
@@ -1209,18 +1209,21 @@ fn reopen_and_compare(
     None
 }
 
-/// Whether what `fs` did from syscall `start` on keeps the lock invariant
-/// read on its own, with no lock held and no file owned before it: then it
-/// keeps it after anything (what came before can only have left the
-/// process holding the lock, or owning a file it destroys).
+/// Whether nobody held the lock before syscall `start` of `fs` (in this
+/// boot, all of which `fs`'s trace holds), and what `fs` did from there on
+/// keeps the lock invariant read on its own: then it keeps it after
+/// anything before it, which can only have made a file a process's own.
+/// (A holder before it would make what the process creates the store's,
+/// and its removal after an unlock a violation the piece alone misses.)
 fn lock_kept_since(factory: &dyn StoreFactory, fs: &SimFs, start: u64) -> bool {
     let Some((lock, protected)) = lock_and_protected(factory, fs) else {
         return true;
     };
     fs.with_trace(|trace| {
         let entries = trace.entries();
-        let since = &entries[entries.partition_point(|e| e.index < start)..];
-        no_wipe_without_lock::check_entries(since, &lock, &protected).is_none()
+        let (before, since) = entries.split_at(entries.partition_point(|e| e.index < start));
+        no_wipe_without_lock::lock_holder(before, &lock).is_none()
+            && no_wipe_without_lock::check_entries(since, &lock, &protected).is_none()
     })
 }
 

@@ -115,8 +115,10 @@ pub struct EngineOptions {
     /// not yet durable, the processes), with the same model of what must be
     /// there, gets that case's verdict without being checked again; and a
     /// check after a recovery (recovery-idempotent's second and third
-    /// opens) that passed from an equal machine is not run again
-    /// (see the `passes` module). Default true.
+    /// opens) that passed from an equal machine is not run again (see the
+    /// `passes` module; the second open is always run with
+    /// [`EngineOptions::check_determinism`], whose trace hash covers it).
+    /// Default true.
     pub dedup: bool,
     /// Continue, don't re-run: branch each case that is not derived from a
     /// snapshot and strikes at or after this syscall off one run of the

@@ -24,9 +24,10 @@ pub(crate) struct Passes {
     pub reboots: PassedChecks,
     /// The whole check after a recovery (the second open and the third
     /// ones), where the case throws its machine away after it (a power
-    /// cut's, unless the scenario's cause of failure persists): only the
-    /// lock invariant reads what the machine did, and a pass is remembered
-    /// only where the second open kept it on its own.
+    /// cut's, or a last recovery's, unless the scenario's cause of failure
+    /// persists): only the lock invariant reads what the machine did, and a
+    /// pass is remembered only where nobody held the lock before the second
+    /// open and it kept the invariant on its own.
     pub reopens: PassedChecks,
 }
 
@@ -215,7 +216,7 @@ mod tests {
                 factory,
                 &machine,
                 &Model::new(),
-                u64::MAX,
+                start + 10_000,
                 RemoteFault::Healthy,
                 false,
                 reuse,
