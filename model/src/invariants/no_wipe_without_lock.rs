@@ -66,7 +66,6 @@ pub fn check_entries<'a>(
     // Files each process created itself and nobody else touched since.
     let mut own: BTreeMap<String, (u32, u32)> = BTreeMap::new();
     for entry in entries {
-        holder = holder.filter(|&(boot, _)| boot == entry.boot);
         if own.values().next().is_some_and(|&(boot, _)| boot != entry.boot) {
             own.clear();
         }
@@ -132,6 +131,7 @@ pub fn check_entries<'a>(
 /// Who holds the lock on `lock` (boot, pid) after `entry`, given who held
 /// it before (within one boot: a reboot frees it).
 fn holder_after(holder: Option<(u32, u32)>, entry: &TraceEntry, lock: &str) -> Option<(u32, u32)> {
+    let holder = holder.filter(|&(boot, _)| boot == entry.boot);
     let process = (entry.boot, entry.pid);
     match (entry.op, &entry.outcome) {
         (SyscallKind::Lock, Outcome::Ok) if entry.path == lock => Some(process),
@@ -146,10 +146,9 @@ fn holder_after(holder: Option<(u32, u32)>, entry: &TraceEntry, lock: &str) -> O
 /// of a trace read on its own would not know.
 pub fn lock_holder<'a>(entries: impl IntoIterator<Item = &'a TraceEntry>, lock_file: &Path) -> Option<(u32, u32)> {
     let lock = lock_file.display().to_string();
-    entries.into_iter().fold(None, |holder, entry| {
-        let holder = holder.filter(|&(boot, _)| boot == entry.boot);
-        holder_after(holder, entry, &lock)
-    })
+    entries
+        .into_iter()
+        .fold(None, |holder, entry| holder_after(holder, entry, &lock))
 }
 
 /// Keeps `own` (each file a process created without the lock and nobody

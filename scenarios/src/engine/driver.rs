@@ -1155,8 +1155,6 @@ fn reopen_and_compare(
         return None;
     }
     let start = fs.syscall_count();
-    // The most syscalls any of the opens took.
-    let mut most = 0;
     fs.record_snapshots(true);
     let second = open_observe_close(factory, fs, budget_end, remote, "second");
     let snapshots = fs.take_snapshots();
@@ -1164,7 +1162,8 @@ fn reopen_and_compare(
     if let Some(broken) = compare(recovered, second) {
         return Some(broken);
     }
-    most = most.max(fs.syscall_count() - start);
+    // The most syscalls any of the opens took.
+    let mut most = fs.syscall_count() - start;
     let model = PersistenceModel::NothingUnsynced;
     let mut after_a_power_cut = |at: &tearline_sim_fs::SimSnapshot, when: &str| {
         let rebooted = at.boot(model, &at.sample_crash(model, 0));

@@ -399,7 +399,7 @@ impl Subject for SqliteSubject {
             workload_pid: None,
             source_dir: None,
             // SQLite's checks open no store after a recovery.
-            passes: Passes::new(false, false),
+            passes: Passes::off(),
             violations: Vec::new(),
             workload_violations: Vec::new(),
         })

@@ -74,10 +74,7 @@ impl StoreSubject<'_> {
     fn last_recovery(&self, probe: &Probe, rebooted: &SimFs, model: &Model) -> Vec<Violation> {
         let budget_end = rebooted.syscall_count() + probe.budget();
         rebooted.set_fault_plan(driver::plan(None, budget_end));
-        // The last use of the machine but the lock invariant over its
-        // trace, unless stays-serviceable goes on with it.
-        let thrown_away = self.scenario.persists.is_none();
-        let recovered = self.recover(probe, rebooted, model, budget_end, true, thrown_away);
+        let recovered = self.recover(probe, rebooted, model, budget_end, true, true);
         let serviceable = self.serviceable(
             rebooted,
             model,
@@ -126,9 +123,10 @@ impl StoreSubject<'_> {
     /// and that repair is all that failed, the harness gives it room (as an
     /// operator would), and then the repair must succeed. The checks after
     /// the recovery reuse the passes of `probe`'s earlier cases
-    /// ([`Probe::passes`]): the third opens always, the whole check if
-    /// `thrown_away` (the caller reads nothing more of `machine` than the
-    /// lock invariant over its trace).
+    /// ([`Probe::passes`]): the third opens always; the whole check if this
+    /// is the `last` recovery on `machine` (its caller reads nothing more of
+    /// the machine than the lock invariant over its trace) and
+    /// stays-serviceable does not go on with it.
     fn recover(
         &self,
         probe: &Probe,
@@ -136,9 +134,10 @@ impl StoreSubject<'_> {
         model: &Model,
         budget_end: u64,
         reader: bool,
-        thrown_away: bool,
+        last: bool,
     ) -> driver::Recovered {
         let remote = PersistentCause::remote_after_fault(self.scenario.persists);
+        let thrown_away = last && self.scenario.persists.is_none();
         let passes = driver::Reuse {
             reboots: Some(&probe.passes.reboots),
             reopens: thrown_away.then_some(&probe.passes.reopens),
@@ -277,7 +276,7 @@ impl Subject for StoreSubject<'_> {
             workload_violations,
             // Off but in the matrix ([`super::run_part`]): a replay for
             // `repro` runs every check.
-            passes: Passes::new(false, false),
+            passes: Passes::off(),
             workload_pid: Some(fs.pid()),
             source_dir: factory.source_dir(&driver::env_for(&fs, tearline_model::RemoteFault::Healthy)),
             violations,
@@ -329,10 +328,7 @@ impl Subject for StoreSubject<'_> {
         let budget_end = booted.syscall_count() + probe.budget();
         booted.set_fault_plan(driver::plan(None, budget_end));
         let model = probe.model_at(at);
-        // Nothing but the lock invariant reads the machine after the
-        // recovery, unless stays-serviceable goes on with it.
-        let thrown_away = self.scenario.persists.is_none();
-        let recovered = self.recover(probe, booted, &model, budget_end, reader, thrown_away);
+        let recovered = self.recover(probe, booted, &model, budget_end, reader, true);
         // stays-serviceable is judged on what the recovery broke, as in a
         // replay; what the workload broke before is reported beside it.
         let serviceable = self.serviceable(

@@ -454,16 +454,20 @@ fn injections(
     options: &EngineOptions,
 ) -> Result<(Vec<NetInjection>, u64), HarnessError> {
     let probe = world::run(scenario, seed, service.clone(), None)?;
+    // The outcomes a power cut is checked under: the store engine's rule.
+    let (limit, samples, crash_seed) = (
+        options.exhaustive_limit,
+        options.samples_per_point,
+        probe.machine.crash_seed(),
+    );
     let picks = |snapshot: &tearline_sim_fs::SimSnapshot, model| -> Vec<CrashPick> {
-        match snapshot.distinct_crashes(model, options.exhaustive_limit) {
-            Some(outcomes) => (0..outcomes.len()).map(CrashPick::Distinct).collect(),
-            None => (0..options.samples_per_point).map(CrashPick::Sample).collect(),
-        }
+        let picked = crate::case::crash_picks(snapshot, model, limit, samples, crash_seed);
+        picked.into_iter().map(|(pick, _)| pick).collect()
     };
     let mut all = Vec::new();
     let mut host = HostFailures {
         options,
-        crash_seed: probe.machine.crash_seed(),
+        crash_seed,
         pages: tearline_sim_fs::PageHashes::default(),
         waits: &probe.waits,
         ops: probe
